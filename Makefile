@@ -1,0 +1,46 @@
+# Kanal: `make demo` runs the vehicle-telemetry pipeline, `make test` checks everything.
+VENV      ?= .venv
+PYTHON    := $(VENV)/bin/python
+KANAL_CACHE ?= $(HOME)/.cache/kanal
+export PIP_CACHE_DIR ?= $(KANAL_CACHE)/pip
+PYTEST_ARGS ?=
+
+.PHONY: help venv lint test test-unit test-integration test-e2e stack-up stack-down clean
+
+help:
+	@echo "make demo   - start the local real stack and run the telemetry pipeline"
+	@echo "make test   - lint, types, import contracts and every test (starts what they need)"
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check worker operator tests bench dev
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: lint
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests
+
+test-unit: venv
+	$(VENV)/bin/pytest -q tests/unit
+
+test-integration: venv
+	$(VENV)/bin/pytest -q tests/integration
+
+test-e2e: venv
+	$(VENV)/bin/pytest -q tests/e2e
+
+stack-up:
+	dev/stack up
+
+stack-down:
+	dev/stack down
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Kanal operator: reconciles ConnectCluster and Connector resources (kopf)."""

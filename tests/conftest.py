@@ -1,0 +1,78 @@
+"""Fixtures that reach the real services of ``dev/stack`` (started on demand)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK = ROOT / "dev" / "stack"
+
+
+def stack_env(*services: str) -> dict[str, str]:
+    """Start ``services`` (idempotent) and return the variables ``dev/stack env`` exports."""
+    subprocess.run([str(STACK), "up", *services], check=True, cwd=ROOT)
+    out = subprocess.run([str(STACK), "env"], check=True, cwd=ROOT, capture_output=True,
+                         text=True).stdout
+    env: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    return env
+
+
+@pytest.fixture(scope="session")
+def kafka() -> str:
+    """Bootstrap servers of the real broker."""
+    return stack_env("kafka")["KANAL_BOOTSTRAP_SERVERS"]
+
+
+@pytest.fixture(scope="session")
+def azurite() -> str:
+    """Connection string of the real Azurite blob service."""
+    return stack_env("azurite")["AZURITE_CONNECTION_STRING"]
+
+
+@pytest.fixture(scope="session")
+def connect_peer() -> str:
+    """URL of the Apache Kafka Connect reference worker."""
+    return stack_env("connect")["CONNECT_PEER_URL"]
+
+
+@pytest.fixture(scope="session")
+def kube() -> dict[str, str]:
+    """KUBECONFIG and KUBECTL of the real kube-apiserver."""
+    env = stack_env("k8s")
+    return {"KUBECONFIG": env["KUBECONFIG"], "KUBECTL": env["KUBECTL"]}
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for topics, containers and connector names."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def new_topic(kafka: str) -> Callable[..., str]:
+    """Create a topic with ``partitions`` partitions and return its name."""
+    admin = AdminClient({"bootstrap.servers": kafka})
+
+    def create(prefix: str = "t", partitions: int = 1) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+        return name
+    return create
+
+
+@pytest.fixture
+def kanal_env(kafka: str) -> Iterator[dict[str, str]]:
+    env = dict(os.environ, KANAL_BOOTSTRAP_SERVERS=kafka, PYTHONUNBUFFERED="1")
+    yield env

@@ -1,0 +1,71 @@
+"""Run ``kanal standalone`` as a user would: a subprocess with files on disk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kanal_worker.config.properties import format_properties
+
+KANAL = str(Path(sys.executable).parent / "kanal")
+
+
+def write_properties(path: Path, values: dict[str, str]) -> Path:
+    path.write_text(format_properties(values))
+    return path
+
+
+def worker_properties(tmp: Path, bootstrap: str, **extra: str) -> Path:
+    values = {
+        "bootstrap.servers": bootstrap,
+        "key.converter": "org.apache.kafka.connect.storage.StringConverter",
+        "value.converter": "org.apache.kafka.connect.storage.StringConverter",
+        "offset.storage.file.filename": str(tmp / "offsets.json"),
+        "offset.flush.interval.ms": "1000",
+        "listeners": "",
+        "kanal.progress.log.interval.ms": "2000",
+    }
+    values.update({k.replace("_", "."): v for k, v in extra.items()})
+    return write_properties(tmp / "worker.properties", values)
+
+
+class Standalone:
+    def __init__(self, worker: Path, *connectors: Path, log: Path) -> None:
+        self.log = log
+        self.args = [KANAL, "standalone", str(worker), *map(str, connectors)]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Standalone:
+        handle = open(self.log, "ab")  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen(self.args, stdout=handle, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return self
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def line_count(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with open(path, "rb") as handle:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))

@@ -1,0 +1,92 @@
+import base64
+import datetime as dt
+import decimal
+
+import orjson
+import pytest
+
+from kanal_worker.api import DataError
+from kanal_worker.api.schema import DECIMAL, INT32, STRING, TIMESTAMP, Schema, Type, struct
+from kanal_worker.converters.json import ENVELOPE_ERROR, JsonConverter, schema_from_json
+from kanal_worker.converters.simple import (
+    ByteArrayConverter,
+    SimpleHeaderConverter,
+    StringConverter,
+)
+
+
+def test_json_schemaless_reads_plain_json_and_marks_it_reusable() -> None:
+    converter = JsonConverter({"schemas.enable": "false"}, is_key=False)
+    result = converter.to_connect("t", b'{"a": 1, "b": [true, null]}')
+    assert result.schema is None
+    assert result.value == {"a": 1, "b": [True, None]}
+    assert result.plain_json
+
+
+def test_json_envelope_is_required_by_default_with_apaches_message() -> None:
+    converter = JsonConverter({}, is_key=False)
+    with pytest.raises(DataError) as info:
+        converter.to_connect("t", b'{"a": 1}')
+    assert str(info.value) == ENVELOPE_ERROR
+    assert "schemas.enable=false" in str(info.value)
+
+
+def test_json_envelope_round_trip_with_struct() -> None:
+    converter = JsonConverter({"schemas.enable": "true"}, is_key=False)
+    schema = struct([("id", INT32), ("name", STRING.with_(optional=True))], name="Thing")
+    data = converter.from_connect("t", schema, {"id": 7, "name": None})
+    assert data is not None
+    document = orjson.loads(data)
+    assert document == {
+        "schema": {"type": "struct", "fields": [
+            {"type": "int32", "optional": False, "field": "id"},
+            {"type": "string", "optional": True, "field": "name"}],
+            "optional": False, "name": "Thing"},
+        "payload": {"id": 7, "name": None}}
+    back = converter.to_connect("t", data)
+    assert back.value == {"id": 7, "name": None}
+    assert back.schema is not None and back.schema.name == "Thing"
+
+
+def test_json_logical_types_match_apache_encoding() -> None:
+    converter = JsonConverter({"schemas.enable": "false"}, is_key=False)
+    decimal_schema = Schema(Type.BYTES, name=DECIMAL, parameters={"scale": "2"})
+    encoded = converter.from_connect("t", decimal_schema, decimal.Decimal("12.34"))
+    assert encoded == orjson.dumps(base64.b64encode((1234).to_bytes(2, "big")).decode())
+    ts_schema = Schema(Type.INT64, name=TIMESTAMP)
+    moment = dt.datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=dt.UTC)
+    assert converter.from_connect("t", ts_schema, moment) == b"1704164645678"
+
+
+def test_json_malformed_bytes_raise_data_error() -> None:
+    with pytest.raises(DataError, match="serialization error"):
+        JsonConverter({"schemas.enable": "false"}, False).to_connect("t", b"{nope")
+
+
+def test_json_schema_document_types() -> None:
+    schema = schema_from_json({"type": "map", "keys": {"type": "string"},
+                               "values": {"type": "array", "items": {"type": "int64"}},
+                               "optional": True})
+    assert schema.type == Type.MAP and schema.optional
+    assert schema.value_schema is not None and schema.value_schema.type == Type.ARRAY
+    with pytest.raises(DataError, match="Unknown schema type"):
+        schema_from_json({"type": "decimal128"})
+
+
+def test_string_and_bytes_converters() -> None:
+    strings = StringConverter({}, False)
+    assert strings.to_connect("t", "héllo".encode()).value == "héllo"
+    assert strings.from_connect("t", None, "héllo") == "héllo".encode()
+    assert strings.to_connect("t", None).value is None
+    raw = ByteArrayConverter({}, False)
+    assert raw.to_connect("t", b"\x00\x01").value == b"\x00\x01"
+    with pytest.raises(DataError, match="not compatible"):
+        raw.from_connect("t", None, "text")
+
+
+def test_simple_header_converter_infers_types() -> None:
+    headers = SimpleHeaderConverter({})
+    assert headers.to_connect_header("t", "n", b"42").value == 42
+    assert headers.to_connect_header("t", "b", b"true").value is True
+    assert headers.to_connect_header("t", "s", b"plain text").value == "plain text"
+    assert headers.from_connect_header("t", "n", None, 42) == b"42"

@@ -1,0 +1,193 @@
+"""The plugin contract: connectors, tasks, converters, transforms and predicates.
+
+A plugin is a class registered under an entry point group (``kanal.connectors``,
+``kanal.converters``, ``kanal.transforms``, ``kanal.predicates``). It declares its
+configuration as a ``Settings`` model in ``settings`` and Kafka Connect class names it
+answers to in ``aliases``, so existing configurations move over unchanged.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+from kanal_worker.api.config import Settings
+from kanal_worker.api.records import ConnectRecord, SinkRecord, SourceRecord, TopicPartition
+from kanal_worker.api.schema import Schema
+
+S = TypeVar("S", bound=Settings)
+R = TypeVar("R", bound=ConnectRecord)
+
+
+class Plugin:
+    """What every registered component shares."""
+
+    settings: ClassVar[type[Settings]] = Settings
+    aliases: ClassVar[tuple[str, ...]] = ()
+    version: ClassVar[str] = "0.1.0"
+
+
+class SinkTaskContext(Protocol):
+    """What a sink task may ask of the runtime."""
+
+    @property
+    def task_id(self) -> str: ...
+
+    def assignment(self) -> set[TopicPartition]: ...
+
+    def request_commit(self) -> None:
+        """Ask for an offset commit soon (e.g. after a time-based file rotation)."""
+
+
+class SourceTaskContext(Protocol):
+    @property
+    def task_id(self) -> str: ...
+
+    def offset(self, source_partition: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The last committed offset for ``source_partition``, or None."""
+
+
+class SinkTask(ABC, Generic[S]):
+    """Writes batches of records to an external system.
+
+    The runtime consumes, converts and transforms records, calls ``write`` with a
+    batch per poll, retries it on ``RetriableError``, and commits to Kafka only the
+    offsets ``pre_commit`` returns. The default ``pre_commit`` says everything written
+    is durable; a task that buffers (files, blocks) overrides it to return only what
+    it has made durable.
+    """
+
+    def __init__(self, settings: S, context: SinkTaskContext) -> None:
+        self.settings = settings
+        self.context = context
+
+    def open(self, partitions: list[TopicPartition]) -> None:
+        """Partitions were assigned to this task."""
+
+    @abstractmethod
+    def write(self, batch: list[SinkRecord]) -> None: ...
+
+    def pre_commit(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """Given the next offset to consume per partition, return what is safe to commit."""
+        return offsets
+
+    def close(self, partitions: list[TopicPartition]) -> None:
+        """Partitions were taken away: drop their buffers (they will be replayed)."""
+
+    def stop(self) -> None:
+        """The task stops for good; release clients and files."""
+
+
+class SourceTask(ABC, Generic[S]):
+    """Reads records from an external system.
+
+    ``poll`` returns the records that are ready (an empty list when there are none;
+    it may block briefly). Each record carries a source partition and offset; the
+    runtime stores an offset only after Kafka acknowledged its record and everything
+    before it.
+    """
+
+    def __init__(self, settings: S, context: SourceTaskContext) -> None:
+        self.settings = settings
+        self.context = context
+
+    def start(self) -> None:
+        """Open resources; read ``context.offset`` to resume."""
+
+    @abstractmethod
+    def poll(self) -> list[SourceRecord]: ...
+
+    def commit(self) -> None:
+        """Offsets up to the last acknowledged record were stored."""
+
+    def stop(self) -> None:
+        """The task stops for good; release resources. Called from another thread."""
+
+
+class Connector(Plugin, Generic[S]):
+    """Plans tasks from a connector configuration."""
+
+    kind: ClassVar[str]
+    task_class: ClassVar[type[Any]]
+
+    def task_configs(self, config: Mapping[str, str], max_tasks: int) -> list[dict[str, str]]:
+        """One configuration per task; by default ``max_tasks`` copies of the connector's."""
+        return [dict(config) for _ in range(max_tasks)]
+
+    def validate(self, settings: S) -> dict[str, list[str]]:
+        """Errors that need more than one key to find, by key (e.g. a bad combination)."""
+        return {}
+
+
+class SinkConnector(Connector[S]):
+    kind = "sink"
+    task_class: ClassVar[type[SinkTask[Any]]]
+
+
+class SourceConnector(Connector[S]):
+    kind = "source"
+    task_class: ClassVar[type[SourceTask[Any]]]
+
+    def task_configs(self, config: Mapping[str, str], max_tasks: int) -> list[dict[str, str]]:
+        return [dict(config)]
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaAndValue:
+    schema: Schema | None
+    value: Any
+    plain_json: bool = False
+    """True when the bytes this came from are plain JSON of ``value`` (reusable)."""
+
+
+class Converter(Plugin):
+    """Turns Kafka bytes into Connect data and back (``key.converter`` etc.)."""
+
+    def __init__(self, config: Mapping[str, str], is_key: bool) -> None:
+        self.config = config
+        self.is_key = is_key
+
+    @abstractmethod
+    def to_connect(self, topic: str, data: bytes | None) -> SchemaAndValue: ...
+
+    @abstractmethod
+    def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None: ...
+
+
+class HeaderConverter(Plugin):
+    """Turns header bytes into Connect values and back (``header.converter``)."""
+
+    def __init__(self, config: Mapping[str, str]) -> None:
+        self.config = config
+
+    @abstractmethod
+    def to_connect_header(self, topic: str, key: str, data: bytes | None) -> SchemaAndValue: ...
+
+    @abstractmethod
+    def from_connect_header(self, topic: str, key: str, schema: Schema | None,
+                            value: Any) -> bytes | None: ...
+
+
+class Transformation(Plugin, Generic[R]):
+    """A single message transform: returns the new record, or None to drop it."""
+
+    def __init__(self, config: Mapping[str, str]) -> None:
+        self.config = config
+
+    @abstractmethod
+    def apply(self, record: R) -> R | None: ...
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+class Predicate(Plugin, Generic[R]):
+    """Decides whether a transform applies to a record (``predicates.*``)."""
+
+    def __init__(self, config: Mapping[str, str]) -> None:
+        self.config = config
+
+    @abstractmethod
+    def test(self, record: R) -> bool: ...

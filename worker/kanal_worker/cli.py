@@ -1,0 +1,173 @@
+"""The ``kanal`` command.
+
+Worker commands live here; other packages add theirs through the ``kanal.commands``
+entry point group (the operator adds ``kanal operator`` and ``kanal crds``), so the
+worker never imports them.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from confluent_kafka.admin import AdminClient
+
+from kanal_worker import __version__
+from kanal_worker.api.errors import ConfigError
+from kanal_worker.config.loader import load_connector
+from kanal_worker.config.properties import load_properties
+from kanal_worker.config.worker import WorkerSettings, client_config
+from kanal_worker.runtime.herder import InvalidConfigError, StandaloneHerder
+from kanal_worker.runtime.logs import JsonFormatter
+from kanal_worker.runtime.offsets import FileOffsetStore, MemoryOffsetStore, OffsetStore
+from kanal_worker.runtime.progress import ProgressReporter
+from kanal_worker.runtime.registry import plugins
+from kanal_worker.runtime.validation import errors_of, validate
+
+app = typer.Typer(help="Kanal: Kafka Connect, Kubernetes-native.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+log = logging.getLogger("kanal")
+
+
+def setup_logging(level: str = "INFO", json_logs: bool = False) -> None:
+    handler = logging.StreamHandler()
+    if json_logs:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)-7s %(message)s  [%(name)s]", "%H:%M:%S"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("azure").setLevel(logging.WARNING)
+
+
+def fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+def check_broker(worker: dict[str, str], timeout: float = 10) -> None:
+    """Fail fast with the address when the broker cannot be reached."""
+    servers = worker.get("bootstrap.servers", "localhost:9092")
+    admin = AdminClient({**client_config(worker, "admin"), "socket.timeout.ms": "5000"})
+    try:
+        admin.list_topics(timeout=timeout)
+    except Exception as exc:
+        raise ConfigError("bootstrap.servers",
+                          f"cannot reach Kafka at {servers} ({exc}); start the broker or fix "
+                          "bootstrap.servers in the worker configuration") from None
+
+
+def worker_id(settings: WorkerSettings) -> str:
+    listener = settings.listeners.split(",")[0].strip()
+    host_port = listener.split("://", 1)[-1] if listener else ""
+    host, _, port = host_port.rpartition(":")
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    return f"{host}:{port or 8083}"
+
+
+def serve_until_signalled(herder: StandaloneHerder, settings: WorkerSettings) -> None:
+    """Block until SIGINT or SIGTERM, then stop every task cleanly."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("Received %s; stopping tasks (flush and commit)", signal.Signals(signum).name)
+        stop.set()
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stop.wait()
+    herder.stop_all(settings.task_shutdown_timeout_ms / 1000 + 25)
+
+
+@app.command()
+def standalone(
+    worker_file: Annotated[Path, typer.Argument(help="Worker .properties file.")],
+    connector_files: Annotated[list[Path], typer.Argument(
+        help="Connectors: .properties, REST JSON or Connector manifest YAML.")],
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+    json_logs: Annotated[bool, typer.Option(help="One JSON object per log line.")] = False,
+) -> None:
+    """Run connectors in this process, like Kafka Connect's connect-standalone."""
+    setup_logging(log_level, json_logs)
+    try:
+        worker = load_properties(worker_file)
+        settings: WorkerSettings = WorkerSettings.parse(worker)
+        definitions = [load_connector(path) for path in connector_files]
+        check_broker(worker)
+        offsets: OffsetStore = (FileOffsetStore(Path(settings.offset_file))
+                                if settings.offset_file else MemoryOffsetStore())
+        herder = StandaloneHerder(worker, worker_id(settings), offsets)
+        for definition in definitions:
+            herder.put_connector(definition.name, definition.config, create_only=True,
+                                 initial_state=definition.initial_state)
+    except InvalidConfigError as exc:
+        raise fail(str(exc)) from None
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    reporter = ProgressReporter(herder, settings.progress_interval_ms / 1000)
+    reporter.start()
+    log.info("Kanal %s standalone worker %s running %d connector(s); Ctrl-C stops cleanly",
+             __version__, herder.worker_id, len(definitions))
+    serve_until_signalled(herder, settings)
+    reporter.stop()
+    log.info("Stopped; offsets flushed")
+
+
+@app.command("validate")
+def validate_command(
+    connector_file: Annotated[Path, typer.Argument(
+        help="Connector: .properties, REST JSON or Connector manifest YAML.")],
+) -> None:
+    """Check a connector configuration; print every error by key."""
+    try:
+        definition = load_connector(connector_file)
+        infos = validate(definition.config)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    errors = errors_of(infos)
+    if not errors:
+        typer.echo(f"{connector_file}: {definition.name} ({infos['name']}) is valid")
+        return
+    for key, messages in errors.items():
+        for message in messages:
+            typer.secho(f"{key}: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command("plugins")
+def plugins_command() -> None:
+    """List the connectors, converters, transforms and predicates this worker offers."""
+    for group in ("connector", "converter", "transform", "predicate"):
+        for name, info in sorted(plugins(group).items()):
+            aliases = ", ".join(info.cls.aliases)
+            typer.echo(f"{info.kind:<10} {name:<40} {aliases}")
+
+
+@app.command("version")
+def version_command() -> None:
+    """Print the Kanal version."""
+    typer.echo(__version__)
+
+
+def _install_extra_commands() -> None:
+    for ep in entry_points(group="kanal.commands"):
+        try:
+            command = ep.load()
+        except Exception as exc:  # a broken extension must not break the worker commands
+            log.warning("command %s cannot be loaded: %s", ep.name, exc)
+            continue
+        app.command(ep.name)(command)
+
+
+def main() -> None:
+    _install_extra_commands()
+    app()
+
+
+__all__ = ["app", "main"]

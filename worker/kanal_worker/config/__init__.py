@@ -1,0 +1,1 @@
+"""Reading configuration as Kafka Connect users write it: .properties, REST JSON, manifests."""

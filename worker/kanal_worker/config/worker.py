@@ -1,0 +1,67 @@
+"""Worker configuration (``worker.properties``), under Kafka Connect's keys."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from kanal_worker.api.config import Settings, setting
+
+JAVA_CLIENT_ONLY = {
+    "key.deserializer", "value.deserializer", "key.serializer", "value.serializer",
+    "interceptor.classes", "metric.reporters", "max.poll.records", "max.poll.interval.ms",
+    "auto.include.jmx.reporter",
+}
+"""Java client keys librdkafka has no use for; dropped (``max.poll.records`` is honoured
+as the consume batch size)."""
+
+
+class WorkerSettings(Settings):
+    bootstrap_servers: str = setting(
+        "localhost:9092", key="bootstrap.servers", importance="HIGH",
+        doc="Kafka brokers to connect to, host:port separated by commas.")
+    key_converter: str = setting(
+        "org.apache.kafka.connect.json.JsonConverter", key="key.converter", importance="HIGH",
+        doc="Converter class for record keys.")
+    value_converter: str = setting(
+        "org.apache.kafka.connect.json.JsonConverter", key="value.converter",
+        importance="HIGH", doc="Converter class for record values.")
+    header_converter: str = setting(
+        "org.apache.kafka.connect.storage.SimpleHeaderConverter", key="header.converter",
+        importance="LOW", doc="HeaderConverter class for record headers.")
+    offset_file: str = setting(
+        "", key="offset.storage.file.filename", importance="HIGH",
+        doc="Standalone mode: file that stores source connector offsets.")
+    offset_flush_interval_ms: int = setting(
+        60000, key="offset.flush.interval.ms", importance="LOW", ge=1,
+        doc="Interval at which to commit task offsets.")
+    listeners: str = setting(
+        "http://0.0.0.0:8083", key="listeners", importance="LOW",
+        doc="REST API listener, e.g. http://0.0.0.0:8083; empty disables the REST API.")
+    task_shutdown_timeout_ms: int = setting(
+        5000, key="task.shutdown.graceful.timeout.ms", importance="LOW",
+        doc="Time to wait for tasks to stop cleanly.")
+    client_id: str = setting("", key="client.id", importance="LOW",
+                             doc="Prefix of Kafka client ids.")
+    progress_interval_ms: int = setting(
+        10000, key="kanal.progress.log.interval.ms", importance="LOW",
+        doc="Kanal: interval of the log line with records moved and rate per task; 0 "
+            "disables it.")
+
+
+def client_config(worker: Mapping[str, str], role: str,
+                  overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Kafka client settings for ``role`` (consumer, producer, admin).
+
+    Like Kafka Connect: top-level security settings and ``<role>.*`` from the worker,
+    then the connector's ``<role>.override.*``.
+    """
+    shared = ("security.protocol", "ssl.", "sasl.", "client.dns.lookup")
+    out = {"bootstrap.servers": worker.get("bootstrap.servers", "localhost:9092")}
+    for key, value in worker.items():
+        if key.startswith(shared):
+            out[key] = value
+    prefix = f"{role}."
+    out.update({k[len(prefix):]: v for k, v in worker.items() if k.startswith(prefix)})
+    if overrides:
+        out.update(overrides)
+    return {k: v for k, v in out.items() if k not in JAVA_CLIENT_ONLY}

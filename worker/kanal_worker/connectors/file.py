@@ -1,0 +1,164 @@
+"""FileStreamSource and FileStreamSink, with Apache Kafka's keys and class names."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+from kanal_worker.api import (
+    ConfigError,
+    ConnectError,
+    Settings,
+    SinkConnector,
+    SinkRecord,
+    SinkTask,
+    SinkTaskContext,
+    SourceConnector,
+    SourceRecord,
+    SourceTask,
+    SourceTaskContext,
+    TopicPartition,
+    setting,
+)
+from kanal_worker.api.schema import STRING
+
+
+class FileSinkSettings(Settings):
+    file: str = setting("", key="file", importance="HIGH",
+                        doc="Destination filename; empty writes to standard output.")
+
+
+class FileStreamSinkTask(SinkTask[FileSinkSettings]):
+    """Appends one line per record: strings as they are, structures as JSON."""
+
+    def __init__(self, settings: FileSinkSettings, context: SinkTaskContext) -> None:
+        super().__init__(settings, context)
+        self.out: IO[bytes]
+        if settings.file:
+            try:
+                self.out = open(settings.file, "ab")  # noqa: SIM115 - held for the task's life
+            except OSError as exc:
+                raise ConfigError("file", f"cannot open {settings.file} for writing: "
+                                  f"{exc.strerror}; choose a writable path") from None
+        else:
+            self.out = sys.stdout.buffer
+
+    def write(self, batch: list[SinkRecord]) -> None:
+        self.out.write(b"".join([line(record) for record in batch]))
+
+    def pre_commit(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        self.out.flush()
+        if self.settings.file:
+            os.fsync(self.out.fileno())
+        return offsets
+
+    def stop(self) -> None:
+        self.out.flush()
+        if self.settings.file:
+            self.out.close()
+
+
+def line(record: SinkRecord) -> bytes:
+    value = record.value
+    if isinstance(value, str):
+        return value.encode() + b"\n"
+    encoded = record.encoded_value
+    if encoded is not None and b"\n" not in encoded:
+        return encoded + b"\n"
+    if isinstance(value, bytes):
+        return value + b"\n"
+    return orjson.dumps(value, default=str, option=orjson.OPT_APPEND_NEWLINE)
+
+
+class FileStreamSinkConnector(SinkConnector[FileSinkSettings]):
+    settings = FileSinkSettings
+    task_class = FileStreamSinkTask
+    aliases = ("org.apache.kafka.connect.file.FileStreamSinkConnector",)
+
+    def validate(self, settings: FileSinkSettings) -> dict[str, list[str]]:
+        if not settings.file:
+            return {}
+        path = Path(settings.file)
+        target = path if path.exists() else path.parent
+        if not target.is_dir() and not path.exists():
+            return {"file": [f"directory {path.parent} does not exist; create it or choose "
+                             "another file"]}
+        if not os.access(target, os.W_OK):
+            return {"file": [f"{path} is not writable by this worker; fix its permissions "
+                             "or choose another file"]}
+        return {}
+
+
+class FileSourceSettings(Settings):
+    file: str = setting("", key="file", importance="HIGH",
+                        doc="Source filename; empty reads standard input.")
+    topic: str = setting(key="topic", importance="HIGH",
+                         doc="The topic to publish data to.")
+    batch_size: int = setting(2000, key="batch.size", importance="LOW", ge=1,
+                              doc="The maximum number of records the task returns per poll.")
+
+
+class FileStreamSourceTask(SourceTask[FileSourceSettings]):
+    """Emits each line of a file as a string record; resumes at the stored byte position."""
+
+    def __init__(self, settings: FileSourceSettings, context: SourceTaskContext) -> None:
+        super().__init__(settings, context)
+        self.partition = {"filename": settings.file or "stdin"}
+        self.stream: IO[bytes] | None = None
+        self.position = 0
+        self.carry = b""
+
+    def start(self) -> None:
+        if not self.settings.file:
+            self.stream = sys.stdin.buffer
+            return
+        try:
+            self.stream = open(self.settings.file, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise ConnectError(f"cannot read file={self.settings.file}: {exc.strerror}; "
+                               "check the path and permissions") from None
+        offset = self.context.offset(self.partition)
+        if offset is not None:
+            self.position = int(offset.get("position", 0))
+            self.stream.seek(self.position)
+
+    def poll(self) -> list[SourceRecord]:
+        assert self.stream is not None
+        records: list[SourceRecord] = []
+        while len(records) < self.settings.batch_size:
+            raw = self.stream.readline()
+            if not raw:
+                break
+            if not raw.endswith(b"\n"):
+                # a line still being written: wait for its end before emitting it
+                self.stream.seek(self.position)
+                break
+            self.position += len(raw)
+            text = raw.rstrip(b"\n").rstrip(b"\r").decode("utf-8", errors="replace")
+            records.append(SourceRecord(
+                topic=self.settings.topic, value=text, value_schema=STRING,
+                source_partition=self.partition, source_offset={"position": self.position}))
+        if not records:
+            time.sleep(0.1)
+        return records
+
+    def stop(self) -> None:
+        if self.stream is not None and self.settings.file:
+            self.stream.close()
+
+
+class FileStreamSourceConnector(SourceConnector[FileSourceSettings]):
+    settings = FileSourceSettings
+    task_class = FileStreamSourceTask
+    aliases = ("org.apache.kafka.connect.file.FileStreamSourceConnector",)
+
+    def validate(self, settings: FileSourceSettings) -> dict[str, list[str]]:
+        if settings.file and not os.access(settings.file, os.R_OK):
+            return {"file": [f"{settings.file} cannot be read by this worker; check the path "
+                             "and its permissions"]}
+        return {}

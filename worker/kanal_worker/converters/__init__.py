@@ -1,0 +1,1 @@
+"""Converters compatible with Kafka Connect's JsonConverter, StringConverter and friends."""

@@ -1,0 +1,302 @@
+"""Kafka Connect's JsonConverter, wire compatible with Apache's.
+
+With ``schemas.enable=true`` (Apache's default) every message is an envelope
+``{"schema": ..., "payload": ...}``; without it values are plain JSON and the bytes
+can pass through to JSON sinks untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import orjson
+
+from kanal_worker.api import DataError, Schema, SchemaAndValue, Settings, Type, setting
+from kanal_worker.api.plugins import Converter
+from kanal_worker.api.schema import DATE, DECIMAL, DECIMAL_SCALE, TIME, TIMESTAMP, Field
+
+ENVELOPE_ERROR = (
+    'JsonConverter with schemas.enable requires "schema" and "payload" fields and may not '
+    "contain additional fields. If you are trying to deserialize plain JSON data, set "
+    "schemas.enable=false in your converter configuration."
+)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+EPOCH_DATE = dt.date(1970, 1, 1)
+
+
+class JsonConverterSettings(Settings):
+    schemas_enable: bool = setting(
+        True, key="schemas.enable", importance="HIGH",
+        doc="Include schemas within each of the serialized values and keys.")
+    decimal_format: Literal["BASE64", "NUMERIC"] = setting(
+        "BASE64", key="decimal.format",
+        doc="How Decimal values are written: BASE64 bytes or NUMERIC numbers.")
+    replace_null_with_default: bool = setting(
+        True, key="replace.null.with.default",
+        doc="Replace null fields that have a default with the default when serializing.")
+    schemas_cache_size: int = setting(
+        1000, key="schemas.cache.size", doc="Accepted for compatibility; schemas are cached.")
+
+
+class JsonConverter(Converter):
+    settings = JsonConverterSettings
+    aliases = ("org.apache.kafka.connect.json.JsonConverter",)
+
+    def __init__(self, config: Mapping[str, str], is_key: bool) -> None:
+        super().__init__(config, is_key)
+        parsed: JsonConverterSettings = JsonConverterSettings.parse(config)
+        self.schemas_enable = parsed.schemas_enable
+        self.numeric_decimals = parsed.decimal_format == "NUMERIC"
+        self.replace_null_with_default = parsed.replace_null_with_default
+        self._schema_cache: dict[bytes, Schema] = {}
+        self._plain_schemas: dict[int, tuple[Schema, bool]] = {}
+
+    def to_connect(self, topic: str, data: bytes | None) -> SchemaAndValue:
+        if data is None:
+            return SchemaAndValue(None, None)
+        try:
+            decoded = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise DataError(
+                "Converting byte[] to Kafka Connect data failed due to serialization error: "
+                f"{exc}") from exc
+        if not self.schemas_enable:
+            return SchemaAndValue(None, decoded, plain_json=True)
+        if not isinstance(decoded, dict) or decoded.keys() != {"schema", "payload"}:
+            raise DataError(ENVELOPE_ERROR)
+        if decoded["schema"] is None:
+            return SchemaAndValue(None, decoded["payload"])
+        schema = self._schema(decoded["schema"])
+        return SchemaAndValue(schema, to_connect_value(schema, decoded["payload"]))
+
+    def _schema(self, document: Any) -> Schema:
+        cache_key = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
+        schema = self._schema_cache.get(cache_key)
+        if schema is None:
+            schema = schema_from_json(document)
+            self._schema_cache[cache_key] = schema
+        return schema
+
+    def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
+        if value is None and schema is None:
+            return None
+        if schema is None:
+            payload = _schemaless_json(value)
+        elif not self.schemas_enable and self._is_plain(schema):
+            payload = value
+        else:
+            payload = self.to_json_value(schema, value)
+        if self.schemas_enable:
+            envelope = {"schema": schema_to_json(schema) if schema else None,
+                        "payload": payload}
+            return orjson.dumps(envelope)
+        return orjson.dumps(payload)
+
+    def _is_plain(self, schema: Schema) -> bool:
+        """Whether values of ``schema`` are already their own JSON (the fast path)."""
+        cached = self._plain_schemas.get(id(schema))
+        if cached is None or cached[0] is not schema:
+            cached = (schema, _plain(schema))
+            self._plain_schemas[id(schema)] = cached
+        return cached[1]
+
+    def to_json_value(self, schema: Schema, value: Any) -> Any:
+        """Connect data → the JSON-able value JsonConverter writes for it."""
+        if value is None:
+            if self.replace_null_with_default and schema.default is not None:
+                value = schema.default
+            elif schema.optional:
+                return None
+            else:
+                raise DataError(f"Conversion error: null value for field that is required "
+                                f"and has no default value (schema {schema.type})")
+            if value is None:
+                return None
+        if schema.name == DECIMAL:
+            scale = int((schema.parameters or {}).get(DECIMAL_SCALE, "0"))
+            unscaled = int(decimal.Decimal(value).scaleb(scale))
+            if self.numeric_decimals:
+                return decimal.Decimal(unscaled).scaleb(-scale)
+            size = max(1, (unscaled.bit_length() + 8) // 8)
+            return base64.b64encode(unscaled.to_bytes(size, "big", signed=True)).decode()
+        if schema.name == TIMESTAMP and isinstance(value, dt.datetime):
+            return _millis(value)
+        if schema.name == DATE and isinstance(value, dt.date):
+            return (value - EPOCH_DATE).days
+        if schema.name == TIME and isinstance(value, dt.time):
+            return (value.hour * 3600 + value.minute * 60 + value.second) * 1000 + \
+                value.microsecond // 1000
+        match schema.type:
+            case Type.BYTES:
+                return base64.b64encode(bytes(value)).decode()
+            case Type.STRUCT:
+                return {f.name: self.to_json_value(f.schema, value.get(f.name))
+                        for f in schema.fields}
+            case Type.ARRAY:
+                assert schema.value_schema is not None
+                return [self.to_json_value(schema.value_schema, v) for v in value]
+            case Type.MAP:
+                assert schema.key_schema is not None and schema.value_schema is not None
+                if schema.key_schema.type == Type.STRING:
+                    return {k: self.to_json_value(schema.value_schema, v)
+                            for k, v in value.items()}
+                return [[self.to_json_value(schema.key_schema, k),
+                         self.to_json_value(schema.value_schema, v)] for k, v in value.items()]
+            case _:
+                return value
+
+
+def _plain(schema: Schema) -> bool:
+    if schema.name in (DECIMAL, DATE, TIME, TIMESTAMP) or schema.type == Type.BYTES:
+        return False
+    if schema.default is not None or (schema.optional and schema.type == Type.STRUCT):
+        return False
+    if schema.type == Type.STRUCT:
+        return all(_plain(f.schema) and f.schema.default is None for f in schema.fields)
+    if schema.type == Type.MAP:
+        assert schema.key_schema is not None and schema.value_schema is not None
+        return schema.key_schema.type == Type.STRING and _plain(schema.value_schema)
+    if schema.type == Type.ARRAY:
+        assert schema.value_schema is not None
+        return _plain(schema.value_schema)
+    return True
+
+
+def _millis(value: dt.datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def _schemaless_json(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {str(k): _schemaless_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_schemaless_json(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return _millis(value)
+    return value
+
+
+def to_connect_value(schema: Schema, value: Any) -> Any:
+    """JSON payload → Connect data for ``schema`` (as Apache's JsonConverter reads it)."""
+    if value is None:
+        if schema.default is not None:
+            return schema.default
+        if schema.optional:
+            return None
+        raise DataError(f"Invalid null value for required {schema.type} field")
+    if schema.name == DECIMAL:
+        scale = int((schema.parameters or {}).get(DECIMAL_SCALE, "0"))
+        if isinstance(value, str):
+            unscaled = int.from_bytes(base64.b64decode(value), "big", signed=True)
+            return decimal.Decimal(unscaled).scaleb(-scale)
+        return decimal.Decimal(str(value))
+    if schema.name == TIMESTAMP:
+        return EPOCH + dt.timedelta(milliseconds=int(value))
+    if schema.name == DATE:
+        return EPOCH_DATE + dt.timedelta(days=int(value))
+    if schema.name == TIME:
+        ms = int(value)
+        return dt.time(ms // 3_600_000, ms // 60_000 % 60, ms // 1000 % 60, ms % 1000 * 1000)
+    match schema.type:
+        case Type.INT8 | Type.INT16 | Type.INT32 | Type.INT64:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise DataError(f"Expected {schema.type} but got {type(value).__name__}")
+            return value
+        case Type.FLOAT32 | Type.FLOAT64:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise DataError(f"Expected {schema.type} but got {type(value).__name__}")
+            return float(value)
+        case Type.BOOLEAN:
+            if not isinstance(value, bool):
+                raise DataError(f"Expected boolean but got {type(value).__name__}")
+            return value
+        case Type.STRING:
+            if not isinstance(value, str):
+                raise DataError(f"Expected string but got {type(value).__name__}")
+            return value
+        case Type.BYTES:
+            return base64.b64decode(value)
+        case Type.ARRAY:
+            assert schema.value_schema is not None
+            return [to_connect_value(schema.value_schema, v) for v in value]
+        case Type.MAP:
+            assert schema.key_schema is not None and schema.value_schema is not None
+            if isinstance(value, dict):
+                return {k: to_connect_value(schema.value_schema, v) for k, v in value.items()}
+            return {to_connect_value(schema.key_schema, k): to_connect_value(schema.value_schema, v)
+                    for k, v in value}
+        case Type.STRUCT:
+            if not isinstance(value, dict):
+                raise DataError("Structs should be encoded as JSON objects")
+            return {f.name: to_connect_value(f.schema, value.get(f.name)) for f in schema.fields}
+    raise DataError(f"Unknown schema type {schema.type}")
+
+
+def schema_from_json(document: Any) -> Schema:
+    """JsonConverter's schema JSON → Schema."""
+    if not isinstance(document, dict) or "type" not in document:
+        raise DataError('Schema must contain "type" field')
+    try:
+        kind = Type(document["type"])
+    except ValueError:
+        raise DataError(f"Unknown schema type: {document['type']}") from None
+    fields: tuple[Field, ...] = ()
+    key_schema = value_schema = None
+    if kind == Type.STRUCT:
+        fields = tuple(Field(f["field"], i, schema_from_json(f))
+                       for i, f in enumerate(document.get("fields", [])))
+    elif kind == Type.ARRAY:
+        value_schema = schema_from_json(document.get("items"))
+    elif kind == Type.MAP:
+        key_schema = schema_from_json(document.get("keys"))
+        value_schema = schema_from_json(document.get("values"))
+    schema = Schema(
+        kind,
+        optional=bool(document.get("optional", False)),
+        name=document.get("name"),
+        version=document.get("version"),
+        doc=document.get("doc"),
+        parameters=document.get("parameters"),
+        fields=fields,
+        key_schema=key_schema,
+        value_schema=value_schema,
+    )
+    if document.get("default") is not None:
+        schema = schema.with_(default=to_connect_value(schema, document["default"]))
+    return schema
+
+
+def schema_to_json(schema: Schema) -> dict[str, Any]:
+    """Schema → the JSON JsonConverter writes in envelopes (Apache's key order)."""
+    out: dict[str, Any] = {"type": schema.type.value}
+    if schema.type == Type.STRUCT:
+        out["fields"] = [{**schema_to_json(f.schema), "field": f.name} for f in schema.fields]
+    elif schema.type == Type.ARRAY:
+        assert schema.value_schema is not None
+        out["items"] = schema_to_json(schema.value_schema)
+    elif schema.type == Type.MAP:
+        assert schema.key_schema is not None and schema.value_schema is not None
+        out["keys"] = schema_to_json(schema.key_schema)
+        out["values"] = schema_to_json(schema.value_schema)
+    out["optional"] = schema.optional
+    if schema.name is not None:
+        out["name"] = schema.name
+    if schema.version is not None:
+        out["version"] = schema.version
+    if schema.doc is not None:
+        out["doc"] = schema.doc
+    if schema.parameters:
+        out["parameters"] = dict(schema.parameters)
+    if schema.default is not None:
+        out["default"] = JsonConverter({"schemas.enable": "false"}, False).to_json_value(
+            schema.with_(default=None), schema.default)
+    return out

@@ -1,0 +1,1 @@
+"""The engine: runs connectors' tasks, moves and commits records, tracks states."""

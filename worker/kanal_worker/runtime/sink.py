@@ -1,0 +1,299 @@
+"""Runs a sink task: consume, convert, transform, write, and commit what is durable."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+from kanal_worker.api.errors import DataError, RecordWriteError, RetriableError
+from kanal_worker.api.plugins import SinkConnector, SinkTask
+from kanal_worker.api.records import Header, SinkRecord, TopicPartition
+from kanal_worker.config.connector import SinkSettings
+from kanal_worker.config.worker import WorkerSettings, client_config
+from kanal_worker.runtime.codec import Codec, build_codec
+from kanal_worker.runtime.errors import DeadLetterQueue, ErrorHandler, Stage
+from kanal_worker.runtime.status import TargetState
+from kanal_worker.runtime.task import StatusListener, TaskId, TaskRunner
+from kanal_worker.runtime.transforms import build_chain, sub_config
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 2000
+TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
+
+
+def group_id(connector: str) -> str:
+    """Kafka Connect's consumer group for a sink connector."""
+    return f"connect-{connector}"
+
+
+class Context:
+    def __init__(self, runner: SinkTaskRunner) -> None:
+        self._runner = runner
+
+    @property
+    def task_id(self) -> str:
+        return str(self._runner.id)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._runner.assignment)
+
+    def request_commit(self) -> None:
+        self._runner.commit_requested = True
+
+
+class SinkTaskRunner(TaskRunner):
+    def __init__(self, task_id: TaskId, config: Mapping[str, str], worker: Mapping[str, str],
+                 worker_id: str, target: TargetState, on_status: StatusListener,
+                 connector: type[SinkConnector[Any]]) -> None:
+        super().__init__(task_id, config, worker, worker_id, target, on_status)
+        self.connector = connector
+        self.assignment: set[TopicPartition] = set()
+        self.consumed: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}
+        self.commit_requested = False
+        self.paused = False
+
+    def execute(self) -> None:
+        settings: SinkSettings = SinkSettings.parse(self.config)
+        worker: WorkerSettings = WorkerSettings.parse(self.worker)
+        overrides = sub_config(self.config, "consumer.override.")
+        self.batch_size = int(overrides.pop("max.poll.records", DEFAULT_BATCH))
+        self.codec = build_codec(self.config, self.worker)
+        self.chain = build_chain(self.config)
+        dlq = None
+        if settings.dlq_topic:
+            dlq = DeadLetterQueue(
+                settings.dlq_topic, settings.dlq_replication_factor,
+                client_config(self.worker, "producer",
+                              sub_config(self.config, "producer.override.")),
+                settings.dlq_context_headers, self.id.connector, self.id.task)
+        self.errors = ErrorHandler(
+            tolerance=settings.errors_tolerance, retry_timeout_ms=settings.errors_retry_timeout,
+            retry_delay_max_ms=settings.errors_retry_delay_max_ms,
+            log_enable=settings.errors_log_enable,
+            log_messages=settings.errors_log_include_messages, task=str(self.id), dlq=dlq)
+        self.errors.stopping = lambda: self.stopping
+        self.task: SinkTask[Any] = self.connector.task_class(
+            self.connector.settings.parse(self.config), Context(self))
+        self.consumer = Consumer({
+            **client_config(self.worker, "consumer"),
+            "group.id": group_id(self.id.connector),
+            "group.instance.id": f"{self.id.connector}-{self.id.task}",
+            "client.id": f"connector-consumer-{self.id}",
+            "enable.auto.commit": "false",
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": "10000",
+            "heartbeat.interval.ms": "2000",
+            **overrides,
+        })
+        topics = (["^" + settings.topics_regex.removeprefix("^")] if settings.topics_regex
+                  else settings.topics)
+        if settings.topics_regex:
+            re.compile(settings.topics_regex)
+        try:
+            self.consumer.subscribe(topics, on_assign=self._assigned, on_revoke=self._revoked,
+                                    on_lost=self._lost)
+            self._set(self.target.running_state)
+            self._loop(worker.offset_flush_interval_ms / 1000)
+            self._commit()
+        finally:
+            self._shutdown()
+
+    def _loop(self, commit_interval: float) -> None:
+        next_commit = time.monotonic() + commit_interval
+        while not self.stopping:
+            self._follow_target()
+            messages = self.consumer.consume(self.batch_size, 0.5)
+            if messages:
+                self._process(messages)
+            if self.commit_requested or time.monotonic() >= next_commit:
+                self.commit_requested = False
+                self._commit()
+                next_commit = time.monotonic() + commit_interval
+
+    def _follow_target(self) -> None:
+        want_paused = self.target != TargetState.STARTED
+        if want_paused != self.paused:
+            partitions = [KafkaTopicPartition(t, p) for t, p in self.assignment]
+            if want_paused:
+                self.consumer.pause(partitions)
+            else:
+                self.consumer.resume(partitions)
+            self.paused = want_paused
+        self._set(self.target.running_state, detail=self.status.detail)
+
+    def _process(self, messages: list[Message]) -> None:
+        started = time.perf_counter()
+        batch: list[SinkRecord] = []
+        origin: dict[int, Message] = {}
+        last: dict[TopicPartition, int] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._consumer_error(error)
+                continue
+            last[TopicPartition(message.topic(), message.partition())] = message.offset() + 1
+            record = self._to_record(message)
+            if record is not None:
+                batch.append(record)
+                origin[id(record)] = message
+        self.metrics.records_in += len(messages)
+        if batch and not self._write(batch, origin):
+            return
+        self.consumed.update(last)
+        self.metrics.records_out += len(batch)
+        self.metrics.batches += 1
+        self.metrics.batch_seconds += time.perf_counter() - started
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("Task %s: consumer error: %s", self.id, error)
+
+    def _to_record(self, message: Message) -> SinkRecord | None:
+        topic = message.topic()
+        codec: Codec = self.codec
+        try:
+            key = codec.key.to_connect(topic, message.key())
+        except Exception as exc:
+            self.errors.failure(Stage.KEY_CONVERTER, codec.key_class, exc, message=message)
+            return None
+        try:
+            value = codec.value.to_connect(topic, message.value())
+        except Exception as exc:
+            self.errors.failure(Stage.VALUE_CONVERTER, codec.value_class, exc, message=message)
+            return None
+        headers: list[Header] = []
+        raw_headers = message.headers()
+        if raw_headers:
+            try:
+                for name, data in raw_headers:
+                    converted = codec.header.to_connect_header(topic, name, data)
+                    headers.append(Header(name, converted.value, converted.schema))
+            except Exception as exc:
+                self.errors.failure(Stage.HEADER_CONVERTER, codec.header_class, exc,
+                                    message=message)
+                return None
+        ts_type, timestamp = message.timestamp()
+        record = SinkRecord(
+            topic=topic, kafka_partition=message.partition(), kafka_offset=message.offset(),
+            key=key.value, key_schema=key.schema, value=value.value,
+            value_schema=value.schema, timestamp=timestamp if ts_type else None,
+            timestamp_type=TIMESTAMP_TYPES.get(ts_type, "NoTimestampType"), headers=headers,
+            encoded_value=message.value() if value.plain_json else None)
+        if not self.chain:
+            return record
+        return self._transform(record, message)
+
+    def _transform(self, record: SinkRecord, message: Message) -> SinkRecord | None:
+        current: SinkRecord | None = record
+        for step in self.chain:
+            assert current is not None
+            try:
+                current = self.errors.retry(partial(step.apply, current))
+            except Exception as exc:
+                self.errors.failure(Stage.TRANSFORMATION, step.class_name, exc, message=message)
+                return None
+            if current is None:
+                return None
+        return current
+
+    def _write(self, batch: list[SinkRecord], origin: dict[int, Message]) -> bool:
+        """Write ``batch``; False when stopping before it was written."""
+        attempt = 0
+        while True:
+            try:
+                self.task.write(batch)
+                if attempt:
+                    self._set(self.status.state)
+                return True
+            except RetriableError as exc:
+                if self.stopping:
+                    return False
+                self.backoff(attempt, exc, "write")
+                attempt += 1
+            except RecordWriteError as exc:
+                for record, error in exc.failures:
+                    message = origin.get(id(record))
+                    self.errors.failure(Stage.TASK_PUT, type(self.task).__name__,
+                                        error if isinstance(error, Exception)
+                                        else DataError(str(error)), message=message)
+                return True
+
+    def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
+        """Commit what the task says is durable (and the DLQ holds)."""
+        offsets = {tp: o for tp, o in self.consumed.items()
+                   if partitions is None or tp in partitions}
+        if not offsets:
+            return
+        attempt = 0
+        while True:
+            try:
+                if self.errors.dlq is not None:
+                    self.errors.dlq.flush()
+                safe = self.task.pre_commit(dict(offsets))
+                break
+            except RetriableError as exc:
+                if self.stopping and attempt >= 3:
+                    log.warning("Task %s: stopping without committing (%s); the records "
+                                "will be delivered again", self.id, exc)
+                    return
+                self.backoff(attempt, exc, "commit")
+                attempt += 1
+        fresh = [KafkaTopicPartition(tp.topic, tp.partition, offset)
+                 for tp, offset in safe.items() if self.committed.get(tp) != offset]
+        if not fresh:
+            return
+        try:
+            self.consumer.commit(offsets=fresh, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("Task %s: offset commit failed (%s); will retry", self.id, exc)
+            return
+        for tp in fresh:
+            self.committed[TopicPartition(tp.topic, tp.partition)] = tp.offset
+        self._set(self.status.state)
+
+    def _assigned(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        added = [TopicPartition(p.topic, p.partition) for p in partitions]
+        self.assignment.update(added)
+        log.info("Task %s: assigned %s", self.id, ", ".join(map(str, added)) or "nothing")
+        self.task.open(added)
+        if self.paused:
+            consumer.pause(partitions)
+
+    def _revoked(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        removed = {TopicPartition(p.topic, p.partition) for p in partitions}
+        self._commit(removed)
+        self._forget(removed)
+
+    def _lost(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        self._forget({TopicPartition(p.topic, p.partition) for p in partitions})
+
+    def _forget(self, removed: set[TopicPartition]) -> None:
+        self.task.close(sorted(removed))
+        self.assignment -= removed
+        for tp in removed:
+            self.consumed.pop(tp, None)
+            self.committed.pop(tp, None)
+
+    def _shutdown(self) -> None:
+        task = getattr(self, "task", None)
+        try:
+            if task is not None:
+                task.close(sorted(self.assignment))
+                task.stop()
+        finally:
+            consumer = getattr(self, "consumer", None)
+            if consumer is not None:
+                consumer.close()

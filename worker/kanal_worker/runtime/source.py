@@ -1,0 +1,185 @@
+"""Runs a source task: poll, transform, convert, produce, and store acknowledged offsets."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from kanal_worker.api.errors import ConnectError, RetriableError
+from kanal_worker.api.plugins import SourceConnector, SourceTask
+from kanal_worker.api.records import SourceRecord
+from kanal_worker.config.connector import SourceSettings
+from kanal_worker.config.worker import WorkerSettings, client_config
+from kanal_worker.runtime.codec import build_codec
+from kanal_worker.runtime.errors import DeadLetterQueue, ErrorHandler, Stage
+from kanal_worker.runtime.offsets import OffsetStore, partition_key
+from kanal_worker.runtime.status import TargetState
+from kanal_worker.runtime.task import StatusListener, TaskId, TaskRunner
+from kanal_worker.runtime.transforms import build_chain, sub_config
+
+log = logging.getLogger(__name__)
+
+
+class Context:
+    def __init__(self, runner: SourceTaskRunner) -> None:
+        self._runner = runner
+
+    @property
+    def task_id(self) -> str:
+        return str(self._runner.id)
+
+    def offset(self, source_partition: Mapping[str, Any]) -> dict[str, Any] | None:
+        return self._runner.offsets.get(self._runner.id.connector, dict(source_partition))
+
+
+class SourceTaskRunner(TaskRunner):
+    def __init__(self, task_id: TaskId, config: Mapping[str, str], worker: Mapping[str, str],
+                 worker_id: str, target: TargetState, on_status: StatusListener,
+                 connector: type[SourceConnector[Any]], offsets: OffsetStore) -> None:
+        super().__init__(task_id, config, worker, worker_id, target, on_status)
+        self.connector = connector
+        self.offsets = offsets
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.delivery_error: KafkaError | None = None
+
+    def execute(self) -> None:
+        settings: SourceSettings = SourceSettings.parse(self.config)
+        worker: WorkerSettings = WorkerSettings.parse(self.worker)
+        overrides = sub_config(self.config, "producer.override.")
+        producer_config = client_config(self.worker, "producer", overrides)
+        self.codec = build_codec(self.config, self.worker)
+        self.chain = build_chain(self.config)
+        dlq = None
+        if settings.dlq_topic:
+            dlq = DeadLetterQueue(settings.dlq_topic, settings.dlq_replication_factor,
+                                  producer_config, settings.dlq_context_headers,
+                                  self.id.connector, self.id.task)
+        self.errors = ErrorHandler(
+            tolerance=settings.errors_tolerance, retry_timeout_ms=settings.errors_retry_timeout,
+            retry_delay_max_ms=settings.errors_retry_delay_max_ms,
+            log_enable=settings.errors_log_enable,
+            log_messages=settings.errors_log_include_messages, task=str(self.id), dlq=dlq)
+        self.errors.stopping = lambda: self.stopping
+        self.producer = Producer({
+            "client.id": f"connector-producer-{self.id}",
+            "enable.idempotence": "true",
+            "linger.ms": "5",
+            "compression.type": "lz4",
+            **producer_config,
+        })
+        self.task: SourceTask[Any] = self.connector.task_class(
+            self.connector.settings.parse(self.config), Context(self))
+        self.task.start()
+        try:
+            self._loop(worker.offset_flush_interval_ms / 1000)
+            self._commit()
+        finally:
+            self.task.stop()
+            self.producer.flush(10)
+
+    def _loop(self, commit_interval: float) -> None:
+        next_commit = time.monotonic() + commit_interval
+        attempt = 0
+        while not self.stopping:
+            self._set(self.target.running_state, detail=self.status.detail)
+            if self.target != TargetState.STARTED:
+                self.sleep(0.2)
+                continue
+            try:
+                records = self.task.poll()
+                attempt = 0
+            except RetriableError as exc:
+                self.backoff(attempt, exc, "poll")
+                attempt += 1
+                continue
+            if records:
+                self._send(records)
+            else:
+                self.producer.poll(0.05)
+            if time.monotonic() >= next_commit:
+                self._commit()
+                next_commit = time.monotonic() + commit_interval
+
+    def _send(self, records: list[SourceRecord]) -> None:
+        started = time.perf_counter()
+        produce = self.producer.produce
+        for original in records:
+            record = self._transform(original)
+            if record is not None:
+                payload = self._convert(record)
+                if payload is not None:
+                    key, value, headers = payload
+                    while True:
+                        try:
+                            produce(record.topic, value=value, key=key, headers=headers,
+                                    partition=record.kafka_partition
+                                    if record.kafka_partition is not None else -1,
+                                    timestamp=record.timestamp or 0,
+                                    on_delivery=self._delivered)
+                            break
+                        except BufferError:
+                            self.producer.poll(0.1)
+                    self.metrics.records_out += 1
+            self.pending[partition_key(original.source_partition)] = original.source_offset
+        self.producer.poll(0)
+        self.metrics.records_in += len(records)
+        self.metrics.batches += 1
+        self.metrics.batch_seconds += time.perf_counter() - started
+
+    def _transform(self, record: SourceRecord) -> SourceRecord | None:
+        current: SourceRecord | None = record
+        for step in self.chain:
+            assert current is not None
+            try:
+                current = self.errors.retry(partial(step.apply, current))
+            except Exception as exc:
+                self.errors.failure(Stage.TRANSFORMATION, step.class_name, exc, source=record)
+                return None
+            if current is None:
+                return None
+        return current
+
+    def _convert(self, record: SourceRecord
+                 ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]] | None:
+        codec = self.codec
+        stage, executing = Stage.KEY_CONVERTER, codec.key_class
+        try:
+            key = codec.key.from_connect(record.topic, record.key_schema, record.key)
+            stage, executing = Stage.VALUE_CONVERTER, codec.value_class
+            value = codec.value.from_connect(record.topic, record.value_schema, record.value)
+            stage, executing = Stage.HEADER_CONVERTER, codec.header_class
+            headers = [(h.key, codec.header.from_connect_header(record.topic, h.key, h.schema,
+                                                                h.value))
+                       for h in record.headers]
+        except Exception as exc:
+            self.errors.failure(stage, executing, exc, source=record)
+            return None
+        return key, value, headers
+
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None and self.delivery_error is None:
+            self.delivery_error = error
+
+    def _commit(self) -> None:
+        """Store offsets once every record produced so far is acknowledged."""
+        if not self.pending:
+            return
+        remaining = self.producer.flush(30)
+        if self.errors.dlq is not None:
+            self.errors.dlq.flush()
+        if self.delivery_error is not None:
+            raise ConnectError(f"Kafka did not accept records: {self.delivery_error}; offsets "
+                               "were not committed, so they will be produced again")
+        if remaining:
+            log.warning("Task %s: %d records not yet acknowledged; offsets wait", self.id,
+                        remaining)
+            return
+        offsets: dict[str, dict[str, Any] | None] = dict(self.pending)
+        self.offsets.put(self.id.connector, offsets)
+        self.pending.clear()
+        self.task.commit()

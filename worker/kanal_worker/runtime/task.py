@@ -1,0 +1,111 @@
+"""What sink and source task runners share: a thread, a status, a target state."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from kanal_worker.api.errors import ConnectError, RetriableError
+from kanal_worker.runtime.status import State, Status, TargetState, format_trace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TaskId:
+    connector: str
+    task: int
+
+    def __str__(self) -> str:
+        return f"{self.connector}-{self.task}"
+
+
+@dataclass
+class Throughput:
+    """Counters a person reads in the progress log and Prometheus scrapes."""
+
+    records_in: int = 0
+    records_out: int = 0
+    records_failed: int = 0
+    batches: int = 0
+    batch_seconds: float = 0.0
+    last_report: tuple[float, int] = field(default_factory=lambda: (time.monotonic(), 0))
+
+    def rate(self) -> tuple[int, float]:
+        """Records out since the last call and their rate per second."""
+        now = time.monotonic()
+        then, count = self.last_report
+        self.last_report = (now, self.records_out)
+        moved = self.records_out - count
+        return moved, moved / max(now - then, 1e-6)
+
+
+StatusListener = Callable[["TaskRunner"], None]
+
+
+class TaskRunner(ABC):
+    """Runs one task in its own thread and drives it towards its target state."""
+
+    def __init__(self, task_id: TaskId, config: Mapping[str, str], worker: Mapping[str, str],
+                 worker_id: str, target: TargetState, on_status: StatusListener) -> None:
+        self.id = task_id
+        self.config = dict(config)
+        self.worker = dict(worker)
+        self.status = Status(worker_id=worker_id)
+        self.target = target
+        self.on_status = on_status
+        self.metrics = Throughput()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=f"task-{task_id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the task to finish: flush, commit, release. Returns at once."""
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def set_target(self, target: TargetState) -> None:
+        self.target = target
+
+    def _set(self, state: State, trace: str | None = None, detail: str | None = None) -> None:
+        if (state, trace, detail) != (self.status.state, self.status.trace, self.status.detail):
+            self.status.set(state, trace, detail)
+            self.on_status(self)
+
+    def _main(self) -> None:
+        try:
+            self.execute()
+            if self.status.state != State.FAILED:
+                self._set(State.UNASSIGNED if self.target != TargetState.STOPPED
+                          else State.STOPPED)
+        except Exception as exc:
+            log.error("Task %s failed: %s", self.id, exc, exc_info=not isinstance(exc,
+                                                                                   ConnectError))
+            self._set(State.FAILED, format_trace(exc))
+
+    def backoff(self, attempt: int, error: RetriableError, what: str) -> None:
+        """Wait before retrying; the status says what is being retried."""
+        delay = min(0.25 * 2 ** attempt, 10.0)
+        log.warning("Task %s: %s failed (%s); retrying in %.1fs", self.id, what, error, delay)
+        self._set(self.status.state, detail=f"retrying {what}: {error}")
+        self._stop.wait(delay)
+
+    def sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    @abstractmethod
+    def execute(self) -> None:
+        """Run until ``stopping``; raise to fail the task."""
