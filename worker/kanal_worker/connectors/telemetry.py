@@ -70,10 +70,13 @@ class TelemetrySettings(Settings):
     vehicles: int = setting(100, key="vehicles", ge=1, doc="Number of distinct vehicles.")
     start_ms: int = setting(
         0, key="start.timestamp.ms", ge=0,
-        doc="Timestamp of reading 0; 0 takes the time the connector first starts (kept in "
-            "its offsets, so a restart continues the same timeline).")
-    step_ms: int = setting(1000, key="timestamp.step.ms", ge=0,
-                           doc="Milliseconds between consecutive readings' timestamps.")
+        doc="Timestamp of reading 0 when timestamp.step.ms is set; 0 chooses it so that the "
+            "last of `count` readings is stamped with the time the connector first starts "
+            "(kept in its offsets, so a restart continues the same timeline).")
+    step_ms: int = setting(
+        0, key="timestamp.step.ms", ge=0,
+        doc="Milliseconds between consecutive readings' timestamps; 0 stamps each reading "
+            "with the wall clock when it is produced.")
     batch_size: int = setting(1000, key="batch.size", ge=1,
                               doc="Readings returned per poll.")
     stride: int = setting(1, key="generator.stride", ge=1, importance="LOW",
@@ -91,7 +94,8 @@ class VehicleTelemetrySourceTask(SourceTask[TelemetrySettings]):
     def start(self) -> None:
         stored = self.context.offset(self.partition) or {}
         self.next_seq = int(stored.get("next", self.task))
-        self.start_ms = int(stored.get("start", self.settings.start_ms or time.time() * 1000))
+        default_start = int(time.time() * 1000) - self.settings.count * self.settings.step_ms
+        self.start_ms = int(stored.get("start", self.settings.start_ms or default_start))
         self.stride = self.settings.stride
         self.started = time.monotonic()
         self.emitted = 0
@@ -111,6 +115,8 @@ class VehicleTelemetrySourceTask(SourceTask[TelemetrySettings]):
             if s.count and seq >= s.count:
                 break
             value = reading(s.seed, seq, s.vehicles, self.start_ms, s.step_ms)
+            if not s.step_ms:
+                value["timestamp"] = int(time.time() * 1000)
             self.next_seq = seq + self.stride
             records.append(SourceRecord(
                 topic=s.topic, key=value["vehicle_id"], key_schema=STRING, value=value,

@@ -162,7 +162,9 @@ class SourceTaskRunner(TaskRunner):
         return key, value, headers
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None and self.delivery_error is None:
+        # a batch fails as a whole; keep the record's own error, not its neighbours'
+        if error is not None and (self.delivery_error is None or
+                                  self.delivery_error.code() == KafkaError._INVALID_DIFFERENT_RECORD):
             self.delivery_error = error
 
     def _commit(self) -> None:
