@@ -288,12 +288,13 @@ class SinkTaskRunner(TaskRunner):
             self.committed.pop(tp, None)
 
     def _shutdown(self) -> None:
-        task = getattr(self, "task", None)
+        """Leave the group first (its revoke callback commits), then release the task."""
+        consumer = getattr(self, "consumer", None)
         try:
+            if consumer is not None:
+                consumer.close()
+        finally:
+            task = getattr(self, "task", None)
             if task is not None:
                 task.close(sorted(self.assignment))
                 task.stop()
-        finally:
-            consumer = getattr(self, "consumer", None)
-            if consumer is not None:
-                consumer.close()
