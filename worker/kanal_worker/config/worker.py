@@ -42,6 +42,10 @@ class WorkerSettings(Settings):
         doc="Time to wait for tasks to stop cleanly.")
     client_id: str = setting("", key="client.id", importance="LOW",
                              doc="Prefix of Kafka client ids.")
+    static_membership: bool = setting(
+        False, key="kanal.consumer.static.membership", importance="LOW",
+        doc="Kanal: sink consumers join with group.instance.id=<connector>-<task>. Set by "
+            "cluster-mode workers, where the operator guarantees one owner per task.")
     progress_interval_ms: int = setting(
         10000, key="kanal.progress.log.interval.ms", importance="LOW",
         doc="Kanal: interval of the log line with records moved and rate per task; 0 "

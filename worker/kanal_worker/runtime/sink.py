@@ -86,13 +86,13 @@ class SinkTaskRunner(TaskRunner):
         self.consumer = Consumer({
             **client_config(self.worker, "consumer"),
             "group.id": group_id(self.id.connector),
-            "group.instance.id": f"{self.id.connector}-{self.id.task}",
             "client.id": f"connector-consumer-{self.id}",
             "enable.auto.commit": "false",
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": "10000",
             "heartbeat.interval.ms": "2000",
+            **self._membership(worker),
             **overrides,
         })
         topics = (["^" + settings.topics_regex.removeprefix("^")] if settings.topics_regex
@@ -107,6 +107,16 @@ class SinkTaskRunner(TaskRunner):
             self._commit()
         finally:
             self._shutdown()
+
+    def _membership(self, worker: WorkerSettings) -> dict[str, str]:
+        """Static membership when a scheduler guarantees one owner per task.
+
+        The replacement of a killed task then takes its partitions over at once and fences
+        the old consumer; standalone workers, which nothing coordinates, stay dynamic.
+        """
+        if not worker.static_membership:
+            return {}
+        return {"group.instance.id": f"{self.id.connector}-{self.id.task}"}
 
     def _loop(self, commit_interval: float) -> None:
         next_commit = time.monotonic() + commit_interval
