@@ -1,0 +1,12 @@
+//go:build tools
+
+// Package tools pins the Kubernetes commands dev/k8s/build.sh builds
+// (kube-apiserver, kube-controller-manager, kubectl) so `go mod tidy` keeps
+// their dependencies in go.sum.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
