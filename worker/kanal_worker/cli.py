@@ -25,7 +25,12 @@ from kanal_worker.config.properties import load_properties
 from kanal_worker.config.worker import WorkerSettings, client_config
 from kanal_worker.runtime.herder import InvalidConfigError, StandaloneHerder
 from kanal_worker.runtime.logs import JsonFormatter
-from kanal_worker.runtime.offsets import FileOffsetStore, MemoryOffsetStore, OffsetStore
+from kanal_worker.runtime.offsets import (
+    FileOffsetStore,
+    KafkaOffsetStore,
+    MemoryOffsetStore,
+    OffsetStore,
+)
 from kanal_worker.runtime.progress import ProgressReporter
 from kanal_worker.runtime.registry import plugins
 from kanal_worker.runtime.validation import errors_of, validate
@@ -72,6 +77,17 @@ def worker_id(settings: WorkerSettings) -> str:
     return f"{host}:{port or 8083}"
 
 
+def offset_store(worker: dict[str, str], settings: WorkerSettings) -> OffsetStore:
+    """A Kafka topic when ``offset.storage.topic`` is set (shared, transactional), else
+    the standalone file, else memory (offsets then last as long as the process)."""
+    if settings.offset_topic:
+        return KafkaOffsetStore(settings.offset_topic, client_config(worker, "admin"),
+                                settings.offset_partitions, settings.offset_replication_factor)
+    if settings.offset_file:
+        return FileOffsetStore(Path(settings.offset_file))
+    return MemoryOffsetStore()
+
+
 def serve_until_signalled(herder: StandaloneHerder, settings: WorkerSettings) -> None:
     """Block until SIGINT or SIGTERM, then stop every task cleanly."""
     stop = threading.Event()
@@ -100,8 +116,7 @@ def standalone(
         settings: WorkerSettings = WorkerSettings.parse(worker)
         definitions = [load_connector(path) for path in connector_files]
         check_broker(worker)
-        offsets: OffsetStore = (FileOffsetStore(Path(settings.offset_file))
-                                if settings.offset_file else MemoryOffsetStore())
+        offsets = offset_store(worker, settings)
         herder = StandaloneHerder(worker, worker_id(settings), offsets)
         for definition in definitions:
             herder.put_connector(definition.name, definition.config, create_only=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal
 
 from kanal_worker.api.config import Settings, setting
 
@@ -31,6 +32,23 @@ class WorkerSettings(Settings):
     offset_file: str = setting(
         "", key="offset.storage.file.filename", importance="HIGH",
         doc="Standalone mode: file that stores source connector offsets.")
+    offset_topic: str = setting(
+        "", key="offset.storage.topic", importance="HIGH",
+        doc="Compacted topic for source offsets (cluster mode, and standalone when set; "
+            "required for exactly-once sources).")
+    offset_partitions: int = setting(25, key="offset.storage.partitions", ge=1,
+                                     doc="Partitions of the offsets topic when Kanal creates it.")
+    offset_replication_factor: int = setting(
+        3, key="offset.storage.replication.factor", ge=1,
+        doc="Replication factor of the offsets topic when Kanal creates it (capped at the "
+            "number of brokers).")
+    group_id: str = setting(
+        "kanal", key="group.id", importance="HIGH",
+        doc="Name of the Connect cluster; prefixes transactional ids of exactly-once sources.")
+    exactly_once_source: Literal["disabled", "preparing", "enabled"] = setting(
+        "disabled", key="exactly.once.source.support", importance="HIGH",
+        doc="'enabled' gives source tasks transactional producers: records and their offsets "
+            "commit atomically, and a zombie task is fenced.")
     offset_flush_interval_ms: int = setting(
         60000, key="offset.flush.interval.ms", importance="LOW", ge=1,
         doc="Interval at which to commit task offsets.")

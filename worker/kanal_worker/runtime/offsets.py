@@ -1,14 +1,23 @@
-"""Where source offsets live: a local file in standalone mode (Kafka in cluster mode)."""
+"""Where source offsets live: a local file (standalone) or a compacted Kafka topic.
+
+The Kafka form uses Apache Kafka Connect's record format (key
+``["<connector>", {source partition}]``, value the offset as JSON), so offsets are
+readable by the same tools and can move between Kanal and Apache workers.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
+import time
+import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
 import orjson
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from kanal_worker.api.errors import ConfigError
 
@@ -30,6 +39,9 @@ class OffsetStore(ABC):
 
     @abstractmethod
     def all(self, connector: str) -> list[tuple[dict[str, Any], dict[str, Any]]]: ...
+
+    def refresh(self) -> None:  # noqa: B027 - only shared stores have anything to catch up
+        """Catch up with offsets other workers wrote (before a task starts)."""
 
 
 class FileOffsetStore(OffsetStore):
@@ -101,3 +113,119 @@ class MemoryOffsetStore(OffsetStore):
 
     def all(self, connector: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         return [(orjson.loads(k), v) for k, v in self._data.get(connector, {}).items()]
+
+
+class KafkaOffsetStore(OffsetStore):
+    """Offsets in a compacted topic, cached in memory and re-read on ``refresh``.
+
+    ``stage`` writes offsets through a caller's (transactional) producer, so an
+    exactly-once source commits its records and their offsets in one transaction.
+    """
+
+    def __init__(self, topic: str, client_config: dict[str, str], partitions: int = 25,
+                 replication_factor: int = 3) -> None:
+        self.topic = topic
+        self.client_config = client_config
+        self._lock = threading.Lock()
+        self._data: dict[str, dict[str, dict[str, Any]]] = {}
+        self._ensure_topic(partitions, replication_factor)
+        self._producer = Producer({**client_config, "enable.idempotence": "true",
+                                   "linger.ms": "0"})
+        self.refresh()
+
+    def _ensure_topic(self, partitions: int, replication_factor: int) -> None:
+        admin = AdminClient(self.client_config)
+        metadata = admin.list_topics(timeout=15)
+        if self.topic in metadata.topics:
+            return
+        topic = NewTopic(self.topic, partitions, min(replication_factor,
+                                                     max(1, len(metadata.brokers))),
+                         config={"cleanup.policy": "compact"})
+        for future in admin.create_topics([topic]).values():
+            try:
+                future.result(15)
+            except Exception as exc:  # another worker created it first
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+
+    @staticmethod
+    def record_key(connector: str, partition: dict[str, Any]) -> bytes:
+        return orjson.dumps([connector, partition])
+
+    def refresh(self) -> None:
+        consumer = Consumer({**self.client_config, "group.id": f"kanal-offsets-{uuid.uuid4()}",
+                             "enable.auto.commit": "false", "isolation.level": "read_committed",
+                             "auto.offset.reset": "earliest"})
+        try:
+            metadata = consumer.list_topics(self.topic, timeout=15)
+            ends: dict[int, int] = {}
+            starts = []
+            for partition in metadata.topics[self.topic].partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition),
+                                                           timeout=15)
+                if high > low:
+                    ends[partition] = high
+                    starts.append(TopicPartition(self.topic, partition, low))
+            data: dict[str, dict[str, dict[str, Any]]] = {}
+            if starts:
+                consumer.assign(starts)
+            deadline = time.monotonic() + 60
+            while ends and time.monotonic() < deadline:
+                for message in consumer.consume(1000, 0.5):
+                    if message.error() is not None:
+                        continue
+                    self._apply(data, message.key(), message.value())
+                for partition in list(ends):
+                    position = consumer.position([TopicPartition(self.topic, partition)])[0]
+                    if position.offset >= ends[partition]:
+                        del ends[partition]
+            if ends:
+                raise TimeoutError(f"could not read offsets topic {self.topic} to its end")
+        finally:
+            consumer.close()
+        with self._lock:
+            self._data = data
+
+    @staticmethod
+    def _apply(data: dict[str, dict[str, dict[str, Any]]], key: bytes | None,
+               value: bytes | None) -> None:
+        try:
+            connector, partition = orjson.loads(key or b"null")
+        except (TypeError, ValueError):
+            return  # not an offset record
+        stored = data.setdefault(connector, {})
+        if value is None:
+            stored.pop(partition_key(partition), None)
+        else:
+            stored[partition_key(partition)] = orjson.loads(value)
+
+    def get(self, connector: str, partition: dict[str, Any]) -> dict[str, Any] | None:
+        with self._lock:
+            return self._data.get(connector, {}).get(partition_key(partition))
+
+    def all(self, connector: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        with self._lock:
+            return [(orjson.loads(k), v) for k, v in self._data.get(connector, {}).items()]
+
+    def stage(self, producer: Producer, connector: str,
+              offsets: dict[str, dict[str, Any] | None]) -> None:
+        """Produce offset records with ``producer``; ``applied`` once they are committed."""
+        for key, offset in offsets.items():
+            producer.produce(self.topic, key=self.record_key(connector, orjson.loads(key)),
+                             value=None if offset is None else orjson.dumps(offset))
+
+    def applied(self, connector: str, offsets: dict[str, dict[str, Any] | None]) -> None:
+        with self._lock:
+            stored = self._data.setdefault(connector, {})
+            for key, offset in offsets.items():
+                if offset is None:
+                    stored.pop(key, None)
+                else:
+                    stored[key] = offset
+
+    def put(self, connector: str, offsets: dict[str, dict[str, Any] | None]) -> None:
+        self.stage(self._producer, connector, offsets)
+        if self._producer.flush(30):
+            raise TimeoutError(f"offsets not acknowledged by topic {self.topic}")
+        self.applied(connector, offsets)
+

@@ -8,16 +8,16 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from kanal_worker.api.errors import ConnectError, RetriableError
+from kanal_worker.api.errors import ConfigError, ConnectError, RetriableError
 from kanal_worker.api.plugins import SourceConnector, SourceTask
 from kanal_worker.api.records import SourceRecord
 from kanal_worker.config.connector import SourceSettings
 from kanal_worker.config.worker import WorkerSettings, client_config
 from kanal_worker.runtime.codec import build_codec
 from kanal_worker.runtime.errors import DeadLetterQueue, ErrorHandler, Stage
-from kanal_worker.runtime.offsets import OffsetStore, partition_key
+from kanal_worker.runtime.offsets import KafkaOffsetStore, OffsetStore, partition_key
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import StatusListener, TaskId, TaskRunner
 from kanal_worker.runtime.transforms import build_chain, sub_config
@@ -46,6 +46,8 @@ class SourceTaskRunner(TaskRunner):
         self.offsets = offsets
         self.pending: dict[str, dict[str, Any]] = {}
         self.delivery_error: KafkaError | None = None
+        self.active_topics: set[str] = set()
+        """Topics records were produced to (``GET /connectors/{name}/topics``)."""
 
     def execute(self) -> None:
         settings: SourceSettings = SourceSettings.parse(self.config)
@@ -65,6 +67,14 @@ class SourceTaskRunner(TaskRunner):
             log_enable=settings.errors_log_enable,
             log_messages=settings.errors_log_include_messages, task=str(self.id), dlq=dlq)
         self.errors.stopping = lambda: self.stopping
+        self.transactional = worker.exactly_once_source == "enabled"
+        if self.transactional:
+            if not isinstance(self.offsets, KafkaOffsetStore):
+                raise ConfigError("exactly.once.source.support",
+                                  "exactly-once sources keep offsets in Kafka; set "
+                                  "offset.storage.topic in the worker configuration")
+            producer_config["transactional.id"] = (
+                f"{worker.group_id}-{self.id.connector}-{self.id.task}")
         self.producer = Producer({
             "client.id": f"connector-producer-{self.id}",
             "enable.idempotence": "true",
@@ -72,18 +82,31 @@ class SourceTaskRunner(TaskRunner):
             "compression.type": "lz4",
             **producer_config,
         })
-        self.task: SourceTask[Any] = self.connector.task_class(
-            self.connector.settings.parse(self.config), Context(self))
-        self.task.start()
+        if self.transactional:
+            # fences any zombie instance of this task still producing somewhere
+            self.producer.init_transactions(60)
+        self.in_transaction = False
+        self.offsets.refresh()
+        self._start_task()
         try:
-            self._loop(worker.offset_flush_interval_ms / 1000)
+            self._loop(settings, worker)
             self._commit()
         finally:
             self.task.stop()
+            if self.in_transaction:
+                self.producer.abort_transaction(10)
             self.producer.flush(10)
 
-    def _loop(self, commit_interval: float) -> None:
-        next_commit = time.monotonic() + commit_interval
+    def _start_task(self) -> None:
+        self.task: SourceTask[Any] = self.connector.task_class(
+            self.connector.settings.parse(self.config), Context(self))
+        self.task.start()
+
+    def _loop(self, settings: SourceSettings, worker: WorkerSettings) -> None:
+        interval = (worker.offset_flush_interval_ms if not self.transactional
+                    or settings.transaction_boundary == "interval"
+                    else 0) / 1000
+        next_commit = time.monotonic() + interval
         attempt = 0
         while not self.stopping:
             self._set(self.target.running_state, detail=self.status.detail)
@@ -103,10 +126,13 @@ class SourceTaskRunner(TaskRunner):
                 self.producer.poll(0.05)
             if time.monotonic() >= next_commit:
                 self._commit()
-                next_commit = time.monotonic() + commit_interval
+                next_commit = time.monotonic() + interval
 
     def _send(self, records: list[SourceRecord]) -> None:
         started = time.perf_counter()
+        if self.transactional and not self.in_transaction:
+            self.producer.begin_transaction()
+            self.in_transaction = True
         produce = self.producer.produce
         for original in records:
             record = self._transform(original)
@@ -124,6 +150,7 @@ class SourceTaskRunner(TaskRunner):
                             break
                         except BufferError:
                             self.producer.poll(0.1)
+                    self.active_topics.add(record.topic)
                     self.metrics.records_out += 1
             self.pending[partition_key(original.source_partition)] = original.source_offset
         self.producer.poll(0)
@@ -163,11 +190,18 @@ class SourceTaskRunner(TaskRunner):
 
     def _delivered(self, error: KafkaError | None, message: Message) -> None:
         # a batch fails as a whole; keep the record's own error, not its neighbours'
-        if error is not None and (self.delivery_error is None or
-                                  self.delivery_error.code() == KafkaError._INVALID_DIFFERENT_RECORD):
+        replaceable = (self.delivery_error is None or
+                       self.delivery_error.code() == KafkaError._INVALID_DIFFERENT_RECORD)
+        if error is not None and replaceable:
             self.delivery_error = error
 
     def _commit(self) -> None:
+        if self.transactional:
+            self._commit_transaction()
+            return
+        self._commit_acknowledged()
+
+    def _commit_acknowledged(self) -> None:
         """Store offsets once every record produced so far is acknowledged."""
         if not self.pending:
             return
@@ -183,5 +217,35 @@ class SourceTaskRunner(TaskRunner):
             return
         offsets: dict[str, dict[str, Any] | None] = dict(self.pending)
         self.offsets.put(self.id.connector, offsets)
+        self.pending.clear()
+        self.task.commit()
+
+    def _commit_transaction(self) -> None:
+        """Commit the records and their offsets atomically; on an abortable failure,
+        abort and restart the task from the last committed offsets."""
+        if not self.in_transaction:
+            return
+        assert isinstance(self.offsets, KafkaOffsetStore)
+        offsets: dict[str, dict[str, Any] | None] = dict(self.pending)
+        if self.errors.dlq is not None:
+            self.errors.dlq.flush()
+        try:
+            self.offsets.stage(self.producer, self.id.connector, offsets)
+            self.producer.commit_transaction(60)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if not error.txn_requires_abort():
+                raise
+            log.warning("Task %s: transaction aborted (%s); replaying from the last "
+                        "committed offsets", self.id, error)
+            self.producer.abort_transaction(60)
+            self.in_transaction = False
+            self.pending.clear()
+            self.task.stop()
+            self.offsets.refresh()
+            self._start_task()
+            return
+        self.in_transaction = False
+        self.offsets.applied(self.id.connector, offsets)
         self.pending.clear()
         self.task.commit()
