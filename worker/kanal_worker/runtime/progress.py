@@ -25,9 +25,14 @@ class ProgressReporter:
         self._stop.set()
 
     def _run(self) -> None:
+        idle: set[str] = set()
         while not self._stop.wait(self.interval):
             for runner in self.herder.runners():
                 moved, rate = runner.metrics.rate()
+                # one line when a task goes idle, then silence until it moves again
+                if moved == 0 and str(runner.id) in idle:
+                    continue
+                (idle.add if moved == 0 else idle.discard)(str(runner.id))
                 m = runner.metrics
                 failed = f", {m.records_failed} failed" if m.records_failed else ""
                 log.info("%s %s: %s records (+%s, %.0f/s)%s", runner.id, runner.status.state,
