@@ -5,7 +5,7 @@ KANAL_CACHE ?= $(HOME)/.cache/kanal
 export PIP_CACHE_DIR ?= $(KANAL_CACHE)/pip
 PYTEST_ARGS ?=
 
-.PHONY: help venv lint test test-unit test-integration test-e2e stack-up stack-down clean
+.PHONY: help demo venv lint test test-unit test-integration test-e2e stack-up stack-down clean
 
 help:
 	@echo "make demo   - start the local real stack and run the telemetry pipeline"
@@ -18,6 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+demo: venv
+	$(PYTHON) dev/demo.py
 
 lint: venv
 	$(VENV)/bin/ruff check worker operator tests bench dev
