@@ -13,9 +13,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kanal_worker.api.errors import ConfigError
+from kanal_worker.config.kubernetes_secrets import secret_provider
 from kanal_worker.config.properties import load_properties
 
-PLACEHOLDER = re.compile(r"\$\{([^}:]+?):(?:([^}]*?):)?([^}:]*?)\}")
+# Kafka's ConfigTransformer pattern: ${provider:[path:]key}; the path ends at the first
+# colon after the provider, so a key may hold colons (${vault:secret/db:user:name})
+PLACEHOLDER = re.compile(r"\$\{([^}]*?):(?:([^}]*?):)?([^}]*?)\}")
 
 Lookup = Callable[[str | None, str], str]
 """(path, key) → value; raises ConfigError when it cannot answer."""
@@ -37,6 +40,9 @@ def env_provider(params: Mapping[str, str]) -> Lookup:
     pattern = re.compile(params.get("allowlist.pattern", ".*"))
 
     def lookup(path: str | None, key: str) -> str:
+        if path:
+            raise ConfigError(None, f"the env provider takes no path (got '{path}'); use "
+                              "${env:VARIABLE}")
         if not pattern.fullmatch(key):
             raise ConfigError(None, f"environment variable {key} is not allowed by "
                               "allowlist.pattern")
@@ -65,9 +71,13 @@ def dir_provider(params: Mapping[str, str]) -> Lookup:
     def lookup(path: str | None, key: str) -> str:
         if not path:
             raise ConfigError(None, "the dir provider needs ${dir:<directory>:<file>}")
+        if key in ("", ".", "..") or "/" in key or "\\" in key:
+            raise ConfigError(None, f"{key} must be the name of a file directly inside {path}")
+        # symlinks may lead elsewhere inside the allowed paths: Kubernetes mounts Secrets
+        # as <dir>/<key> -> ..data/<key>
         target = _check_allowed(Path(path) / key, allowed)
-        if target.parent != _check_allowed(Path(path), allowed):
-            raise ConfigError(None, f"{key} must be a file directly inside {path}")
+        if not target.is_file():
+            raise ConfigError(None, f"{Path(path) / key} is not a file")
         try:
             return target.read_text(encoding="utf-8")
         except OSError as exc:
@@ -82,6 +92,8 @@ PROVIDER_CLASSES: dict[str, Callable[[Mapping[str, str]], Lookup]] = {
     "EnvVarConfigProvider": env_provider,
     "FileConfigProvider": file_provider,
     "DirectoryConfigProvider": dir_provider,
+    "dev.kanal.config.SecretConfigProvider": secret_provider,
+    "SecretConfigProvider": secret_provider,
 }
 
 

@@ -11,7 +11,7 @@ import base64
 import datetime as dt
 import decimal
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 
@@ -24,6 +24,9 @@ ENVELOPE_ERROR = (
     "contain additional fields. If you are trying to deserialize plain JSON data, set "
     "schemas.enable=false in your converter configuration."
 )
+TYPE_JSON_NAMES = {Type.FLOAT32: "float", Type.FLOAT64: "double"}
+"""Apache's JSON schema spells the float types ``float`` and ``double``."""
+JSON_TYPE_NAMES = {name: kind.value for kind, name in TYPE_JSON_NAMES.items()}
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 EPOCH_DATE = dt.date(1970, 1, 1)
 
@@ -73,6 +76,23 @@ class JsonConverter(Converter):
         schema = self._schema(decoded["schema"])
         return SchemaAndValue(schema, to_connect_value(schema, decoded["payload"]))
 
+    def to_connect_many(self, data: list[bytes | None]
+                        ) -> tuple[Schema | None, list[Any], bool] | None:
+        """A batch at once when every item converts like ``to_connect`` with one schema:
+        ``(schema, values, plain_json)``, or None when some item needs ``to_connect``
+        (an envelope, or bytes that are not JSON, whose error ``to_connect`` reports)."""
+        if self.schemas_enable:
+            return None
+        loads = orjson.loads
+        try:
+            try:
+                values = list(map(loads, cast("list[bytes]", data)))
+            except TypeError:  # a tombstone among them
+                values = [None if item is None else loads(item) for item in data]
+        except Exception:
+            return None
+        return None, values, True
+
     def _schema(self, document: Any) -> Schema:
         cache_key = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
         schema = self._schema_cache.get(cache_key)
@@ -93,8 +113,8 @@ class JsonConverter(Converter):
         if self.schemas_enable:
             envelope = {"schema": schema_to_json(schema) if schema else None,
                         "payload": payload}
-            return orjson.dumps(envelope)
-        return orjson.dumps(payload)
+            return _dumps(envelope)
+        return _dumps(payload)
 
     def _is_plain(self, schema: Schema) -> bool:
         """Whether values of ``schema`` are already their own JSON (the fast path)."""
@@ -173,6 +193,18 @@ def _millis(value: dt.datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, default=_json_default)
+    except TypeError as exc:
+        raise DataError(f"Conversion error: {exc}") from exc
+
+
+def _json_default(value: Any) -> Any:
+    # like Apache: a value without a Connect type cannot be written schemaless
+    raise TypeError(f"{type(value).__name__} does not have a corresponding schema type")
+
+
 def _schemaless_json(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(bytes(value)).decode()
@@ -246,7 +278,7 @@ def schema_from_json(document: Any) -> Schema:
     if not isinstance(document, dict) or "type" not in document:
         raise DataError('Schema must contain "type" field')
     try:
-        kind = Type(document["type"])
+        kind = Type(JSON_TYPE_NAMES.get(document["type"], document["type"]))
     except ValueError:
         raise DataError(f"Unknown schema type: {document['type']}") from None
     fields: tuple[Field, ...] = ()
@@ -277,7 +309,7 @@ def schema_from_json(document: Any) -> Schema:
 
 def schema_to_json(schema: Schema) -> dict[str, Any]:
     """Schema → the JSON JsonConverter writes in envelopes (Apache's key order)."""
-    out: dict[str, Any] = {"type": schema.type.value}
+    out: dict[str, Any] = {"type": TYPE_JSON_NAMES.get(schema.type, schema.type.value)}
     if schema.type == Type.STRUCT:
         out["fields"] = [{**schema_to_json(f.schema), "field": f.name} for f in schema.fields]
     elif schema.type == Type.ARRAY:

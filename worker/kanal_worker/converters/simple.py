@@ -40,6 +40,17 @@ class StringConverter(Converter):
         except UnicodeDecodeError as exc:
             raise DataError(f"Failed to deserialize string: {exc}") from exc
 
+    def to_connect_many(self, data: list[bytes | None]
+                        ) -> tuple[Schema | None, list[Any], bool] | None:
+        """A batch at once, as ``to_connect`` converts each item; None when an item does
+        not decode (``to_connect`` reports it)."""
+        encoding = self.encoding
+        try:
+            return OPTIONAL_STRING, [None if item is None else item.decode(encoding)
+                                     for item in data], False
+        except Exception:
+            return None
+
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if value is None:
             return None
@@ -55,6 +66,11 @@ class ByteArrayConverter(Converter):
 
     def to_connect(self, topic: str, data: bytes | None) -> SchemaAndValue:
         return SchemaAndValue(BYTES.with_(optional=True), data)
+
+    def to_connect_many(self, data: list[bytes | None]
+                        ) -> tuple[Schema | None, list[Any], bool] | None:
+        """A batch at once, as ``to_connect`` converts each item."""
+        return BYTES.with_(optional=True), list(data), False
 
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if schema is not None and schema.type != Type.BYTES:

@@ -1,25 +1,41 @@
-"""Kafka Connect's error handling: retries, tolerance, error logs, dead-letter queues."""
+"""Kafka Connect's error handling: retries, tolerance, error logs, dead-letter queues.
+
+Apache's semantics (``RetryWithToleranceOperator``, ``LogReporter``,
+``DeadLetterQueueReporter``), with two deliberate differences so that a bad record never
+vanishes: a record whose retries ran out fails the task under ``errors.tolerance=none``
+(Apache skips it), and a record the DLQ could not take fails the task instead of being
+logged and dropped. Beyond Apache, source connectors get a DLQ too (conversion and
+transform failures), and sinks report per-record write failures (``RecordWriteError``).
+"""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import decimal
 import logging
+import random
 import time
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
-from confluent_kafka import Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from kanal_worker.api.errors import ConnectError, RetriableError
-from kanal_worker.api.records import SourceRecord
+from kanal_worker.api.records import ConnectRecord, SinkRecord, SourceRecord
 from kanal_worker.runtime.status import format_trace
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HEADER_PREFIX = "__connect.errors."
+RETRIES_DELAY_MIN_MS = 300
+"""Apache's first retry delay; each further retry doubles it up to errors.retry.delay.max.ms."""
+DLQ_PARTITIONS = 1
+TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
 
 
 class Stage(StrEnum):
@@ -36,15 +52,53 @@ class Stage(StrEnum):
 
 
 class ToleranceExceeded(ConnectError):
-    pass
+    """``errors.tolerance=none`` and a record failed: the task stops with this trace."""
+
+
+class Failed:
+    """The result of an operation whose failure was tolerated: skip the record."""
+
+    def __repr__(self) -> str:
+        return "FAILED"
+
+
+FAILED: Final = Failed()
+
+
+def _raw(value: Any) -> bytes | None:
+    """A source record's key, value or header as bytes for the DLQ: bytes and text as they
+    are, anything else as JSON (there are no original bytes for a record not yet written)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode()
+    return orjson.dumps(value, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    return str(value)
 
 
 class DeadLetterQueue:
-    """Produces failed records, unchanged, to the DLQ topic (created when missing)."""
+    """Produces failed records, unchanged, to the DLQ topic (created when missing).
+
+    Sink records go with their original key, value, headers and timestamp bytes; the
+    ``__connect.errors.*`` context headers are added when enabled. Delivery is checked at
+    ``flush`` (called before offsets are committed): a record the DLQ did not take fails the
+    task rather than being lost.
+    """
 
     def __init__(self, topic: str, replication_factor: int, client_config: dict[str, str],
                  context_headers: bool, connector: str, task_id: int) -> None:
-        self.topic = topic
+        self.topic = topic.strip()
         self.context_headers = context_headers
         self.connector = connector
         self.task_id = task_id
@@ -52,6 +106,7 @@ class DeadLetterQueue:
                                   "enable.idempotence": "true"})
         self._ensure_topic(client_config, replication_factor)
         self.count = 0
+        self.delivery_error: KafkaError | None = None
 
     def _ensure_topic(self, client_config: dict[str, str], replication_factor: int) -> None:
         admin = AdminClient({k: v for k, v in client_config.items()
@@ -60,73 +115,106 @@ class DeadLetterQueue:
         metadata = admin.list_topics(timeout=10)
         if self.topic in metadata.topics:
             return
+        log.error("Topic %s doesn't exist. Will attempt to create topic.", self.topic)
+        # capped at the broker count so a one-broker development cluster works with the
+        # default of 3; Apache would fail to create the topic there
         brokers = max(1, len(metadata.brokers))
-        futures = admin.create_topics([NewTopic(self.topic, 1, min(replication_factor, brokers))])
+        futures = admin.create_topics([NewTopic(self.topic, DLQ_PARTITIONS,
+                                                min(replication_factor, brokers))])
         for future in futures.values():
             try:
                 future.result(10)
             except Exception as exc:  # a concurrent task may have created it
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                    raise
+                    raise ConnectError("Could not initialize dead letter queue with "
+                                       f"topic={self.topic}: {exc}") from exc
 
     def send(self, stage: Stage, executing: str, error: BaseException,
-             message: Message | None = None, source: SourceRecord | None = None) -> None:
-        headers: list[tuple[str, bytes]] = []
+             message: Message | None = None, record: ConnectRecord | None = None) -> None:
+        headers: list[tuple[str, bytes | None]] = []
+        timestamp: int | None
         if message is not None:
-            key, value, timestamp = message.key(), message.value(), message.timestamp()[1]
+            key, value = message.key(), message.value()
+            ts_type, timestamp = message.timestamp()
+            if not ts_type:
+                timestamp = None
             headers.extend(message.headers() or [])
+        elif record is not None:
+            key, value, timestamp = _raw(record.key), _raw(record.value), record.timestamp
+            headers.extend((h.key, _raw(h.value)) for h in record.headers)
         else:
-            assert source is not None
-            key = _plain_json(source.key)
-            value = _plain_json(source.value)
-            timestamp = source.timestamp
+            raise ConnectError(f"no record to send to the dead letter queue for {error}")
         if self.context_headers:
-            headers.extend(self._context(stage, executing, error, message, source))
-        self.producer.produce(self.topic, value=value, key=key, headers=headers,
-                              timestamp=timestamp if timestamp and timestamp > 0 else 0)
+            headers.extend(self._context(stage, executing, error, message, record))
+        while True:
+            try:
+                self.producer.produce(self.topic, value=value, key=key, headers=headers,
+                                      timestamp=timestamp if timestamp and timestamp > 0 else 0,
+                                      on_delivery=self._delivered)
+                break
+            except BufferError:
+                self.producer.poll(0.1)
         self.producer.poll(0)
         self.count += 1
 
+    def _delivered(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None and self.delivery_error is None:
+            log.error("Could not produce message to dead letter queue. topic=%s: %s",
+                      self.topic, error)
+            self.delivery_error = error
+
     def _context(self, stage: Stage, executing: str, error: BaseException,
-                 message: Message | None, source: SourceRecord | None) -> list[tuple[str, bytes]]:
-        ctx: dict[str, str] = {}
+                 message: Message | None, record: ConnectRecord | None
+                 ) -> list[tuple[str, bytes | None]]:
+        ctx: dict[str, str | None] = {}
         if message is not None:
             ctx["topic"] = message.topic() or ""
             ctx["partition"] = str(message.partition())
             ctx["offset"] = str(message.offset())
-        elif source is not None:
-            ctx["topic"] = source.topic
-            ctx["source.partition"] = orjson.dumps(source.source_partition).decode()
-            ctx["source.offset"] = orjson.dumps(source.source_offset).decode()
+        elif isinstance(record, SinkRecord):
+            ctx["topic"] = record.topic
+            ctx["partition"] = str(record.kafka_partition)
+            ctx["offset"] = str(record.kafka_offset)
+        elif isinstance(record, SourceRecord):
+            ctx["topic"] = record.topic
+            ctx["source.partition"] = orjson.dumps(record.source_partition,
+                                                   default=_json_default).decode()
+            ctx["source.offset"] = orjson.dumps(record.source_offset,
+                                                default=_json_default).decode()
         ctx["connector.name"] = self.connector
         ctx["task.id"] = str(self.task_id)
         ctx["stage"] = stage.value
         ctx["class.name"] = executing
         ctx["exception.class.name"] = f"{type(error).__module__}.{type(error).__qualname__}"
-        ctx["exception.message"] = str(error)
+        ctx["exception.message"] = str(error) or None
         ctx["exception.stacktrace"] = format_trace(error)
-        return [(HEADER_PREFIX + k, v.encode()) for k, v in ctx.items()]
+        return [(HEADER_PREFIX + k, v.encode() if v is not None else None)
+                for k, v in ctx.items()]
 
     def flush(self, timeout: float = 30) -> None:
-        if self.producer.flush(timeout):
+        remaining = self.producer.flush(timeout)
+        if self.delivery_error is not None:
+            raise ConnectError(f"dead letter queue {self.topic} did not accept a failed record "
+                               f"({self.delivery_error}); stopping so that it is not lost")
+        if remaining:
             raise RetriableError(f"dead letter queue {self.topic}: records not yet acknowledged")
 
 
-def _plain_json(value: Any) -> bytes | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value
-    return orjson.dumps(value, default=str)
-
-
 class ErrorHandler:
-    """Applies ``errors.*``: retry retriable failures, then tolerate or fail."""
+    """Applies ``errors.*``: retry retriable failures, then tolerate or fail.
+
+    Converters and transforms run through ``execute``: a ``RetriableError`` is retried for
+    ``errors.retry.timeout`` ms (-1: forever) with Apache's backoff (300 ms doubling, then
+    a random delay below ``errors.retry.delay.max.ms``); any other failure, or running out
+    of retries, is a failed record: logged when ``errors.log.enable``, sent to the DLQ when
+    one is configured, then skipped with ``errors.tolerance=all`` or failing the task with
+    ``none``.
+    """
 
     def __init__(self, *, tolerance: str, retry_timeout_ms: int, retry_delay_max_ms: int,
                  log_enable: bool, log_messages: bool, task: str,
                  dlq: DeadLetterQueue | None) -> None:
-        self.tolerate_all = tolerance == "all"
+        self.tolerate_all = tolerance.lower() == "all"
         self.retry_timeout_ms = retry_timeout_ms
         self.retry_delay_max_ms = retry_delay_max_ms
         self.log_enable = log_enable
@@ -135,45 +223,96 @@ class ErrorHandler:
         self.dlq = dlq
         self.failed = 0
         self.stopping: Callable[[], bool] = lambda: False
+        self.sleep: Callable[[float], None] = self._sleep
 
     def retry(self, operation: Callable[[], T]) -> T:
-        """Run ``operation``; retry ``RetriableError`` with backoff for errors.retry.timeout."""
-        deadline = (time.monotonic() + self.retry_timeout_ms / 1000
-                    if self.retry_timeout_ms >= 0 else float("inf"))
-        delay = 0.3
+        """Run ``operation``, retrying ``RetriableError`` until errors.retry.timeout passes."""
+        attempt = 0
+        start = time.monotonic()
+        deadline = (start + self.retry_timeout_ms / 1000 if self.retry_timeout_ms >= 0
+                    else float("inf"))
         while True:
+            attempt += 1
             try:
                 return operation()
             except RetriableError:
-                if time.monotonic() + delay > deadline or self.stopping():
+                if time.monotonic() >= deadline or self.stopping():
                     raise
-                time.sleep(delay)
-                delay = min(delay * 2, self.retry_delay_max_ms / 1000)
+                self.sleep(self._backoff(attempt, deadline))
+                if self.stopping():
+                    raise
+
+    def _backoff(self, attempt: int, deadline: float) -> float:
+        delay_ms = RETRIES_DELAY_MIN_MS << min(attempt - 1, 40)
+        if delay_ms > self.retry_delay_max_ms:
+            # Apache's jitter once the maximum is reached, against thundering herds
+            delay_ms = random.randrange(max(1, self.retry_delay_max_ms))
+        return max(0.0, min(delay_ms / 1000, deadline - time.monotonic()))
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, waking early when the task stops (Apache's stop latch)."""
+        end = time.monotonic() + seconds
+        while not self.stopping() and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
+
+    def execute(self, operation: Callable[[], T], stage: Stage, executing: str, *,
+                message: Message | None = None,
+                record: ConnectRecord | None = None) -> T | Failed:
+        """``operation`` with retries; FAILED when it failed and the failure is tolerated."""
+        try:
+            return self.retry(operation)
+        except Exception as exc:
+            self.failure(stage, executing, exc, message=message, record=record)
+            return FAILED
 
     def failure(self, stage: Stage, executing: str, error: BaseException, *,
-                message: Message | None = None, source: SourceRecord | None = None) -> None:
-        """A record failed for good: log it, send it to the DLQ, or fail the task."""
+                message: Message | None = None, record: ConnectRecord | None = None) -> None:
+        """A record failed for good: log it, send it to the DLQ, then skip it or fail."""
         self.failed += 1
-        where = _where(message, source)
         if self.log_enable:
             detail = ""
-            if self.log_messages and message is not None:
-                detail = f" key={message.key()!r} value={message.value()!r}"
-            log.error("Error encountered in task %s. Executing stage '%s' with class '%s', "
-                      "where %s%s: %s", self.task, stage, executing, where, detail, error)
+            if self.log_messages:
+                detail = f", where {_where(message, record, with_data=True)}"
+            log.error("Error encountered in task %s. Executing stage '%s' with class '%s'%s.",
+                      self.task, stage, executing, detail, exc_info=error)
+        if self.dlq is not None:
+            self.dlq.send(stage, executing, error, message, record)
         if not self.tolerate_all:
+            if self.dlq is not None:
+                # the task stops now: make sure the record reached the DLQ first
+                try:
+                    self.dlq.flush(10)
+                except ConnectError as exc:
+                    log.error("Task %s: %s", self.task, exc)
             raise ToleranceExceeded(
                 f"Tolerance exceeded in error handler: stage {stage} ({executing}) failed for "
-                f"{where}: {error}") from error
-        if self.dlq is not None:
-            self.dlq.send(stage, executing, error, message, source)
+                f"{_where(message, record)}: {error}") from error
 
 
-def _where(message: Message | None, source: SourceRecord | None) -> str:
+def _where(message: Message | None, record: ConnectRecord | None,
+           with_data: bool = False) -> str:
+    """The failed record as Apache's LogReporter describes it; source records' keys, values
+    and headers only ``with_data`` (errors.log.include.messages), never in task traces."""
     if message is not None:
-        return (f"consumed record is {{topic='{message.topic()}', partition={message.partition()}"
-                f", offset={message.offset()}, timestamp={message.timestamp()[1]}}}")
-    if source is not None:
-        return (f"source record is {{topic='{source.topic}', partition={source.source_partition}"
-                f", offset={source.source_offset}}}")
+        ts_type, timestamp = message.timestamp()
+        stamp = (f", timestamp={timestamp}, timestampType={TIMESTAMP_TYPES[ts_type]}"
+                 if ts_type in TIMESTAMP_TYPES else "")
+        return (f"consumed record is {{topic='{message.topic()}', "
+                f"partition={message.partition()}, offset={message.offset()}{stamp}}}")
+    if isinstance(record, SinkRecord):
+        return (f"consumed record is {{topic='{record.topic}', "
+                f"partition={record.kafka_partition}, offset={record.kafka_offset}, "
+                f"timestamp={record.timestamp}, timestampType={record.timestamp_type}}}")
+    if isinstance(record, SourceRecord) and not with_data:
+        return (f"source record is {{topic='{record.topic}', "
+                f"sourcePartition={record.source_partition}, "
+                f"sourceOffset={record.source_offset}}}")
+    if isinstance(record, SourceRecord):
+        headers = ", ".join(f"{h.key}={h.value!r}" for h in record.headers)
+        return (f"source record is SourceRecord{{sourcePartition={record.source_partition}, "
+                f"sourceOffset={record.source_offset}}} ConnectRecord{{topic='{record.topic}', "
+                f"kafkaPartition={record.kafka_partition}, key={record.key!r}, "
+                f"keySchema={record.key_schema}, value={record.value!r}, "
+                f"valueSchema={record.value_schema}, timestamp={record.timestamp}, "
+                f"headers=[{headers}]}}")
     return "no record"

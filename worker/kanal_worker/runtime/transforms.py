@@ -37,6 +37,14 @@ def sub_config(config: Mapping[str, str], prefix: str) -> dict[str, str]:
     return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
 
 
+def _configure(cls: type[Any], config: dict[str, str], prefix: str) -> Any:
+    """Instantiate a transform or predicate; errors name the full connector key."""
+    try:
+        return cls(config)
+    except ConfigError as exc:
+        raise ConfigError(prefix + exc.key if exc.key else prefix + "type", exc.message) from None
+
+
 def build_predicates(config: Mapping[str, str]) -> dict[str, Predicate[Any]]:
     predicates: dict[str, Predicate[Any]] = {}
     for alias in comma_list(config.get("predicates")):
@@ -44,7 +52,8 @@ def build_predicates(config: Mapping[str, str]) -> dict[str, Predicate[Any]]:
         if not config.get(key):
             raise ConfigError(key, f"predicate {alias} needs a type; set {key}")
         info = find("predicate", config[key], key)
-        predicates[alias] = info.cls(sub_config(config, f"predicates.{alias}."))
+        predicates[alias] = _configure(info.cls, sub_config(config, f"predicates.{alias}."),
+                                       f"predicates.{alias}.")
     return predicates
 
 
@@ -69,7 +78,8 @@ def build_chain(config: Mapping[str, str]) -> list[Step]:
             raise ConfigError(f"transforms.{alias}.negate",
                               "negate is set but no predicate; set transforms."
                               f"{alias}.predicate")
-        chain.append(Step(alias, info.cls(sub), predicate, negate))
+        chain.append(Step(alias, _configure(info.cls, sub, f"transforms.{alias}."), predicate,
+                          negate))
     return chain
 
 

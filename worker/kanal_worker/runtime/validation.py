@@ -15,6 +15,7 @@ from kanal_worker.api.config import KeyInfo, Settings, describe, secret_keys
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.api.plugins import Connector
 from kanal_worker.config.connector import CommonSettings, SinkSettings, SourceSettings
+from kanal_worker.config.kafka_clients import client_secret_keys
 from kanal_worker.runtime.registry import PluginInfo, find
 from kanal_worker.runtime.transforms import sub_config
 
@@ -115,7 +116,12 @@ def _add_chain(entries: list[tuple[KeyInfo, list[str]]], config: Mapping[str, st
         except ConfigError as exc:
             entries.append((type_info, [exc.message]))
             continue
-        entries.append((type_info, []))
+        type_errors = []
+        if (list_key == "transforms" and config.get(prefix + "negate", "").strip()
+                and not config.get(prefix + "predicate", "").strip()):
+            type_errors.append(f"'negate' is set for '{alias}' but no 'predicate' is; set "
+                               f"{prefix}predicate or remove {prefix}negate")
+        entries.append((type_info, type_errors))
         if list_key == "transforms":
             predicate = config.get(prefix + "predicate", "").strip()
             errors = []
@@ -145,12 +151,14 @@ def _chain_secrets(config: Mapping[str, str]) -> set[str]:
 
 
 def hidden_keys(config: Mapping[str, str]) -> set[str]:
-    """Keys of ``config`` whose values are secrets (PASSWORD type) and must be masked."""
+    """Keys of ``config`` whose values are secrets (PASSWORD type, Kafka client secrets
+    such as ``consumer.override.sasl.jaas.config``) and must be masked."""
+    clients = client_secret_keys(config)
     try:
         plugin = connector_plugin(config)
     except ConfigError:
-        return set()
-    return secret_keys(plugin.cls.settings) | _chain_secrets(config)
+        return clients
+    return secret_keys(plugin.cls.settings) | _chain_secrets(config) | clients
 
 
 def mask(config: Mapping[str, str]) -> dict[str, str]:

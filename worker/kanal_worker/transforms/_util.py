@@ -1,0 +1,189 @@
+"""What the transforms share: Apache's requirement checks, schema copies, caches, and the
+key/value split (``$Key`` / ``$Value`` variants).
+
+Struct values are plain dicts in field order; a struct's schema says which fields exist.
+Error messages follow Apache's ``Requirements`` so people searching for them find answers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from abc import abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Generic, TypeVar
+
+from kanal_worker.api.errors import DataError
+from kanal_worker.api.plugins import Transformation
+from kanal_worker.api.records import ConnectRecord, SinkRecord
+from kanal_worker.api.schema import Field, Schema, Type
+
+R = TypeVar("R", bound=ConnectRecord)
+
+APACHE_PACKAGE = "org.apache.kafka.connect.transforms."
+
+_JAVA_CLASS_BY_TYPE = {
+    Type.INT8: "java.lang.Byte",
+    Type.INT16: "java.lang.Short",
+    Type.INT32: "java.lang.Integer",
+    Type.INT64: "java.lang.Long",
+    Type.FLOAT32: "java.lang.Float",
+    Type.FLOAT64: "java.lang.Double",
+    Type.BOOLEAN: "java.lang.Boolean",
+    Type.STRING: "java.lang.String",
+    Type.BYTES: "[B",
+    Type.ARRAY: "java.util.ArrayList",
+    Type.MAP: "java.util.HashMap",
+    Type.STRUCT: "org.apache.kafka.connect.data.Struct",
+}
+
+
+def java_class_name(value: Any, schema: Schema | None = None) -> str:
+    """The Java class Apache would hold ``value`` in, for error messages people can search."""
+    if value is None:
+        return "null"
+    if schema is not None:
+        if schema.type == Type.STRUCT and not isinstance(value, dict):
+            return java_class_name(value)
+        return _JAVA_CLASS_BY_TYPE[schema.type]
+    inferred = infer_type(value)
+    if inferred is not None:
+        return _JAVA_CLASS_BY_TYPE[inferred]
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return "java.util.Date"
+    if isinstance(value, decimal.Decimal):
+        return "java.math.BigDecimal"
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def infer_type(value: Any) -> Type | None:
+    """Apache's ``ConnectSchema.schemaType`` for schemaless values (JSON integers are longs)."""
+    if isinstance(value, bool):
+        return Type.BOOLEAN
+    if isinstance(value, int):
+        return Type.INT64
+    if isinstance(value, float):
+        return Type.FLOAT64
+    if isinstance(value, str):
+        return Type.STRING
+    if isinstance(value, bytes | bytearray | memoryview):
+        return Type.BYTES
+    if isinstance(value, list | tuple):
+        return Type.ARRAY
+    if isinstance(value, dict):
+        return Type.MAP
+    return None
+
+
+def require_map(value: Any, purpose: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise DataError("Only Map objects supported in absence of schema for "
+                        f"[{purpose}], found: {java_class_name(value)}")
+    return value
+
+
+def require_struct(value: Any, schema: Schema, purpose: str) -> dict[str, Any]:
+    if schema.type != Type.STRUCT or not isinstance(value, dict):
+        raise DataError(f"Only Struct objects supported for [{purpose}], found: "
+                        f"{java_class_name(value, schema)}")
+    return value
+
+
+def require_schema(schema: Schema | None, purpose: str) -> Schema:
+    if schema is None:
+        raise DataError(f"Schema required for [{purpose}]")
+    return schema
+
+
+def require_sink_record(record: ConnectRecord, purpose: str) -> SinkRecord:
+    if not isinstance(record, SinkRecord):
+        kind = ("org.apache.kafka.connect.source.SourceRecord"
+                if type(record).__name__ == "SourceRecord" else type(record).__name__)
+        raise DataError(f"Only SinkRecord supported for [{purpose}], found: {kind}")
+    return record
+
+
+def field_value(struct: Mapping[str, Any], field: Field, with_default: bool) -> Any:
+    """``Struct.get`` (a null falls back to the field's default) or ``getWithoutDefault``."""
+    value = struct.get(field.name)
+    if value is None and with_default:
+        return field.schema.default
+    return value
+
+
+def copy_basics(source: Schema, type_: Type | None = None) -> Schema:
+    """Apache's ``SchemaUtil.copySchemaBasics``: name, version, doc and parameters only.
+
+    Optionality and default are not copied (a new builder is required and has none);
+    callers add them where Apache does.
+    """
+    return Schema(type_ or source.type, name=source.name, version=source.version,
+                  doc=source.doc, parameters=source.parameters,
+                  value_schema=source.value_schema if source.type == Type.ARRAY else None)
+
+
+def struct_schema_like(source: Schema, fields: list[tuple[str, Schema]]) -> Schema:
+    """A struct schema with ``source``'s basics and ``fields`` (duplicates are an error)."""
+    seen: set[str] = set()
+    for name, _ in fields:
+        if name in seen:
+            raise DataError(f"Cannot create field because of field name duplication {name}")
+        seen.add(name)
+    return Schema(Type.STRUCT, name=source.name, version=source.version, doc=source.doc,
+                  parameters=source.parameters,
+                  fields=tuple(Field(n, i, s) for i, (n, s) in enumerate(fields)))
+
+
+class SchemaCache:
+    """Apache's per-transform ``LRUCache<Schema, Schema>`` of size 16.
+
+    Keyed by identity: converters hand out one Schema object per distinct schema, and
+    Schema objects holding dicts (parameters, struct defaults) are not hashable. The
+    cached source schema is kept alive so its id cannot be reused by another object.
+    """
+
+    def __init__(self, size: int = 16) -> None:
+        self.size = size
+        self._entries: OrderedDict[int, tuple[Schema, Schema]] = OrderedDict()
+
+    def get(self, source: Schema, build: Callable[[Schema], Schema]) -> Schema:
+        entry = self._entries.get(id(source))
+        if entry is not None and entry[0] is source:
+            self._entries.move_to_end(id(source))
+            return entry[1]
+        updated = build(source)
+        self._entries[id(source)] = (source, updated)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return updated
+
+
+class KeyOrValueTransform(Transformation[R], Generic[R]):
+    """A transform with ``$Key`` and ``$Value`` variants that share one implementation."""
+
+    operates_on: ClassVar[str]
+    """``key`` or ``value``: which part of the record the variant rewrites."""
+
+    def operating_schema(self, record: R) -> Schema | None:
+        return record.key_schema if self.operates_on == "key" else record.value_schema
+
+    def operating_value(self, record: R) -> Any:
+        return record.key if self.operates_on == "key" else record.value
+
+    def new_record(self, record: R, schema: Schema | None, value: Any) -> R:
+        if self.operates_on == "key":
+            return record.replace(key=value, key_schema=schema)
+        return record.replace(value=value, value_schema=schema)
+
+    @abstractmethod
+    def apply(self, record: R) -> R | None: ...
+
+
+
+def checked(name: str, schema: Schema, value: Any) -> Any:
+    """``Struct.put``'s check that a required field gets a value."""
+    if value is None and not schema.optional and schema.default is None:
+        raise DataError(f'Invalid value: null used for required field: "{name}", '
+                        f"schema type: {schema.type.name}")
+    return value

@@ -1,0 +1,168 @@
+"""InsertField: add the record's topic, partition, offset, timestamp or a static value."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import ValidationInfo, field_validator
+
+from kanal_worker.api.config import Settings, setting
+from kanal_worker.api.records import ConnectRecord
+from kanal_worker.api.schema import TIMESTAMP, Schema, Type
+from kanal_worker.transforms._util import (
+    APACHE_PACKAGE,
+    KeyOrValueTransform,
+    SchemaCache,
+    field_value,
+    require_map,
+    require_sink_record,
+    require_struct,
+    struct_schema_like,
+)
+
+R = TypeVar("R", bound=ConnectRecord)
+
+PURPOSE = "field insertion"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+OPTIONALITY_DOC = ("Suffix with ! to make this a required field, or ? to keep it optional "
+                   "(the default).")
+
+
+@dataclass(frozen=True)
+class InsertionSpec:
+    """A field name; ``!`` at its end makes the field required, ``?`` (the default) optional."""
+
+    name: str
+    optional: bool
+
+    @classmethod
+    def parse(cls, spec: str | None) -> InsertionSpec | None:
+        if spec is None:
+            return None
+        if spec.endswith("?"):
+            return cls(spec[:-1], True)
+        if spec.endswith("!"):
+            return cls(spec[:-1], False)
+        return cls(spec, True)
+
+    def schema(self, type_: Type, name: str | None = None) -> Schema:
+        return Schema(type_, optional=self.optional, name=name,
+                      version=1 if name is not None else None)
+
+
+class InsertFieldSettings(Settings):
+    topic_field: str | None = setting(None, key="topic.field",
+                                      doc=f"Field name for Kafka topic. {OPTIONALITY_DOC}")
+    partition_field: str | None = setting(
+        None, key="partition.field", doc=f"Field name for Kafka partition. {OPTIONALITY_DOC}")
+    offset_field: str | None = setting(
+        None, key="offset.field",
+        doc=f"Field name for Kafka offset - only applicable to sink connectors. "
+            f"{OPTIONALITY_DOC}")
+    timestamp_field: str | None = setting(
+        None, key="timestamp.field", doc=f"Field name for record timestamp. {OPTIONALITY_DOC}")
+    static_field: str | None = setting(
+        None, key="static.field", doc=f"Field name for static data field. {OPTIONALITY_DOC}",
+        validate_default=True)
+    static_value: str | None = setting(
+        None, key="static.value", doc="Static field value, if field name configured.",
+        validate_default=True)
+    replace_null_with_default: bool = setting(
+        True, key="replace.null.with.default",
+        doc="Whether to replace fields that have a default value and that are null to the "
+            "default value. When set to true, the default value is used, otherwise null is used.")
+
+    @field_validator("static_field")
+    @classmethod
+    def _something_to_insert(cls, static_field: str | None, info: ValidationInfo) -> str | None:
+        others = ("topic_field", "partition_field", "offset_field", "timestamp_field")
+        if static_field is None and all(info.data.get(k) is None for k in others):
+            raise ValueError("No field insertion configured")
+        return static_field
+
+    @field_validator("static_value")
+    @classmethod
+    def _static_needs_value(cls, static_value: str | None, info: ValidationInfo) -> str | None:
+        static_field = info.data.get("static_field")
+        if static_field is not None and static_value is None:
+            spec = InsertionSpec.parse(static_field)
+            assert spec is not None
+            raise ValueError(f"No value specified for static field: {spec.name}")
+        return static_value
+
+
+class InsertField(KeyOrValueTransform[R]):
+    """Insert field(s) using attributes from the record metadata or a configured static
+    value."""
+
+    settings = InsertFieldSettings
+
+    def __init__(self, config: Mapping[str, str]) -> None:
+        super().__init__(config)
+        parsed: InsertFieldSettings = InsertFieldSettings.parse(config)
+        self.topic = InsertionSpec.parse(parsed.topic_field)
+        self.partition = InsertionSpec.parse(parsed.partition_field)
+        self.offset = InsertionSpec.parse(parsed.offset_field)
+        self.timestamp = InsertionSpec.parse(parsed.timestamp_field)
+        self.static = InsertionSpec.parse(parsed.static_field)
+        self.static_value = parsed.static_value
+        self.replace_null_with_default = parsed.replace_null_with_default
+        self.cache = SchemaCache()
+
+    def apply(self, record: R) -> R:
+        value = self.operating_value(record)
+        if value is None:
+            return record
+        schema = self.operating_schema(record)
+        if schema is None:
+            updated = dict(require_map(value, PURPOSE))
+            self._insert(updated, record, as_datetime=False)
+            return self.new_record(record, None, updated)
+        struct = require_struct(value, schema, PURPOSE)
+        updated_schema = self.cache.get(schema, self._schema_with_insertions)
+        updated = {f.name: field_value(struct, f, self.replace_null_with_default)
+                   for f in schema.fields}
+        self._insert(updated, record, as_datetime=True)
+        return self.new_record(record, updated_schema,
+                               {f.name: updated.get(f.name) for f in updated_schema.fields})
+
+    def _insert(self, updated: dict[str, Any], record: R, as_datetime: bool) -> None:
+        if self.topic is not None:
+            updated[self.topic.name] = record.topic
+        if self.partition is not None and record.kafka_partition is not None:
+            updated[self.partition.name] = record.kafka_partition
+        if self.offset is not None:
+            updated[self.offset.name] = require_sink_record(record, PURPOSE).kafka_offset
+        if self.timestamp is not None and record.timestamp is not None:
+            updated[self.timestamp.name] = (
+                EPOCH + dt.timedelta(milliseconds=record.timestamp) if as_datetime
+                else record.timestamp)
+        if self.static is not None and self.static_value is not None:
+            updated[self.static.name] = self.static_value
+
+    def _schema_with_insertions(self, schema: Schema) -> Schema:
+        fields = [(f.name, f.schema) for f in schema.fields]
+        if self.topic is not None:
+            fields.append((self.topic.name, self.topic.schema(Type.STRING)))
+        if self.partition is not None:
+            fields.append((self.partition.name, self.partition.schema(Type.INT32)))
+        if self.offset is not None:
+            fields.append((self.offset.name, self.offset.schema(Type.INT64)))
+        if self.timestamp is not None:
+            fields.append((self.timestamp.name, self.timestamp.schema(Type.INT64, TIMESTAMP)))
+        if self.static is not None:
+            fields.append((self.static.name, self.static.schema(Type.STRING)))
+        return struct_schema_like(schema, fields)
+
+
+class InsertFieldKey(InsertField[R]):
+    operates_on = "key"
+    aliases = (f"{APACHE_PACKAGE}InsertField$Key",)
+
+
+class InsertFieldValue(InsertField[R]):
+    operates_on = "value"
+    aliases = (f"{APACHE_PACKAGE}InsertField$Value",)

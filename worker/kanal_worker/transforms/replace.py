@@ -1,0 +1,108 @@
+"""ReplaceField: keep, drop and rename fields."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import field_validator
+
+from kanal_worker.api.config import CommaList, Settings, setting
+from kanal_worker.api.records import ConnectRecord
+from kanal_worker.api.schema import Schema
+from kanal_worker.transforms._util import (
+    APACHE_PACKAGE,
+    KeyOrValueTransform,
+    SchemaCache,
+    field_value,
+    require_map,
+    require_struct,
+    struct_schema_like,
+)
+
+R = TypeVar("R", bound=ConnectRecord)
+
+PURPOSE = "field replacement"
+
+
+def parse_renames(mappings: list[str]) -> dict[str, str]:
+    """``old:new`` pairs; a later mapping of the same field wins, as in Apache's HashMap."""
+    renames: dict[str, str] = {}
+    for mapping in mappings:
+        parts = mapping.split(":")
+        if len(parts) != 2:
+            raise ValueError(f"Invalid rename mapping: {mapping}")
+        renames[parts[0]] = parts[1]
+    return renames
+
+
+class ReplaceFieldSettings(Settings):
+    exclude: CommaList = setting(
+        [], key="exclude",
+        doc="Fields to exclude. This takes precedence over the fields to include.")
+    include: CommaList = setting(
+        [], key="include", doc="Fields to include. If specified, only these fields will be used.")
+    renames: CommaList = setting([], key="renames", doc="Field rename mappings.")
+    replace_null_with_default: bool = setting(
+        True, key="replace.null.with.default",
+        doc="Whether to replace fields that have a default value and that are null to the "
+            "default value. When set to true, the default value is used, otherwise null is used.")
+
+    @field_validator("renames")
+    @classmethod
+    def _pairs(cls, renames: list[str]) -> list[str]:
+        parse_renames(renames)
+        return renames
+
+
+class ReplaceField(KeyOrValueTransform[R]):
+    """Filter or rename fields."""
+
+    settings = ReplaceFieldSettings
+
+    def __init__(self, config: Mapping[str, str]) -> None:
+        super().__init__(config)
+        parsed: ReplaceFieldSettings = ReplaceFieldSettings.parse(config)
+        self.exclude = frozenset(parsed.exclude)
+        self.include = frozenset(parsed.include)
+        self.renames = parse_renames(parsed.renames)
+        self.reverse_renames = {new: old for old, new in self.renames.items()}
+        self.replace_null_with_default = parsed.replace_null_with_default
+        self.cache = SchemaCache()
+
+    def _kept(self, name: str) -> bool:
+        return name not in self.exclude and (not self.include or name in self.include)
+
+    def apply(self, record: R) -> R:
+        value = self.operating_value(record)
+        if value is None:
+            return record
+        schema = self.operating_schema(record)
+        if schema is None:
+            original = require_map(value, PURPOSE)
+            return self.new_record(record, None, {
+                self.renames.get(name, name): item for name, item in original.items()
+                if self._kept(name)})
+        struct = require_struct(value, schema, PURPOSE)
+        updated_schema = self.cache.get(schema, self._replaced_schema)
+        updated: dict[str, Any] = {}
+        for field in updated_schema.fields:
+            original_field = schema.field(self.reverse_renames.get(field.name, field.name))
+            updated[field.name] = (None if original_field is None else
+                                   field_value(struct, original_field,
+                                               self.replace_null_with_default))
+        return self.new_record(record, updated_schema, updated)
+
+    def _replaced_schema(self, schema: Schema) -> Schema:
+        return struct_schema_like(schema, [(self.renames.get(f.name, f.name), f.schema)
+                                           for f in schema.fields if self._kept(f.name)])
+
+
+class ReplaceFieldKey(ReplaceField[R]):
+    operates_on = "key"
+    aliases = (f"{APACHE_PACKAGE}ReplaceField$Key",)
+
+
+class ReplaceFieldValue(ReplaceField[R]):
+    operates_on = "value"
+    aliases = (f"{APACHE_PACKAGE}ReplaceField$Value",)
