@@ -5,7 +5,7 @@ KANAL_CACHE ?= $(HOME)/.cache/kanal
 export PIP_CACHE_DIR ?= $(KANAL_CACHE)/pip
 PYTEST_ARGS ?=
 
-.PHONY: help demo venv lint test test-unit test-integration test-e2e stack-up stack-down clean
+.PHONY: help demo bench venv lint test test-unit test-integration test-e2e stack-up stack-down clean
 
 help:
 	@echo "make demo   - start the local real stack and run the telemetry pipeline"
@@ -22,12 +22,21 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PYTHON) dev/demo.py
 
+bench: venv  ## Kanal against Apache Connect and the raw limits (bench/README.md)
+	$(PYTHON) -m bench.run $(BENCH_ARGS)
+
 lint: venv
 	$(VENV)/bin/ruff check worker operator tests bench dev
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint
+tools:
+	dev/tools.sh
+
+sync-chart: venv
+	$(PYTHON) dev/sync_chart.py
+
+test: lint tools
 	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests
 
 test-unit: venv

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from kanal_worker.api.config import Settings, setting
+from kanal_worker.config.kafka_clients import translate
 
 JAVA_CLIENT_ONLY = {
     "key.deserializer", "value.deserializer", "key.serializer", "value.serializer",
@@ -64,6 +65,9 @@ class WorkerSettings(Settings):
         False, key="kanal.consumer.static.membership", importance="LOW",
         doc="Kanal: sink consumers join with group.instance.id=<connector>-<task>. Set by "
             "cluster-mode workers, where the operator guarantees one owner per task.")
+    metrics_port: int = setting(
+        9404, key="kanal.metrics.port", importance="LOW", ge=0, le=65535,
+        doc="Kanal: Prometheus metrics on http://0.0.0.0:<port>/metrics; 0 disables them.")
     progress_interval_ms: int = setting(
         10000, key="kanal.progress.log.interval.ms", importance="LOW",
         doc="Kanal: interval of the log line with records moved and rate per task; 0 "
@@ -75,7 +79,8 @@ def client_config(worker: Mapping[str, str], role: str,
     """Kafka client settings for ``role`` (consumer, producer, admin).
 
     Like Kafka Connect: top-level security settings and ``<role>.*`` from the worker,
-    then the connector's ``<role>.override.*``.
+    then the connector's ``<role>.override.*``; Java security settings are translated
+    for librdkafka (``kafka_clients``).
     """
     shared = ("security.protocol", "ssl.", "sasl.", "client.dns.lookup")
     out = {"bootstrap.servers": worker.get("bootstrap.servers", "localhost:9092")}
@@ -86,4 +91,4 @@ def client_config(worker: Mapping[str, str], role: str,
     out.update({k[len(prefix):]: v for k, v in worker.items() if k.startswith(prefix)})
     if overrides:
         out.update(overrides)
-    return {k: v for k, v in out.items() if k not in JAVA_CLIENT_ONLY}
+    return translate({k: v for k, v in out.items() if k not in JAVA_CLIENT_ONLY})

@@ -278,7 +278,8 @@ def schema_from_json(document: Any) -> Schema:
     if not isinstance(document, dict) or "type" not in document:
         raise DataError('Schema must contain "type" field')
     try:
-        kind = Type(JSON_TYPE_NAMES.get(document["type"], document["type"]))
+        name = str(document["type"])
+        kind = Type(JSON_TYPE_NAMES.get(name, name))
     except ValueError:
         raise DataError(f"Unknown schema type: {document['type']}") from None
     fields: tuple[Field, ...] = ()
