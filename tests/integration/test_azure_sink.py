@@ -1,0 +1,440 @@
+"""AzureBlobStorageSinkConnector against the real broker and the real Azurite.
+
+Connectors run through Kanal's runtime: an in-process ``StandaloneHerder`` or a
+``kanal standalone`` subprocess that the crash test kills with SIGKILL. Blobs are read
+back with the Azure SDK and each format's standard reader.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import random
+import re
+import selectors
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import fastavro
+import orjson
+import pyarrow.parquet as pq
+import pytest
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from kanal_worker.connectors.telemetry import reading
+from kanal_worker.runtime.herder import StandaloneHerder
+from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.status import State
+from kanal_worker.runtime.validation import errors_of, validate
+from tests.integration.standalone import (
+    Standalone,
+    wait_for,
+    worker_properties,
+    write_properties,
+)
+from tests.kafka_helpers import committed, produce
+
+pytestmark = pytest.mark.integration
+
+HOUR = 3_600_000
+START = int(dt.datetime(2024, 5, 1, 6, 0, tzinfo=dt.UTC).timestamp() * 1000)
+JSON_VALUES = {"value.converter": "org.apache.kafka.connect.json.JsonConverter",
+               "value.converter.schemas.enable": "false",
+               "key.converter": "org.apache.kafka.connect.storage.StringConverter"}
+HOURLY = {"partitioner.class": "io.confluent.connect.storage.partitioner.HourlyPartitioner",
+          "locale": "en-US", "timezone": "UTC", "timestamp.extractor": "RecordField",
+          "timestamp.field": "timestamp"}
+
+
+def connection_settings(connection_string: str, store_url: str | None = None) -> dict[str, str]:
+    """The Confluent keys for Azurite's account (what a user would write)."""
+    parts = dict(p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+    return {"azblob.account.name": parts["AccountName"],
+            "azblob.account.key": parts["AccountKey"],
+            "store.url": store_url or parts["BlobEndpoint"]}
+
+
+def container(azurite: str, name: str) -> ContainerClient:
+    return BlobServiceClient.from_connection_string(azurite).get_container_client(name)
+
+
+def blobs(client: ContainerClient) -> dict[str, bytes]:
+    if not client.exists():
+        return {}
+    return {b.name: client.download_blob(b.name).readall() for b in client.list_blobs()}
+
+
+def json_lines(files: dict[str, bytes]) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for data in files.values() for line in data.splitlines()]
+
+
+def blob_count(client: ContainerClient) -> int:
+    return len(list(client.list_blobs())) if client.exists() else 0
+
+
+def line_total(client: ContainerClient) -> int:
+    return sum(data.count(b"\n") for data in blobs(client).values())
+
+
+@contextmanager
+def herder_running(kafka: str, name: str, config: dict[str, str]) -> Iterator[StandaloneHerder]:
+    herder = StandaloneHerder({"bootstrap.servers": kafka, "offset.flush.interval.ms": "1000",
+                               "listeners": ""}, "test:8083", MemoryOffsetStore())
+    herder.put_connector(name, {"connector.class": "AzureBlobStorageSinkConnector",
+                                "tasks.max": "1", **config})
+    try:
+        yield herder
+    finally:
+        herder.stop_all()
+
+
+def task_state(herder: StandaloneHerder, name: str) -> dict[str, Any]:
+    task: dict[str, Any] = herder.connector_status(name)["tasks"][0]
+    return task
+
+
+def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
+                                                 new_topic: Callable[..., str],
+                                                 unique: str) -> None:
+    """The seed's pipeline: speeding events as JSON, one folder per hour, record by record."""
+    topic = new_topic("vehicle.speeding", 2)
+    produced: dict[int, list[bytes | None]] = {}
+    for partition in (0, 1):
+        values: list[bytes | None] = [orjson.dumps(reading(partition, seq, 50, START, 20_000))
+                                      for seq in range(600)]
+        produce(kafka, topic, values, partition=partition)
+        produced[partition] = values
+    name = f"azure-blob-sink-{unique}"
+    seed_json = {"connector.class": "AzureBlobStorageSinkConnector", "topics": topic,
+                 "format.class": "JsonFormat", **connection_settings(azurite)}
+    client = container(azurite, f"telemetry-{unique}")
+    with herder_running(kafka, name, {**seed_json, **JSON_VALUES, **HOURLY,
+                                      "azblob.container.name": client.container_name,
+                                      "flush.size": "100"}):
+        wait_for(lambda: line_total(client) >= 1200, 90, "1200 records in blobs")
+        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 2) == {0: 600, 1: 600}, 30,
+                 "offsets committed")
+    files = blobs(client)
+    pattern = re.compile(rf"topics/{re.escape(topic)}/year=(\d{{4}})/month=(\d\d)/day=(\d\d)/"
+                         rf"hour=(\d\d)/{re.escape(topic)}\+([01])\+(\d{{10}})\.json")
+    seen: dict[int, dict[int, bytes]] = {0: {}, 1: {}}
+    for blob_name, data in files.items():
+        match = pattern.fullmatch(blob_name)
+        assert match, blob_name
+        year, month, day, hour, partition, start = map(int, match.groups())
+        lines = data.splitlines()
+        assert produced[partition].index(lines[0]) == start  # named by its first offset
+        for line in lines:
+            offset = produced[partition].index(line)  # bytes kept exactly as produced
+            assert offset not in seen[partition]
+            seen[partition][offset] = line
+            at = dt.datetime.fromtimestamp(orjson.loads(line)["timestamp"] / 1000, dt.UTC)
+            assert (at.year, at.month, at.day, at.hour) == (year, month, day, hour)
+    assert {p: sorted(s) for p, s in seen.items()} == {0: list(range(600)),
+                                                       1: list(range(600))}
+
+
+ENVELOPE_SCHEMA = {"type": "struct", "name": "kanal.Speeding", "optional": False, "fields": [
+    {"field": "vehicle_id", "type": "string", "optional": False},
+    {"field": "speed_kmh", "type": "float64", "optional": False},
+    {"field": "lane", "type": "int32", "optional": False},
+    {"field": "flagged", "type": "boolean", "optional": False},
+    {"field": "note", "type": "string", "optional": True},
+    {"field": "tags", "type": "array", "items": {"type": "string"}, "optional": False}]}
+
+
+def speeding(i: int) -> dict[str, Any]:
+    return {"vehicle_id": f"VH-{i % 97:04d}", "speed_kmh": 90 + i % 70 + 0.25,
+            "lane": i % 4, "flagged": i % 5 == 0, "note": None if i % 3 else f"n{i}",
+            "tags": ["radar", f"zone-{i % 7}"]}
+
+
+def read_back(file_format: str, name: str, data: bytes) -> list[Any]:
+    if file_format == "AvroFormat":
+        return list(fastavro.reader(io.BytesIO(data)))
+    if file_format == "ParquetFormat":
+        rows: list[Any] = pq.read_table(io.BytesIO(data)).to_pylist()
+        return rows
+    if name.endswith(".gz"):
+        data = gzip.decompress(data)
+    if file_format == "ByteArrayFormat":
+        return data.splitlines()
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+@pytest.mark.parametrize(("config", "suffix"), [
+    ({"format.class": "io.confluent.connect.azure.blob.format.json.JsonFormat",
+      "az.compression.type": "gzip"}, ".json.gz"),
+    ({"format.class": "io.confluent.connect.azure.blob.format.avro.AvroFormat",
+      "avro.codec": "deflate"}, ".avro"),
+    ({"format.class": "io.confluent.connect.azure.blob.format.parquet.ParquetFormat",
+      "parquet.codec": "zstd"}, ".zstd.parquet"),
+    ({"format.class": "io.confluent.connect.azure.blob.format.parquet.ParquetFormat"},
+     ".snappy.parquet"),
+    ({"format.class": "io.confluent.connect.azure.blob.format.bytearray.ByteArrayFormat",
+      "value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter"}, ".bin"),
+], ids=["json-gzip", "avro-deflate", "parquet-zstd", "parquet-snappy", "bytes"])
+def test_each_format_reads_back_with_its_standard_reader(
+        kafka: str, azurite: str, new_topic: Callable[..., str], unique: str,
+        config: dict[str, str], suffix: str) -> None:
+    topic = new_topic("formats", 1)
+    expected: list[Any] = [speeding(i) for i in range(500)]
+    if "ByteArrayConverter" in config.get("value.converter", ""):
+        expected = [f"raw-{i}-\x01\x02".encode() for i in range(500)]
+        produce(kafka, topic, expected)
+    else:
+        produce(kafka, topic, [orjson.dumps({"schema": ENVELOPE_SCHEMA, "payload": v})
+                               for v in expected])
+    file_format = config["format.class"].rsplit(".", 1)[-1]
+    client = container(azurite, f"formats-{unique}")
+    with herder_running(kafka, f"formats-{unique}", {
+            "topics": topic, "flush.size": "100", "azblob.container.name": client.container_name,
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            **connection_settings(azurite), **config}):
+        wait_for(lambda: len(blobs(client)) >= 5, 60, "5 files")
+    files = blobs(client)
+    assert sorted(files) == [f"topics/{topic}/partition=0/{topic}+0+{start:010d}{suffix}"
+                             for start in range(0, 500, 100)]
+    assert [v for name in sorted(files) for v in read_back(file_format, name, files[name])] == \
+        expected
+
+
+def late_readings(partition: int, count: int, seed: int) -> list[bytes | None]:
+    """Readings 10 s apart, one in five up to two hours late (out of order)."""
+    rng = random.Random(seed * 7 + partition)
+    values: list[bytes | None] = []
+    for seq in range(count):
+        value = reading(seed, seq, 40, START, 10_000)
+        if rng.random() < 0.2:
+            value["timestamp"] -= rng.randrange(2 * HOUR)
+        value["partition"] = partition
+        values.append(orjson.dumps(value))
+    return values
+
+
+def test_sigkill_at_random_points_keeps_every_record_exactly_once(
+        tmp_path: Path, kafka: str, azurite: str, new_topic: Callable[..., str],
+        unique: str) -> None:
+    topic = new_topic("crash", 2)
+    per_partition = 25_000
+    for partition in (0, 1):
+        produce(kafka, topic, late_readings(partition, per_partition, 11), partition=partition)
+    client = container(azurite, f"crash-{unique}")
+    worker = worker_properties(tmp_path, kafka)
+    connector = write_properties(tmp_path / "azure.properties", {
+        "name": f"crash-{unique}", "connector.class":
+            "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
+        "topics": topic, "format.class": "JsonFormat", "flush.size": "1000",
+        "rotate.interval.ms": str(HOUR), "kanal.max.open.files.per.partition": "3",
+        "azblob.container.name": client.container_name, **connection_settings(azurite),
+        **HOURLY, **JSON_VALUES})
+    log = tmp_path / "kanal.log"
+    rng = random.Random(unique)
+    # 4 times: start, let it write a random number of new files, SIGKILL it mid-run
+    for _ in range(4):
+        target = blob_count(client) + rng.randint(2, 40)
+        run = Standalone(worker, connector, log=log).start()
+        wait_for(lambda: blob_count(client) >= target, 120,  # noqa: B023
+                 f"{target} files (log: {log})")
+        time.sleep(rng.uniform(0, 0.3))
+        run.stop(signal.SIGKILL)
+    # a record far in the future ends the last open sets, so every produced record is due
+    for partition in (0, 1):
+        tail = {**reading(99, 0, 1, START + 1000 * HOUR, 1), "partition": partition, "tail": 1}
+        produce(kafka, topic, [orjson.dumps(tail)], partition=partition)
+    run = Standalone(worker, connector, log=log).start()
+    try:
+        wait_for(lambda: line_total(client) >= 2 * per_partition, 240,
+                 f"all records in blobs (log: {log})")
+        time.sleep(3)  # a straggling duplicate would show up now
+    finally:
+        assert run.stop() == 0
+    keys = [(r["partition"], r["seq"]) for r in json_lines(blobs(client)) if "tail" not in r]
+    assert len(keys) == len(set(keys)), "duplicates"
+    assert set(keys) == {(p, s) for p in (0, 1) for s in range(per_partition)}, "losses"
+
+
+class BlackoutProxy:
+    """A TCP forwarder the test can switch off: while off, connections are refused and
+    open ones are cut, like a storage endpoint that went away (data in Azurite stays)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self.listener: socket.socket | None = None
+        self.connections: list[socket.socket] = []
+        self.lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> BlackoutProxy:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        assert self.listener is not None
+        self.listener.close()
+        with self.lock:
+            for conn in self.connections:
+                with suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self.connections.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.connections += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(a, selectors.EVENT_READ, b)
+        selector.register(b, selectors.EVENT_READ, a)
+        try:
+            while True:
+                for key, _ in selector.select():
+                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                    if not data:
+                        return
+                    key.data.sendall(data)
+        except OSError:
+            return
+        finally:
+            a.close()
+            b.close()
+
+
+def test_storage_outage_retries_without_loss_or_duplicates(
+        kafka: str, azurite: str, new_topic: Callable[..., str], unique: str) -> None:
+    topic = new_topic("outage", 1)
+    endpoint = urlsplit(connection_settings(azurite)["store.url"])
+    proxy = BlackoutProxy((endpoint.hostname or "", endpoint.port or 80)).start()
+    values: list[bytes | None] = [orjson.dumps({"seq": i, "pad": "x" * 64})
+                                  for i in range(20_000)]
+    produce(kafka, topic, values[:10_000])
+    client = container(azurite, f"outage-{unique}")
+    name = f"outage-{unique}"
+    config = {"topics": topic, "format.class": "JsonFormat", "flush.size": "500",
+              "azblob.container.name": client.container_name,
+              **connection_settings(azurite, f"{proxy.url}/devstoreaccount1"),
+              "azblob.retry.retries": "1", "azblob.retry.backoff.ms": "200",
+              "azblob.connection.timeout.ms": "2000", **JSON_VALUES}
+    with herder_running(kafka, name, config) as herder:
+        wait_for(lambda: len(blobs(client)) >= 1, 60, "the first file")
+        proxy.stop()
+        produce(kafka, topic, values[10_000:])
+        details = set()
+        outage_ends = time.monotonic() + 30
+        while time.monotonic() < outage_ends:
+            assert task_state(herder, name)["state"] == State.RUNNING.value
+            details.add(herder.runners()[0].status.detail or "")
+            time.sleep(0.5)
+        proxy.start()
+        wait_for(lambda: line_total(client) >= 20_000, 90, "all records after the outage")
+        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 20_000}, 60,
+                 "offsets committed")
+        assert "retrying write" in " ".join(details), details
+    proxy.stop()
+    seqs = [r["seq"] for r in json_lines(blobs(client))]
+    assert sorted(seqs) == list(range(20_000))
+
+
+def test_invalid_configuration_errors_name_each_key() -> None:
+    base = {"name": "bad", "connector.class": "AzureBlobStorageSink", "topics": "t",
+            "azblob.account.name": "acct", "azblob.account.key": "a2V5",
+            "format.class": "JsonFormat", "flush.size": "10"}
+
+    def errors(**changes: str | None) -> dict[str, list[str]]:
+        config = {**base, **{k.replace("_", "."): v for k, v in changes.items()}}
+        return errors_of(validate({k: v for k, v in config.items() if v is not None}))
+
+    assert errors() == {}
+    seed = {"name": "azure-blob-sink", "connector.class": "AzureBlobStorageSinkConnector",
+            "topics": "vehicle.speeding", "azblob.account.name": "mystorageaccount",
+            "azblob.account.key": "...", "format.class": "JsonFormat"}
+    assert errors_of(validate(seed)) == {}  # the seed's JSON, unchanged
+    assert "Missing required configuration" in errors(azblob_account_name=None)[
+        "azblob.account.name"][0]
+    assert "Unknown format class io.confluent.connect.azure.blob.format.csv.CsvFormat" in \
+        errors(format_class="io.confluent.connect.azure.blob.format.csv.CsvFormat")[
+            "format.class"][0]
+    assert "Missing required configuration" in errors(format_class=None)["format.class"][0]
+    assert "greater than or equal to 1" in errors(flush_size="0")["flush.size"][0]
+    time_based = {"partitioner.class": "io.confluent.connect.storage.partitioner."
+                                       "TimeBasedPartitioner",
+                  "partition.duration.ms": "3600000", "path.format": "'d'=YYYY-MM-dd",
+                  "locale": "en-US", "timezone": "UTC"}
+    assert errors(**time_based) == {}
+    assert errors(**{**time_based, "timezone": None}) == {"timezone": ["Timezone cannot be "
+                                                                       "empty."]}
+    assert errors(**{**time_based, "path.format": "YYYY/qq"}) == {
+        "path.format": ["Illegal pattern component: qq"]}
+    assert "is not recognised" in errors(**{**time_based, "timezone": "Mars/Olympus"})[
+        "timezone"][0]
+    assert errors(**{**time_based, "locale": None}) == {"locale": ["Locale cannot be empty."]}
+    assert "greater than or equal to 5242880" in errors(azblob_block_size="1024")[
+        "azblob.block.size"][0]
+    assert "Invalid container name" in errors(azblob_container_name="My_Container")[
+        "azblob.container.name"][0]
+    assert "are both set" in errors(azblob_sas_token="sv=2024")["azblob.sas.token"][0]
+    assert "Partition field name cannot be null or empty" in errors(
+        partitioner_class="FieldPartitioner")["partition.field.name"][0]
+    assert "Invalid timestamp extractor: Clock" in errors(timestamp_extractor="Clock")[
+        "timestamp.extractor"][0]
+    hidden = {c["value"]["name"]: c["value"]["value"] for c in validate(base)["configs"]}
+    assert hidden["azblob.account.key"] == "[hidden]"
+
+
+def test_throughput_of_json_into_azurite(kafka: str, azurite: str,
+                                         new_topic: Callable[..., str], unique: str,
+                                         record_property: Callable[[str, object], None]) -> None:
+    """~100k schemaless JSON records; prints records/s (and records it for the report)."""
+    topic = new_topic("throughput", 1)
+    total = 100_000
+    produce(kafka, topic, [orjson.dumps(reading(5, seq, 500, START, 100)) for seq in range(total)])
+    client = container(azurite, f"speed-{unique}")
+    started = time.monotonic()
+    first_file: float | None = None
+    with herder_running(kafka, f"speed-{unique}", {
+            "topics": topic, "format.class": "JsonFormat", "flush.size": "10000",
+            "azblob.container.name": client.container_name, **connection_settings(azurite),
+            **JSON_VALUES}):
+        while time.monotonic() - started < 120:
+            count = blob_count(client)
+            if count and first_file is None:
+                first_file = time.monotonic()
+            if count >= total // 10_000:
+                break
+            time.sleep(0.05)
+        finished = time.monotonic()
+    assert first_file is not None and count == total // 10_000
+    overall = total / (finished - started)
+    steady = (total - 10_000) / max(finished - first_file, 1e-3)
+    record_property("records_per_second_overall", round(overall))
+    record_property("records_per_second_steady", round(steady))
+    print(f"\nJSON into Azurite: {overall:,.0f} records/s including start-up and group join, "
+          f"{steady:,.0f} records/s once running ({total:,} records)")
+    assert line_total(client) == total

@@ -1,0 +1,38 @@
+"""Configuration errors that need several keys to see, by key.
+
+The connector's ``validate`` answers with them (the REST validate endpoint, ``kanal
+validate``, the operator's status) and the task refuses to start with the first one,
+so a mistake shows up at creation time with the same message either way.
+"""
+
+from __future__ import annotations
+
+from kanal_worker.connectors.azure_blob.formats import format_problems
+from kanal_worker.connectors.azure_blob.partitioners import partitioner_problems, time_settings
+from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
+from kanal_worker.connectors.azure_blob.storage import auth_problems
+from kanal_worker.connectors.azure_blob.timeformat import JodaPattern, locale_supported
+
+
+def config_problems(settings: AzureBlobSinkSettings) -> dict[str, list[str]]:
+    problems: dict[str, list[str]] = {}
+    for found in (auth_problems(settings), partitioner_problems(settings),
+                  format_problems(settings), _time_problems(settings)):
+        for key, messages in found.items():
+            problems.setdefault(key, []).extend(messages)
+    return problems
+
+
+def _time_problems(settings: AzureBlobSinkSettings) -> dict[str, list[str]]:
+    problems: dict[str, list[str]] = {}
+    if settings.rotate_schedule_interval_ms > 0 and not settings.timezone:
+        problems["timezone"] = ["Timezone cannot be empty when rotate.schedule.interval.ms is "
+                                "set: scheduled rotation happens at times of that zone."]
+    timed = time_settings(settings)
+    if timed is not None and settings.locale and not locale_supported(settings.locale):
+        path = timed[1]
+        if path and JodaPattern(path).uses_text:
+            problems["locale"] = [f"path.format {path!r} prints month or day names, which "
+                                  f"Kanal writes in English only, not in locale "
+                                  f"{settings.locale}; use numeric fields or an English locale"]
+    return problems

@@ -1,0 +1,543 @@
+"""File formats: JSON lines, Avro container files, Parquet and raw bytes.
+
+Every format writes into a ``BlockSpool``, which hands out the file's bytes in blocks
+of ``azblob.block.size`` for staging while the file is still open, so memory per open
+file stays around one block. Output is a pure function of the records written (gzip
+without a timestamp, Avro sync markers derived from the blob name, Parquet row groups
+cut every ``PARQUET_ROW_GROUP`` records, compression fed in fixed-size chunks): a replay
+writes the same bytes, not only the same records.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import gzip
+import hashlib
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import IO, Any, cast
+
+import fastavro
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kanal_worker.api import DataError
+from kanal_worker.api.schema import DATE, DECIMAL, DECIMAL_SCALE, TIME, TIMESTAMP, Schema, Type
+from kanal_worker.connectors.azure_blob import schemas
+from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
+
+CHUNK = 1 << 20
+"""Bytes of lines gathered before they go to the compressor or the spool."""
+PARQUET_ROW_GROUP = 50_000
+DECIMAL_PRECISION = "connect.decimal.precision"
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+EPOCH_DATE = dt.date(1970, 1, 1)
+PARQUET_EXTENSIONS = {"none": "", "snappy": ".snappy", "gzip": ".gz", "zstd": ".zstd",
+                      "brotli": ".br"}
+
+
+class BlockSpool(io.RawIOBase):
+    """A write-only stream that keeps only what was not yet handed out as blocks.
+
+    ``tell`` counts every byte ever written, as Parquet's writer expects of a file.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._chunks: list[bytes] = []
+        self._held = 0
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        if chunk:
+            self._chunks.append(chunk)
+            self._held += len(chunk)
+            self._position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._position
+
+    def take_blocks(self, block_size: int) -> list[bytes]:
+        """Every complete block of ``block_size`` bytes written so far."""
+        if self._held < block_size:
+            return []
+        data = b"".join(self._chunks)
+        cut = len(data) - len(data) % block_size
+        self._chunks = [data[cut:]] if cut < len(data) else []
+        self._held = len(data) - cut
+        return [data[i:i + block_size] for i in range(0, cut, block_size)]
+
+    def take_rest(self) -> bytes:
+        data = b"".join(self._chunks)
+        self._chunks, self._held = [], 0
+        return data
+
+
+class FileWriter(ABC):
+    """Writes one file's records (already checked by ``FileFormat.prepare``)."""
+
+    @abstractmethod
+    def append(self, payload: Any) -> None: ...
+
+    @abstractmethod
+    def finish(self) -> None:
+        """Write what remains (trailers, footers) into the spool."""
+
+
+class FileFormat(ABC):
+    extension: str
+
+    @abstractmethod
+    def prepare(self, value: Any, schema: Schema | None,
+                encoded: bytes | None) -> tuple[Schema | None, Any]:
+        """Check one record value and turn it into what ``FileWriter.append`` takes.
+
+        Returns the schema that files are keyed on (None for schemaless formats or
+        values) and the payload; raises DataError for a value the format cannot hold.
+        ``encoded`` is the value's own JSON when the converter kept it.
+        """
+
+    @abstractmethod
+    def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter: ...
+
+
+# -- line formats: JSON and bytes --------------------------------------------------------
+
+
+class LineWriter(FileWriter):
+    """Gathers encoded lines and feeds them in ``CHUNK``-sized pieces to the spool or
+    to gzip (fixed pieces keep compressed output independent of batch boundaries)."""
+
+    def __init__(self, spool: BlockSpool, gzip_level: int | None) -> None:
+        self.sink: io.RawIOBase | gzip.GzipFile = spool
+        if gzip_level is not None:
+            self.sink = gzip.GzipFile(fileobj=spool, mode="wb", mtime=0,
+                                      compresslevel=gzip_level)
+        self.lines: list[bytes] = []
+        self.size = 0
+
+    def append(self, payload: bytes) -> None:
+        self.lines.append(payload)
+        self.size += len(payload)
+        if self.size >= CHUNK:
+            data = b"".join(self.lines)
+            self.sink.write(data[:CHUNK])
+            rest = data[CHUNK:]
+            self.lines, self.size = ([rest], len(rest)) if rest else ([], 0)
+
+    def finish(self) -> None:
+        self.sink.write(b"".join(self.lines))
+        self.lines, self.size = [], 0
+        if isinstance(self.sink, gzip.GzipFile):
+            self.sink.close()
+
+
+class JsonFormat(FileFormat):
+    """One JSON document per line, as Confluent's JsonFormat (JsonConverter without
+    schemas). Unchanged values reuse the bytes they came from."""
+
+    def __init__(self, gzip_level: int | None) -> None:
+        self.gzip_level = gzip_level
+        self.extension = ".json" + (".gz" if gzip_level is not None else "")
+        self._plain: dict[int, tuple[Schema, bool]] = {}
+
+    def prepare(self, value: Any, schema: Schema | None,
+                encoded: bytes | None) -> tuple[Schema | None, bytes]:
+        if encoded is not None and b"\n" not in encoded and b"\r" not in encoded:
+            return schema, encoded + b"\n"
+        if schema is None:
+            return None, _dumps(value)
+        if not self._is_plain(schema):
+            schemas.check(value, schema)
+            value = to_json_value(schema, value)
+        return schema, _dumps(value)
+
+    def _is_plain(self, schema: Schema) -> bool:
+        cached = self._plain.get(id(schema))
+        if cached is None or cached[0] is not schema:
+            cached = self._plain[id(schema)] = (schema, _plain(schema))
+        return cached[1]
+
+    def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
+        return LineWriter(spool, self.gzip_level)
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, default=_json_default,
+                            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME
+                            | orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:
+        raise DataError(f"Cannot write the value as JSON: {exc}") from None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dt.datetime):
+        return _millis(value)
+    if isinstance(value, dt.date):
+        return (value - EPOCH_DATE).days
+    if isinstance(value, dt.time):
+        return _time_millis(value)
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _plain(schema: Schema) -> bool:
+    """Whether values of ``schema`` are their own JSON (no bytes or logical types)."""
+    if schema.name in (DECIMAL, DATE, TIME, TIMESTAMP) or schema.type == Type.BYTES:
+        return False
+    if schema.type == Type.STRUCT:
+        return all(_plain(f.schema) for f in schema.fields)
+    if schema.type == Type.MAP:
+        assert schema.key_schema is not None and schema.value_schema is not None
+        return schema.key_schema.type == Type.STRING and _plain(schema.value_schema)
+    if schema.type == Type.ARRAY:
+        assert schema.value_schema is not None
+        return _plain(schema.value_schema)
+    return True
+
+
+def to_json_value(schema: Schema, value: Any) -> Any:
+    """Connect data → what Kafka Connect's JsonConverter writes for it (decimals as
+    base64 of the unscaled integer, times as numbers, bytes as base64)."""
+    if value is None:
+        return schema.default
+    if schema.name == DECIMAL:
+        scale = int((schema.parameters or {}).get(DECIMAL_SCALE, "0"))
+        unscaled = int(decimal.Decimal(value).scaleb(scale))
+        size = max(1, (unscaled.bit_length() + 8) // 8)
+        return base64.b64encode(unscaled.to_bytes(size, "big", signed=True)).decode()
+    if schema.name == TIMESTAMP:
+        return _millis(value)
+    if schema.name == DATE:
+        return (value - EPOCH_DATE).days
+    if schema.name == TIME:
+        return _time_millis(value)
+    match schema.type:
+        case Type.BYTES:
+            return base64.b64encode(bytes(value)).decode()
+        case Type.STRUCT:
+            return {f.name: to_json_value(f.schema, value.get(f.name)) for f in schema.fields}
+        case Type.ARRAY:
+            assert schema.value_schema is not None
+            return [to_json_value(schema.value_schema, v) for v in value]
+        case Type.MAP:
+            assert schema.key_schema is not None and schema.value_schema is not None
+            if schema.key_schema.type == Type.STRING:
+                return {k: to_json_value(schema.value_schema, v) for k, v in value.items()}
+            return [[to_json_value(schema.key_schema, k), to_json_value(schema.value_schema, v)]
+                    for k, v in value.items()]
+    return value
+
+
+def _millis(value: dt.datetime) -> int:
+    moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def _time_millis(value: dt.time) -> int:
+    return (value.hour * 3600 + value.minute * 60 + value.second) * 1000 + \
+        value.microsecond // 1000
+
+
+class ByteArrayFormat(FileFormat):
+    """Raw values (from ByteArrayConverter) joined by ``format.bytearray.separator``."""
+
+    def __init__(self, extension: str, separator: bytes, gzip_level: int | None) -> None:
+        self.extension = extension + (".gz" if gzip_level is not None else "")
+        self.separator = separator
+        self.gzip_level = gzip_level
+
+    def prepare(self, value: Any, schema: Schema | None,
+                encoded: bytes | None) -> tuple[Schema | None, bytes]:
+        if isinstance(value, bytes | bytearray):
+            return None, bytes(value) + self.separator
+        if isinstance(value, str):
+            return None, value.encode() + self.separator
+        raise DataError(f"ByteArrayFormat writes bytes values (use ByteArrayConverter); got "
+                        f"{type(value).__name__}")
+
+    def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
+        return LineWriter(spool, self.gzip_level)
+
+
+# -- Avro --------------------------------------------------------------------------------
+
+
+class AvroFormat(FileFormat):
+    """Avro object container files; the writer schema comes from the Connect schema
+    (Confluent's AvroData mapping) or is inferred from schemaless values."""
+
+    extension = ".avro"
+
+    def __init__(self, codec: str) -> None:
+        self.codec = codec
+        self._parsed: dict[int, tuple[Schema, Any, Callable[[Any], Any]]] = {}
+
+    def prepare(self, value: Any, schema: Schema | None,
+                encoded: bytes | None) -> tuple[Schema | None, Any]:
+        if schema is None:
+            schema = schemas.infer(value)
+        else:
+            schemas.check(value, schema)
+        return schema, self._compiled(schema)[2](value)
+
+    def _compiled(self, schema: Schema) -> tuple[Schema, Any, Callable[[Any], Any]]:
+        cached = self._parsed.get(id(schema))
+        if cached is None or cached[0] is not schema:
+            # the top level is never a union: null values never reach a file
+            avro = _avro_type(schema, _Names())
+            try:
+                parsed = fastavro.parse_schema(avro)
+            except fastavro.schema.SchemaParseException as exc:
+                raise DataError(f"The value schema has no Avro equivalent: {exc}") from None
+            cached = self._parsed[id(schema)] = (schema, parsed, _avro_datum(schema))
+        return cached
+
+    def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
+        assert schema is not None
+        return AvroWriter(spool, self._compiled(schema)[1], self.codec,
+                          hashlib.md5(blob_name.encode()).digest())
+
+
+class AvroWriter(FileWriter):
+    def __init__(self, spool: BlockSpool, parsed: Any, codec: str, sync_marker: bytes) -> None:
+        self.writer = fastavro.write.Writer(cast(IO[bytes], spool), parsed, codec=codec,
+                                            validator=False, sync_marker=sync_marker)
+
+    def append(self, payload: Any) -> None:
+        self.writer.write(payload)
+
+    def finish(self) -> None:
+        self.writer.flush()
+
+
+class _Names:
+    """Avro record names must be unique in a schema: Confluent's ConnectDefault,
+    ConnectDefault2, ... for unnamed structs; named ones are defined once."""
+
+    def __init__(self) -> None:
+        self.defined: set[str] = set()
+        self.unnamed = 0
+
+    def record(self, schema: Schema, fallback: str) -> tuple[str, bool]:
+        if schema.name:
+            full = schema.name
+            first = full not in self.defined
+            self.defined.add(full)
+            return full, first
+        self.unnamed += 1
+        return f"io.confluent.connect.avro.{fallback}" + \
+            (str(self.unnamed) if self.unnamed > 1 else ""), True
+
+
+def avro_schema(schema: Schema, names: _Names) -> Any:
+    """The Avro schema of a Connect schema; optional schemas become ``["null", T]``."""
+    avro = _avro_type(schema, names)
+    return ["null", avro] if schema.optional else avro
+
+
+def _avro_type(schema: Schema, names: _Names) -> Any:
+    params = schema.parameters or {}
+    if schema.name == DECIMAL:
+        return {"type": "bytes", "logicalType": "decimal", "scale": int(params.get(
+            DECIMAL_SCALE, "0")), "precision": int(params.get(DECIMAL_PRECISION, "64"))}
+    logical = {DATE: ("int", "date"), TIME: ("int", "time-millis"),
+               TIMESTAMP: ("long", "timestamp-millis")}.get(schema.name or "")
+    if logical:
+        return {"type": logical[0], "logicalType": logical[1]}
+    match schema.type:
+        case Type.INT8 | Type.INT16:
+            return {"type": "int", "connect.type": str(schema.type)}
+        case Type.STRUCT:
+            name, first = names.record(schema, "ConnectDefault")
+            if not first:
+                return name
+            return {"type": "record", "name": name, "fields": [
+                {"name": f.name, "type": avro_schema(f.schema, names),
+                 **({"default": None} if f.schema.optional else {})} for f in schema.fields]}
+        case Type.ARRAY:
+            assert schema.value_schema is not None
+            return {"type": "array", "items": avro_schema(schema.value_schema, names)}
+        case Type.MAP:
+            assert schema.key_schema is not None and schema.value_schema is not None
+            if schema.key_schema.type == Type.STRING:
+                return {"type": "map", "values": avro_schema(schema.value_schema, names)}
+            names.unnamed += 1
+            return {"type": "array", "items": {
+                "type": "record", "name": f"io.confluent.connect.avro.MapEntry{names.unnamed}",
+                "fields": [{"name": "key", "type": avro_schema(schema.key_schema, names)},
+                           {"name": "value", "type": avro_schema(schema.value_schema, names)}]}}
+    return {Type.INT32: "int", Type.INT64: "long", Type.FLOAT32: "float",
+            Type.FLOAT64: "double", Type.BOOLEAN: "boolean", Type.STRING: "string",
+            Type.BYTES: "bytes"}[schema.type]
+
+
+def _avro_datum(schema: Schema) -> Callable[[Any], Any]:
+    """Rewrites Connect values fastavro cannot take as they are (maps with non-string
+    keys become key/value records); identity for every other schema."""
+    if not _has_entry_maps(schema):
+        return lambda value: value
+
+    def convert(value: Any, of: Schema) -> Any:
+        if value is None:
+            return None
+        match of.type:
+            case Type.STRUCT:
+                return {f.name: convert(value.get(f.name), f.schema) for f in of.fields}
+            case Type.ARRAY:
+                assert of.value_schema is not None
+                return [convert(v, of.value_schema) for v in value]
+            case Type.MAP:
+                assert of.key_schema is not None and of.value_schema is not None
+                if of.key_schema.type == Type.STRING:
+                    return {k: convert(v, of.value_schema) for k, v in value.items()}
+                return [{"key": convert(k, of.key_schema), "value": convert(v, of.value_schema)}
+                        for k, v in value.items()]
+        return value
+    return lambda value: convert(value, schema)
+
+
+def _has_entry_maps(schema: Schema) -> bool:
+    if schema.type == Type.MAP:
+        assert schema.key_schema is not None and schema.value_schema is not None
+        return schema.key_schema.type != Type.STRING or _has_entry_maps(schema.value_schema)
+    if schema.type == Type.ARRAY:
+        assert schema.value_schema is not None
+        return _has_entry_maps(schema.value_schema)
+    return any(_has_entry_maps(f.schema) for f in schema.fields)
+
+
+# -- Parquet -----------------------------------------------------------------------------
+
+
+class ParquetFormat(FileFormat):
+    """Parquet files; a non-struct value becomes a single column named ``value``."""
+
+    def __init__(self, codec: str) -> None:
+        self.codec = codec
+        self.extension = PARQUET_EXTENSIONS[codec] + ".parquet"
+        self._arrow: dict[int, tuple[Schema, pa.Schema]] = {}
+
+    def prepare(self, value: Any, schema: Schema | None,
+                encoded: bytes | None) -> tuple[Schema | None, Any]:
+        if schema is None:
+            schema = schemas.infer(value)
+        else:
+            schemas.check(value, schema)
+        if schema.type != Type.STRUCT:
+            return schema, {"value": value}
+        return schema, value
+
+    def arrow_schema(self, schema: Schema) -> pa.Schema:
+        cached = self._arrow.get(id(schema))
+        if cached is None or cached[0] is not schema:
+            if schema.type == Type.STRUCT:
+                fields = [pa.field(f.name, arrow_type(f.schema), nullable=f.schema.optional)
+                          for f in schema.fields]
+            else:
+                fields = [pa.field("value", arrow_type(schema), nullable=schema.optional)]
+            cached = self._arrow[id(schema)] = (schema, pa.schema(fields))
+        return cached[1]
+
+    def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
+        assert schema is not None
+        return ParquetFileWriter(spool, self.arrow_schema(schema), self.codec)
+
+
+class ParquetFileWriter(FileWriter):
+    """Buffers columns and writes a row group every ``PARQUET_ROW_GROUP`` records."""
+
+    def __init__(self, spool: BlockSpool, schema: pa.Schema, codec: str) -> None:
+        self.schema = schema
+        self.writer = pq.ParquetWriter(pa.PythonFile(spool, mode="w"), schema,
+                                       compression=codec)
+        self.columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+        self.rows = 0
+
+    def append(self, payload: dict[str, Any]) -> None:
+        for name, column in self.columns.items():
+            column.append(payload.get(name))
+        self.rows += 1
+        if self.rows >= PARQUET_ROW_GROUP:
+            self._write_group()
+
+    def _write_group(self) -> None:
+        if self.rows:
+            batch = pa.record_batch([pa.array(self.columns[f.name], type=f.type)
+                                     for f in self.schema], schema=self.schema)
+            self.writer.write_batch(batch, row_group_size=self.rows)
+            self.columns = {name: [] for name in self.schema.names}
+            self.rows = 0
+
+    def finish(self) -> None:
+        self._write_group()
+        self.writer.close()
+
+
+def arrow_type(schema: Schema) -> pa.DataType:
+    params = schema.parameters or {}
+    if schema.name == DECIMAL:
+        return pa.decimal128(int(params.get(DECIMAL_PRECISION, "38")),
+                             int(params.get(DECIMAL_SCALE, "0")))
+    logical = {DATE: pa.date32(), TIME: pa.time32("ms"),
+               TIMESTAMP: pa.timestamp("ms", tz="UTC")}.get(schema.name or "")
+    if logical is not None:
+        return logical
+    match schema.type:
+        case Type.STRUCT:
+            return pa.struct([pa.field(f.name, arrow_type(f.schema), nullable=f.schema.optional)
+                              for f in schema.fields])
+        case Type.ARRAY:
+            assert schema.value_schema is not None
+            return pa.list_(arrow_type(schema.value_schema))
+        case Type.MAP:
+            assert schema.key_schema is not None and schema.value_schema is not None
+            return pa.map_(arrow_type(schema.key_schema), arrow_type(schema.value_schema))
+    return {Type.INT8: pa.int8(), Type.INT16: pa.int16(), Type.INT32: pa.int32(),
+            Type.INT64: pa.int64(), Type.FLOAT32: pa.float32(), Type.FLOAT64: pa.float64(),
+            Type.BOOLEAN: pa.bool_(), Type.STRING: pa.string(), Type.BYTES: pa.binary()}[
+        schema.type]
+
+
+# -- choosing ----------------------------------------------------------------------------
+
+
+def build_format(settings: AzureBlobSinkSettings) -> FileFormat:
+    gzip_level = None
+    if settings.az_compression_type == "gzip":
+        gzip_level = 6 if settings.az_compression_level < 0 else settings.az_compression_level
+    match settings.format_class:
+        case "AvroFormat":
+            return AvroFormat(settings.avro_codec)
+        case "ParquetFormat":
+            return ParquetFormat(settings.parquet_codec)
+        case "ByteArrayFormat":
+            return ByteArrayFormat(settings.format_bytearray_extension,
+                                   settings.format_bytearray_separator.encode(), gzip_level)
+    return JsonFormat(gzip_level)
+
+
+def format_problems(settings: AzureBlobSinkSettings) -> dict[str, list[str]]:
+    """Format settings this machine cannot honour, by key."""
+    if settings.format_class == "AvroFormat" and settings.avro_codec != "null":
+        try:
+            fastavro.writer(io.BytesIO(), {"type": "string"}, ["probe"],
+                            codec=settings.avro_codec)
+        except (ValueError, ImportError) as exc:
+            return {"avro.codec": [f"avro.codec={settings.avro_codec} is not available here "
+                                   f"({exc}); choose null, deflate, bzip2 or xz"]}
+    return {}
