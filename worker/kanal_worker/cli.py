@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 
 from kanal_worker import __version__
@@ -23,8 +24,10 @@ from kanal_worker.api.errors import ConfigError
 from kanal_worker.config.loader import load_connector
 from kanal_worker.config.properties import load_properties
 from kanal_worker.config.worker import WorkerSettings, client_config
+from kanal_worker.rest.server import RestServer
 from kanal_worker.runtime.herder import InvalidConfigError, StandaloneHerder
 from kanal_worker.runtime.logs import JsonFormatter
+from kanal_worker.runtime.metrics import MetricsServer, metrics_port, start_metrics_server
 from kanal_worker.runtime.offsets import (
     FileOffsetStore,
     KafkaOffsetStore,
@@ -59,13 +62,25 @@ def fail(message: str) -> typer.Exit:
 def check_broker(worker: dict[str, str], timeout: float = 10) -> None:
     """Fail fast with the address when the broker cannot be reached."""
     servers = worker.get("bootstrap.servers", "localhost:9092")
-    admin = AdminClient({**client_config(worker, "admin"), "socket.timeout.ms": "5000"})
+    seen: list[KafkaError] = []  # librdkafka's reason (refused, TLS, SASL) for the message
+    admin = AdminClient({**client_config(worker, "admin"), "socket.timeout.ms": "5000",
+                         "error_cb": seen.append})
     try:
         admin.list_topics(timeout=timeout)
     except Exception as exc:
+        admin.poll(0)
+        reason = seen[-1].str() if seen else str(exc)
+        if seen and seen[-1].code() == KafkaError._AUTHENTICATION:
+            raise ConfigError("sasl.jaas.config", f"Kafka at {servers} refused the "
+                              f"credentials ({reason}); fix sasl.mechanism and "
+                              "sasl.jaas.config in the worker configuration") from None
+        if seen and seen[-1].code() == KafkaError._SSL:
+            raise ConfigError("ssl.truststore.location", f"TLS to Kafka at {servers} failed "
+                              f"({reason}); check security.protocol and the "
+                              "ssl.truststore.*/ssl.keystore.* settings") from None
         raise ConfigError("bootstrap.servers",
-                          f"cannot reach Kafka at {servers} ({exc}); start the broker or fix "
-                          "bootstrap.servers in the worker configuration") from None
+                          f"cannot reach Kafka at {servers} ({reason}); start the broker or "
+                          "fix bootstrap.servers in the worker configuration") from None
 
 
 def worker_id(settings: WorkerSettings) -> str:
@@ -125,13 +140,67 @@ def standalone(
         raise fail(str(exc)) from None
     except ConfigError as exc:
         raise fail(str(exc)) from None
+    try:
+        rest = RestServer.start(herder, worker)
+    except ConfigError as exc:
+        herder.stop_all()
+        raise fail(str(exc)) from None
+    metrics = _start_metrics(herder, worker)
     reporter = ProgressReporter(herder, settings.progress_interval_ms / 1000)
     reporter.start()
     log.info("Kanal %s standalone worker %s running %d connector(s); Ctrl-C stops cleanly",
              __version__, herder.worker_id, len(definitions))
     serve_until_signalled(herder, settings)
+    rest.stop()
     reporter.stop()
+    if metrics is not None:
+        metrics.stop()
     log.info("Stopped; offsets flushed")
+
+
+def _start_metrics(herder: StandaloneHerder, worker: dict[str, str]) -> MetricsServer | None:
+    """Metrics are a convenience in standalone mode: a busy port costs a warning, not the
+    pipeline (several standalone workers often share a machine)."""
+    port = metrics_port(worker)
+    if not port:
+        return None
+    try:
+        return start_metrics_server(herder, port)
+    except ConfigError as exc:
+        log.warning("No metrics: %s", exc)
+        return None
+
+
+@app.command("worker")
+def worker_command(
+    config: Annotated[Path, typer.Option(
+        help="Worker .properties file (the ConfigMap the operator writes).")],
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
+    json_logs: Annotated[bool, typer.Option(help="One JSON object per log line.")] = False,
+) -> None:
+    """Run as a ConnectCluster worker: run the tasks assigned to this pod, serve REST."""
+    # imported here: the Kubernetes client is slow to import and only this command needs it
+    from kanal_worker.cluster.kube import load_credentials
+    from kanal_worker.cluster.worker import ClusterWorker, Identity
+
+    setup_logging(log_level, json_logs)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("Received %s; stopping tasks (flush, commit), then releasing the Lease",
+                 signal.Signals(signum).name)
+        stop.set()
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        load_credentials()
+        cluster_worker = ClusterWorker(Identity.from_env(), load_properties(config))
+        cluster_worker.start()
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    stop.wait()
+    cluster_worker.stop(cluster_worker.settings.task_shutdown_timeout_ms / 1000 + 25)
+    log.info("Stopped")
 
 
 @app.command("validate")

@@ -1,0 +1,1 @@
+"""Kafka Connect's REST API, served by every Kanal worker."""
