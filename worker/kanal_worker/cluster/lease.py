@@ -1,0 +1,127 @@
+"""The worker's heartbeat: a coordination.k8s.io Lease it alone writes.
+
+Renewed every couple of seconds with the worker's report in an annotation (task
+states, offered plugins, offsets results), and again at once when a task changes
+state. The operator treats a worker whose Lease is not renewed within its
+``leaseDurationSeconds`` as gone and moves its tasks; a stopping worker deletes its
+Lease after its tasks stopped, so they move at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from kanal_worker.cluster.kube import Kube, status_of
+from kanal_worker.cluster.protocol import (
+    LABEL_CLUSTER,
+    LABEL_COMPONENT,
+    LEASE_DURATION_SECONDS,
+    RENEW_INTERVAL_SECONDS,
+    REPORT_ANNOTATION,
+    WORKER_COMPONENT,
+    WorkerReport,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_GAP_SECONDS = 0.2
+"""State changes are published at most this often (bursts are coalesced)."""
+
+
+def micro_time(timestamp: float) -> str:
+    """Kubernetes' MicroTime format."""
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Heartbeat:
+    def __init__(self, kube: Kube, name: str, cluster: str, pod_uid: str | None,
+                 report: Callable[[], WorkerReport]) -> None:
+        self.kube = kube
+        self.name = name
+        self.cluster = cluster
+        self.pod_uid = pod_uid
+        self.report = report
+        self._poke = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        """Create (or take over) the Lease, then renew it in the background."""
+        self._create()
+        self._thread.start()
+
+    def poke(self) -> None:
+        """Publish the report soon (a task changed state)."""
+        self._poke.set()
+
+    def release(self) -> None:
+        """Stop renewing and delete the Lease: the operator moves our tasks at once."""
+        self._stop.set()
+        self._poke.set()
+        self._thread.join(10)
+        try:
+            self.kube.delete_lease(self.name)
+            log.info("Lease %s released", self.name)
+        except Exception as exc:
+            log.warning("Lease %s not deleted (%s); it expires in %ss", self.name, exc,
+                        LEASE_DURATION_SECONDS)
+
+    def _body(self) -> dict[str, Any]:
+        now = micro_time(time.time())
+        metadata: dict[str, Any] = {
+            "name": self.name,
+            "labels": {LABEL_CLUSTER: self.cluster, LABEL_COMPONENT: WORKER_COMPONENT,
+                       "app.kubernetes.io/name": "kanal"},
+            "annotations": {REPORT_ANNOTATION: self.report().to_json()},
+        }
+        if self.pod_uid:  # the Lease goes away with its pod
+            metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Pod",
+                                            "name": self.name, "uid": self.pod_uid}]
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata,
+                "spec": {"holderIdentity": self.name,
+                         "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+                         "acquireTime": now, "renewTime": now}}
+
+    def _create(self) -> None:
+        body = self._body()
+        try:
+            self.kube.create_lease(body)
+        except Exception as exc:
+            if status_of(exc) != 409:
+                raise
+            # the Lease of a previous process with our pod name: take it over
+            self.kube.patch_lease(self.name, body)
+        log.info("Lease %s acquired (renewed every %.0fs, expires after %ss)", self.name,
+                 RENEW_INTERVAL_SECONDS, LEASE_DURATION_SECONDS)
+
+    def _renew(self) -> None:
+        patch = {"metadata": {"annotations": {REPORT_ANNOTATION: self.report().to_json()}},
+                 "spec": {"renewTime": micro_time(time.time())}}
+        try:
+            self.kube.patch_lease(self.name, patch)
+        except Exception as exc:
+            if status_of(exc) != 404:
+                raise
+            log.warning("Lease %s was deleted by someone else; creating it again", self.name)
+            self._create()
+
+    def _loop(self) -> None:
+        last = 0.0
+        while not self._stop.is_set():
+            self._poke.wait(max(0.0, last + RENEW_INTERVAL_SECONDS - time.monotonic()))
+            if self._stop.is_set():
+                return
+            gap = last + MIN_GAP_SECONDS - time.monotonic()
+            if gap > 0:
+                time.sleep(gap)
+            self._poke.clear()
+            try:
+                self._renew()
+            except Exception as exc:
+                log.warning("Lease %s not renewed: %s", self.name, exc)
+            last = time.monotonic()
