@@ -5,7 +5,7 @@ KANAL_CACHE ?= $(HOME)/.cache/kanal
 export PIP_CACHE_DIR ?= $(KANAL_CACHE)/pip
 PYTEST_ARGS ?=
 
-.PHONY: help demo bench venv lint test test-unit test-integration test-e2e stack-up stack-down clean
+.PHONY: help demo bench venv lint test test-unit test-integration test-e2e chaos stack-up stack-down clean
 
 help:
 	@echo "make demo   - start the local real stack and run the telemetry pipeline"
@@ -47,6 +47,11 @@ test-integration: venv
 
 test-e2e: venv
 	$(VENV)/bin/pytest -q tests/e2e
+
+# Only the fault-injection runs of tests/reliability (make test runs them too);
+# KANAL_CHAOS_RECORDS=N sizes them (default 500000, see docs/reliability.md).
+chaos: venv
+	$(VENV)/bin/pytest -q -s -m chaos $(PYTEST_ARGS) tests/reliability
 
 stack-up:
 	dev/stack up

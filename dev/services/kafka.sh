@@ -2,8 +2,19 @@
 # dev/stack service "kafka": Apache Kafka (version pinned in dev/maven/kafka/pom.xml),
 # single node, KRaft combined mode (broker+controller, node.id=1).
 #
-#   PLAINTEXT  127.0.0.1:9092   (clients)
-#   CONTROLLER 127.0.0.1:9093
+#   PLAINTEXT       127.0.0.1:9092   (clients)
+#   CONTROLLER      127.0.0.1:9093
+#   SASL_PLAINTEXT  127.0.0.1:9094   SCRAM-SHA-512 (and -256), user $KAFKA_SCRAM_USER
+#   SSL             127.0.0.1:9095   server cert from a dev CA (SAN 127.0.0.1, localhost);
+#                                    client certificates requested, not required
+#
+# The security listeners exist so Kanal's TLS and SASL support is tested against the
+# real broker (tests/reliability/test_kafka_security.py). Their material is generated
+# once into $KANAL_RUN/kafka/tls/ (CA, broker PKCS12 keystore, client PKCS12 keystore,
+# Java-style PKCS12 and JKS truststores) and exported by `dev/stack env kafka`. The
+# SCRAM user is created at format time (--add-scram) or, for a data dir formatted
+# before these listeners existed, once with ConfigCommand. A running broker without
+# the listeners is restarted once by `up` to gain them (data persists).
 #
 # Jars come from Maven (no release tarball): $KANAL_CACHE/kafka/<version>-<pom hash>/lib.
 # Runtime: $KANAL_RUN/kafka/{server.properties,log4j2.xml,data/,kafka.log,kafka.pid}.
@@ -17,6 +28,12 @@
 KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
 KAFKA_BOOTSTRAP="$KANAL_HOST:$KAFKA_PORT"
+KAFKA_SASL_PORT=9094
+KAFKA_SSL_PORT=9095
+# Development-only credentials (like Azurite's published key): they protect nothing.
+KAFKA_SCRAM_USER=kanal
+KAFKA_SCRAM_PASSWORD=kanal-dev-scram-password
+KAFKA_TLS_PASSWORD=kanal-dev-tls-password
 : "${KANAL_KAFKA_HEAP:=-Xms256m -Xmx512m}"
 : "${KANAL_KAFKA_UP_TIMEOUT:=120}"
 
@@ -30,7 +47,7 @@ _kafka_home() {
   printf '%s\n' "$KANAL_CACHE/kafka/$v-$h"
 }
 
-kafka_ports() { echo "$KAFKA_PORT,$KAFKA_CONTROLLER_PORT"; }
+kafka_ports() { echo "$KAFKA_PORT,$KAFKA_CONTROLLER_PORT,$KAFKA_SASL_PORT,$KAFKA_SSL_PORT"; }
 
 kafka_install() {
   maven_jars kafka "$_KAFKA_POM" "$(_kafka_home)/lib"
@@ -92,6 +109,79 @@ _kafka_healthy() {
     --command-config "$KANAL_RUN/kafka/tools/admin.properties" --list >/dev/null 2>&1
 }
 
+# _kafka_tls DIR: the dev CA, broker and client keystores and the truststores, made
+# once into DIR/tls (kept across restarts, so clients' copies stay valid).
+_kafka_tls() {
+  local tls=$1/tls pw=$KAFKA_TLS_PASSWORD tmp keytool
+  [[ -f $tls/STAMP ]] && return 0
+  command -v openssl >/dev/null || {
+    fail "kafka: openssl is needed to make the TLS listener's certificates"
+    return 1
+  }
+  keytool=keytool
+  [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/keytool ]] && keytool=$JAVA_HOME/bin/keytool
+  tmp="$tls.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp" || return 1
+  say "kafka: making the TLS listener's dev CA and certificates in $tls"
+  if ! (
+    set -e
+    cd "$tmp"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 3650 \
+      -subj "/CN=Kanal dev CA" -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign"
+    for who in broker client; do
+      openssl req -newkey rsa:2048 -nodes -keyout "$who.key" -out "$who.csr" -subj "/CN=$who.kanal.local"
+      printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$who.ext"
+      openssl x509 -req -in "$who.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile "$who.ext" -out "$who.pem"
+      openssl pkcs12 -export -in "$who.pem" -inkey "$who.key" -certfile ca.pem -name "$who" \
+        -out "$who.p12" -passout "pass:$pw"
+    done
+    "$keytool" -importcert -noprompt -alias kanal-dev-ca -file ca.pem -keystore truststore.p12 \
+      -storetype PKCS12 -storepass "$pw"
+    "$keytool" -importcert -noprompt -alias kanal-dev-ca -file ca.pem -keystore truststore.jks \
+      -storetype JKS -storepass "$pw"
+    rm -f ./*.csr ./*.ext ca.srl
+    chmod 600 ./*.key ./*.p12
+  ) >"$tmp.log" 2>&1; then
+    fail "kafka: could not make certificates; see $tmp.log"
+    tail_log "$tmp.log"
+    rm -rf "$tmp"
+    return 1
+  fi
+  date -u +%FT%TZ >"$tmp/STAMP"
+  rm -rf "$tls" "$tmp.log"
+  mv "$tmp" "$tls"
+}
+
+# _kafka_scram DIR: the SCRAM user exists in this cluster (once per cluster id; format
+# adds it to new clusters, ConfigCommand to clusters formatted without it).
+_kafka_scram() {
+  local dir=$1 cid done_file mechanism
+  cid=$(sed -n 's/^cluster.id=//p' "$dir/data/meta.properties" 2>/dev/null)
+  done_file="$dir/scram-${cid:-unknown}.done"
+  [[ -f $done_file ]] && return 0
+  say "kafka: creating SCRAM user $KAFKA_SCRAM_USER"
+  : >"$dir/scram.log"
+  for mechanism in SCRAM-SHA-512 SCRAM-SHA-256; do # one mechanism per request
+    if ! kafka_run kafka.admin.ConfigCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+      --command-config "$KANAL_RUN/kafka/tools/admin.properties" --alter --entity-type users \
+      --entity-name "$KAFKA_SCRAM_USER" --add-config "$mechanism=[password=$KAFKA_SCRAM_PASSWORD]" \
+      >>"$dir/scram.log" 2>&1; then
+      fail "kafka: could not create the SCRAM user; see $dir/scram.log"
+      tail_log "$dir/scram.log"
+      return 1
+    fi
+  done
+  touch "$done_file"
+}
+
+# The security listeners answer (a broker started before they existed has none).
+_kafka_secure_listeners() {
+  port_open "$KANAL_HOST" "$KAFKA_SASL_PORT" && port_open "$KANAL_HOST" "$KAFKA_SSL_PORT"
+}
+
 kafka_status() {
   daemon_pid kafka kafka "$KAFKA_PORT" >/dev/null && _kafka_healthy
 }
@@ -103,12 +193,24 @@ _kafka_write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=$KANAL_HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$KANAL_HOST:$KAFKA_PORT,CONTROLLER://$KANAL_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KANAL_HOST:$KAFKA_PORT,CONTROLLER://$KANAL_HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$KANAL_HOST:$KAFKA_PORT,CONTROLLER://$KANAL_HOST:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://$KANAL_HOST:$KAFKA_SASL_PORT,SSL://$KANAL_HOST:$KAFKA_SSL_PORT
+advertised.listeners=PLAINTEXT://$KANAL_HOST:$KAFKA_PORT,CONTROLLER://$KANAL_HOST:$KAFKA_CONTROLLER_PORT,SASL_PLAINTEXT://$KANAL_HOST:$KAFKA_SASL_PORT,SSL://$KANAL_HOST:$KAFKA_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL
 log.dirs=$dir/data
+
+# security listeners for tests (dev credentials; see the header of dev/services/kafka.sh)
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.ssl.ssl.keystore.type=PKCS12
+listener.name.ssl.ssl.keystore.location=$dir/tls/broker.p12
+listener.name.ssl.ssl.keystore.password=$KAFKA_TLS_PASSWORD
+listener.name.ssl.ssl.key.password=$KAFKA_TLS_PASSWORD
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$dir/tls/ca.pem
+listener.name.ssl.ssl.client.auth=requested
 
 # single node, tuned for tests
 num.partitions=1
@@ -165,19 +267,28 @@ kafka_up() {
   dir=$(run_dir kafka) || return 1
   log="$dir/kafka.log"
   if pid=$(daemon_pid kafka kafka "$KAFKA_PORT"); then
-    if _kafka_healthy; then
+    if ! _kafka_healthy; then
+      say "kafka: pid $pid is running but not answering yet; waiting"
+      if ! wait_healthy kafka kafka 30 "$log" _kafka_healthy; then
+        say "kafka: restarting unhealthy broker (pid $pid)"
+        daemon_stop kafka kafka "$KAFKA_PORT" >/dev/null
+      fi
+    fi
+  fi
+  if pid=$(daemon_pid kafka kafka "$KAFKA_PORT"); then
+    if wait_for_port "$KANAL_HOST" "$KAFKA_SASL_PORT" 5 && _kafka_secure_listeners; then
+      _kafka_scram "$dir" || return 1
       say "kafka: already running (pid $pid)"
       return 0
     fi
-    say "kafka: pid $pid is running but not answering yet; waiting"
-    if wait_healthy kafka kafka 30 "$log" _kafka_healthy; then
-      return 0
-    fi
-    say "kafka: restarting unhealthy broker (pid $pid)"
+    say "kafka: restarting pid $pid once to add the SASL ($KAFKA_SASL_PORT) and SSL ($KAFKA_SSL_PORT) listeners (data persists)"
     daemon_stop kafka kafka "$KAFKA_PORT" >/dev/null
   fi
   ensure_port_free "$KAFKA_PORT" kafka || return 1
   ensure_port_free "$KAFKA_CONTROLLER_PORT" kafka || return 1
+  ensure_port_free "$KAFKA_SASL_PORT" kafka || return 1
+  ensure_port_free "$KAFKA_SSL_PORT" kafka || return 1
+  _kafka_tls "$dir" || return 1
   _kafka_write_config "$dir" || return 1
   lib="$(_kafka_home)/lib"
 
@@ -190,11 +301,14 @@ kafka_up() {
     }
     say "kafka: formatting $dir/data (cluster id $cid)"
     if ! kafka_run kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" \
-      --standalone >"$dir/format.log" 2>&1; then
+      --standalone --add-scram "SCRAM-SHA-512=[name=$KAFKA_SCRAM_USER,password=$KAFKA_SCRAM_PASSWORD]" \
+      --add-scram "SCRAM-SHA-256=[name=$KAFKA_SCRAM_USER,password=$KAFKA_SCRAM_PASSWORD]" \
+      >"$dir/format.log" 2>&1; then
       fail "kafka: storage format failed; see $dir/format.log"
       tail_log "$dir/format.log"
       return 1
     fi
+    touch "$dir/scram-$cid.done"
   fi
 
   say "kafka: starting on $KAFKA_BOOTSTRAP"
@@ -208,6 +322,11 @@ kafka_up() {
     say "kafka: if its data dir is broken, 'dev/stack reset kafka' starts a fresh cluster"
     return 1
   fi
+  if ! wait_for_port "$KANAL_HOST" "$KAFKA_SASL_PORT" 30 || ! wait_for_port "$KANAL_HOST" "$KAFKA_SSL_PORT" 30; then
+    fail "kafka: the SASL/SSL listeners ($KAFKA_SASL_PORT, $KAFKA_SSL_PORT) do not answer; see $log"
+    return 1
+  fi
+  _kafka_scram "$dir" || return 1
   say "kafka: ready on $KAFKA_BOOTSTRAP (pid $(daemon_pid kafka kafka))"
 }
 
@@ -218,6 +337,17 @@ kafka_down() {
 }
 
 kafka_env() {
+  local tls="$KANAL_RUN/kafka/tls"
   env_line KANAL_BOOTSTRAP_SERVERS "$KAFKA_BOOTSTRAP"
   env_line KANAL_KAFKA_CLASSPATH "$(_kafka_home)/lib/*"
+  env_line KANAL_KAFKA_SASL_BOOTSTRAP "$KANAL_HOST:$KAFKA_SASL_PORT"
+  env_line KANAL_KAFKA_SASL_MECHANISM SCRAM-SHA-512
+  env_line KANAL_KAFKA_SASL_USERNAME "$KAFKA_SCRAM_USER"
+  env_line KANAL_KAFKA_SASL_PASSWORD "$KAFKA_SCRAM_PASSWORD"
+  env_line KANAL_KAFKA_SSL_BOOTSTRAP "$KANAL_HOST:$KAFKA_SSL_PORT"
+  env_line KANAL_KAFKA_SSL_CA "$tls/ca.pem"
+  env_line KANAL_KAFKA_SSL_TRUSTSTORE_P12 "$tls/truststore.p12"
+  env_line KANAL_KAFKA_SSL_TRUSTSTORE_JKS "$tls/truststore.jks"
+  env_line KANAL_KAFKA_SSL_KEYSTORE_P12 "$tls/client.p12"
+  env_line KANAL_KAFKA_SSL_PASSWORD "$KAFKA_TLS_PASSWORD"
 }

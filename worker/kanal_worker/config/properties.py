@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from kanal_worker.api.errors import ConfigError
@@ -34,7 +35,9 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     lines: list[tuple[int, str]] = []
     pending: str | None = None
     start = 0
-    for number, raw in enumerate(text.splitlines(), start=1):
+    # Java ends lines at \n, \r and \r\n only (str.splitlines would also cut at \x0b,
+    # \x1c-\x1e, \x85, \u2028, \u2029, which may sit inside values)
+    for number, raw in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         stripped = raw.lstrip(" \t\f")
         if pending is None:
             if not stripped or stripped[0] in "#!":
@@ -111,6 +114,7 @@ def format_properties(values: dict[str, str]) -> str:
         out = out.replace("\t", "\\t").replace("\f", "\\f")
         if is_key:
             out = out.replace("=", "\\=").replace(":", "\\:").replace(" ", "\\ ")
+            out = out.replace("#", "\\#").replace("!", "\\!")  # else a comment line
         elif out.startswith(" "):
             out = "\\" + out
         return out

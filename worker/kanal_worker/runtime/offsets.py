@@ -16,10 +16,33 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from kanal_worker.api.errors import ConfigError
+
+LEADERLESS = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                        KafkaError.UNKNOWN_TOPIC_OR_PART})
+"""What a partition answers for a moment after its topic was created or its broker
+restarted, until it has a leader."""
+
+
+def _watermarks(consumer: Consumer, partition: TopicPartition,
+                timeout: float = 30) -> tuple[int, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=15)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if exc.args[0].code() not in LEADERLESS or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+JAVA_PARTITIONER = "murmur2_random"
+"""librdkafka's name for the Java client's default partitioner: keyed records land on the
+partitions Apache Kafka Connect workers would choose."""
 
 
 def partition_key(partition: dict[str, Any]) -> str:
@@ -130,7 +153,7 @@ class KafkaOffsetStore(OffsetStore):
         self._data: dict[str, dict[str, dict[str, Any]]] = {}
         self._ensure_topic(partitions, replication_factor)
         self._producer = Producer({**client_config, "enable.idempotence": "true",
-                                   "linger.ms": "0"})
+                                   "linger.ms": "0", "partitioner": JAVA_PARTITIONER})
         self.refresh()
 
     def _ensure_topic(self, partitions: int, replication_factor: int) -> None:
@@ -153,6 +176,18 @@ class KafkaOffsetStore(OffsetStore):
         return orjson.dumps([connector, partition])
 
     def refresh(self) -> None:
+        """Read the topic to its end; retried while a new topic's leaders are elected."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._read_to_end()
+                return
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _read_to_end(self) -> None:
         consumer = Consumer({**self.client_config, "group.id": f"kanal-offsets-{uuid.uuid4()}",
                              "enable.auto.commit": "false", "isolation.level": "read_committed",
                              "auto.offset.reset": "earliest"})
@@ -161,8 +196,7 @@ class KafkaOffsetStore(OffsetStore):
             ends: dict[int, int] = {}
             starts = []
             for partition in metadata.topics[self.topic].partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition),
-                                                           timeout=15)
+                low, high = _watermarks(consumer, TopicPartition(self.topic, partition))
                 if high > low:
                     ends[partition] = high
                     starts.append(TopicPartition(self.topic, partition, low))

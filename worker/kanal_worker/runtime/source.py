@@ -16,8 +16,13 @@ from kanal_worker.api.records import SourceRecord
 from kanal_worker.config.connector import SourceSettings
 from kanal_worker.config.worker import WorkerSettings, client_config
 from kanal_worker.runtime.codec import build_codec
-from kanal_worker.runtime.errors import DeadLetterQueue, ErrorHandler, Stage
-from kanal_worker.runtime.offsets import KafkaOffsetStore, OffsetStore, partition_key
+from kanal_worker.runtime.errors import DeadLetterQueue, ErrorHandler, Failed, Stage
+from kanal_worker.runtime.offsets import (
+    JAVA_PARTITIONER,
+    KafkaOffsetStore,
+    OffsetStore,
+    partition_key,
+)
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import StatusListener, TaskId, TaskRunner
 from kanal_worker.runtime.transforms import build_chain, sub_config
@@ -45,6 +50,9 @@ class SourceTaskRunner(TaskRunner):
         self.connector = connector
         self.offsets = offsets
         self.pending: dict[str, dict[str, Any]] = {}
+        self._partition_keys: tuple[dict[str, Any], dict[str, Any], str] | None = None
+        """The last source partition seen, a copy of it and its key: tasks reuse one map
+        for a partition, so its key is computed once, not per record."""
         self.delivery_error: KafkaError | None = None
         self.active_topics: set[str] = set()
         """Topics records were produced to (``GET /connectors/{name}/topics``)."""
@@ -80,7 +88,10 @@ class SourceTaskRunner(TaskRunner):
             "enable.idempotence": "true",
             "linger.ms": "5",
             "compression.type": "lz4",
+            "partitioner": JAVA_PARTITIONER,
             **producer_config,
+            # only failures need the delivery callback; one per record cost ~1 µs each
+            "delivery.report.only.error": True,
         })
         if self.transactional:
             # fences any zombie instance of this task still producing somewhere
@@ -133,58 +144,95 @@ class SourceTaskRunner(TaskRunner):
         if self.transactional and not self.in_transaction:
             self.producer.begin_transaction()
             self.in_transaction = True
-        produce = self.producer.produce
-        for original in records:
-            record = self._transform(original)
-            if record is not None:
-                payload = self._convert(record)
-                if payload is not None:
-                    key, value, headers = payload
-                    while True:
-                        try:
-                            produce(record.topic, value=value, key=key, headers=headers,
-                                    partition=record.kafka_partition
-                                    if record.kafka_partition is not None else -1,
-                                    timestamp=record.timestamp or 0,
-                                    on_delivery=self._delivered)
-                            break
-                        except BufferError:
-                            self.producer.poll(0.1)
-                    self.active_topics.add(record.topic)
-                    self.metrics.records_out += 1
-            self.pending[partition_key(original.source_partition)] = original.source_offset
+        converted = None if self.chain else self._convert_all(records)
+        if converted is not None:
+            for record, (key, value, headers) in zip(records, converted, strict=True):
+                self._produce(record, key, value, headers)
+                self._pending(record)
+        else:
+            for original in records:
+                transformed = self._transform(original)
+                if transformed is not None:
+                    payload = self._convert(transformed)
+                    if payload is not None:
+                        self._produce(transformed, *payload)
+                self._pending(original)
         self.producer.poll(0)
         self.metrics.records_in += len(records)
         self.metrics.batches += 1
         self.metrics.batch_seconds += time.perf_counter() - started
 
+    def _produce(self, record: SourceRecord, key: bytes | None, value: bytes | None,
+                 headers: list[tuple[str, bytes | None]]) -> None:
+        while True:
+            try:
+                self.producer.produce(record.topic, value=value, key=key, headers=headers,
+                                      partition=record.kafka_partition
+                                      if record.kafka_partition is not None else -1,
+                                      timestamp=record.timestamp or 0,
+                                      on_delivery=self._delivered)
+                break
+            except BufferError:
+                self.producer.poll(0.1)
+        self.active_topics.add(record.topic)
+        self.metrics.records_out += 1
+
+    def _pending(self, record: SourceRecord) -> None:
+        """Remember ``record``'s offset as its partition's latest (committed once acked)."""
+        partition = record.source_partition
+        cached = self._partition_keys
+        if cached is None or cached[0] is not partition or cached[1] != partition:
+            cached = self._partition_keys = (partition, dict(partition),
+                                             partition_key(partition))
+        self.pending[cached[2]] = record.source_offset
+
+    def _convert_all(self, records: list[SourceRecord]
+                     ) -> list[tuple[bytes | None, bytes | None,
+                                     list[tuple[str, bytes | None]]]] | None:
+        """Every record's key, value and headers at once; None when one of them fails
+        (``_convert`` then reports it with retries, one record at a time)."""
+        codec = self.codec
+        key_from, value_from = codec.key.from_connect, codec.value.from_connect
+        header_from = codec.header.from_connect_header
+        try:
+            return [(key_from(r.topic, r.key_schema, r.key),
+                     value_from(r.topic, r.value_schema, r.value),
+                     [(h.key, header_from(r.topic, h.key, h.schema, h.value))
+                      for h in r.headers])
+                    for r in records]
+        except Exception:
+            return None
+
     def _transform(self, record: SourceRecord) -> SourceRecord | None:
         current: SourceRecord | None = record
         for step in self.chain:
             assert current is not None
-            try:
-                current = self.errors.retry(partial(step.apply, current))
-            except Exception as exc:
-                self.errors.failure(Stage.TRANSFORMATION, step.class_name, exc, source=record)
+            result = self.errors.execute(partial(step.apply, current), Stage.TRANSFORMATION,
+                                         step.class_name, record=record)
+            if isinstance(result, Failed) or result is None:
                 return None
-            if current is None:
-                return None
+            current = result
         return current
 
     def _convert(self, record: SourceRecord
                  ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]] | None:
         codec = self.codec
-        stage, executing = Stage.KEY_CONVERTER, codec.key_class
-        try:
-            key = codec.key.from_connect(record.topic, record.key_schema, record.key)
-            stage, executing = Stage.VALUE_CONVERTER, codec.value_class
-            value = codec.value.from_connect(record.topic, record.value_schema, record.value)
-            stage, executing = Stage.HEADER_CONVERTER, codec.header_class
-            headers = [(h.key, codec.header.from_connect_header(record.topic, h.key, h.schema,
-                                                                h.value))
-                       for h in record.headers]
-        except Exception as exc:
-            self.errors.failure(stage, executing, exc, source=record)
+        key = self.errors.execute(
+            partial(codec.key.from_connect, record.topic, record.key_schema, record.key),
+            Stage.KEY_CONVERTER, codec.key_class, record=record)
+        if isinstance(key, Failed):
+            return None
+        value = self.errors.execute(
+            partial(codec.value.from_connect, record.topic, record.value_schema, record.value),
+            Stage.VALUE_CONVERTER, codec.value_class, record=record)
+        if isinstance(value, Failed):
+            return None
+        headers = self.errors.execute(
+            lambda: [(h.key, codec.header.from_connect_header(record.topic, h.key, h.schema,
+                                                              h.value))
+                     for h in record.headers],
+            Stage.HEADER_CONVERTER, codec.header_class, record=record)
+        if isinstance(headers, Failed):
             return None
         return key, value, headers
 
