@@ -32,6 +32,7 @@ from kanal_worker.runtime.herder import HEALTHY, Health, plugin_type
 from kanal_worker.runtime.metrics import MetricsServer, metrics_port, start_metrics_server
 from kanal_worker.runtime.offsets import KafkaOffsetStore
 from kanal_worker.runtime.registry import plugins
+from kanal_worker.runtime.task import UNREACHABLE, WAITING_FOR_KAFKA
 
 log = logging.getLogger(__name__)
 
@@ -91,22 +92,26 @@ class ClusterWorker:
         self.rest: RestServer | None = None
         self.metrics: MetricsServer | None = None
 
-    def _offset_store(self, attempts: int = 8) -> KafkaOffsetStore:
-        """Open the offsets topic; retried, since a topic just created by a peer has no
-        partition leaders for a moment."""
-        for attempt in range(attempts):
+    def _offset_store(self) -> KafkaOffsetStore:
+        """Open the offsets topic, waiting as long as Kafka cannot be reached: a pod that
+        starts before its brokers (or while they restart) comes up by itself later."""
+        servers = self.worker.get("bootstrap.servers", "localhost:9092")
+        attempt = 0
+        while True:
             try:
                 return KafkaOffsetStore(self.settings.offset_topic,
                                         client_config(self.worker, "admin"),
                                         self.settings.offset_partitions,
                                         self.settings.offset_replication_factor)
             except KafkaException as exc:
-                if attempt == attempts - 1 or not exc.args[0].retriable():
+                error = exc.args[0]
+                if not (error.retriable() or error.code() in UNREACHABLE):
                     raise ConfigError("offset.storage.topic", f"cannot read offsets topic "
                                       f"{self.settings.offset_topic}: {exc}") from None
-                log.info("Offsets topic not ready (%s); retrying", exc)
-                time.sleep(min(0.5 * 2 ** attempt, 5.0))
-        raise AssertionError("unreachable")
+                log.warning("%s at %s (%s); retrying", WAITING_FOR_KAFKA.capitalize(),
+                            servers, error.str())
+                time.sleep(min(0.5 * 2 ** attempt, 10.0))
+                attempt += 1
 
     def _resolve(self, config: Mapping[str, str]) -> Mapping[str, str]:
         return resolve(config, self._providers)

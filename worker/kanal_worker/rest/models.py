@@ -60,6 +60,9 @@ class ConnectorState(BaseModel):
     worker_id: str
     version: str | None = Field(None, description="The connector plugin's version.")
     trace: str | None = Field(None, description="Present when the state is FAILED.")
+    detail: str | None = Field(
+        None, description="Kanal: what a running task waits for (Kafka unreachable, storage "
+                          "being retried); absent when nothing is wrong.")
 
 
 class TaskState(ConnectorState):

@@ -829,4 +829,6 @@ def _status_json(status: Status, version: str) -> dict[str, Any]:
                            "version": version}
     if status.trace:
         out["trace"] = status.trace
+    if status.detail:
+        out["detail"] = status.detail  # Kanal: what a running task is waiting for
     return out

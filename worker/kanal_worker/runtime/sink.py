@@ -132,6 +132,7 @@ class SinkTaskRunner(TaskRunner):
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": "10000",
             "heartbeat.interval.ms": "2000",
+            "error_cb": self.kafka_error,
             **self._membership(worker),
             **{k: v for k, v in consumer_config.items() if k in overrides},
         })
@@ -166,6 +167,7 @@ class SinkTaskRunner(TaskRunner):
             self._follow_target()
             messages = self.consumer.consume(self.batch_size, 0.5)
             if messages:
+                self.kafka_reached()
                 self._process(messages)
             if self.commit_requested or time.monotonic() >= next_commit:
                 self.commit_requested = False

@@ -89,6 +89,7 @@ class SourceTaskRunner(TaskRunner):
             "linger.ms": "5",
             "compression.type": "lz4",
             "partitioner": JAVA_PARTITIONER,
+            "error_cb": self.kafka_error,
             **producer_config,
             # only failures need the delivery callback; one per record cost ~1 µs each
             "delivery.report.only.error": True,
@@ -267,6 +268,7 @@ class SourceTaskRunner(TaskRunner):
         self.offsets.put(self.id.connector, offsets)
         self.pending.clear()
         self.task.commit()
+        self.kafka_reached()
 
     def _commit_transaction(self) -> None:
         """Commit the records and their offsets atomically; on an abortable failure,
@@ -297,3 +299,4 @@ class SourceTaskRunner(TaskRunner):
         self.offsets.applied(self.id.connector, offsets)
         self.pending.clear()
         self.task.commit()
+        self.kafka_reached()
