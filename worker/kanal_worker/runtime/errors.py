@@ -16,8 +16,9 @@ import decimal
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import StrEnum
+from functools import partial
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -27,9 +28,11 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from kanal_worker.api.errors import ConnectError, RetriableError
 from kanal_worker.api.records import ConnectRecord, SinkRecord, SourceRecord
 from kanal_worker.runtime.status import format_trace
+from kanal_worker.runtime.transforms import Step
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+R = TypeVar("R", bound=ConnectRecord)
 
 HEADER_PREFIX = "__connect.errors."
 RETRIES_DELAY_MIN_MS = 300
@@ -264,6 +267,22 @@ class ErrorHandler:
         except Exception as exc:
             self.failure(stage, executing, exc, message=message, record=record)
             return FAILED
+
+    def transform(self, chain: Sequence[Step], record: R, *,
+                  message: Message | None = None) -> R | None:
+        """``record`` through ``chain``, each step under error handling; None when a step
+        dropped the record or failed with the failure tolerated. ``message`` is the
+        consumed original of a sink record (the DLQ gets its raw bytes)."""
+        current: R | None = record
+        for step in chain:
+            assert current is not None
+            result = self.execute(partial(step.apply, current), Stage.TRANSFORMATION,
+                                  step.class_name, message=message,
+                                  record=None if message is not None else record)
+            if isinstance(result, Failed) or result is None:
+                return None
+            current = result
+        return current
 
     def failure(self, stage: Stage, executing: str, error: BaseException, *,
                 message: Message | None = None, record: ConnectRecord | None = None) -> None:

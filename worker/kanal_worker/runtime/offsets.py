@@ -67,14 +67,38 @@ class OffsetStore(ABC):
         """Catch up with offsets other workers wrote (before a task starts)."""
 
 
-class FileOffsetStore(OffsetStore):
+class CachedOffsetStore(OffsetStore):
+    """Offsets held in memory; subclasses decide how they are made durable."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def get(self, connector: str, partition: dict[str, Any]) -> dict[str, Any] | None:
+        with self._lock:
+            return self._data.get(connector, {}).get(partition_key(partition))
+
+    def all(self, connector: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        with self._lock:
+            return [(orjson.loads(k), v) for k, v in self._data.get(connector, {}).items()]
+
+    def _merge(self, connector: str, offsets: dict[str, dict[str, Any] | None]) -> None:
+        """Apply ``offsets`` to the cache; the caller holds the lock."""
+        stored = self._data.setdefault(connector, {})
+        for key, offset in offsets.items():
+            if offset is None:
+                stored.pop(key, None)
+            else:
+                stored[key] = offset
+
+
+class FileOffsetStore(CachedOffsetStore):
     """JSON file replaced atomically on every write, so a crash leaves the old or the new
     offsets, never a torn file."""
 
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self.path = path
-        self._lock = threading.Lock()
-        self._data: dict[str, dict[str, dict[str, Any]]] = {}
         if path.exists():
             try:
                 self._data = orjson.loads(path.read_bytes())
@@ -90,23 +114,10 @@ class FileOffsetStore(OffsetStore):
                                   f"cannot write offsets to {path}: {exc.strerror}; choose a "
                                   "writable path") from None
 
-    def get(self, connector: str, partition: dict[str, Any]) -> dict[str, Any] | None:
-        with self._lock:
-            return self._data.get(connector, {}).get(partition_key(partition))
-
     def put(self, connector: str, offsets: dict[str, dict[str, Any] | None]) -> None:
         with self._lock:
-            stored = self._data.setdefault(connector, {})
-            for key, offset in offsets.items():
-                if offset is None:
-                    stored.pop(key, None)
-                else:
-                    stored[key] = offset
+            self._merge(connector, offsets)
             self._write()
-
-    def all(self, connector: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        with self._lock:
-            return [(orjson.loads(k), v) for k, v in self._data.get(connector, {}).items()]
 
     def _write(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -117,28 +128,15 @@ class FileOffsetStore(OffsetStore):
         os.replace(tmp, self.path)
 
 
-class MemoryOffsetStore(OffsetStore):
+class MemoryOffsetStore(CachedOffsetStore):
     """For connectors run without a persistent store (tests, validation)."""
 
-    def __init__(self) -> None:
-        self._data: dict[str, dict[str, dict[str, Any]]] = {}
-
-    def get(self, connector: str, partition: dict[str, Any]) -> dict[str, Any] | None:
-        return self._data.get(connector, {}).get(partition_key(partition))
-
     def put(self, connector: str, offsets: dict[str, dict[str, Any] | None]) -> None:
-        stored = self._data.setdefault(connector, {})
-        for key, offset in offsets.items():
-            if offset is None:
-                stored.pop(key, None)
-            else:
-                stored[key] = offset
-
-    def all(self, connector: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        return [(orjson.loads(k), v) for k, v in self._data.get(connector, {}).items()]
+        with self._lock:
+            self._merge(connector, offsets)
 
 
-class KafkaOffsetStore(OffsetStore):
+class KafkaOffsetStore(CachedOffsetStore):
     """Offsets in a compacted topic, cached in memory and re-read on ``refresh``.
 
     ``stage`` writes offsets through a caller's (transactional) producer, so an
@@ -147,10 +145,9 @@ class KafkaOffsetStore(OffsetStore):
 
     def __init__(self, topic: str, client_config: dict[str, str], partitions: int = 25,
                  replication_factor: int = 3) -> None:
+        super().__init__()
         self.topic = topic
         self.client_config = client_config
-        self._lock = threading.Lock()
-        self._data: dict[str, dict[str, dict[str, Any]]] = {}
         self._ensure_topic(partitions, replication_factor)
         self._producer = Producer({**client_config, "enable.idempotence": "true",
                                    "linger.ms": "0", "partitioner": JAVA_PARTITIONER})
@@ -233,14 +230,6 @@ class KafkaOffsetStore(OffsetStore):
         else:
             stored[partition_key(partition)] = orjson.loads(value)
 
-    def get(self, connector: str, partition: dict[str, Any]) -> dict[str, Any] | None:
-        with self._lock:
-            return self._data.get(connector, {}).get(partition_key(partition))
-
-    def all(self, connector: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        with self._lock:
-            return [(orjson.loads(k), v) for k, v in self._data.get(connector, {}).items()]
-
     def stage(self, producer: Producer, connector: str,
               offsets: dict[str, dict[str, Any] | None]) -> None:
         """Produce offset records with ``producer``; ``applied`` once they are committed."""
@@ -250,12 +239,7 @@ class KafkaOffsetStore(OffsetStore):
 
     def applied(self, connector: str, offsets: dict[str, dict[str, Any] | None]) -> None:
         with self._lock:
-            stored = self._data.setdefault(connector, {})
-            for key, offset in offsets.items():
-                if offset is None:
-                    stored.pop(key, None)
-                else:
-                    stored[key] = offset
+            self._merge(connector, offsets)
 
     def put(self, connector: str, offsets: dict[str, dict[str, Any] | None]) -> None:
         self.stage(self._producer, connector, offsets)

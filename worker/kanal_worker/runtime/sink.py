@@ -328,15 +328,7 @@ class SinkTaskRunner(TaskRunner):
         return self._transform(record, message)
 
     def _transform(self, record: SinkRecord, message: Message) -> SinkRecord | None:
-        current: SinkRecord | None = record
-        for step in self.chain:
-            assert current is not None
-            result = self.errors.execute(partial(step.apply, current), Stage.TRANSFORMATION,
-                                         step.class_name, message=message)
-            if isinstance(result, Failed) or result is None:
-                return None
-            current = result
-        return current
+        return self.errors.transform(self.chain, record, message=message)
 
     def _headers(self, topic: str, raw_headers: list[tuple[str, bytes | None]]
                  ) -> list[Header]:

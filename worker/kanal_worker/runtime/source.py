@@ -205,15 +205,7 @@ class SourceTaskRunner(TaskRunner):
             return None
 
     def _transform(self, record: SourceRecord) -> SourceRecord | None:
-        current: SourceRecord | None = record
-        for step in self.chain:
-            assert current is not None
-            result = self.errors.execute(partial(step.apply, current), Stage.TRANSFORMATION,
-                                         step.class_name, record=record)
-            if isinstance(result, Failed) or result is None:
-                return None
-            current = result
-        return current
+        return self.errors.transform(self.chain, record)
 
     def _convert(self, record: SourceRecord
                  ) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]] | None:
