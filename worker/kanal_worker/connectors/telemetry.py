@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from kanal_worker.api import (
@@ -46,17 +47,30 @@ def reading(seed: int, seq: int, vehicles: int, start_ms: int, step_ms: int) -> 
     """The ``seq``-th reading for ``seed``: a pure function of its arguments."""
     h = _mix(seed * 0x100000001B3 + seq)
     vehicle = h % vehicles
-    home = _mix(seed ^ vehicle)
-    speed = 20 + (h >> 8) % 12000 / 100  # 20.00 .. 139.99 km/h
+    vehicle_id, lat, lon = _vehicle(seed, vehicle)
     return {
-        "vehicle_id": f"VH-{vehicle:04d}",
+        "vehicle_id": vehicle_id,
         "timestamp": start_ms + seq * step_ms,
-        "speed_kmh": round(speed, 2),
-        "fuel_level": round(5 + (h >> 24) % 9500 / 100, 2),
-        "lat": round(48 + (home % 60000) / 10000 + ((h >> 40) % 200 - 100) / 100000, 5),
-        "lon": round(2 + (home >> 20) % 120000 / 10000 + ((h >> 48) % 200 - 100) / 100000, 5),
+        "speed_kmh": _SPEEDS[(h >> 8) % 12000],  # 20.00 .. 139.99 km/h
+        "fuel_level": _FUEL[(h >> 24) % 9500],
+        "lat": round(lat + ((h >> 40) % 200 - 100) / 100000, 5),
+        "lon": round(lon + ((h >> 48) % 200 - 100) / 100000, 5),
         "seq": seq,
     }
+
+
+# What ``reading`` computes from a few bits of the hash, computed once: the same floats
+# (the sums are evaluated in the same order), 3-4x faster than rounding every time.
+_SPEEDS = [round(20 + n / 100, 2) for n in range(12000)]
+_FUEL = [round(5 + n / 100, 2) for n in range(9500)]
+
+
+@lru_cache(maxsize=65536)
+def _vehicle(seed: int, vehicle: int) -> tuple[str, float, float]:
+    """A vehicle's id and home position (before the per-reading jitter)."""
+    home = _mix(seed ^ vehicle)
+    return (f"VH-{vehicle:04d}", 48 + (home % 60000) / 10000,
+            2 + (home >> 20) % 120000 / 10000)
 
 
 class TelemetrySettings(Settings):

@@ -85,10 +85,12 @@ class JsonConverter(Converter):
             return None
         loads = orjson.loads
         try:
+            values = list(map(loads, cast("list[bytes]", data)))
+        except orjson.JSONDecodeError:  # a tombstone among them, or bytes that are not JSON
             try:
-                values = list(map(loads, cast("list[bytes]", data)))
-            except TypeError:  # a tombstone among them
                 values = [None if item is None else loads(item) for item in data]
+            except Exception:
+                return None
         except Exception:
             return None
         return None, values, True

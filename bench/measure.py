@@ -1,0 +1,151 @@
+"""Measuring a process from outside: CPU time and memory from /proc, progress by polling.
+
+Every system is measured the same way: a probe counts the records delivered so far (lines
+in the output file, committed offsets, records in a topic) while a sampler reads the
+CPU time and resident memory of the process doing the work, so a Python worker started
+for the run and a JVM that was already running are compared over the same window: from
+the first record delivered to the last one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of every thread of ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def memory_mb(pid: int, key: str = "VmRSS") -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of ``pid`` in MiB."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(key)
+
+
+@dataclass
+class Sample:
+    """One run of one system on one benchmark."""
+
+    bench: str
+    variant: str
+    system: str
+    run: int
+    records: int
+    startup_s: float = 0.0
+    """Launch (process start or REST call) → first record delivered."""
+    active_s: float = 0.0
+    """First record delivered → last record delivered."""
+    active_records: int = 0
+    """Records delivered within the active window."""
+    cpu_s: float = 0.0
+    """CPU seconds of the worker within the active window."""
+    cpu_total_s: float = 0.0
+    """CPU seconds from launch to the last record (a JVM already running: from the call)."""
+    peak_rss_mb: float = 0.0
+    ok: bool = True
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        """Records per second while records flowed."""
+        return self.active_records / self.active_s if self.active_s > 0 else 0.0
+
+    @property
+    def cpu_per_million(self) -> float:
+        return self.cpu_s / self.active_records * 1e6 if self.active_records else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "rate": round(self.rate, 1),
+                "cpu_per_million": round(self.cpu_per_million, 3)}
+
+
+@dataclass
+class Window:
+    """What ``watch`` saw."""
+
+    started: float
+    first: float | None = None
+    first_count: int = 0
+    done: float | None = None
+    count: int = 0
+    cpu_start: float = 0.0
+    cpu_first: float = 0.0
+    cpu_done: float = 0.0
+    rss_max_mb: float = 0.0
+
+    def fill(self, sample: Sample) -> Sample:
+        """Copy the timings into ``sample``; not ``ok`` when the target was not reached."""
+        end = self.done if self.done is not None else time.monotonic()
+        first = self.first if self.first is not None else end
+        sample.startup_s = first - self.started
+        sample.active_s = end - first
+        sample.active_records = self.count - self.first_count
+        sample.cpu_s = self.cpu_done - self.cpu_first
+        sample.cpu_total_s = self.cpu_done - self.cpu_start
+        sample.peak_rss_mb = max(sample.peak_rss_mb, self.rss_max_mb)
+        if self.done is None:
+            sample.ok = False
+            sample.note = (sample.note + f" stopped at {self.count}/{sample.records}").strip()
+        return sample
+
+
+def watch(progress: Callable[[], int], target: int, pid: int | None, timeout: float,
+          started: float | None = None, interval: float = 0.02,
+          alive: Callable[[], bool] = lambda: True) -> Window:
+    """Poll ``progress`` until it reaches ``target`` (or ``timeout``), sampling ``pid``."""
+    window = Window(started=started if started is not None else time.monotonic())
+    if pid is not None:
+        window.cpu_start = window.cpu_first = window.cpu_done = cpu_seconds(pid)
+    deadline = window.started + timeout
+    while True:
+        count = progress()
+        now = time.monotonic()
+        cpu = cpu_seconds(pid) if pid is not None else 0.0
+        if pid is not None:
+            window.rss_max_mb = max(window.rss_max_mb, memory_mb(pid))
+        if count and window.first is None:
+            window.first, window.first_count, window.cpu_first = now, count, cpu
+        window.count = count
+        if count >= target:
+            window.done, window.cpu_done = now, cpu
+            return window
+        window.cpu_done = cpu
+        if now > deadline or not alive():
+            return window
+        time.sleep(interval)
+
+
+class LineCounter:
+    """Counts the newlines of a growing file, reading only what was appended."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.lines = 0
+
+    def __call__(self) -> int:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        if size > self.offset:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                while chunk := handle.read(1 << 22):
+                    self.lines += chunk.count(b"\n")
+                    self.offset += len(chunk)
+        return self.lines

@@ -1,0 +1,138 @@
+"""The physical limits, as small programs run in their own process like a worker would be:
+
+    python -m bench.raw consume BOOTSTRAP TOPIC COUNT [SETTINGS_JSON]
+    python -m bench.raw produce BOOTSTRAP TOPIC LINES_FILE
+    python -m bench.raw upload CONNECTION_STRING CONTAINER FILE_JSON
+
+Each prints one JSON object: when the first and the last record moved (monotonic
+seconds since the start), CPU seconds at those moments and the peak resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from typing import Any
+
+
+def _report(started: float, first: float, cpu_first: float, done: float, cpu_done: float,
+            count: int, first_count: int, **extra: Any) -> None:
+    print(json.dumps({
+        "startup_s": first - started, "active_s": done - first, "count": count,
+        "active_records": count - first_count, "cpu_s": cpu_done - cpu_first,
+        "cpu_total_s": cpu_done, "peak_rss_mb": _peak_rss_mb(), **extra}), flush=True)
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. Not ``ru_maxrss``: Linux carries it over
+    ``exec`` from the forked parent, so a child of a big process would report the parent."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def consume(bootstrap: str, topic: str, count: int, settings: dict[str, str]) -> None:
+    """Batched consume of ``count`` records, touching nothing but their number."""
+    from confluent_kafka import Consumer
+
+    started = time.monotonic()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": "false",
+                         **settings})
+    consumer.subscribe([topic])
+    seen = first_count = 0
+    first = cpu_first = 0.0
+    while seen < count and time.monotonic() - started < 600:
+        messages = consumer.consume(2000, 0.5)
+        if messages and not seen:
+            first, cpu_first, first_count = time.monotonic(), time.process_time(), len(messages)
+        seen += len(messages)
+    done, cpu_done = time.monotonic(), time.process_time()
+    consumer.close()
+    _report(started, first, cpu_first, done, cpu_done, seen, first_count)
+
+
+def produce(bootstrap: str, topic: str, lines_file: str) -> None:
+    """The lines of a file produced as fast as confluent-kafka allows (with the producer
+    settings of Kanal's source tasks), acknowledged: the limit of a source."""
+    from confluent_kafka import Producer
+
+    started = time.monotonic()
+    with open(lines_file, "rb") as handle:
+        values = handle.read().splitlines()
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": "true",
+                         "linger.ms": "5", "compression.type": "lz4"})
+    send = producer.produce
+    first, cpu_first = time.monotonic(), time.process_time()
+    for n, value in enumerate(values):
+        while True:
+            try:
+                send(topic, value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if n % 1000 == 0:
+            producer.poll(0)
+    left = producer.flush(120)
+    done, cpu_done = time.monotonic(), time.process_time()
+    _report(started, first, cpu_first, done, cpu_done, len(values) - left, 0)
+
+
+def upload(connection: str, container: str, plan_file: str) -> None:
+    """Upload files as block blobs: one request for a file within one block, else its
+    blocks staged then committed; ``threads`` requests in flight across files (what a
+    sink's upload does, minus everything else)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from azure.storage.blob import BlobBlock, BlobServiceClient
+
+    with open(plan_file) as handle:
+        plan = json.load(handle)
+    started = time.monotonic()
+    service = BlobServiceClient.from_connection_string(connection)
+    client = service.get_container_client(container)
+    block_size: int = plan["block_size"]
+    contents = []
+    for name, path in plan["files"]:
+        with open(path, "rb") as source:
+            contents.append((name, source.read()))
+
+    def send(name: str, data: bytes) -> None:
+        blob = client.get_blob_client(name)
+        if len(data) <= block_size:
+            blob.upload_blob(data, overwrite=True)
+            return
+        starts = range(0, len(data), block_size)
+        ids = [f"{n:08d}".encode().hex() for n in range(len(starts))]
+        list(blocks.map(lambda i, at: blob.stage_block(i, data[at:at + block_size]),
+                        ids, starts))
+        blob.commit_block_list([BlobBlock(block_id=i) for i in ids])
+
+    first, cpu_first = time.monotonic(), time.process_time()
+    with ThreadPoolExecutor(plan.get("threads", 4)) as blocks, \
+            ThreadPoolExecutor(plan.get("threads", 4)) as files:
+        for future in [files.submit(send, name, data) for name, data in contents]:
+            future.result()
+    done, cpu_done = time.monotonic(), time.process_time()
+    total = sum(len(data) for _, data in contents)
+    _report(started, first, cpu_first, done, cpu_done, total, 0, bytes=total)
+
+
+def main(argv: list[str]) -> None:
+    command, args = argv[0], argv[1:]
+    if command == "consume":
+        consume(args[0], args[1], int(args[2]), json.loads(args[3]) if len(args) > 3 else {})
+    elif command == "produce":
+        produce(args[0], args[1], args[2])
+    elif command == "upload":
+        upload(args[0], args[1], args[2])
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

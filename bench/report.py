@@ -1,0 +1,122 @@
+"""Medians, ratios, the printed table and the JSON file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bench.measure import Sample
+
+
+def median(values: Iterable[float]) -> float:
+    values = list(values)
+    return statistics.median(values) if values else 0.0
+
+
+class Summary:
+    """Medians of each (bench, variant, system) over the runs that reached their target."""
+
+    def __init__(self, samples: list[Sample]) -> None:
+        self.samples = samples
+        groups: dict[tuple[str, str, str], list[Sample]] = defaultdict(list)
+        for sample in samples:
+            groups[sample.bench, sample.variant, sample.system].append(sample)
+        self.groups = groups
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for (bench, variant, system), samples in self.groups.items():
+            good = [s for s in samples if s.ok] or samples
+            rows.append({
+                "bench": bench, "variant": variant, "system": system,
+                "runs": len(samples), "ok": sum(s.ok for s in samples),
+                "rate": median(s.rate for s in good),
+                "rate_min": min(s.rate for s in good), "rate_max": max(s.rate for s in good),
+                "startup_s": median(s.startup_s for s in good),
+                "cpu_per_million": median(s.cpu_per_million for s in good),
+                "peak_rss_mb": median(s.peak_rss_mb for s in good),
+                "notes": sorted({s.note for s in samples if s.note}),
+                **{k: median(float(s.extra[k]) for s in good if k in s.extra)
+                   for k in sorted({k for s in good for k, v in s.extra.items()
+                                    if isinstance(v, int | float) and not isinstance(v, bool)})},
+            })
+        return rows
+
+    def paired_ratio(self, bench: str, variant: str, system: str, other_bench: str,
+                     other_variant: str, other_system: str, field: str = "rate") -> float | None:
+        """Median of the run-by-run ratios (the two ran back to back in each run)."""
+        mine = {s.run: s for s in self.groups.get((bench, variant, system), []) if s.ok}
+        theirs = {s.run: s for s in self.groups.get((other_bench, other_variant, other_system),
+                                                    []) if s.ok}
+        ratios = []
+        for run in sorted(mine.keys() & theirs.keys()):
+            a = getattr(mine[run], field)
+            b = getattr(theirs[run], field)
+            if b:
+                ratios.append(a / b)
+        return median(ratios) if ratios else None
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    header = ("bench", "variant", "system", "ok/runs", "records/s (min-max)", "startup s",
+              "CPU s/M rec", "peak RSS MB")
+    lines = [header]
+    for row in rows:
+        rate = (f"{row['rate']:,.0f} ({row['rate_min']:,.0f}-{row['rate_max']:,.0f})"
+                if row["rate"] else "-")
+        lines.append((row["bench"], row["variant"], row["system"],
+                      f"{row['ok']}/{row['runs']}", rate, f"{row['startup_s']:.2f}",
+                      f"{row['cpu_per_million']:.2f}" if row["cpu_per_million"] else "-",
+                      f"{row['peak_rss_mb']:.0f}" if row["peak_rss_mb"] else "-"))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    out = []
+    for n, line in enumerate(lines):
+        out.append("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths,
+                                                                           strict=True)))
+        if n == 0:
+            out.append("  ".join("-" * width for width in widths))
+    return "\n".join(out)
+
+
+def machine() -> dict[str, Any]:
+    return {"python": platform.python_version(), "cpus": os.cpu_count(),
+            "platform": platform.platform(), "load_avg": os.getloadavg()}
+
+
+def write(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def markdown(rows: list[dict[str, Any]], found: list[dict[str, Any]]) -> str:
+    """The summary as Markdown tables (what bench/README.md quotes)."""
+    out = ["| bench | variant | system | ok/runs | records/s median (min-max) | startup s "
+           "| CPU s / M rec | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mb = f" = {r['mb_per_s']:.0f} MB/s" if r.get("mb_per_s") else ""
+        out.append(f"| {r['bench']} | {r['variant']} | {r['system']} | {r['ok']}/{r['runs']} "
+                   f"| {r['rate']:,.0f} ({r['rate_min']:,.0f}-{r['rate_max']:,.0f}){mb} "
+                   f"| {r['startup_s']:.2f} | {r['cpu_per_million']:.2f} "
+                   f"| {r['peak_rss_mb']:.0f} |")
+    out += ["", "| comparison | ratio | target |", "|---|---|---|"]
+    out += [f"| {r['what']} | {r['ratio']:.2f} | {r['target']} |" for r in found]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    results = json.loads(Path(sys.argv[1]).read_text())
+    print(markdown(results["summary"], results["ratios"]))

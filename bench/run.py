@@ -1,0 +1,187 @@
+"""``make bench``: every benchmark, Kanal and its peers alternating run by run.
+
+    python -m bench.run                 # 1,000,000 records, 3 runs, everything
+    python -m bench.run --quick         # 20,000 records, 1 run (what the smoke test runs)
+    python -m bench.run --only B0,B1 --runs 5
+
+Prints a table of medians and the ratios the targets are about, and writes everything
+(every sample too) to bench/results/bench-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench import control, sources, storage
+from bench.env import RESULTS, scratch, stack
+from bench.measure import Sample
+from bench.report import Summary, machine, stamp, table, write
+from bench.sinks import VARIANTS, b0, b1, scale
+from bench.systems import ConnectWorker, peer_pid
+from bench.workload import ensure
+
+ALL = ("B0", "B1", "B2", "B3", "B4", "scale")
+B0_VARIANT = "kanal fetch settings"
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny workload (20,000 records), one run, no Apache "
+                             "failover with its 5-minute default delay")
+    parser.add_argument("--records", type=int, help="records in the workload topic")
+    parser.add_argument("--runs", type=int, help="runs of each benchmark (medians over them)")
+    parser.add_argument("--only", default=",".join(ALL),
+                        help=f"comma-separated subset of {', '.join(ALL)}")
+    parser.add_argument("--no-peer", action="store_true",
+                        help="skip Apache Kafka Connect (Kanal and the raw limits only)")
+    parser.add_argument("--formats", default=",".join(storage.FORMATS),
+                        help="B2 formats: " + ", ".join(storage.FORMATS))
+    parser.add_argument("--output", type=Path, help="JSON results file")
+    args = parser.parse_args(argv)
+    args.records = args.records or (20_000 if args.quick else 1_000_000)
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(args.only) - set(ALL)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; choose from "
+                     f"{', '.join(ALL)}")
+    return args
+
+
+def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
+    """The comparisons the targets are about, run-by-run medians."""
+    out: list[dict[str, Any]] = []
+
+    def add(what: str, value: float | None, target: str,
+            met: Callable[[float], bool]) -> None:
+        out.append({"what": what, "ratio": value, "target": target,
+                    "met": None if value is None else met(value)})
+
+    for variant in VARIANTS:
+        add(f"B1 {variant}: Kanal / Apache records/s",
+            summary.paired_ratio("B1 file sink", variant, "kanal", "B1 file sink", variant,
+                                 "apache"), ">= 2", lambda r: r >= 2)
+        add(f"B1 {variant}: Kanal / B0 records/s",
+            summary.paired_ratio("B1 file sink", variant, "kanal", "B0 raw consume",
+                                 B0_VARIANT, "confluent-kafka"), ">= 0.70", lambda r: r >= 0.7)
+        add(f"B1 {variant}: Kanal / Apache CPU s per M records",
+            summary.paired_ratio("B1 file sink", variant, "kanal", "B1 file sink", variant,
+                                 "apache", "cpu_per_million"), "(lower is better)",
+            lambda r: r <= 1)
+        add(f"B1 {variant}: Kanal / Apache peak RSS",
+            summary.paired_ratio("B1 file sink", variant, "kanal", "B1 file sink", variant,
+                                 "apache", "peak_rss_mb"), "<= 0.25", lambda r: r <= 0.25)
+    for fmt in formats:
+        add(f"B2 {fmt}: Kanal / raw upload MB/s",
+            summary.paired_ratio("B2 azure sink", fmt, "kanal", "B2 azure sink", fmt,
+                                 "raw upload", "rate"), ">= 0.80", lambda r: r >= 0.8)
+    for variant in ("generator", "file"):
+        add(f"B3 {variant}: Kanal / Apache records/s",
+            summary.paired_ratio("B3 source", variant, "kanal", "B3 source", "file",
+                                 "apache"), "(higher is better)", lambda r: r >= 1)
+        add(f"B3 {variant}: Kanal / raw produce records/s",
+            summary.paired_ratio("B3 source", variant, "kanal", "B3 source", "file lines",
+                                 "confluent-kafka"), "(higher is better)", lambda r: r >= 0.7)
+    for system in ("kanal", "apache"):
+        add(f"scale {system}: 2 tasks / 1 task records/s",
+            summary.paired_ratio("scale 2 task(s)", "passthrough", system, "scale 1 task(s)",
+                                 "passthrough", system), "(2-core machine)", lambda r: r >= 1)
+    return [r for r in out if r["ratio"] is not None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    wanted = set(args.only)
+    services = ["kafka"]
+    if "B2" in wanted:
+        services.append("azurite")
+    if not args.no_peer and wanted & {"B1", "B3", "B4", "scale"}:
+        services.append("connect")
+    print(f"bench: starting {', '.join(services)}", flush=True)
+    env = stack(*services)
+    workload = ensure(env.bootstrap, args.records)
+    print(f"bench: {workload.records:,} records in {workload.topic} "
+          f"({workload.partitions} partitions, {workload.mean_value_bytes:.0f}-byte values), "
+          f"{args.runs} run(s)", flush=True)
+    peer = None if args.no_peer or not env.peer_url else ConnectWorker(env.peer_url, peer_pid())
+    workdir = scratch() / stamp()
+    workdir.mkdir(parents=True, exist_ok=True)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    samples: list[Sample] = []
+    extras: dict[str, Any] = {}
+    started = time.monotonic()
+    for run in range(1, args.runs + 1):
+        steps: list[tuple[str, Callable[[], list[Sample]]]] = []
+        if "B0" in wanted:
+            steps.append(("B0", partial(b0, workload, env.bootstrap, run)))
+        if "B1" in wanted:
+            steps.append(("B1", partial(b1, workload, env.bootstrap, run, workdir, peer,
+                                        list(VARIANTS))))
+        if "B2" in wanted and env.azurite:
+            steps.append(("B2", partial(storage.b2, workload, env.bootstrap, env.azurite, run,
+                                        workdir, formats)))
+        if "B3" in wanted:
+            steps.append(("B3", partial(sources.b3, workload, env.bootstrap, run, workdir,
+                                        peer)))
+        if "scale" in wanted:
+            steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
+        for name, step in steps:
+            print(f"bench: run {run}/{args.runs} {name}", flush=True)
+            try:
+                got = step()
+            except Exception as exc:  # one broken benchmark must not lose the others
+                print(f"bench: {name} failed: {exc!r}", flush=True)
+                got = [Sample(name, "-", "-", run, workload.records, ok=False,
+                              note=f"{type(exc).__name__}: {exc}")]
+            samples.extend(got)
+            for sample in got:
+                print(f"  {sample.bench} / {sample.variant} / {sample.system}: "
+                      f"{sample.rate:,.0f}/s, {sample.cpu_per_million:.2f} CPU s/M, "
+                      f"{sample.peak_rss_mb:.0f} MB{'' if sample.ok else ' FAILED'} "
+                      f"{sample.note}", flush=True)
+    if "B4" in wanted:
+        print("bench: B4 control plane", flush=True)
+        try:
+            extras["B4"] = control.b4(workload, env, peer, workdir, args.runs,
+                                      full_apache_default=not args.quick)
+        except Exception as exc:
+            extras["B4"] = {"error": f"{type(exc).__name__}: {exc}"}
+    shutil.rmtree(workdir, ignore_errors=True)  # sink outputs, the source's input file
+    summary = Summary(samples)
+    rows = summary.rows()
+    found = ratios(summary, formats)
+    print()
+    print(table(rows))
+    if found:
+        print()
+        width = max(len(r["what"]) for r in found)
+        for r in found:
+            verdict = {True: "met", False: "MISSED", None: ""}[r["met"]]
+            print(f"{r['what'].ljust(width)}  {r['ratio']:.2f}  target {r['target']} {verdict}")
+    if "B4" in extras:
+        print()
+        print(control.describe(extras["B4"]))
+    path = args.output or RESULTS / f"bench-{stamp()}.json"
+    write(path, {
+        "when": stamp(), "machine": machine(), "args": {k: (str(v) if isinstance(v, Path)
+                                                             else v)
+                                                         for k, v in vars(args).items()},
+        "workload": vars(workload), "seconds": round(time.monotonic() - started, 1),
+        "variants": {name: v.doc for name, v in VARIANTS.items()},
+        "summary": rows, "ratios": found, **extras,
+        "samples": [s.as_json() for s in samples]})
+    print(f"\nbench: results in {path}")
+    return 0 if all(s.ok for s in samples) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

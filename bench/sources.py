@@ -1,0 +1,156 @@
+"""B3: sources into Kafka. Kanal's generator and FileStreamSource, Apache's
+FileStreamSource and a raw confluent-kafka producer, each into a fresh topic."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from bench.measure import Sample, watch
+from bench.sinks import STRING
+from bench.systems import ConnectWorker, Kanal
+from bench.workload import PARTITIONS, SEED, START_MS, STEP_MS, VEHICLES, Workload, write_lines
+
+APACHE_FILE_SOURCE = "org.apache.kafka.connect.file.FileStreamSourceConnector"
+
+
+def new_topic(bootstrap: str) -> str:
+    name = f"bench.source.{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, PARTITIONS, 1)])[name].result(30)
+    return name
+
+
+def drop_topic(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    with contextlib.suppress(Exception):  # left for the broker's retention
+        admin.delete_topics([topic])[topic].result(30)
+
+
+class TopicCounter:
+    """Records in a topic: the sum of its partitions' high watermarks."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.consumer = Consumer({"bootstrap.servers": bootstrap,
+                                  "group.id": "kanal-bench-watermarks", "log_level": 0})
+
+    def __call__(self) -> int:
+        try:
+            return sum(self.consumer.get_watermark_offsets(TopicPartition(self.topic, p),
+                                                           timeout=5, cached=False)[1]
+                       for p in range(PARTITIONS))
+        except KafkaException:  # a topic this new may not be known to the client yet
+            return 0
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def lines_file(workdir: Path, count: int) -> Path:
+    path = workdir / f"telemetry-{count}.jsonl"
+    if not path.exists():
+        write_lines(path, count)
+    return path
+
+
+def _measure(bootstrap: str, topic: str, target: int, pid: int | None, started: float,
+             alive: Callable[[], bool], sample: Sample) -> Sample:
+    counter = TopicCounter(bootstrap, topic)
+    try:
+        window = watch(counter, target, pid, 120 + target / 2000, started=started,
+                       interval=0.05, alive=alive)
+    finally:
+        counter.close()
+    return window.fill(sample)
+
+
+def kanal_source(workload: Workload, bootstrap: str, run: int, workdir: Path,
+                 variant: str) -> Sample:
+    topic = new_topic(bootstrap)
+    name = f"bench-kanal-src-{uuid.uuid4().hex[:8]}"
+    if variant == "generator":
+        connector = {"name": name, "connector.class": "VehicleTelemetrySource",
+                     "tasks.max": "1", "topic": topic, "count": str(workload.records),
+                     "seed": str(SEED), "vehicles": str(VEHICLES),
+                     "start.timestamp.ms": str(START_MS), "timestamp.step.ms": str(STEP_MS)}
+    else:
+        connector = {"name": name, "connector.class": APACHE_FILE_SOURCE, "tasks.max": "1",
+                     "topic": topic, "file": str(lines_file(workdir, workload.records)),
+                     "key.converter": STRING, "value.converter": STRING}
+    kanal = Kanal(workdir / name, bootstrap, [connector])
+    sample = Sample("B3 source", variant, "kanal", run, workload.records)
+    try:
+        kanal.start()
+        _measure(bootstrap, topic, workload.records, kanal.pid, kanal.started, kanal.alive,
+                 sample)
+        sample.peak_rss_mb = max(sample.peak_rss_mb,
+                                 kanal.peak_rss_mb() if kanal.alive() else 0.0)
+    finally:
+        kanal.stop()
+        if not sample.ok:
+            sample.note += " | " + kanal.tail(5).replace("\n", " / ")
+        shutil.rmtree(workdir / name, ignore_errors=True)
+        drop_topic(bootstrap, topic)
+    return sample
+
+
+def apache_source(workload: Workload, bootstrap: str, run: int, workdir: Path,
+                  peer: ConnectWorker) -> Sample:
+    topic = new_topic(bootstrap)
+    name = f"bench-apache-src-{uuid.uuid4().hex[:8]}"
+    config = {"connector.class": APACHE_FILE_SOURCE, "tasks.max": "1", "topic": topic,
+              "file": str(lines_file(workdir, workload.records)),
+              "key.converter": STRING, "value.converter": STRING}
+    sample = Sample("B3 source", "file", "apache", run, workload.records)
+    try:
+        started = time.monotonic()
+        peer.create(name, config)
+        _measure(bootstrap, topic, workload.records, peer.pid, started, lambda: True, sample)
+    finally:
+        peer.delete(name)
+        drop_topic(bootstrap, topic)
+    return sample
+
+
+def raw_produce(workload: Workload, bootstrap: str, run: int, workdir: Path) -> Sample:
+    topic = new_topic(bootstrap)
+    sample = Sample("B3 source", "file lines", "confluent-kafka", run, workload.records,
+                    note="pre-generated bytes")
+    try:
+        out = subprocess.run([sys.executable, "-m", "bench.raw", "produce", bootstrap, topic,
+                              str(lines_file(workdir, workload.records))],
+                             capture_output=True, text=True, timeout=workload.timeout,
+                             check=False)
+        try:
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            sample.ok, sample.note = False, f"raw produce failed: {out.stderr[-500:]}"
+            return sample
+        sample.startup_s, sample.active_s = result["startup_s"], result["active_s"]
+        sample.active_records, sample.cpu_s = result["count"], result["cpu_s"]
+        sample.cpu_total_s, sample.peak_rss_mb = result["cpu_total_s"], result["peak_rss_mb"]
+        sample.ok = result["count"] >= workload.records
+    finally:
+        drop_topic(bootstrap, topic)
+    return sample
+
+
+def b3(workload: Workload, bootstrap: str, run: int, workdir: Path,
+       peer: ConnectWorker | None) -> list[Sample]:
+    samples = [raw_produce(workload, bootstrap, run, workdir),
+               kanal_source(workload, bootstrap, run, workdir, "generator"),
+               kanal_source(workload, bootstrap, run, workdir, "file")]
+    if peer is not None:
+        samples.append(apache_source(workload, bootstrap, run, workdir, peer))
+    return samples

@@ -1,0 +1,69 @@
+"""``make bench`` runs end to end on a tiny workload (no timing is asserted: this machine
+is shared, and the figures that matter come from the full run, see bench/README.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.timeout(900)
+def test_quick_bench_measures_every_system_and_writes_results(
+        tmp_path: Path, kafka: str, azurite: str, connect_peer: str) -> None:
+    output = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--output", str(output)],
+        cwd=ROOT, capture_output=True, text=True, timeout=840, check=False)
+    assert output.exists(), run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads(output.read_text())
+
+    assert results["workload"]["records"] == 20_000
+    assert results["workload"]["partitions"] == 6
+    rows = {(r["bench"], r["variant"], r["system"]): r for r in results["summary"]}
+    expected = [
+        ("B0 raw consume", "kanal fetch settings", "confluent-kafka"),
+        ("B1 file sink", "passthrough", "kanal"),
+        ("B1 file sink", "passthrough", "apache"),
+        ("B1 file sink", "decode-encode", "kanal"),
+        ("B1 file sink", "decode-encode", "apache"),
+        ("B3 source", "generator", "kanal"),
+        ("B3 source", "file", "kanal"),
+        ("B3 source", "file", "apache"),
+        ("B3 source", "file lines", "confluent-kafka"),
+        ("scale 2 task(s)", "passthrough", "kanal"),
+        ("scale 2 task(s)", "passthrough", "apache"),
+    ]
+    for key in expected:
+        assert key in rows, f"{key} missing; rows: {sorted(rows)}"
+        row = rows[key]
+        assert row["ok"] == row["runs"] == 1, (key, row["notes"])
+        assert row["rate"] > 0 and row["peak_rss_mb"] > 0, (key, row)
+
+    # the sinks wrote every record: Kanal's passthrough file is the JSON bytes, one a line
+    samples = results["samples"]
+    passthrough = [s for s in samples if s["bench"] == "B1 file sink"
+                   and s["variant"] == "passthrough"]
+    sizes = {s["system"]: s["extra"]["output_bytes"] for s in passthrough}
+    workload = results["workload"]
+    assert sizes["kanal"] == sizes["apache"] == workload["value_bytes"] + workload["records"]
+
+    # B2 runs when the Azure sink is there, and reports what it could not do otherwise
+    b2 = [s for s in samples if s["bench"].startswith("B2")]
+    assert b2, "B2 produced no sample at all"
+    assert {r["what"] for r in results["ratios"]} >= {
+        "B1 passthrough: Kanal / Apache records/s", "B1 passthrough: Kanal / B0 records/s"}
+
+    b4 = results["B4"]
+    assert "error" not in b4, b4
+    assert set(b4["first_record_s"]) == {"kanal", "apache"}
+    systems = {item["system"] for item in b4["failover"]}
+    assert systems == {"kanal standalone (restart)", "apache"}
+    assert "B4 control plane" in run.stdout
