@@ -39,9 +39,9 @@ from kanal_worker.connectors.azure_blob.formats import (
     ByteArrayFormat,
     FileFormat,
     JsonFormat,
-    ParquetFormat,
     build_format,
 )
+from kanal_worker.connectors.azure_blob.parquet import ParquetFormat
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
 from kanal_worker.connectors.azure_blob.writer import Layout
 
