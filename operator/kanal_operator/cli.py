@@ -49,7 +49,7 @@ def operator(
     from kanal_operator.metrics import start_operator_metrics
     from kanal_worker.api.errors import ConfigError
     from kanal_worker.cli import fail, setup_logging
-    from kanal_worker.cluster.kube import load_credentials
+    from kanal_worker.config.kubernetes import load_credentials
 
     setup_logging(log_level, json_logs)
     # kopf logs every handled watch event at INFO (worker Leases renew every 2 s)

@@ -41,9 +41,17 @@ class Standalone:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Standalone:
+        self.started_at = self.log.stat().st_size if self.log.exists() else 0
         handle = open(self.log, "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(self.args, stdout=handle, stderr=subprocess.STDOUT,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        return self
+
+    def wait_running(self, timeout: float = 60) -> Standalone:
+        """Wait for the worker's "running" line (its signal handlers are in place)."""
+        wait_for(lambda: b"Ctrl-C stops cleanly" in self.log.read_bytes()[self.started_at:],
+                 timeout,
+                 "the worker to run")
         return self
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:

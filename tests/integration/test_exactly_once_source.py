@@ -40,7 +40,7 @@ def test_killed_source_produces_every_record_exactly_once(
         run = Standalone(worker, source, log=log).start()
         time.sleep(4)
         run.kill()
-    final = Standalone(worker, source, log=log).start()
+    final = Standalone(worker, source, log=log).start().wait_running()
     try:
         wait_for(lambda: len(_committed_sequences(kafka, topic, count)) >= count, 120,
                  "every record committed")

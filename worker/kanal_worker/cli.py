@@ -103,8 +103,9 @@ def offset_store(worker: dict[str, str], settings: WorkerSettings) -> OffsetStor
     return MemoryOffsetStore()
 
 
-def serve_until_signalled(herder: StandaloneHerder, settings: WorkerSettings) -> None:
-    """Block until SIGINT or SIGTERM, then stop every task cleanly."""
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, installed before anything starts: a signal
+    during start-up then stops cleanly too."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -112,8 +113,7 @@ def serve_until_signalled(herder: StandaloneHerder, settings: WorkerSettings) ->
         stop.set()
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    stop.wait()
-    herder.stop_all(settings.task_shutdown_timeout_ms / 1000 + 25)
+    return stop
 
 
 @app.command()
@@ -126,6 +126,7 @@ def standalone(
 ) -> None:
     """Run connectors in this process, like Kafka Connect's connect-standalone."""
     setup_logging(log_level, json_logs)
+    stop = stop_on_signals()
     try:
         worker = load_properties(worker_file)
         settings: WorkerSettings = WorkerSettings.parse(worker)
@@ -150,7 +151,8 @@ def standalone(
     reporter.start()
     log.info("Kanal %s standalone worker %s running %d connector(s); Ctrl-C stops cleanly",
              __version__, herder.worker_id, len(definitions))
-    serve_until_signalled(herder, settings)
+    stop.wait()
+    herder.stop_all(settings.task_shutdown_timeout_ms / 1000 + 25)
     rest.stop()
     reporter.stop()
     if metrics is not None:
@@ -180,8 +182,8 @@ def worker_command(
 ) -> None:
     """Run as a ConnectCluster worker: run the tasks assigned to this pod, serve REST."""
     # imported here: the Kubernetes client is slow to import and only this command needs it
-    from kanal_worker.cluster.kube import load_credentials
     from kanal_worker.cluster.worker import ClusterWorker, Identity
+    from kanal_worker.config.kubernetes import load_credentials
 
     setup_logging(log_level, json_logs)
     stop = threading.Event()

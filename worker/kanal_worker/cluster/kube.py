@@ -6,11 +6,10 @@ dicts, so the worker reads them exactly as ``kubectl get -o json`` shows them).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any, cast
 
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from kanal_worker.cluster.protocol import CONNECTORS, GROUP, VERSION
@@ -20,14 +19,6 @@ JSON_PATCH = "application/json-patch+json"
 LEASES = ("coordination.k8s.io", "v1", "leases")
 
 Object = dict[str, Any]
-
-
-def load_credentials() -> None:
-    """In a pod, the service account; elsewhere ``$KUBECONFIG`` or ~/.kube/config."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    else:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
 def status_of(error: Exception) -> int | None:

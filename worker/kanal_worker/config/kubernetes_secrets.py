@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from kanal_worker.api.errors import ConfigError, RetriableError
+from kanal_worker.config.kubernetes import load_credentials
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 # RFC 1123 subdomain (Secret names) and the characters Kubernetes allows in data keys
@@ -74,16 +75,10 @@ def decode_value(name: str, key: str, data: Mapping[str, str]) -> str:
 
 def api_reader() -> SecretReader:
     """Read Secrets with the pod's service account (or the local kubeconfig)."""
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
-    from kubernetes.config.config_exception import ConfigException
 
-    load_pod_config: Callable[[], None] = config.load_incluster_config
-    load_local_config: Callable[[], None] = config.load_kube_config
-    try:
-        load_pod_config()
-    except ConfigException:
-        load_local_config()  # outside a pod: the developer's kubeconfig
+    load_credentials()
     api = client.CoreV1Api()
 
     def read(namespace: str, name: str) -> Mapping[str, str]:

@@ -41,7 +41,9 @@ class FileStreamSinkTask(SinkTask[FileSinkSettings]):
         self.out: IO[bytes]
         if settings.file:
             try:
-                self.out = open(settings.file, "ab")  # noqa: SIM115 - held for the task's life
+                # unbuffered: each batch reaches the file in one write
+                self.out = open(settings.file, "ab", buffering=0)  # noqa: SIM115
+                drop_torn_line(self.out)
             except OSError as exc:
                 raise ConfigError("file", f"cannot open {settings.file} for writing: "
                                   f"{exc.strerror}; choose a writable path") from None
@@ -61,6 +63,24 @@ class FileStreamSinkTask(SinkTask[FileSinkSettings]):
         self.out.flush()
         if self.settings.file:
             self.out.close()
+
+
+def drop_torn_line(out: IO[bytes]) -> None:
+    """Cut a last line without its newline: a worker killed mid-write left it, and its
+    records were never committed, so they come again."""
+    size = out.seek(0, os.SEEK_END)
+    if size == 0:
+        return
+    with open(out.name, "rb") as reader:
+        tail_start = max(0, size - (1 << 16))
+        reader.seek(tail_start)
+        tail = reader.read()
+    if tail.endswith(b"\n"):
+        return
+    cut = tail.rfind(b"\n")
+    if cut < 0 and tail_start > 0:
+        return  # a line longer than the window: leave it rather than guess
+    os.truncate(out.fileno(), tail_start + cut + 1)
 
 
 def lines(batch: list[SinkRecord]) -> bytes:

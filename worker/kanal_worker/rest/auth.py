@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kanal_worker.api.config import Settings, setting
 from kanal_worker.api.errors import ConfigError
+from kanal_worker.config.kubernetes import load_credentials
 from kanal_worker.config.properties import load_properties
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -117,13 +118,10 @@ class SecretCredentials(Credentials):
 
     def load(self) -> dict[str, str]:
         # imported here: the Kubernetes client is slow to import and only this needs it
-        from kubernetes import client, config
+        from kubernetes import client
 
         try:
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-            except config.ConfigException:
-                config.load_kube_config()  # type: ignore[no-untyped-call]
+            load_credentials()
             secret: Any = client.CoreV1Api().read_namespaced_secret(self.name, self.namespace)
         except Exception as exc:  # the client raises config, HTTP and connection errors
             raise ConfigError("kanal.rest.auth.secret",
