@@ -7,6 +7,7 @@ that converters and transforms agree with Apache Kafka Connect on the wire.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -36,6 +37,27 @@ DATE = "org.apache.kafka.connect.data.Date"
 TIME = "org.apache.kafka.connect.data.Time"
 TIMESTAMP = "org.apache.kafka.connect.data.Timestamp"
 DECIMAL_SCALE = "scale"
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+EPOCH_DATE = dt.date(1970, 1, 1)
+
+
+def timestamp_millis(value: dt.datetime) -> int:
+    """A Timestamp as Kafka Connect encodes it: milliseconds since the epoch (naive = UTC)."""
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def time_millis(value: dt.time) -> int:
+    """A Time as Kafka Connect encodes it: milliseconds since midnight."""
+    return ((value.hour * 60 + value.minute) * 60 + value.second) * 1000 + \
+        value.microsecond // 1000
+
+
+def date_days(value: dt.date) -> int:
+    """A Date as Kafka Connect encodes it: days since the epoch."""
+    return (value - EPOCH_DATE).days
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,19 @@ import orjson
 
 from kanal_worker.api import DataError, Schema, SchemaAndValue, Settings, Type, setting
 from kanal_worker.api.plugins import Converter
-from kanal_worker.api.schema import DATE, DECIMAL, DECIMAL_SCALE, TIME, TIMESTAMP, Field
+from kanal_worker.api.schema import (
+    DATE,
+    DECIMAL,
+    DECIMAL_SCALE,
+    EPOCH,
+    EPOCH_DATE,
+    TIME,
+    TIMESTAMP,
+    Field,
+    date_days,
+    time_millis,
+    timestamp_millis,
+)
 
 ENVELOPE_ERROR = (
     'JsonConverter with schemas.enable requires "schema" and "payload" fields and may not '
@@ -27,8 +39,6 @@ ENVELOPE_ERROR = (
 TYPE_JSON_NAMES = {Type.FLOAT32: "float", Type.FLOAT64: "double"}
 """Apache's JSON schema spells the float types ``float`` and ``double``."""
 JSON_TYPE_NAMES = {name: kind.value for kind, name in TYPE_JSON_NAMES.items()}
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-EPOCH_DATE = dt.date(1970, 1, 1)
 
 
 class JsonConverterSettings(Settings):
@@ -146,12 +156,11 @@ class JsonConverter(Converter):
             size = max(1, (unscaled.bit_length() + 8) // 8)
             return base64.b64encode(unscaled.to_bytes(size, "big", signed=True)).decode()
         if schema.name == TIMESTAMP and isinstance(value, dt.datetime):
-            return _millis(value)
+            return timestamp_millis(value)
         if schema.name == DATE and isinstance(value, dt.date):
-            return (value - EPOCH_DATE).days
+            return date_days(value)
         if schema.name == TIME and isinstance(value, dt.time):
-            return (value.hour * 3600 + value.minute * 60 + value.second) * 1000 + \
-                value.microsecond // 1000
+            return time_millis(value)
         match schema.type:
             case Type.BYTES:
                 return base64.b64encode(bytes(value)).decode()
@@ -188,13 +197,6 @@ def _plain(schema: Schema) -> bool:
     return True
 
 
-def _millis(value: dt.datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    delta = value - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
-
-
 def _dumps(value: Any) -> bytes:
     try:
         return orjson.dumps(value, default=_json_default)
@@ -215,7 +217,7 @@ def _schemaless_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_schemaless_json(v) for v in value]
     if isinstance(value, dt.datetime):
-        return _millis(value)
+        return timestamp_millis(value)
     return value
 
 

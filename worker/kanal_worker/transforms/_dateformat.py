@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from kanal_worker.api.errors import DataError
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _LETTERS = "GyYMLdHkKhmsSEuaDFwWzZX"
 _NUMERIC = set("yYMLdHkKhmsSDFwWu")
 _MONTHS = list(calendar.month_name)[1:]

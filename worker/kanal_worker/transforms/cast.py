@@ -14,7 +14,17 @@ from pydantic import field_validator
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
 from kanal_worker.api.records import ConnectRecord
-from kanal_worker.api.schema import DATE, TIME, TIMESTAMP, Schema, Type
+from kanal_worker.api.schema import (
+    DATE,
+    EPOCH,
+    TIME,
+    TIMESTAMP,
+    Schema,
+    Type,
+    date_days,
+    time_millis,
+    timestamp_millis,
+)
 from kanal_worker.transforms import _java
 from kanal_worker.transforms._dateformat import SimpleDateFormat
 from kanal_worker.transforms._util import (
@@ -37,7 +47,6 @@ INPUT_TYPES = (Type.INT8, Type.INT16, Type.INT32, Type.INT64, Type.FLOAT32, Type
                Type.BOOLEAN, Type.STRING, Type.BYTES)
 OUTPUT_TYPES = INPUT_TYPES[:-1]
 MILLIS_PER_DAY = 86_400_000
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _DATE_FORMAT = SimpleDateFormat("yyyy-MM-dd")
 _TIME_FORMAT = SimpleDateFormat("HH:mm:ss.SSS'Z'")
 _TIMESTAMP_FORMAT = SimpleDateFormat("yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")
@@ -196,20 +205,12 @@ def cast_value(schema: Schema | None, value: Any, target: Type) -> Any:
 def _encode_logical(name: str, value: Any) -> Any:
     """Logical Date, Time and Timestamp to their int/long encodings (Decimal stays a number)."""
     if name == DATE and isinstance(value, dt.date):
-        return (value - dt.date(1970, 1, 1)).days
+        return date_days(value)
     if name == TIME and isinstance(value, dt.time):
-        return ((value.hour * 60 + value.minute) * 60 + value.second) * 1000 + \
-            value.microsecond // 1000
+        return time_millis(value)
     if name == TIMESTAMP and isinstance(value, dt.datetime):
-        return _millis(value)
+        return timestamp_millis(value)
     return value
-
-
-def _millis(value: dt.datetime) -> int:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    delta = value - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
 def _to_integer(value: Any, target: Type) -> int:

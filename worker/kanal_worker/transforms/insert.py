@@ -11,7 +11,7 @@ from pydantic import ValidationInfo, field_validator
 
 from kanal_worker.api.config import Settings, setting
 from kanal_worker.api.records import ConnectRecord
-from kanal_worker.api.schema import TIMESTAMP, Schema, Type
+from kanal_worker.api.schema import EPOCH, TIMESTAMP, Schema, Type
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
     KeyOrValueTransform,
@@ -26,7 +26,6 @@ from kanal_worker.transforms._util import (
 R = TypeVar("R", bound=ConnectRecord)
 
 PURPOSE = "field insertion"
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 OPTIONALITY_DOC = ("Suffix with ! to make this a required field, or ? to keep it optional "
                    "(the default).")
 

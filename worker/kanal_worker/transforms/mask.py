@@ -12,7 +12,7 @@ from pydantic import field_validator
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
 from kanal_worker.api.records import ConnectRecord
-from kanal_worker.api.schema import DECIMAL, Schema, Type
+from kanal_worker.api.schema import DECIMAL, EPOCH, Schema, Type
 from kanal_worker.transforms import _java
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
@@ -27,7 +27,6 @@ from kanal_worker.transforms._util import (
 R = TypeVar("R", bound=ConnectRecord)
 
 PURPOSE = "mask fields"
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _INTEGERS = (Type.INT8, Type.INT16, Type.INT32, Type.INT64)
 
 

@@ -13,13 +13,13 @@ from kanal_worker.api.config import Settings, setting
 from kanal_worker.api.errors import ConfigError, DataError
 from kanal_worker.api.plugins import Transformation
 from kanal_worker.api.records import ConnectRecord
+from kanal_worker.api.schema import EPOCH
 from kanal_worker.transforms._dateformat import SimpleDateFormat
 from kanal_worker.transforms._java import check_replacement, compile_java_regex, java_replacement
 from kanal_worker.transforms._util import APACHE_PACKAGE
 
 R = TypeVar("R", bound=ConnectRecord)
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _valid_regex(pattern: str) -> str:

@@ -12,7 +12,17 @@ from pydantic import ValidationInfo, field_validator
 from kanal_worker.api.config import Settings, setting
 from kanal_worker.api.errors import DataError
 from kanal_worker.api.records import ConnectRecord
-from kanal_worker.api.schema import DATE, TIME, TIMESTAMP, Schema, Type
+from kanal_worker.api.schema import (
+    DATE,
+    EPOCH,
+    TIME,
+    TIMESTAMP,
+    Schema,
+    Type,
+    date_days,
+    time_millis,
+    timestamp_millis,
+)
 from kanal_worker.transforms._dateformat import SimpleDateFormat
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
@@ -28,7 +38,6 @@ from kanal_worker.transforms._util import (
 R = TypeVar("R", bound=ConnectRecord)
 
 PURPOSE = "converting timestamp formats"
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MILLIS_PER_DAY = 86_400_000
 LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
 TARGET_TYPES = ("string", "unix", "Date", "Time", "Timestamp")
@@ -103,13 +112,10 @@ def _truncating_div(value: int, divisor: int) -> int:
 
 def _millis(value: dt.datetime | dt.date | dt.time) -> int:
     if isinstance(value, dt.datetime):
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-        delta = moment - EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+        return timestamp_millis(value)
     if isinstance(value, dt.date):
-        return (value - dt.date(1970, 1, 1)).days * MILLIS_PER_DAY
-    return ((value.hour * 60 + value.minute) * 60 + value.second) * 1000 + \
-        value.microsecond // 1000
+        return date_days(value) * MILLIS_PER_DAY
+    return time_millis(value)
 
 
 def _moment(millis: int) -> dt.datetime:

@@ -24,7 +24,18 @@ import fastavro
 import orjson
 
 from kanal_worker.api import DataError
-from kanal_worker.api.schema import DATE, DECIMAL, DECIMAL_SCALE, TIME, TIMESTAMP, Schema, Type
+from kanal_worker.api.schema import (
+    DATE,
+    DECIMAL,
+    DECIMAL_SCALE,
+    TIME,
+    TIMESTAMP,
+    Schema,
+    Type,
+    date_days,
+    time_millis,
+    timestamp_millis,
+)
 from kanal_worker.connectors.azure_blob import schemas
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
 
@@ -32,8 +43,6 @@ CHUNK = 1 << 20
 """Bytes of lines gathered before they go to the compressor or the spool."""
 PARQUET_ROW_GROUP = 50_000
 DECIMAL_PRECISION = "connect.decimal.precision"
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-EPOCH_DATE = dt.date(1970, 1, 1)
 PARQUET_EXTENSIONS = {"none": "", "snappy": ".snappy", "gzip": ".gz", "zstd": ".zstd",
                       "brotli": ".br"}
 
@@ -182,11 +191,11 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(value).decode()
     if isinstance(value, dt.datetime):
-        return _millis(value)
+        return timestamp_millis(value)
     if isinstance(value, dt.date):
-        return (value - EPOCH_DATE).days
+        return date_days(value)
     if isinstance(value, dt.time):
-        return _time_millis(value)
+        return time_millis(value)
     if isinstance(value, decimal.Decimal):
         return float(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
@@ -218,11 +227,11 @@ def to_json_value(schema: Schema, value: Any) -> Any:
         size = max(1, (unscaled.bit_length() + 8) // 8)
         return base64.b64encode(unscaled.to_bytes(size, "big", signed=True)).decode()
     if schema.name == TIMESTAMP:
-        return _millis(value)
+        return timestamp_millis(value)
     if schema.name == DATE:
-        return (value - EPOCH_DATE).days
+        return date_days(value)
     if schema.name == TIME:
-        return _time_millis(value)
+        return time_millis(value)
     match schema.type:
         case Type.BYTES:
             return base64.b64encode(bytes(value)).decode()
@@ -238,17 +247,6 @@ def to_json_value(schema: Schema, value: Any) -> Any:
             return [[to_json_value(schema.key_schema, k), to_json_value(schema.value_schema, v)]
                     for k, v in value.items()]
     return value
-
-
-def _millis(value: dt.datetime) -> int:
-    moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    delta = moment - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
-
-
-def _time_millis(value: dt.time) -> int:
-    return (value.hour * 3600 + value.minute * 60 + value.second) * 1000 + \
-        value.microsecond // 1000
 
 
 class ByteArrayFormat(FileFormat):
