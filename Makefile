@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PYTHON) dev/demo.py
+	$(PYTHON) -m dev.demo
 
 bench: venv  ## Kanal against Apache Connect and the raw limits (bench/README.md)
 	$(PYTHON) -m bench.run $(BENCH_ARGS)

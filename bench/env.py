@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-STACK = ROOT / "dev" / "stack"
+from dev.stack_env import ROOT, stack_env
+
 RESULTS = ROOT / "bench" / "results"
 KANAL = str(Path(sys.executable).parent / "kanal")
 HOST = "127.0.0.1"
@@ -25,16 +23,8 @@ class Stack:
 
 
 def stack(*services: str) -> Stack:
-    """Start ``services`` (idempotent) and read the addresses ``dev/stack env`` prints."""
-    subprocess.run([str(STACK), "up", *services], check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
-    out = subprocess.run([str(STACK), "env"], check=True, cwd=ROOT, capture_output=True,
-                         text=True).stdout
-    env: dict[str, str] = {}
-    for line in out.splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
+    """Start ``services`` (idempotent) and read their addresses."""
+    env = stack_env(*services, quiet=True)
     return Stack(bootstrap=env.get("KANAL_BOOTSTRAP_SERVERS", f"{HOST}:9092"),
                  azurite=env.get("AZURITE_CONNECTION_STRING") if "azurite" in services else None,
                  peer_url=env.get("CONNECT_PEER_URL") if "connect" in services else None,

@@ -19,8 +19,9 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bench.env import KANAL, ROOT, STACK
+from bench.env import KANAL, ROOT
 from bench.measure import cpu_seconds, memory_mb
+from dev.stack_env import STACK
 from kanal_worker.config.properties import format_properties
 
 KANAL_WORKER_DEFAULTS = {

@@ -8,7 +8,6 @@ then where the files are and a few of them.
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -21,24 +20,14 @@ from azure.storage.blob import BlobServiceClient
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from dev.stack_env import stack_env
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "demo"
 KANAL = str(Path(sys.executable).parent / "kanal")
 CONTAINER = "telemetry"
 GENERATED = 60000
 TIMEOUT_SECONDS = 180
-
-
-def stack_env() -> dict[str, str]:
-    subprocess.run([str(ROOT / "dev" / "stack"), "up", "kafka", "azurite"], check=True)
-    out = subprocess.run([str(ROOT / "dev" / "stack"), "env"], check=True,
-                         capture_output=True, text=True).stdout
-    env = {}
-    for line in out.splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
-    return env
 
 
 def fresh_topics(bootstrap: str) -> None:
@@ -127,7 +116,7 @@ def show(service: BlobServiceClient) -> None:
 
 
 def main() -> None:
-    env = stack_env()
+    env = stack_env("kafka", "azurite")
     fresh_topics(env["KANAL_BOOTSTRAP_SERVERS"])
     service = fresh_container(env["AZURITE_CONNECTION_STRING"])
     with tempfile.TemporaryDirectory(prefix="kanal-demo-") as workdir:

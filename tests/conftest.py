@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-ROOT = Path(__file__).resolve().parent.parent
-STACK = ROOT / "dev" / "stack"
+from dev.stack_env import stack_env
 
-
-def stack_env(*services: str) -> dict[str, str]:
-    """Start ``services`` (idempotent) and return the variables ``dev/stack env`` exports."""
-    subprocess.run([str(STACK), "up", *services], check=True, cwd=ROOT)
-    out = subprocess.run([str(STACK), "env"], check=True, cwd=ROOT, capture_output=True,
-                         text=True).stdout
-    env: dict[str, str] = {}
-    for line in out.splitlines():
-        if line.startswith("export "):
-            key, _, value = line[len("export "):].partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
-    return env
+__all__ = ["stack_env"]
 
 
 @pytest.fixture(scope="session")

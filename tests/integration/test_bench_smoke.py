@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from dev.stack_env import ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ import orjson
 from azure.storage.blob import ContainerClient
 from confluent_kafka import KafkaError, Message, Producer
 
-from tests.conftest import ROOT, STACK
+from dev.stack_env import ROOT, STACK
 from tests.integration.standalone import Standalone
 
 KANAL_RUN = Path(os.environ.get("KANAL_RUN", Path.home() / ".cache" / "kanal" / "run"))

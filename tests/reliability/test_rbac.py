@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from dev.stack_env import ROOT
 from tests.tools import tool
 
 pytestmark = pytest.mark.e2e
