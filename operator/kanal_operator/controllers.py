@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any
 
 import kopf
@@ -42,6 +43,24 @@ DRAIN_SECONDS = 30.0
 """A deleted Connector waits this long for its tasks to stop before it goes."""
 STALE_LEASE_SECONDS = 600.0
 MAX_ERROR_BACKOFF = 60.0
+
+
+async def _reconcile_until_stopped(step: Callable[[], Awaitable[float]],
+                                   wakeup: asyncio.Event, stopped: kopf.DaemonStopped,
+                                   what: str) -> None:
+    """Call ``step`` (it returns how long to wait) until the daemon stops; a failure backs
+    off exponentially for this object alone, so one broken object never stalls another."""
+    errors = 0
+    while not stopped:
+        try:
+            wait = await step()
+            errors = 0
+        except Exception as exc:
+            errors += 1
+            wait = min(2.0 ** errors, MAX_ERROR_BACKOFF)
+            log.warning("%s: reconcile failed (%s); retrying in %.0fs", what, exc, wait,
+                        exc_info=errors == 1)
+        await _sleep(wakeup, stopped, wait)
 
 
 async def _sleep(wakeup: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float) -> None:
@@ -88,17 +107,8 @@ class ConnectorController:
     async def run(self, body: kopf.Body, stopped: kopf.DaemonStopped) -> None:
         self.status = ConnectorStatus.model_validate(dict(body).get("status") or {})
         wakeup = self.world.wakeup(self.namespace, self.name)
-        errors = 0
-        while not stopped:
-            try:
-                wait = await self.step(body)
-                errors = 0
-            except Exception as exc:
-                errors += 1
-                wait = min(2.0 ** errors, MAX_ERROR_BACKOFF)
-                log.warning("Connector %s/%s: reconcile failed (%s); retrying in %.0fs",
-                            self.namespace, self.name, exc, wait, exc_info=errors == 1)
-            await _sleep(wakeup, stopped, wait)
+        await _reconcile_until_stopped(partial(self.step, body), wakeup, stopped,
+                                       f"Connector {self.namespace}/{self.name}")
         if _deleted(stopped):
             await self._drain()
 
@@ -206,17 +216,8 @@ class ClusterController:
         state = self.world.cluster(self.namespace, self.name)
         state.exists = True
         self.world.poke(self.namespace, self.name)
-        errors = 0
-        while not stopped:
-            try:
-                wait = await self.step(body)
-                errors = 0
-            except Exception as exc:
-                errors += 1
-                wait = min(2.0 ** errors, MAX_ERROR_BACKOFF)
-                log.warning("ConnectCluster %s/%s: reconcile failed (%s); retrying in %.0fs",
-                            self.namespace, self.name, exc, wait, exc_info=errors == 1)
-            await _sleep(state.changed, stopped, wait)
+        await _reconcile_until_stopped(partial(self.step, body), state.changed, stopped,
+                                       f"ConnectCluster {self.namespace}/{self.name}")
         if _deleted(stopped):
             state.exists = False
             self.world.poke(self.namespace, self.name)
