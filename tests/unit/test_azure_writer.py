@@ -25,6 +25,7 @@ from kanal_worker.api import (
     ConnectError,
     RecordWriteError,
     RetriableError,
+    SinkBatch,
     SinkRecord,
     TopicPartition,
 )
@@ -119,12 +120,12 @@ def late_stream(count: int, seed: int) -> list[SinkRecord]:
 def test_files_end_at_flush_size_and_offsets_wait_for_them() -> None:
     store = MemoryContainer()
     task = make_task(store, **{"flush.size": "3"})
-    task.write([reading(i, START) for i in range(7)])
+    task.write(SinkBatch([reading(i, START) for i in range(7)]))
     assert sorted(store.blobs) == [
         "topics/vehicle.speeding/partition=0/vehicle.speeding+0+0000000000.json",
         "topics/vehicle.speeding/partition=0/vehicle.speeding+0+0000000003.json"]
     assert task.pre_commit({TP: 7}) == {TP: 6}  # record 6 is in an open file
-    task.write([reading(7, START), reading(8, START)])
+    task.write(SinkBatch([reading(7, START), reading(8, START)]))
     assert task.pre_commit({TP: 9}) == {TP: 9}
     assert [r["seq"] for r in store.records()] == list(range(9))
     assert task.context.commits_requested == 2  # type: ignore[attr-defined]  # per write
@@ -133,8 +134,8 @@ def test_files_end_at_flush_size_and_offsets_wait_for_them() -> None:
 def test_hourly_files_hold_their_hours_and_a_set_shares_one_commit_point() -> None:
     store = MemoryContainer()
     task = make_task(store, **HOURLY, **{"flush.size": "4"})
-    task.write([reading(0, START), reading(1, START + HOUR), reading(2, START + 10),
-                reading(3, START + HOUR + 5)])
+    task.write(SinkBatch([reading(0, START), reading(1, START + HOUR), reading(2, START + 10),
+                reading(3, START + HOUR + 5)]))
     assert sorted(store.blobs) == [
         "topics/vehicle.speeding/year=2024/month=05/day=01/hour=00/vehicle.speeding+0+0000000000"
         ".json",
@@ -147,11 +148,11 @@ def test_hourly_files_hold_their_hours_and_a_set_shares_one_commit_point() -> No
 def test_rotate_interval_ends_files_on_record_time_and_on_a_newer_bucket() -> None:
     store = MemoryContainer()
     task = make_task(store, **HOURLY, **{"flush.size": "1000", "rotate.interval.ms": "1800000"})
-    task.write([reading(0, START), reading(1, START + 1_700_000)])
+    task.write(SinkBatch([reading(0, START), reading(1, START + 1_700_000)]))
     assert not store.blobs
-    task.write([reading(2, START + 1_800_000)])  # 30 min after the set's first record
+    task.write(SinkBatch([reading(2, START + 1_800_000)]))  # 30 min after the set's first record
     assert len(store.blobs) == 1 and task.pre_commit({TP: 3}) == {TP: 2}
-    task.write([reading(3, START + HOUR), reading(4, START + 1_900_000)])  # hour 01 begins
+    task.write(SinkBatch([reading(3, START + HOUR), reading(4, START + 1_900_000)]))  # hour 01 begins
     assert len(store.blobs) == 2 and task.pre_commit({TP: 5}) == {TP: 3}
 
 
@@ -159,7 +160,7 @@ def test_late_records_join_open_files_instead_of_cutting_tiny_ones() -> None:
     store = MemoryContainer()
     task = make_task(store, **HOURLY, **{"flush.size": "100000", "rotate.interval.ms": str(HOUR)})
     records = late_stream(2000, seed=1)  # 50 hours of data, 20 % late
-    task.write(records)
+    task.write(SinkBatch(records))
     written = task.pre_commit({TP: 2000})[TP]
     assert sorted(r["seq"] for r in store.records()) == list(range(written))
     # Confluent rotates at every change of hour: roughly one file per late record
@@ -175,7 +176,7 @@ def test_open_files_are_bounded_and_the_least_recently_written_closes() -> None:
                                          "kanal.max.open.files.per.partition": "2"})
     # hour 1 is the least recently written when hour 2 arrives, then hour 2 when 1 returns
     hours = [0, 1, 0, 2, 0, 1]
-    task.write([reading(i, START + h * HOUR) for i, h in enumerate(hours)])
+    task.write(SinkBatch([reading(i, START + h * HOUR) for i, h in enumerate(hours)]))
     files = task.partitions[TP]
     assert len(files.open) == 2
     assert sorted(name.split("/")[-2:][0] + "@" + name[-6] for name in store.blobs) == [
@@ -188,10 +189,10 @@ def test_schema_change_starts_a_new_file_only_for_its_partition() -> None:
     task = make_task(store, **{"flush.size": "5"})
     v1 = struct([("seq", INT64)], name="R", version=1)
     v2 = struct([("seq", INT64), ("name", STRING)], name="R", version=2)
-    task.write([SinkRecord(topic=TP.topic, kafka_partition=0, kafka_offset=i,
+    task.write(SinkBatch([SinkRecord(topic=TP.topic, kafka_partition=0, kafka_offset=i,
                            value={"seq": i, "name": "x"} if schema is v2 else {"seq": i},
                            value_schema=schema)
-                for i, schema in enumerate([v1, v1, v2, v2, v1])])
+                for i, schema in enumerate([v1, v1, v2, v2, v1])]))
     assert sorted(name[-15:] for name in store.blobs) == [
         "0000000000.json", "0000000002.json", "0000000004.json"]
 
@@ -202,9 +203,9 @@ def test_backward_compatibility_projects_older_records() -> None:
     v1 = struct([("seq", INT64)], name="R", version=1)
     v2 = struct([("seq", INT64), ("name", STRING.with_(optional=True, default="?"))],
                 name="R", version=2)
-    task.write([SinkRecord(topic=TP.topic, kafka_partition=0, kafka_offset=i, value=value,
+    task.write(SinkBatch([SinkRecord(topic=TP.topic, kafka_partition=0, kafka_offset=i, value=value,
                            value_schema=schema) for i, (value, schema) in enumerate(
-        [({"seq": 0, "name": "a"}, v2), ({"seq": 1}, v1), ({"seq": 2, "name": "c"}, v2)])])
+        [({"seq": 0, "name": "a"}, v2), ({"seq": 1}, v1), ({"seq": 2, "name": "c"}, v2)])]))
     assert store.records() == [{"seq": 0, "name": "a"}, {"seq": 1, "name": "?"},
                                {"seq": 2, "name": "c"}]
 
@@ -214,12 +215,12 @@ def test_null_values_fail_or_are_ignored() -> None:
     task = make_task(store, **{"flush.size": "2"})
     tombstone = SinkRecord(topic=TP.topic, kafka_partition=0, kafka_offset=1, value=None)
     with pytest.raises(RecordWriteError) as raised:
-        task.write([reading(0, START), tombstone, reading(2, START)])
+        task.write(SinkBatch([reading(0, START), tombstone, reading(2, START)]))
     assert [r for r, _ in raised.value.failures] == [tombstone]
     assert "behavior.on.null.values" in str(raised.value.failures[0][1])
     assert [r["seq"] for r in store.records()] == [0, 2]
     ignoring = make_task(MemoryContainer(), **{"behavior.on.null.values": "IGNORE"})
-    ignoring.write([tombstone])
+    ignoring.write(SinkBatch([tombstone]))
     assert ignoring.pre_commit({TP: 2}) == {TP: 2}
 
 
@@ -230,11 +231,11 @@ def test_an_outage_retries_only_what_is_missing_and_reports_failures_once() -> N
     bad = SinkRecord(topic=TP.topic, kafka_partition=0, kafka_offset=4, value=None)
     batch = [reading(0, START), reading(1, START), reading(2, START), reading(3, START), bad]
     with pytest.raises(RetriableError):
-        task.write(batch)
+        task.write(SinkBatch(batch))
     assert task.pre_commit({TP: 5}) == {TP: 2}  # the second file is not in storage
     store.fail_after = None
     with pytest.raises(RecordWriteError) as raised:
-        task.write(batch)  # the runtime retries the same batch
+        task.write(SinkBatch(batch))  # the runtime retries the same batch
     assert [r for r, _ in raised.value.failures] == [bad]
     assert [r["seq"] for r in store.records()] == [0, 1, 2, 3]
     assert task.pre_commit({TP: 5}) == {TP: 5}
@@ -245,7 +246,7 @@ def test_a_refused_credential_fails_the_task() -> None:
     task = make_task(store, **{"flush.size": "1"})
     store.fail_after, store.fatal = 0, True
     with pytest.raises(ConnectError, match="AuthorizationFailure"):
-        task.write([reading(0, START)])
+        task.write(SinkBatch([reading(0, START)]))
 
 
 def test_large_files_are_staged_in_blocks_and_committed_once() -> None:
@@ -256,7 +257,7 @@ def test_large_files_are_staged_in_blocks_and_committed_once() -> None:
     task.open([TP])
     records = [reading(i, START, pad="x" * 100) for i in range(400)]
     for start in range(0, 400, 50):
-        task.write(records[start:start + 50])
+        task.write(SinkBatch(records[start:start + 50]))
     (name, data), = store.blobs.items()
     blocks = [block for (blob, _), block in store.staged.items() if blob == name]
     assert len(blocks) == len(data) // 4096 + 1 and all(len(b) == 4096 for b in blocks[:-1])
@@ -266,7 +267,7 @@ def test_large_files_are_staged_in_blocks_and_committed_once() -> None:
 def test_closing_a_partition_drops_its_open_files() -> None:
     store = MemoryContainer()
     task = make_task(store)
-    task.write([reading(0, START)])
+    task.write(SinkBatch([reading(0, START)]))
     task.close([TP])
     assert task.pre_commit({}) == {} and not store.blobs
 
@@ -313,7 +314,7 @@ def run_with_crashes(records: list[SinkRecord], plan: list[tuple[int, int]],
         try:
             while position < min(processed, len(records)):
                 batch = records[position:position + rng.randint(1, 60)]
-                task.write(batch)
+                task.write(SinkBatch(batch))
                 position += len(batch)
                 if rng.random() < 0.3:
                     committed = task.pre_commit({TP: position})[TP]
@@ -337,3 +338,18 @@ def test_replays_after_crashes_write_the_same_files(config: dict[str, str], seed
     seqs = sorted(r["seq"] for r in crashed.records())
     assert seqs == sorted(set(seqs))  # exactly once
     assert len(seqs) > 600
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000),
+       plan=st.lists(st.tuples(st.integers(0, 700), st.integers(0, 40)), max_size=3))
+def test_runs_of_json_lines_write_what_record_by_record_writes(
+        compression: str, seed: int, plan: list[tuple[int, int]]) -> None:
+    config = {"flush.size": "37", "az.compression.type": compression}
+    records = late_stream(700, seed)
+    assert make_task(MemoryContainer(), **config).layout.copies_lines
+    assert SinkBatch(records).encoded_values is not None  # so runs of lines are written
+    one_by_one = [dataclasses.replace(r, encoded_value=None) for r in records]
+    reference = run_with_crashes(one_by_one, [], config)
+    assert run_with_crashes(records, plan, config).blobs == reference.blobs

@@ -22,7 +22,14 @@ from kanal_worker.api.plugins import (
     SourceTaskContext,
     Transformation,
 )
-from kanal_worker.api.records import ConnectRecord, Header, SinkRecord, SourceRecord, TopicPartition
+from kanal_worker.api.records import (
+    ConnectRecord,
+    Header,
+    SinkBatch,
+    SinkRecord,
+    SourceRecord,
+    TopicPartition,
+)
 from kanal_worker.api.schema import Field, Schema, Type
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
     "Schema",
     "SchemaAndValue",
     "Settings",
+    "SinkBatch",
     "SinkConnector",
     "SinkRecord",
     "SinkTask",

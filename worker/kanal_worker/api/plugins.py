@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from kanal_worker.api.config import Settings
-from kanal_worker.api.records import ConnectRecord, SinkRecord, SourceRecord, TopicPartition
+from kanal_worker.api.records import ConnectRecord, SinkBatch, SourceRecord, TopicPartition
 from kanal_worker.api.schema import Schema
 
 S = TypeVar("S", bound=Settings)
@@ -57,6 +57,9 @@ class SinkTask(ABC, Generic[S]):
     offsets ``pre_commit`` returns. The default ``pre_commit`` says everything written
     is durable; a task that buffers (files, blocks) overrides it to return only what
     it has made durable.
+
+    ``write`` gets a ``SinkBatch``: iterate it for SinkRecords, or take its
+    ``encoded_values`` to copy JSON through without building them.
     """
 
     def __init__(self, settings: S, context: SinkTaskContext) -> None:
@@ -67,7 +70,7 @@ class SinkTask(ABC, Generic[S]):
         """Partitions were assigned to this task."""
 
     @abstractmethod
-    def write(self, batch: list[SinkRecord]) -> None: ...
+    def write(self, batch: SinkBatch) -> None: ...
 
     def pre_commit(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         """Given the next offset to consume per partition, return what is safe to commit."""

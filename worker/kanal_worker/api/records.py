@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Self, overload
 
 from kanal_worker.api.schema import Schema
 
@@ -66,3 +67,84 @@ class SourceRecord(ConnectRecord):
 
     source_partition: dict[str, Any] = field(default_factory=dict)
     source_offset: dict[str, Any] = field(default_factory=dict)
+
+
+class SinkBatch(Sequence[SinkRecord]):
+    """The records of one poll, as ``SinkTask.write`` receives them.
+
+    A sequence of SinkRecords whose objects may not exist yet: when the runtime has
+    checked a whole poll at once (every key and value converts, no headers, no
+    transforms) it builds them only if the task looks at them. A task that writes the
+    JSON it received reads ``encoded_values`` instead and never pays for them, which
+    is most of the cost of a record in Python.
+    """
+
+    __slots__ = ("_build", "_coordinates", "_encoded", "_records", "_size")
+
+    def __init__(self, records: Iterable[SinkRecord] = ()) -> None:
+        self._records: list[SinkRecord] | None = list(records)
+        self._size = len(self._records)
+        self._build: Callable[[], list[SinkRecord]] | None = None
+        self._encoded: list[bytes] | None = None
+        self._coordinates: Callable[[], list[tuple[str, int, int]]] | None = None
+
+    @classmethod
+    def deferred(cls, size: int, build: Callable[[], list[SinkRecord]],
+                 encoded_values: list[bytes] | None,
+                 coordinates: Callable[[], list[tuple[str, int, int]]]) -> SinkBatch:
+        """``size`` records that ``build`` makes on first use; ``encoded_values`` and
+        ``coordinates`` as the properties below describe them."""
+        batch = cls()
+        batch._records, batch._size, batch._build = None, size, build
+        batch._encoded, batch._coordinates = encoded_values, coordinates
+        return batch
+
+    @property
+    def records(self) -> list[SinkRecord]:
+        if self._records is None:
+            assert self._build is not None
+            records = self._build()
+            if len(records) != self._size:
+                raise RuntimeError(f"a deferred batch of {self._size} records built "
+                                   f"{len(records)}")
+            self._records, self._build = records, None
+        return self._records
+
+    @property
+    def encoded_values(self) -> list[bytes] | None:
+        """The bytes every value was decoded from, in order, when each value is plain
+        JSON of those bytes (``SinkRecord.encoded_value`` of every record; JSON strings
+        included); None when some value has none."""
+        if self._encoded is None and self._records:
+            encoded = [record.encoded_value for record in self._records]
+            if None not in encoded:
+                self._encoded = encoded  # type: ignore[assignment]
+        return self._encoded
+
+    @property
+    def coordinates(self) -> list[tuple[str, int, int]]:
+        """``(topic, partition, offset)`` of every record, in order."""
+        if self._records is None:
+            assert self._coordinates is not None
+            return self._coordinates()
+        return [(record.topic, record.kafka_partition or 0, record.kafka_offset)
+                for record in self._records]
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, index: int) -> SinkRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SinkRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> SinkRecord | list[SinkRecord]:
+        return self.records[index]
+
+    def __iter__(self) -> Iterator[SinkRecord]:
+        return iter(self.records)
+
+    def __repr__(self) -> str:
+        built = "built" if self._records is not None else "deferred"
+        return f"SinkBatch({self._size} records, {built})"

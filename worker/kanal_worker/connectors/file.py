@@ -14,6 +14,7 @@ from kanal_worker.api import (
     ConfigError,
     ConnectError,
     Settings,
+    SinkBatch,
     SinkConnector,
     SinkRecord,
     SinkTask,
@@ -50,7 +51,7 @@ class FileStreamSinkTask(SinkTask[FileSinkSettings]):
         else:
             self.out = sys.stdout.buffer
 
-    def write(self, batch: list[SinkRecord]) -> None:
+    def write(self, batch: SinkBatch) -> None:
         self.out.write(lines(batch))
 
     def pre_commit(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
@@ -83,13 +84,14 @@ def drop_torn_line(out: IO[bytes]) -> None:
     os.truncate(out.fileno(), tail_start + cut + 1)
 
 
-def lines(batch: list[SinkRecord]) -> bytes:
+def lines(batch: SinkBatch) -> bytes:
     """``line`` of every record, joined; JSON that arrived as one line of bytes is copied
-    in one ``join`` for the whole batch."""
-    encoded = [None if isinstance(record.value, str) else record.encoded_value
-               for record in batch]
-    if None not in encoded:
-        joined = b"\n".join(encoded)  # type: ignore[arg-type]
+    in one ``join`` for the whole batch, without looking at the records."""
+    encoded = batch.encoded_values
+    # no value is a JSON string (written unquoted) or starts with whitespace: every
+    # first byte sorts after '"', so the smallest value's does
+    if encoded and min(encoded)[:1] > b'"':
+        joined = b"\n".join(encoded)
         if joined.count(b"\n") == len(encoded) - 1:  # no value holds a newline itself
             return joined + b"\n"
     return b"".join([line(record) for record in batch])

@@ -10,9 +10,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import json
+import math
 from collections.abc import Mapping
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
+import msgspec
 import orjson
 
 from kanal_worker.api import DataError, Schema, SchemaAndValue, Settings, Type, setting
@@ -72,8 +75,8 @@ class JsonConverter(Converter):
         if data is None:
             return SchemaAndValue(None, None)
         try:
-            decoded = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
+            decoded = loads(data)
+        except ValueError as exc:
             raise DataError(
                 "Converting byte[] to Kafka Connect data failed due to serialization error: "
                 f"{exc}") from exc
@@ -93,17 +96,36 @@ class JsonConverter(Converter):
         (an envelope, or bytes that are not JSON, whose error ``to_connect`` reports)."""
         if self.schemas_enable:
             return None
-        loads = orjson.loads
         try:
-            values = list(map(loads, cast("list[bytes]", data)))
-        except orjson.JSONDecodeError:  # a tombstone among them, or bytes that are not JSON
+            values = list(map(orjson.loads, data))  # type: ignore[arg-type]
+        except Exception:  # a tombstone among them, or what only ``loads`` reads
             try:
                 values = [None if item is None else loads(item) for item in data]
             except Exception:
                 return None
-        except Exception:
-            return None
         return None, values, True
+
+    def validate_many(self, data: list[bytes | None]) -> bool | None:
+        """Whether ``to_connect_many`` converts every item, found out without building
+        a single value: the items are checked as one JSON array of raw values (each
+        must span exactly its own bytes, so no two bad halves make a good pair) and
+        as UTF-8. None when that is not known (envelopes, tombstones, a bad item:
+        conversion finds and reports it), else the ``plain_json`` it would return."""
+        if self.schemas_enable or None in data:
+            return None
+        joined = b"[" + b",".join(data) + b"]"  # type: ignore[arg-type]
+        try:
+            spans = _RAW_ARRAY.decode(joined)
+        except msgspec.DecodeError:
+            return None
+        if list(map(len, spans)) != list(map(len, data)):  # type: ignore[arg-type]
+            return None
+        if not joined.isascii():
+            try:
+                joined.decode()
+            except UnicodeDecodeError:
+                return None
+        return True
 
     def _schema(self, document: Any) -> Schema:
         cache_key = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
@@ -179,6 +201,34 @@ class JsonConverter(Converter):
                          self.to_json_value(schema.value_schema, v)] for k, v in value.items()]
             case _:
                 return value
+
+
+_RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def loads(data: bytes) -> Any:
+    """JSON bytes → Python values: orjson, or for numbers beyond a double, which orjson
+    rejects and Apache's converter reads as BigDecimal or BigInteger, the standard
+    library with exact numbers. Raises ValueError for what is not JSON."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if "number" not in str(exc):
+            raise
+        try:
+            return json.loads(data.decode(), parse_float=_exact_float,
+                              parse_constant=_no_constant)
+        except ValueError:
+            raise exc from None
+
+
+def _exact_float(text: str) -> float | decimal.Decimal:
+    number = float(text)
+    return number if math.isfinite(number) else decimal.Decimal(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _plain(schema: Schema) -> bool:

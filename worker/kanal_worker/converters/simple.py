@@ -51,6 +51,15 @@ class StringConverter(Converter):
         except Exception:
             return None
 
+    def validate_many(self, data: list[bytes | None]) -> bool | None:
+        """Whether ``to_connect_many`` converts every item (its ``plain_json`` is
+        False), found out without decoding them; None when that is not known."""
+        if self.encoding == "latin-1":  # every byte is a character
+            return False
+        if self.encoding != "utf-8" or not b"".join(filter(None, data)).isascii():
+            return None  # a multi-byte character may be cut: converting finds out
+        return False
+
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if value is None:
             return None
@@ -71,6 +80,10 @@ class ByteArrayConverter(Converter):
                         ) -> tuple[Schema | None, list[Any], bool] | None:
         """A batch at once, as ``to_connect`` converts each item."""
         return BYTES.with_(optional=True), list(data), False
+
+    def validate_many(self, data: list[bytes | None]) -> bool | None:
+        """Every item converts; values are not JSON."""
+        return False
 
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if schema is not None and schema.type != Type.BYTES:

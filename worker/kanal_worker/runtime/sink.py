@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from itertools import repeat
 from typing import Any
@@ -14,9 +14,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-from kanal_worker.api.errors import DataError, RecordWriteError, RetriableError
+from kanal_worker.api.errors import ConnectError, DataError, RecordWriteError, RetriableError
 from kanal_worker.api.plugins import Converter, SinkConnector, SinkTask
-from kanal_worker.api.records import Header, SinkRecord, TopicPartition
+from kanal_worker.api.records import Header, SinkBatch, SinkRecord, TopicPartition
 from kanal_worker.api.schema import Schema
 from kanal_worker.config.connector import SinkSettings
 from kanal_worker.config.worker import WorkerSettings, client_config
@@ -41,6 +41,7 @@ FETCH_DEFAULTS = {
 """Consumer defaults (``consumer.*`` worker keys and ``consumer.override.*`` win)."""
 
 ManyDecoder = Callable[[list[bytes | None]], tuple[Schema | None, list[Any], bool] | None]
+ManyValidator = Callable[[list[bytes | None]], bool | None]
 _RECORD_SLOTS = frozenset({"topic", "kafka_partition", "key", "value", "key_schema",
                            "value_schema", "timestamp", "headers", "encoded_value",
                            "kafka_offset", "timestamp_type"})
@@ -50,17 +51,20 @@ _FAST_RECORDS = ({f.name for f in dataclasses.fields(SinkRecord)} == _RECORD_SLO
 when a field is added to SinkRecord this turns False until the batch path sets it."""
 
 
-def many_decoder(converter: Converter) -> ManyDecoder | None:
-    """The converter's ``to_connect_many`` (a whole batch at once), when the class that
-    defines its ``to_connect`` also defines that: a subclass overriding only
+def batch_methods(converter: Converter) -> tuple[ManyDecoder | None, ManyValidator | None]:
+    """The converter's ``to_connect_many`` (a whole batch at once) and
+    ``validate_many`` (whether a batch converts, without converting it), when the class
+    that defines its ``to_connect`` also defines them: a subclass overriding only
     ``to_connect`` must not be bypassed."""
     for cls in type(converter).__mro__:
         if "to_connect" in cls.__dict__:
-            if "to_connect_many" in cls.__dict__:
-                method: ManyDecoder = converter.to_connect_many  # type: ignore[attr-defined]
-                return method
-            return None
-    return None
+            many: ManyDecoder | None = (converter.to_connect_many  # type: ignore[attr-defined]
+                                        if "to_connect_many" in cls.__dict__ else None)
+            valid: ManyValidator | None = (
+                converter.validate_many  # type: ignore[attr-defined]
+                if many is not None and "validate_many" in cls.__dict__ else None)
+            return many, valid
+    return None, None
 
 
 def group_id(connector: str) -> str:
@@ -96,6 +100,9 @@ class SinkTaskRunner(TaskRunner):
         self.paused = False
         self.active_topics: set[str] = set()
         """Topics records were consumed from (``GET /connectors/{name}/topics``)."""
+        self.assigned_at: dict[TopicPartition, int] = {}
+        """The consumer's position of each partition when it was assigned: until it
+        moves, it may be left over from an earlier assignment and says nothing."""
 
     def execute(self) -> None:
         settings: SinkSettings = SinkSettings.parse(self.config)
@@ -103,8 +110,8 @@ class SinkTaskRunner(TaskRunner):
         overrides = sub_config(self.config, "consumer.override.")
         self.batch_size = int(overrides.pop("max.poll.records", DEFAULT_BATCH))
         self.codec = build_codec(self.config, self.worker)
-        self.keys_many = many_decoder(self.codec.key)
-        self.values_many = many_decoder(self.codec.value)
+        self.keys_many, self.keys_valid = batch_methods(self.codec.key)
+        self.values_many, self.values_valid = batch_methods(self.codec.value)
         self.chain = build_chain(self.config)
         dlq = None
         if settings.dlq_topic:
@@ -187,13 +194,19 @@ class SinkTaskRunner(TaskRunner):
 
     def _process(self, messages: list[Message]) -> None:
         started = time.perf_counter()
-        converted = self._to_records(messages)
-        if converted is None:
-            batch, kept, last = self._one_by_one(messages)
+        deferred = self._deferred(messages)
+        if deferred is not None:
+            batch, last = deferred
+            kept = messages
         else:
-            batch, kept, last = converted
-            if self.chain:
-                batch, kept = self._transform_all(batch, kept)
+            converted = self._to_records(messages)
+            if converted is None:
+                records, kept, last = self._one_by_one(messages)
+            else:
+                records, kept, last = converted
+                if self.chain:
+                    records, kept = self._transform_all(records, kept)
+            batch = SinkBatch(records)
         self.metrics.records_in += len(messages)
         self.active_topics.update(tp.topic for tp in last)
         if batch and not self._write(batch, kept):
@@ -202,6 +215,38 @@ class SinkTaskRunner(TaskRunner):
         self.metrics.records_out += len(batch)
         self.metrics.batches += 1
         self.metrics.batch_seconds += time.perf_counter() - started
+
+    def _deferred(self, messages: list[Message]
+                  ) -> tuple[SinkBatch, dict[TopicPartition, int]] | None:
+        """A batch whose records are built only if the task looks at them, and the next
+        offset per partition, when the whole poll is known to convert without building
+        them: no transforms, no consumer errors, no headers, and converters that
+        validate a batch at once. None otherwise (the records are built now)."""
+        keys_valid, values_valid = self.keys_valid, self.values_valid
+        if self.chain or keys_valid is None or values_valid is None or not _FAST_RECORDS:
+            return None
+        if any(map(Message.error, messages)) or any(map(Message.headers, messages)):
+            return None
+        raw_values = list(map(Message.value, messages))
+        plain_json = values_valid(raw_values)
+        if plain_json is None or keys_valid(list(map(Message.key, messages))) is None:
+            return None
+        # the consumer's position is the offset after the last message it handed out
+        assigned_at = self.assigned_at
+        last = {tp: offset for tp, offset in self._positions(self.assignment).items()
+                if offset >= 0 and offset != assigned_at.get(tp)}
+
+        def build() -> list[SinkRecord]:
+            converted = self._to_records(messages)
+            if converted is None:
+                raise ConnectError(f"Task {self.id}: a batch validated as a whole failed "
+                                   "to convert")
+            return converted[0]
+        def coordinates() -> list[tuple[str, int, int]]:
+            return list(zip(map(Message.topic, messages), map(Message.partition, messages),
+                            map(Message.offset, messages), strict=True))  # type: ignore[arg-type]
+        encoded = raw_values if plain_json else None
+        return SinkBatch.deferred(len(messages), build, encoded, coordinates), last  # type: ignore[arg-type]
 
     def _one_by_one(self, messages: list[Message]
                     ) -> tuple[list[SinkRecord], list[Message], dict[TopicPartition, int]]:
@@ -278,6 +323,11 @@ class SinkTaskRunner(TaskRunner):
             kept.append(message)
         return batch, kept, {TopicPartition(t, p): o + 1 for (t, p), o in last.items()}
 
+    def _positions(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        positions = self.consumer.position(
+            [KafkaTopicPartition(topic, partition) for topic, partition in partitions])
+        return {TopicPartition(tp.topic, tp.partition): tp.offset for tp in positions}
+
     def _transform_all(self, batch: list[SinkRecord], kept: list[Message]
                        ) -> tuple[list[SinkRecord], list[Message]]:
         records: list[SinkRecord] = []
@@ -337,7 +387,7 @@ class SinkTaskRunner(TaskRunner):
         return [Header(name, c.value, c.schema) for (name, _), c in zip(raw_headers, converted,
                                                                         strict=True)]
 
-    def _write(self, batch: list[SinkRecord], messages: list[Message]) -> bool:
+    def _write(self, batch: SinkBatch, messages: list[Message]) -> bool:
         """Write ``batch`` (from ``messages``, one each); False when stopping before it
         was written."""
         attempt = 0
@@ -400,6 +450,7 @@ class SinkTaskRunner(TaskRunner):
     def _assigned(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         added = [TopicPartition(p.topic, p.partition) for p in partitions]
         self.assignment.update(added)
+        self.assigned_at.update(self._positions(added))
         log.info("Task %s: assigned %s", self.id, ", ".join(map(str, added)) or "nothing")
         self.task.open(added)
         if self.paused:
@@ -424,6 +475,7 @@ class SinkTaskRunner(TaskRunner):
         for tp in removed:
             self.consumed.pop(tp, None)
             self.committed.pop(tp, None)
+            self.assigned_at.pop(tp, None)
 
     def _shutdown(self) -> None:
         """Leave the group first (its revoke callback commits), then release the task."""

@@ -137,8 +137,10 @@ class LineWriter(FileWriter):
         self.size += len(payload)
         if self.size >= CHUNK:
             data = b"".join(self.lines)
-            self.sink.write(data[:CHUNK])
-            rest = data[CHUNK:]
+            cut = len(data) - len(data) % CHUNK
+            for start in range(0, cut, CHUNK):
+                self.sink.write(data[start:start + CHUNK])
+            rest = data[cut:]
             self.lines, self.size = ([rest], len(rest)) if rest else ([], 0)
 
     def finish(self) -> None:

@@ -50,7 +50,10 @@ class DefaultPartitioner(Partitioner):
     """Keeps Kafka's partitioning: ``partition=<kafka partition>``."""
 
     def encode(self, record: SinkRecord, timestamp: int | None) -> tuple[str, int | None]:
-        return f"partition={record.kafka_partition}", None
+        return self.encode_partition(record.kafka_partition or 0), None
+
+    def encode_partition(self, partition: int) -> str:
+        return f"partition={partition}"
 
 
 class FieldPartitioner(Partitioner):

@@ -27,14 +27,21 @@ identical content; nothing is written twice under two names, nothing is skipped.
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kanal_worker.api import DataError, SinkRecord, TopicPartition
 from kanal_worker.api.schema import Schema
 from kanal_worker.connectors.azure_blob import schemas
-from kanal_worker.connectors.azure_blob.formats import BlockSpool, FileFormat, FileWriter
+from kanal_worker.connectors.azure_blob.formats import (
+    BlockSpool,
+    FileFormat,
+    FileWriter,
+    JsonFormat,
+)
 from kanal_worker.connectors.azure_blob.partitioners import (
+    DefaultPartitioner,
     Partitioner,
     TimestampExtractor,
     build_extractor,
@@ -90,6 +97,13 @@ class Layout:
     @property
     def uses_time(self) -> bool:
         return self.partitioner.uses_time or self.rotate_interval_ms > 0
+
+    @property
+    def copies_lines(self) -> bool:
+        """Whether files are the JSON values as received, one per line, cut by count
+        alone: then ``PartitionFiles.write_lines`` places a whole run of them at once."""
+        return (isinstance(self.format, JsonFormat) and not self.uses_time
+                and isinstance(self.partitioner, DefaultPartitioner))
 
     def blob_name(self, tp: TopicPartition, encoded: str, start: int) -> str:
         """``<topics.dir>/<topic>/<encoded partition>/<topic>+<partition>+<start>.<ext>``."""
@@ -176,6 +190,34 @@ class PartitionFiles:
             except DataError as exc:
                 failures.append((record, exc))
         return failures
+
+    def write_lines(self, offsets: list[int], values: list[bytes], now_ms: int) -> None:
+        """What ``write`` does with schemaless records whose values are ``values``,
+        JSON without line breaks, at ``offsets`` (ascending), when the layout
+        ``copies_lines``: the same files, cut at the same offsets, a run at a time."""
+        assert self.layout.copies_lines and isinstance(self.layout.partitioner,
+                                                       DefaultPartitioner)
+        start = 0 if self.next_offset is None else bisect_left(offsets, self.next_offset)
+        encoded = self.layout.partitioner.encode_partition(self.tp.partition)
+        flush_size = self.layout.flush_size
+        while start < len(offsets):
+            if self._set_ends(None, None, now_ms):
+                self.end_set()
+            current = self.open.get(encoded)
+            if current is not None and current.record_schema is not None:
+                self._close(current)  # the schemaless values need a file of their own
+                current = None
+            if current is None:
+                current = self._open(encoded, offsets[start], None, None, None, now_ms)
+            end = min(len(offsets), start + flush_size - self.set_records)
+            current.writer.append(b"\n".join(values[start:end]) + b"\n")
+            self._writes += end - start
+            current.last_write = self._writes
+            self.set_records += end - start
+            self.next_offset = offsets[end - 1] + 1
+            if self.set_records >= flush_size:
+                self.end_set()
+            start = end
 
     def _add(self, record: SinkRecord, now_ms: int) -> None:
         """Place one record; every check comes before any change, so a record that
