@@ -162,10 +162,14 @@ class SinkTaskRunner(TaskRunner):
         """Static membership when a scheduler guarantees one owner per task.
 
         The replacement of a killed task then takes its partitions over at once and fences
-        the old consumer; standalone workers, which nothing coordinates, stay dynamic.
+        the old consumer. Standalone workers, which nothing coordinates, stay dynamic: two
+        of them may share a connector's group. A dynamic member that dies holds its
+        partitions until its session times out, so that timeout is the broker's smallest
+        (``group.min.session.timeout.ms``, 6 s): a killed and restarted standalone worker
+        consumes again within it.
         """
         if not worker.static_membership:
-            return {}
+            return {"session.timeout.ms": "6000"}
         return {"group.instance.id": f"{self.id.connector}-{self.id.task}"}
 
     def _loop(self, commit_interval: float) -> None:
