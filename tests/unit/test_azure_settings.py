@@ -7,13 +7,9 @@ from pathlib import Path
 import pytest
 
 from kanal_worker.api.config import describe, secret_keys
+from kanal_worker.connectors.azure_blob.auth import account_url, auth_method, auth_problems
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
-from kanal_worker.connectors.azure_blob.storage import (
-    BackoffRetry,
-    account_url,
-    auth_method,
-    auth_problems,
-)
+from kanal_worker.connectors.azure_blob.storage import BackoffRetry
 
 MINIMAL = {"format.class": "JsonFormat", "flush.size": "100", "azblob.account.name": "acct"}
 

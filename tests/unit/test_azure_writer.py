@@ -152,7 +152,8 @@ def test_rotate_interval_ends_files_on_record_time_and_on_a_newer_bucket() -> No
     assert not store.blobs
     task.write(SinkBatch([reading(2, START + 1_800_000)]))  # 30 min after the set's first record
     assert len(store.blobs) == 1 and task.pre_commit({TP: 3}) == {TP: 2}
-    task.write(SinkBatch([reading(3, START + HOUR), reading(4, START + 1_900_000)]))  # hour 01 begins
+    # hour 01 begins
+    task.write(SinkBatch([reading(3, START + HOUR), reading(4, START + 1_900_000)]))
     assert len(store.blobs) == 2 and task.pre_commit({TP: 5}) == {TP: 3}
 
 

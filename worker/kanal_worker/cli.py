@@ -13,7 +13,7 @@ import socket
 import threading
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from confluent_kafka import KafkaError
@@ -24,7 +24,6 @@ from kanal_worker.api.errors import ConfigError
 from kanal_worker.config.loader import load_connector
 from kanal_worker.config.properties import load_properties
 from kanal_worker.config.worker import WorkerSettings, client_config
-from kanal_worker.rest.server import RestServer
 from kanal_worker.runtime.herder import InvalidConfigError, StandaloneHerder
 from kanal_worker.runtime.logs import JsonFormatter
 from kanal_worker.runtime.metrics import MetricsServer, metrics_port, start_metrics_server
@@ -37,6 +36,9 @@ from kanal_worker.runtime.offsets import (
 from kanal_worker.runtime.progress import ProgressReporter
 from kanal_worker.runtime.registry import plugins
 from kanal_worker.runtime.validation import errors_of, validate
+
+if TYPE_CHECKING:
+    from kanal_worker.rest.server import RestServer
 
 app = typer.Typer(help="Kanal: Kafka Connect, Kubernetes-native.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -142,7 +144,7 @@ def standalone(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     try:
-        rest = RestServer.start(herder, worker)
+        rest = _start_rest(herder, worker, settings)
     except ConfigError as exc:
         herder.stop_all()
         raise fail(str(exc)) from None
@@ -153,11 +155,23 @@ def standalone(
              __version__, herder.worker_id, len(definitions))
     stop.wait()
     herder.stop_all(settings.task_shutdown_timeout_ms / 1000 + 25)
-    rest.stop()
+    if rest is not None:
+        rest.stop()
     reporter.stop()
     if metrics is not None:
         metrics.stop()
     log.info("Stopped; offsets flushed")
+
+
+def _start_rest(herder: StandaloneHerder, worker: dict[str, str],
+                settings: WorkerSettings) -> RestServer | None:
+    """The REST API on the worker's listeners; none with ``listeners=`` empty, and then
+    FastAPI and uvicorn (~12 MB of memory) are not even imported."""
+    if not settings.listeners.strip():
+        return None
+    from kanal_worker.rest.server import RestServer
+
+    return RestServer.start(herder, worker)
 
 
 def _start_metrics(herder: StandaloneHerder, worker: dict[str, str]) -> MetricsServer | None:

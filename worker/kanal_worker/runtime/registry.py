@@ -1,11 +1,14 @@
-"""Finds plugins through entry points and answers to their Kafka Connect class names."""
+"""Finds plugins through entry points and answers to their Kafka Connect class names.
+
+A plugin's module is imported when the plugin is first needed; listing plugins imports
+them all."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from kanal_worker.api.errors import ConfigError
@@ -39,35 +42,63 @@ class PluginInfo:
 
 
 @cache
+def _entry_points(group: str) -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=GROUPS[group])}
+
+
+@cache
+def _load(group: str, name: str) -> PluginInfo | None:
+    """The plugin of entry point ``name``, imported now; None (logged) when it is broken."""
+    ep = _entry_points(group)[name]
+    try:
+        cls = ep.load()
+    except Exception:
+        log.exception("plugin %s of %s cannot be loaded; skipping it", ep.name, ep.group)
+        return None
+    if not (isinstance(cls, type) and issubclass(cls, Plugin)):
+        log.error("entry point %s of %s is not a Kanal plugin; skipping it", ep.name, group)
+        return None
+    return PluginInfo(ep.name, cls, group)
+
+
 def plugins(group: str) -> dict[str, PluginInfo]:
-    """Every plugin of ``group`` by entry point name."""
-    found: dict[str, PluginInfo] = {}
-    for ep in entry_points(group=GROUPS[group]):
-        try:
-            cls = ep.load()
-        except Exception:
-            log.exception("plugin %s of %s cannot be loaded; skipping it", ep.name, ep.group)
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, Plugin)):
-            log.error("entry point %s of %s is not a Kanal plugin; skipping it", ep.name, group)
-            continue
-        found[ep.name] = PluginInfo(ep.name, cls, group)
-    return found
+    """Every plugin of ``group`` by entry point name (imports them all)."""
+    return {name: info for name in _entry_points(group)
+            if (info := _load(group, name)) is not None}
+
+
+def _names(info: PluginInfo) -> set[str]:
+    """Every name ``info`` answers to: entry point, aliases and their simple class names
+    (and for connectors, without the ``Connector`` suffix)."""
+    names = {info.name, *info.cls.aliases}
+    for name in list(names):
+        simple = name.rsplit(".", 1)[-1]
+        names.add(simple)
+        if info.group == "connector" and simple.endswith("Connector"):
+            names.add(simple.removesuffix("Connector"))
+    return names
 
 
 @cache
 def _index(group: str) -> dict[str, PluginInfo]:
     index: dict[str, PluginInfo] = {}
     for info in plugins(group).values():
-        names = {info.name, *info.cls.aliases}
-        for name in list(names):
-            simple = name.rsplit(".", 1)[-1]
-            names.add(simple)
-            if group == "connector" and simple.endswith("Connector"):
-                names.add(simple.removesuffix("Connector"))
-        for name in names:
+        for name in _names(info):
             index.setdefault(name, info)
     return index
+
+
+def _by_entry_point(group: str, name: str) -> PluginInfo | None:
+    """The plugin whose entry point ``name`` designates (its own name, or an alias whose
+    simple class name is the entry point's), imported alone: a worker then imports only
+    the plugins it runs (the others cost memory and start-up time)."""
+    simple = name.rsplit(".", 1)[-1]
+    for candidate in (name, simple, simple + "Connector" if group == "connector" else None):
+        if candidate in _entry_points(group):
+            info = _load(group, candidate)
+            if info is not None and name in _names(info):
+                return info
+    return None
 
 
 def find(group: str, name: str, key: str) -> PluginInfo:
@@ -75,9 +106,10 @@ def find(group: str, name: str, key: str) -> PluginInfo:
 
     ``key`` is the configuration key that named it, for the error message.
     """
-    info = _index(group).get(name.strip())
+    name = name.strip()
+    info = _by_entry_point(group, name) or _index(group).get(name)
     if info is None:
         known = ", ".join(sorted(plugins(group)))
         raise ConfigError(key, f"Failed to find any class that implements {group} and which "
-                          f"name matches {name.strip()}; available: {known}")
+                          f"name matches {name}; available: {known}")
     return info

@@ -36,7 +36,7 @@ FETCH_DEFAULTS = {
     # backoff and a small queue keep the data flowing (and the memory low).
     "fetch.queue.backoff.ms": "20",
     "queued.min.messages": "5000",
-    "queued.max.messages.kbytes": "4096",
+    "queued.max.messages.kbytes": "2048",
 }
 """Consumer defaults (``consumer.*`` worker keys and ``consumer.override.*`` win)."""
 

@@ -7,10 +7,10 @@ so a mistake shows up at creation time with the same message either way.
 
 from __future__ import annotations
 
+from kanal_worker.connectors.azure_blob.auth import auth_problems
 from kanal_worker.connectors.azure_blob.formats import format_problems
 from kanal_worker.connectors.azure_blob.partitioners import partitioner_problems, time_settings
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
-from kanal_worker.connectors.azure_blob.storage import auth_problems
 from kanal_worker.connectors.azure_blob.timeformat import JodaPattern, locale_supported
 
 

@@ -9,27 +9,16 @@ Every Azure request goes through the Azure client's retry policy, built from the
 ``azblob.retry.*`` settings. When those retries are exhausted a transient failure
 becomes ``RetriableError`` (the runtime backs off and retries the write); a failure
 that retrying cannot fix (bad credentials, missing permissions) becomes
-``ConnectError`` with a hint, which fails the task.
-
-Authentication (``azblob.auth.method``):
-  AUTO               the single credential that is set: connection string, SAS token or
-                     account key; Azure AD when none is set.
-  ACCOUNT_KEY        ``azblob.account.name`` + ``azblob.account.key`` (Shared Key).
-  SAS_TOKEN          ``azblob.sas.token``.
-  CONNECTION_STRING  ``azblob.connection.string`` (account, key or SAS, endpoint).
-  AZURE_AD           ``DefaultAzureCredential`` from azure-identity: workload identity,
-                     managed identity, ``AZURE_CLIENT_ID``/``AZURE_TENANT_ID``/
-                     ``AZURE_CLIENT_SECRET``, Azure CLI login.
+``ConnectError`` with a hint, which fails the task. Which credential and endpoint a
+configuration means is decided in ``auth``.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
 
 from azure.core.exceptions import (
     AzureError,
@@ -41,6 +30,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ExponentialRetry
 
 from kanal_worker.api import ConfigError, ConnectError, RetriableError
+from kanal_worker.connectors.azure_blob.auth import account_url, auth_method
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
 
 log = logging.getLogger(__name__)
@@ -81,61 +71,6 @@ class BackoffRetry(ExponentialRetry):
         if self.fixed:
             return self.backoff
         return float(min(self.backoff * 2 ** max(settings["count"] - 1, 0), self.max_backoff))
-
-
-def auth_method(settings: AzureBlobSinkSettings) -> str:
-    """The method AUTO stands for, or the one chosen."""
-    if settings.azblob_auth_method != "AUTO":
-        return settings.azblob_auth_method
-    for method, secret in (("CONNECTION_STRING", "connection"), ("SAS_TOKEN", "sas"),
-                           ("ACCOUNT_KEY", "key")):
-        if settings.secret(secret):  # type: ignore[arg-type]
-            return method
-    return "AZURE_AD"
-
-
-def auth_problems(settings: AzureBlobSinkSettings) -> dict[str, list[str]]:
-    """Missing or ambiguous credentials, by key."""
-    keys = {"connection": "azblob.connection.string", "sas": "azblob.sas.token",
-            "key": "azblob.account.key"}
-    given = [name for name in keys if settings.secret(name)]  # type: ignore[arg-type]
-    method = settings.azblob_auth_method
-    if method == "AUTO" and len(given) > 1:
-        listed = " and ".join(keys[n] for n in given)
-        return {keys[given[0]]: [f"{listed} are both set; keep one, or choose which to use "
-                                 "with azblob.auth.method"]}
-    needed = {"ACCOUNT_KEY": "key", "SAS_TOKEN": "sas", "CONNECTION_STRING": "connection"}
-    if method in needed and not settings.secret(needed[method]):  # type: ignore[arg-type]
-        key = keys[needed[method]]
-        return {key: [f"Missing required configuration with no default value: {key} is "
-                      f"needed when azblob.auth.method={method}; set it."]}
-    if auth_method(settings) != "CONNECTION_STRING" and not settings.azblob_account_name \
-            and not settings.store_url:
-        return {"azblob.account.name": ["Missing required configuration with no default "
-                                        "value; set it (or azblob.connection.string)."]}
-    return {}
-
-
-def account_url(settings: AzureBlobSinkSettings) -> str:
-    """``store.url``, with the account appended for Azurite-style (IP or localhost) URLs
-    that name none; else the account's public endpoint."""
-    account = settings.azblob_account_name
-    if not settings.store_url:
-        return f"https://{account}.blob.core.windows.net"
-    parts = urlsplit(settings.store_url)
-    if parts.path.strip("/") or not account or not _is_local(parts.hostname or ""):
-        return settings.store_url
-    return f"{settings.store_url}/{account}"
-
-
-def _is_local(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class AzureBlobStore:

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor, wait
+from itertools import groupby
+from operator import itemgetter
+from typing import TYPE_CHECKING
 
 from kanal_worker.api import (
     ConfigError,
     RecordWriteError,
     RetriableError,
+    SinkBatch,
     SinkRecord,
     SinkTask,
     SinkTaskContext,
@@ -26,10 +30,14 @@ from kanal_worker.connectors.azure_blob.checks import config_problems
 from kanal_worker.connectors.azure_blob.formats import build_format
 from kanal_worker.connectors.azure_blob.partitioners import now_ms
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
-from kanal_worker.connectors.azure_blob.storage import AzureBlobStore, BlobStore
 from kanal_worker.connectors.azure_blob.writer import Layout, OpenFile, PartitionFiles
 
+if TYPE_CHECKING:
+    from kanal_worker.connectors.azure_blob.storage import BlobStore
+
 log = logging.getLogger(__name__)
+_topic_partition = itemgetter(0, 1)
+_offset = itemgetter(2)
 
 
 class AzureBlobSinkTask(SinkTask[AzureBlobSinkSettings]):
@@ -39,7 +47,11 @@ class AzureBlobSinkTask(SinkTask[AzureBlobSinkSettings]):
         for key, messages in config_problems(settings).items():
             raise ConfigError(key, messages[0])
         self.layout = Layout.from_settings(settings, build_format(settings))
-        self.store: BlobStore = store if store is not None else AzureBlobStore(settings)
+        if store is None:
+            # the Azure SDK costs ~25 MB of memory: only workers running this task load it
+            from kanal_worker.connectors.azure_blob.storage import AzureBlobStore
+            store = AzureBlobStore(settings)
+        self.store: BlobStore = store
         self.pool = ThreadPoolExecutor(settings.upload_threads,
                                        thread_name_prefix=f"azblob-{context.task_id}")
         self.partitions: dict[TopicPartition, PartitionFiles] = {}
@@ -53,19 +65,43 @@ class AzureBlobSinkTask(SinkTask[AzureBlobSinkSettings]):
         for tp in partitions:
             self.partitions.setdefault(tp, PartitionFiles(tp, self.layout))
 
-    def write(self, batch: list[SinkRecord]) -> None:
+    def write(self, batch: SinkBatch) -> None:
         now = now_ms()
-        by_partition: dict[TopicPartition, list[SinkRecord]] = {}
-        for record in batch:
-            by_partition.setdefault(record.topic_partition, []).append(record)
-        for tp, records in by_partition.items():
-            if tp not in self.partitions:
-                self.partitions[tp] = PartitionFiles(tp, self.layout)
-            self.failures.extend(self.partitions[tp].write(records, now))
+        lines = self._lines(batch)
+        if lines is not None:
+            start = 0
+            for tp, run in groupby(batch.coordinates, key=_topic_partition):
+                offsets = list(map(_offset, run))
+                end = start + len(offsets)
+                self._files(TopicPartition(*tp)).write_lines(offsets, lines[start:end], now)
+                start = end
+        else:
+            by_partition: dict[TopicPartition, list[SinkRecord]] = {}
+            for record in batch:
+                by_partition.setdefault(record.topic_partition, []).append(record)
+            for tp, records in by_partition.items():
+                self.failures.extend(self._files(tp).write(records, now))
         self._upload()
         if self.failures:
             failures, self.failures = self.failures, []
             raise RecordWriteError([(record, error) for record, error in failures])
+
+    def _lines(self, batch: SinkBatch) -> list[bytes] | None:
+        """The batch's values as received, when the layout copies them as lines and
+        none holds a line break (which ``JsonFormat`` would have to encode again)."""
+        encoded = batch.encoded_values
+        if encoded is None or not self.layout.copies_lines:
+            return None
+        joined = b"\n".join(encoded)
+        if joined.count(b"\n") != len(encoded) - 1 or b"\r" in joined:
+            return None
+        return encoded
+
+    def _files(self, tp: TopicPartition) -> PartitionFiles:
+        files = self.partitions.get(tp)
+        if files is None:
+            files = self.partitions[tp] = PartitionFiles(tp, self.layout)
+        return files
 
     def pre_commit(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         now = now_ms()

@@ -1,0 +1,127 @@
+"""A worker imports only what it runs: the registry finds a plugin by any of its names,
+importing only that plugin when the name designates its entry point (listings still show
+every plugin); the Azure SDK waits for an Azure task, FastAPI for a REST listener."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib.metadata import EntryPoint
+from typing import Any
+
+import pytest
+
+from kanal_worker.api import ConfigError, SinkConnector, SinkTask
+from kanal_worker.api.config import Settings
+from kanal_worker.cli import _start_rest
+from kanal_worker.config.worker import WorkerSettings
+from kanal_worker.runtime import registry
+from kanal_worker.runtime.herder import StandaloneHerder
+from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.registry import GROUPS, find, plugins
+
+HEAVY = ("azure", "pyarrow", "fastavro", "kanal_worker.connectors.azure_blob",
+         "kanal_worker.converters.avro", "kanal_worker.transforms.")
+
+
+class RenamedSinkConnector(SinkConnector[Settings]):
+    """A plugin whose old class name is not its entry point's."""
+
+    task_class = SinkTask
+    aliases = ("com.example.LegacySinkConnector",)
+
+
+class NotAPlugin:
+    pass
+
+
+def imported_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    script = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, timeout=60)
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def heavy(modules: set[str]) -> set[str]:
+    return {m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY)}
+
+
+def clear_caches() -> None:
+    registry._entry_points.cache_clear()
+    registry._load.cache_clear()
+    registry._index.cache_clear()
+
+
+@pytest.fixture
+def fake_connectors(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    def fake_entry_points(group: str) -> list[EntryPoint]:
+        assert group == GROUPS["connector"]
+        here = __name__
+        return [EntryPoint("Broken", "kanal_tests_no_such_module:Nope", group),
+                EntryPoint("NotAPlugin", f"{here}:NotAPlugin", group),
+                EntryPoint("RenamedSinkConnector", f"{here}:RenamedSinkConnector", group)]
+
+    clear_caches()
+    monkeypatch.setattr(registry, "entry_points", fake_entry_points)
+    yield
+    clear_caches()
+
+
+@pytest.mark.parametrize("group", sorted(GROUPS))
+def test_every_name_of_every_plugin_finds_it(group: str) -> None:
+    for info in plugins(group).values():
+        names: set[str] = {info.name, *info.cls.aliases}
+        names |= {name.rsplit(".", 1)[-1] for name in names}
+        for name in names:
+            assert find(group, f" {name} ", "key").cls is info.cls
+
+
+def test_an_alias_named_unlike_its_entry_point_is_found(fake_connectors: Any) -> None:
+    for name in ("com.example.LegacySinkConnector", "LegacySinkConnector", "LegacySink",
+                 "RenamedSink"):
+        assert find("connector", name, "connector.class").cls is RenamedSinkConnector
+
+
+def test_broken_entry_points_are_skipped(fake_connectors: Any) -> None:
+    assert list(plugins("connector")) == ["RenamedSinkConnector"]
+    with pytest.raises(ConfigError) as info:
+        find("connector", "Broken", "connector.class")
+    assert info.value.key == "connector.class"
+    assert info.value.message.endswith("available: RenamedSinkConnector")
+
+
+def test_finding_plugins_imports_only_those() -> None:
+    modules = imported_after(
+        "from kanal_worker.runtime.registry import find\n"
+        "find('connector', 'org.apache.kafka.connect.file.FileStreamSinkConnector', 'k')\n"
+        "find('converter', 'org.apache.kafka.connect.json.JsonConverter', 'k')\n"
+        "find('converter', 'org.apache.kafka.connect.storage.SimpleHeaderConverter', 'k')")
+    assert "kanal_worker.connectors.file" in modules
+    assert heavy(modules) == set()
+
+
+def test_the_azure_sink_is_listed_described_and_validated_without_its_sdk() -> None:
+    modules = imported_after(
+        "from kanal_worker.api.config import describe\n"
+        "from kanal_worker.runtime.registry import find, plugins\n"
+        "from kanal_worker.runtime.validation import errors_of, validate\n"
+        "assert 'AzureBlobStorageSinkConnector' in plugins('connector')\n"
+        "info = find('connector', 'AzureBlobStorageSink', 'k')\n"
+        "assert any(k.name == 'azblob.account.name' for k in describe(info.cls.settings))\n"
+        "errors = errors_of(validate({'name': 'a', 'connector.class': info.class_name,\n"
+        "    'topics': 't', 'flush.size': '10', 'format.class': 'ParquetFormat',\n"
+        "    'azblob.auth.method': 'ACCOUNT_KEY', 'azblob.account.name': 'acct'}))\n"
+        "assert list(errors) == ['azblob.account.key'], errors")
+    assert "kanal_worker.connectors.azure_blob" in modules
+    assert {m for m in modules if m.split(".")[0] in ("azure", "pyarrow")} == set()
+
+
+def test_a_standalone_worker_without_listeners_does_not_load_fastapi() -> None:
+    assert {"fastapi", "uvicorn"}.isdisjoint(imported_after("import kanal_worker.cli"))
+    herder = StandaloneHerder({}, "test:8083", MemoryOffsetStore())
+    settings: WorkerSettings = WorkerSettings.parse({"listeners": ""})
+    assert _start_rest(herder, {"listeners": ""}, settings) is None
+    herder.stop_all()
