@@ -1,13 +1,15 @@
-"""B4, the control plane: how long from ``POST /connectors`` to the first record in the
-file, and from SIGKILL of a worker to its partitions being consumed again.
+"""B4, the control plane: how long from creating a connector (``POST /connectors``, or
+``kubectl apply`` of a ``Connector`` in Kubernetes mode) to the first record in the file,
+and from SIGKILL of a worker to its partitions being consumed again.
 
 Failover is measured the same way for every system: a producer keeps 2 partitions busy
 (500 records/s), a 2-task FileStreamSink consumes them, one worker is killed, and the
 clock stops when the committed offset of every partition has moved past where it was at
 the kill (the killed worker's partitions included). Apache runs as two extra distributed
-workers of their own group (started here, on other ports); Kanal standalone has no
-second worker, so its figure is kill → restarted process (what a Deployment or systemd
-does) → consuming again.
+workers of their own group (started here, on other ports); Kanal in Kubernetes mode as
+two cluster-mode workers and the operator (``bench/kubernetes.py``); Kanal standalone has
+no second worker, so its figure is kill → restarted process (what a Deployment or
+systemd does) → consuming again.
 """
 
 from __future__ import annotations
@@ -22,15 +24,17 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.env import HOST, Stack
+from bench.kubernetes import KanalCluster, kanal_cluster
 from bench.measure import LineCounter
+from bench.report import median_range
 from bench.sinks import APACHE_FILE_SINK, STRING, VARIANTS
 from bench.systems import ConnectWorker, Kanal, RestError, delete_groups, rest
 from bench.workload import Workload
@@ -41,6 +45,19 @@ FAILOVER_RATE = 500
 KANAL_REST_PORT = 18390
 APACHE_PORTS = (18391, 18392)
 APACHE_DEFAULT_DELAY_S = 300
+FAILOVER_TARGET_S = 10
+GROUP_DELETE_S = 50
+"""Longer than Apache's consumer session (45 s): a killed member stays that long."""
+STANDALONE, KUBERNETES, APACHE = "kanal standalone", "kanal kubernetes", "apache"
+CREATED_BY = {STANDALONE: "POST /connectors", KUBERNETES: "kubectl apply",
+              APACHE: "POST /connectors"}
+RESTARTED = f"{STANDALONE} (restart)"
+TWO_WORKERS = f"{KUBERNETES} (2 workers)"
+STATIC = f"{KUBERNETES} (2 workers, static membership)"
+STATIC_MEMBERSHIP = {"kanal.consumer.static.membership": "true"}
+"""Worker setting of the ConnectCluster of STATIC: a task's replacement joins the group
+with the killed consumer's ``group.instance.id`` and takes its partitions at once,
+instead of waiting for the group to expire the killed member's session."""
 
 
 def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.05
@@ -55,11 +72,21 @@ def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.05
     return None
 
 
-# -- POST /connectors → first record ------------------------------------------------------
+# -- connector created → first record -----------------------------------------------------
 
-def first_record(worker: ConnectWorker, workload: Workload, bootstrap: str, workdir: Path,
+class Connectors(Protocol):
+    """Where connectors are created: a Connect REST API, or a Kanal ConnectCluster."""
+
+    def create(self, name: str, config: Mapping[str, str]) -> None: ...
+
+    def delete(self, name: str) -> None: ...
+
+
+def first_record(worker: Connectors, workload: Workload, bootstrap: str, workdir: Path,
                  system: str, config: dict[str, str]) -> float | None:
-    name = f"bench-{system}-first-{uuid.uuid4().hex[:8]}"
+    """Seconds from the request that creates the connector (its REST call, or the
+    ``kubectl apply`` process) to the first line in its file."""
+    name = f"bench-{system.replace(' ', '-')}-first-{uuid.uuid4().hex[:8]}"
     out = workdir / f"{name}.out"
     counter = LineCounter(out)
     try:
@@ -71,7 +98,7 @@ def first_record(worker: ConnectWorker, workload: Workload, bootstrap: str, work
     finally:
         worker.delete(name)
         out.unlink(missing_ok=True)
-        delete_groups(bootstrap, f"connect-{name}")
+        delete_groups(bootstrap, f"connect-{name}", timeout=GROUP_DELETE_S)
 
 
 def kanal_rest_worker(env: Stack, workdir: Path) -> tuple[Kanal, ConnectWorker]:
@@ -127,19 +154,37 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self.stop_event.set()
         self.thread.join(15)
+        # a client dropped before the answer purges its request: keep it referenced
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
         with contextlib.suppress(Exception):
-            AdminClient({"bootstrap.servers": self.bootstrap}).delete_topics(
-                [self.topic])[self.topic].result(30)
+            admin.delete_topics([self.topic])[self.topic].result(30)
 
 
 class Offsets:
+    """The sink's consumer group, seen from outside: committed offsets and members."""
+
     def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self.group = group
         self.partitions = [TopicPartition(topic, p) for p in range(FAILOVER_PARTITIONS)]
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                                   "log_level": 0})
+        self.admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
 
     def now(self) -> list[int]:
         return [tp.offset for tp in self.consumer.committed(self.partitions, timeout=5)]
+
+    def settled(self) -> bool:
+        """Stable with one partition per task. A task that runs is not enough: a
+        cooperative group may still be moving a partition to it, and a kill then would
+        take nothing away."""
+        group = self.admin.describe_consumer_groups([self.group])[self.group].result(10)
+        owned = sorted(len(m.assignment.topic_partitions) for m in group.members)
+        return bool(group.state == ConsumerGroupState.STABLE
+                    and owned == [1] * FAILOVER_PARTITIONS)
+
+    def steady(self, timeout: float) -> bool:
+        """Every partition committed at least once, the group settled."""
+        return _wait(lambda: min(self.now()) > 0 and self.settled(), timeout, 0.2) is not None
 
     def all_past(self, marks: list[int]) -> bool:
         return all(o > m for o, m in zip(self.now(), marks, strict=True))
@@ -224,7 +269,7 @@ def apache_failover(env: Stack, peer_pid: int, workdir: Path, delay_ms: int | No
                     ) -> dict[str, Any]:
     pair = ApachePair(env.bootstrap, peer_pid, workdir, delay_ms)
     name = f"bench-failover-{pair.id}"
-    result: dict[str, Any] = {"system": "apache", "scheduled.rebalance.max.delay.ms":
+    result: dict[str, Any] = {"system": APACHE, "scheduled.rebalance.max.delay.ms":
                               "default (300000)" if delay_ms is None else delay_ms}
     try:
         if not pair.ready():
@@ -243,7 +288,8 @@ def apache_failover(env: Stack, peer_pid: int, workdir: Path, delay_ms: int | No
                 return {**result, "error": "tasks never ran on both workers"}
             offsets = Offsets(env.bootstrap, f"connect-{name}", load.topic)
             try:
-                _wait(lambda: min(offsets.now()) > 0, 30)
+                if not offsets.steady(60):
+                    return {**result, "error": "the consumer group never settled"}
                 marks = offsets.now()
                 victim, survivor = pair.processes[1], pair.urls[0]
                 survivor_id = survivor.removeprefix("http://")
@@ -267,12 +313,12 @@ def apache_failover(env: Stack, peer_pid: int, workdir: Path, delay_ms: int | No
                 rest(f"{pair.urls[0]}/connectors/{name}", "DELETE")
     finally:
         pair.close()
-        delete_groups(env.bootstrap, f"connect-{name}")
+        delete_groups(env.bootstrap, f"connect-{name}", timeout=GROUP_DELETE_S)
     return result
 
 
 def kanal_restart_failover(env: Stack, workdir: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {"system": "kanal standalone (restart)"}
+    result: dict[str, Any] = {"system": RESTARTED}
     with Load(env.bootstrap) as load:
         name = f"bench-failover-{uuid.uuid4().hex[:8]}"
         connector = {"name": name, "connector.class": APACHE_FILE_SINK, "tasks.max": "2",
@@ -283,8 +329,8 @@ def kanal_restart_failover(env: Stack, workdir: Path) -> dict[str, Any]:
         second: Kanal | None = None
         try:
             first.start()
-            if _wait(lambda: min(offsets.now()) > 0, 60) is None:
-                return {**result, "error": "Kanal never committed: " + first.tail(5)}
+            if not offsets.steady(60):
+                return {**result, "error": "the consumer group never settled: " + first.tail(5)}
             marks = offsets.now()
             killed = time.monotonic()
             first.stop(signal.SIGKILL)
@@ -298,62 +344,176 @@ def kanal_restart_failover(env: Stack, workdir: Path) -> dict[str, Any]:
                 second.stop()
             shutil.rmtree(workdir / name, ignore_errors=True)
             (workdir / f"{name}.out").unlink(missing_ok=True)
-            delete_groups(env.bootstrap, f"connect-{name}")
+            delete_groups(env.bootstrap, f"connect-{name}", timeout=GROUP_DELETE_S)
+    return result
+
+
+def kanal_kubernetes_failover(cluster: KanalCluster, workdir: Path, system: str
+                              ) -> dict[str, Any]:
+    """The operator moves the tasks of a worker whose Lease expired to the live one."""
+    result: dict[str, Any] = {"system": system}
+    try:
+        cluster.revive()  # the worker killed by the previous run
+    except AssertionError as exc:
+        return {**result, "error": str(exc)}
+    with Load(cluster.bootstrap) as load:
+        name = f"bench-failover-{uuid.uuid4().hex[:8]}"
+        out = workdir / f"{name}.out"
+        offsets = Offsets(cluster.bootstrap, f"connect-{name}", load.topic)
+        try:
+            cluster.create(name, {"connector.class": APACHE_FILE_SINK, "tasks.max": "2",
+                                  "topics": load.topic, "file": str(out),
+                                  **VARIANTS["passthrough"].kanal})
+
+            def spread() -> bool:
+                tasks = cluster.tasks(name)
+                return (len(tasks) == 2 and all(state == "RUNNING" for state, _ in tasks)
+                        and len({worker for _, worker in tasks}) == 2)
+            if _wait(spread, 120, 0.5) is None:
+                return {**result, "error": "tasks never ran on both workers"}
+            if not offsets.steady(60):
+                return {**result, "error": "the consumer group never settled"}
+            marks = offsets.now()
+            victim = cluster.tasks(name)[0][1]
+            assert victim is not None
+            killed = time.monotonic()
+            cluster.kill(victim)
+            limit = 60
+
+            def running_elsewhere() -> bool:
+                tasks = cluster.tasks(name)
+                return len(tasks) == 2 and all(state == "RUNNING" and worker not in (None, victim)
+                                               for state, worker in tasks)
+            result["tasks_running_s"] = _wait(running_elsewhere, limit, 0.1)
+            flowing = _wait(lambda: offsets.all_past(marks),
+                            max(1.0, limit - (time.monotonic() - killed)), 0.2)
+            if flowing is not None:
+                result["consuming_again_s"] = time.monotonic() - killed
+        finally:
+            offsets.close()
+            cluster.delete(name)
+            out.unlink(missing_ok=True)
     return result
 
 
 def b4(workload: Workload, env: Stack, peer: ConnectWorker | None, workdir: Path, runs: int,
-       full_apache_default: bool) -> dict[str, Any]:
+       full: bool) -> dict[str, Any]:
+    """``full`` adds Apache with its default rebalance delay (5+ minutes) and Kanal in
+    Kubernetes mode with static membership."""
     out: dict[str, Any] = {"first_record_s": {}, "failover": []}
-    firsts: dict[str, list[float]] = {"kanal": [], "apache": []}
-    kanal, kanal_rest = kanal_rest_worker(env, workdir)
-    try:
-        for _ in range(runs):
-            for system, worker in (("kanal", kanal_rest), ("apache", peer)):
-                if worker is None:
-                    continue
-                config = VARIANTS["passthrough"].kanal if system == "kanal" else \
-                    VARIANTS["passthrough"].apache
-                seconds = first_record(worker, workload, env.bootstrap, workdir, system,
-                                       config)
-                if seconds is not None:
-                    firsts[system].append(seconds)
-    finally:
-        kanal.stop()
-        shutil.rmtree(kanal.workdir, ignore_errors=True)
-    out["first_record_s"] = {k: {"median": statistics.median(v), "runs": v}
-                             for k, v in firsts.items() if v}
-    for _ in range(runs):
-        out["failover"].append(kanal_restart_failover(env, workdir))
-        if peer is not None and peer.pid:
-            out["failover"].append(apache_failover(env, peer.pid, workdir, 0))
-    if peer is not None and peer.pid and full_apache_default:
+    firsts: dict[str, list[float]] = {system: [] for system in CREATED_BY}
+    with contextlib.ExitStack() as resources:
+        clusters: dict[str, KanalCluster] = {}
+        if env.kube is not None:
+            variants = {TWO_WORKERS: {}, **({STATIC: STATIC_MEMBERSHIP} if full else {})}
+            try:
+                for system, config in variants.items():
+                    clusters[system] = resources.enter_context(
+                        kanal_cluster(env.kube, env.bootstrap, workdir, config))
+            except Exception as exc:  # Standalone and Apache are still worth measuring
+                out["kubernetes_error"] = f"{type(exc).__name__}: {exc}"
+        kanal, kanal_rest = kanal_rest_worker(env, workdir)
+        try:
+            for _ in range(runs):
+                hosts: list[tuple[str, Connectors | None, dict[str, str]]] = [
+                    (STANDALONE, kanal_rest, VARIANTS["passthrough"].kanal),
+                    (KUBERNETES, clusters.get(TWO_WORKERS), VARIANTS["passthrough"].kanal),
+                    (APACHE, peer, VARIANTS["passthrough"].apache)]
+                for system, host, config in hosts:
+                    if host is None:
+                        continue
+                    seconds = first_record(host, workload, env.bootstrap, workdir, system,
+                                           config)
+                    if seconds is not None:
+                        firsts[system].append(seconds)
+        finally:
+            kanal.stop()
+            shutil.rmtree(kanal.workdir, ignore_errors=True)
+        out["first_record_s"] = {system: {"created_by": CREATED_BY[system],
+                                          "median": statistics.median(values),
+                                          "runs": values, "attempts": runs}
+                                 for system, values in firsts.items() if values}
+        for run in range(1, runs + 1):
+            items = [kanal_restart_failover(env, workdir)]
+            items += [kanal_kubernetes_failover(cluster, workdir, system)
+                      for system, cluster in clusters.items()]
+            if peer is not None and peer.pid:
+                items.append(apache_failover(env, peer.pid, workdir, 0))
+            out["failover"] += [{**item, "run": run} for item in items]
+    if peer is not None and peer.pid and full:
         out["failover"].append(apache_failover(env, peer.pid, workdir, None))
-    out["kanal_kubernetes"] = (
-        "not measured: the operator-driven failover (worker pods, task reassignment) needs "
-        "the operator and cluster workers running against dev/stack k8s; see bench/README.md")
+    return out
+
+
+def _label(item: dict[str, Any]) -> str:
+    if item["system"] == APACHE:
+        delay = item.get("scheduled.rebalance.max.delay.ms")
+        return f"{APACHE} (2 workers), scheduled.rebalance.max.delay.ms={delay}"
+    return str(item["system"])
+
+
+def rows(b4_result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per measurement and system: the seconds of every run that got there."""
+    out: list[dict[str, Any]] = []
+    for system, first in b4_result.get("first_record_s", {}).items():
+        out.append({"what": "created -> first record",
+                    "system": f"{system}, {first['created_by']}",
+                    "seconds": first["runs"], "runs": first["attempts"], "failed": []})
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for item in b4_result.get("failover", []):
+        groups.setdefault(_label(item), []).append(item)
+    for label, items in groups.items():
+        if any("tasks_running_s" in i for i in items):  # a restarted standalone has none
+            out.append({"what": "SIGKILL -> tasks RUNNING again", "system": label,
+                        "seconds": [i["tasks_running_s"] for i in items
+                                    if i.get("tasks_running_s") is not None],
+                        "runs": len(items), "failed": []})
+        out.append({"what": "SIGKILL -> consuming again", "system": label,
+                    "seconds": [i["consuming_again_s"] for i in items
+                                if "consuming_again_s" in i],
+                    "runs": len(items),
+                    "failed": sorted({i.get("error", "did not recover") for i in items
+                                      if "consuming_again_s" not in i})})
+    return out
+
+
+def targets(b4_result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The failover target of Kubernetes mode, and how it compares with Apache."""
+    failover = b4_result.get("failover", [])
+    by_run: dict[int, dict[str, float]] = {}
+    for item in failover:
+        if "run" in item and "consuming_again_s" in item:
+            by_run.setdefault(item["run"], {})[item["system"]] = item["consuming_again_s"]
+    out: list[dict[str, Any]] = []
+    for system in (TWO_WORKERS, STATIC):
+        seconds = [item["consuming_again_s"] for item in failover
+                   if item["system"] == system and "consuming_again_s" in item]
+        if seconds:
+            median = statistics.median(seconds)
+            out.append({"what": f"B4 {system}: SIGKILL -> consuming again, seconds",
+                        "ratio": median, "target": f"<= {FAILOVER_TARGET_S}",
+                        "met": median <= FAILOVER_TARGET_S})
+        ratios = [mine[system] / mine[APACHE] for mine in by_run.values()
+                  if system in mine and mine.get(APACHE)]
+        if ratios:
+            ratio = statistics.median(ratios)
+            out.append({"what": f"B4 {system} / Apache (delay 0): failover seconds",
+                        "ratio": ratio, "target": "(lower is better)", "met": ratio <= 1})
     return out
 
 
 def describe(b4_result: dict[str, Any]) -> str:
     if "error" in b4_result:
         return f"B4 failed: {b4_result['error']}"
-    lines = ["B4 control plane (seconds, medians)"]
-    for system, figures in b4_result.get("first_record_s", {}).items():
-        lines.append(f"  POST /connectors -> first record, {system}: {figures['median']:.2f}")
-    groups: dict[str, list[float]] = {}
-    for item in b4_result.get("failover", []):
-        label = item["system"]
-        delay = item.get("scheduled.rebalance.max.delay.ms")
-        if delay is not None:
-            label += f", scheduled.rebalance.max.delay.ms={delay}"
-        value = item.get("consuming_again_s")
-        if value is not None:
-            groups.setdefault(label, []).append(value)
-        else:
-            groups.setdefault(label, [])
-    for label, values in groups.items():
-        shown = f"{statistics.median(values):.1f}" if values else "did not recover"
-        lines.append(f"  SIGKILL -> consuming again, {label}: {shown} ({len(values)} run(s))")
-    lines.append(f"  Kanal in Kubernetes: {b4_result.get('kanal_kubernetes', '')}")
+    found = rows(b4_result)
+    lines = ["B4 control plane, seconds: median (min-max)"]
+    what_width = max((len(r["what"]) for r in found), default=0)
+    system_width = max((len(r["system"]) for r in found), default=0)
+    for r in found:
+        failed = f"  failed: {'; '.join(r['failed'])}" if r["failed"] else ""
+        lines.append(f"  {r['what'].ljust(what_width)}  {r['system'].ljust(system_width)}  "
+                     f"{median_range(r['seconds'])}  [{len(r['seconds'])}/{r['runs']} run(s)]"
+                     f"{failed}")
+    if "kubernetes_error" in b4_result:
+        lines.append(f"  Kanal in Kubernetes mode not measured: {b4_result['kubernetes_error']}")
     return "\n".join(lines)

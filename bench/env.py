@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ class Stack:
     azurite: str | None
     peer_url: str | None
     kafka_classpath: str | None
+    kube: Mapping[str, str] | None
+    """``KUBECTL`` and ``KUBECONFIG`` of the real kube-apiserver."""
 
 
 def stack(*services: str) -> Stack:
@@ -28,7 +31,9 @@ def stack(*services: str) -> Stack:
     return Stack(bootstrap=env.get("KANAL_BOOTSTRAP_SERVERS", f"{HOST}:9092"),
                  azurite=env.get("AZURITE_CONNECTION_STRING") if "azurite" in services else None,
                  peer_url=env.get("CONNECT_PEER_URL") if "connect" in services else None,
-                 kafka_classpath=env.get("KANAL_KAFKA_CLASSPATH"))
+                 kafka_classpath=env.get("KANAL_KAFKA_CLASSPATH"),
+                 kube={key: env[key] for key in ("KUBECTL", "KUBECONFIG")}
+                 if "k8s" in services else None)
 
 
 def scratch() -> Path:

@@ -100,8 +100,10 @@ def stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def markdown(rows: list[dict[str, Any]], found: list[dict[str, Any]]) -> str:
-    """The summary as Markdown tables (what bench/README.md quotes)."""
+def markdown(rows: list[dict[str, Any]], found: list[dict[str, Any]],
+             b4: list[dict[str, Any]] | None = None) -> str:
+    """The summary as Markdown tables (what bench/README.md quotes); ``b4`` holds the rows
+    of ``bench.control.rows``."""
     out = ["| bench | variant | system | ok/runs | records/s median (min-max) | startup s "
            "| CPU s / M rec | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -112,11 +114,25 @@ def markdown(rows: list[dict[str, Any]], found: list[dict[str, Any]]) -> str:
                    f"| {r['peak_rss_mb']:.0f} |")
     out += ["", "| comparison | ratio | target |", "|---|---|---|"]
     out += [f"| {r['what']} | {r['ratio']:.2f} | {r['target']} |" for r in found]
+    if b4:
+        out += ["", "| B4 | system | seconds median (min-max) | ok/runs |", "|---|---|---|---|"]
+        out += [f"| {r['what']} | {r['system']} | {median_range(r['seconds'])} "
+                f"| {len(r['seconds'])}/{r['runs']} |" for r in b4]
     return "\n".join(out) + "\n"
+
+
+def median_range(values: list[float]) -> str:
+    """Median (min-max)."""
+    if not values:
+        return "-"
+    return f"{median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 if __name__ == "__main__":
     import sys
 
+    from bench.control import rows as b4_rows  # bench.control imports this module
+
     results = json.loads(Path(sys.argv[1]).read_text())
-    print(markdown(results["summary"], results["ratios"]))
+    print(markdown(results["summary"], results["ratios"],
+                   b4_rows(results["B4"]) if "B4" in results else None))

@@ -36,7 +36,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="tiny workload (20,000 records), one run, no Apache "
-                             "failover with its 5-minute default delay")
+                             "failover with its 5-minute default delay, no Kanal failover "
+                             "with static membership")
     parser.add_argument("--records", type=int, help="records in the workload topic")
     parser.add_argument("--runs", type=int, help="runs of each benchmark (medians over them)")
     parser.add_argument("--only", default=",".join(ALL),
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         services.append("azurite")
     if not args.no_peer and wanted & {"B1", "B3", "B4", "scale"}:
         services.append("connect")
+    if "B4" in wanted:
+        services.append("k8s")
     print(f"bench: starting {', '.join(services)}", flush=True)
     env = stack(*services)
     workload = ensure(env.bootstrap, args.records)
@@ -152,13 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: B4 control plane", flush=True)
         try:
             extras["B4"] = control.b4(workload, env, peer, workdir, args.runs,
-                                      full_apache_default=not args.quick)
+                                      full=not args.quick)
         except Exception as exc:
             extras["B4"] = {"error": f"{type(exc).__name__}: {exc}"}
     shutil.rmtree(workdir, ignore_errors=True)  # sink outputs, the source's input file
     summary = Summary(samples)
     rows = summary.rows()
     found = ratios(summary, formats)
+    if "B4" in extras:
+        found += control.targets(extras["B4"])
     print()
     print(table(rows))
     if found:

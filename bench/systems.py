@@ -3,7 +3,6 @@ workers driven through their REST API."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -16,12 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bench.env import KANAL, ROOT
+from bench.env import KANAL
 from bench.measure import cpu_seconds, memory_mb
-from dev.stack_env import STACK
+from dev.stack_env import ROOT, STACK
 from kanal_worker.config.properties import format_properties
 
 KANAL_WORKER_DEFAULTS = {
@@ -185,8 +184,24 @@ def wait_committed(bootstrap: str, group: str, topic: str, partitions: int, targ
     return False
 
 
-def delete_groups(bootstrap: str, *groups: str) -> None:
+def delete_groups(bootstrap: str, *groups: str, timeout: float = 0) -> None:
+    """Delete ``groups``, retrying for up to ``timeout`` seconds those the broker refuses
+    because members remain (a task still stopping, the session of a killed or static
+    member)."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    for future in admin.delete_consumer_groups(list(groups), request_timeout=10).values():
-        with contextlib.suppress(Exception):  # a group that never formed is fine
-            future.result(15)
+    pending = set(groups)
+    deadline = time.monotonic() + timeout
+    while pending:
+        for group, future in admin.delete_consumer_groups(sorted(pending),
+                                                          request_timeout=10).items():
+            try:
+                future.result(15)
+            except Exception as exc:  # a group that never formed is fine
+                if isinstance(exc, KafkaException) and \
+                        exc.args[0].code() == KafkaError.NON_EMPTY_GROUP:
+                    continue
+            pending.discard(group)
+        if pending and time.monotonic() < deadline:
+            time.sleep(1)
+        else:
+            return

@@ -9,7 +9,6 @@ The tests run in order and share one ConnectCluster, like an operator's day.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 import uuid
@@ -25,19 +24,17 @@ from azure.storage.blob import BlobServiceClient
 from confluent_kafka import ConsumerGroupState
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kanal_worker.connectors.telemetry import reading
-from tests.e2e.kube import (
-    KANAL,
-    ROOT,
+from dev.kube_local import (
     Kubectl,
     Process,
     Workers,
     example,
+    local_cluster,
     ready,
-    service_account_kubeconfig,
     task_states,
     wait_for,
 )
+from kanal_worker.connectors.telemetry import reading
 from tests.kafka_helpers import produce
 
 pytestmark = pytest.mark.e2e
@@ -67,43 +64,14 @@ def env(kube: dict[str, str], kafka: str,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("kubernetes")
     namespace = f"kanal-e2e-{uuid.uuid4().hex[:6]}"
-    kubectl = Kubectl(kube["KUBECTL"], kube["KUBECONFIG"], namespace)
-    kubectl.run("apply", "-f", str(ROOT / "crds"))
-    kubectl.run("wait", "--for", "condition=established", "--timeout", "30s",
-                "crd/connectors.kanal.dev", "crd/connectclusters.kanal.dev")
-    kubectl.run("create", "namespace", namespace)
     topic = f"vehicle.telemetry.{namespace}"
     admin = AdminClient({"bootstrap.servers": kafka})
     admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
-    operator = Process([KANAL, "operator", "--namespace", namespace],
-                       {**os.environ, "KUBECONFIG": kube["KUBECONFIG"],
-                        "KANAL_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"},
-                       tmp / "operator.log").start()
-    cluster = example("cluster.yaml")
-    cluster["spec"]["bootstrapServers"] = kafka
-    cluster["spec"]["config"]["offset.flush.interval.ms"] = 1000
-    kubectl.apply(cluster)
-    wait_for(lambda: kubectl.exists("serviceaccount", CHILD), 30, "the workers' account")
-    token = service_account_kubeconfig(kubectl, CHILD, tmp / "worker.kubeconfig")
-    workers = Workers(kubectl, CLUSTER, tmp, token)
-    try:
-        pods = workers.pods(2)
-        for pod in pods:
-            workers.start(pod)
-        wait_for(lambda: ready(kubectl.get("connectcluster", CLUSTER).get("status") or {})
-                 == ("True", "WorkersReady"), 90, "two heartbeating workers")
-        yield Env(kubectl, workers, operator, tmp, kafka, topic, tmp / "telemetry.jsonl",
-                  any(pod.uid for pod in pods))
-    finally:
-        # while the operator runs: it removes its finalizers once the tasks stopped
-        kubectl.run("delete", "connectors,connectclusters", "--all", "--timeout", "60s",
-                    check=False)
-        workers.stop_all()
-        operator.stop()
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
-        for log in sorted(tmp.glob("*.log")):
-            print(f"----- {log.name} (last lines)")
-            print("\n".join(log.read_text(errors="replace").splitlines()[-15:]))
+    with local_cluster(kube, kafka, tmp, CLUSTER, namespace=namespace,
+                       worker_config={"offset.flush.interval.ms": 1000},
+                       show_logs=True) as cluster:
+        yield Env(cluster.kubectl, cluster.workers, cluster.operator, tmp, kafka, topic,
+                  tmp / "telemetry.jsonl", cluster.controller_manager)
 
 
 def connector_ready(env: Env, name: str, reason: str = "Running") -> dict[str, Any]:

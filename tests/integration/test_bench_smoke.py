@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.timeout(900)
 def test_quick_bench_measures_every_system_and_writes_results(
-        tmp_path: Path, kafka: str, azurite: str, connect_peer: str) -> None:
+        tmp_path: Path, kafka: str, azurite: str, connect_peer: str,
+        kube: dict[str, str]) -> None:
     output = tmp_path / "bench.json"
     run = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--output", str(output)],
@@ -62,8 +63,11 @@ def test_quick_bench_measures_every_system_and_writes_results(
         "B1 passthrough: Kanal / Apache records/s", "B1 passthrough: Kanal / B0 records/s"}
 
     b4 = results["B4"]
-    assert "error" not in b4, b4
-    assert set(b4["first_record_s"]) == {"kanal", "apache"}
-    systems = {item["system"] for item in b4["failover"]}
-    assert systems == {"kanal standalone (restart)", "apache"}
+    assert "error" not in b4 and "kubernetes_error" not in b4, b4
+    assert set(b4["first_record_s"]) == {"kanal standalone", "kanal kubernetes", "apache"}
+    failover = {item["system"]: item for item in b4["failover"]}
+    assert set(failover) == {"kanal standalone (restart)", "kanal kubernetes (2 workers)",
+                             "apache"}
+    # the operator moved the killed worker's task and its partition is consumed again
+    assert "consuming_again_s" in failover["kanal kubernetes (2 workers)"], b4
     assert "B4 control plane" in run.stdout

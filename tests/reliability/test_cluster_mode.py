@@ -32,9 +32,8 @@ from kubernetes.client import AppsV1Api, CoreV1Api
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import new_client_from_config
 
-from tests.e2e.kube import (
+from dev.kube_local import (
     KANAL,
-    ROOT,
     Kubectl,
     Process,
     Workers,
@@ -43,6 +42,7 @@ from tests.e2e.kube import (
     service_account_kubeconfig,
     wait_for,
 )
+from dev.stack_env import ROOT
 from tests.kafka_helpers import consume_all, produce
 from tests.reliability.faults import blob_count, container_client, log
 from tests.reliability.test_secrets import get_everything, leaks

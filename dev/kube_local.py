@@ -1,13 +1,15 @@
-"""Drive the real kube-apiserver like a user (kubectl) and run Kanal's processes locally.
+"""Kanal in Kubernetes mode on the real kube-apiserver of ``dev/stack``, without a kubelet.
 
-No kubelet exists in ``dev/stack``: kube-controller-manager turns the worker Deployment
-into Pending Pods, and each worker runs here as a ``kanal worker`` process with the
-identity the Deployment gives its pod (name, namespace, uid) and the service account
-token the pod would mount, so the workers' Role is exercised for real.
+kube-controller-manager turns the worker Deployment into Pending Pods, and each worker
+runs here as a ``kanal worker`` process with the identity the Deployment gives its pod
+(name, namespace, uid) and the service account token the pod would mount, so the
+workers' Role is exercised for real. The operator runs as a ``kanal operator`` process.
+Tests and benchmarks drive it like a user would: with kubectl.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -15,17 +17,18 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from confluent_kafka.admin import AdminClient
 
+from dev.stack_env import ROOT
 from kanal_worker.config.properties import format_properties, parse_properties
 
 KANAL = str(Path(sys.executable).parent / "kanal")
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "kubernetes"
 
 
@@ -169,10 +172,14 @@ class Workers:
             return [Pod(f"{self.cluster}-connect-local-{i}", None) for i in range(count)]
         return sorted(found, key=lambda p: p.name)[:count]
 
+    def properties(self) -> dict[str, str]:
+        """The worker configuration the operator wrote for the pods."""
+        data = self.kubectl.get("configmap", f"{self.cluster}-connect")["data"]
+        return parse_properties(data["worker.properties"])
+
     def config(self) -> tuple[Path, str]:
         """The worker configuration the pod would mount, with a local REST port."""
-        data = self.kubectl.get("configmap", f"{self.cluster}-connect")["data"]
-        values = parse_properties(data["worker.properties"])
+        values = self.properties()
         url = f"http://127.0.0.1:{free_port()}"
         values["listeners"] = url
         values["kanal.metrics.port"] = "0"
@@ -214,3 +221,80 @@ def service_account_kubeconfig(kubectl: Kubectl, account: str, path: Path) -> st
         "current-context": account,
     }))
     return str(path)
+
+
+@dataclass
+class LocalCluster:
+    """A ConnectCluster, the operator reconciling it and its worker processes."""
+
+    kubectl: Kubectl
+    name: str
+    operator: Process
+    workers: Workers
+    controller_manager: bool
+    """Whether kube-controller-manager runs (it made real Pods for the Deployment)."""
+
+    def workers_ready(self) -> bool:
+        status = self.kubectl.get("connectcluster", self.name).get("status") or {}
+        return ready(status) == ("True", "WorkersReady")
+
+
+@contextlib.contextmanager
+def local_cluster(kube: Mapping[str, str], bootstrap: str, tmp: Path, name: str, *,
+                  namespace: str, replicas: int = 2,
+                  worker_config: Mapping[str, Any] | None = None,
+                  show_logs: bool = False) -> Iterator[LocalCluster]:
+    """``examples/kubernetes/cluster.yaml`` as ``name`` in a new ``namespace`` (the CRDs
+    applied first), an operator for that namespace and ``replicas`` heartbeating workers.
+
+    ``kube`` holds ``KUBECTL`` and ``KUBECONFIG`` (``dev/stack env``). On exit the
+    connectors and the cluster are deleted while the operator still runs (it removes
+    their finalizers once the tasks stopped), then the processes stop, the namespace and
+    the workers' offsets topic go. ``show_logs`` prints the end of every process's log
+    then, for a failing test.
+    """
+    kubectl = Kubectl(kube["KUBECTL"], kube["KUBECONFIG"], namespace)
+    kubectl.run("apply", "--server-side", "--force-conflicts", "--field-manager=kanal-local",
+                "-f", str(ROOT / "crds"))
+    kubectl.run("wait", "--for", "condition=established", "--timeout", "30s",
+                "crd/connectors.kanal.dev", "crd/connectclusters.kanal.dev")
+    kubectl.run("create", "namespace", namespace)
+    operator = Process([KANAL, "operator", "--namespace", namespace],
+                       {**os.environ, "KUBECONFIG": kube["KUBECONFIG"],
+                        "KANAL_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"},
+                       tmp / "operator.log").start()
+    workers: Workers | None = None
+    offsets_topic: str | None = None
+    try:
+        cluster = example("cluster.yaml")
+        cluster["metadata"]["name"] = name
+        cluster["spec"]["replicas"] = replicas
+        cluster["spec"]["bootstrapServers"] = bootstrap
+        cluster["spec"]["config"].update(worker_config or {})
+        kubectl.apply(cluster)
+        account = f"{name}-connect"
+        wait_for(lambda: kubectl.exists("serviceaccount", account), 30, "the workers' account")
+        token = service_account_kubeconfig(kubectl, account, tmp / "worker.kubeconfig")
+        workers = Workers(kubectl, name, tmp, token)
+        offsets_topic = workers.properties().get("offset.storage.topic")
+        pods = workers.pods(replicas)
+        for pod in pods:
+            workers.start(pod)
+        local = LocalCluster(kubectl, name, operator, workers, any(pod.uid for pod in pods))
+        wait_for(local.workers_ready, 90, f"{replicas} heartbeating worker(s)")
+        yield local
+    finally:
+        kubectl.run("delete", "connectors,connectclusters", "--all", "--timeout", "60s",
+                    check=False)
+        if workers is not None:
+            workers.stop_all()
+        operator.stop()
+        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
+        if offsets_topic:
+            admin = AdminClient({"bootstrap.servers": bootstrap})  # alive until it answered
+            with contextlib.suppress(Exception):
+                admin.delete_topics([offsets_topic])[offsets_topic].result(30)
+        if show_logs:
+            for log in sorted(tmp.glob("*.log")):
+                print(f"----- {log.name} (last lines)")
+                print("\n".join(log.read_text(errors="replace").splitlines()[-15:]))

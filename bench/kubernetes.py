@@ -1,0 +1,97 @@
+"""Kanal in Kubernetes mode for B4: the operator and two cluster-mode workers on the real
+kube-apiserver of ``dev/stack``, run as local processes (``dev/kube_local.py``), and
+connectors created the way a user does it, with ``kubectl apply`` of a ``Connector``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from kubernetes.client import CustomObjectsApi
+from kubernetes.config import new_client_from_config
+
+from bench.systems import delete_groups
+from dev.kube_local import LocalCluster, local_cluster, task_states, wait_for
+from kanal_worker.cluster.protocol import CONNECTORS, GROUP, VERSION
+
+WORKERS = 2
+CLUSTER = "bench"
+STATIC_SESSION_S = 10
+"""With ``kanal.consumer.static.membership`` a sink consumer is a static group member: the
+broker keeps it for its session timeout after its task stopped, and refuses to delete
+the group until then."""
+
+
+class KanalCluster:
+    """A ConnectCluster of WORKERS workers, driven like a Connect worker: ``create`` is a
+    ``kubectl apply`` of a ``Connector``, ``delete`` a ``kubectl delete`` that returns
+    once the operator saw the tasks stop."""
+
+    def __init__(self, local: LocalCluster, bootstrap: str) -> None:
+        self.local = local
+        self.bootstrap = bootstrap
+        self.groups: list[str] = []
+        # status is polled every 100-200 ms while a failover is timed: a kubectl process
+        # per poll would compete for the CPU with the workers being measured
+        self.api = CustomObjectsApi(new_client_from_config(  # type: ignore[no-untyped-call]
+            local.kubectl.kubeconfig))
+
+    def create(self, name: str, config: Mapping[str, str]) -> None:
+        rest = dict(config)
+        self.local.kubectl.apply({
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "Connector",
+            "metadata": {"name": name},
+            "spec": {"clusterRef": {"name": self.local.name},
+                     "class": rest.pop("connector.class"),
+                     "tasksMax": int(rest.pop("tasks.max", "1")), "config": rest}})
+
+    def delete(self, name: str) -> None:
+        self.local.kubectl.run("delete", "connector", name, "--timeout", "60s", check=False)
+        self.groups.append(f"connect-{name}")
+
+    def tasks(self, name: str) -> list[tuple[str, str | None]]:
+        """(state, worker) of each task, from the Connector's status."""
+        body = cast(dict[str, Any], self.api.get_namespaced_custom_object(
+            GROUP, VERSION, self.local.kubectl.namespace, CONNECTORS, name,
+            _request_timeout=5))
+        return task_states(body.get("status") or {})
+
+    def kill(self, worker: str) -> None:
+        self.local.workers.processes[worker].stop(signal.SIGKILL)
+
+    def revive(self) -> None:
+        """Start again the workers killed before, and wait until all heartbeat."""
+        workers = self.local.workers
+        for pod in workers.pods(WORKERS):
+            if not workers.processes[pod.name].alive:
+                workers.start(pod)
+        wait_for(self.local.workers_ready, 90, f"{WORKERS} heartbeating workers")
+
+
+@contextlib.contextmanager
+def kanal_cluster(kube: Mapping[str, str], bootstrap: str, workdir: Path,
+                  worker_config: Mapping[str, str] | None = None) -> Iterator[KanalCluster]:
+    """A fresh namespace with the operator and WORKERS workers (``worker_config`` added to
+    the ConnectCluster's), removed on exit with the consumer groups of every connector it
+    ran."""
+    suffix = uuid.uuid4().hex[:6]
+    tmp = workdir / f"kubernetes-{suffix}"
+    tmp.mkdir(parents=True)
+    cluster: KanalCluster | None = None
+    try:
+        with local_cluster(kube, bootstrap, tmp, CLUSTER, namespace=f"kanal-bench-{suffix}",
+                           replicas=WORKERS,
+                           worker_config={"offset.flush.interval.ms": "1000",
+                                          **(worker_config or {})}) as local:
+            cluster = KanalCluster(local, bootstrap)
+            yield cluster
+    finally:
+        if cluster is not None:
+            delete_groups(bootstrap, *cluster.groups, timeout=3 * STATIC_SESSION_S)
+        shutil.rmtree(tmp, ignore_errors=True)
