@@ -23,7 +23,7 @@ from kanal_worker.cluster.protocol import CONNECTORS, GROUP, VERSION
 WORKERS = 2
 CLUSTER = "bench"
 STATIC_SESSION_S = 10
-"""With ``kanal.consumer.static.membership`` a sink consumer is a static group member: the
+"""Cluster-mode sink consumers are static group members (``kanal.consumer.static.membership``): the
 broker keeps it for its session timeout after its task stopped, and refuses to delete
 the group until then."""
 

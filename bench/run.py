@@ -37,7 +37,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="tiny workload (20,000 records), one run, no Apache "
                              "failover with its 5-minute default delay, no Kanal failover "
-                             "with static membership")
+                             "with dynamic membership")
     parser.add_argument("--records", type=int, help="records in the workload topic")
     parser.add_argument("--runs", type=int, help="runs of each benchmark (medians over them)")
     parser.add_argument("--only", default=",".join(ALL),

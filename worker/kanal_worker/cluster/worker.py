@@ -26,7 +26,7 @@ from kanal_worker.cluster.offsets import OffsetsRunner
 from kanal_worker.cluster.protocol import SECRET_PROVIDER, TOPICS_RESET_ANNOTATION, WorkerReport
 from kanal_worker.config.kubernetes_secrets import secret_provider
 from kanal_worker.config.providers import Lookup, providers_from_worker_config, resolve
-from kanal_worker.config.worker import WorkerSettings, client_config
+from kanal_worker.config.worker import STATIC_MEMBERSHIP, WorkerSettings, client_config
 from kanal_worker.rest.server import RestServer
 from kanal_worker.runtime.herder import HEALTHY, Health, plugin_type
 from kanal_worker.runtime.metrics import MetricsServer, metrics_port, start_metrics_server
@@ -70,7 +70,9 @@ class ClusterWorker:
         providers: dict[str, Lookup] = {
             SECRET_PROVIDER: secret_provider({"namespace": identity.namespace}),
             **providers_from_worker_config(worker_config)}
-        self.worker = resolve(worker_config, providers)
+        # the operator places each task on one worker at a time: sink consumers can be
+        # static members, whose replacement takes the partitions over at once
+        self.worker = {STATIC_MEMBERSHIP: "true", **resolve(worker_config, providers)}
         self.settings: WorkerSettings = WorkerSettings.parse(self.worker)
         if not self.settings.offset_topic:
             raise ConfigError("offset.storage.topic", "cluster mode keeps source offsets in "

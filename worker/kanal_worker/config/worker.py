@@ -17,6 +17,9 @@ JAVA_CLIENT_ONLY = {
 as the consume batch size)."""
 
 
+STATIC_MEMBERSHIP = "kanal.consumer.static.membership"
+
+
 class WorkerSettings(Settings):
     bootstrap_servers: str = setting(
         "localhost:9092", key="bootstrap.servers", importance="HIGH",
@@ -62,7 +65,7 @@ class WorkerSettings(Settings):
     client_id: str = setting("", key="client.id", importance="LOW",
                              doc="Prefix of Kafka client ids.")
     static_membership: bool = setting(
-        False, key="kanal.consumer.static.membership", importance="LOW",
+        False, key=STATIC_MEMBERSHIP, importance="LOW",
         doc="Kanal: sink consumers join with group.instance.id=<connector>-<task>. Set by "
             "cluster-mode workers, where the operator guarantees one owner per task.")
     metrics_port: int = setting(
