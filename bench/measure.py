@@ -111,6 +111,7 @@ def watch(progress: Callable[[], int], target: int, pid: int | None, timeout: fl
     if pid is not None:
         window.cpu_start = window.cpu_first = window.cpu_done = cpu_seconds(pid)
     deadline = window.started + timeout
+    previous = window.started
     while True:
         count = progress()
         now = time.monotonic()
@@ -119,6 +120,11 @@ def watch(progress: Callable[[], int], target: int, pid: int | None, timeout: fl
             window.rss_max_mb = max(window.rss_max_mb, memory_mb(pid))
         if count and window.first is None:
             window.first, window.first_count, window.cpu_first = now, count, cpu
+            if count >= target:
+                # everything arrived between two polls (a tiny workload): time it from
+                # the previous poll, a lower bound of the rate rather than none
+                window.first, window.first_count = previous, 0
+        previous = now
         window.count = count
         if count >= target:
             window.done, window.cpu_done = now, cpu
