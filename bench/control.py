@@ -73,6 +73,19 @@ def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.05
     return None
 
 
+def _recovery(running: Callable[[], bool], interval: float, offsets: Offsets,
+              marks: list[int], killed: float, limit: float) -> dict[str, float | None]:
+    """After a kill at ``killed``: seconds until ``running()`` held (tasks RUNNING on a
+    live worker, polled every ``interval``), and from the kill until every partition's
+    committed offset moved past ``marks`` (absent when that took longer than ``limit``)."""
+    result: dict[str, float | None] = {"tasks_running_s": _wait(running, limit, interval)}
+    flowing = _wait(lambda: offsets.all_past(marks),
+                    max(1.0, limit - (time.monotonic() - killed)), 0.2)
+    if flowing is not None:
+        result["consuming_again_s"] = time.monotonic() - killed
+    return result
+
+
 # -- connector created → first record -----------------------------------------------------
 
 class Connectors(Protocol):
@@ -302,12 +315,8 @@ def apache_failover(env: Stack, peer_pid: int, workdir: Path, delay_ms: int | No
                     tasks = rest(f"{survivor}/connectors/{name}/status")["tasks"]
                     return all(t["state"] == "RUNNING" and t["worker_id"] == survivor_id
                                for t in tasks)
-                running = _wait(running_on_survivor, limit, 0.2)
-                result["tasks_running_s"] = running
-                flowing = _wait(lambda: offsets.all_past(marks),
-                                max(1.0, limit - (time.monotonic() - killed)), 0.2)
-                if flowing is not None:
-                    result["consuming_again_s"] = time.monotonic() - killed
+                result.update(_recovery(running_on_survivor, 0.2, offsets, marks, killed,
+                                        limit))
             finally:
                 offsets.close()
             with contextlib.suppress(RestError, OSError):
@@ -385,11 +394,7 @@ def kanal_kubernetes_failover(cluster: KanalCluster, workdir: Path, system: str
                 tasks = cluster.tasks(name)
                 return len(tasks) == 2 and all(state == "RUNNING" and worker not in (None, victim)
                                                for state, worker in tasks)
-            result["tasks_running_s"] = _wait(running_elsewhere, limit, 0.1)
-            flowing = _wait(lambda: offsets.all_past(marks),
-                            max(1.0, limit - (time.monotonic() - killed)), 0.2)
-            if flowing is not None:
-                result["consuming_again_s"] = time.monotonic() - killed
+            result.update(_recovery(running_elsewhere, 0.1, offsets, marks, killed, limit))
         finally:
             offsets.close()
             cluster.delete(name)
