@@ -23,8 +23,8 @@ import orjson
 from kanal_worker.api.errors import ConfigError, RetriableError
 from kanal_worker.cluster.protocol import (
     SECRET_PROVIDER,
-    TRACE_LIMIT,
     TaskReport,
+    cut_trace,
     task_key,
 )
 from kanal_worker.config.providers import Lookup, has_placeholder, resolve
@@ -78,16 +78,10 @@ class _Run:
     def report(self) -> TaskReport:
         if self.runner is None:
             return TaskReport(State.FAILED, self.assignment.token,
-                              _limit(redact(self.failure, self.hidden)), self.since)
+                              cut_trace(redact(self.failure, self.hidden)), self.since)
         status = self.runner.status
         return TaskReport(status.state, self.assignment.token,
-                          _limit(redact(status.trace, self.hidden)), status.changed_at)
-
-
-def _limit(trace: str | None) -> str | None:
-    if trace is None or len(trace) <= TRACE_LIMIT:
-        return trace
-    return "…" + trace[-(TRACE_LIMIT - 1):]  # the end says what finally went wrong
+                          cut_trace(redact(status.trace, self.hidden)), status.changed_at)
 
 
 def redact(text: str | None, secrets: set[str]) -> str | None:
