@@ -6,7 +6,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 import orjson
 
@@ -16,7 +16,6 @@ from kanal_worker.api import (
     Settings,
     SinkBatch,
     SinkConnector,
-    SinkRecord,
     SinkTask,
     SinkTaskContext,
     SourceConnector,
@@ -85,23 +84,24 @@ def drop_torn_line(out: IO[bytes]) -> None:
 
 
 def lines(batch: SinkBatch) -> bytes:
-    """``line`` of every record, joined; JSON that arrived as one line of bytes is copied
-    in one ``join`` for the whole batch, without looking at the records."""
+    """``line`` of every value, joined; JSON that arrived as one line of bytes is copied
+    in one ``join`` for the whole batch, without decoding it."""
     encoded = batch.encoded_values
     # no value is a JSON string (written unquoted) or starts with whitespace: every
     # first byte sorts after '"', so the smallest value's does
-    if encoded and min(encoded)[:1] > b'"':
-        joined = b"\n".join(encoded)
-        if joined.count(b"\n") == len(encoded) - 1:  # no value holds a newline itself
-            return joined + b"\n"
-    return b"".join([line(record) for record in batch])
+    if encoded and None not in encoded:
+        received = cast(list[bytes], encoded)
+        if min(received)[:1] > b'"':
+            joined = b"\n".join(received)
+            if joined.count(b"\n") == len(received) - 1:  # no value holds a newline
+                return joined + b"\n"
+    return b"".join(map(line, batch.values, encoded))
 
 
-def line(record: SinkRecord) -> bytes:
-    value = record.value
+def line(value: Any, encoded: bytes | None) -> bytes:
+    """A value as FileStreamSink writes it, reusing the JSON it arrived as (``encoded``)."""
     if isinstance(value, str):
         return value.encode() + b"\n"
-    encoded = record.encoded_value
     if encoded is not None and b"\n" not in encoded:
         return encoded + b"\n"
     if isinstance(value, bytes):
