@@ -131,6 +131,17 @@ def test_avro_from_connect_schema_round_trips() -> None:
             {k: v for k, v in original.items() if k != "counts"}
 
 
+def test_avro_files_carry_the_converters_schema_as_confluents_do() -> None:
+    # Confluent's AvroFormat writes AvroData's schema, connect.* metadata included
+    writer_schema: Any = fastavro.reader(io.BytesIO(
+        write_file(AvroFormat("null"), [reading(1)], READING))).writer_schema
+    assert writer_schema["connect.name"] == "kanal.telemetry.Reading"
+    assert writer_schema["connect.version"] == 1
+    fields = {f["name"]: f["type"] for f in writer_schema["fields"]}
+    assert fields["gear"]["connect.type"] == "int8"
+    assert fields["counts"]["items"]["name"] == "io.confluent.connect.avro.MapEntry"
+
+
 def test_avro_infers_schemas_of_schemaless_values() -> None:
     values = [{"id": i, "name": f"n{i}", "score": i / 2, "tags": ["x"], "meta": {"ok": True}}
               for i in range(3)]

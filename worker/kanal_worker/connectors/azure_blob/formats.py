@@ -22,22 +22,17 @@ import orjson
 
 from kanal_worker.api import DataError
 from kanal_worker.api.schema import (
-    DATE,
-    DECIMAL,
-    DECIMAL_SCALE,
-    TIME,
-    TIMESTAMP,
     Schema,
     Type,
 )
 from kanal_worker.connectors.azure_blob import schemas
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
+from kanal_worker.converters.avro import avro_datum, to_avro_schema
 from kanal_worker.converters.json import JsonConverter, dumps
 
 CHUNK = 1 << 20
 """Bytes of lines gathered before they go to the compressor or the spool."""
 PARQUET_ROW_GROUP = 50_000
-DECIMAL_PRECISION = "connect.decimal.precision"
 PARQUET_EXTENSIONS = {"none": "", "snappy": ".snappy", "gzip": ".gz", "zstd": ".zstd",
                       "brotli": ".br"}
 
@@ -215,12 +210,12 @@ class AvroFormat(FileFormat):
         cached = self._parsed.get(id(schema))
         if cached is None or cached[0] is not schema:
             # the top level is never a union: null values never reach a file
-            avro = _avro_type(schema, _Names())
+            avro = to_avro_schema(schema.with_(optional=False) if schema.optional else schema)
             try:
                 parsed = fastavro.parse_schema(avro)
             except fastavro.schema.SchemaParseException as exc:
                 raise DataError(f"The value schema has no Avro equivalent: {exc}") from None
-            cached = self._parsed[id(schema)] = (schema, parsed, _avro_datum(schema))
+            cached = self._parsed[id(schema)] = (schema, parsed, avro_datum(schema))
         return cached
 
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
@@ -239,102 +234,6 @@ class AvroWriter(FileWriter):
 
     def finish(self) -> None:
         self.writer.flush()
-
-
-class _Names:
-    """Avro record names must be unique in a schema: Confluent's ConnectDefault,
-    ConnectDefault2, ... for unnamed structs; named ones are defined once."""
-
-    def __init__(self) -> None:
-        self.defined: set[str] = set()
-        self.unnamed = 0
-
-    def record(self, schema: Schema, fallback: str) -> tuple[str, bool]:
-        if schema.name:
-            full = schema.name
-            first = full not in self.defined
-            self.defined.add(full)
-            return full, first
-        self.unnamed += 1
-        return f"io.confluent.connect.avro.{fallback}" + \
-            (str(self.unnamed) if self.unnamed > 1 else ""), True
-
-
-def avro_schema(schema: Schema, names: _Names) -> Any:
-    """The Avro schema of a Connect schema; optional schemas become ``["null", T]``."""
-    avro = _avro_type(schema, names)
-    return ["null", avro] if schema.optional else avro
-
-
-def _avro_type(schema: Schema, names: _Names) -> Any:
-    params = schema.parameters or {}
-    if schema.name == DECIMAL:
-        return {"type": "bytes", "logicalType": "decimal", "scale": int(params.get(
-            DECIMAL_SCALE, "0")), "precision": int(params.get(DECIMAL_PRECISION, "64"))}
-    logical = {DATE: ("int", "date"), TIME: ("int", "time-millis"),
-               TIMESTAMP: ("long", "timestamp-millis")}.get(schema.name or "")
-    if logical:
-        return {"type": logical[0], "logicalType": logical[1]}
-    match schema.type:
-        case Type.INT8 | Type.INT16:
-            return {"type": "int", "connect.type": str(schema.type)}
-        case Type.STRUCT:
-            name, first = names.record(schema, "ConnectDefault")
-            if not first:
-                return name
-            return {"type": "record", "name": name, "fields": [
-                {"name": f.name, "type": avro_schema(f.schema, names),
-                 **({"default": None} if f.schema.optional else {})} for f in schema.fields]}
-        case Type.ARRAY:
-            assert schema.value_schema is not None
-            return {"type": "array", "items": avro_schema(schema.value_schema, names)}
-        case Type.MAP:
-            assert schema.key_schema is not None and schema.value_schema is not None
-            if schema.key_schema.type == Type.STRING:
-                return {"type": "map", "values": avro_schema(schema.value_schema, names)}
-            names.unnamed += 1
-            return {"type": "array", "items": {
-                "type": "record", "name": f"io.confluent.connect.avro.MapEntry{names.unnamed}",
-                "fields": [{"name": "key", "type": avro_schema(schema.key_schema, names)},
-                           {"name": "value", "type": avro_schema(schema.value_schema, names)}]}}
-    return {Type.INT32: "int", Type.INT64: "long", Type.FLOAT32: "float",
-            Type.FLOAT64: "double", Type.BOOLEAN: "boolean", Type.STRING: "string",
-            Type.BYTES: "bytes"}[schema.type]
-
-
-def _avro_datum(schema: Schema) -> Callable[[Any], Any]:
-    """Rewrites Connect values fastavro cannot take as they are (maps with non-string
-    keys become key/value records); identity for every other schema."""
-    if not _has_entry_maps(schema):
-        return lambda value: value
-
-    def convert(value: Any, of: Schema) -> Any:
-        if value is None:
-            return None
-        match of.type:
-            case Type.STRUCT:
-                return {f.name: convert(value.get(f.name), f.schema) for f in of.fields}
-            case Type.ARRAY:
-                assert of.value_schema is not None
-                return [convert(v, of.value_schema) for v in value]
-            case Type.MAP:
-                assert of.key_schema is not None and of.value_schema is not None
-                if of.key_schema.type == Type.STRING:
-                    return {k: convert(v, of.value_schema) for k, v in value.items()}
-                return [{"key": convert(k, of.key_schema), "value": convert(v, of.value_schema)}
-                        for k, v in value.items()]
-        return value
-    return lambda value: convert(value, schema)
-
-
-def _has_entry_maps(schema: Schema) -> bool:
-    if schema.type == Type.MAP:
-        assert schema.key_schema is not None and schema.value_schema is not None
-        return schema.key_schema.type != Type.STRING or _has_entry_maps(schema.value_schema)
-    if schema.type == Type.ARRAY:
-        assert schema.value_schema is not None
-        return _has_entry_maps(schema.value_schema)
-    return any(_has_entry_maps(f.schema) for f in schema.fields)
 
 
 # -- choosing ----------------------------------------------------------------------------
