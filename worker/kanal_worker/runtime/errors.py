@@ -11,7 +11,6 @@ transform failures), and sinks report per-record write failures (``RecordWriteEr
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
@@ -21,6 +20,7 @@ from typing import Any, Final, TypeVar
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.api.errors import ConnectError, DataError, RetriableError
 from kanal_worker.api.records import ConnectRecord, SinkRecord, SourceRecord
 from kanal_worker.converters.json import dumps
@@ -234,11 +234,9 @@ class ErrorHandler:
                     raise
 
     def _backoff(self, attempt: int, deadline: float) -> float:
-        delay_ms = RETRIES_DELAY_MIN_MS << min(attempt - 1, 40)
-        if delay_ms > self.retry_delay_max_ms:
-            # Apache's jitter once the maximum is reached, against thundering herds
-            delay_ms = random.randrange(max(1, self.retry_delay_max_ms))
-        return max(0.0, min(delay_ms / 1000, deadline - time.monotonic()))
+        delay = exponential_backoff(attempt - 1, RETRIES_DELAY_MIN_MS / 1000,
+                                    self.retry_delay_max_ms / 1000)
+        return max(0.0, min(delay, deadline - time.monotonic()))
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, waking early when the task stops (Apache's stop latch)."""

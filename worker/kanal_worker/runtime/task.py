@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError
 
+from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.api.errors import ConnectError, RetriableError
 from kanal_worker.runtime.status import State, Status, TargetState, format_trace
 
@@ -141,7 +142,7 @@ class TaskRunner(ABC):
 
     def backoff(self, attempt: int, error: RetriableError, what: str) -> None:
         """Wait before retrying; the status says what is being retried."""
-        delay = min(0.25 * 2 ** attempt, 10.0)
+        delay = exponential_backoff(attempt, 0.25, 10.0)
         log.warning("Task %s: %s failed (%s); retrying in %.1fs", self.id, what, error, delay)
         self._set(self.status.state, detail=f"retrying {what}: {error}")
         self.sleep(delay)
