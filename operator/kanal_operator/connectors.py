@@ -27,6 +27,7 @@ from kanal_operator.models import (
 )
 from kanal_operator.scheduling import assign
 from kanal_worker import __version__
+from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.cluster.protocol import (
     Plan,
     PlanMismatch,
@@ -38,7 +39,7 @@ from kanal_worker.cluster.protocol import (
 
 HEALTHY_RUN_SECONDS = 600
 """A task RUNNING this long has recovered: its automatic restart count resets."""
-MAX_BACKOFF_SECONDS = 300
+MAX_BACKOFF_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class Outcome:
 
 def backoff(restarts: int) -> float:
     """Seconds to wait before automatic restart number ``restarts + 1``."""
-    return float(min(5 * 2 ** restarts, MAX_BACKOFF_SECONDS))
+    # no jitter: the due time is computed again on every reconcile
+    return exponential_backoff(restarts, 5.0, MAX_BACKOFF_SECONDS, jitter=False)
 
 
 def summary(trace: str | None, limit: int = 200) -> str:

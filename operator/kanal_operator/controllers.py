@@ -30,6 +30,7 @@ from kanal_operator.models import (
     WorkerPlugin,
 )
 from kanal_operator.world import World
+from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.cluster.protocol import (
     CLUSTERS,
@@ -64,7 +65,7 @@ async def _reconcile_until_stopped(step: Callable[[], Awaitable[float]],
             errors = 0
         except Exception as exc:
             errors += 1
-            wait = min(2.0 ** errors, MAX_ERROR_BACKOFF)
+            wait = exponential_backoff(errors - 1, 2.0, MAX_ERROR_BACKOFF)
             log.warning("%s: reconcile failed (%s); retrying in %.0fs", what, exc, wait,
                         exc_info=errors == 1)
         await _sleep(wakeup, stopped, wait)

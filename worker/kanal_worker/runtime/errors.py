@@ -10,23 +10,20 @@ transform failures), and sinks report per-record write failures (``RecordWriteEr
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from functools import partial
 from typing import Any, Final, TypeVar
 
-import orjson
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kanal_worker.api.errors import ConnectError, RetriableError
+from kanal_worker.api.backoff import exponential_backoff
+from kanal_worker.api.errors import ConnectError, DataError, RetriableError
 from kanal_worker.api.records import ConnectRecord, SinkRecord, SourceRecord
+from kanal_worker.converters.json import dumps
 from kanal_worker.runtime.status import format_trace
 from kanal_worker.runtime.transforms import Step
 
@@ -77,17 +74,10 @@ def _raw(value: Any) -> bytes | None:
         return bytes(value)
     if isinstance(value, str):
         return value.encode()
-    return orjson.dumps(value, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode()
-    return str(value)
+    try:
+        return dumps(value)
+    except DataError:  # the very value that failed may have no JSON: keep its text
+        return str(value).encode()
 
 
 class DeadLetterQueue:
@@ -180,10 +170,8 @@ class DeadLetterQueue:
             ctx["offset"] = str(record.kafka_offset)
         elif isinstance(record, SourceRecord):
             ctx["topic"] = record.topic
-            ctx["source.partition"] = orjson.dumps(record.source_partition,
-                                                   default=_json_default).decode()
-            ctx["source.offset"] = orjson.dumps(record.source_offset,
-                                                default=_json_default).decode()
+            ctx["source.partition"] = dumps(record.source_partition).decode()
+            ctx["source.offset"] = dumps(record.source_offset).decode()
         ctx["connector.name"] = self.connector
         ctx["task.id"] = str(self.task_id)
         ctx["stage"] = stage.value
@@ -246,11 +234,9 @@ class ErrorHandler:
                     raise
 
     def _backoff(self, attempt: int, deadline: float) -> float:
-        delay_ms = RETRIES_DELAY_MIN_MS << min(attempt - 1, 40)
-        if delay_ms > self.retry_delay_max_ms:
-            # Apache's jitter once the maximum is reached, against thundering herds
-            delay_ms = random.randrange(max(1, self.retry_delay_max_ms))
-        return max(0.0, min(delay_ms / 1000, deadline - time.monotonic()))
+        delay = exponential_backoff(attempt - 1, RETRIES_DELAY_MIN_MS / 1000,
+                                    self.retry_delay_max_ms / 1000)
+        return max(0.0, min(delay, deadline - time.monotonic()))
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, waking early when the task stops (Apache's stop latch)."""

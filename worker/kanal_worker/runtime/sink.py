@@ -20,11 +20,11 @@ from kanal_worker.api.records import Header, SinkBatch, SinkRecord, TopicPartiti
 from kanal_worker.api.schema import Schema
 from kanal_worker.config.connector import SinkSettings
 from kanal_worker.config.worker import WorkerSettings, client_config
-from kanal_worker.runtime.codec import Codec, build_codec
-from kanal_worker.runtime.errors import DeadLetterQueue, ErrorHandler, Failed, Stage
+from kanal_worker.runtime.codec import Codec
+from kanal_worker.runtime.errors import Failed, Stage
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import StatusListener, TaskId, TaskRunner
-from kanal_worker.runtime.transforms import build_chain, sub_config
+from kanal_worker.runtime.transforms import sub_config
 
 log = logging.getLogger(__name__)
 
@@ -121,24 +121,9 @@ class SinkTaskRunner(TaskRunner):
         worker: WorkerSettings = WorkerSettings.parse(self.worker)
         overrides = sub_config(self.config, "consumer.override.")
         self.batch_size = int(overrides.pop("max.poll.records", DEFAULT_BATCH))
-        self.codec = build_codec(self.config, self.worker)
+        self.build_pipeline(settings)
         self.keys_many, self.keys_valid = batch_methods(self.codec.key)
         self.values_many, self.values_valid = batch_methods(self.codec.value)
-        self.chain = build_chain(self.config)
-        dlq = None
-        if settings.dlq_topic:
-            dlq = DeadLetterQueue(
-                settings.dlq_topic, settings.dlq_replication_factor,
-                client_config(self.worker, "producer",
-                              sub_config(self.config, "producer.override.")),
-                settings.dlq_context_headers, self.id.connector, self.id.task)
-        self.errors = ErrorHandler(
-            tolerance=settings.errors_tolerance, retry_timeout_ms=settings.errors_retry_timeout,
-            retry_delay_max_ms=settings.errors_retry_delay_max_ms,
-            log_enable=settings.errors_log_enable,
-            log_messages=settings.errors_log_include_messages, task=str(self.id), dlq=dlq)
-        self.errors.stopping = lambda: self.stopping
-        self.errors.sleep = self.sleep
         self.task: SinkTask[Any] = self.connector.task_class(
             self.connector.settings.parse(self.config), Context(self))
         self.consumer = Consumer({
