@@ -19,7 +19,7 @@ import kopf
 from pydantic import ValidationError
 
 from kanal_operator.builders import Cluster, children, selector
-from kanal_operator.connectors import Inputs, Outcome, Plan, Worker, plan, reconcile
+from kanal_operator.connectors import Inputs, Outcome, Worker, reconcile
 from kanal_operator.kube import Api, merge_patch
 from kanal_operator.models import (
     Condition,
@@ -31,7 +31,14 @@ from kanal_operator.models import (
 )
 from kanal_operator.world import World
 from kanal_worker.api.errors import ConfigError
-from kanal_worker.cluster.protocol import CLUSTERS, CONNECTORS, connector_config, secret_refs
+from kanal_worker.cluster.protocol import (
+    CLUSTERS,
+    CONNECTORS,
+    Plan,
+    connector_config,
+    plan,
+    secret_refs,
+)
 
 log = logging.getLogger(__name__)
 
