@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from kanal_worker.runtime.herder import StandaloneHerder
+from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
 from tests.integration.standalone import line_count, wait_for
 from tests.kafka_helpers import consume_all, produce
