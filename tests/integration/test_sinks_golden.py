@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
 from tests.integration.standalone import line_count, wait_for
 from tests.kafka_helpers import consume_all, produce
 
