@@ -18,11 +18,9 @@ Fixtures go to ``tests/golden/sinks/<case>.json``;
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -34,12 +32,10 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from record_peer_outputs import BOOTSTRAP, T, record_cases, rest  # a sibling script
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "golden" / "sinks"
-PEER = "http://127.0.0.1:18083"
-BOOTSTRAP = "127.0.0.1:9092"
-T = "org.apache.kafka.connect.transforms."
 STRING = {"value.converter": "org.apache.kafka.connect.storage.StringConverter"}
 BYTES = {"value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter"}
 SCHEMALESS = {"value.converter": "org.apache.kafka.connect.json.JsonConverter",
@@ -177,18 +173,6 @@ CASES = [
 ]
 
 
-def rest(method: str, path: str, body: Any = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(PEER + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            text = response.read()
-    except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"{method} {path}: {exc.code} {exc.read()!r}") from None
-    return json.loads(text) if text else None
-
-
 def produce(topic: str, values: list[str | None]) -> None:
     admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
     for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
@@ -253,21 +237,8 @@ def record(case: Case, work: Path, run: str) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("cases", nargs="*", help="case names (default: all)")
-    args = parser.parse_args()
-    chosen = [c for c in CASES if not args.cases or c.name in args.cases]
-    run = uuid.uuid4().hex[:6]
-    FIXTURES.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="kanal-golden-") as work:
-        for case in chosen:
-            fixture = record(case, Path(work), run)
-            path = FIXTURES / f"{case.name}.json"
-            path.write_text(json.dumps(fixture, indent=2, ensure_ascii=False) + "\n",
-                            encoding="utf-8")
-            print(f"{case.name}: {len(fixture['lines'])} line(s), "
-                  f"{len(fixture['dead_letters'])} dead letter(s)", flush=True)
-    return 0
+    return record_cases(__doc__.splitlines()[0], CASES, FIXTURES, record, lambda fixture: (
+        f"{len(fixture['lines'])} line(s), {len(fixture['dead_letters'])} dead letter(s)"))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,9 @@ from confluent_kafka import Producer
 
 from kanal_worker.api.errors import DataError, RetriableError
 from kanal_worker.runtime.errors import FAILED, ErrorHandler, Stage, ToleranceExceeded
-from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
-from tests.integration.standalone import line_count, wait_for
+from tests.integration.standalone import in_process_herder, line_count, wait_for
 from tests.kafka_helpers import consume_all
 
 RECORDS = 100_000
@@ -34,16 +33,8 @@ def errors_header(message: object, name: str) -> str | None:
 
 @pytest.fixture
 def herder(kafka: str) -> Iterator[StandaloneHerder]:
-    worker = StandaloneHerder({"bootstrap.servers": kafka,
-                               "key.converter": "StringConverter",
-                               "value.converter": "JsonConverter",
-                               "value.converter.schemas.enable": "false",
-                               "offset.flush.interval.ms": "1000"},
-                              "test:8083", MemoryOffsetStore())
-    try:
+    with in_process_herder(kafka, "JsonConverter") as worker:
         yield worker
-    finally:
-        worker.stop_all()
 
 
 def produce_with_malformed(kafka: str, topic: str) -> set[int]:

@@ -20,9 +20,8 @@ from typing import Any
 
 import pytest
 
-from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
-from tests.integration.standalone import line_count, wait_for
+from tests.integration.standalone import in_process_herder, line_count, wait_for
 from tests.kafka_helpers import consume_all, produce
 
 pytestmark = pytest.mark.integration
@@ -49,15 +48,10 @@ def herder(kafka: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandaloneHe
     # the fixtures print dates as Java did on the peer: in UTC
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
-    worker = StandaloneHerder({"bootstrap.servers": kafka,
-                               "key.converter": "StringConverter",
-                               "value.converter": "StringConverter",
-                               "offset.flush.interval.ms": "1000"},
-                              "test:8083", MemoryOffsetStore())
     try:
-        yield worker
+        with in_process_herder(kafka, "StringConverter") as worker:
+            yield worker
     finally:
-        worker.stop_all()
         monkeypatch.undo()
         time.tzset()
 
