@@ -103,26 +103,29 @@ def run(coroutine: Awaitable[Any]) -> Any:
     return asyncio.run(coroutine)  # type: ignore[arg-type]
 
 
-def test_a_connector_is_placed_and_its_status_written_only_when_it_changes(
-        events: list[tuple[str, str, str]]) -> None:
+def two_workers_and_a_connector() -> tuple[World, Api, ConnectorController, float]:
+    """Two live workers, and a connector reconciled once (with the wait it returned)."""
     world, api = World(), Api()
     heartbeat(world, "w1")
     heartbeat(world, "w2")
     controller = ConnectorController(world, api, NS, "gen")
+    return world, api, controller, run(controller.step(connector_body()))  # type: ignore[arg-type]
+
+
+def test_a_connector_is_placed_and_its_status_written_only_when_it_changes(
+        events: list[tuple[str, str, str]]) -> None:
+    world, api, controller, wait = two_workers_and_a_connector()
     body = connector_body()
-    wait = run(controller.step(body))  # type: ignore[arg-type]
     assert 5 < wait <= 6.05  # the next Lease expiry is due before the resync
     [patch] = api.statuses(CONNECTORS, "gen")
     assert sorted(t["worker"] for t in patch["tasks"]) == ["w1", "w2"]
     assert patch["conditions"][0]["reason"] == "Progressing"
     run(controller.step(body))  # type: ignore[arg-type]
     assert len(api.statuses(CONNECTORS, "gen")) == 1  # nothing changed: nothing written
-    tokens = {t.worker: t.token for t in controller.status.tasks or []}
-    for worker, token in tokens.items():
-        assert worker is not None
-        task = next(t.id for t in controller.status.tasks or [] if t.worker == worker)
-        heartbeat(world, worker, WorkerReport(tasks={f"gen/{task}": TaskReport(
-            "RUNNING", token)}))
+    for task in controller.status.tasks or []:
+        assert task.worker is not None
+        heartbeat(world, task.worker, WorkerReport(tasks={f"gen/{task.id}": TaskReport(
+            "RUNNING", task.token)}))
     run(controller.step(body))  # type: ignore[arg-type]
     assert api.statuses(CONNECTORS, "gen")[-1]["conditions"][0]["reason"] == "Running"
     assert [reason for _, reason, _ in events] == ["Running"]
@@ -130,11 +133,7 @@ def test_a_connector_is_placed_and_its_status_written_only_when_it_changes(
 
 def test_the_tasks_of_a_worker_whose_lease_expired_move(
         events: list[tuple[str, str, str]]) -> None:
-    world, api = World(), Api()
-    heartbeat(world, "w1")
-    heartbeat(world, "w2")
-    controller = ConnectorController(world, api, NS, "gen")
-    run(controller.step(connector_body()))  # type: ignore[arg-type]
+    world, _, controller, _ = two_workers_and_a_connector()
     expire(world, "w2")
     wait = run(controller.step(connector_body()))  # type: ignore[arg-type]
     assert {t.worker for t in controller.status.tasks or []} == {"w1"}
