@@ -14,8 +14,8 @@ from confluent_kafka import Producer
 
 from kanal_worker.api.errors import DataError, RetriableError
 from kanal_worker.runtime.errors import FAILED, ErrorHandler, Stage, ToleranceExceeded
-from kanal_worker.runtime.herder import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from tests.integration.standalone import line_count, wait_for
 from tests.kafka_helpers import consume_all

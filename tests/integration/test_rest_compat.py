@@ -22,8 +22,8 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from kanal_worker.rest.server import RestServer
-from kanal_worker.runtime.herder import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
 from tests.kafka_helpers import produce
 
 pytestmark = pytest.mark.integration

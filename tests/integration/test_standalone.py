@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from kanal_worker.runtime.herder import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from tests.integration.standalone import (
     KANAL,

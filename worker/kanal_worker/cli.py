@@ -25,7 +25,7 @@ from kanal_worker.config.loader import load_connector
 from kanal_worker.config.observability import MetricsServer, setup_logging
 from kanal_worker.config.properties import load_properties
 from kanal_worker.config.worker import WorkerSettings, client_config
-from kanal_worker.runtime.herder import InvalidConfigError, StandaloneHerder
+from kanal_worker.runtime.herder import InvalidConfigError
 from kanal_worker.runtime.metrics import metrics_port, start_metrics_server
 from kanal_worker.runtime.offsets import (
     FileOffsetStore,
@@ -35,6 +35,7 @@ from kanal_worker.runtime.offsets import (
 )
 from kanal_worker.runtime.progress import ProgressReporter
 from kanal_worker.runtime.registry import plugins
+from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.validation import errors_of, validate
 
 if TYPE_CHECKING:

@@ -67,6 +67,10 @@ def batch_methods(converter: Converter) -> tuple[ManyDecoder | None, ManyValidat
     return None, None
 
 
+def _kafka(partitions: Iterable[TopicPartition]) -> list[KafkaTopicPartition]:
+    return [KafkaTopicPartition(topic, partition) for topic, partition in partitions]
+
+
 def group_id(connector: str) -> str:
     """Kafka Connect's consumer group for a sink connector."""
     return f"connect-{connector}"
@@ -98,6 +102,14 @@ class SinkTaskRunner(TaskRunner):
         self.committed: dict[TopicPartition, int] = {}
         self.commit_requested = False
         self.paused = False
+        """Paused by the target state (``PUT /connectors/{name}/pause``)."""
+        self.retry_paused = False
+        """Paused while a batch is retried; the consumer keeps polling meanwhile."""
+        self.held: list[Message] = []
+        """Messages a poll returned while the partitions were paused for a retry: they
+        come after the batch being retried and are processed next."""
+        self.polling = False
+        """Inside ``consume``, where rebalance callbacks run."""
         self.active_topics: set[str] = set()
         """Topics records were consumed from (``GET /connectors/{name}/topics``)."""
         self.assigned_at: dict[TopicPartition, int] = {}
@@ -126,6 +138,7 @@ class SinkTaskRunner(TaskRunner):
             log_enable=settings.errors_log_enable,
             log_messages=settings.errors_log_include_messages, task=str(self.id), dlq=dlq)
         self.errors.stopping = lambda: self.stopping
+        self.errors.sleep = self.sleep
         self.task: SinkTask[Any] = self.connector.task_class(
             self.connector.settings.parse(self.config), Context(self))
         self.consumer = Consumer({
@@ -176,7 +189,7 @@ class SinkTaskRunner(TaskRunner):
         next_commit = time.monotonic() + commit_interval
         while not self.stopping:
             self._follow_target()
-            messages = self.consumer.consume(self.batch_size, 0.5)
+            messages, self.held = self.held or self._consume(0.5), []
             if messages:
                 self.kafka_reached()
                 self._process(messages)
@@ -184,17 +197,47 @@ class SinkTaskRunner(TaskRunner):
                 self.commit_requested = False
                 self._commit()
                 next_commit = time.monotonic() + commit_interval
+            self._resume()
+
+    def _consume(self, timeout: float) -> list[Message]:
+        self.polling = True
+        try:
+            messages: list[Message] = self.consumer.consume(self.batch_size, timeout)
+            return messages
+        finally:
+            self.polling = False
 
     def _follow_target(self) -> None:
         want_paused = self.target != TargetState.STARTED
         if want_paused != self.paused:
-            partitions = [KafkaTopicPartition(t, p) for t, p in self.assignment]
             if want_paused:
-                self.consumer.pause(partitions)
-            else:
-                self.consumer.resume(partitions)
+                self.consumer.pause(_kafka(self.assignment))
+            elif not self.retry_paused:
+                self.consumer.resume(_kafka(self.assignment))
             self.paused = want_paused
         self._set(self.target.running_state, detail=self.status.detail)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait (less when the task stops) with every partition paused, polling all
+        along as Apache's WorkerSinkTask does: however long a retry lasts, the consumer
+        stays in its group (librdkafka leaves it after ``max.poll.interval.ms`` without a
+        poll). The partitions stay paused until the batch is through (``_resume``)."""
+        if self.polling:  # a rebalance callback runs inside a poll already
+            super().sleep(seconds)
+            return
+        if not self.retry_paused:
+            self.consumer.pause(_kafka(self.assignment))
+            self.retry_paused = True
+        end = time.monotonic() + seconds
+        while not self.stopping and (left := end - time.monotonic()) > 0:
+            self.held.extend(self._consume(min(left, 0.5)))
+
+    def _resume(self) -> None:
+        """Nothing is being retried (any more): fetch again, unless the target is paused."""
+        if self.retry_paused:
+            self.retry_paused = False
+            if not self.paused:
+                self.consumer.resume(_kafka(self.assignment))
 
     def _process(self, messages: list[Message]) -> None:
         started = time.perf_counter()
@@ -215,7 +258,9 @@ class SinkTaskRunner(TaskRunner):
         self.active_topics.update(tp.topic for tp in last)
         if batch and not self._write(batch, kept):
             return
-        self.consumed.update(last)
+        # a partition revoked during a retry is another task's now: its offsets too
+        self.consumed.update((tp, offset) for tp, offset in last.items()
+                             if tp in self.assignment)
         self.metrics.records_out += len(batch)
         self.metrics.batches += 1
         self.metrics.batch_seconds += time.perf_counter() - started
@@ -328,8 +373,7 @@ class SinkTaskRunner(TaskRunner):
         return batch, kept, {TopicPartition(t, p): o + 1 for (t, p), o in last.items()}
 
     def _positions(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        positions = self.consumer.position(
-            [KafkaTopicPartition(topic, partition) for topic, partition in partitions])
+        positions = self.consumer.position(_kafka(partitions))
         return {TopicPartition(tp.topic, tp.partition): tp.offset for tp in positions}
 
     def _transform_all(self, batch: list[SinkRecord], kept: list[Message]
@@ -406,6 +450,13 @@ class SinkTaskRunner(TaskRunner):
                     return False
                 self.backoff(attempt, exc, "write")
                 attempt += 1
+                if any(TopicPartition(topic, partition) not in self.assignment
+                       for topic, partition, _ in batch.coordinates):
+                    # revoked while retrying: those records are another task's now
+                    kept = [(r, m) for r, m in zip(batch, messages, strict=True)
+                            if r.topic_partition in self.assignment]
+                    batch = SinkBatch(r for r, _ in kept)
+                    messages = [m for _, m in kept]
             except RecordWriteError as exc:
                 origin = {id(record): message
                           for record, message in zip(batch, messages, strict=True)}
@@ -457,7 +508,7 @@ class SinkTaskRunner(TaskRunner):
         self.assigned_at.update(self._positions(added))
         log.info("Task %s: assigned %s", self.id, ", ".join(map(str, added)) or "nothing")
         self.task.open(added)
-        if self.paused:
+        if self.paused or self.retry_paused:
             # assign first: pausing partitions not yet assigned would be forgotten
             if self.cooperative:
                 consumer.incremental_assign(partitions)
@@ -476,6 +527,8 @@ class SinkTaskRunner(TaskRunner):
     def _forget(self, removed: set[TopicPartition]) -> None:
         self.task.close(sorted(removed))
         self.assignment -= removed
+        self.held = [m for m in self.held
+                     if TopicPartition(m.topic(), m.partition()) not in removed]
         for tp in removed:
             self.consumed.pop(tp, None)
             self.committed.pop(tp, None)

@@ -144,7 +144,7 @@ class TaskRunner(ABC):
         delay = min(0.25 * 2 ** attempt, 10.0)
         log.warning("Task %s: %s failed (%s); retrying in %.1fs", self.id, what, error, delay)
         self._set(self.status.state, detail=f"retrying {what}: {error}")
-        self._stop.wait(delay)
+        self.sleep(delay)
 
     def kafka_error(self, error: KafkaError) -> None:
         """librdkafka's error callback: say in the status when Kafka cannot be reached
@@ -160,6 +160,7 @@ class TaskRunner(ABC):
             self._set(self.status.state)
 
     def sleep(self, seconds: float) -> None:
+        """Wait, waking early when the task stops."""
         self._stop.wait(seconds)
 
     @abstractmethod
