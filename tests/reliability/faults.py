@@ -2,7 +2,9 @@
 
 Faults are real: workers are ``kanal standalone`` processes killed with SIGKILL, the
 broker is stopped and started with ``dev/stack``, Azurite (in memory: a restart would
-lose every blob) is frozen with SIGSTOP and thawed with SIGCONT. Nothing is mocked.
+lose every blob) is frozen with SIGSTOP and thawed with SIGCONT, or cut off from one
+worker by a ``FaultProxy`` in front of it (other users of the shared Azurite go on).
+Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import selectors
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -100,6 +104,79 @@ class AzuriteOutage:
 
     def join(self) -> None:
         self.thread.join()
+
+
+class FaultProxy:
+    """A TCP proxy on a free local port forwarding to ``target`` until ``cut``: then
+    open connections are dropped and new ones accepted but never answered, as in a
+    network partition (clients wait for their timeouts), until ``restore``."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.connected = threading.Event()
+        self.connected.set()
+        self.sockets: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, name="fault-proxy", daemon=True).start()
+
+    def cut(self) -> None:
+        self.connected.clear()
+        with self.lock:
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def restore(self) -> None:
+        self.connected.set()
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with self.lock:
+            self.sockets.add(client)
+        try:
+            if not self.connected.is_set():
+                self.connected.wait()  # blackholed: never answered during the cut
+                return
+            with socket.create_connection(self.target) as upstream:
+                with self.lock:
+                    self.sockets.add(upstream)
+                try:
+                    self._pump(client, upstream)
+                finally:
+                    with self.lock:
+                        self.sockets.discard(upstream)
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self.sockets.discard(client)
+            client.close()
+
+    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
+        peers = {client: upstream, upstream: client}
+        with selectors.DefaultSelector() as selector:
+            for sock in peers:
+                selector.register(sock, selectors.EVENT_READ)
+            while self.connected.is_set():
+                for key, _ in selector.select(0.5):
+                    source: socket.socket = key.fileobj  # type: ignore[assignment]
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    peers[source].sendall(data)
 
 
 # ------------------------------------------------------------------ workers

@@ -33,17 +33,16 @@ from kanal_worker.cluster.protocol import (
     task_config,
 )
 from kanal_worker.config.worker import client_config
+from kanal_worker.runtime.group_offsets import ConsumerGroupOffsets, parse_sink_offsets
 from kanal_worker.runtime.herder import (
     BadRequestError,
     ConflictError,
     ConnectorOffset,
-    ConsumerGroupOffsets,
     Health,
     Herder,
     NotFoundError,
     check_config,
     check_source_offsets,
-    parse_sink_offsets,
 )
 from kanal_worker.runtime.offsets import OffsetStore
 from kanal_worker.runtime.status import State, TargetState

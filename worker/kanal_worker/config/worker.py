@@ -10,7 +10,7 @@ from kanal_worker.config.kafka_clients import translate
 
 JAVA_CLIENT_ONLY = {
     "key.deserializer", "value.deserializer", "key.serializer", "value.serializer",
-    "interceptor.classes", "metric.reporters", "max.poll.records", "max.poll.interval.ms",
+    "interceptor.classes", "metric.reporters", "max.poll.records",
     "auto.include.jmx.reporter",
 }
 """Java client keys librdkafka has no use for; dropped (``max.poll.records`` is honoured

@@ -20,11 +20,11 @@ from kanal_worker.api.records import Header, SinkBatch, SinkRecord, TopicPartiti
 from kanal_worker.api.schema import Schema
 from kanal_worker.config.connector import SinkSettings
 from kanal_worker.config.worker import WorkerSettings, client_config
-from kanal_worker.runtime.codec import Codec, build_codec
-from kanal_worker.runtime.errors import DeadLetterQueue, ErrorHandler, Failed, Stage
+from kanal_worker.runtime.codec import Codec
+from kanal_worker.runtime.errors import Failed, Stage
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import StatusListener, TaskId, TaskRunner
-from kanal_worker.runtime.transforms import build_chain, sub_config
+from kanal_worker.runtime.transforms import sub_config
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,10 @@ def batch_methods(converter: Converter) -> tuple[ManyDecoder | None, ManyValidat
     return None, None
 
 
+def _kafka(partitions: Iterable[TopicPartition]) -> list[KafkaTopicPartition]:
+    return [KafkaTopicPartition(topic, partition) for topic, partition in partitions]
+
+
 def group_id(connector: str) -> str:
     """Kafka Connect's consumer group for a sink connector."""
     return f"connect-{connector}"
@@ -98,6 +102,14 @@ class SinkTaskRunner(TaskRunner):
         self.committed: dict[TopicPartition, int] = {}
         self.commit_requested = False
         self.paused = False
+        """Paused by the target state (``PUT /connectors/{name}/pause``)."""
+        self.retry_paused = False
+        """Paused while a batch is retried; the consumer keeps polling meanwhile."""
+        self.held: list[Message] = []
+        """Messages a poll returned while the partitions were paused for a retry: they
+        come after the batch being retried and are processed next."""
+        self.polling = False
+        """Inside ``consume``, where rebalance callbacks run."""
         self.active_topics: set[str] = set()
         """Topics records were consumed from (``GET /connectors/{name}/topics``)."""
         self.assigned_at: dict[TopicPartition, int] = {}
@@ -109,23 +121,9 @@ class SinkTaskRunner(TaskRunner):
         worker: WorkerSettings = WorkerSettings.parse(self.worker)
         overrides = sub_config(self.config, "consumer.override.")
         self.batch_size = int(overrides.pop("max.poll.records", DEFAULT_BATCH))
-        self.codec = build_codec(self.config, self.worker)
+        self.build_pipeline(settings)
         self.keys_many, self.keys_valid = batch_methods(self.codec.key)
         self.values_many, self.values_valid = batch_methods(self.codec.value)
-        self.chain = build_chain(self.config)
-        dlq = None
-        if settings.dlq_topic:
-            dlq = DeadLetterQueue(
-                settings.dlq_topic, settings.dlq_replication_factor,
-                client_config(self.worker, "producer",
-                              sub_config(self.config, "producer.override.")),
-                settings.dlq_context_headers, self.id.connector, self.id.task)
-        self.errors = ErrorHandler(
-            tolerance=settings.errors_tolerance, retry_timeout_ms=settings.errors_retry_timeout,
-            retry_delay_max_ms=settings.errors_retry_delay_max_ms,
-            log_enable=settings.errors_log_enable,
-            log_messages=settings.errors_log_include_messages, task=str(self.id), dlq=dlq)
-        self.errors.stopping = lambda: self.stopping
         self.task: SinkTask[Any] = self.connector.task_class(
             self.connector.settings.parse(self.config), Context(self))
         self.consumer = Consumer({
@@ -136,6 +134,8 @@ class SinkTaskRunner(TaskRunner):
             "client.id": f"connector-consumer-{self.id}",
             "enable.auto.commit": "false",
             "auto.offset.reset": "earliest",
+            # Java's default (librdkafka's is false): see _create_missing_topics
+            "allow.auto.create.topics": "true",
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": "10000",
             "heartbeat.interval.ms": "2000",
@@ -150,6 +150,8 @@ class SinkTaskRunner(TaskRunner):
         if settings.topics_regex:
             re.compile(settings.topics_regex)
         try:
+            if not settings.topics_regex:
+                self._create_missing_topics(topics)
             self.consumer.subscribe(topics, on_assign=self._assigned, on_revoke=self._revoked,
                                     on_lost=self._lost)
             self._set(self.target.running_state)
@@ -157,6 +159,18 @@ class SinkTaskRunner(TaskRunner):
             self._commit()
         finally:
             self._shutdown()
+
+    def _create_missing_topics(self, topics: list[str]) -> None:
+        """Ask for the topics' metadata, as Java's consumer does when it subscribes: with
+        ``allow.auto.create.topics`` (and the broker's ``auto.create.topics.enable``) a
+        missing topic is created then, so offsets of a topic subscribed to but never
+        written can be set, as under Apache. librdkafka's subscription alone does not
+        create them (confluentinc/librdkafka#3395)."""
+        for topic in topics:
+            try:
+                self.consumer.list_topics(topic, timeout=10)
+            except KafkaException as exc:  # the subscription reports an absent broker
+                log.debug("Task %s: no metadata for %s: %s", self.id, topic, exc)
 
     def _membership(self, worker: WorkerSettings) -> dict[str, str]:
         """Static membership when a scheduler guarantees one owner per task.
@@ -176,7 +190,7 @@ class SinkTaskRunner(TaskRunner):
         next_commit = time.monotonic() + commit_interval
         while not self.stopping:
             self._follow_target()
-            messages = self.consumer.consume(self.batch_size, 0.5)
+            messages, self.held = self.held or self._consume(0.5), []
             if messages:
                 self.kafka_reached()
                 self._process(messages)
@@ -184,17 +198,47 @@ class SinkTaskRunner(TaskRunner):
                 self.commit_requested = False
                 self._commit()
                 next_commit = time.monotonic() + commit_interval
+            self._resume()
+
+    def _consume(self, timeout: float) -> list[Message]:
+        self.polling = True
+        try:
+            messages: list[Message] = self.consumer.consume(self.batch_size, timeout)
+            return messages
+        finally:
+            self.polling = False
 
     def _follow_target(self) -> None:
         want_paused = self.target != TargetState.STARTED
         if want_paused != self.paused:
-            partitions = [KafkaTopicPartition(t, p) for t, p in self.assignment]
             if want_paused:
-                self.consumer.pause(partitions)
-            else:
-                self.consumer.resume(partitions)
+                self.consumer.pause(_kafka(self.assignment))
+            elif not self.retry_paused:
+                self.consumer.resume(_kafka(self.assignment))
             self.paused = want_paused
         self._set(self.target.running_state, detail=self.status.detail)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait (less when the task stops) with every partition paused, polling all
+        along as Apache's WorkerSinkTask does: however long a retry lasts, the consumer
+        stays in its group (librdkafka leaves it after ``max.poll.interval.ms`` without a
+        poll). The partitions stay paused until the batch is through (``_resume``)."""
+        if self.polling:  # a rebalance callback runs inside a poll already
+            super().sleep(seconds)
+            return
+        if not self.retry_paused:
+            self.consumer.pause(_kafka(self.assignment))
+            self.retry_paused = True
+        end = time.monotonic() + seconds
+        while not self.stopping and (left := end - time.monotonic()) > 0:
+            self.held.extend(self._consume(min(left, 0.5)))
+
+    def _resume(self) -> None:
+        """Nothing is being retried (any more): fetch again, unless the target is paused."""
+        if self.retry_paused:
+            self.retry_paused = False
+            if not self.paused:
+                self.consumer.resume(_kafka(self.assignment))
 
     def _process(self, messages: list[Message]) -> None:
         started = time.perf_counter()
@@ -215,7 +259,9 @@ class SinkTaskRunner(TaskRunner):
         self.active_topics.update(tp.topic for tp in last)
         if batch and not self._write(batch, kept):
             return
-        self.consumed.update(last)
+        # a partition revoked during a retry is another task's now: its offsets too
+        self.consumed.update((tp, offset) for tp, offset in last.items()
+                             if tp in self.assignment)
         self.metrics.records_out += len(batch)
         self.metrics.batches += 1
         self.metrics.batch_seconds += time.perf_counter() - started
@@ -328,8 +374,7 @@ class SinkTaskRunner(TaskRunner):
         return batch, kept, {TopicPartition(t, p): o + 1 for (t, p), o in last.items()}
 
     def _positions(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        positions = self.consumer.position(
-            [KafkaTopicPartition(topic, partition) for topic, partition in partitions])
+        positions = self.consumer.position(_kafka(partitions))
         return {TopicPartition(tp.topic, tp.partition): tp.offset for tp in positions}
 
     def _transform_all(self, batch: list[SinkRecord], kept: list[Message]
@@ -406,6 +451,13 @@ class SinkTaskRunner(TaskRunner):
                     return False
                 self.backoff(attempt, exc, "write")
                 attempt += 1
+                if any(TopicPartition(topic, partition) not in self.assignment
+                       for topic, partition, _ in batch.coordinates):
+                    # revoked while retrying: those records are another task's now
+                    kept = [(r, m) for r, m in zip(batch, messages, strict=True)
+                            if r.topic_partition in self.assignment]
+                    batch = SinkBatch(r for r, _ in kept)
+                    messages = [m for _, m in kept]
             except RecordWriteError as exc:
                 origin = {id(record): message
                           for record, message in zip(batch, messages, strict=True)}
@@ -457,7 +509,7 @@ class SinkTaskRunner(TaskRunner):
         self.assigned_at.update(self._positions(added))
         log.info("Task %s: assigned %s", self.id, ", ".join(map(str, added)) or "nothing")
         self.task.open(added)
-        if self.paused:
+        if self.paused or self.retry_paused:
             # assign first: pausing partitions not yet assigned would be forgotten
             if self.cooperative:
                 consumer.incremental_assign(partitions)
@@ -476,6 +528,8 @@ class SinkTaskRunner(TaskRunner):
     def _forget(self, removed: set[TopicPartition]) -> None:
         self.task.close(sorted(removed))
         self.assignment -= removed
+        self.held = [m for m in self.held
+                     if TopicPartition(m.topic(), m.partition()) not in removed]
         for tp in removed:
             self.consumed.pop(tp, None)
             self.committed.pop(tp, None)

@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 from kanal_worker.api.schema import DATE, DECIMAL, DECIMAL_SCALE, TIME, TIMESTAMP, Schema, Type
 from kanal_worker.connectors.azure_blob import schemas
 from kanal_worker.connectors.azure_blob.formats import (
-    DECIMAL_PRECISION,
     PARQUET_EXTENSIONS,
     PARQUET_ROW_GROUP,
     BlockSpool,
     FileFormat,
     FileWriter,
 )
+from kanal_worker.converters.avro import DECIMAL_PRECISION
 
 
 class ParquetFormat(FileFormat):
