@@ -14,7 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
-from kanal_worker.api.errors import DataError
+from kanal_worker.api.config import setting
+from kanal_worker.api.errors import ConfigError, DataError
 from kanal_worker.api.plugins import Transformation
 from kanal_worker.api.records import ConnectRecord, SinkRecord
 from kanal_worker.api.schema import Field, Schema, Type
@@ -22,6 +23,34 @@ from kanal_worker.api.schema import Field, Schema, Type
 R = TypeVar("R", bound=ConnectRecord)
 
 APACHE_PACKAGE = "org.apache.kafka.connect.transforms."
+
+
+def replace_null_with_default_setting() -> Any:
+    """Apache's ``replace.null.with.default``, which every transform reading struct fields
+    accepts."""
+    return setting(True, key="replace.null.with.default",
+                   doc="Whether to replace fields that have a default value and that are "
+                       "null to the default value. When set to true, the default value is "
+                       "used, otherwise null is used.")
+
+
+def non_empty(values: list[str]) -> list[str]:
+    """A validator: the list must hold something (Apache's message)."""
+    if not values:
+        raise ValueError("Empty list")
+    return values
+
+
+def config_checked(check: Callable[[str, str], object], key: str) -> Callable[[str], str]:
+    """A validator running ``check(value, key)``: its ConfigError becomes the ValueError
+    that settings report under the key."""
+    def validate(value: str) -> str:
+        try:
+            check(value, key)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return value
+    return validate
 
 _JAVA_CLASS_BY_TYPE = {
     Type.INT8: "java.lang.Byte",

@@ -35,6 +35,7 @@ from kanal_worker.transforms._util import (
     field_value,
     infer_type,
     java_class_name,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
     struct_schema_like,
@@ -91,10 +92,7 @@ class CastSettings(Settings):
             "to cast fields of Maps or Structs. A single type to cast the entire value. Valid "
             "types are int8, int16, int32, int64, float32, float64, boolean, and string. Note "
             "that binary fields can only be cast to string.")
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
     @field_validator("spec")
     @classmethod

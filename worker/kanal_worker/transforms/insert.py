@@ -17,6 +17,7 @@ from kanal_worker.transforms._util import (
     KeyOrValueTransform,
     SchemaCache,
     field_value,
+    replace_null_with_default_setting,
     require_map,
     require_sink_record,
     require_struct,
@@ -69,10 +70,7 @@ class InsertFieldSettings(Settings):
     static_value: str | None = setting(
         None, key="static.value", doc="Static field value, if field name configured.",
         validate_default=True)
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
     @field_validator("static_field")
     @classmethod

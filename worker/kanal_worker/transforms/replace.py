@@ -15,6 +15,7 @@ from kanal_worker.transforms._util import (
     KeyOrValueTransform,
     SchemaCache,
     field_value,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
     struct_schema_like,
@@ -43,10 +44,7 @@ class ReplaceFieldSettings(Settings):
     include: CommaList = setting(
         [], key="include", doc="Fields to include. If specified, only these fields will be used.")
     renames: CommaList = setting([], key="renames", doc="Field rename mappings.")
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
     @field_validator("renames")
     @classmethod
