@@ -209,6 +209,26 @@ class KeyOrValueTransform(Transformation[R], Generic[R]):
     def apply(self, record: R) -> R | None: ...
 
 
+class NullSafeTransform(KeyOrValueTransform[R]):
+    """A transform that leaves a null key or value alone and otherwise rewrites a
+    schemaless value or one with a schema, as Apache's ``applySchemaless`` and
+    ``applyWithSchema``."""
+
+    def apply(self, record: R) -> R:
+        value = self.operating_value(record)
+        if value is None:
+            return record
+        schema = self.operating_schema(record)
+        if schema is None:
+            return self.apply_schemaless(record, value)
+        return self.apply_with_schema(record, value, schema)
+
+    @abstractmethod
+    def apply_schemaless(self, record: R, value: Any) -> R: ...
+
+    @abstractmethod
+    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R: ...
+
 
 def checked(name: str, schema: Schema, value: Any) -> Any:
     """``Struct.put``'s check that a required field gets a value."""

@@ -29,7 +29,7 @@ from kanal_worker.transforms import _java
 from kanal_worker.transforms._dateformat import SimpleDateFormat
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
-    KeyOrValueTransform,
+    NullSafeTransform,
     SchemaCache,
     copy_basics,
     field_value,
@@ -101,7 +101,7 @@ class CastSettings(Settings):
         return spec
 
 
-class Cast(KeyOrValueTransform[R]):
+class Cast(NullSafeTransform[R]):
     """Cast fields or the entire key or value to a specific type, e.g. to force an integer
     field to a smaller width. Casts from integers, floats, boolean and string to any other
     type, and binary to string (base64 encoded)."""
@@ -116,13 +116,7 @@ class Cast(KeyOrValueTransform[R]):
         self.replace_null_with_default = parsed.replace_null_with_default
         self.cache = SchemaCache()
 
-    def apply(self, record: R) -> R:
-        value = self.operating_value(record)
-        if value is None:
-            return record
-        schema = self.operating_schema(record)
-        if schema is None:
-            return self._apply_schemaless(record, value)
+    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
         updated_schema = self.cache.get(schema, self._build_schema)
         if self.whole_value_type is not None:
             return self.new_record(record, updated_schema,
@@ -136,7 +130,7 @@ class Cast(KeyOrValueTransform[R]):
                                    if target is not None else original)
         return self.new_record(record, updated_schema, updated)
 
-    def _apply_schemaless(self, record: R, value: Any) -> R:
+    def apply_schemaless(self, record: R, value: Any) -> R:
         if self.whole_value_type is not None:
             return self.new_record(record, None, cast_value(None, value,
                                                             self.whole_value_type))

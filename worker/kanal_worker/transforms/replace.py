@@ -12,7 +12,7 @@ from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import Schema
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
-    KeyOrValueTransform,
+    NullSafeTransform,
     SchemaCache,
     field_value,
     replace_null_with_default_setting,
@@ -53,7 +53,7 @@ class ReplaceFieldSettings(Settings):
         return renames
 
 
-class ReplaceField(KeyOrValueTransform[R]):
+class ReplaceField(NullSafeTransform[R]):
     """Filter or rename fields."""
 
     settings = ReplaceFieldSettings
@@ -71,16 +71,13 @@ class ReplaceField(KeyOrValueTransform[R]):
     def _kept(self, name: str) -> bool:
         return name not in self.exclude and (not self.include or name in self.include)
 
-    def apply(self, record: R) -> R:
-        value = self.operating_value(record)
-        if value is None:
-            return record
-        schema = self.operating_schema(record)
-        if schema is None:
-            original = require_map(value, PURPOSE)
-            return self.new_record(record, None, {
-                self.renames.get(name, name): item for name, item in original.items()
-                if self._kept(name)})
+    def apply_schemaless(self, record: R, value: Any) -> R:
+        original = require_map(value, PURPOSE)
+        return self.new_record(record, None, {
+            self.renames.get(name, name): item for name, item in original.items()
+            if self._kept(name)})
+
+    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
         struct = require_struct(value, schema, PURPOSE)
         updated_schema = self.cache.get(schema, self._replaced_schema)
         updated: dict[str, Any] = {}
