@@ -257,7 +257,8 @@ class ClusterController:
         await self._collect_stale_leases(now)
         live = state.live(now)
         self._announce(body, set(live))
-        status = self._status(spec, int(metadata.get("generation") or 0), state.pods, live)
+        status = self._status(spec, int(metadata.get("generation") or 0), state.pods, live,
+                              state.stuck)
         if status != self.status:
             patch = merge_patch(self.status.dump(), status.dump())
             await asyncio.to_thread(self.api.patch_status, CLUSTERS, self.namespace,
@@ -308,7 +309,7 @@ class ClusterController:
                 state.workers.pop(name, None)
 
     def _status(self, spec: ConnectClusterSpec, generation: int, pods: int,
-                live: Mapping[str, Any]) -> ConnectClusterStatus:
+                live: Mapping[str, Any], stuck: Mapping[str, str]) -> ConnectClusterStatus:
         plugins = {(p.get("class", ""), p.get("type", ""), p.get("version", ""))
                    for view in live.values() for p in view.report.plugins}
         ready = len(live)
@@ -317,6 +318,11 @@ class ClusterController:
                          "of this cluster wait UNASSIGNED")
         elif ready >= spec.replicas:
             condition = ("True", "WorkersReady", f"{ready}/{spec.replicas} workers heartbeating")
+        elif stuck:
+            pod, why = min(stuck.items())
+            condition = ("False", why.split(":", 1)[0],
+                         f"{ready}/{spec.replicas} workers heartbeating; worker pod {pod} "
+                         f"cannot run: {why}")
         else:
             condition = ("False", "WaitingForWorkers",
                          f"{ready}/{spec.replicas} workers heartbeating ({pods} pod(s)); tasks "

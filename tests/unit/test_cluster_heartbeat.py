@@ -142,19 +142,21 @@ def test_renewals_are_small_patches_at_the_interval(leases: Leases, heartbeat: H
     eventually(lambda: len(leases.renewals()) >= 6)
     renewals = leases.renewals()
     gaps = [b - a for a, b in itertools.pairwise(renewals)]
-    assert all(INTERVAL * 0.8 <= gap < INTERVAL + 0.2 for gap in gaps), gaps
+    assert all(INTERVAL * 0.8 <= gap < INTERVAL + 0.5 for gap in gaps), gaps
     assert all(list(patch) == ["spec"] and list(patch["spec"]) == ["renewTime"]
                for _, patch in leases.patches)  # the report did not change: not re-sent
 
 
-def test_a_changed_report_is_written_at_once_when_poked(leases: Leases, reports: Reports,
-                                                        heartbeat: Heartbeat) -> None:
-    time.sleep(MIN_GAP_SECONDS)
-    reports.current = WorkerReport(tasks={"c/0": TaskReport("RUNNING", "t")})
-    poked = time.monotonic()
-    heartbeat.poke()
-    eventually(lambda: "c/0" in leases.report().tasks, timeout=MIN_GAP_SECONDS + 0.2)
-    assert time.monotonic() - poked < MIN_GAP_SECONDS + 0.2
+def test_a_changed_report_is_written_at_once_when_poked(leases: Leases,
+                                                        reports: Reports) -> None:
+    slow = beating(leases, reports, interval=60)
+    try:
+        time.sleep(MIN_GAP_SECONDS)
+        reports.current = WorkerReport(tasks={"c/0": TaskReport("RUNNING", "t")})
+        slow.poke()
+        eventually(lambda: "c/0" in leases.report().tasks, timeout=5)  # not in 60 s
+    finally:
+        slow.release()
 
 
 def test_bursts_of_pokes_are_coalesced(leases: Leases, reports: Reports) -> None:

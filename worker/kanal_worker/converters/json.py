@@ -78,10 +78,9 @@ class JsonConverter(Converter):
             return SchemaAndValue(None, None)
         try:
             decoded = loads(data)
-        except ValueError as exc:
-            raise DataError(
-                "Converting byte[] to Kafka Connect data failed due to serialization error: "
-                f"{exc}") from exc
+        except ValueError as exc:  # Apache's message ends here too; the cause is chained
+            raise DataError("Converting byte[] to Kafka Connect data failed due to "
+                            "serialization error: ") from exc
         if not self.schemas_enable:
             return SchemaAndValue(None, decoded, plain_json=True)
         if not isinstance(decoded, dict) or decoded.keys() != {"schema", "payload"}:

@@ -1,11 +1,12 @@
 """Kafka Connect's error handling: retries, tolerance, error logs, dead-letter queues.
 
 Apache's semantics (``RetryWithToleranceOperator``, ``LogReporter``,
-``DeadLetterQueueReporter``), with two deliberate differences so that a bad record never
-vanishes: a record whose retries ran out fails the task under ``errors.tolerance=none``
-(Apache skips it), and a record the DLQ could not take fails the task instead of being
-logged and dropped. Beyond Apache, source connectors get a DLQ too (conversion and
-transform failures), and sinks report per-record write failures (``RecordWriteError``).
+``DeadLetterQueueReporter``, whose headers name Apache's Java exception classes), with two
+deliberate differences so that a bad record never vanishes: a record whose retries ran
+out fails the task under ``errors.tolerance=none`` (Apache skips it), and a record the DLQ
+could not take fails the task instead of being logged and dropped. Beyond Apache, source
+connectors get a DLQ too (conversion and transform failures), and sinks report per-record
+write failures (``RecordWriteError``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,30 @@ def _raw(value: Any) -> bytes | None:
         return dumps(value)
     except DataError:  # the very value that failed may have no JSON: keep its text
         return str(value).encode()
+
+
+JAVA_EXCEPTIONS: Final[tuple[tuple[type[BaseException], str], ...]] = (
+    (ZeroDivisionError, "java.lang.ArithmeticException"),
+    (OverflowError, "java.lang.ArithmeticException"),
+    (ValueError, "java.lang.IllegalArgumentException"),
+    (TypeError, "java.lang.ClassCastException"),
+    (IndexError, "java.lang.IndexOutOfBoundsException"),
+    (NotImplementedError, "java.lang.UnsupportedOperationException"),
+)
+"""Python's built-in failures as the Java exceptions Apache's code throws in their place."""
+
+
+def java_exception_class(error: BaseException) -> str:
+    """The Java class Apache Kafka Connect would report for ``error``: a Kanal error
+    names it (``java_class``), built-in failures map to their Java counterparts, and
+    anything else is an unchecked ``RuntimeException``."""
+    named = getattr(error, "java_class", None)
+    if isinstance(named, str):
+        return named
+    for python, java in JAVA_EXCEPTIONS:
+        if isinstance(error, python):
+            return java
+    return "java.lang.RuntimeException"
 
 
 class DeadLetterQueue:
@@ -176,7 +201,7 @@ class DeadLetterQueue:
         ctx["task.id"] = str(self.task_id)
         ctx["stage"] = stage.value
         ctx["class.name"] = executing
-        ctx["exception.class.name"] = f"{type(error).__module__}.{type(error).__qualname__}"
+        ctx["exception.class.name"] = java_exception_class(error)
         ctx["exception.message"] = str(error) or None
         ctx["exception.stacktrace"] = format_trace(error)
         return [(HEADER_PREFIX + k, v.encode() if v is not None else None)

@@ -37,6 +37,17 @@ class PluginInfo:
         return self.cls.aliases[0] if self.cls.aliases else self.name
 
     @property
+    def task_class_name(self) -> str:
+        """The task class Apache names in each task's configuration (``task.class``): by
+        Kafka Connect's convention its connector's class name ending in Task instead of
+        Connector; else the Python task class."""
+        name = self.class_name
+        if name.endswith("Connector"):
+            return name.removesuffix("Connector") + "Task"
+        task = self.cls.task_class
+        return f"{task.__module__}.{task.__qualname__}"
+
+    @property
     def kind(self) -> str:
         return getattr(self.cls, "kind", self.group)
 

@@ -134,6 +134,8 @@ class SinkTaskRunner(TaskRunner):
             "client.id": f"connector-consumer-{self.id}",
             "enable.auto.commit": "false",
             "auto.offset.reset": "earliest",
+            # Java's default (librdkafka's is false): see _create_missing_topics
+            "allow.auto.create.topics": "true",
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": "10000",
             "heartbeat.interval.ms": "2000",
@@ -148,6 +150,8 @@ class SinkTaskRunner(TaskRunner):
         if settings.topics_regex:
             re.compile(settings.topics_regex)
         try:
+            if not settings.topics_regex:
+                self._create_missing_topics(topics)
             self.consumer.subscribe(topics, on_assign=self._assigned, on_revoke=self._revoked,
                                     on_lost=self._lost)
             self._set(self.target.running_state)
@@ -155,6 +159,18 @@ class SinkTaskRunner(TaskRunner):
             self._commit()
         finally:
             self._shutdown()
+
+    def _create_missing_topics(self, topics: list[str]) -> None:
+        """Ask for the topics' metadata, as Java's consumer does when it subscribes: with
+        ``allow.auto.create.topics`` (and the broker's ``auto.create.topics.enable``) a
+        missing topic is created then, so offsets of a topic subscribed to but never
+        written can be set, as under Apache. librdkafka's subscription alone does not
+        create them (confluentinc/librdkafka#3395)."""
+        for topic in topics:
+            try:
+                self.consumer.list_topics(topic, timeout=10)
+            except KafkaException as exc:  # the subscription reports an absent broker
+                log.debug("Task %s: no metadata for %s: %s", self.id, topic, exc)
 
     def _membership(self, worker: WorkerSettings) -> dict[str, str]:
         """Static membership when a scheduler guarantees one owner per task.

@@ -13,6 +13,7 @@ from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import double_to_string, float_to_string, to_float32
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import (
     DATE,
@@ -237,7 +238,7 @@ def _to_floating(value: Any, target: Type) -> float:
     else:
         raise DataError(f"Unexpected type in Cast transformation: class "
                         f"{java_class_name(value)}")
-    return _java.to_float32(number) if target == Type.FLOAT32 else number
+    return to_float32(number) if target == Type.FLOAT32 else number
 
 
 def _to_boolean(value: Any) -> bool:
@@ -260,8 +261,8 @@ def _to_string(value: Any, inferred: Type, logical: str | None) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return (_java.float_to_string(value) if inferred == Type.FLOAT32
-                else _java.double_to_string(value))
+        return (float_to_string(value) if inferred == Type.FLOAT32
+                else double_to_string(value))
     return str(value)
 
 

@@ -76,7 +76,8 @@ class ExtractField(KeyOrValueTransform[R]):
             require_struct(value, schema, self.purpose)
         field = self.path.field_from(schema)
         if field is None:
-            raise DataError(f"Unknown field: {self.path.path}")
+            raise DataError(f"Unknown field: {self.path.path}",
+                            java_class="java.lang.IllegalArgumentException")
         extracted = (None if value is None else
                      self.path.value_from_struct(value, schema, self.replace_null_with_default))
         return self.new_record(record, field.schema, extracted)

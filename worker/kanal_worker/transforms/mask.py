@@ -11,6 +11,7 @@ from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import to_float32
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import DECIMAL, EPOCH, Schema, Type
 from kanal_worker.transforms import _java
@@ -134,7 +135,7 @@ def _replacement(value: Any, type_: Type | None, schema: Schema | None, text: st
         raise DataError(f"Unable to convert {text} (class java.lang.String) to number")
     if type_ in (Type.FLOAT32, Type.FLOAT64):
         number = float(literal)
-        return _java.to_float32(number) if type_ == Type.FLOAT32 else number
+        return to_float32(number) if type_ == Type.FLOAT32 else number
     assert type_ is not None
     whole = int(literal)
     bits = {Type.INT8: 8, Type.INT16: 16, Type.INT32: 32, Type.INT64: 64}[type_]
