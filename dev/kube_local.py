@@ -239,6 +239,36 @@ class LocalCluster:
         return ready(status) == ("True", "WorkersReady")
 
 
+def start_operator(kube: Mapping[str, str], namespace: str, tmp: Path,
+                   ) -> tuple[Kubectl, Process]:
+    """The CRDs applied, ``namespace`` created and a ``kanal operator`` for it running."""
+    kubectl = Kubectl(kube["KUBECTL"], kube["KUBECONFIG"], namespace)
+    kubectl.run("apply", "--server-side", "--force-conflicts", "--field-manager=kanal-local",
+                "-f", str(ROOT / "crds"))
+    kubectl.run("wait", "--for", "condition=established", "--timeout", "30s",
+                "crd/connectors.kanal.dev", "crd/connectclusters.kanal.dev")
+    kubectl.run("create", "namespace", namespace)
+    operator = Process([KANAL, "operator", "--namespace", namespace],
+                       {**os.environ, "KUBECONFIG": kube["KUBECONFIG"],
+                        "KANAL_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"},
+                       tmp / "operator.log").start()
+    return kubectl, operator
+
+
+def start_workers(kubectl: Kubectl, cluster: str, tmp: Path, replicas: int,
+                  ) -> tuple[Workers, list[Pod]]:
+    """Worker processes for the pods of the ConnectCluster ``cluster`` (already applied),
+    with the token of the ServiceAccount the operator made for them."""
+    account = f"{cluster}-connect"
+    wait_for(lambda: kubectl.exists("serviceaccount", account), 30, "the workers' account")
+    token = service_account_kubeconfig(kubectl, account, tmp / "worker.kubeconfig")
+    workers = Workers(kubectl, cluster, tmp, token)
+    pods = workers.pods(replicas)
+    for pod in pods:
+        workers.start(pod)
+    return workers, pods
+
+
 @contextlib.contextmanager
 def local_cluster(kube: Mapping[str, str], bootstrap: str, tmp: Path, name: str, *,
                   namespace: str, replicas: int = 2,
@@ -253,16 +283,7 @@ def local_cluster(kube: Mapping[str, str], bootstrap: str, tmp: Path, name: str,
     the workers' offsets topic go. ``show_logs`` prints the end of every process's log
     then, for a failing test.
     """
-    kubectl = Kubectl(kube["KUBECTL"], kube["KUBECONFIG"], namespace)
-    kubectl.run("apply", "--server-side", "--force-conflicts", "--field-manager=kanal-local",
-                "-f", str(ROOT / "crds"))
-    kubectl.run("wait", "--for", "condition=established", "--timeout", "30s",
-                "crd/connectors.kanal.dev", "crd/connectclusters.kanal.dev")
-    kubectl.run("create", "namespace", namespace)
-    operator = Process([KANAL, "operator", "--namespace", namespace],
-                       {**os.environ, "KUBECONFIG": kube["KUBECONFIG"],
-                        "KANAL_METRICS_PORT": "0", "PYTHONUNBUFFERED": "1"},
-                       tmp / "operator.log").start()
+    kubectl, operator = start_operator(kube, namespace, tmp)
     workers: Workers | None = None
     offsets_topic: str | None = None
     try:
@@ -272,14 +293,8 @@ def local_cluster(kube: Mapping[str, str], bootstrap: str, tmp: Path, name: str,
         cluster["spec"]["bootstrapServers"] = bootstrap
         cluster["spec"]["config"].update(worker_config or {})
         kubectl.apply(cluster)
-        account = f"{name}-connect"
-        wait_for(lambda: kubectl.exists("serviceaccount", account), 30, "the workers' account")
-        token = service_account_kubeconfig(kubectl, account, tmp / "worker.kubeconfig")
-        workers = Workers(kubectl, name, tmp, token)
+        workers, pods = start_workers(kubectl, name, tmp, replicas)
         offsets_topic = workers.properties().get("offset.storage.topic")
-        pods = workers.pods(replicas)
-        for pod in pods:
-            workers.start(pod)
         local = LocalCluster(kubectl, name, operator, workers, any(pod.uid for pod in pods))
         wait_for(local.workers_ready, 90, f"{replicas} heartbeating worker(s)")
         yield local

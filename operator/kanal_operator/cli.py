@@ -48,8 +48,8 @@ def operator(
     from kanal_operator.handlers import memo, registry
     from kanal_operator.metrics import start_operator_metrics
     from kanal_worker.api.errors import ConfigError
-    from kanal_worker.cli import fail, setup_logging
     from kanal_worker.config.kubernetes import load_credentials
+    from kanal_worker.config.observability import setup_logging
 
     setup_logging(log_level, json_logs)
     # kopf logs every handled watch event at INFO (worker Leases renew every 2 s)
@@ -59,7 +59,8 @@ def operator(
     try:
         metrics = start_operator_metrics(shared.world)
     except ConfigError as exc:
-        raise fail(str(exc)) from None
+        logging.getLogger("kanal").error("%s", exc)
+        raise typer.Exit(1) from None
     try:
         kopf.run(registry=registry, memo=shared, standalone=True, clusterwide=not namespace,
                  namespaces=namespace or (), liveness_endpoint=liveness)

@@ -1,9 +1,9 @@
 """Connector reconciliation as pure functions: from spec, plan, workers and the previous
 status to the next status and the events worth telling a person.
 
-``plan`` runs the plugin (validation, ``task_configs``); ``reconcile`` decides
-placement, restarts and offsets requests and aggregates the workers' reports. Neither
-touches the API server, so every rule here is unit-tested.
+``reconcile`` takes the plan (``protocol.plan``), decides placement, restarts and
+offsets requests and aggregates the workers' reports. It does not touch the API server,
+so every rule here is unit-tested.
 """
 
 from __future__ import annotations
@@ -26,58 +26,20 @@ from kanal_operator.models import (
     TaskStatus,
 )
 from kanal_operator.scheduling import assign
-from kanal_worker.api.errors import ConfigError
+from kanal_worker import __version__
+from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.cluster.protocol import (
+    Plan,
+    PlanMismatch,
+    State,
     TaskReport,
     WorkerReport,
-    config_hash,
-    secret_refs,
-    task_overrides,
     task_token,
 )
-from kanal_worker.runtime.status import State, format_trace
-from kanal_worker.runtime.validation import connector_plugin, errors_of, validate
 
 HEALTHY_RUN_SECONDS = 600
 """A task RUNNING this long has recovered: its automatic restart count resets."""
-MAX_BACKOFF_SECONDS = 300
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What the plugin says about a configuration; recomputed only when it changes."""
-
-    config_hash: str
-    kind: str | None = None
-    errors: dict[str, list[str]] = field(default_factory=dict)
-    tasks: list[dict[str, str]] = field(default_factory=list)
-    """Per task, the keys its configuration changes (see ``protocol.task_overrides``)."""
-    trace: str | None = None
-    """Why planning failed (the plugin's ``task_configs`` raised)."""
-    secrets: frozenset[str] = frozenset()
-
-
-def plan(config: Mapping[str, str], tasks_max: int) -> Plan:
-    """Validate ``config`` and ask its plugin for task configurations."""
-    digest = config_hash(config)
-    secrets = frozenset(secret_refs(config))
-    try:
-        plugin = connector_plugin(config)
-    except ConfigError as exc:
-        return Plan(digest, errors={exc.key or "connector.class": [exc.message]},
-                    secrets=secrets)
-    try:
-        errors = errors_of(validate(config))
-    except Exception as exc:  # a plugin's validate() may raise anything
-        return Plan(digest, plugin.kind, trace=format_trace(exc), secrets=secrets)
-    if errors:
-        return Plan(digest, plugin.kind, errors=errors, secrets=secrets)
-    try:
-        configs = plugin.cls().task_configs(dict(config), tasks_max)[:tasks_max]
-    except Exception as exc:
-        return Plan(digest, plugin.kind, trace=format_trace(exc), secrets=secrets)
-    return Plan(digest, plugin.kind, tasks=[task_overrides(config, c) for c in configs],
-                secrets=secrets)
+MAX_BACKOFF_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -122,7 +84,8 @@ class Outcome:
 
 def backoff(restarts: int) -> float:
     """Seconds to wait before automatic restart number ``restarts + 1``."""
-    return float(min(5 * 2 ** restarts, MAX_BACKOFF_SECONDS))
+    # no jitter: the due time is computed again on every reconcile
+    return exponential_backoff(restarts, 5.0, MAX_BACKOFF_SECONDS, jitter=False)
 
 
 def summary(trace: str | None, limit: int = 200) -> str:
@@ -146,6 +109,7 @@ class _Reconciler:
         self.events: list[Event] = []
         self.wake_in: float | None = None
         self.auto = self.spec.auto_restart or AutoRestart()
+        self.disagreeing = self._disagreeing()
 
     def _event(self, type_: str, reason: str, message: str) -> None:
         self.events.append(Event(type_, reason, message))
@@ -163,6 +127,18 @@ class _Reconciler:
             for key, report in worker.report.tasks.items():
                 if key.startswith(prefix) and key[len(prefix):].isdigit():
                     found.setdefault(int(key[len(prefix):]), {})[worker.name] = report
+        return found
+
+    def _disagreeing(self) -> dict[str, PlanMismatch]:
+        """Live workers that will not run this plan: for the very generation and plan
+        the operator made they compute another configuration hash (a worker merely
+        ahead of the operator reports another generation or plan)."""
+        found = {}
+        for worker in self.inputs.workers.values():
+            mismatch = worker.report.mismatches.get(self.inputs.name)
+            if mismatch is not None and mismatch.generation == self.inputs.generation \
+                    and mismatch.planned == self.plan.config_hash:
+                found[worker.name] = mismatch
         return found
 
     def _runs_anywhere(self) -> bool:
@@ -210,7 +186,9 @@ class _Reconciler:
         held = {t for t, by_worker in reports.items()
                 if t in draft and set(by_worker) - {draft[t].worker}}
         previous = {t: s.worker for t, s in draft.items()}
-        placement = (assign(sorted(draft), previous, inputs.workers, inputs.load, held)
+        able = {name: worker for name, worker in inputs.workers.items()
+                if name not in self.disagreeing}
+        placement = (assign(sorted(draft), previous, able, inputs.load, held)
                      if ready_to_place else dict.fromkeys(draft))
         result = []
         for task_id, task in sorted(draft.items()):
@@ -368,6 +346,8 @@ class _Reconciler:
             return State.UNASSIGNED, self._not_ready(
                 "NoWorkers", f"no live worker in ConnectCluster {self.spec.cluster_ref.name}; "
                 f"{len(tasks)} task(s) wait UNASSIGNED")
+        if self.disagreeing:
+            return running, self._not_ready("ConfigHashMismatch", self._mismatch_message())
         failed = [t for t in tasks if t.state == State.FAILED]
         if failed:
             first = failed[0]
@@ -390,6 +370,17 @@ class _Reconciler:
             return running, ("True", "Paused", f"paused as requested; {len(tasks)} task(s) "
                              "PAUSED")
         return running, ("True", "Running", f"{len(tasks)}/{len(tasks)} task(s) RUNNING")
+
+    def _mismatch_message(self) -> str:
+        workers = self.inputs.workers
+        names = sorted(self.disagreeing)
+        versions = sorted({workers[name].report.version or "unknown" for name in names})
+        computed = sorted({m.computed for m in self.disagreeing.values()})
+        return (f"worker(s) {', '.join(names)} (Kanal {', '.join(versions)}) compute "
+                f"configuration hash {', '.join(computed)} where the operator (Kanal "
+                f"{__version__}) planned {self.plan.config_hash}, so they do not run this "
+                "connector's tasks; run the operator and the ConnectCluster's workers "
+                "(spec.image) at the same Kanal version")
 
     def _condition(self, kind: str, status: str, reason: str, message: str) -> Condition:
         before = next((c for c in self.previous.conditions or [] if c.type == kind), None)

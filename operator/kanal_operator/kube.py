@@ -12,8 +12,14 @@ from typing import Any, cast
 from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 
-from kanal_worker.cluster.kube import LEASES, MERGE_PATCH
-from kanal_worker.cluster.protocol import CLUSTERS, CONNECTORS, GROUP, VERSION
+from kanal_worker.cluster.protocol import (
+    CLUSTERS,
+    CONNECTORS,
+    GROUP,
+    LEASES,
+    MERGE_PATCH,
+    VERSION,
+)
 
 FIELD_MANAGER = "kanal-operator"
 

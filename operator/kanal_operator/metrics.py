@@ -14,17 +14,13 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
-from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from kanal_operator.world import ClusterState, World
 from kanal_worker import __version__
 from kanal_worker.api.errors import ConfigError
-from kanal_worker.runtime.metrics import MetricsServer
+from kanal_worker.config.observability import MetricsServer, metrics_registry, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -120,16 +116,6 @@ def port_from_env(environ: Mapping[str, str] | None = None) -> int:
     return port
 
 
-def build_registry(world: World, process_metrics: bool = True) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(WorldCollector(world))
-    if process_metrics:
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
-    return registry
-
-
 def start_operator_metrics(world: World, port: int | None = None,
                            addr: str = "0.0.0.0") -> MetricsServer | None:
     """Serve ``/metrics`` from a daemon thread; None when the port is 0 (disabled).
@@ -140,12 +126,4 @@ def start_operator_metrics(world: World, port: int | None = None,
     port = port_from_env() if port is None else port
     if port == 0:
         return None
-    registry = build_registry(world)
-    try:
-        server, thread = start_http_server(port, addr=addr, registry=registry)
-    except OSError as exc:
-        raise ConfigError(PORT_ENV, f"cannot serve metrics on {addr}:{port}: "
-                          f"{exc.strerror}") from None
-    metrics = MetricsServer(server, thread, registry)
-    log.info("Operator metrics on http://%s:%d/metrics", addr, metrics.port)
-    return metrics
+    return serve_metrics(metrics_registry(WorldCollector(world)), port, addr, PORT_ENV)

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.rest.app import create_app
 from kanal_worker.rest.auth import SecretCredentials
-from kanal_worker.runtime.herder import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
 
 pytestmark = pytest.mark.e2e
 

@@ -30,8 +30,8 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from kanal_worker.connectors.telemetry import reading
-from kanal_worker.runtime.herder import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration.standalone import (

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 
 from kanal_worker.rest.app import create_app
-from kanal_worker.runtime.herder import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
 from tests.integration.standalone import (
     Standalone,
     wait_for,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
-from kanal_worker.runtime.herder import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from tests.integration.standalone import (
     KANAL,
@@ -202,6 +204,27 @@ def test_bad_connector_configuration_exits_with_the_key(
     assert expected in result.stderr
     if "Failed to find" in expected:
         assert "FileStreamSinkConnector" in result.stderr
+
+
+def test_without_connector_files_connectors_come_over_rest(
+        tmp_path: Path, kafka: str, new_topic: Callable[..., str]) -> None:
+    """As Apache 4.x's connect-standalone: only the worker file, then REST creates."""
+    topic = new_topic("rest-only", 1)
+    produce(kafka, topic, [b"one", b"two"])
+    worker = worker_properties(tmp_path, kafka, listeners="http://127.0.0.1:0")
+    log = tmp_path / "kanal.log"
+    run = Standalone(worker, log=log).start().wait_running()
+    try:
+        url = re.search(r"REST API on (http://\S+)", log.read_text())[1]  # type: ignore[index]
+        assert httpx.get(f"{url}/connectors").json() == []
+        sink_file = tmp_path / "out.txt"
+        created = httpx.post(f"{url}/connectors", json={"name": "from-rest", "config": {
+            "connector.class": "FileStreamSink", "topics": topic, "file": str(sink_file)}})
+        assert created.status_code == 201, created.text
+        wait_for(lambda: line_count(sink_file) >= 2, 60, "the records")
+        assert sink_file.read_text() == "one\ntwo\n"
+    finally:
+        assert run.stop() == 0
 
 
 def test_unreachable_broker_names_the_address(tmp_path: Path) -> None:

@@ -136,6 +136,31 @@ def test_daily_and_time_based_partitioner_paths() -> None:
     assert ten_minutes.encode(record({}), at)[0] == "dt=2024-01-02/minute=0530"
 
 
+@pytest.mark.parametrize(("partitioner", "expected"), [
+    ("DailyPartitioner", "year=2024_month=01_day=02"),
+    ("HourlyPartitioner", "year=2024_month=01_day=02_hour=05"),
+])
+def test_hourly_and_daily_ignore_path_format_and_join_with_the_directory_delimiter(
+        partitioner: str, expected: str) -> None:
+    """As storage-common: the fixed fields joined by directory.delim; a path.format (even
+    one Joda refuses) and partition.duration.ms given with them are ignored."""
+    parsed = parse(**{"partitioner.class": partitioner, "locale": "en", "timezone": "UTC",
+                      "directory.delim": "_", "path.format": "YYYY/qq",
+                      "partition.duration.ms": "1000"})
+    assert partitioner_problems(parsed) == {}
+    at = millis(dt.datetime(2024, 1, 2, 5, 30, tzinfo=dt.UTC))
+    assert build_partitioner(parsed).encode(record({}), at)[0] == expected
+
+
+def test_a_bad_path_format_is_refused_only_for_the_time_based_partitioner() -> None:
+    time_based = {"partitioner.class": "TimeBasedPartitioner", "locale": "en",
+                  "timezone": "UTC", "partition.duration.ms": "1000", "path.format": "YYYY/qq"}
+    assert partitioner_problems(parse(**time_based)) == {
+        "path.format": ["Illegal pattern component: qq"]}
+    assert partitioner_problems(parse(**{**time_based,
+                                         "partitioner.class": "DefaultPartitioner"})) == {}
+
+
 def test_default_and_field_partitioners() -> None:
     assert build_partitioner(parse()).encode(record({}, partition=7), None) == \
         ("partition=7", None)

@@ -48,6 +48,39 @@ def test_json_envelope_round_trip_with_struct() -> None:
     assert back.schema is not None and back.schema.name == "Thing"
 
 
+# What Apache's JsonConverter 4.3.1 writes for Decimal(scale) values under each
+# decimal.format, recorded by running it on the same values.
+APACHE_DECIMALS = [
+    (2, "12.34", '"BNI="', "12.34"),
+    (-3, "1E+3", '"AQ=="', "1E+3"),
+    (8, "0.00000001", '"AQ=="', "1E-8"),
+    (1, "123456789012345678901234567890.5", '"D5Uan6OihslPDnZsOQ=="',
+     "123456789012345678901234567890.5"),
+]
+
+
+@pytest.mark.parametrize(("scale", "value", "base64_json", "numeric_json"), APACHE_DECIMALS)
+def test_json_decimals_are_written_as_apache_writes_them_in_both_formats(
+        scale: int, value: str, base64_json: str, numeric_json: str) -> None:
+    schema = Schema(Type.BYTES, name=DECIMAL, parameters={"scale": str(scale)})
+    written = {fmt: JsonConverter({"schemas.enable": "false", "decimal.format": fmt}, False)
+               .from_connect("t", schema, decimal.Decimal(value))
+               for fmt in ("BASE64", "NUMERIC")}
+    assert written == {"BASE64": base64_json.encode(), "NUMERIC": numeric_json.encode()}
+    envelope = JsonConverter({"decimal.format": "NUMERIC"}, False)
+    data = envelope.from_connect("t", schema, decimal.Decimal(value))
+    assert data is not None and data.endswith(b'"payload":' + numeric_json.encode() + b"}")
+    assert envelope.to_connect("t", data).value == decimal.Decimal(value)
+
+
+def test_json_schemaless_maps_with_other_keys_become_pairs_as_in_apache() -> None:
+    converter = JsonConverter({"schemas.enable": "false"}, False)
+    assert converter.from_connect("t", None, {1: "a"}) == b'[[1,"a"]]'
+    assert converter.from_connect("t", None, {"k": [1, b"\x01"]}) == b'{"k":[1,"AQ=="]}'
+    with pytest.raises(DataError, match="Decimal does not have a corresponding schema type"):
+        converter.from_connect("t", None, [decimal.Decimal("1.5")])
+
+
 def test_json_logical_types_match_apache_encoding() -> None:
     converter = JsonConverter({"schemas.enable": "false"}, is_key=False)
     decimal_schema = Schema(Type.BYTES, name=DECIMAL, parameters={"scale": "2"})

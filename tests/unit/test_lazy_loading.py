@@ -18,9 +18,9 @@ from kanal_worker.api.config import Settings
 from kanal_worker.cli import _start_rest
 from kanal_worker.config.worker import WorkerSettings
 from kanal_worker.runtime import registry
-from kanal_worker.runtime.herder import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.registry import GROUPS, find, plugins
+from kanal_worker.runtime.standalone import StandaloneHerder
 
 HEAVY = ("azure", "pyarrow", "fastavro", "kanal_worker.connectors.azure_blob",
          "kanal_worker.converters.avro", "kanal_worker.transforms.")

@@ -12,12 +12,12 @@ from prometheus_client.samples import Sample
 
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.api.records import TopicPartition
+from kanal_worker.config.observability import metrics_registry
 from kanal_worker.connectors.file import FileStreamSinkConnector, FileStreamSourceConnector
 from kanal_worker.runtime.errors import ErrorHandler
 from kanal_worker.runtime.metrics import (
     DEFAULT_PORT,
     TaskCollector,
-    build_registry,
     metrics_port,
     start_metrics_server,
 )
@@ -162,7 +162,7 @@ def test_a_closed_consumer_costs_the_scrape_nothing() -> None:
 
 
 def test_registry_names_do_not_clash_with_process_metrics() -> None:
-    registry = build_registry(Herder([]))
+    registry = metrics_registry(TaskCollector(Herder([])))
     names = {family.name for family in registry.collect()}
     assert {"kanal_task_records_in", "kanal_task_state", "kanal_sink_lag",
             "process_cpu_seconds", "python_info"} <= names

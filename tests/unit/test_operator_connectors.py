@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from kanal_operator.connectors import Inputs, Plan, Worker, backoff, plan, reconcile, summary
+from kanal_operator.connectors import Inputs, Worker, backoff, reconcile, summary
 from kanal_operator.models import ConnectorSpec, ConnectorStatus
-from kanal_worker.cluster.protocol import OffsetsResult, TaskReport, WorkerReport
+from kanal_worker.cluster.protocol import (
+    OffsetsResult,
+    Plan,
+    PlanMismatch,
+    TaskReport,
+    WorkerReport,
+    plan,
+)
 from kanal_worker.config.loader import from_manifest
 
 NOW = 1_000_000.0
@@ -211,3 +218,30 @@ def test_listing_offsets_works_while_running() -> None:
 def test_summary_is_the_last_line() -> None:
     assert summary("Traceback\n  File x\nValueError: bad\n") == "ValueError: bad"
     assert summary(None) == "no trace"
+
+
+def test_a_worker_computing_another_hash_is_named_in_status_and_gets_no_tasks() -> None:
+    connector = spec()
+    planned, status = settle(connector)
+    skewed = WorkerReport(mismatches={"gen": PlanMismatch(3, planned.config_hash, "f00d")},
+                          version="0.0.9")
+    outcome = reconcile(inputs(connector, {"w1": WorkerReport(), "w2": skewed}), planned,
+                        status)
+    assert ready(outcome.status) == ("False", "ConfigHashMismatch")
+    message = (outcome.status.conditions or [])[0].message
+    assert "w2 (Kanal 0.0.9) compute configuration hash f00d" in message
+    assert f"planned {planned.config_hash}" in message and "same Kanal version" in message
+    assert {t.worker for t in outcome.status.tasks or []} == {"w1"}
+    assert [e.reason for e in outcome.events] == ["ConfigHashMismatch"]
+
+
+def test_a_worker_ahead_of_the_operator_is_no_mismatch() -> None:
+    connector = spec()
+    planned, status = settle(connector)
+    newer_spec = PlanMismatch(4, planned.config_hash, "f00d")
+    older_plan = PlanMismatch(3, "0ld", planned.config_hash)
+    for mismatch in (newer_spec, older_plan):
+        workers = running(status)
+        workers["w2"].mismatches["gen"] = mismatch
+        outcome = reconcile(inputs(connector, workers), planned, status)
+        assert ready(outcome.status) == ("True", "Running")

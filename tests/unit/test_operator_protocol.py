@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from kanal_operator.kube import merge_patch
-from kanal_worker.cluster.assignments import assignments, offsets_jobs
+from kanal_worker.cluster.assignments import Assigned, assignments, offsets_jobs
 from kanal_worker.cluster.executor import redact
 from kanal_worker.cluster.protocol import (
+    REPORT_LIMIT,
+    REPORT_TRIMMED,
+    TRACE_LIMIT,
     OffsetsResult,
+    PlanMismatch,
     TaskReport,
     WorkerReport,
     config_hash,
@@ -68,10 +72,47 @@ def test_reports_round_trip_and_tolerate_garbage() -> None:
         tasks={"c/0": TaskReport("RUNNING", "t", None, 1.5)},
         plugins=[{"class": "X", "type": "sink", "version": "1"}],
         offsets={"c": OffsetsResult("n", "Succeeded", "ok", [{"partition": {"p": 1}}])},
-        topics={"c": ["t1"]})
+        topics={"c": ["t1"]}, mismatches={"d": PlanMismatch(2, "a", "b")}, version="9.9")
     assert WorkerReport.from_json(report.to_json()) == report
     assert WorkerReport.from_json("{not json") == WorkerReport()
     assert WorkerReport.from_json(None) == WorkerReport()
+
+
+def failing_tasks(count: int, trace_length: int = TRACE_LIMIT) -> dict[str, TaskReport]:
+    trace = "Traceback\n" + "x" * (trace_length - 30) + "\nValueError: the cause"
+    return {f"c/{i}": TaskReport("FAILED", f"t{i}", trace, 1.0) for i in range(count)}
+
+
+def test_an_oversized_report_cuts_traces_first_keeping_their_end() -> None:
+    report = WorkerReport(tasks=failing_tasks(100), topics={"c": ["t1"]})
+    assert len(WorkerReport._json(report)) > REPORT_LIMIT
+    text = report.to_json()
+    assert len(text.encode()) <= REPORT_LIMIT
+    parsed = WorkerReport.from_json(text)
+    assert set(parsed.tasks) == set(report.tasks)
+    task = parsed.tasks["c/7"]
+    assert (task.state, task.token) == ("FAILED", "t7")
+    assert task.trace is not None and task.trace.startswith(REPORT_TRIMMED)
+    assert task.trace.endswith("ValueError: the cause")
+    assert parsed.topics == {"c": ["t1"]}  # cutting traces was enough
+
+
+def test_a_report_still_too_large_leaves_out_topics_then_listed_offsets() -> None:
+    topics = {"c": [f"topic-{i:06d}" for i in range(20_000)]}
+    offsets = {"c": OffsetsResult("n", "Succeeded", "listed", [
+        {"partition": {"kafka_topic": f"topic-{i}", "kafka_partition": 0},
+         "offset": {"kafka_offset": i}} for i in range(3_000)])}
+    parsed = WorkerReport.from_json(WorkerReport(
+        tasks=failing_tasks(3), topics=topics, offsets=offsets).to_json())
+    assert parsed.topics == {} and parsed.tasks["c/0"].trace == REPORT_TRIMMED
+    result = parsed.offsets["c"]
+    assert (result.nonce, result.state, result.offsets) == ("n", "Succeeded", [])
+    assert result.message == f"{REPORT_TRIMMED}3000 offset(s) left out; listed"
+
+
+def test_a_small_report_is_written_as_it_is() -> None:
+    report = WorkerReport(tasks=failing_tasks(2), topics={"c": ["t"]})
+    assert WorkerReport.from_json(report.to_json()) == report
 
 
 def test_redaction() -> None:
@@ -95,18 +136,31 @@ def connector(name: str, worker: str, status_hash: str | None = None,
 
 
 def test_a_worker_runs_what_status_assigns_to_it() -> None:
-    desired, keep = assignments([connector("a", "me"), connector("b", "other")], "c1", "me")
-    assert list(desired) == ["a/0"] and keep == set()
+    assigned = assignments([connector("a", "me"), connector("b", "other")], "c1", "me")
+    desired = assigned.desired
+    assert list(desired) == ["a/0"] and assigned.keep == set()
+    assert assigned.mismatches == {}
     assert desired["a/0"].token == "t0"
     assert desired["a/0"].config["topics"] == "t"
     assert desired["a/0"].target == TargetState.STARTED
-    paused, _ = assignments([connector("a", "me", state="paused")], "c1", "me")
+    paused = assignments([connector("a", "me", state="paused")], "c1", "me").desired
     assert paused["a/0"].target == TargetState.PAUSED
 
 
-def test_a_stale_plan_keeps_what_runs() -> None:
-    desired, keep = assignments([connector("a", "me", status_hash="old")], "c1", "me")
-    assert desired == {} and keep == {"a"}
+def test_a_stale_plan_keeps_what_runs_and_is_reported() -> None:
+    body = connector("a", "me", status_hash="old")
+    body["metadata"]["generation"] = 3
+    assigned = assignments([body], "c1", "me")
+    assert assigned.desired == {} and assigned.keep == {"a"}
+    assert assigned.mismatches == {
+        "a": PlanMismatch(3, "old", config_hash(connector_config(body)))}
+
+
+def test_a_connector_not_planned_yet_is_no_mismatch() -> None:
+    body = connector("a", "me")
+    del body["status"]
+    assigned = assignments([body], "c1", "me")
+    assert assigned.keep == {"a"} and assigned.mismatches == {}
 
 
 def test_other_clusters_and_deleted_connectors_run_nothing() -> None:
@@ -114,7 +168,7 @@ def test_other_clusters_and_deleted_connectors_run_nothing() -> None:
     other["spec"]["clusterRef"]["name"] = "c2"
     deleting = connector("b", "me")
     deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    assert assignments([other, deleting], "c1", "me") == ({}, set())
+    assert assignments([other, deleting], "c1", "me") == Assigned()
 
 
 def test_offsets_requests_for_this_worker() -> None:

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kanal_worker.rest.app import create_app
-from kanal_worker.runtime.herder import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
 
 AZURE = {"connector.class": "AzureBlobStorageSink", "topics": "vehicle.speeding",
          "azblob.account.name": "telemetry", "azblob.account.key": "s3cret",

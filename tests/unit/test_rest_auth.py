@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.rest.app import create_app
 from kanal_worker.rest.auth import FileCredentials, RestSettings, credentials_from
-from kanal_worker.runtime.herder import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
 
 SOURCE = {"connector.class": "FileStreamSource", "topic": "lines", "file": "/dev/null"}
 

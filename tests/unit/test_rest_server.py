@@ -10,8 +10,8 @@ import pytest
 
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.rest.server import Listener, RestServer, parse_listeners
-from kanal_worker.runtime.herder import StandaloneHerder
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
 
 
 @pytest.fixture

@@ -22,11 +22,11 @@ from confluent_kafka.admin import AdminClient
 from kanal_worker import __version__
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.config.loader import load_connector
+from kanal_worker.config.observability import MetricsServer, setup_logging
 from kanal_worker.config.properties import load_properties
 from kanal_worker.config.worker import WorkerSettings, client_config
-from kanal_worker.runtime.herder import InvalidConfigError, StandaloneHerder
-from kanal_worker.runtime.logs import JsonFormatter
-from kanal_worker.runtime.metrics import MetricsServer, metrics_port, start_metrics_server
+from kanal_worker.runtime.herder import InvalidConfigError
+from kanal_worker.runtime.metrics import metrics_port, start_metrics_server
 from kanal_worker.runtime.offsets import (
     FileOffsetStore,
     KafkaOffsetStore,
@@ -34,7 +34,8 @@ from kanal_worker.runtime.offsets import (
     OffsetStore,
 )
 from kanal_worker.runtime.progress import ProgressReporter
-from kanal_worker.runtime.registry import plugins
+from kanal_worker.runtime.registry import missing_extra, plugins
+from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.validation import errors_of, validate
 
 if TYPE_CHECKING:
@@ -43,17 +44,6 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Kanal: Kafka Connect, Kubernetes-native.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 log = logging.getLogger("kanal")
-
-
-def setup_logging(level: str = "INFO", json_logs: bool = False) -> None:
-    handler = logging.StreamHandler()
-    if json_logs:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)-7s %(message)s  [%(name)s]", "%H:%M:%S"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    logging.getLogger("azure").setLevel(logging.WARNING)
 
 
 def fail(message: str) -> typer.Exit:
@@ -121,8 +111,10 @@ def stop_on_signals() -> threading.Event:
 @app.command()
 def standalone(
     worker_file: Annotated[Path, typer.Argument(help="Worker .properties file.")],
-    connector_files: Annotated[list[Path], typer.Argument(
-        help="Connectors: .properties, REST JSON or Connector manifest YAML.")],
+    connector_files: Annotated[list[Path] | None, typer.Argument(
+        help="Connectors: .properties, REST JSON or Connector manifest YAML. None: "
+             "connectors come over the REST API, as with Apache's connect-standalone.",
+        show_default=False)] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
     json_logs: Annotated[bool, typer.Option(help="One JSON object per log line.")] = False,
 ) -> None:
@@ -132,7 +124,7 @@ def standalone(
     try:
         worker = load_properties(worker_file)
         settings: WorkerSettings = WorkerSettings.parse(worker)
-        definitions = [load_connector(path) for path in connector_files]
+        definitions = [load_connector(path) for path in connector_files or []]
         check_broker(worker)
         offsets = offset_store(worker, settings)
         herder = StandaloneHerder(worker, worker_id(settings), offsets)
@@ -267,7 +259,13 @@ def _install_extra_commands() -> None:
 
 def main() -> None:
     _install_extra_commands()
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        hint = missing_extra(exc)
+        if hint is None:
+            raise
+        raise SystemExit(fail(hint).exit_code) from None
 
 
 __all__ = ["app", "main"]

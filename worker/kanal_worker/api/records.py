@@ -153,9 +153,10 @@ class SinkBatch(Sequence[SinkRecord]):
     """The records of one poll, as ``SinkTask.write`` receives them.
 
     A sequence of SinkRecords, and the same records column by column: ``coordinates``,
-    ``values`` and ``encoded_values``. The runtime converts a poll as columns and builds
-    the SinkRecord objects (most of the cost of a record in Python) only when the task
-    iterates the batch; a task that reads the columns never pays for them.
+    ``values``, ``value_schemas`` and ``encoded_values``. The runtime converts a poll as
+    columns and builds the SinkRecord objects (most of the cost of a record in Python)
+    only when the task iterates the batch; a task that reads the columns never pays for
+    them.
     """
 
     __slots__ = ("_columns", "_records", "_size")
@@ -185,6 +186,14 @@ class SinkBatch(Sequence[SinkRecord]):
             assert self._columns is not None
             return self._columns.values.values
         return [record.value for record in self._records]
+
+    @property
+    def value_schemas(self) -> list[Schema | None]:
+        """Every record's value schema, in order."""
+        if self._records is None:
+            assert self._columns is not None
+            return self._columns.values.schemas
+        return [record.value_schema for record in self._records]
 
     @property
     def encoded_values(self) -> list[bytes | None]:

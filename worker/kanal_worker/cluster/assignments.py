@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import watch
@@ -19,7 +19,12 @@ from kubernetes import watch
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.cluster.executor import Assignment
 from kanal_worker.cluster.kube import Kube, status_of
-from kanal_worker.cluster.protocol import config_hash, connector_config, task_config
+from kanal_worker.cluster.protocol import (
+    PlanMismatch,
+    config_hash,
+    connector_config,
+    task_config,
+)
 from kanal_worker.runtime.status import TargetState
 
 log = logging.getLogger(__name__)
@@ -45,12 +50,23 @@ def _ours(body: Object, cluster: str) -> bool:
     return bool((spec.get("clusterRef") or {}).get("name") == cluster)
 
 
-def assignments(connectors: Iterable[Object], cluster: str,
-                worker: str) -> tuple[dict[str, Assignment], set[str]]:
-    """This worker's tasks, and the connectors whose plan is being recomputed (their
-    tasks keep running as they are until the operator caught up)."""
-    desired: dict[str, Assignment] = {}
-    keep: set[str] = set()
+@dataclass
+class Assigned:
+    """What the Connectors of a cluster ask of one worker."""
+
+    desired: dict[str, Assignment] = field(default_factory=dict)
+    """The worker's tasks, by key."""
+    keep: set[str] = field(default_factory=set)
+    """Connectors whose plan is being recomputed: their tasks keep running as they are
+    until the operator caught up."""
+    mismatches: dict[str, PlanMismatch] = field(default_factory=dict)
+    """Connectors planned for a configuration hash this worker does not compute (also
+    kept). It lasts when operator and worker disagree on the normal form of a
+    configuration (different versions), so the worker reports it."""
+
+
+def assignments(connectors: Iterable[Object], cluster: str, worker: str) -> Assigned:
+    assigned = Assigned()
     for body in connectors:
         metadata = body.get("metadata") or {}
         if not _ours(body, cluster) or metadata.get("deletionTimestamp"):
@@ -61,8 +77,12 @@ def assignments(connectors: Iterable[Object], cluster: str,
             config = connector_config(body)
         except ConfigError:
             continue
-        if status.get("configHash") != config_hash(config):
-            keep.add(name)
+        planned, computed = status.get("configHash"), config_hash(config)
+        if planned != computed:
+            assigned.keep.add(name)
+            if planned:
+                assigned.mismatches[name] = PlanMismatch(
+                    int(metadata.get("generation") or 0), str(planned), computed)
             continue
         paused = (body.get("spec") or {}).get("state") == "paused"
         target = TargetState.PAUSED if paused else TargetState.STARTED
@@ -71,8 +91,8 @@ def assignments(connectors: Iterable[Object], cluster: str,
                 continue
             assignment = Assignment(name, int(task["id"]), str(task["token"]),
                                     task_config(config, task.get("config") or {}), target)
-            desired[assignment.key] = assignment
-    return desired, keep
+            assigned.desired[assignment.key] = assignment
+    return assigned
 
 
 def offsets_jobs(connectors: Iterable[Object], cluster: str, worker: str) -> list[OffsetsJob]:

@@ -23,15 +23,15 @@ import orjson
 from kanal_worker.api.errors import ConfigError, RetriableError
 from kanal_worker.cluster.protocol import (
     SECRET_PROVIDER,
-    TRACE_LIMIT,
     TaskReport,
+    cut_trace,
     task_key,
 )
 from kanal_worker.config.providers import Lookup, has_placeholder, resolve
 from kanal_worker.config.worker import WorkerSettings
 from kanal_worker.runtime.offsets import OffsetStore
-from kanal_worker.runtime.sink import SinkTaskRunner
-from kanal_worker.runtime.source import SourceTaskRunner
+from kanal_worker.runtime.registry import PluginInfo
+from kanal_worker.runtime.runners import task_runner
 from kanal_worker.runtime.status import State, TargetState, format_trace
 from kanal_worker.runtime.task import TaskId, TaskRunner
 from kanal_worker.runtime.validation import connector_plugin, hidden_keys
@@ -78,16 +78,10 @@ class _Run:
     def report(self) -> TaskReport:
         if self.runner is None:
             return TaskReport(State.FAILED, self.assignment.token,
-                              _limit(redact(self.failure, self.hidden)), self.since)
+                              cut_trace(redact(self.failure, self.hidden)), self.since)
         status = self.runner.status
         return TaskReport(status.state, self.assignment.token,
-                          _limit(redact(status.trace, self.hidden)), status.changed_at)
-
-
-def _limit(trace: str | None) -> str | None:
-    if trace is None or len(trace) <= TRACE_LIMIT:
-        return trace
-    return "…" + trace[-(TRACE_LIMIT - 1):]  # the end says what finally went wrong
+                          cut_trace(redact(status.trace, self.hidden)), status.changed_at)
 
 
 def redact(text: str | None, secrets: set[str]) -> str | None:
@@ -248,18 +242,16 @@ class Executor:
         except ConfigError as exc:
             log.error("Task %s cannot start: %s", want.key, exc)
             return _Run(want, failure=format_trace(exc), hidden=hidden)
-        task_id = TaskId(want.connector, want.task)
-        runner: SinkTaskRunner | SourceTaskRunner
-        if plugin.kind == "sink":
-            runner = SinkTaskRunner(task_id, resolved, self.worker, self.worker_id,
-                                    want.target, self._on_status, plugin.cls)
-        else:
-            runner = SourceTaskRunner(task_id, resolved, self.worker, self.worker_id,
-                                      want.target, self._on_status, plugin.cls, self.offsets)
-        runner.active_topics = self.topics.setdefault(want.connector, set())
+        runner = self._runner(plugin, TaskId(want.connector, want.task), resolved, want.target)
         runner.start()
         log.info("Task %s starts (%s)", want.key, plugin.class_name)
         return _Run(want, runner, _digest(resolved), hidden | used)
+
+    def _runner(self, plugin: PluginInfo, task_id: TaskId, config: Mapping[str, str],
+                target: TargetState) -> TaskRunner:
+        return task_runner(plugin, task_id, config, self.worker, self.worker_id, target,
+                           self._on_status, self.offsets,
+                           self.topics.setdefault(task_id.connector, set()))
 
     def _resolve(self, config: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
         """``config`` with placeholders replaced, and the secret values it now holds."""

@@ -12,11 +12,9 @@ from typing import Any, cast
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from kanal_worker.cluster.protocol import CONNECTORS, GROUP, VERSION
+from kanal_worker.cluster.protocol import CONNECTORS, GROUP, LEASES, MERGE_PATCH, VERSION
 
-MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
-LEASES = ("coordination.k8s.io", "v1", "leases")
 
 Object = dict[str, Any]
 

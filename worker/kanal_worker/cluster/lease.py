@@ -1,10 +1,11 @@
 """The worker's heartbeat: a coordination.k8s.io Lease it alone writes.
 
-Renewed every couple of seconds with the worker's report in an annotation (task
-states, offered plugins, offsets results), and again at once when a task changes
-state. The operator treats a worker whose Lease is not renewed within its
-``leaseDurationSeconds`` as gone and moves its tasks; a stopping worker deletes its
-Lease after its tasks stopped, so they move at once.
+Renewed every couple of seconds by a patch of its own; the worker's report (task
+states, offered plugins, offsets results) is written to an annotation by another patch
+whenever it changed, at once when a task changes state. A report the API server
+refuses (too large) therefore never stops the renewals. The operator treats a worker
+whose Lease is not renewed within its ``leaseDurationSeconds`` as gone and moves its
+tasks; a stopping worker deletes its Lease after its tasks stopped, so they move at once.
 """
 
 from __future__ import annotations
@@ -40,12 +41,17 @@ def micro_time(timestamp: float) -> str:
 
 class Heartbeat:
     def __init__(self, kube: Kube, name: str, cluster: str, pod_uid: str | None,
-                 report: Callable[[], WorkerReport]) -> None:
+                 report: Callable[[], WorkerReport],
+                 interval: float = RENEW_INTERVAL_SECONDS) -> None:
         self.kube = kube
         self.name = name
         self.cluster = cluster
         self.pod_uid = pod_uid
         self.report = report
+        self.interval = interval
+        self._published: str | None = None
+        """The report as last written to the Lease."""
+        self._publish_failed = False
         self._poke = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
@@ -96,12 +102,11 @@ class Heartbeat:
                 raise
             # the Lease of a previous process with our pod name: take it over
             self.kube.patch_lease(self.name, body)
-        log.info("Lease %s acquired (renewed every %.0fs, expires after %ss)", self.name,
-                 RENEW_INTERVAL_SECONDS, LEASE_DURATION_SECONDS)
+        self._published = body["metadata"]["annotations"][REPORT_ANNOTATION]
+        log.info("Lease %s acquired (renewed every %.1fs, expires after %ss)", self.name,
+                 self.interval, LEASE_DURATION_SECONDS)
 
-    def _renew(self) -> None:
-        patch = {"metadata": {"annotations": {REPORT_ANNOTATION: self.report().to_json()}},
-                 "spec": {"renewTime": micro_time(time.time())}}
+    def _patch(self, patch: dict[str, Any]) -> None:
         try:
             self.kube.patch_lease(self.name, patch)
         except Exception as exc:
@@ -110,10 +115,21 @@ class Heartbeat:
             log.warning("Lease %s was deleted by someone else; creating it again", self.name)
             self._create()
 
+    def _renew(self) -> None:
+        """A patch of its own, as small as can be: nothing in the report can stop it."""
+        self._patch({"spec": {"renewTime": micro_time(time.time())}})
+
+    def _publish(self) -> None:
+        """Write the report when it changed since it was last written."""
+        report = self.report().to_json()
+        if report != self._published:
+            self._patch({"metadata": {"annotations": {REPORT_ANNOTATION: report}}})
+            self._published = report
+
     def _loop(self) -> None:
         last = 0.0
         while not self._stop.is_set():
-            self._poke.wait(max(0.0, last + RENEW_INTERVAL_SECONDS - time.monotonic()))
+            self._poke.wait(max(0.0, last + self.interval - time.monotonic()))
             if self._stop.is_set():
                 return
             gap = last + MIN_GAP_SECONDS - time.monotonic()
@@ -124,4 +140,13 @@ class Heartbeat:
                 self._renew()
             except Exception as exc:
                 log.warning("Lease %s not renewed: %s", self.name, exc)
+            try:
+                self._publish()
+                self._publish_failed = False
+            except Exception as exc:
+                # said once per failing stretch: the next rounds try again
+                log.log(logging.DEBUG if self._publish_failed else logging.WARNING,
+                        "Report of worker %s not published (%s); the Lease is still "
+                        "renewed, the report is retried", self.name, exc)
+                self._publish_failed = True
             last = time.monotonic()

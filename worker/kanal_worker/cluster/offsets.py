@@ -16,13 +16,12 @@ from kanal_worker.api.errors import ConfigError, ConnectError
 from kanal_worker.cluster.assignments import OffsetsJob
 from kanal_worker.cluster.protocol import OffsetsResult
 from kanal_worker.config.worker import client_config
+from kanal_worker.runtime.group_offsets import ConsumerGroupOffsets, parse_sink_offsets
 from kanal_worker.runtime.herder import (
     OFFSETS_ALTERED,
     OFFSETS_RESET,
     ConnectorOffset,
-    ConsumerGroupOffsets,
     check_source_offsets,
-    parse_sink_offsets,
 )
 from kanal_worker.runtime.offsets import OffsetStore, partition_key
 from kanal_worker.runtime.transforms import sub_config

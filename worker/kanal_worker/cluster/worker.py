@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
 
+from kanal_worker import __version__
+from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.cluster.assignments import ConnectorWatcher, Object, assignments, offsets_jobs
 from kanal_worker.cluster.executor import Executor
@@ -23,13 +25,19 @@ from kanal_worker.cluster.herder import KubernetesHerder
 from kanal_worker.cluster.kube import Kube
 from kanal_worker.cluster.lease import Heartbeat
 from kanal_worker.cluster.offsets import OffsetsRunner
-from kanal_worker.cluster.protocol import SECRET_PROVIDER, TOPICS_RESET_ANNOTATION, WorkerReport
+from kanal_worker.cluster.protocol import (
+    SECRET_PROVIDER,
+    TOPICS_RESET_ANNOTATION,
+    PlanMismatch,
+    WorkerReport,
+)
 from kanal_worker.config.kubernetes_secrets import secret_provider
+from kanal_worker.config.observability import MetricsServer
 from kanal_worker.config.providers import Lookup, providers_from_worker_config, resolve
 from kanal_worker.config.worker import STATIC_MEMBERSHIP, WorkerSettings, client_config
 from kanal_worker.rest.server import RestServer
 from kanal_worker.runtime.herder import HEALTHY, Health, plugin_type
-from kanal_worker.runtime.metrics import MetricsServer, metrics_port, start_metrics_server
+from kanal_worker.runtime.metrics import metrics_port, start_metrics_server
 from kanal_worker.runtime.offsets import KafkaOffsetStore
 from kanal_worker.runtime.registry import plugins
 from kanal_worker.runtime.task import UNREACHABLE, WAITING_FOR_KAFKA
@@ -89,6 +97,7 @@ class ClusterWorker:
         self.herder = KubernetesHerder(self.kube, identity.cluster, identity.name, self.worker,
                                        self.store, self.health)
         self._topic_resets: dict[str, str] = {}
+        self._mismatches: dict[str, PlanMismatch] = {}
         self._providers = providers
         self._ready = threading.Event()
         self.rest: RestServer | None = None
@@ -112,7 +121,7 @@ class ClusterWorker:
                                       f"{self.settings.offset_topic}: {exc}") from None
                 log.warning("%s at %s (%s); retrying", WAITING_FOR_KAFKA.capitalize(),
                             servers, error.str())
-                time.sleep(min(0.5 * 2 ** attempt, 10.0))
+                time.sleep(exponential_backoff(attempt, 0.5, 10.0))
                 attempt += 1
 
     def _resolve(self, config: Mapping[str, str]) -> Mapping[str, str]:
@@ -123,7 +132,8 @@ class ClusterWorker:
             tasks=self.executor.report(), plugins=self.plugins,
             offsets=self.offsets.results(),
             topics={name: sorted(topics.copy())  # task threads add to these sets
-                    for name, topics in list(self.executor.topics.items())})
+                    for name, topics in list(self.executor.topics.items())},
+            mismatches=self._mismatches, version=__version__)
 
     def health(self) -> Health:
         return HEALTHY if self._ready.is_set() else STARTING
@@ -154,8 +164,19 @@ class ClusterWorker:
             self.metrics.stop()
 
     def _on_connectors(self, connectors: list[Object]) -> None:
-        desired, keep = assignments(connectors, self.identity.cluster, self.identity.name)
-        self.executor.assign(desired, keep)
+        assigned = assignments(connectors, self.identity.cluster, self.identity.name)
+        self.executor.assign(assigned.desired, assigned.keep)
+        if assigned.mismatches != self._mismatches:
+            for name, mismatch in assigned.mismatches.items():
+                if self._mismatches.get(name) != mismatch:
+                    # usually the operator has not planned the new generation yet; the
+                    # operator tells apart a lasting disagreement (different versions)
+                    log.info("Connector %s: planned for configuration hash %s, this worker "
+                             "computes %s from generation %d; its tasks stay as they are "
+                             "until both agree", name, mismatch.planned, mismatch.computed,
+                             mismatch.generation)
+            self._mismatches = assigned.mismatches
+            self.heartbeat.poke()
         for job in offsets_jobs(connectors, self.identity.cluster, self.identity.name):
             self.offsets.submit(job)
         for body in connectors:

@@ -13,14 +13,10 @@ The names follow Kafka Connect's task metrics (``sink-record-read-total`` become
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Protocol
-from wsgiref.simple_server import WSGIServer
 
 from confluent_kafka import TopicPartition as KafkaTopicPartition
-from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -28,14 +24,12 @@ from prometheus_client.core import (
     Metric,
     SummaryMetricFamily,
 )
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from kanal_worker import __version__
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.api.records import TopicPartition
+from kanal_worker.config.observability import MetricsServer, metrics_registry, serve_metrics
 from kanal_worker.runtime.sink import SinkTaskRunner
 from kanal_worker.runtime.source import SourceTaskRunner
 from kanal_worker.runtime.status import State
@@ -192,35 +186,6 @@ class TaskCollector(Collector):
         )
 
 
-@dataclass
-class MetricsServer:
-    """A running ``/metrics`` endpoint; ``stop()`` closes it."""
-
-    server: WSGIServer
-    thread: threading.Thread
-    registry: CollectorRegistry
-
-    @property
-    def port(self) -> int:
-        return int(self.server.server_port)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
-def build_registry(source: RunnerSource, process_metrics: bool = True) -> CollectorRegistry:
-    """A registry with the task collector and, unless disabled, process/Python metrics."""
-    registry = CollectorRegistry(auto_describe=True)
-    registry.register(TaskCollector(source))
-    if process_metrics:
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
-    return registry
-
-
 def metrics_port(worker: Mapping[str, str]) -> int:
     """``kanal.metrics.port`` of a worker configuration: default 9404, 0 disables."""
     raw = worker.get(PORT_KEY, str(DEFAULT_PORT)).strip()
@@ -243,12 +208,4 @@ def start_metrics_server(herder: RunnerSource, port: int = DEFAULT_PORT,
     read the runners' counters; the data path does no extra work for them. A port in
     use raises ``ConfigError`` naming ``kanal.metrics.port``.
     """
-    registry = build_registry(herder)
-    try:
-        server, thread = start_http_server(port, addr=addr, registry=registry)
-    except OSError as exc:
-        raise ConfigError(PORT_KEY, f"cannot serve metrics on {addr}:{port}: {exc.strerror}; "
-                          f"free the port or set {PORT_KEY}") from None
-    metrics = MetricsServer(server, thread, registry)
-    log.info("Metrics on http://%s:%d/metrics", addr, metrics.port)
-    return metrics
+    return serve_metrics(metrics_registry(TaskCollector(herder)), port, addr, PORT_KEY)

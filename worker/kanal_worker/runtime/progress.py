@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from kanal_worker.runtime.herder import StandaloneHerder
+from kanal_worker.runtime.standalone import StandaloneHerder
 
 log = logging.getLogger("kanal.progress")
 

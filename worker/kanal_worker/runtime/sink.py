@@ -25,11 +25,11 @@ from kanal_worker.api.records import (
 )
 from kanal_worker.config.connector import SinkSettings
 from kanal_worker.config.worker import WorkerSettings, client_config
-from kanal_worker.runtime.codec import Codec, build_codec
-from kanal_worker.runtime.errors import DeadLetterQueue, ErrorHandler, Failed, Stage
+from kanal_worker.runtime.codec import Codec
+from kanal_worker.runtime.errors import Failed, Stage
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import StatusListener, TaskId, TaskRunner
-from kanal_worker.runtime.transforms import build_chain, sub_config
+from kanal_worker.runtime.transforms import sub_config
 
 log = logging.getLogger(__name__)
 
@@ -117,22 +117,7 @@ class SinkTaskRunner(TaskRunner):
         worker: WorkerSettings = WorkerSettings.parse(self.worker)
         overrides = sub_config(self.config, "consumer.override.")
         self.batch_size = int(overrides.pop("max.poll.records", DEFAULT_BATCH))
-        self.codec = build_codec(self.config, self.worker)
-        self.chain = build_chain(self.config)
-        dlq = None
-        if settings.dlq_topic:
-            dlq = DeadLetterQueue(
-                settings.dlq_topic, settings.dlq_replication_factor,
-                client_config(self.worker, "producer",
-                              sub_config(self.config, "producer.override.")),
-                settings.dlq_context_headers, self.id.connector, self.id.task)
-        self.errors = ErrorHandler(
-            tolerance=settings.errors_tolerance, retry_timeout_ms=settings.errors_retry_timeout,
-            retry_delay_max_ms=settings.errors_retry_delay_max_ms,
-            log_enable=settings.errors_log_enable,
-            log_messages=settings.errors_log_include_messages, task=str(self.id), dlq=dlq)
-        self.errors.stopping = lambda: self.stopping
-        self.errors.sleep = self.sleep
+        self.build_pipeline(settings)
         self.task: SinkTask[Any] = self.connector.task_class(
             self.connector.settings.parse(self.config), Context(self))
         self.consumer = Consumer({
@@ -143,6 +128,8 @@ class SinkTaskRunner(TaskRunner):
             "client.id": f"connector-consumer-{self.id}",
             "enable.auto.commit": "false",
             "auto.offset.reset": "earliest",
+            # Java's default (librdkafka's is false): see _create_missing_topics
+            "allow.auto.create.topics": "true",
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": "10000",
             "heartbeat.interval.ms": "2000",
@@ -157,6 +144,8 @@ class SinkTaskRunner(TaskRunner):
         if settings.topics_regex:
             re.compile(settings.topics_regex)
         try:
+            if not settings.topics_regex:
+                self._create_missing_topics(topics)
             self.consumer.subscribe(topics, on_assign=self._assigned, on_revoke=self._revoked,
                                     on_lost=self._lost)
             self._set(self.target.running_state)
@@ -164,6 +153,18 @@ class SinkTaskRunner(TaskRunner):
             self._commit()
         finally:
             self._shutdown()
+
+    def _create_missing_topics(self, topics: list[str]) -> None:
+        """Ask for the topics' metadata, as Java's consumer does when it subscribes: with
+        ``allow.auto.create.topics`` (and the broker's ``auto.create.topics.enable``) a
+        missing topic is created then, so offsets of a topic subscribed to but never
+        written can be set, as under Apache. librdkafka's subscription alone does not
+        create them (confluentinc/librdkafka#3395)."""
+        for topic in topics:
+            try:
+                self.consumer.list_topics(topic, timeout=10)
+            except KafkaException as exc:  # the subscription reports an absent broker
+                log.debug("Task %s: no metadata for %s: %s", self.id, topic, exc)
 
     def _membership(self, worker: WorkerSettings) -> dict[str, str]:
         """Static membership when a scheduler guarantees one owner per task.

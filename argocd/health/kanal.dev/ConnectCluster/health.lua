@@ -6,8 +6,7 @@
 --   Progressing  no status yet, the operator has not observed the latest spec
 --                (status.observedGeneration ~= metadata.generation), or Ready=False
 --                while workers start
---   Degraded     Ready=False with reason InvalidConfiguration (or any reason ending
---                in "Failed")
+--   Degraded     Ready=False with reason InvalidConfiguration
 --   Suspended    spec.replicas is 0 (the cluster is scaled to zero on purpose)
 --   Healthy      Ready=True for the latest generation
 local hs = {}
@@ -24,9 +23,9 @@ local function ready_condition(status)
   return nil
 end
 
-local function ends_with(text, suffix)
-  return text ~= nil and suffix ~= "" and string.sub(text, -string.len(suffix)) == suffix
-end
+-- Reasons of Ready=False that last until the manifest changes. ArgoCD's Lua has no
+-- string library, so they are listed rather than matched.
+local broken = {InvalidConfiguration = true}
 
 local status = obj.status
 local generation = obj.metadata.generation
@@ -43,8 +42,7 @@ if generation ~= nil and status.observedGeneration ~= generation then
 end
 
 local ready = ready_condition(status)
-if ready ~= nil and ready.status == "False" and
-    (ready.reason == "InvalidConfiguration" or ends_with(ready.reason, "Failed")) then
+if ready ~= nil and ready.status == "False" and broken[ready.reason] then
   hs.status = "Degraded"
   hs.message = ready.reason .. ": " .. (ready.message or "")
   return hs

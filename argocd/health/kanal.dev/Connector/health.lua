@@ -8,7 +8,8 @@
 --                for a reason that resolves by itself (NoWorkers, ClusterNotFound,
 --                WaitingForPermissions, tasks starting)
 --   Degraded     a task or the connector is FAILED, or Ready=False with reason
---                InvalidConfiguration (or any reason ending in "Failed")
+--                InvalidConfiguration, ConnectorFailed, TaskFailed or
+--                ConfigHashMismatch
 --   Suspended    spec.state paused or stopped, and the operator confirms it
 --   Healthy      Ready=True for the latest generation, tasks RUNNING
 local hs = {}
@@ -25,9 +26,10 @@ local function ready_condition(status)
   return nil
 end
 
-local function ends_with(text, suffix)
-  return text ~= nil and suffix ~= "" and string.sub(text, -string.len(suffix)) == suffix
-end
+-- Reasons of Ready=False that last until the manifest changes. ArgoCD's Lua has no
+-- string library, so they are listed rather than matched.
+local broken = {InvalidConfiguration = true, ConnectorFailed = true, TaskFailed = true,
+                ConfigHashMismatch = true}
 
 local status = obj.status
 local generation = obj.metadata.generation
@@ -66,8 +68,7 @@ if #failed > 0 then
   hs.message = detail
   return hs
 end
-if ready ~= nil and ready.status == "False" and
-    (ready.reason == "InvalidConfiguration" or ends_with(ready.reason, "Failed")) then
+if ready ~= nil and ready.status == "False" and broken[ready.reason] then
   hs.status = "Degraded"
   hs.message = ready.reason .. ": " .. (ready.message or "")
   return hs

@@ -11,7 +11,11 @@ from kanal_worker.connectors.azure_blob.auth import auth_problems
 from kanal_worker.connectors.azure_blob.formats import format_problems
 from kanal_worker.connectors.azure_blob.partitioners import partitioner_problems, time_settings
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
-from kanal_worker.connectors.azure_blob.timeformat import JodaPattern, locale_supported
+from kanal_worker.connectors.azure_blob.timeformat import (
+    JodaPattern,
+    PatternError,
+    locale_supported,
+)
 
 
 def config_problems(settings: AzureBlobSinkSettings) -> dict[str, list[str]]:
@@ -31,7 +35,11 @@ def _time_problems(settings: AzureBlobSinkSettings) -> dict[str, list[str]]:
     timed = time_settings(settings)
     if timed is not None and settings.locale and not locale_supported(settings.locale):
         path = timed[1]
-        if path and JodaPattern(path).uses_text:
+        try:
+            prints_names = bool(path) and JodaPattern(path).uses_text
+        except PatternError:
+            prints_names = False  # partitioner_problems names the bad pattern
+        if prints_names:
             problems["locale"] = [f"path.format {path!r} prints month or day names, which "
                                   f"Kanal writes in English only, not in locale "
                                   f"{settings.locale}; use numeric fields or an English locale"]

@@ -29,8 +29,8 @@ from kanal_worker.connectors.azure_blob.timeformat import (
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-HOURLY_PATH = "'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH"
-DAILY_PATH = "'year'=YYYY/'month'=MM/'day'=dd"
+DAILY_FIELDS = ("'year'=YYYY", "'month'=MM", "'day'=dd")
+HOURLY_FIELDS = (*DAILY_FIELDS, "'hour'=HH")
 RECENT_BUCKETS = 8
 
 TimestampExtractor = Callable[[SinkRecord, int], int]
@@ -127,12 +127,15 @@ class TimeBasedPartitioner(Partitioner):
 
 
 def time_settings(settings: AzureBlobSinkSettings) -> tuple[int, str] | None:
-    """``(duration, path format)`` of a time-based partitioner, None for the others."""
+    """``(duration, path format)`` of a time-based partitioner, None for the others.
+
+    As in Confluent's storage-common, Hourly and Daily ignore ``partition.duration.ms``
+    and ``path.format`` and join their fields with ``directory.delim``."""
     match settings.partitioner_class:
         case "HourlyPartitioner":
-            return HOUR_MS, HOURLY_PATH
+            return HOUR_MS, settings.directory_delim.join(HOURLY_FIELDS)
         case "DailyPartitioner":
-            return DAY_MS, DAILY_PATH
+            return DAY_MS, settings.directory_delim.join(DAILY_FIELDS)
         case "TimeBasedPartitioner":
             path = settings.path_format
             if settings.directory_delim and path.endswith(settings.directory_delim):
@@ -159,6 +162,11 @@ def partitioner_problems(settings: AzureBlobSinkSettings) -> dict[str, list[str]
                 add("partition.duration.ms", "Partition duration needs to be a positive.")
             if not path.strip() or path == settings.directory_delim:
                 add("path.format", "Path format cannot be empty.")
+        if path.strip():
+            try:
+                JodaPattern(path)
+            except PatternError as exc:
+                add("path.format", str(exc))
         if not settings.locale:
             add("locale", "Locale cannot be empty.")
         if not settings.timezone:
@@ -180,10 +188,7 @@ def build_partitioner(settings: AzureBlobSinkSettings) -> Partitioner:
     if timed is None:
         return DefaultPartitioner()
     duration, path = timed
-    try:
-        return TimeBasedPartitioner(duration, path, parse_zone(settings.timezone))
-    except PatternError as exc:
-        raise ConfigError("path.format", str(exc)) from None
+    return TimeBasedPartitioner(duration, path, parse_zone(settings.timezone))
 
 
 def build_extractor(settings: AzureBlobSinkSettings) -> TimestampExtractor:

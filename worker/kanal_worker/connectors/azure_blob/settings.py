@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, SecretStr, field_validator
 
 from kanal_worker.api import CommaList, Settings, setting
-from kanal_worker.connectors.azure_blob.timeformat import JodaPattern, PatternError, parse_zone
+from kanal_worker.connectors.azure_blob.timeformat import parse_zone
 
 FORMAT_NAMES = ("JsonFormat", "AvroFormat", "ParquetFormat", "ByteArrayFormat")
 PARTITIONER_NAMES = ("DefaultPartitioner", "FieldPartitioner", "TimeBasedPartitioner",
@@ -210,7 +210,7 @@ class AzureBlobSinkSettings(Settings):
     path_format: str = setting(
         "", key="path.format", importance="MEDIUM", group=PARTITIONER, display="Path Format",
         doc="Joda-Time pattern naming TimeBasedPartitioner directories, e.g. "
-            "'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH.")
+            "'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH (Hourly and Daily ignore it).")
     locale: str = setting(
         "", key="locale", importance="MEDIUM", group=PARTITIONER, display="Locale",
         doc="Locale of time-based partitioning, e.g. en-US (required by Confluent's "
@@ -266,16 +266,6 @@ class AzureBlobSinkSettings(Settings):
     def _known_zone(cls, value: str) -> str:
         if value:
             parse_zone(value)
-        return value
-
-    @field_validator("path_format")
-    @classmethod
-    def _joda_pattern(cls, value: str) -> str:
-        if value:
-            try:
-                JodaPattern(value)
-            except PatternError as exc:
-                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("azblob_account_name")
