@@ -28,7 +28,7 @@ from kanal_worker.connectors.file import FileStreamSinkConnector, line, lines
 from kanal_worker.converters.json import _decodes
 from kanal_worker.runtime.codec import build_codec
 from kanal_worker.runtime.errors import ErrorHandler
-from kanal_worker.runtime.sink import SinkTaskRunner
+from kanal_worker.runtime.sink import SinkTaskRunner, _coordinates
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import TaskId
 
@@ -65,6 +65,10 @@ def runner(config: dict[str, str]) -> SinkTaskRunner:
     return task
 
 
+def convert(task: SinkTaskRunner, messages: list[Message]) -> tuple[SinkBatch, list[Message]]:
+    return task._convert(messages, _coordinates(messages))
+
+
 MESSAGES = [
     message("a", 0, 5, b"k1", b'{"x": 1, "y": [true, null]}'),
     message("a", 0, 6, None, None),  # tombstone
@@ -83,7 +87,7 @@ JSON_VALUES = {"key.converter": STRING, "value.converter": JSON,
 ])
 def test_batch_conversion_equals_record_by_record(converters: dict[str, str]) -> None:
     task = runner(converters)
-    batch, kept = task._convert(MESSAGES)
+    batch, kept = convert(task, MESSAGES)
     one_by_one, kept_one_by_one = task._one_by_one(MESSAGES)
     assert kept == kept_one_by_one == MESSAGES
     assert batch.values == one_by_one.values
@@ -94,7 +98,7 @@ def test_batch_conversion_equals_record_by_record(converters: dict[str, str]) ->
 
 
 def test_records_built_from_columns_have_every_field() -> None:
-    batch, _ = runner(JSON_VALUES)._convert(MESSAGES[2:3])
+    batch, _ = convert(runner(JSON_VALUES), MESSAGES[2:3])
     assert batch[0] == SinkRecord(
         topic="a", kafka_partition=1, kafka_offset=7, key="k2", key_schema=OPTIONAL_STRING,
         value="just a string", value_schema=None, timestamp=1_700_000_000_000,
@@ -117,14 +121,14 @@ def test_the_next_offset_follows_every_consumed_record_written_or_failed() -> No
 def test_a_record_that_fails_sends_the_poll_record_by_record() -> None:
     task = runner(JSON_VALUES)
     bad = [*MESSAGES, message("a", 0, 11, b"k", b"{not json")]
-    batch, kept = task._convert(bad)
+    batch, kept = convert(task, bad)
     assert len(batch) == len(MESSAGES) and kept == MESSAGES and task.errors.failed == 1
 
 
 def test_envelopes_convert_through_the_default_batch_method() -> None:
     task = runner({"key.converter": STRING, "value.converter": JSON})
     envelope = b'{"schema": {"type": "int32", "optional": false}, "payload": 7}'
-    batch, _ = task._convert([message("a", 0, 1, b"k", envelope)])
+    batch, _ = convert(task, [message("a", 0, 1, b"k", envelope)])
     assert batch.values == [7] and batch[0].value_schema == Schema(Type.INT32)
     assert batch.encoded_values == [None]  # not plain JSON of the value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import orjson
@@ -42,10 +43,17 @@ class StringConverter(Converter):
             raise DataError(f"Failed to deserialize string: {exc}") from exc
 
     def to_connect_batch(self, topic: str, data: list[bytes | None]) -> ConvertedBatch:
+        """Decoded only when read if every item is known to decode (every byte is a
+        character: a sink that never reads the keys never decodes them)."""
+        schemas: list[Schema | None] = [OPTIONAL_STRING] * len(data)
+        if self.encoding == "latin-1" or (self.encoding == "utf-8" and
+                                          b"".join(filter(None, data)).isascii()):
+            return ConvertedBatch(schemas, partial(self._decode_all, data))
+        return ConvertedBatch(schemas, self._decode_all(data))
+
+    def _decode_all(self, data: list[bytes | None]) -> list[str | None]:
         encoding = self.encoding
-        return ConvertedBatch([OPTIONAL_STRING] * len(data),
-                              [None if item is None else item.decode(encoding)
-                               for item in data])
+        return [None if item is None else item.decode(encoding) for item in data]
 
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if value is None:

@@ -45,6 +45,15 @@ FETCH_DEFAULTS = {
 """Consumer defaults (``consumer.*`` worker keys and ``consumer.override.*`` win)."""
 
 
+Coordinates = tuple[list[str], list[int], list[int]]
+"""Topic, partition and offset of each message of a poll, column by column."""
+
+
+def _coordinates(messages: list[Message]) -> Coordinates:
+    return (list(map(Message.topic, messages)), list(map(Message.partition, messages)),
+            list(map(Message.offset, messages)))
+
+
 def _to_connect_batch(converter: Converter, topics: list[str],
                       data: list[bytes | None]) -> ConvertedBatch:
     """``data`` converted by ``converter``, a batch per run of one topic."""
@@ -241,12 +250,13 @@ class SinkTaskRunner(TaskRunner):
         self.metrics.records_in += len(messages)
         if any(map(Message.error, messages)):
             messages = self._without_errors(messages)
+        where = _coordinates(messages)
+        topics, partitions, offsets = where
         # the one offset rule: after the last message of each partition, whatever
         # became of its record (written, dropped by a transform, sent to the DLQ)
         last = {TopicPartition(*tp): offset + 1 for tp, offset in dict(zip(
-            zip(map(Message.topic, messages), map(Message.partition, messages), strict=True),
-            map(Message.offset, messages), strict=True)).items()}
-        batch, kept = self._convert(messages)
+            zip(topics, partitions, strict=True), offsets, strict=True)).items()}
+        batch, kept = self._convert(messages, where)
         if self.chain:
             batch, kept = self._transform_all(batch, kept)
         self.active_topics.update(topic for topic, _ in last)
@@ -269,14 +279,16 @@ class SinkTaskRunner(TaskRunner):
                 self._consumer_error(error)
         return kept
 
-    def _convert(self, messages: list[Message]) -> tuple[SinkBatch, list[Message]]:
-        """The records of ``messages`` as one batch, and the messages they came from.
+    def _convert(self, messages: list[Message], where: Coordinates
+                 ) -> tuple[SinkBatch, list[Message]]:
+        """The records of ``messages`` (at ``where``) as one batch, and the messages they
+        came from.
 
         Keys and values are converted a batch at a time (``Converter.to_connect_batch``,
         per run of one topic); when that fails, the poll is converted record by record
         under ``errors.*`` so each failure is reported with its own message.
         """
-        topics = list(map(Message.topic, messages))
+        topics = where[0]
         raw_values = list(map(Message.value, messages))
         try:
             raw_headers = list(map(Message.headers, messages))
@@ -289,7 +301,7 @@ class SinkTaskRunner(TaskRunner):
         except Exception:
             return self._one_by_one(messages)
         encoded = raw_values if values.plain_json else [None] * len(messages)
-        return self._batch(messages, topics, headers, keys, values, encoded), messages
+        return self._batch(messages, where, headers, keys, values, encoded), messages
 
     def _one_by_one(self, messages: list[Message]) -> tuple[SinkBatch, list[Message]]:
         """``_convert`` record by record, as Apache does: key, value, headers, each under
@@ -325,15 +337,15 @@ class SinkTaskRunner(TaskRunner):
             headers.append(converted)
         encoded = [message.value() if value.plain_json else None
                    for message, value in zip(kept, values, strict=True)]
-        return self._batch(kept, list(map(Message.topic, kept)), headers,
-                           _column(keys), _column(values), encoded), kept
+        return self._batch(kept, _coordinates(kept), headers, _column(keys), _column(values),
+                           encoded), kept
 
-    def _batch(self, messages: list[Message], topics: list[str],
+    def _batch(self, messages: list[Message], where: Coordinates,
                headers: list[list[Header] | None], keys: ConvertedBatch,
                values: ConvertedBatch, encoded: list[bytes | None]) -> SinkBatch:
+        topics, partitions, offsets = where
         return SinkBatch.of_columns(SinkColumns(
-            topics=topics, partitions=list(map(Message.partition, messages)),
-            offsets=list(map(Message.offset, messages)),
+            topics=topics, partitions=partitions, offsets=offsets,
             timestamps=list(map(Message.timestamp, messages)), headers=headers, keys=keys,
             values=values, encoded=encoded))
 
