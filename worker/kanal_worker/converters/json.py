@@ -404,14 +404,7 @@ def schema_to_json(schema: Schema) -> dict[str, Any]:
         out["keys"] = schema_to_json(schema.key_schema)
         out["values"] = schema_to_json(schema.value_schema)
     out["optional"] = schema.optional
-    if schema.name is not None:
-        out["name"] = schema.name
-    if schema.version is not None:
-        out["version"] = schema.version
-    if schema.doc is not None:
-        out["doc"] = schema.doc
-    if schema.parameters:
-        out["parameters"] = dict(schema.parameters)
+    out.update(schema.metadata())
     if schema.default is not None:
         out["default"] = JsonConverter({"schemas.enable": "false"}, False).to_json_value(
             schema.with_(default=None), schema.default)
