@@ -248,6 +248,10 @@ build() {
   # Every build keeps its own tag: clones of the repository sharing the machine (and so
   # kanal:<version>) switch between their builds by retagging, not rebuilding.
   local build_tag="$image-$key"
+  if [[ -s $archive ]] && ! image_exists "$build_tag"; then
+    # the builder's storage was emptied, the archive of these sources is still here
+    b load -i "$archive" >/dev/null 2>&1 && b tag "docker.io/library/$image" "$build_tag" || true
+  fi
   if [[ -s $archive ]] && image_exists "$build_tag"; then
     tag_current "$build_tag"
     say "$image is up to date (build $key)"
