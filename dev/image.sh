@@ -12,9 +12,9 @@
 #                          this machine needs, e.g. dev/image.sh run kanal:0.1.0 --help
 #
 # Builder: docker when a Docker engine answers, else podman. On a Debian machine with
-# neither, podman and runc are installed with apt-get (as root). podman runs with runc
-# (crun fails on hybrid cgroup layouts) and with the build's ulimits set explicitly (raising
-# them needs CAP_SYS_RESOURCE, which VMs and containers often lack).
+# neither, podman, runc and the CNI plugins are installed with apt-get (as root). podman
+# runs with runc (crun fails on hybrid cgroup layouts) and with the build's ulimits set
+# explicitly (raising them needs CAP_SYS_RESOURCE, which VMs and containers often lack).
 #
 # Base image: the Dockerfile's default (the public python image) when it is present or
 # can be pulled. When no image registry is reachable, a Debian base with the same Python
@@ -104,7 +104,8 @@ builder() {
   if ! command -v podman >/dev/null || [[ ! -x /usr/sbin/runc ]]; then
     command -v apt-get >/dev/null ||
       die "neither Docker nor podman on this machine, and no apt-get to install podman: install Docker or podman"
-    apt_install podman runc
+    # RUN steps get their network from the CNI bridge plugin, which needs iptables
+    apt_install podman runc containernetworking-plugins iptables
   fi
   echo podman
 }
