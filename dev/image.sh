@@ -8,6 +8,8 @@
 #   dev/image.sh archive   print the path of the docker-archive, building it if needed
 #   dev/image.sh builder   print the builder command (docker or podman), installing
 #                          podman if the machine has neither
+#   dev/image.sh run ARGS  `docker run --rm ARGS` / `podman run --rm ARGS` with the options
+#                          this machine needs, e.g. dev/image.sh run kanal:0.1.0 --help
 #
 # Builder: docker when a Docker engine answers, else podman. On a Debian machine with
 # neither, podman and runc are installed with apt-get (as root). podman runs with runc
@@ -112,6 +114,8 @@ b() {
   fi
 }
 
+ULIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
+
 image_exists() {
   if [[ $BUILDER == podman ]]; then
     podman image exists "$1"
@@ -213,29 +217,39 @@ sources_hash() {
   ) | sha256sum | cut -c1-16
 }
 
+# The build's key: the sources, and the base when it is chosen by hand.
+build_key() {
+  if [[ -n ${PYTHON_IMAGE:-} ]]; then
+    printf '%s %s\n' "$(sources_hash)" "$PYTHON_IMAGE" | sha256sum | cut -c1-16
+  else
+    sources_hash
+  fi
+}
+
 archive_path() { printf '%s/%s-%s-%s.tar\n' "$IMAGE_CACHE" "$NAME" "$(version)" "$1"; }
 
 build() {
   local image key archive log base_image
   image=$(ref)
-  key=$(sources_hash)
+  key=$(build_key)
   archive=$(archive_path "$key")
   if [[ -s $archive ]] && image_exists "$image" &&
-    [[ $(b image inspect --format '{{index .Labels "org.kanal.sources"}}' "$image") == "$key" ]]; then
-    say "$image is up to date (sources $key)"
+    [[ $(b image inspect --format '{{index .Labels "org.kanal.build"}}' "$image") == "$key" ]]; then
+    say "$image is up to date (build $key)"
     return
   fi
   base_image=$(base)
   log="$IMAGE_CACHE/build.log"
   say "building $image with $BUILDER from $base_image"
   local started=$SECONDS
-  b build --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 \
-    --build-arg "PYTHON_IMAGE=$base_image" --label "org.kanal.sources=$key" \
+  b build "${ULIMITS[@]}" --build-arg "PYTHON_IMAGE=$base_image" --label "org.kanal.build=$key" \
     -t "$image" -t "docker.io/library/$image" "$ROOT" >"$log" 2>&1 ||
     fail_with_log "$log" "$BUILDER build of $image" \
       "fix the step that failed above, then run 'make image' again"
   say "built $image in $((SECONDS - started)) s; writing $archive"
-  rm -f "$IMAGE_CACHE/$NAME-$(version)"-*.tar
+  # Older archives go, but not the last two: another clone's scripts may be importing them.
+  find "$IMAGE_CACHE" -maxdepth 1 -name "$NAME-*.tar" -printf '%T@ %p\n' | sort -rn |
+    tail -n +3 | cut -d' ' -f2- | xargs -r rm -f
   # Named as containerd and kind resolve `kanal:<version>` (podman's own short name
   # would be localhost/kanal:<version>).
   b save -o "$archive.tmp" "docker.io/library/$image" >"$log" 2>&1 ||
@@ -244,6 +258,8 @@ build() {
 }
 
 print_builder() { printf '%s\n' "$BUILDER"; }
+
+run() { b run --rm "${ULIMITS[@]}" "$@"; }
 
 locked() {
   mkdir -p "$IMAGE_CACHE"
@@ -258,9 +274,14 @@ case ${1:-build} in
   ref) ref ;;
   archive)
     locked build
-    archive_path "$(sources_hash)"
+    archive_path "$(build_key)"
     ;;
   builder) locked print_builder ;;
+  run)
+    shift
+    BUILDER=$(builder)
+    run "$@"
+    ;;
   -h | --help | help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' ;;
-  *) die "usage: dev/image.sh [build|ref|archive|builder]" ;;
+  *) die "usage: dev/image.sh [build|ref|archive|builder|run ARGS...]" ;;
 esac
