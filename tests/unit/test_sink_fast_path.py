@@ -14,7 +14,7 @@ from confluent_kafka import Message
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kanal_worker.api import DataError, Settings, SinkTask
+from kanal_worker.api import DataError, RetriableError, Settings, SinkTask
 from kanal_worker.api.records import (
     ConvertedBatch,
     Header,
@@ -212,3 +212,29 @@ def test_numbers_beyond_a_double_are_read_exactly_as_apache_does() -> None:
     assert converter.to_connect("t", b"1" + b"0" * 400).value == 10 ** 400
     with pytest.raises(DataError, match="serialization error"):
         converter.to_connect("t", b'{"big": 1e999')
+
+
+class RevokedWhileRetrying(SinkTask[Settings]):
+    """Fails its first write; meanwhile partition a-1 is revoked (as the rebalance
+    callback would while the consumer polls during the retry)."""
+
+    def __init__(self, runner: SinkTaskRunner) -> None:
+        self.runner = runner
+        self.batches: list[list[tuple[str, int, int]]] = []
+
+    def write(self, batch: SinkBatch) -> None:
+        self.batches.append(batch.coordinates)
+        if len(self.batches) == 1:
+            self.runner._forget({TopicPartition("a", 1)})
+            raise RetriableError("storage away")
+
+
+def test_records_of_a_partition_revoked_during_a_retry_are_not_written_again() -> None:
+    task = runner(JSON_VALUES)
+    task.task = RevokedWhileRetrying(task)
+    task.polling = True  # no consumer here: the retry waits without polling
+    task._process(MESSAGES)
+    first, second = task.task.batches  # type: ignore[attr-defined]
+    assert ("a", 1, 7) in first and all(tp != ("a", 1) for *tp, _ in second)
+    assert len(second) == len(MESSAGES) - 1
+    assert task.consumed == {TopicPartition("a", 0): 7, TopicPartition("b", 0): 11}
