@@ -1,7 +1,7 @@
 """Record what Apache Kafka Connect's JsonConverter writes for Decimal values.
 
 Runs ``JsonConverterDecimals.java`` on the jars of the reference worker that
-``dev/stack up connect`` installs, and writes ``tests/golden/json-converter-decimals.json``,
+``dev/stack up connect`` installs, and writes ``tests/golden/converters/json-converter-decimals.json``,
 which ``tests/unit/test_converters.py`` compares Kanal's JsonConverter with:
 
     .venv/bin/python dev/golden/record_json_converter.py
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURE = ROOT / "tests" / "golden" / "json-converter-decimals.json"
+FIXTURE = ROOT / "tests" / "golden" / "converters" / "json-converter-decimals.json"
 PROBE = Path(__file__).with_name("JsonConverterDecimals.java")
 CASES = [(2, "12.34"), (2, "-0.05"), (-3, "1E+3"), (8, "0.00000001"), (0, "0"),
          (1, "123456789012345678901234567890.5"), (4, "-987654321.1234")]
