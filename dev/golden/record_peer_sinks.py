@@ -128,6 +128,20 @@ CASES = [
          ['{"vehicle": "truck-7", "speed": 88}', '{"vehicle": "car-1", "speed": 130.5}'],
          {**SCHEMALESS, "transforms": "tag", "transforms.tag.type": T + "InsertField$Value",
           "transforms.tag.static.field": "pipeline", "transforms.tag.static.value": "bench"}),
+    Case("json-schemaless-copied-maps", "Transforms that copy a map (InsertField) or build "
+         "a LinkedHashMap (Flatten): Java's iteration order depends on how the map was made",
+         [json.dumps(v) for v in (
+             {"id": 1}, {"vehicle": "truck-7", "speed": 88, "lat": 1.5, "lon": 2.5, "fuel": 3},
+             TWELVE_KEYS, {"zeta": {"b": 1, "a": {"y": 2, "x": 3}}, "alpha": 0})],
+         {**SCHEMALESS, "transforms": "tag,flat",
+          "transforms.tag.type": T + "InsertField$Value",
+          "transforms.tag.static.field": "pipeline", "transforms.tag.static.value": "bench",
+          "transforms.flat.type": T + "Flatten$Value"}),
+    Case("json-schemaless-inserted", "InsertField on maps of a few keys",
+         [json.dumps(v) for v in ({"id": 1}, {"b": 1, "a": 2}, {"k1": 1, "k2": 2, "k3": 3},
+                                  {f"f{i}": i for i in range(6)}, TWELVE_KEYS)],
+         {**SCHEMALESS, "transforms": "tag", "transforms.tag.type": T + "InsertField$Value",
+          "transforms.tag.static.field": "pipeline", "transforms.tag.static.value": "bench"}),
     Case("json-schemas-struct", "JsonConverter with schemas: a Struct of every type",
          [envelope(READING, {
              "vehicle": "truck-7", "speed": 88.5, "ratio": 0.1, "gear": 3, "rpm": -2000,

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from kanal_worker.api.config import Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import LinkedHashMap, java_items
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import Schema, Type
 from kanal_worker.transforms._util import (
@@ -60,7 +61,7 @@ class Flatten(KeyOrValueTransform[R]):
             return record
         schema = self.operating_schema(record)
         if schema is None:
-            flat: dict[str, Any] = {}
+            flat = LinkedHashMap()
             self._flatten_map(require_map(value, PURPOSE), "", flat)
             return self.new_record(record, None, flat)
         require_struct(value, schema, PURPOSE)
@@ -73,7 +74,7 @@ class Flatten(KeyOrValueTransform[R]):
         return self.new_record(record, updated, flat_struct)
 
     def _flatten_map(self, value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
-        for key, item in value.items():
+        for key, item in java_items(value):  # Apache walks the map in Java's order
             name = self._name(prefix, key)
             if item is None:
                 out[name] = None

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationInfo, field_validator
 
 from kanal_worker.api.config import Settings, setting
+from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import EPOCH, TIMESTAMP, Schema, Type
 from kanal_worker.transforms._util import (
@@ -117,9 +118,9 @@ class InsertField(KeyOrValueTransform[R]):
             return record
         schema = self.operating_schema(record)
         if schema is None:
-            updated = dict(require_map(value, PURPOSE))
-            self._insert(updated, record, as_datetime=False)
-            return self.new_record(record, None, updated)
+            copied = JavaHashMap.copy_of(require_map(value, PURPOSE))
+            self._insert(copied, record, as_datetime=False)
+            return self.new_record(record, None, copied)
         struct = require_struct(value, schema, PURPOSE)
         updated_schema = self.cache.get(schema, self._schema_with_insertions)
         updated = {f.name: field_value(struct, f, self.replace_null_with_default)

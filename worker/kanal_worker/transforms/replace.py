@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
+from kanal_worker.api.java_text import JavaHashMap, java_items
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import Schema
 from kanal_worker.transforms._util import (
@@ -80,9 +81,10 @@ class ReplaceField(KeyOrValueTransform[R]):
         schema = self.operating_schema(record)
         if schema is None:
             original = require_map(value, PURPOSE)
-            return self.new_record(record, None, {
-                self.renames.get(name, name): item for name, item in original.items()
-                if self._kept(name)})
+            replaced = JavaHashMap.sized(len(original))
+            replaced.update((self.renames.get(name, name), item)
+                            for name, item in java_items(original) if self._kept(name))
+            return self.new_record(record, None, replaced)
         struct = require_struct(value, schema, PURPOSE)
         updated_schema = self.cache.get(schema, self._replaced_schema)
         updated: dict[str, Any] = {}
