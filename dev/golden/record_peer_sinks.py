@@ -142,6 +142,15 @@ CASES = [
                                   {f"f{i}": i for i in range(6)}, TWELVE_KEYS)],
          {**SCHEMALESS, "transforms": "tag", "transforms.tag.type": T + "InsertField$Value",
           "transforms.tag.static.field": "pipeline", "transforms.tag.static.value": "bench"}),
+    Case("json-schemaless-replaced", "ReplaceField (a map sized in advance), then MaskField "
+         "and Cast (copies)",
+         [json.dumps(v) for v in ({"id": 1, "secret": "s"},
+                                  {"k1": 1, "k2": 2, "k3": 3, "secret": "s", "speed": "88"},
+                                  {f"f{i}": i for i in range(7)})],
+         {**SCHEMALESS, "transforms": "r,m,c", "transforms.r.type": T + "ReplaceField$Value",
+          "transforms.r.exclude": "secret", "transforms.r.renames": "k1:first,f6:last",
+          "transforms.m.type": T + "MaskField$Value", "transforms.m.fields": "k2",
+          "transforms.c.type": T + "Cast$Value", "transforms.c.spec": "speed:int32"}),
     Case("json-schemas-struct", "JsonConverter with schemas: a Struct of every type",
          [envelope(READING, {
              "vehicle": "truck-7", "speed": 88.5, "ratio": 0.1, "gear": 3, "rpm": -2000,
