@@ -8,11 +8,13 @@
 #   dev/image.sh archive   print the path of the docker-archive, building it if needed
 #   dev/image.sh builder   print the builder command (docker or podman), installing
 #                          podman if the machine has neither
+#   dev/image.sh run ARGS  `docker run --rm ARGS` / `podman run --rm ARGS` with the options
+#                          this machine needs, e.g. dev/image.sh run kanal:0.1.0 --help
 #
 # Builder: docker when a Docker engine answers, else podman. On a Debian machine with
-# neither, podman and runc are installed with apt-get (as root). podman runs with runc
-# (crun fails on hybrid cgroup layouts) and with the build's ulimits set explicitly (raising
-# them needs CAP_SYS_RESOURCE, which VMs and containers often lack).
+# neither, podman, runc and the CNI plugins are installed with apt-get (as root). podman
+# runs with runc (crun fails on hybrid cgroup layouts) and with the build's ulimits set
+# explicitly (raising them needs CAP_SYS_RESOURCE, which VMs and containers often lack).
 #
 # Base image: the Dockerfile's default (the public python image) when it is present or
 # can be pulled. When no image registry is reachable, a Debian base with the same Python
@@ -71,7 +73,7 @@ ref() { printf '%s:%s\n' "$NAME" "$(version)"; }
 # ------------------------------------------------------------------ builder
 apt_install() {
   [[ $(id -u) == 0 ]] || die "installing $* needs root (or install them yourself: apt-get install $*)"
-  command -v apt-get >/dev/null || die "no docker or podman, and no apt-get to install podman; install Docker or podman"
+  command -v apt-get >/dev/null || die "no apt-get to install $*: install $* yourself"
   local log="$IMAGE_CACHE/apt.log"
   mkdir -p "$IMAGE_CACHE"
   say "installing $* with apt-get"
@@ -99,7 +101,12 @@ builder() {
     echo docker
     return
   fi
-  command -v podman >/dev/null && [[ -x /usr/sbin/runc ]] || apt_install podman runc
+  if ! command -v podman >/dev/null || [[ ! -x /usr/sbin/runc ]]; then
+    command -v apt-get >/dev/null ||
+      die "neither Docker nor podman on this machine, and no apt-get to install podman: install Docker or podman"
+    # RUN steps get their network from the CNI bridge plugin, which needs iptables
+    apt_install podman runc containernetworking-plugins iptables
+  fi
   echo podman
 }
 
@@ -111,6 +118,8 @@ b() {
     docker "$@"
   fi
 }
+
+ULIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
 
 image_exists() {
   if [[ $BUILDER == podman ]]; then
@@ -170,6 +179,7 @@ build_local_base() {
     fail_with_log "$log" "update-ca-certificates in the local base" "see the log above"
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" . && mv -f "$tarball.tmp" "$tarball"
+  find "$IMAGE_CACHE" -maxdepth 1 -name 'debian-base-*.tar' ! -path "$tarball" -delete
   rm -rf "$rootfs"
   trap - EXIT
 }
@@ -193,7 +203,7 @@ base() {
     return
   fi
   say "cannot pull $public (no image registry reachable): using a local Debian base"
-  tarball="$IMAGE_CACHE/kanal-base-$BASE_SUITE-$key.tar"
+  tarball="$IMAGE_CACHE/debian-base-$BASE_SUITE-$key.tar"
   [[ -s $tarball ]] || build_local_base "$tag" "$tarball"
   b import --change 'CMD ["python3"]' "$tarball" "$tag" >"$IMAGE_CACHE/import.log" 2>&1 ||
     fail_with_log "$IMAGE_CACHE/import.log" "$BUILDER import of the local base" \
@@ -213,37 +223,74 @@ sources_hash() {
   ) | sha256sum | cut -c1-16
 }
 
+# The build's key: the sources, and the base when it is chosen by hand.
+build_key() {
+  if [[ -n ${PYTHON_IMAGE:-} ]]; then
+    printf '%s %s\n' "$(sources_hash)" "$PYTHON_IMAGE" | sha256sum | cut -c1-16
+  else
+    sources_hash
+  fi
+}
+
 archive_path() { printf '%s/%s-%s-%s.tar\n' "$IMAGE_CACHE" "$NAME" "$(version)" "$1"; }
 
-build() {
-  local image key archive log base_image
+# tag_current BUILD_TAG: point kanal:<version> (both spellings) at BUILD_TAG.
+tag_current() {
+  local image
   image=$(ref)
-  key=$(sources_hash)
+  b tag "$1" "$image" && b tag "$1" "docker.io/library/$image"
+}
+
+build() {
+  local image key archive log base_image started
+  image=$(ref)
+  key=$(build_key)
   archive=$(archive_path "$key")
-  if [[ -s $archive ]] && image_exists "$image" &&
-    [[ $(b image inspect --format '{{index .Labels "org.kanal.sources"}}' "$image") == "$key" ]]; then
-    say "$image is up to date (sources $key)"
+  # Every build keeps its own tag: clones of the repository sharing the machine (and so
+  # kanal:<version>) switch between their builds by retagging, not rebuilding.
+  local build_tag="$image-$key"
+  if [[ -s $archive ]] && ! image_exists "$build_tag"; then
+    # the builder's storage was emptied, the archive of these sources is still here
+    b load -i "$archive" >/dev/null 2>&1 && b tag "docker.io/library/$image" "$build_tag" || true
+  fi
+  if [[ -s $archive ]] && image_exists "$build_tag"; then
+    tag_current "$build_tag"
+    say "$image is up to date (build $key)"
     return
   fi
   base_image=$(base)
   log="$IMAGE_CACHE/build.log"
   say "building $image with $BUILDER from $base_image"
-  local started=$SECONDS
-  b build --ulimit nofile=1024:1024 --ulimit nproc=4096:4096 \
-    --build-arg "PYTHON_IMAGE=$base_image" --label "org.kanal.sources=$key" \
-    -t "$image" -t "docker.io/library/$image" "$ROOT" >"$log" 2>&1 ||
+  started=$SECONDS
+  b build "${ULIMITS[@]}" --build-arg "PYTHON_IMAGE=$base_image" -t "$build_tag" "$ROOT" \
+    >"$log" 2>&1 ||
     fail_with_log "$log" "$BUILDER build of $image" \
       "fix the step that failed above, then run 'make image' again"
+  tag_current "$build_tag"
   say "built $image in $((SECONDS - started)) s; writing $archive"
-  rm -f "$IMAGE_CACHE/$NAME-$(version)"-*.tar
   # Named as containerd and kind resolve `kanal:<version>` (podman's own short name
   # would be localhost/kanal:<version>).
   b save -o "$archive.tmp" "docker.io/library/$image" >"$log" 2>&1 ||
     fail_with_log "$log" "$BUILDER save of $image" "see the log above"
   mv -f "$archive.tmp" "$archive"
+  prune
+}
+
+# prune: keep the three newest builds (other clones' scripts may be importing theirs).
+prune() {
+  local old
+  find "$IMAGE_CACHE" -maxdepth 1 -name "$NAME-[0-9]*.tar" -printf '%T@ %p\n' | sort -rn |
+    tail -n +4 | cut -d' ' -f2- | while read -r old; do
+    rm -f "$old"
+    old=${old##*/}
+    old=${old%.tar}
+    b rmi "$NAME:${old#"$NAME"-}" >/dev/null 2>&1 || true
+  done
 }
 
 print_builder() { printf '%s\n' "$BUILDER"; }
+
+run() { b run --rm "${ULIMITS[@]}" "$@"; }
 
 locked() {
   mkdir -p "$IMAGE_CACHE"
@@ -258,9 +305,14 @@ case ${1:-build} in
   ref) ref ;;
   archive)
     locked build
-    archive_path "$(sources_hash)"
+    archive_path "$(build_key)"
     ;;
   builder) locked print_builder ;;
+  run)
+    shift
+    BUILDER=$(builder)
+    run "$@"
+    ;;
   -h | --help | help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' ;;
-  *) die "usage: dev/image.sh [build|ref|archive|builder]" ;;
+  *) die "usage: dev/image.sh [build|ref|archive|builder|run ARGS...]" ;;
 esac

@@ -34,7 +34,7 @@ from kanal_worker.runtime.offsets import (
     OffsetStore,
 )
 from kanal_worker.runtime.progress import ProgressReporter
-from kanal_worker.runtime.registry import plugins
+from kanal_worker.runtime.registry import missing_extra, plugins
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.validation import errors_of, validate
 
@@ -259,7 +259,13 @@ def _install_extra_commands() -> None:
 
 def main() -> None:
     _install_extra_commands()
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        hint = missing_extra(exc)
+        if hint is None:
+            raise
+        raise SystemExit(fail(hint).exit_code) from None
 
 
 __all__ = ["app", "main"]

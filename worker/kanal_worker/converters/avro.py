@@ -294,16 +294,8 @@ class _Names:
 
 
 def _avro_schema(schema: Schema, metadata: bool, names: _Names) -> Any:
-    props: dict[str, Any] = {}
-    if metadata:
-        if schema.name is not None:
-            props["connect.name"] = schema.name
-        if schema.version is not None:
-            props["connect.version"] = schema.version
-        if schema.doc is not None:
-            props["connect.doc"] = schema.doc
-        if schema.parameters:
-            props["connect.parameters"] = dict(schema.parameters)
+    props = ({f"connect.{key}": value for key, value in schema.metadata().items()}
+             if metadata else {})
     if schema.name == DECIMAL:
         parameters = schema.parameters or {}
         return {"type": "bytes", "logicalType": "decimal",

@@ -24,21 +24,17 @@ from kanal_worker.transforms._util import (
     KeyOrValueTransform,
     SchemaCache,
     checked,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
 )
 
 R = TypeVar("R", bound=ConnectRecord)
 
-REPLACE_NULL_DOC = ("Whether to replace fields that have a default value and that are null to "
-                    "the default value. When set to true, the default value is used, otherwise "
-                    "null is used.")
-
 
 class ExtractFieldSettings(Settings):
     field: str = setting(key="field", doc="Field name to extract.")
-    replace_null_with_default: bool = setting(True, key="replace.null.with.default",
-                                              doc=REPLACE_NULL_DOC)
+    replace_null_with_default: bool = replace_null_with_default_setting()
     field_syntax_version: SyntaxVersion = setting(
         "V1", key=SYNTAX_VERSION_KEY, importance="HIGH", doc=SYNTAX_VERSION_DOC,
         validate_default=True)

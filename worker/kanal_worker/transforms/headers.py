@@ -19,6 +19,7 @@ from kanal_worker.transforms._util import (
     KeyOrValueTransform,
     SchemaCache,
     field_value,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
     struct_schema_like,
@@ -68,10 +69,7 @@ class HeaderFromSettings(Settings):
         doc="Either move if the fields are to be moved to the headers (removed from the "
             "key/value), or copy if the fields are to be copied to the headers (retained in "
             "the key/value).")
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
     _fields_non_empty = field_validator("fields")(non_empty)
 

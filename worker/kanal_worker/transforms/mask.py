@@ -21,6 +21,8 @@ from kanal_worker.transforms._util import (
     field_value,
     infer_type,
     java_class_name,
+    non_empty,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
 )
@@ -37,17 +39,9 @@ class MaskFieldSettings(Settings):
         None, key="replacement", importance="LOW",
         doc="Custom value replacement, that will be applied to all 'fields' values (numeric or "
             "non-empty string values only).")
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
-    @field_validator("fields")
-    @classmethod
-    def _non_empty(cls, fields: list[str]) -> list[str]:
-        if not fields:
-            raise ValueError("Empty list")
-        return fields
+    _fields_given = field_validator("fields")(non_empty)
 
     @field_validator("replacement")
     @classmethod

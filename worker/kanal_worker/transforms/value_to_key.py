@@ -18,6 +18,8 @@ from kanal_worker.transforms._util import (
     SchemaCache,
     checked,
     field_value,
+    non_empty,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
 )
@@ -31,17 +33,9 @@ class ValueToKeySettings(Settings):
     fields: CommaList = setting(
         key="fields", importance="HIGH",
         doc="Field names on the record value to extract as the record key.")
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
-    @field_validator("fields")
-    @classmethod
-    def _non_empty(cls, fields: list[str]) -> list[str]:
-        if not fields:
-            raise ValueError("Empty list")
-        return fields
+    _fields_given = field_validator("fields")(non_empty)
 
 
 class ValueToKey(Transformation[R]):

@@ -200,10 +200,7 @@ class AvroFormat(FileFormat):
 
     def prepare(self, value: Any, schema: Schema | None,
                 encoded: bytes | None) -> tuple[Schema | None, Any]:
-        if schema is None:
-            schema = schemas.infer(value)
-        else:
-            schemas.check(value, schema)
+        schema = schemas.fit(value, schema)
         return schema, self._compiled(schema)[2](value)
 
     def _compiled(self, schema: Schema) -> tuple[Schema, Any, Callable[[Any], Any]]:

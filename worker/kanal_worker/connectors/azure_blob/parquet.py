@@ -29,10 +29,7 @@ class ParquetFormat(FileFormat):
 
     def prepare(self, value: Any, schema: Schema | None,
                 encoded: bytes | None) -> tuple[Schema | None, Any]:
-        if schema is None:
-            schema = schemas.infer(value)
-        else:
-            schemas.check(value, schema)
+        schema = schemas.fit(value, schema)
         if schema.type != Type.STRUCT:
             return schema, {"value": value}
         return schema, value

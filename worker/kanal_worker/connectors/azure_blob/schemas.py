@@ -159,6 +159,15 @@ Checker = Callable[[Any, str], None]
 _checkers: dict[int, tuple[Schema, Checker]] = {}
 
 
+def fit(value: Any, schema: Schema | None) -> Schema:
+    """The schema a file holding ``value`` is keyed on: the record's own once the value is
+    checked against it, or one inferred from a schemaless value."""
+    if schema is None:
+        return infer(value)
+    check(value, schema)
+    return schema
+
+
 def check(value: Any, schema: Schema) -> None:
     """Raise DataError naming the path of the first part of ``value`` that ``schema``
     does not allow (compiled once per schema)."""
