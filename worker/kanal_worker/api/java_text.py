@@ -14,7 +14,7 @@ import ctypes
 import datetime as dt
 import math
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -22,6 +22,51 @@ from kanal_worker.api.schema import DATE, TIME, TIMESTAMP, Schema, Type
 
 HASH_MAP_CAPACITY = 16
 """``new HashMap<>()``'s first table; it doubles when more than 3/4 full."""
+
+
+class JavaHashMap(dict[Any, Any]):
+    """A schemaless map Apache made with a table size of its own: a transform's copy
+    (``new HashMap<>(map)``) or a map sized in advance (``new HashMap<>(n)``). Java iterates
+    a hash map by bucket, so the table size decides the order it prints in; a plain
+    ``dict`` is a ``new HashMap<>()`` filled in its order."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, items: Iterable[tuple[Any, Any]] = (), *,
+                 table: int = HASH_MAP_CAPACITY) -> None:
+        super().__init__(items)
+        self.table = table
+
+    @classmethod
+    def copy_of(cls, original: Mapping[Any, Any]) -> JavaHashMap:
+        """``new HashMap<>(original)`` as Java 17 sizes it: a table for the entries at 3/4
+        load plus one (later JDKs round up instead), filled in the original's order."""
+        wanted = int(len(original) / 0.75 + 1.0) if original else HASH_MAP_CAPACITY
+        return cls(java_items(original), table=_power_of_two(wanted))
+
+    @classmethod
+    def sized(cls, size: int) -> JavaHashMap:
+        """``new HashMap<>(size)``, empty."""
+        return cls(table=_power_of_two(size))
+
+
+class LinkedHashMap(dict[Any, Any]):
+    """A schemaless map Java iterates in insertion order (``new LinkedHashMap<>()``)."""
+
+
+def _power_of_two(at_least: int) -> int:
+    """``HashMap.tableSizeFor``: the smallest power of two not below ``at_least`` (min 1)."""
+    return 1 << max(0, at_least - 1).bit_length()
+
+
+def java_items(value: Mapping[Any, Any], key_schema: Schema | None = None
+               ) -> list[tuple[Any, Any]]:
+    """The entries of ``value`` in the order Java iterates the map Apache holds for it."""
+    if isinstance(value, LinkedHashMap):
+        return list(value.items())
+    order = _hash_map_order(tuple(value), key_schema.type if key_schema is not None else None,
+                            getattr(value, "table", HASH_MAP_CAPACITY))
+    return [(key, value[key]) for key in order]
 
 
 def to_float32(value: float) -> float:
@@ -130,10 +175,10 @@ def _list_string(items: Any, item_schema: Schema | None) -> str:
 
 def _map_string(value: Mapping[Any, Any], key_schema: Schema | None,
                 value_schema: Schema | None) -> str:
-    order = _hash_map_order(tuple(value), key_schema.type if key_schema is not None else None)
     return "{" + ", ".join([
         f"{key if type(key) is str else java_string(key, key_schema)}="
-        f"{java_string(value[key], value_schema)}" for key in order]) + "}"
+        f"{java_string(item, value_schema)}"
+        for key, item in java_items(value, key_schema)]) + "}"
 
 
 _SCHEMALESS: dict[type, Callable[[Any], str]] = {
@@ -143,20 +188,22 @@ _SCHEMALESS: dict[type, Callable[[Any], str]] = {
     bool: lambda value: "true" if value else "false",
     type(None): lambda value: "null",
     dict: lambda value: _map_string(value, None, None),
+    JavaHashMap: lambda value: _map_string(value, None, None),
+    LinkedHashMap: lambda value: _map_string(value, None, None),
     list: lambda value: _list_string(value, None),
 }
 """Printers of the exact classes schemaless values come in, found in one lookup."""
 
 
 @lru_cache(maxsize=1024)
-def _hash_map_order(keys: tuple[Any, ...], key_type: Type | None) -> tuple[Any, ...]:
-    """The keys in the order a ``HashMap`` filled with them in this order iterates: by
-    bucket (the spread hash modulo the table size), then by insertion. Records of a topic
-    mostly share their keys, so the order is computed once per key set.
-
-    A map Apache copies (``new HashMap<>(map)``) may start from another table size, and a
-    bucket of 8 or more colliding keys becomes a tree: both are left out."""
-    capacity = HASH_MAP_CAPACITY
+def _hash_map_order(keys: tuple[Any, ...], key_type: Type | None,
+                    table: int) -> tuple[Any, ...]:
+    """The keys in the order a ``HashMap`` whose table started at ``table`` and was
+    filled with them in this order iterates: by bucket (the spread hash modulo the table
+    size, which doubles past 3/4 load), then by insertion. Records of a topic mostly share
+    their keys, so the order is computed once per key set. (A bucket of 8 or more
+    colliding keys becomes a tree in Java; that is left out.)"""
+    capacity = table
     while len(keys) > capacity * 3 // 4:
         capacity *= 2
     try:

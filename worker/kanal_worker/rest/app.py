@@ -253,6 +253,8 @@ def get_connector_status(connector: ConnectorPath, herder: HerderDep) -> dict[st
 def get_tasks(connector: ConnectorPath, herder: HerderDep) -> list[dict[str, Any]]:
     """Each task's id and configuration (with ``task.class``, as Apache's)."""
     configs = herder.task_configs(connector)
+    if not configs:  # no tasks planned (stopped, or a class that cannot plan)
+        return []
     connector_class = herder.connector_config(connector).get("connector.class", "")
     task_class = registry.find("connector", connector_class, "connector.class").task_class_name
     return [{"id": {"connector": connector, "task": index},

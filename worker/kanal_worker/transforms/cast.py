@@ -13,7 +13,7 @@ from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
-from kanal_worker.api.java_text import double_to_string, float_to_string, to_float32
+from kanal_worker.api.java_text import JavaHashMap, double_to_string, float_to_string, to_float32
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import (
     DATE,
@@ -136,7 +136,7 @@ class Cast(NullSafeTransform[R]):
             return self.new_record(record, None, cast_value(None, value,
                                                             self.whole_value_type))
         original = require_map(value, PURPOSE)
-        updated = dict(original)
+        updated = JavaHashMap.copy_of(original)
         for field, target in self.casts.items():
             assert field is not None
             updated[field] = cast_value(None, original.get(field), target)

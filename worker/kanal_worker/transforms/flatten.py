@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from kanal_worker.api.config import Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import LinkedHashMap, java_items
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import Schema, Type
 from kanal_worker.transforms._util import (
@@ -55,7 +56,7 @@ class Flatten(NullSafeTransform[R]):
         return f"{prefix}{self.delimiter}{name}" if prefix else name
 
     def apply_schemaless(self, record: R, value: Any) -> R:
-        flat: dict[str, Any] = {}
+        flat = LinkedHashMap()
         self._flatten_map(require_map(value, PURPOSE), "", flat)
         return self.new_record(record, None, flat)
 
@@ -70,7 +71,7 @@ class Flatten(NullSafeTransform[R]):
         return self.new_record(record, updated, flat_struct)
 
     def _flatten_map(self, value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
-        for key, item in value.items():
+        for key, item in java_items(value):  # Apache walks the map in Java's order
             name = self._name(prefix, key)
             if item is None:
                 out[name] = None

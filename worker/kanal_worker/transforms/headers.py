@@ -9,6 +9,7 @@ from pydantic import ValidationInfo, field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.plugins import Transformation
 from kanal_worker.api.records import ConnectRecord, Header
 from kanal_worker.api.schema import Schema
@@ -106,7 +107,7 @@ class HeaderFrom(KeyOrValueTransform[R]):
         headers = list(record.headers)
         if schema is None:
             original = require_map(value, self.purpose)
-            updated = dict(original)
+            updated = JavaHashMap.copy_of(original)
             for name, header in self.pairs:
                 if self.move:
                     updated.pop(name, None)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationInfo, field_validator
 
 from kanal_worker.api.config import Settings, setting
+from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import EPOCH, TIMESTAMP, Schema, Type
 from kanal_worker.transforms._util import (
@@ -110,9 +111,9 @@ class InsertField(NullSafeTransform[R]):
         self.cache = SchemaCache()
 
     def apply_schemaless(self, record: R, value: Any) -> R:
-        updated = dict(require_map(value, PURPOSE))
-        self._insert(updated, record, as_datetime=False)
-        return self.new_record(record, None, updated)
+        copied = JavaHashMap.copy_of(require_map(value, PURPOSE))
+        self._insert(copied, record, as_datetime=False)
+        return self.new_record(record, None, copied)
 
     def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
         struct = require_struct(value, schema, PURPOSE)

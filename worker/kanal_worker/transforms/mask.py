@@ -11,7 +11,7 @@ from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
-from kanal_worker.api.java_text import to_float32
+from kanal_worker.api.java_text import JavaHashMap, to_float32
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import DECIMAL, EPOCH, Schema, Type
 from kanal_worker.transforms import _java
@@ -71,7 +71,7 @@ class MaskField(KeyOrValueTransform[R]):
         value = self.operating_value(record)
         if schema is None:
             original = require_map(value, PURPOSE)
-            updated = dict(original)
+            updated = JavaHashMap.copy_of(original)
             for name in self.fields:
                 updated[name] = self._masked(original.get(name), None)
             return self.new_record(record, None, updated)

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
+from kanal_worker.api.java_text import JavaHashMap, java_items
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import Schema
 from kanal_worker.transforms._util import (
@@ -73,9 +74,10 @@ class ReplaceField(NullSafeTransform[R]):
 
     def apply_schemaless(self, record: R, value: Any) -> R:
         original = require_map(value, PURPOSE)
-        return self.new_record(record, None, {
-            self.renames.get(name, name): item for name, item in original.items()
-            if self._kept(name)})
+        replaced = JavaHashMap.sized(len(original))
+        replaced.update((self.renames.get(name, name), item)
+                        for name, item in java_items(original) if self._kept(name))
+        return self.new_record(record, None, replaced)
 
     def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
         struct = require_struct(value, schema, PURPOSE)

@@ -11,6 +11,7 @@ from pydantic import ValidationInfo, field_validator
 
 from kanal_worker.api.config import Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import (
     DATE,
@@ -157,7 +158,7 @@ class TimestampConverter(KeyOrValueTransform[R]):
         if schema is None:
             if value is None or not self.field:
                 return self.new_record(record, None, self.convert(value, None))
-            updated = dict(require_map(value, PURPOSE))
+            updated = JavaHashMap.copy_of(require_map(value, PURPOSE))
             updated[self.field] = self.convert(updated.get(self.field), None)
             return self.new_record(record, None, updated)
         if not self.field:

@@ -9,6 +9,7 @@ from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.plugins import Transformation
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import Schema, struct
@@ -54,7 +55,9 @@ class ValueToKey(Transformation[R]):
     def apply(self, record: R) -> R:
         if record.value_schema is None:
             value = require_map(record.value, PURPOSE)
-            return record.replace(key={f: value.get(f) for f in self.fields}, key_schema=None)
+            fields = JavaHashMap.sized(len(self.fields))
+            fields.update((f, value.get(f)) for f in self.fields)
+            return record.replace(key=fields, key_schema=None)
         schema = record.value_schema
         struct_value = require_struct(record.value, schema, PURPOSE)
         key_schema = self.cache.get(schema, self._key_schema)
