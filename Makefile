@@ -13,10 +13,13 @@ help:
 	@echo "make image  - build the kanal:<version> image (Docker or podman) and its archive"
 	@echo "make lock   - regenerate requirements.lock from pyproject.toml"
 
-$(VENV)/.installed: pyproject.toml
+# The runtime dependencies at the versions of requirements.lock, as in the image (pip
+# cannot check hashes of an editable install, so only the pins are kept).
+$(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[all,dev]'
+	grep -o '^[A-Za-z0-9][^\\]*' requirements.lock >$(VENV)/constraints.txt
+	$(VENV)/bin/pip install -q -c $(VENV)/constraints.txt -e '.[all,dev]'
 	touch $@
 
 venv: $(VENV)/.installed

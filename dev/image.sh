@@ -12,9 +12,9 @@
 #                          this machine needs, e.g. dev/image.sh run kanal:0.1.0 --help
 #
 # Builder: docker when a Docker engine answers, else podman. On a Debian machine with
-# neither, podman and runc are installed with apt-get (as root). podman runs with runc
-# (crun fails on hybrid cgroup layouts) and with the build's ulimits set explicitly (raising
-# them needs CAP_SYS_RESOURCE, which VMs and containers often lack).
+# neither, podman, runc and the CNI plugins are installed with apt-get (as root). podman
+# runs with runc (crun fails on hybrid cgroup layouts) and with the build's ulimits set
+# explicitly (raising them needs CAP_SYS_RESOURCE, which VMs and containers often lack).
 #
 # Base image: the Dockerfile's default (the public python image) when it is present or
 # can be pulled. When no image registry is reachable, a Debian base with the same Python
@@ -73,7 +73,7 @@ ref() { printf '%s:%s\n' "$NAME" "$(version)"; }
 # ------------------------------------------------------------------ builder
 apt_install() {
   [[ $(id -u) == 0 ]] || die "installing $* needs root (or install them yourself: apt-get install $*)"
-  command -v apt-get >/dev/null || die "no docker or podman, and no apt-get to install podman; install Docker or podman"
+  command -v apt-get >/dev/null || die "no apt-get to install $*: install $* yourself"
   local log="$IMAGE_CACHE/apt.log"
   mkdir -p "$IMAGE_CACHE"
   say "installing $* with apt-get"
@@ -101,7 +101,12 @@ builder() {
     echo docker
     return
   fi
-  command -v podman >/dev/null && [[ -x /usr/sbin/runc ]] || apt_install podman runc
+  if ! command -v podman >/dev/null || [[ ! -x /usr/sbin/runc ]]; then
+    command -v apt-get >/dev/null ||
+      die "neither Docker nor podman on this machine, and no apt-get to install podman: install Docker or podman"
+    # RUN steps get their network from the CNI bridge plugin, which needs iptables
+    apt_install podman runc containernetworking-plugins iptables
+  fi
   echo podman
 }
 
@@ -174,6 +179,7 @@ build_local_base() {
     fail_with_log "$log" "update-ca-certificates in the local base" "see the log above"
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" . && mv -f "$tarball.tmp" "$tarball"
+  find "$IMAGE_CACHE" -maxdepth 1 -name 'debian-base-*.tar' ! -path "$tarball" -delete
   rm -rf "$rootfs"
   trap - EXIT
 }
@@ -197,7 +203,7 @@ base() {
     return
   fi
   say "cannot pull $public (no image registry reachable): using a local Debian base"
-  tarball="$IMAGE_CACHE/kanal-base-$BASE_SUITE-$key.tar"
+  tarball="$IMAGE_CACHE/debian-base-$BASE_SUITE-$key.tar"
   [[ -s $tarball ]] || build_local_base "$tag" "$tarball"
   b import --change 'CMD ["python3"]' "$tarball" "$tag" >"$IMAGE_CACHE/import.log" 2>&1 ||
     fail_with_log "$IMAGE_CACHE/import.log" "$BUILDER import of the local base" \
@@ -228,33 +234,58 @@ build_key() {
 
 archive_path() { printf '%s/%s-%s-%s.tar\n' "$IMAGE_CACHE" "$NAME" "$(version)" "$1"; }
 
+# tag_current BUILD_TAG: point kanal:<version> (both spellings) at BUILD_TAG.
+tag_current() {
+  local image
+  image=$(ref)
+  b tag "$1" "$image" && b tag "$1" "docker.io/library/$image"
+}
+
 build() {
-  local image key archive log base_image
+  local image key archive log base_image started
   image=$(ref)
   key=$(build_key)
   archive=$(archive_path "$key")
-  if [[ -s $archive ]] && image_exists "$image" &&
-    [[ $(b image inspect --format '{{index .Labels "org.kanal.build"}}' "$image") == "$key" ]]; then
+  # Every build keeps its own tag: clones of the repository sharing the machine (and so
+  # kanal:<version>) switch between their builds by retagging, not rebuilding.
+  local build_tag="$image-$key"
+  if [[ -s $archive ]] && ! image_exists "$build_tag"; then
+    # the builder's storage was emptied, the archive of these sources is still here
+    b load -i "$archive" >/dev/null 2>&1 && b tag "docker.io/library/$image" "$build_tag" || true
+  fi
+  if [[ -s $archive ]] && image_exists "$build_tag"; then
+    tag_current "$build_tag"
     say "$image is up to date (build $key)"
     return
   fi
   base_image=$(base)
   log="$IMAGE_CACHE/build.log"
   say "building $image with $BUILDER from $base_image"
-  local started=$SECONDS
-  b build "${ULIMITS[@]}" --build-arg "PYTHON_IMAGE=$base_image" --label "org.kanal.build=$key" \
-    -t "$image" -t "docker.io/library/$image" "$ROOT" >"$log" 2>&1 ||
+  started=$SECONDS
+  b build "${ULIMITS[@]}" --build-arg "PYTHON_IMAGE=$base_image" -t "$build_tag" "$ROOT" \
+    >"$log" 2>&1 ||
     fail_with_log "$log" "$BUILDER build of $image" \
       "fix the step that failed above, then run 'make image' again"
+  tag_current "$build_tag"
   say "built $image in $((SECONDS - started)) s; writing $archive"
-  # Older archives go, but not the last two: another clone's scripts may be importing them.
-  find "$IMAGE_CACHE" -maxdepth 1 -name "$NAME-*.tar" -printf '%T@ %p\n' | sort -rn |
-    tail -n +3 | cut -d' ' -f2- | xargs -r rm -f
   # Named as containerd and kind resolve `kanal:<version>` (podman's own short name
   # would be localhost/kanal:<version>).
   b save -o "$archive.tmp" "docker.io/library/$image" >"$log" 2>&1 ||
     fail_with_log "$log" "$BUILDER save of $image" "see the log above"
   mv -f "$archive.tmp" "$archive"
+  prune
+}
+
+# prune: keep the three newest builds (other clones' scripts may be importing theirs).
+prune() {
+  local old
+  find "$IMAGE_CACHE" -maxdepth 1 -name "$NAME-[0-9]*.tar" -printf '%T@ %p\n' | sort -rn |
+    tail -n +4 | cut -d' ' -f2- | while read -r old; do
+    rm -f "$old"
+    old=${old##*/}
+    old=${old%.tar}
+    b rmi "$NAME:${old#"$NAME"-}" >/dev/null 2>&1 || true
+  done
 }
 
 print_builder() { printf '%s\n' "$BUILDER"; }

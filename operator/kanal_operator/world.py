@@ -130,14 +130,22 @@ class World:
         for connector in state.connectors:
             self.wakeup(namespace, connector).set()
 
-    def observe_pod(self, namespace: str, body: Mapping[str, Any], deleted: bool) -> None:
-        """Take in a worker pod event: remember whether its container is stuck."""
+    def _worker_object(self, namespace: str, body: Mapping[str, Any]
+                       ) -> tuple[ClusterState, str, str] | None:
+        """The state of the cluster a worker's pod or Lease belongs to (by its label), the
+        cluster's name and the object's; None for an object of no cluster."""
         metadata = body.get("metadata") or {}
         cluster = (metadata.get("labels") or {}).get(LABEL_CLUSTER)
         if not cluster:
+            return None
+        return self.cluster(namespace, cluster), cluster, str(metadata.get("name"))
+
+    def observe_pod(self, namespace: str, body: Mapping[str, Any], deleted: bool) -> None:
+        """Take in a worker pod event: remember whether its container is stuck."""
+        found = self._worker_object(namespace, body)
+        if found is None:
             return
-        state = self.cluster(namespace, cluster)
-        name = str(metadata.get("name"))
+        state, _, name = found
         reason = None if deleted else stuck_reason(body)
         if reason != state.stuck.get(name):
             if reason is None:
@@ -151,12 +159,10 @@ class World:
         """Take in a worker Lease event; wake whoever it concerns."""
         now = time.monotonic() if now is None else now
         wall = time.time() if wall is None else wall
-        metadata = body.get("metadata") or {}
-        cluster = (metadata.get("labels") or {}).get(LABEL_CLUSTER)
-        if not cluster:
+        found = self._worker_object(namespace, body)
+        if found is None:
             return
-        state = self.cluster(namespace, cluster)
-        name = str(metadata.get("name"))
+        state, cluster, name = found
         if deleted:
             if state.workers.pop(name, None) is not None:
                 self.poke(namespace, cluster)
@@ -164,8 +170,8 @@ class World:
         spec = body.get("spec") or {}
         renew_time = str(spec.get("renewTime") or "")
         duration = float(spec.get("leaseDurationSeconds") or 0)
-        report = WorkerReport.from_json((metadata.get("annotations") or {}).get(
-            REPORT_ANNOTATION))
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        report = WorkerReport.from_json(annotations.get(REPORT_ANNOTATION))
         view = state.workers.get(name)
         if view is None:
             observed = now

@@ -20,6 +20,8 @@ import httpx
 import orjson
 import pytest
 from confluent_kafka.admin import AdminClient
+from kafka_connect_api.kafka_connect_api import Api, Cluster, Connector
+from kafka_connect_healthcheck.health import Health
 
 from kanal_worker.rest.server import RestServer
 from kanal_worker.runtime.offsets import MemoryOffsetStore
@@ -401,3 +403,60 @@ def run_sequence(compare: Compare, kafka: str, topic: str, tmp_path: Path,
     kanal_listed, peer_listed = compare.same("GET", "/connectors", 200)
     assert kanal.connector not in kanal_listed.body
     assert peer.connector not in peer_listed.body
+
+
+def observed_by_third_party_clients(side: Side, kafka: str, topic: str,
+                                    tmp_path: Path) -> dict[str, Any]:
+    """What kafka-connect-api and kafka-connect-healthcheck see of one worker: a sink that
+    runs, pauses and resumes, then one whose task fails on a record that is not JSON."""
+    cluster = Cluster(Api(url=str(side.client.base_url).rstrip("/")))
+    health = Health(cluster.api.url, None, ["FAILED"], None, 0, ["connector", "task"])
+    seen: dict[str, Any] = {"version": cluster.version.split("-")[0],
+                            "kafka_cluster": cluster.kafka_cluster}
+    connector = Connector(cluster, f"{side.connector}-client")
+    failing = Connector(cluster, f"{side.connector}-client-failing")
+    # the peer is shared with other tests: judge the health of this test's connectors only
+    health.get_connector_names = lambda: [name for name in (connector.name, failing.name)
+                                          if name in cluster.connectors]
+    try:
+        connector.config = sink_config(topic, tmp_path / f"{side.name}-client.txt", 2)
+        side.eventually(f"/connectors/{connector.name}/status", running(2), "running")
+        seen["listed"] = connector.name in cluster.connectors
+        seen["tasks"] = [(task.id, task.is_running(), sorted(task.config))
+                         for task in connector.tasks]
+        connector.pause()
+        side.eventually(f"/connectors/{connector.name}/status", in_state("PAUSED"), "paused")
+        seen["paused"] = connector.state
+        connector.resume()
+        side.eventually(f"/connectors/{connector.name}/status", running(2), "resumed")
+        seen["healthy"] = health.get_health_result()
+
+        failing.config = {**sink_config(topic, tmp_path / f"{side.name}-failing.txt", 1),
+                          "value.converter": "org.apache.kafka.connect.json.JsonConverter"}
+        side.eventually(f"/connectors/{failing.name}/status",
+                        lambda body: [t["state"] for t in body["tasks"]] == ["FAILED"],
+                        "the task failed on a record that is not JSON")
+        result = health.get_health_result()
+        seen["unhealthy"] = {**result, "failures": [
+            {key: value for key, value in failure.items() if key not in ("worker_id", "trace")}
+            | {"connector": failure["connector"].removeprefix(side.connector),
+               "has_trace": bool(failure.get("trace"))}
+            for failure in result["failures"]]}
+    finally:
+        connector.delete()
+        failing.delete()
+    seen["deleted"] = connector.name not in cluster.connectors
+    return seen
+
+
+def test_third_party_python_clients_see_the_same_as_with_apache(
+        kanal_url: str, connect_peer: str, kafka: str, new_topic: Callable[..., str],
+        unique: str, tmp_path: Path) -> None:
+    topic = new_topic("rest-clients", 1)
+    produce(kafka, topic, [b"one", b"two"])
+    kanal = observed_by_third_party_clients(Side("kanal", kanal_url, f"clients-kanal-{unique}"),
+                                            kafka, topic, tmp_path)
+    peer = observed_by_third_party_clients(
+        Side("apache", connect_peer, f"clients-apache-{unique}"), kafka, topic, tmp_path)
+    assert kanal == peer
+    assert peer["unhealthy"]["healthy"] is False and peer["healthy"]["healthy"] is True

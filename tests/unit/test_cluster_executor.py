@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import pytest
 
@@ -18,6 +18,7 @@ from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.registry import PluginInfo
 from kanal_worker.runtime.status import State, TargetState
 from kanal_worker.runtime.task import TaskId, TaskRunner
+from tests.waiting import eventually
 
 WORKER = {"bootstrap.servers": "127.0.0.1:1", "task.shutdown.graceful.timeout.ms": "1000"}
 SINK = {"name": "files", "connector.class": "FileStreamSink", "topics": "t",
@@ -64,13 +65,6 @@ class Tasks(Executor):
 
     def states(self) -> dict[str, tuple[str, str]]:
         return {key: (r.state, r.token) for key, r in self.report().items()}
-
-
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def assignment(task: int, token: str, connector: str = "files",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kanal_worker.cluster.lease import MIN_GAP_SECONDS, Heartbeat
 from kanal_worker.cluster.protocol import REPORT_ANNOTATION, TaskReport, WorkerReport
+from tests.waiting import eventually
 
 INTERVAL = 0.05
 ANNOTATIONS_LIMIT = 256 * 1024
@@ -96,13 +97,6 @@ class Reports:
 
     def __call__(self) -> WorkerReport:
         return self.current
-
-
-def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 @pytest.fixture

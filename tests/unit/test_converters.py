@@ -1,6 +1,9 @@
 import base64
 import datetime as dt
 import decimal
+import json
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -48,29 +51,24 @@ def test_json_envelope_round_trip_with_struct() -> None:
     assert back.schema is not None and back.schema.name == "Thing"
 
 
-# What Apache's JsonConverter 4.3.1 writes for Decimal(scale) values under each
-# decimal.format, recorded by running it on the same values.
-APACHE_DECIMALS = [
-    (2, "12.34", '"BNI="', "12.34"),
-    (-3, "1E+3", '"AQ=="', "1E+3"),
-    (8, "0.00000001", '"AQ=="', "1E-8"),
-    (1, "123456789012345678901234567890.5", '"D5Uan6OihslPDnZsOQ=="',
-     "123456789012345678901234567890.5"),
-]
+APACHE_DECIMALS = json.loads(
+    (Path(__file__).parents[1] / "golden" / "json-converter-decimals.json").read_text())
+"""What Apache's JsonConverter writes for Decimal values under each decimal.format,
+recorded by dev/golden/record_json_converter.py."""
 
 
-@pytest.mark.parametrize(("scale", "value", "base64_json", "numeric_json"), APACHE_DECIMALS)
+@pytest.mark.parametrize("case", APACHE_DECIMALS, ids=[c["value"] for c in APACHE_DECIMALS])
 def test_json_decimals_are_written_as_apache_writes_them_in_both_formats(
-        scale: int, value: str, base64_json: str, numeric_json: str) -> None:
-    schema = Schema(Type.BYTES, name=DECIMAL, parameters={"scale": str(scale)})
+        case: dict[str, Any]) -> None:
+    schema = Schema(Type.BYTES, name=DECIMAL, parameters={"scale": str(case["scale"])})
+    value = decimal.Decimal(case["value"])
     written = {fmt: JsonConverter({"schemas.enable": "false", "decimal.format": fmt}, False)
-               .from_connect("t", schema, decimal.Decimal(value))
-               for fmt in ("BASE64", "NUMERIC")}
-    assert written == {"BASE64": base64_json.encode(), "NUMERIC": numeric_json.encode()}
+               .from_connect("t", schema, value) for fmt in ("BASE64", "NUMERIC")}
+    assert written == {"BASE64": case["BASE64"].encode(), "NUMERIC": case["NUMERIC"].encode()}
     envelope = JsonConverter({"decimal.format": "NUMERIC"}, False)
-    data = envelope.from_connect("t", schema, decimal.Decimal(value))
-    assert data is not None and data.endswith(b'"payload":' + numeric_json.encode() + b"}")
-    assert envelope.to_connect("t", data).value == decimal.Decimal(value)
+    data = envelope.from_connect("t", schema, value)
+    assert data is not None and data.endswith(b'"payload":' + case["NUMERIC"].encode() + b"}")
+    assert envelope.to_connect("t", data).value == value
 
 
 def test_json_schemaless_maps_with_other_keys_become_pairs_as_in_apache() -> None:

@@ -5,8 +5,7 @@ runners that only follow their target state (no Kafka); connectors are test plug
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from importlib.metadata import EntryPoint
 from typing import Any
 
@@ -29,6 +28,7 @@ from kanal_worker.runtime.registry import PluginInfo
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State, TargetState
 from kanal_worker.runtime.task import StatusListener, TaskId, TaskRunner
+from tests.waiting import eventually
 
 WORKER = {"bootstrap.servers": "127.0.0.1:1"}
 
@@ -127,13 +127,6 @@ def sink(**config: str) -> dict[str, str]:
 
 def source(**config: str) -> dict[str, str]:
     return {"connector.class": "PlannedSource", "tasks.max": "1", **config}
-
-
-def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def states(herder: StandaloneHerder, name: str) -> tuple[str, list[str]]:

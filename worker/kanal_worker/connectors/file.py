@@ -7,9 +7,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import IO
-
-import orjson
+from typing import IO, Any, cast
 
 from kanal_worker.api import (
     ConfigError,
@@ -17,7 +15,6 @@ from kanal_worker.api import (
     Settings,
     SinkBatch,
     SinkConnector,
-    SinkRecord,
     SinkTask,
     SinkTaskContext,
     SourceConnector,
@@ -28,7 +25,7 @@ from kanal_worker.api import (
     setting,
 )
 from kanal_worker.api.java_text import java_string
-from kanal_worker.api.schema import STRING
+from kanal_worker.api.schema import STRING, Schema
 
 
 class FileSinkSettings(Settings):
@@ -91,28 +88,25 @@ AS_PRINTED = re.compile(rb"(?:-?[0-9]+|true|false|null)(?:\n(?:-?[0-9]+|true|fal
 
 
 def lines(batch: SinkBatch) -> bytes:
-    """``line`` of every record, joined. Values that arrived as plain JSON are printed
-    from their bytes without building the records; when Java prints each of them as its
-    JSON text, the bytes are copied in one ``join`` for the whole batch."""
+    """``line`` of every value, joined. When Java prints every value as the JSON text it
+    arrived as (integers, booleans, null), the bytes are copied in one ``join`` for the
+    whole batch, without decoding them."""
     encoded = batch.encoded_values
-    if encoded is None:
-        return b"".join([line(record) for record in batch])
-    joined = b"\n".join(encoded)
-    if AS_PRINTED.fullmatch(joined):
-        return joined + b"\n"
-    loads = orjson.loads
-    return "".join([java_string(loads(value)) + "\n" for value in encoded]).encode()
+    if encoded and None not in encoded:
+        joined = b"\n".join(cast(list[bytes], encoded))
+        if AS_PRINTED.fullmatch(joined):
+            return joined + b"\n"
+    return b"".join(map(line, batch.values, batch.value_schemas))
 
 
-def line(record: SinkRecord) -> bytes:
-    """What Apache's FileStreamSink writes for ``record``: ``String.valueOf`` of its value
-    and a newline; byte arrays as they are (Java would print the array's identity)."""
-    value = record.value
+def line(value: Any, schema: Schema | None) -> bytes:
+    """What Apache's FileStreamSink writes for a value: ``String.valueOf`` of it and a
+    newline; byte arrays as they are (Java would print the array's identity)."""
     if isinstance(value, str):
         return value.encode() + b"\n"
     if isinstance(value, bytes):
         return value + b"\n"
-    return (java_string(value, record.value_schema) + "\n").encode()
+    return (java_string(value, schema) + "\n").encode()
 
 
 class FileStreamSinkConnector(SinkConnector[FileSinkSettings]):

@@ -15,13 +15,15 @@ import decimal
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, cast
 
 import msgspec
 import orjson
 
 from kanal_worker.api import DataError, Schema, SchemaAndValue, Settings, Type, setting
 from kanal_worker.api.plugins import Converter
+from kanal_worker.api.records import ConvertedBatch
 from kanal_worker.api.schema import (
     DATE,
     DECIMAL,
@@ -93,43 +95,18 @@ class JsonConverter(Converter):
             payload = json.loads(data, parse_float=decimal.Decimal)["payload"]
         return SchemaAndValue(schema, to_connect_value(schema, payload))
 
-    def to_connect_many(self, data: list[bytes | None]
-                        ) -> tuple[Schema | None, list[Any], bool] | None:
-        """A batch at once when every item converts like ``to_connect`` with one schema:
-        ``(schema, values, plain_json)``, or None when some item needs ``to_connect``
-        (an envelope, or bytes that are not JSON, whose error ``to_connect`` reports)."""
+    def to_connect_batch(self, topic: str, data: list[bytes | None]) -> ConvertedBatch:
+        """Schemaless JSON a batch at once. When the items are known to decode (checked
+        as one JSON array of raw values, without building a single one), the values are
+        decoded only if read: a sink copying the JSON it received never builds them."""
         if self.schemas_enable:
-            return None
-        try:
-            values = list(map(orjson.loads, data))  # type: ignore[arg-type]
-        except Exception:  # a tombstone among them, or what only ``loads`` reads
-            try:
-                values = [None if item is None else loads(item) for item in data]
-            except Exception:
-                return None
-        return None, values, True
-
-    def validate_many(self, data: list[bytes | None]) -> bool | None:
-        """Whether ``to_connect_many`` converts every item, found out without building
-        a single value: the items are checked as one JSON array of raw values (each
-        must span exactly its own bytes, so no two bad halves make a good pair) and
-        as UTF-8. None when that is not known (envelopes, tombstones, a bad item:
-        conversion finds and reports it), else the ``plain_json`` it would return."""
-        if self.schemas_enable or None in data:
-            return None
-        joined = b"[" + b",".join(data) + b"]"  # type: ignore[arg-type]
-        try:
-            spans = _RAW_ARRAY.decode(joined)
-        except msgspec.DecodeError:
-            return None
-        if list(map(len, spans)) != list(map(len, data)):  # type: ignore[arg-type]
-            return None
-        if not joined.isascii():
-            try:
-                joined.decode()
-            except UnicodeDecodeError:
-                return None
-        return True
+            return super().to_connect_batch(topic, data)
+        schemas: list[Schema | None] = [None] * len(data)
+        if _decodes(data):
+            return ConvertedBatch(schemas, partial(_decode_all, cast(list[bytes], data)),
+                                  plain_json=True)
+        return ConvertedBatch(schemas, [None if item is None else loads(item) for item in data],
+                              plain_json=True)
 
     def _schema(self, document: Any) -> tuple[Schema, bool]:
         """The schema of an envelope, and whether it holds a Decimal anywhere."""
@@ -211,6 +188,34 @@ class JsonConverter(Converter):
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 EXACT = decimal.Context(prec=decimal.MAX_PREC)
 """Rescaling a Decimal never rounds it (the default context keeps 28 digits)."""
+
+
+def _decodes(data: list[bytes | None]) -> bool:
+    """Whether every item is one JSON document in UTF-8 (no tombstone), checked as one
+    array of raw values: each must span exactly its own bytes, so no two bad halves
+    make a good pair."""
+    if None in data:
+        return False
+    joined = b"[" + b",".join(data) + b"]"  # type: ignore[arg-type]
+    try:
+        spans = _RAW_ARRAY.decode(joined)
+    except msgspec.DecodeError:
+        return False
+    if list(map(len, spans)) != list(map(len, data)):  # type: ignore[arg-type]
+        return False
+    if not joined.isascii():
+        try:
+            joined.decode()
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _decode_all(data: list[bytes]) -> list[Any]:
+    try:
+        return list(map(orjson.loads, data))
+    except orjson.JSONDecodeError:  # what only ``loads`` reads (numbers beyond a double)
+        return list(map(loads, data))
 
 
 def loads(data: bytes) -> Any:

@@ -9,7 +9,8 @@ import orjson
 
 from kanal_worker.api import DataError, Schema, SchemaAndValue, Settings, Type, setting
 from kanal_worker.api.plugins import Converter, HeaderConverter
-from kanal_worker.api.schema import BYTES, OPTIONAL_STRING
+from kanal_worker.api.records import ConvertedBatch
+from kanal_worker.api.schema import OPTIONAL_BYTES, OPTIONAL_STRING
 
 
 class StringConverterSettings(Settings):
@@ -40,25 +41,11 @@ class StringConverter(Converter):
         except UnicodeDecodeError as exc:
             raise DataError(f"Failed to deserialize string: {exc}") from exc
 
-    def to_connect_many(self, data: list[bytes | None]
-                        ) -> tuple[Schema | None, list[Any], bool] | None:
-        """A batch at once, as ``to_connect`` converts each item; None when an item does
-        not decode (``to_connect`` reports it)."""
+    def to_connect_batch(self, topic: str, data: list[bytes | None]) -> ConvertedBatch:
         encoding = self.encoding
-        try:
-            return OPTIONAL_STRING, [None if item is None else item.decode(encoding)
-                                     for item in data], False
-        except Exception:
-            return None
-
-    def validate_many(self, data: list[bytes | None]) -> bool | None:
-        """Whether ``to_connect_many`` converts every item (its ``plain_json`` is
-        False), found out without decoding them; None when that is not known."""
-        if self.encoding == "latin-1":  # every byte is a character
-            return False
-        if self.encoding != "utf-8" or not b"".join(filter(None, data)).isascii():
-            return None  # a multi-byte character may be cut: converting finds out
-        return False
+        return ConvertedBatch([OPTIONAL_STRING] * len(data),
+                              [None if item is None else item.decode(encoding)
+                               for item in data])
 
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if value is None:
@@ -74,16 +61,10 @@ class ByteArrayConverter(Converter):
     aliases = ("org.apache.kafka.connect.converters.ByteArrayConverter",)
 
     def to_connect(self, topic: str, data: bytes | None) -> SchemaAndValue:
-        return SchemaAndValue(BYTES.with_(optional=True), data)
+        return SchemaAndValue(OPTIONAL_BYTES, data)
 
-    def to_connect_many(self, data: list[bytes | None]
-                        ) -> tuple[Schema | None, list[Any], bool] | None:
-        """A batch at once, as ``to_connect`` converts each item."""
-        return BYTES.with_(optional=True), list(data), False
-
-    def validate_many(self, data: list[bytes | None]) -> bool | None:
-        """Every item converts; values are not JSON."""
-        return False
+    def to_connect_batch(self, topic: str, data: list[bytes | None]) -> ConvertedBatch:
+        return ConvertedBatch([OPTIONAL_BYTES] * len(data), list(data))
 
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if schema is not None and schema.type != Type.BYTES:

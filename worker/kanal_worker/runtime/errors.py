@@ -23,7 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.api.errors import ConnectError, DataError, RetriableError
-from kanal_worker.api.records import ConnectRecord, SinkRecord, SourceRecord
+from kanal_worker.api.records import TIMESTAMP_TYPES, ConnectRecord, SinkRecord, SourceRecord
 from kanal_worker.converters.json import dumps
 from kanal_worker.runtime.status import format_trace
 from kanal_worker.runtime.transforms import Step
@@ -36,7 +36,6 @@ HEADER_PREFIX = "__connect.errors."
 RETRIES_DELAY_MIN_MS = 300
 """Apache's first retry delay; each further retry doubles it up to errors.retry.delay.max.ms."""
 DLQ_PARTITIONS = 1
-TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
 
 
 class Stage(StrEnum):
