@@ -19,6 +19,9 @@ from tests.waiting import eventually
 INTERVAL = 0.05
 ANNOTATIONS_LIMIT = 256 * 1024
 """What the API server allows for all annotations of an object together."""
+HUGE_PLUGINS = [{"class": f"com.example.Connector{i:06d}", "type": "sink", "version": "1" * 40}
+                for i in range(6000)]
+"""Plugins are never trimmed from a report: one with these cannot be made to fit."""
 
 
 class Leases:
@@ -170,17 +173,35 @@ def test_bursts_of_pokes_are_coalesced(leases: Leases, reports: Reports) -> None
 def test_a_report_the_api_server_refuses_never_stops_renewals(leases: Leases,
                                                               reports: Reports,
                                                               heartbeat: Heartbeat) -> None:
-    # plugins are never trimmed: this report cannot be made to fit
-    huge = [{"class": f"com.example.Connector{i:06d}", "type": "sink", "version": "1" * 40}
-            for i in range(6000)]
-    reports.current = WorkerReport(plugins=huge)
+    reports.current = WorkerReport(plugins=HUGE_PLUGINS)
     heartbeat.poke()
-    start = len(leases.renewals())
-    eventually(lambda: len(leases.renewals()) >= start + 5)
+    renewals_go_on(leases, 5)
     assert leases.report().plugins == []  # the last report that fitted stays
     assert leases.refused >= 5  # retried every round
-    reports.current = WorkerReport(plugins=huge[:10])
+    reports.current = WorkerReport(plugins=HUGE_PLUGINS[:10])
     eventually(lambda: len(leases.report().plugins) == 10)
+
+
+def renewals_go_on(leases: Leases, count: int = 3) -> None:
+    start = len(leases.renewals())
+    eventually(lambda: len(leases.renewals()) >= start + count)
+
+
+def test_a_lease_is_made_even_when_its_report_is_refused(leases: Leases,
+                                                        reports: Reports) -> None:
+    reports.current = WorkerReport(plugins=HUGE_PLUGINS)
+    beat = beating(leases, reports)
+    try:
+        assert leases.report() == WorkerReport()
+        renewals_go_on(leases)
+        leases.lease = None  # someone deleted it
+        eventually(lambda: leases.lease is not None)
+        assert leases.report() == WorkerReport()
+        renewals_go_on(leases)
+        reports.current = WorkerReport(plugins=HUGE_PLUGINS[:3])
+        eventually(lambda: len(leases.report().plugins) == 3)
+    finally:
+        beat.release()
 
 
 def test_an_oversized_report_is_trimmed_to_fit(leases: Leases, reports: Reports,
