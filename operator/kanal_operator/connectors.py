@@ -188,8 +188,15 @@ class _Reconciler:
         previous = {t: s.worker for t, s in draft.items()}
         able = {name: worker for name, worker in inputs.workers.items()
                 if name not in self.disagreeing}
-        placement = (assign(sorted(draft), previous, able, inputs.load, held)
-                     if ready_to_place else dict.fromkeys(draft))
+        if ready_to_place:
+            placement = assign(sorted(draft), previous, able, inputs.load, held)
+        else:
+            # Not known to be granted (yet: a restarted operator learns it from the
+            # Role it applies): place nothing new, but a task of an unchanged plan keeps
+            # its live worker, which could read the Secrets all along; unassigning it
+            # would restart it, maybe elsewhere.
+            placement = {t: w if same_plan and w in able else None
+                         for t, w in previous.items()}
         result = []
         for task_id, task in sorted(draft.items()):
             task.token = task_token(plan.config_hash, task.config or {}, task.epoch)
