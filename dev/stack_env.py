@@ -10,9 +10,10 @@ ROOT = Path(__file__).resolve().parent.parent
 STACK = ROOT / "dev" / "stack"
 
 
-def stack_env(*services: str, quiet: bool = False) -> dict[str, str]:
-    """Start ``services`` (idempotent) and return the variables ``dev/stack env`` exports."""
-    subprocess.run([str(STACK), "up", *services], check=True, cwd=ROOT,
+def stack_env(*services: str, quiet: bool = False, start: bool = True) -> dict[str, str]:
+    """Start ``services`` (idempotent; with ``start=False`` only install them) and return
+    the variables ``dev/stack env`` exports."""
+    subprocess.run([str(STACK), "up" if start else "install", *services], check=True, cwd=ROOT,
                    stdout=subprocess.DEVNULL if quiet else None)
     out = subprocess.run([str(STACK), "env"], check=True, cwd=ROOT, capture_output=True,
                          text=True).stdout
