@@ -1,7 +1,8 @@
 """Record what Apache Kafka Connect's JsonConverter writes for Decimal values.
 
 Runs ``JsonConverterDecimals.java`` on the jars of the reference worker that
-``dev/stack up connect`` installs, and writes ``tests/golden/converters/json-converter-decimals.json``,
+``dev/stack up connect`` installs, and writes
+``tests/golden/converters/json-converter-decimals.json``,
 which ``tests/unit/test_converters.py`` compares Kanal's JsonConverter with:
 
     .venv/bin/python dev/golden/record_json_converter.py

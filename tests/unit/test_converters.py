@@ -52,7 +52,8 @@ def test_json_envelope_round_trip_with_struct() -> None:
 
 
 APACHE_DECIMALS = json.loads(
-    (Path(__file__).parents[1] / "golden" / "converters" / "json-converter-decimals.json").read_text())
+    (Path(__file__).parents[1] / "golden" / "converters" / "json-converter-decimals.json")
+    .read_text())
 """What Apache's JsonConverter writes for Decimal values under each decimal.format,
 recorded by dev/golden/record_json_converter.py."""
 
