@@ -4,6 +4,7 @@
 # dependencies (every one ships manylinux wheels, so no compiler is needed); the runtime
 # stage copies only that virtualenv onto the same slim Python base.
 #
+#   make image        builds kanal:<version> with Docker or podman (see dev/image.sh)
 #   docker build -t kanal:dev .
 #   docker run --rm --read-only --tmpfs /tmp kanal:dev --help
 #
@@ -20,17 +21,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/kanal
-# Dependencies first (a layer that survives source edits), from the project metadata only.
-COPY pyproject.toml README.md ./
-RUN mkdir -p worker/kanal_worker operator/kanal_operator \
-    && touch worker/kanal_worker/__init__.py operator/kanal_operator/__init__.py \
-    && /opt/kanal/bin/pip install --no-cache-dir . \
-    && /opt/kanal/bin/pip uninstall --yes kanal
-# Then Kanal itself (not editable), compiled to bytecode now: the root filesystem is
+# Dependencies first (a layer that survives source edits): exactly the versions and files
+# of the lock file (`make lock` regenerates it), every extra included.
+COPY requirements.lock ./
+RUN /opt/kanal/bin/pip install --no-cache-dir --require-hashes -r requirements.lock
+# Then Kanal itself (not editable), built with the locked setuptools from a tree that no
+# earlier step has built in, and compiled to bytecode now: the root filesystem is
 # read-only at run time.
+COPY pyproject.toml README.md ./
 COPY worker ./worker
 COPY operator ./operator
-RUN /opt/kanal/bin/pip install --no-cache-dir --no-deps . \
+RUN /opt/kanal/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
     && /opt/kanal/bin/python -m compileall -q /opt/kanal/lib \
     && /opt/kanal/bin/kanal --help >/dev/null
 

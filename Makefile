@@ -5,19 +5,37 @@ KANAL_CACHE ?= $(HOME)/.cache/kanal
 export PIP_CACHE_DIR ?= $(KANAL_CACHE)/pip
 PYTEST_ARGS ?=
 
-.PHONY: help demo bench venv lint test test-unit test-integration test-e2e chaos stack-up stack-down clean
+.PHONY: help demo bench venv lock image lint test test-unit test-integration test-e2e chaos stack-up stack-down clean
 
 help:
 	@echo "make demo   - start the local real stack and run the telemetry pipeline"
 	@echo "make test   - lint, types, import contracts and every test (starts what they need)"
+	@echo "make image  - build the kanal:<version> image (Docker or podman) and its archive"
+	@echo "make lock   - regenerate requirements.lock from pyproject.toml"
 
-$(VENV)/.installed: pyproject.toml
+# The runtime dependencies at the versions of requirements.lock, as in the image (pip
+# cannot check hashes of an editable install, so only the pins are kept).
+$(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	grep -o '^[A-Za-z0-9][^\\]*' requirements.lock >$(VENV)/constraints.txt
+	$(VENV)/bin/pip install -q -c $(VENV)/constraints.txt -e '.[all,dev]'
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The pinned dependencies (with hashes, for every platform) the image installs: every
+# extra, and the build backend of pyproject.toml's [build-system].
+lock: venv
+	$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+	  | $(VENV)/bin/uv pip compile --quiet pyproject.toml - --extra all --universal \
+	    --python-version 3.11 --generate-hashes --custom-compile-command 'make lock' \
+	    -o requirements.lock
+
+# kanal:<version> with Docker, else podman (installed if neither is); `dev/image.sh
+# archive` prints the docker-archive for kind and containerd.
+image:
+	dev/image.sh build
 
 demo: venv
 	$(PYTHON) -m dev.demo

@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartiti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.env import HOST, Stack
-from bench.kubernetes import KanalCluster, kanal_cluster
+from bench.kubernetes import ConnectorHost, kanal_cluster, pod_cluster
 from bench.measure import LineCounter
 from bench.report import median_range
 from bench.sinks import APACHE_FILE_SINK, STRING, VARIANTS
@@ -54,6 +54,7 @@ CREATED_BY = {STANDALONE: "POST /connectors", KUBERNETES: "kubectl apply",
 RESTARTED = f"{STANDALONE} (restart)"
 TWO_WORKERS = f"{KUBERNETES} (2 workers)"
 DYNAMIC = f"{KUBERNETES} (2 workers, dynamic membership)"
+PODS = f"{KUBERNETES} (2 worker pods)"
 DYNAMIC_MEMBERSHIP = {"kanal.consumer.static.membership": "false"}
 """Worker setting of the ConnectCluster of DYNAMIC. As shipped, cluster-mode sink
 consumers are static members: a task's replacement joins the group with the killed
@@ -358,8 +359,7 @@ def kanal_restart_failover(env: Stack, workdir: Path) -> dict[str, Any]:
     return result
 
 
-def kanal_kubernetes_failover(cluster: KanalCluster, workdir: Path, system: str
-                              ) -> dict[str, Any]:
+def kanal_kubernetes_failover(cluster: ConnectorHost, system: str) -> dict[str, Any]:
     """The operator moves the tasks of a worker whose Lease expired to the live one."""
     result: dict[str, Any] = {"system": system}
     try:
@@ -368,7 +368,7 @@ def kanal_kubernetes_failover(cluster: KanalCluster, workdir: Path, system: str
         return {**result, "error": str(exc)}
     with Load(cluster.bootstrap) as load:
         name = f"bench-failover-{uuid.uuid4().hex[:8]}"
-        out = workdir / f"{name}.out"
+        out = cluster.scratch / f"{name}.out"
         offsets = Offsets(cluster.bootstrap, f"connect-{name}", load.topic)
         try:
             cluster.create(name, {"connector.class": APACHE_FILE_SINK, "tasks.max": "2",
@@ -409,7 +409,7 @@ def b4(workload: Workload, env: Stack, peer: ConnectWorker | None, workdir: Path
     out: dict[str, Any] = {"first_record_s": {}, "failover": []}
     firsts: dict[str, list[float]] = {system: [] for system in CREATED_BY}
     with contextlib.ExitStack() as resources:
-        clusters: dict[str, KanalCluster] = {}
+        clusters: dict[str, ConnectorHost] = {}
         if env.kube is not None:
             variants = {TWO_WORKERS: {}, **({DYNAMIC: DYNAMIC_MEMBERSHIP} if full else {})}
             try:
@@ -418,6 +418,10 @@ def b4(workload: Workload, env: Stack, peer: ConnectWorker | None, workdir: Path
                         kanal_cluster(env.kube, env.bootstrap, workdir, config))
             except Exception as exc:  # Standalone and Apache are still worth measuring
                 out["kubernetes_error"] = f"{type(exc).__name__}: {exc}"
+            try:
+                clusters[PODS] = resources.enter_context(pod_cluster(env.bootstrap))
+            except Exception as exc:
+                out["pods_error"] = f"{type(exc).__name__}: {exc}"
         kanal, kanal_rest = kanal_rest_worker(env, workdir)
         try:
             for _ in range(runs):
@@ -441,7 +445,7 @@ def b4(workload: Workload, env: Stack, peer: ConnectWorker | None, workdir: Path
                                  for system, values in firsts.items() if values}
         for run in range(1, runs + 1):
             items = [kanal_restart_failover(env, workdir)]
-            items += [kanal_kubernetes_failover(cluster, workdir, system)
+            items += [kanal_kubernetes_failover(cluster, system)
                       for system, cluster in clusters.items()]
             if peer is not None and peer.pid:
                 items.append(apache_failover(env, peer.pid, workdir, 0))
@@ -491,7 +495,7 @@ def targets(b4_result: dict[str, Any]) -> list[dict[str, Any]]:
         if "run" in item and "consuming_again_s" in item:
             by_run.setdefault(item["run"], {})[item["system"]] = item["consuming_again_s"]
     out: list[dict[str, Any]] = []
-    for system in (TWO_WORKERS, DYNAMIC):
+    for system in (TWO_WORKERS, DYNAMIC, PODS):
         seconds = [item["consuming_again_s"] for item in failover
                    if item["system"] == system and "consuming_again_s" in item]
         if seconds:
@@ -522,4 +526,6 @@ def describe(b4_result: dict[str, Any]) -> str:
                      f"{failed}")
     if "kubernetes_error" in b4_result:
         lines.append(f"  Kanal in Kubernetes mode not measured: {b4_result['kubernetes_error']}")
+    if "pods_error" in b4_result:
+        lines.append(f"  Kanal in worker pods not measured: {b4_result['pods_error']}")
     return "\n".join(lines)

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # dev/kind-e2e.sh: Kanal end to end on kind, for machines with a Docker engine.
 #
-#   dev/kind-e2e.sh [up]   build the image, create (or reuse) the kind cluster, load the
-#                          image, install the chart, start Kafka and Azurite in the
-#                          cluster, apply examples/kubernetes/, wait until every
-#                          ConnectCluster and Connector is Ready
+#   dev/kind-e2e.sh [up]   build the image (`make image`), create (or reuse) the kind
+#                          cluster, load the image's archive, install the chart, start
+#                          Kafka and Azurite in the cluster, apply examples/kubernetes/,
+#                          wait until every ConnectCluster and Connector is Ready
 #   dev/kind-e2e.sh down   delete the kind cluster
 #
 # Environment:
 #   KANAL_KIND_CLUSTER   kind cluster name (default kanal)
-#   KANAL_IMAGE          image to build and load (default kanal:dev)
 #   KANAL_NAMESPACE      namespace of the example pipeline (default telemetry)
 #   KANAL_WAIT           how long to wait for readiness (default 300s)
 #   KIND, HELM, KUBECTL  tools to use; by default kind and helm from dev/tools.sh
@@ -24,7 +23,6 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 : "${KANAL_CACHE:=$HOME/.cache/kanal}"
 CLUSTER=${KANAL_KIND_CLUSTER:-kanal}
-IMAGE=${KANAL_IMAGE:-kanal:dev}
 NAMESPACE=${KANAL_NAMESPACE:-telemetry}
 WAIT=${KANAL_WAIT:-300s}
 # Azurite's public, well-known development account key
@@ -123,19 +121,20 @@ EOF
 up() {
   tools
   [[ -d $ROOT/examples/kubernetes ]] || die "examples/kubernetes/ is missing"
-  say "building $IMAGE"
-  docker build -t "$IMAGE" "$ROOT"
+  local image archive
+  image=$("$ROOT/dev/image.sh" ref)
+  archive=$(KANAL_BUILDER=docker "$ROOT/dev/image.sh" archive)
   if ! "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
     say "creating kind cluster $CLUSTER"
     "$KIND" create cluster --name "$CLUSTER" --wait 180s
   fi
-  say "loading $IMAGE into $CLUSTER"
-  "$KIND" load docker-image "$IMAGE" --name "$CLUSTER"
+  say "loading $image into $CLUSTER"
+  "$KIND" load image-archive "$archive" --name "$CLUSTER"
 
   say "installing the chart"
   "$HELM" upgrade --install kanal "$ROOT/helm/kanal" --kube-context "kind-$CLUSTER" \
     --namespace kanal-system --create-namespace \
-    --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" \
+    --set image.repository="${image%:*}" --set image.tag="${image##*:}" \
     --set image.pullPolicy=Never --wait --timeout "$WAIT"
 
   kctl create namespace "$NAMESPACE" --dry-run=client -o yaml | kctl apply -f -

@@ -30,6 +30,8 @@ from kanal_worker.config.properties import format_properties, parse_properties
 
 KANAL = str(Path(sys.executable).parent / "kanal")
 EXAMPLES = ROOT / "examples" / "kubernetes"
+LOCAL_PROCESS_IMAGE = "kanal.invalid/worker-runs-as-a-local-process:never"
+"""An image no node has: the worker pods of a local cluster never start."""
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str,
@@ -291,6 +293,9 @@ def local_cluster(kube: Mapping[str, str], bootstrap: str, tmp: Path, name: str,
         cluster["metadata"]["name"] = name
         cluster["spec"]["replicas"] = replicas
         cluster["spec"]["bootstrapServers"] = bootstrap
+        # The processes stand in for the Deployment's pods: where a node runs pods
+        # (dev/stack up node), those pods must not run a second worker of the same name.
+        cluster["spec"].update(image=LOCAL_PROCESS_IMAGE, imagePullPolicy="Never")
         cluster["spec"]["config"].update(worker_config or {})
         kubectl.apply(cluster)
         workers, pods = start_workers(kubectl, name, tmp, replicas)

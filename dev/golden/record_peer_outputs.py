@@ -32,6 +32,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -463,25 +464,35 @@ def start_failure(name: str, config: dict[str, str]) -> list[dict[str, str]] | N
         rest("DELETE", f"/connectors/{urllib.parse.quote(name)}")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def record_cases(description: str, cases: list[Any], fixtures: Path,
+                 record_one: Callable[[Any, Path, str], dict[str, Any]],
+                 outcome: Callable[[dict[str, Any]], str]) -> int:
+    """Record the cases named on the command line (default: all) into ``fixtures``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("cases", nargs="*", help="case names (default: all)")
     args = parser.parse_args()
-    chosen = [c for c in CASES if not args.cases or c.name in args.cases]
+    chosen = [c for c in cases if not args.cases or c.name in args.cases]
     run = uuid.uuid4().hex[:6]
-    FIXTURES.mkdir(parents=True, exist_ok=True)
+    fixtures.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kanal-golden-") as work:
         for case in chosen:
-            fixture = record(case, Path(work), run)
-            path = FIXTURES / f"{case.name}.json"
+            fixture = record_one(case, Path(work), run)
+            path = fixtures / f"{case.name}.json"
             path.write_text(json.dumps(fixture, indent=2, ensure_ascii=False) + "\n",
                             encoding="utf-8")
-            outcome = ("validate errors" if fixture["validate_errors"]
-                       else f"{len(fixture.get('outputs', []))} record(s)"
-                       + (f", failed: {fixture['failure'][-1]['message'][:60]}"
-                          if fixture.get("failure") else ""))
-            print(f"{case.name}: {outcome}", flush=True)
+            print(f"{case.name}: {outcome(fixture)}", flush=True)
     return 0
+
+
+def _outcome(fixture: dict[str, Any]) -> str:
+    return ("validate errors" if fixture["validate_errors"]
+            else f"{len(fixture.get('outputs', []))} record(s)"
+            + (f", failed: {fixture['failure'][-1]['message'][:60]}"
+               if fixture.get("failure") else ""))
+
+
+def main() -> int:
+    return record_cases(__doc__.splitlines()[0], CASES, FIXTURES, record, _outcome)
 
 
 if __name__ == "__main__":

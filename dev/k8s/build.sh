@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# Build the local Kubernetes control plane for dev/stack from the Go module proxy:
+# Build Kubernetes for dev/stack from the Go module proxy:
 #   kube-apiserver, kube-controller-manager, kubectl  (module dev/k8s/kube)
 #   etcd 3.6                                         (module dev/k8s/etcd)
+# and, when asked for (the node service does), kubelet, kube-scheduler, kube-proxy
+# from the same pinned k8s.io/kubernetes module.
 #
-# usage: dev/k8s/build.sh OUTDIR
+# usage: dev/k8s/build.sh OUTDIR [COMMAND...]
+#   COMMAND: commands of k8s.io/kubernetes/cmd to build (default: the control plane:
+#   kube-apiserver kubectl kube-controller-manager, and etcd).
 #
 # Writes the binaries and OUTDIR/STAMP. When OUTDIR/STAMP already matches what
-# this checkout would build (versions + go.mod/go.sum hashes) and every binary is
-# present, it does nothing and prints nothing; progress goes to stderr. Module and build caches live under
-# $KANAL_CACHE/go (mod/, build/) so later builds, and fresh clones, reuse them.
+# this checkout would build (versions + go.mod/go.sum hashes) and every binary asked
+# for is present, it does nothing and prints nothing; progress goes to stderr. Module
+# and build caches live under $KANAL_CACHE/go (mod/, build/) so later builds, and fresh
+# clones, reuse them.
 #
-# KANAL_K8S_NO_KCM=1 skips kube-controller-manager (saves a few build minutes;
-# Deployments then never get ReplicaSets/Pods).
+# KANAL_K8S_NO_KCM=1 skips kube-controller-manager in the default set (saves a few
+# build minutes; Deployments then never get ReplicaSets/Pods).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-out=${1:?usage: build.sh OUTDIR}
+out=${1:?usage: build.sh OUTDIR [COMMAND...]}
+shift
 : "${KANAL_CACHE:=$HOME/.cache/kanal}"
 
 # The versions are the ones pinned by the two go.mod files.
@@ -23,8 +29,15 @@ kube_version=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {print $3}' "$here/
 etcd_version=$(awk '$1=="require" && $2=="go.etcd.io/etcd/server/v3" {print $3}' "$here/etcd/go.mod")
 [[ -n $kube_version && -n $etcd_version ]] || { echo "build.sh: cannot read versions from go.mod" >&2; exit 1; }
 
-cmds=(kube-apiserver kubectl)
-[[ ${KANAL_K8S_NO_KCM:-0} == 1 ]] || cmds+=(kube-controller-manager)
+if (($#)); then
+  cmds=("$@")
+  with_etcd=0
+else
+  cmds=(kube-apiserver kubectl)
+  [[ ${KANAL_K8S_NO_KCM:-0} == 1 ]] || cmds+=(kube-controller-manager)
+  with_etcd=1
+fi
+every_binary=(kube-apiserver kubectl kube-controller-manager kubelet kube-scheduler kube-proxy etcd)
 
 stamp() {
   echo "kubernetes $kube_version"
@@ -37,7 +50,8 @@ up_to_date() {
   [[ -f $out/STAMP ]] || return 1
   [[ "$(cat "$out/STAMP")" == "$(stamp)" ]] || return 1
   local c
-  for c in "${cmds[@]}" etcd; do [[ -x $out/$c ]] || return 1; done
+  for c in "${cmds[@]}"; do [[ -x $out/$c ]] || return 1; done
+  ((!with_etcd)) || [[ -x $out/etcd ]]
 }
 
 up_to_date && exit 0   # quiet when cached
@@ -75,20 +89,26 @@ rm -rf "$tmp"; mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 
 t0=$SECONDS
-echo "building etcd $etcd_version ..."
-(cd "$here/etcd" && go build -trimpath -ldflags="-s -w" -o "$tmp/etcd" .)
-echo "  etcd done in $((SECONDS - t0))s"
+if ((with_etcd)); then
+  echo "building etcd $etcd_version ..."
+  (cd "$here/etcd" && go build -trimpath -ldflags="-s -w" -o "$tmp/etcd" .)
+  echo "  etcd done in $((SECONDS - t0))s"
+  cmds+=(etcd)
+fi
 
 t1=$SECONDS
 pkgs=()
-for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
-echo "building ${cmds[*]} $kube_version (slow on 2 cores the first time) ..."
+for c in "${cmds[@]}"; do [[ $c == etcd ]] || pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+echo "building ${pkgs[*]##*/} $kube_version (slow on 2 cores the first time) ..."
 # One invocation so the shared packages compile once.
 (cd "$here/kube" && go build -trimpath -ldflags="$ld" -o "$tmp/" "${pkgs[@]}")
 echo "  kubernetes done in $((SECONDS - t1))s"
 
 # A binary from an older build must not outlive a version change.
-rm -f "$out/STAMP" "$out/kube-apiserver" "$out/kubectl" "$out/kube-controller-manager" "$out/etcd"
-for c in "${cmds[@]}" etcd; do mv -f "$tmp/$c" "$out/$c"; done
+if [[ "$(cat "$out/STAMP" 2>/dev/null)" != "$(stamp)" ]]; then
+  rm -f "$out/STAMP"
+  for c in "${every_binary[@]}"; do rm -f "${out:?}/$c"; done
+fi
+for c in "${cmds[@]}"; do mv -f "$tmp/$c" "$out/$c"; done
 stamp > "$out/STAMP"
 echo "k8s binaries built in $out in $((SECONDS - t0))s"

@@ -63,6 +63,20 @@ env_line() {
 }
 
 # ---------------------------------------------------------------- ports
+# node_address: this machine's IPv4 address on its default-route interface: the
+# address pods of the local node (dev/stack up node) reach the host's services at.
+# KANAL_NODE_ADDRESS overrides it; empty when the machine has no such address.
+node_address() {
+  local dev
+  if [[ -n ${KANAL_NODE_ADDRESS:-} ]]; then
+    printf '%s\n' "$KANAL_NODE_ADDRESS"
+    return 0
+  fi
+  dev=$(ip -4 -o route show default 2>/dev/null | awk '{print $5; exit}')
+  [[ -n $dev ]] || return 0
+  ip -4 -o addr show dev "$dev" scope global 2>/dev/null | awk '{sub("/.*", "", $4); print $4; exit}'
+}
+
 # port_open HOST PORT: something accepts TCP connections there.
 port_open() {
   (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null

@@ -155,6 +155,8 @@ _k8s_pki() {
   _k8s_cert "$pki" apiserver "/CN=kube-apiserver" \
     "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" || return 1
   _k8s_cert "$pki" admin "/O=system:masters/CN=kanal-admin" || return 1
+  # What the API server shows a kubelet (dev/stack up node) for logs, exec, port-forward.
+  _k8s_cert "$pki" apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" || return 1
   # --use-service-account-credentials is off, so the controller-manager acts as
   # itself for every controller and needs more than its bootstrap role grants.
   _k8s_cert "$pki" controller-manager "/O=system:masters/CN=system:kube-controller-manager" || return 1
@@ -240,6 +242,8 @@ k8s_up() {
     --secure-port "$KANAL_K8S_PORT" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
     --service-account-key-file "$pki/sa.pub" \
     --service-account-signing-key-file "$pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \

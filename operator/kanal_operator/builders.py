@@ -172,10 +172,14 @@ def _field_env(name: str, path: str) -> dict[str, Any]:
 
 def deployment(cluster: Cluster, config_hash: str) -> Manifest:
     spec = cluster.spec
+    # the root filesystem is read-only: /tmp is the one writable place (file sinks,
+    # staged uploads)
     volumes: list[dict[str, Any]] = [
-        {"name": "config", "configMap": {"name": cluster.child_name}}]
+        {"name": "config", "configMap": {"name": cluster.child_name}},
+        {"name": "tmp", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [
-        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}]
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"}]
     if spec.kafka is not None and spec.kafka.tls is not None and spec.kafka.tls.ca_secret:
         ca = spec.kafka.tls.ca_secret
         volumes.append({"name": "kafka-ca", "secret": {
@@ -196,7 +200,8 @@ def deployment(cluster: Cluster, config_hash: str) -> Manifest:
         "readinessProbe": {"httpGet": {"path": "/health", "port": "rest"},
                            "periodSeconds": 5},
         "volumeMounts": mounts,
-        "securityContext": {"allowPrivilegeEscalation": False,
+        "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
+                            "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }
     if spec.image_pull_policy:

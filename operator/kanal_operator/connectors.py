@@ -27,6 +27,7 @@ from kanal_operator.models import (
 )
 from kanal_operator.scheduling import assign
 from kanal_worker import __version__
+from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.cluster.protocol import (
     Plan,
     PlanMismatch,
@@ -38,7 +39,7 @@ from kanal_worker.cluster.protocol import (
 
 HEALTHY_RUN_SECONDS = 600
 """A task RUNNING this long has recovered: its automatic restart count resets."""
-MAX_BACKOFF_SECONDS = 300
+MAX_BACKOFF_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class Outcome:
 
 def backoff(restarts: int) -> float:
     """Seconds to wait before automatic restart number ``restarts + 1``."""
-    return float(min(5 * 2 ** restarts, MAX_BACKOFF_SECONDS))
+    # no jitter: the due time is computed again on every reconcile
+    return exponential_backoff(restarts, 5.0, MAX_BACKOFF_SECONDS, jitter=False)
 
 
 def summary(trace: str | None, limit: int = 200) -> str:
@@ -186,8 +188,15 @@ class _Reconciler:
         previous = {t: s.worker for t, s in draft.items()}
         able = {name: worker for name, worker in inputs.workers.items()
                 if name not in self.disagreeing}
-        placement = (assign(sorted(draft), previous, able, inputs.load, held)
-                     if ready_to_place else dict.fromkeys(draft))
+        if ready_to_place:
+            placement = assign(sorted(draft), previous, able, inputs.load, held)
+        else:
+            # Not known to be granted (yet: a restarted operator learns it from the
+            # Role it applies): place nothing new, but a task of an unchanged plan keeps
+            # its live worker, which could read the Secrets all along; unassigning it
+            # would restart it, maybe elsewhere.
+            placement = {t: w if same_plan and w in able else None
+                         for t, w in previous.items()}
         result = []
         for task_id, task in sorted(draft.items()):
             task.token = task_token(plan.config_hash, task.config or {}, task.epoch)

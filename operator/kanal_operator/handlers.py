@@ -1,7 +1,7 @@
 """The kopf handlers: thin glue from watch events to the controllers.
 
 Connectors and ConnectClusters get a daemon each (its own loop and backoff); their
-watch events, worker Leases and worker Deployments only update what the operator knows
+watch events, worker Leases, Deployments and pods only update what the operator knows
 and wake the daemons concerned. Nothing here writes to the API server itself.
 """
 
@@ -81,6 +81,16 @@ def worker_deployment(event: kopf.RawEvent, body: kopf.Body, namespace: str | No
     if pods != state.pods:
         state.pods = pods
         state.changed.set()
+
+
+@kopf.on.event("", "v1", "pods", registry=registry,
+               labels={"app.kubernetes.io/managed-by": MANAGED_BY, **WORKER_LEASES})
+def worker_pod(event: kopf.RawEvent, body: kopf.Body, namespace: str | None, memo: Any,
+               **_: Any) -> None:
+    """A worker pod whose image cannot be pulled, or that crash-loops, never heartbeats:
+    its reason goes into the ConnectCluster's Ready condition."""
+    world: World = memo.world
+    world.observe_pod(namespace or "", dict(body), deleted=event.get("type") == "DELETED")
 
 
 @kopf.on.event(GROUP, VERSION, CONNECTORS, registry=registry)

@@ -54,6 +54,9 @@ class ClusterState:
     """Whether the ConnectCluster object exists (None: not known yet)."""
     pods: int = 0
     """Pods of the worker Deployment."""
+    stuck: dict[str, str] = field(default_factory=dict)
+    """Worker pod → why its container cannot run (an image that cannot be pulled, a
+    crash loop), from the pod's status."""
     connectors: set[str] = field(default_factory=set)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     """Wakes the ConnectCluster daemon."""
@@ -84,6 +87,23 @@ def _parse_time(value: str) -> float | None:
         return None
 
 
+STUCK_REASONS = frozenset({
+    "ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
+    "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError",
+    "RunContainerError"})
+"""Waiting reasons of a container that will not run without a fix (kubelet's names)."""
+
+
+def stuck_reason(pod: Mapping[str, Any]) -> str | None:
+    """``reason: message`` of the first container of ``pod`` that waits for a fix."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_REASONS:
+            message = str(waiting.get("message") or "").strip()
+            return f"{waiting['reason']}: {message}" if message else str(waiting["reason"])
+    return None
+
+
 class World:
     def __init__(self) -> None:
         self.clusters: dict[tuple[str, str], ClusterState] = {}
@@ -110,17 +130,39 @@ class World:
         for connector in state.connectors:
             self.wakeup(namespace, connector).set()
 
+    def _worker_object(self, namespace: str, body: Mapping[str, Any]
+                       ) -> tuple[ClusterState, str, str] | None:
+        """The state of the cluster a worker's pod or Lease belongs to (by its label), the
+        cluster's name and the object's; None for an object of no cluster."""
+        metadata = body.get("metadata") or {}
+        cluster = (metadata.get("labels") or {}).get(LABEL_CLUSTER)
+        if not cluster:
+            return None
+        return self.cluster(namespace, cluster), cluster, str(metadata.get("name"))
+
+    def observe_pod(self, namespace: str, body: Mapping[str, Any], deleted: bool) -> None:
+        """Take in a worker pod event: remember whether its container is stuck."""
+        found = self._worker_object(namespace, body)
+        if found is None:
+            return
+        state, _, name = found
+        reason = None if deleted else stuck_reason(body)
+        if reason != state.stuck.get(name):
+            if reason is None:
+                state.stuck.pop(name, None)
+            else:
+                state.stuck[name] = reason
+            state.changed.set()
+
     def observe_lease(self, namespace: str, body: Mapping[str, Any], deleted: bool,
                       now: float | None = None, wall: float | None = None) -> None:
         """Take in a worker Lease event; wake whoever it concerns."""
         now = time.monotonic() if now is None else now
         wall = time.time() if wall is None else wall
-        metadata = body.get("metadata") or {}
-        cluster = (metadata.get("labels") or {}).get(LABEL_CLUSTER)
-        if not cluster:
+        found = self._worker_object(namespace, body)
+        if found is None:
             return
-        state = self.cluster(namespace, cluster)
-        name = str(metadata.get("name"))
+        state, cluster, name = found
         if deleted:
             if state.workers.pop(name, None) is not None:
                 self.poke(namespace, cluster)
@@ -128,8 +170,8 @@ class World:
         spec = body.get("spec") or {}
         renew_time = str(spec.get("renewTime") or "")
         duration = float(spec.get("leaseDurationSeconds") or 0)
-        report = WorkerReport.from_json((metadata.get("annotations") or {}).get(
-            REPORT_ANNOTATION))
+        annotations = (body.get("metadata") or {}).get("annotations") or {}
+        report = WorkerReport.from_json(annotations.get(REPORT_ANNOTATION))
         view = state.workers.get(name)
         if view is None:
             observed = now

@@ -170,6 +170,8 @@ def test_cluster_wide_release(helm: Path, kubectl: Kubectl,
     assert not can(kubectl, operator, "create", "secrets", watched)
     assert not can(kubectl, operator, "list", "secrets", watched)
     assert not can(kubectl, operator, "get", "pods", watched)
+    assert can(kubectl, operator, "watch", "pods", watched)  # why a worker pod is stuck
+    assert not can(kubectl, operator, "delete", "pods", watched)
     assert can(kubectl, operator, "delete", "leases.coordination.k8s.io", watched)
 
     # exactly what the operator creates for a ConnectCluster, as the operator

@@ -7,10 +7,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from kanal_worker.config.properties import format_properties
+from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
 
 KANAL = str(Path(sys.executable).parent / "kanal")
 
@@ -61,6 +64,21 @@ class Standalone:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+@contextmanager
+def in_process_herder(kafka: str, value_converter: str) -> Iterator[StandaloneHerder]:
+    """A standalone herder in the test's process (offsets in memory), stopped after."""
+    herder = StandaloneHerder({"bootstrap.servers": kafka,
+                               "key.converter": "StringConverter",
+                               "value.converter": value_converter,
+                               "value.converter.schemas.enable": "false",
+                               "offset.flush.interval.ms": "1000"},
+                              "test:8083", MemoryOffsetStore())
+    try:
+        yield herder
+    finally:
+        herder.stop_all()
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -20,6 +20,8 @@ import httpx
 import orjson
 import pytest
 from confluent_kafka.admin import AdminClient
+from kafka_connect_api.kafka_connect_api import Api, Cluster, Connector
+from kafka_connect_healthcheck.health import Health
 
 from kanal_worker.rest.server import RestServer
 from kanal_worker.runtime.offsets import MemoryOffsetStore
@@ -101,18 +103,15 @@ class Compare:
         assert orjson.dumps(kanal.body).decode().replace(self.kanal.connector, "{connector}") \
             == orjson.dumps(peer.body).decode().replace(self.peer.connector, "{connector}")
 
-    def created(self, answers: tuple[Answer, Answer], suffix: str, tasks: int) -> None:
+    def created(self, answers: tuple[Answer, Answer], suffix: str) -> None:
         """Both created connector ``<name><suffix>`` (201, Location)."""
         kanal, peer = answers
         assert kanal.status == peer.status == 201, (kanal.body, peer.body)
         for side, answer in ((self.kanal, kanal), (self.peer, peer)):
             assert answer.headers["location"].endswith(f"/connectors/{side.connector}{suffix}")
-        # Exception: Apache answers before it planned the tasks ("tasks": []); Kanal plans
-        # them before answering, so its list already holds the task ids.
-        assert peer.body["tasks"] == []
-        assert kanal.body["tasks"] == [{"connector": self.kanal.connector + suffix, "task": i}
-                                       for i in range(tasks)]
-        assert shape({**kanal.body, "tasks": []}) == shape(peer.body)
+        # both answer before the tasks are listed
+        assert kanal.body["tasks"] == peer.body["tasks"] == []
+        assert shape(kanal.body) == shape(peer.body)
 
     def eventually(self, path: str, condition: Callable[[Any], bool], what: str) -> None:
         for side in (self.kanal, self.peer):
@@ -164,12 +163,13 @@ def test_same_answers_as_apache_kafka_connect(kanal_url: str, connect_peer: str,
     try:
         run_sequence(Compare(kanal, peer), kafka, topic, tmp_path, unique)
     finally:
-        for path in (BASE, CREATED_BY_PUT):
+        for path in (BASE, CREATED_BY_PUT, SUBSCRIBED_ONLY):
             peer.call("DELETE", path)
 
 
 BASE = "/connectors/{connector}"
 CREATED_BY_PUT = "/connectors/{connector}-put"
+SUBSCRIBED_ONLY = "/connectors/{connector}-fresh"
 
 
 def run_sequence(compare: Compare, kafka: str, topic: str, tmp_path: Path,
@@ -186,7 +186,7 @@ def run_sequence(compare: Compare, kafka: str, topic: str, tmp_path: Path,
 
     # -- create ----------------------------------------------------------------------------
     creation = {"json": lambda side: {"name": side.connector, "config": sink(2)(side)}}
-    compare.created(compare.both("POST", "/connectors", **creation), "", tasks=2)
+    compare.created(compare.both("POST", "/connectors", **creation), "")
 
     compare.same("POST", "/connectors", 409, **creation)
     compare.same("POST", "/connectors", 400, json={"name": f"invalid-{unique}", "config": {
@@ -218,22 +218,19 @@ def run_sequence(compare: Compare, kafka: str, topic: str, tmp_path: Path,
     kanal_config, peer_config = compare.same("GET", f"{BASE}/config", 200)
     assert kanal_config.body.keys() == peer_config.body.keys()
     compare.same("GET", f"{BASE}/status", 200)
-    kanal_tasks, peer_tasks = compare.both("GET", f"{BASE}/tasks")
-    # Exception: Apache adds task.class to each task's configuration; Kanal has no task
-    # classes to name. The rest of the task configuration is the connector's.
-    for task in peer_tasks.body:
-        task["config"].pop("task.class")
-    assert shape(kanal_tasks.body) == shape(peer_tasks.body)
+    kanal_tasks, peer_tasks = compare.same("GET", f"{BASE}/tasks", 200)
     assert [t["config"].keys() for t in kanal_tasks.body] == \
         [t["config"].keys() for t in peer_tasks.body]
+    assert {t["config"]["task.class"] for t in kanal_tasks.body} == \
+        {t["config"]["task.class"] for t in peer_tasks.body} == \
+        {"org.apache.kafka.connect.file.FileStreamSinkTask"}
     compare.same("GET", f"{BASE}/tasks/0/status", 200)
     compare.same("GET", f"{BASE}/tasks/7/status", 404)
     compare.same("GET", f"{BASE}/tasks/first/status", 404)
 
     # -- change the configuration ------------------------------------------------------------
     compare.same("PUT", f"{BASE}/config", 200, json=sink(1, **{"errors.log.enable": "false"}))
-    compare.created(compare.both("PUT", f"{CREATED_BY_PUT}/config", json=sink(1)), "-put",
-                    tasks=1)
+    compare.created(compare.both("PUT", f"{CREATED_BY_PUT}/config", json=sink(1)), "-put")
     compare.same("DELETE", CREATED_BY_PUT, 204)
     compare.same("PUT", f"{BASE}/config", 400, json=sink(1, name="another"))
     kanal_patched, peer_patched = compare.same(
@@ -289,6 +286,11 @@ def run_sequence(compare: Compare, kafka: str, topic: str, tmp_path: Path,
                        and body["tasks"] == [], "stopped")
     kanal_stopped, peer_stopped = compare.same("GET", BASE, 200)
     assert kanal_stopped.body["tasks"] == peer_stopped.body["tasks"] == []
+    kanal_status, peer_status = compare.same("GET", f"{BASE}/status", 200)
+    for status in (kanal_status.body, peer_status.body):  # worker ids and versions differ
+        assert (status["connector"]["state"], status["tasks"], status["type"]) == \
+            ("STOPPED", [], "sink")
+    compare.same_body(*compare.same("GET", f"{BASE}/tasks", 200))
     # Apache answers 500 ("safely retried") while its stopped tasks still sit in the group
     for side in (kanal, peer):
         await_empty_group(kafka, f"connect-{side.connector}")
@@ -318,6 +320,22 @@ def run_sequence(compare: Compare, kafka: str, topic: str, tmp_path: Path,
     # input, so Kanal answers 400.
     assert (kanal_missing.status, peer_missing.status) == (400, 500)
     compare.same_body(*compare.same("DELETE", f"{BASE}/offsets", 200))
+
+    # -- offsets of a topic subscribed to but never written ----------------------------------
+    # the sink's consumer creates the topic it subscribes to, as Java's does, so its offsets
+    # can be set before any record exists (each side its own topic)
+    def fresh(side: Side) -> str:
+        return f"fresh-{side.name}-{unique}"
+    compare.created(compare.both("PUT", f"{SUBSCRIBED_ONLY}/config", json=lambda side: {
+        **sink_config(fresh(side), tmp_path / f"{side.name}-fresh.txt", 1)}), "-fresh")
+    compare.eventually(f"{SUBSCRIBED_ONLY}/status", running(1), "running on a new topic")
+    compare.same("PUT", f"{SUBSCRIBED_ONLY}/stop", 204)
+    for side in (kanal, peer):
+        await_empty_group(kafka, f"connect-{side.connector}-fresh")
+    compare.same_body(*compare.same("PATCH", f"{SUBSCRIBED_ONLY}/offsets", 200, json=lambda side: {
+        "offsets": [{"partition": {"kafka_topic": fresh(side), "kafka_partition": 0},
+                     "offset": {"kafka_offset": 0}}]}))
+    compare.same("DELETE", SUBSCRIBED_ONLY, 204)
 
     # -- plugins and validation --------------------------------------------------------------
     kanal_plugins, peer_plugins = compare.same("GET", "/connector-plugins", 200)
@@ -385,3 +403,60 @@ def run_sequence(compare: Compare, kafka: str, topic: str, tmp_path: Path,
     kanal_listed, peer_listed = compare.same("GET", "/connectors", 200)
     assert kanal.connector not in kanal_listed.body
     assert peer.connector not in peer_listed.body
+
+
+def observed_by_third_party_clients(side: Side, kafka: str, topic: str,
+                                    tmp_path: Path) -> dict[str, Any]:
+    """What kafka-connect-api and kafka-connect-healthcheck see of one worker: a sink that
+    runs, pauses and resumes, then one whose task fails on a record that is not JSON."""
+    cluster = Cluster(Api(url=str(side.client.base_url).rstrip("/")))
+    health = Health(cluster.api.url, None, ["FAILED"], None, 0, ["connector", "task"])
+    seen: dict[str, Any] = {"version": cluster.version.split("-")[0],
+                            "kafka_cluster": cluster.kafka_cluster}
+    connector = Connector(cluster, f"{side.connector}-client")
+    failing = Connector(cluster, f"{side.connector}-client-failing")
+    # the peer is shared with other tests: judge the health of this test's connectors only
+    health.get_connector_names = lambda: [name for name in (connector.name, failing.name)
+                                          if name in cluster.connectors]
+    try:
+        connector.config = sink_config(topic, tmp_path / f"{side.name}-client.txt", 2)
+        side.eventually(f"/connectors/{connector.name}/status", running(2), "running")
+        seen["listed"] = connector.name in cluster.connectors
+        seen["tasks"] = [(task.id, task.is_running(), sorted(task.config))
+                         for task in connector.tasks]
+        connector.pause()
+        side.eventually(f"/connectors/{connector.name}/status", in_state("PAUSED"), "paused")
+        seen["paused"] = connector.state
+        connector.resume()
+        side.eventually(f"/connectors/{connector.name}/status", running(2), "resumed")
+        seen["healthy"] = health.get_health_result()
+
+        failing.config = {**sink_config(topic, tmp_path / f"{side.name}-failing.txt", 1),
+                          "value.converter": "org.apache.kafka.connect.json.JsonConverter"}
+        side.eventually(f"/connectors/{failing.name}/status",
+                        lambda body: [t["state"] for t in body["tasks"]] == ["FAILED"],
+                        "the task failed on a record that is not JSON")
+        result = health.get_health_result()
+        seen["unhealthy"] = {**result, "failures": [
+            {key: value for key, value in failure.items() if key not in ("worker_id", "trace")}
+            | {"connector": failure["connector"].removeprefix(side.connector),
+               "has_trace": bool(failure.get("trace"))}
+            for failure in result["failures"]]}
+    finally:
+        connector.delete()
+        failing.delete()
+    seen["deleted"] = connector.name not in cluster.connectors
+    return seen
+
+
+def test_third_party_python_clients_see_the_same_as_with_apache(
+        kanal_url: str, connect_peer: str, kafka: str, new_topic: Callable[..., str],
+        unique: str, tmp_path: Path) -> None:
+    topic = new_topic("rest-clients", 1)
+    produce(kafka, topic, [b"one", b"two"])
+    kanal = observed_by_third_party_clients(Side("kanal", kanal_url, f"clients-kanal-{unique}"),
+                                            kafka, topic, tmp_path)
+    peer = observed_by_third_party_clients(
+        Side("apache", connect_peer, f"clients-apache-{unique}"), kafka, topic, tmp_path)
+    assert kanal == peer
+    assert peer["unhealthy"]["healthy"] is False and peer["healthy"]["healthy"] is True

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
+import httpx
 import pytest
 
 from kanal_worker.runtime.offsets import MemoryOffsetStore
@@ -91,7 +92,8 @@ def _sequences(path: Path) -> list[int]:
     """Sequence numbers of the complete lines (a killed worker may leave a torn last line
     until its successor opens the file)."""
     complete = path.read_bytes().rpartition(b"\n")[0] if path.exists() else b""
-    return [orjson.loads(line)["seq"] for line in complete.splitlines()]
+    # each reading printed as Java prints a map: {..., seq=17, ...}
+    return [int(match[1]) for match in re.finditer(rb"\bseq=(\d+)", complete)]
 
 
 def test_restarted_worker_resumes_with_nothing_lost_or_repeated(
@@ -202,6 +204,27 @@ def test_bad_connector_configuration_exits_with_the_key(
     assert expected in result.stderr
     if "Failed to find" in expected:
         assert "FileStreamSinkConnector" in result.stderr
+
+
+def test_without_connector_files_connectors_come_over_rest(
+        tmp_path: Path, kafka: str, new_topic: Callable[..., str]) -> None:
+    """As Apache 4.x's connect-standalone: only the worker file, then REST creates."""
+    topic = new_topic("rest-only", 1)
+    produce(kafka, topic, [b"one", b"two"])
+    worker = worker_properties(tmp_path, kafka, listeners="http://127.0.0.1:0")
+    log = tmp_path / "kanal.log"
+    run = Standalone(worker, log=log).start().wait_running()
+    try:
+        url = re.search(r"REST API on (http://\S+)", log.read_text())[1]  # type: ignore[index]
+        assert httpx.get(f"{url}/connectors").json() == []
+        sink_file = tmp_path / "out.txt"
+        created = httpx.post(f"{url}/connectors", json={"name": "from-rest", "config": {
+            "connector.class": "FileStreamSink", "topics": topic, "file": str(sink_file)}})
+        assert created.status_code == 201, created.text
+        wait_for(lambda: line_count(sink_file) >= 2, 60, "the records")
+        assert sink_file.read_text() == "one\ntwo\n"
+    finally:
+        assert run.stop() == 0
 
 
 def test_unreachable_broker_names_the_address(tmp_path: Path) -> None:

@@ -40,8 +40,9 @@ pytestmark = pytest.mark.integration
 
 MAX_POLL_INTERVAL_MS = 30000
 OUTAGE_SECONDS = 3 * MAX_POLL_INTERVAL_MS / 1000
-FIRST_RETRY_WITHIN = 20.0
-"""Seconds the first failed write may take to report (the SDK's timeouts below)."""
+FIRST_RETRY_WITHIN = 25.0
+"""Seconds the first failed write may take to report: the SDK's timeouts below, twice
+over on a busy machine."""
 
 
 def members(admin: AdminClient, group: str) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -73,7 +74,7 @@ def test_long_storage_outage_keeps_the_group_and_every_record_once(
         "azblob.account.key": stack["AZURITE_ACCOUNT_KEY"],
         "store.url": f"http://127.0.0.1:{proxy.port}{endpoint.path}",
         "azblob.container.name": container, "format.class": "JsonFormat",
-        "flush.size": str(flush_size),
+        "flush.size": str(flush_size), "kanal.upload.threads": str(partitions),
         # one write attempt gives up within seconds, far below max.poll.interval.ms
         "azblob.retry.retries": "1", "azblob.retry.backoff.ms": "500",
         "azblob.connection.timeout.ms": "3000",

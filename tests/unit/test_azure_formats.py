@@ -92,6 +92,17 @@ def test_json_lines_match_kafka_connects_json_converter() -> None:
     assert line["where"] == {"lat": 48.101, "lon": 2.3} and line["note"] is None
 
 
+def test_json_writes_values_other_than_structs_as_jackson_does() -> None:
+    # Confluent's JsonFormat hands a value that is not a Struct to Jackson: numbers
+    # exact, maps keyed by their keys' text, bytes as base64, dates as milliseconds
+    counts = Schema(Type.MAP, key_schema=INT32, value_schema=INT64)
+    assert write_file(JsonFormat(None), [{1: 10, -1: 0}], counts) == b'{"1":10,"-1":0}\n'
+    values = [{"price": decimal.Decimal("0.00000001"), "big": decimal.Decimal("1E+3"),
+               "raw": b"\x01\x02", "at": dt.datetime(1970, 1, 1, 0, 0, 0, 5000, tzinfo=dt.UTC)}]
+    assert write_file(JsonFormat(None), values) == \
+        b'{"price":1E-8,"big":1E+3,"raw":"AQI=","at":5}\n'
+
+
 def test_json_reuses_the_original_bytes_unless_they_span_lines() -> None:
     original = b'{"b": 1,  "a": [1, 2]}'
     pretty = b'{\n  "a": 1\n}'
@@ -118,6 +129,17 @@ def test_avro_from_connect_schema_round_trips() -> None:
         assert read["counts"] == [{"key": k, "value": v} for k, v in original["counts"].items()]
         assert {k: v for k, v in read.items() if k != "counts"} == \
             {k: v for k, v in original.items() if k != "counts"}
+
+
+def test_avro_files_carry_the_converters_schema_as_confluents_do() -> None:
+    # Confluent's AvroFormat writes AvroData's schema, connect.* metadata included
+    writer_schema: Any = fastavro.reader(io.BytesIO(
+        write_file(AvroFormat("null"), [reading(1)], READING))).writer_schema
+    assert writer_schema["connect.name"] == "kanal.telemetry.Reading"
+    assert writer_schema["connect.version"] == 1
+    fields = {f["name"]: f["type"] for f in writer_schema["fields"]}
+    assert fields["gear"]["connect.type"] == "int8"
+    assert fields["counts"]["items"]["name"] == "io.confluent.connect.avro.MapEntry"
 
 
 def test_avro_infers_schemas_of_schemaless_values() -> None:

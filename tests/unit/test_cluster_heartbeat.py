@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,10 +14,14 @@ from kubernetes.client.exceptions import ApiException
 
 from kanal_worker.cluster.lease import MIN_GAP_SECONDS, Heartbeat
 from kanal_worker.cluster.protocol import REPORT_ANNOTATION, TaskReport, WorkerReport
+from tests.waiting import eventually
 
 INTERVAL = 0.05
 ANNOTATIONS_LIMIT = 256 * 1024
 """What the API server allows for all annotations of an object together."""
+HUGE_PLUGINS = [{"class": f"com.example.Connector{i:06d}", "type": "sink", "version": "1" * 40}
+                for i in range(6000)]
+"""Plugins are never trimmed from a report: one with these cannot be made to fit."""
 
 
 class Leases:
@@ -95,13 +99,6 @@ class Reports:
         return self.current
 
 
-def eventually(check: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def leases() -> Leases:
     return Leases()
@@ -142,19 +139,21 @@ def test_renewals_are_small_patches_at_the_interval(leases: Leases, heartbeat: H
     eventually(lambda: len(leases.renewals()) >= 6)
     renewals = leases.renewals()
     gaps = [b - a for a, b in itertools.pairwise(renewals)]
-    assert all(INTERVAL * 0.8 <= gap < INTERVAL + 0.2 for gap in gaps), gaps
+    assert all(INTERVAL * 0.8 <= gap < INTERVAL + 0.5 for gap in gaps), gaps
     assert all(list(patch) == ["spec"] and list(patch["spec"]) == ["renewTime"]
                for _, patch in leases.patches)  # the report did not change: not re-sent
 
 
-def test_a_changed_report_is_written_at_once_when_poked(leases: Leases, reports: Reports,
-                                                        heartbeat: Heartbeat) -> None:
-    time.sleep(MIN_GAP_SECONDS)
-    reports.current = WorkerReport(tasks={"c/0": TaskReport("RUNNING", "t")})
-    poked = time.monotonic()
-    heartbeat.poke()
-    eventually(lambda: "c/0" in leases.report().tasks, timeout=MIN_GAP_SECONDS + 0.2)
-    assert time.monotonic() - poked < MIN_GAP_SECONDS + 0.2
+def test_a_changed_report_is_written_at_once_when_poked(leases: Leases,
+                                                        reports: Reports) -> None:
+    slow = beating(leases, reports, interval=60)
+    try:
+        time.sleep(MIN_GAP_SECONDS)
+        reports.current = WorkerReport(tasks={"c/0": TaskReport("RUNNING", "t")})
+        slow.poke()
+        eventually(lambda: "c/0" in leases.report().tasks, timeout=5)  # not in 60 s
+    finally:
+        slow.release()
 
 
 def test_bursts_of_pokes_are_coalesced(leases: Leases, reports: Reports) -> None:
@@ -174,17 +173,35 @@ def test_bursts_of_pokes_are_coalesced(leases: Leases, reports: Reports) -> None
 def test_a_report_the_api_server_refuses_never_stops_renewals(leases: Leases,
                                                               reports: Reports,
                                                               heartbeat: Heartbeat) -> None:
-    # plugins are never trimmed: this report cannot be made to fit
-    huge = [{"class": f"com.example.Connector{i:06d}", "type": "sink", "version": "1" * 40}
-            for i in range(6000)]
-    reports.current = WorkerReport(plugins=huge)
+    reports.current = WorkerReport(plugins=HUGE_PLUGINS)
     heartbeat.poke()
-    start = len(leases.renewals())
-    eventually(lambda: len(leases.renewals()) >= start + 5)
+    renewals_go_on(leases, 5)
     assert leases.report().plugins == []  # the last report that fitted stays
     assert leases.refused >= 5  # retried every round
-    reports.current = WorkerReport(plugins=huge[:10])
+    reports.current = WorkerReport(plugins=HUGE_PLUGINS[:10])
     eventually(lambda: len(leases.report().plugins) == 10)
+
+
+def renewals_go_on(leases: Leases, count: int = 3) -> None:
+    start = len(leases.renewals())
+    eventually(lambda: len(leases.renewals()) >= start + count)
+
+
+def test_a_lease_is_made_even_when_its_report_is_refused(leases: Leases,
+                                                        reports: Reports) -> None:
+    reports.current = WorkerReport(plugins=HUGE_PLUGINS)
+    beat = beating(leases, reports)
+    try:
+        assert leases.report() == WorkerReport()
+        renewals_go_on(leases)
+        leases.lease = None  # someone deleted it
+        eventually(lambda: leases.lease is not None)
+        assert leases.report() == WorkerReport()
+        renewals_go_on(leases)
+        reports.current = WorkerReport(plugins=HUGE_PLUGINS[:3])
+        eventually(lambda: len(leases.report().plugins) == 3)
+    finally:
+        beat.release()
 
 
 def test_an_oversized_report_is_trimmed_to_fit(leases: Leases, reports: Reports,

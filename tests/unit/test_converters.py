@@ -1,6 +1,9 @@
 import base64
 import datetime as dt
 import decimal
+import json
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -46,6 +49,35 @@ def test_json_envelope_round_trip_with_struct() -> None:
     back = converter.to_connect("t", data)
     assert back.value == {"id": 7, "name": None}
     assert back.schema is not None and back.schema.name == "Thing"
+
+
+APACHE_DECIMALS = json.loads(
+    (Path(__file__).parents[1] / "golden" / "converters" / "json-converter-decimals.json")
+    .read_text())
+"""What Apache's JsonConverter writes for Decimal values under each decimal.format,
+recorded by dev/golden/record_json_converter.py."""
+
+
+@pytest.mark.parametrize("case", APACHE_DECIMALS, ids=[c["value"] for c in APACHE_DECIMALS])
+def test_json_decimals_are_written_as_apache_writes_them_in_both_formats(
+        case: dict[str, Any]) -> None:
+    schema = Schema(Type.BYTES, name=DECIMAL, parameters={"scale": str(case["scale"])})
+    value = decimal.Decimal(case["value"])
+    written = {fmt: JsonConverter({"schemas.enable": "false", "decimal.format": fmt}, False)
+               .from_connect("t", schema, value) for fmt in ("BASE64", "NUMERIC")}
+    assert written == {"BASE64": case["BASE64"].encode(), "NUMERIC": case["NUMERIC"].encode()}
+    envelope = JsonConverter({"decimal.format": "NUMERIC"}, False)
+    data = envelope.from_connect("t", schema, value)
+    assert data is not None and data.endswith(b'"payload":' + case["NUMERIC"].encode() + b"}")
+    assert envelope.to_connect("t", data).value == value
+
+
+def test_json_schemaless_maps_with_other_keys_become_pairs_as_in_apache() -> None:
+    converter = JsonConverter({"schemas.enable": "false"}, False)
+    assert converter.from_connect("t", None, {1: "a"}) == b'[[1,"a"]]'
+    assert converter.from_connect("t", None, {"k": [1, b"\x01"]}) == b'{"k":[1,"AQ=="]}'
+    with pytest.raises(DataError, match="Decimal does not have a corresponding schema type"):
+        converter.from_connect("t", None, [decimal.Decimal("1.5")])
 
 
 def test_json_logical_types_match_apache_encoding() -> None:

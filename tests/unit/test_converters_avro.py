@@ -114,6 +114,24 @@ def test_schemas_follow_confluents_avro_data_mapping() -> None:
     assert to_connect_schema(json.loads(json.dumps(avro))) == READING
 
 
+def test_a_record_used_twice_is_defined_once_and_others_of_its_name_are_numbered() -> None:
+    place = struct_schema([("lat", Schema(Type.FLOAT64))], name="dev.kanal.Place")
+    other_place = struct_schema([("name", Schema(Type.STRING))], name="dev.kanal.Place")
+    trip = struct_schema([("start", place), ("end", place), ("via", other_place),
+                          ("legs", Schema(Type.MAP, key_schema=Schema(Type.INT32),
+                                          value_schema=place))], name="dev.kanal.Trip")
+    avro = to_avro_schema(trip)
+    fields = {f["name"]: f["type"] for f in avro["fields"]}
+    assert fields["start"]["name"] == "Place" and fields["end"] == "dev.kanal.Place"
+    assert fields["via"]["name"] == "Place2"
+    assert fields["legs"]["items"]["fields"][1]["type"] == "dev.kanal.Place"
+    value = {"start": {"lat": 1.0}, "end": {"lat": 2.0}, "via": {"name": "x"},
+             "legs": {1: {"lat": 3.0}}}
+    registry = MemoryRegistry()
+    data = converter(registry).from_connect("trips", trip, value)
+    assert converter(registry).to_connect("trips", data).value == value
+
+
 def test_subject_name_strategies_and_registration_modes() -> None:
     registry = MemoryRegistry()
     record_named = converter(registry, **{

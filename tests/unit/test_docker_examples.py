@@ -23,7 +23,7 @@ pytest_plugins = ["tests.tools"]
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "examples" / "compose"
 COMPOSE = COMPOSE_DIR / "docker-compose.yaml"
-SCRIPTS = [ROOT / "dev" / "kind-e2e.sh", ROOT / "dev" / "tools.sh"]
+SCRIPTS = [ROOT / "dev" / "kind-e2e.sh", ROOT / "dev" / "tools.sh", ROOT / "dev" / "image.sh"]
 KANAL = "import sys; from kanal_worker.cli import main; sys.argv[0] = 'kanal'; main()"
 
 
@@ -133,7 +133,7 @@ def test_scripts_parse_and_pass_shellcheck(script: Path, shellcheck: Path) -> No
 
 def test_kind_script_does_what_its_header_says() -> None:
     text = (ROOT / "dev" / "kind-e2e.sh").read_text()
-    for step in ("docker build", "load docker-image", "upgrade --install",
+    for step in ("dev/image.sh", "load image-archive", "upgrade --install",
                  "examples/kubernetes", "--for=condition=Ready connectors"):
         assert step in text, step
     assert "image.pullPolicy=Never" in text, "the loaded image, never a registry pull"

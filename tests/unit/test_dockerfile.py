@@ -180,6 +180,27 @@ def test_has_a_healthcheck(final: Stage) -> None:
     assert {"interval", "timeout", "retries"} <= set(check.flags)
 
 
+def test_dependencies_come_from_the_lock_and_kanal_from_a_clean_tree(
+        stages: list[Stage]) -> None:
+    """Only the hashed lock file feeds the dependency layer, and Kanal is installed once,
+    after its sources: an earlier `pip install .` of placeholder packages left a build/
+    directory whose empty __init__.py then replaced the real one in the image."""
+    (build,) = [s for s in stages if any("pip install" in r.args for r in s.all("RUN"))]
+    steps = [i for i in build.instructions if i.keyword in ("COPY", "RUN")]
+    installs = [i for i in steps if i.keyword == "RUN" and "pip install" in i.args]
+    assert len(installs) == 2, [i.args for i in installs]
+    dependencies, kanal = installs
+    assert "--require-hashes -r requirements.lock" in dependencies.args
+    assert re.search(r"pip install .*--no-deps .*\s\.(\s|$)", kanal.args), kanal.args
+    copied_before = {w for i in steps if i.keyword == "COPY" and i.line < kanal.line
+                     for w in i.args.split()[:-1]}
+    assert {"worker", "operator", "pyproject.toml"} <= copied_before
+    copied_before_dependencies = {w for i in steps if i.keyword == "COPY"
+                                  and i.line < dependencies.line for w in i.args.split()}
+    assert copied_before_dependencies <= {"requirements.lock", "./"}, (
+        "the dependency layer depends on the lock file only")
+
+
 def test_no_remote_add_no_pipe_to_shell_no_sudo(stages: list[Stage]) -> None:
     for stage in stages:
         assert not stage.all("ADD"), "use COPY (ADD fetches URLs and unpacks archives)"

@@ -173,6 +173,19 @@ def test_secrets_must_be_granted_before_tasks_are_placed() -> None:
     assert {t.worker for t in granted.tasks or []} == {"w1", "w2"}
 
 
+def test_a_restarted_operator_keeps_tasks_on_their_workers_until_secrets_are_confirmed(
+        ) -> None:
+    connector = spec(config={"topic": "${secret:creds:topic}"})
+    planned = plan(config_of(connector), 2)
+    running = reconcile(inputs(connector, granted_secrets=frozenset({"creds"})), planned,
+                        ConnectorStatus()).status
+    placed = {t.id: t.worker for t in running.tasks or []}
+    assert set(placed.values()) == {"w1", "w2"}
+    restarted = reconcile(inputs(connector), planned, running).status  # nothing granted yet
+    assert {t.id: t.worker for t in restarted.tasks or []} == placed
+    assert {t.token for t in restarted.tasks or []} == {t.token for t in running.tasks or []}
+
+
 def test_missing_cluster_is_reported() -> None:
     outcome = reconcile(inputs(spec(), cluster_found=False), plan(config_of(spec()), 2),
                         ConnectorStatus())

@@ -70,3 +70,25 @@ def test_load_counts_other_connectors_on_live_workers() -> None:
     state = world.cluster("ns", "c")
     state.placements = {"a": {0: "w1", 1: "dead"}, "b": {0: "w1"}}
     assert state.load("b", state.live(100)) == {"w1": 1}
+
+
+def pod(name: str, waiting: dict[str, str] | None) -> dict[str, Any]:
+    state = {"waiting": waiting} if waiting else {"running": {}}
+    return {"metadata": {"name": name, "labels": {"kanal.dev/cluster": "c"}},
+            "status": {"containerStatuses": [{"name": "worker", "state": state}]}}
+
+
+def test_a_worker_pod_that_cannot_pull_its_image_is_remembered_until_it_runs() -> None:
+    world = World()
+    state = world.cluster("ns", "c")
+    world.observe_pod("ns", pod("p1", {"reason": "ContainerCreating"}), False)
+    assert state.stuck == {} and not state.changed.is_set()
+    world.observe_pod("ns", pod("p1", {"reason": "ErrImageNeverPull", "message":
+                                       'Container image "kanal:nope" is not present'}), False)
+    assert state.stuck == {"p1": 'ErrImageNeverPull: Container image "kanal:nope" is not present'}
+    assert state.changed.is_set()
+    world.observe_pod("ns", pod("p1", None), False)
+    assert state.stuck == {}
+    world.observe_pod("ns", pod("p2", {"reason": "CrashLoopBackOff"}), False)
+    world.observe_pod("ns", pod("p2", {"reason": "CrashLoopBackOff"}), True)
+    assert state.stuck == {}

@@ -1,6 +1,7 @@
-"""The batch conversion paths of sink tasks give exactly what the one-by-one path gives,
-a batch validated as a whole always converts, and the file sink's joined lines are
-exactly its per-record lines."""
+"""The sink's batch conversion gives exactly what its record-by-record fallback gives,
+one offset rule covers every consumed record, a batch's columns are decoded and its
+records built only when read, and the file sink's joined lines are exactly its
+per-record lines."""
 
 from __future__ import annotations
 
@@ -9,15 +10,25 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from confluent_kafka import Message
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kanal_worker.api import DataError
-from kanal_worker.api.records import SinkBatch, SinkRecord
+from kanal_worker.api import DataError, RetriableError, Settings, SinkTask
+from kanal_worker.api.records import (
+    ConvertedBatch,
+    Header,
+    SinkBatch,
+    SinkColumns,
+    SinkRecord,
+    TopicPartition,
+)
+from kanal_worker.api.schema import OPTIONAL_STRING, Schema, Type
 from kanal_worker.connectors.file import FileStreamSinkConnector, line, lines
+from kanal_worker.converters.json import _decodes
 from kanal_worker.runtime.codec import build_codec
 from kanal_worker.runtime.errors import ErrorHandler
-from kanal_worker.runtime.sink import _FAST_RECORDS, SinkTaskRunner, batch_methods
+from kanal_worker.runtime.sink import SinkTaskRunner, _coordinates
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import TaskId
 
@@ -26,37 +37,19 @@ JSON = "org.apache.kafka.connect.json.JsonConverter"
 BYTES = "org.apache.kafka.connect.converters.ByteArrayConverter"
 
 
-class FakeMessage:
-    """What confluent-kafka's Message answers, for the accessors the runtime calls."""
+def message(topic: str, partition: int, offset: int, key: bytes | None,
+            value: bytes | None, headers: list[tuple[str, bytes | None]] | None = None,
+            timestamp: tuple[int, int] = (1, 1_700_000_000_000)) -> Message:
+    return Message(topic=topic, partition=partition, offset=offset, key=key, value=value,
+                   headers=headers, timestamp=timestamp)
 
-    def __init__(self, topic: str, partition: int, offset: int, key: bytes | None,
-                 value: bytes | None, headers: list[tuple[str, bytes | None]] | None = None,
-                 timestamp: tuple[int, int] = (1, 1_700_000_000_000)) -> None:
-        self._fields = (topic, partition, offset, key, value, headers, timestamp)
 
-    def error(self) -> None:
-        return None
+class Collecting(SinkTask[Settings]):
+    def __init__(self) -> None:
+        self.batches: list[SinkBatch] = []
 
-    def topic(self) -> str:
-        return self._fields[0]  # type: ignore[return-value]
-
-    def partition(self) -> int:
-        return self._fields[1]  # type: ignore[return-value]
-
-    def offset(self) -> int:
-        return self._fields[2]  # type: ignore[return-value]
-
-    def key(self) -> bytes | None:
-        return self._fields[3]  # type: ignore[return-value]
-
-    def value(self) -> bytes | None:
-        return self._fields[4]  # type: ignore[return-value]
-
-    def headers(self) -> Any:
-        return self._fields[5]
-
-    def timestamp(self) -> tuple[int, int]:
-        return self._fields[6]  # type: ignore[return-value]
+    def write(self, batch: SinkBatch) -> None:
+        self.batches.append(batch)
 
 
 def runner(config: dict[str, str]) -> SinkTaskRunner:
@@ -64,53 +57,80 @@ def runner(config: dict[str, str]) -> SinkTaskRunner:
     task = SinkTaskRunner(TaskId("c", 0), config, worker, "w", TargetState.STARTED,
                           lambda _: None, FileStreamSinkConnector)
     task.codec = build_codec(config, worker)
-    task.keys_many, task.keys_valid = batch_methods(task.codec.key)
-    task.values_many, task.values_valid = batch_methods(task.codec.value)
     task.chain = []
     task.errors = ErrorHandler(tolerance="all", retry_timeout_ms=0, retry_delay_max_ms=0,
                                log_enable=False, log_messages=False, task="c-0", dlq=None)
+    task.task = Collecting()
+    task.assignment = {TopicPartition("a", 0), TopicPartition("a", 1), TopicPartition("b", 0)}
     return task
 
 
+def convert(task: SinkTaskRunner, messages: list[Message]) -> tuple[SinkBatch, list[Message]]:
+    return task._convert(messages, _coordinates(messages))
+
+
 MESSAGES = [
-    FakeMessage("a", 0, 5, b"k1", b'{"x": 1, "y": [true, null]}'),
-    FakeMessage("a", 0, 6, None, None),  # tombstone
-    FakeMessage("a", 1, 7, b"k2", b'"just a string"', headers=[("h", b"42"), ("n", None)]),
-    FakeMessage("b", 0, 9, b"\xc3\xa9", b"3.5", timestamp=(2, 123)),
-    FakeMessage("b", 0, 10, b"k", b"[1,\n2]", timestamp=(0, -1)),
+    message("a", 0, 5, b"k1", b'{"x": 1, "y": [true, null]}'),
+    message("a", 0, 6, None, None),  # tombstone
+    message("a", 1, 7, b"k2", b'"just a string"', headers=[("h", b"42"), ("n", None)]),
+    message("b", 0, 9, b"\xc3\xa9", b"3.5", timestamp=(2, 123)),
+    message("b", 0, 10, b"k", b"[1,\n2]", timestamp=(0, -1)),
 ]
+JSON_VALUES = {"key.converter": STRING, "value.converter": JSON,
+               "value.converter.schemas.enable": "false"}
 
 
 @pytest.mark.parametrize("converters", [
-    {"key.converter": STRING, "value.converter": JSON, "value.converter.schemas.enable": "false"},
+    JSON_VALUES,
     {"key.converter": STRING, "value.converter": STRING},
     {"key.converter": BYTES, "value.converter": BYTES},
 ])
-def test_batch_conversion_equals_one_by_one(converters: dict[str, str]) -> None:
-    assert _FAST_RECORDS
+def test_batch_conversion_equals_record_by_record(converters: dict[str, str]) -> None:
     task = runner(converters)
-    fast = task._to_records(MESSAGES)  # type: ignore[arg-type]
-    assert fast is not None
-    slow = task._one_by_one(MESSAGES)  # type: ignore[arg-type]
-    assert fast[0] == slow[0]
-    assert [type(r) for r in fast[0]] == [SinkRecord] * len(MESSAGES)
-    assert fast[1] == slow[1]
-    assert fast[2] == slow[2] == {("a", 0): 7, ("a", 1): 8, ("b", 0): 11}
+    batch, kept = convert(task, MESSAGES)
+    one_by_one, kept_one_by_one = task._one_by_one(MESSAGES)
+    assert kept == kept_one_by_one == MESSAGES
+    assert batch.values == one_by_one.values
+    assert batch.encoded_values == one_by_one.encoded_values
+    assert batch.coordinates == one_by_one.coordinates
+    assert list(batch) == list(one_by_one)
+    assert [type(r) for r in batch] == [SinkRecord] * len(MESSAGES)
 
 
-def test_a_record_that_fails_sends_the_batch_one_by_one() -> None:
-    task = runner({"key.converter": STRING, "value.converter": JSON,
-                   "value.converter.schemas.enable": "false"})
-    bad = [*MESSAGES, FakeMessage("a", 0, 11, b"k", b"{not json")]
-    assert task._to_records(bad) is None  # type: ignore[arg-type]
-    records, _, _ = task._one_by_one(bad)  # type: ignore[arg-type]
-    assert len(records) == len(MESSAGES) and task.errors.failed == 1
+def test_records_built_from_columns_have_every_field() -> None:
+    batch, _ = convert(runner(JSON_VALUES), MESSAGES[2:3])
+    assert batch[0] == SinkRecord(
+        topic="a", kafka_partition=1, kafka_offset=7, key="k2", key_schema=OPTIONAL_STRING,
+        value="just a string", value_schema=None, timestamp=1_700_000_000_000,
+        timestamp_type="CreateTime", headers=[Header("h", 42, Schema(Type.INT32)),
+                                              Header("n", None, None)],
+        encoded_value=b'"just a string"')
 
 
-def test_envelopes_take_the_one_by_one_path() -> None:
+def test_the_next_offset_follows_every_consumed_record_written_or_failed() -> None:
+    task = runner(JSON_VALUES)
+    bad = message("a", 1, 8, b"k", b"{not json")
+    task._process([*MESSAGES, bad])
+    assert task.consumed == {TopicPartition("a", 0): 7, TopicPartition("a", 1): 9,
+                             TopicPartition("b", 0): 11}
+    assert {type(tp) for tp in task.consumed} == {TopicPartition}
+    assert len(task.task.batches[0]) == len(MESSAGES)  # type: ignore[attr-defined]
+    assert task.errors.failed == 1
+
+
+def test_a_record_that_fails_sends_the_poll_record_by_record() -> None:
+    task = runner(JSON_VALUES)
+    bad = [*MESSAGES, message("a", 0, 11, b"k", b"{not json")]
+    batch, kept = convert(task, bad)
+    assert len(batch) == len(MESSAGES) and kept == MESSAGES and task.errors.failed == 1
+
+
+def test_envelopes_convert_through_the_default_batch_method() -> None:
     task = runner({"key.converter": STRING, "value.converter": JSON})
-    assert task.values_many is not None
-    assert task._to_records(MESSAGES) is None  # type: ignore[arg-type]
+    envelope = b'{"schema": {"type": "int32", "optional": false}, "payload": 7}'
+    batch, _ = convert(task, [message("a", 0, 1, b"k", envelope)])
+    assert batch.values == [7] and batch[0].value_schema == Schema(Type.INT32)
+    assert batch.encoded_values == [None]  # not plain JSON of the value
 
 
 def record(value: Any, encoded: bytes | None) -> SinkRecord:
@@ -125,24 +145,30 @@ def record(value: Any, encoded: bytes | None) -> SinkRecord:
     [record({"a": 1}, b'{"a":1}')],
 ])
 def test_joined_lines_are_the_per_record_lines(batch: list[SinkRecord]) -> None:
-    assert lines(SinkBatch(batch)) == b"".join(line(r) for r in batch)
+    assert lines(SinkBatch(batch)) == b"".join(line(r.value, r.value_schema) for r in batch)
 
 
-def test_a_deferred_batch_is_built_once_and_only_when_read() -> None:
-    built: list[int] = []
-    records = [record({"a": 1}, b'{"a":1}'), record("s", b'"s"')]
+def test_columns_are_decoded_and_records_built_only_when_read() -> None:
+    decoded: list[int] = []
+    raw: list[bytes | None] = [b'{"a":1}', b'"s"']
 
-    def build() -> list[SinkRecord]:
-        built.append(1)
-        return records
-    batch = SinkBatch.deferred(2, build, [b'{"a":1}', b'"s"'], lambda: [("t", 0, 0)] * 2)
-    assert len(batch) == 2 and batch.encoded_values == [b'{"a":1}', b'"s"'] and not built
-    assert batch.coordinates == [("t", 0, 0)] * 2 and not built
-    assert lines(batch) == b'{"a":1}\ns\n'  # the JSON string is written unquoted
-    assert list(batch) == records and batch[1] is records[1] and built == [1]
-    assert SinkBatch(records).encoded_values == [b'{"a":1}', b'"s"']
+    def decode() -> list[Any]:
+        decoded.append(1)
+        return [{"a": 1}, "s"]
+    columns = SinkColumns(
+        topics=["t", "t"], partitions=[0, 0], offsets=[3, 4], timestamps=[(0, -1)] * 2,
+        headers=[None, None], keys=ConvertedBatch([None, None], [None, None]),
+        values=ConvertedBatch([None, None], decode, plain_json=True), encoded=raw)
+    batch = SinkBatch.of_columns(columns)
+    assert len(batch) == 2 and batch.encoded_values == raw
+    assert batch.coordinates == [("t", 0, 3), ("t", 0, 4)] and not decoded
+    assert lines(batch) == b"{a=1}\ns\n"  # as Java prints a map and a string
+    assert decoded == [1] and repr(batch) == "SinkBatch(2 records, columns)"
+    records = list(batch)
+    assert batch[1] is records[1] and decoded == [1]
+    assert [r.value for r in records] == [{"a": 1}, "s"]
+    assert SinkBatch(records).encoded_values == raw
     assert SinkBatch(records).coordinates == batch.coordinates
-    assert SinkBatch([record({"a": 1}, None)]).encoded_values is None
 
 
 JSON_TEXT = st.recursive(
@@ -159,23 +185,24 @@ NEAR_JSON = st.one_of(
 
 
 @given(st.lists(NEAR_JSON, min_size=1, max_size=6))
-def test_what_validates_as_a_batch_converts_item_by_item(items: list[bytes]) -> None:
+def test_a_batch_converts_exactly_as_item_by_item_or_not_at_all(items: list[bytes]) -> None:
     converter = build_codec({"value.converter": JSON,
                              "value.converter.schemas.enable": "false"}, {}).value
-    validated = converter.validate_many(list(items))  # type: ignore[attr-defined]
-    if validated is None:
+    try:
+        batch = converter.to_connect_batch("t", list(items))
+    except Exception:
+        assert not _decodes(list(items))  # what checks as a batch always converts
+        with pytest.raises(DataError):
+            for item in items:
+                converter.to_connect("t", item)
         return
-    converted = converter.to_connect_many(list(items))  # type: ignore[attr-defined]
-    assert converted is not None and converted[2] is validated
-    for item, value in zip(items, converted[1], strict=True):
-        assert converter.to_connect("t", item).value == value
+    assert batch.plain_json
+    assert batch.values == [converter.to_connect("t", item).value for item in items]
 
 
-def test_halves_of_json_do_not_validate_as_a_batch() -> None:
-    converter = build_codec({"value.converter": JSON,
-                             "value.converter.schemas.enable": "false"}, {}).value
-    assert converter.validate_many([b"[1", b"2]", b"3,4"]) is None  # type: ignore[attr-defined]
-    assert converter.validate_many([b'{"a":1}', b"[2]"]) is True  # type: ignore[attr-defined]
+def test_halves_of_json_do_not_check_as_a_batch() -> None:
+    assert not _decodes([b"[1", b"2]", b"3,4"])
+    assert _decodes([b'{"a":1}', b"[2]"])
 
 
 def test_numbers_beyond_a_double_are_read_exactly_as_apache_does() -> None:
@@ -185,3 +212,29 @@ def test_numbers_beyond_a_double_are_read_exactly_as_apache_does() -> None:
     assert converter.to_connect("t", b"1" + b"0" * 400).value == 10 ** 400
     with pytest.raises(DataError, match="serialization error"):
         converter.to_connect("t", b'{"big": 1e999')
+
+
+class RevokedWhileRetrying(SinkTask[Settings]):
+    """Fails its first write; meanwhile partition a-1 is revoked (as the rebalance
+    callback would while the consumer polls during the retry)."""
+
+    def __init__(self, runner: SinkTaskRunner) -> None:
+        self.runner = runner
+        self.batches: list[list[tuple[str, int, int]]] = []
+
+    def write(self, batch: SinkBatch) -> None:
+        self.batches.append(batch.coordinates)
+        if len(self.batches) == 1:
+            self.runner._forget({TopicPartition("a", 1)})
+            raise RetriableError("storage away")
+
+
+def test_records_of_a_partition_revoked_during_a_retry_are_not_written_again() -> None:
+    task = runner(JSON_VALUES)
+    task.task = RevokedWhileRetrying(task)
+    task.polling = True  # no consumer here: the retry waits without polling
+    task._process(MESSAGES)
+    first, second = task.task.batches  # type: ignore[attr-defined]
+    assert ("a", 1, 7) in first and all(tp != ("a", 1) for *tp, _ in second)
+    assert len(second) == len(MESSAGES) - 1
+    assert task.consumed == {TopicPartition("a", 0): 7, TopicPartition("b", 0): 11}

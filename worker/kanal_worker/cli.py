@@ -34,7 +34,7 @@ from kanal_worker.runtime.offsets import (
     OffsetStore,
 )
 from kanal_worker.runtime.progress import ProgressReporter
-from kanal_worker.runtime.registry import plugins
+from kanal_worker.runtime.registry import missing_extra, plugins
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.validation import errors_of, validate
 
@@ -111,8 +111,10 @@ def stop_on_signals() -> threading.Event:
 @app.command()
 def standalone(
     worker_file: Annotated[Path, typer.Argument(help="Worker .properties file.")],
-    connector_files: Annotated[list[Path], typer.Argument(
-        help="Connectors: .properties, REST JSON or Connector manifest YAML.")],
+    connector_files: Annotated[list[Path] | None, typer.Argument(
+        help="Connectors: .properties, REST JSON or Connector manifest YAML. None: "
+             "connectors come over the REST API, as with Apache's connect-standalone.",
+        show_default=False)] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING.")] = "INFO",
     json_logs: Annotated[bool, typer.Option(help="One JSON object per log line.")] = False,
 ) -> None:
@@ -122,7 +124,7 @@ def standalone(
     try:
         worker = load_properties(worker_file)
         settings: WorkerSettings = WorkerSettings.parse(worker)
-        definitions = [load_connector(path) for path in connector_files]
+        definitions = [load_connector(path) for path in connector_files or []]
         check_broker(worker)
         offsets = offset_store(worker, settings)
         herder = StandaloneHerder(worker, worker_id(settings), offsets)
@@ -257,7 +259,13 @@ def _install_extra_commands() -> None:
 
 def main() -> None:
     _install_extra_commands()
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        hint = missing_extra(exc)
+        if hint is None:
+            raise
+        raise SystemExit(fail(hint).exit_code) from None
 
 
 __all__ = ["app", "main"]

@@ -101,6 +101,11 @@ operator calls, is why it may create/delete Connectors and read Secrets.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# read only: a worker pod whose image cannot be pulled, or that crash-loops, is the
+# reason shown in the ConnectCluster's Ready condition
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
 # worker heartbeats: watched, stale ones deleted; create/update/patch because the
 # workers' Role grants them
 - apiGroups: ["coordination.k8s.io"]

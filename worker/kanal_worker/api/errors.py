@@ -1,20 +1,39 @@
-"""Exceptions a plugin raises to tell the runtime what to do next."""
+"""Exceptions a plugin raises to tell the runtime what to do next.
 
+Each names the Java exception Apache Kafka Connect throws in the same situation
+(``java_class``): dead-letter records carry it in ``__connect.errors.exception.class.name``,
+where tools that route failed records by class expect Apache's names. A raise site where
+Apache throws something else passes ``java_class`` (e.g. ExtractField's unknown field is
+Java's ``IllegalArgumentException``).
+"""
 
 class ConnectError(Exception):
     """A failure that stops the task; the runtime records the trace in the task status."""
+
+    java_class: str = "org.apache.kafka.connect.errors.ConnectException"
+
+    def __init__(self, *args: object, java_class: str | None = None) -> None:
+        super().__init__(*args)
+        if java_class is not None:
+            self.java_class = java_class
 
 
 class RetriableError(ConnectError):
     """A transient failure: the runtime backs off and retries the same work."""
 
+    java_class = "org.apache.kafka.connect.errors.RetriableException"
+
 
 class DataError(ConnectError):
     """A record cannot be converted or transformed; error handling decides its fate."""
 
+    java_class = "org.apache.kafka.connect.errors.DataException"
+
 
 class ConfigError(ValueError):
     """Invalid configuration; ``key`` names the setting so people can find and fix it."""
+
+    java_class = "org.apache.kafka.common.config.ConfigException"
 
     def __init__(self, key: str | None, message: str) -> None:
         self.key = key

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from kanal_worker.api.config import Settings
-from kanal_worker.api.records import ConnectRecord, SinkBatch, SourceRecord, TopicPartition
+from kanal_worker.api.records import (
+    ConnectRecord,
+    ConvertedBatch,
+    SinkBatch,
+    SourceRecord,
+    TopicPartition,
+)
 from kanal_worker.api.schema import Schema
 
 S = TypeVar("S", bound=Settings)
@@ -58,8 +64,8 @@ class SinkTask(ABC, Generic[S]):
     is durable; a task that buffers (files, blocks) overrides it to return only what
     it has made durable.
 
-    ``write`` gets a ``SinkBatch``: iterate it for SinkRecords, or take its
-    ``encoded_values`` to copy JSON through without building them.
+    ``write`` gets a ``SinkBatch``: iterate it for SinkRecords, or read its columns
+    (``values``, ``encoded_values``, ``coordinates``) without building them.
     """
 
     def __init__(self, settings: S, context: SinkTaskContext) -> None:
@@ -154,6 +160,16 @@ class Converter(Plugin):
 
     @abstractmethod
     def to_connect(self, topic: str, data: bytes | None) -> SchemaAndValue: ...
+
+    def to_connect_batch(self, topic: str, data: list[bytes | None]) -> ConvertedBatch:
+        """Every item of ``data`` converted as ``to_connect`` converts it; raises when an
+        item does not convert (the runtime then converts that poll item by item, so each
+        failure is reported with its own record). This default calls ``to_connect`` per
+        item; a converter that can do a whole batch at once overrides it."""
+        converted = [self.to_connect(topic, item) for item in data]
+        return ConvertedBatch([item.schema for item in converted],
+                              [item.value for item in converted],
+                              all(item.plain_json for item in converted))
 
     @abstractmethod
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None: ...

@@ -88,64 +88,129 @@ class SourceRecord(ConnectRecord):
     source_offset: dict[str, Any] = field(default_factory=dict)
 
 
+class ConvertedBatch:
+    """Keys or values of a batch as ``Converter.to_connect_batch`` returns them.
+
+    ``schemas`` holds one schema per item; ``values`` the Connect values in order. A
+    converter that has made sure every item converts may pass a function instead of
+    the values: they are decoded when first read, so a sink that copies the bytes it
+    received never pays for them. ``plain_json`` says that every item's bytes are plain
+    JSON of its value (sinks writing JSON reuse them).
+    """
+
+    __slots__ = ("_decode", "_values", "plain_json", "schemas")
+
+    def __init__(self, schemas: list[Schema | None],
+                 values: list[Any] | Callable[[], list[Any]],
+                 plain_json: bool = False) -> None:
+        self.schemas = schemas
+        self.plain_json = plain_json
+        self._values: list[Any] | None = None if callable(values) else values
+        self._decode: Callable[[], list[Any]] | None = values if callable(values) else None
+
+    @property
+    def values(self) -> list[Any]:
+        if self._values is None:
+            assert self._decode is not None
+            values = self._decode()
+            if len(values) != len(self.schemas):
+                raise RuntimeError(f"a converted batch of {len(self.schemas)} items decoded "
+                                   f"{len(values)}")
+            self._values, self._decode = values, None
+        return self._values
+
+    @classmethod
+    def concat(cls, parts: Sequence[ConvertedBatch]) -> ConvertedBatch:
+        """One batch of the items of ``parts``, in order (values still decoded lazily)."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls([schema for part in parts for schema in part.schemas],
+                   lambda: [value for part in parts for value in part.values],
+                   all(part.plain_json for part in parts))
+
+
+@dataclass(slots=True)
+class SinkColumns:
+    """A poll's records column by column, as the runtime hands them to ``SinkBatch``:
+    ``timestamps`` as Kafka gives them (``(type, milliseconds)``, type 0 for none),
+    ``headers`` None for a record without any, ``encoded`` per record the value bytes
+    received when they are plain JSON of its value, else None."""
+
+    topics: list[str]
+    partitions: list[int]
+    offsets: list[int]
+    timestamps: list[tuple[int, int]]
+    headers: list[list[Header] | None]
+    keys: ConvertedBatch
+    values: ConvertedBatch
+    encoded: list[bytes | None]
+
+
+TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
+
+
 class SinkBatch(Sequence[SinkRecord]):
     """The records of one poll, as ``SinkTask.write`` receives them.
 
-    A sequence of SinkRecords whose objects may not exist yet: when the runtime has
-    checked a whole poll at once (every key and value converts, no headers, no
-    transforms) it builds them only if the task looks at them. A task that writes the
-    JSON it received reads ``encoded_values`` instead and never pays for them, which
-    is most of the cost of a record in Python.
+    A sequence of SinkRecords, and the same records column by column: ``coordinates``,
+    ``values``, ``value_schemas`` and ``encoded_values``. The runtime converts a poll as
+    columns and builds the SinkRecord objects (most of the cost of a record in Python)
+    only when the task iterates the batch; a task that reads the columns never pays for
+    them.
     """
 
-    __slots__ = ("_build", "_coordinates", "_encoded", "_records", "_size")
+    __slots__ = ("_columns", "_records", "_size")
 
     def __init__(self, records: Iterable[SinkRecord] = ()) -> None:
         self._records: list[SinkRecord] | None = list(records)
         self._size = len(self._records)
-        self._build: Callable[[], list[SinkRecord]] | None = None
-        self._encoded: list[bytes] | None = None
-        self._coordinates: Callable[[], list[tuple[str, int, int]]] | None = None
+        self._columns: SinkColumns | None = None
 
     @classmethod
-    def deferred(cls, size: int, build: Callable[[], list[SinkRecord]],
-                 encoded_values: list[bytes] | None,
-                 coordinates: Callable[[], list[tuple[str, int, int]]]) -> SinkBatch:
-        """``size`` records that ``build`` makes on first use; ``encoded_values`` and
-        ``coordinates`` as the properties below describe them."""
+    def of_columns(cls, columns: SinkColumns) -> SinkBatch:
         batch = cls()
-        batch._records, batch._size, batch._build = None, size, build
-        batch._encoded, batch._coordinates = encoded_values, coordinates
+        batch._records, batch._size, batch._columns = None, len(columns.offsets), columns
         return batch
 
     @property
     def records(self) -> list[SinkRecord]:
         if self._records is None:
-            assert self._build is not None
-            records = self._build()
-            if len(records) != self._size:
-                raise RuntimeError(f"a deferred batch of {self._size} records built "
-                                   f"{len(records)}")
-            self._records, self._build = records, None
+            assert self._columns is not None
+            self._records = _build(self._columns)
         return self._records
 
     @property
-    def encoded_values(self) -> list[bytes] | None:
-        """The bytes every value was decoded from, in order, when each value is plain
-        JSON of those bytes (``SinkRecord.encoded_value`` of every record; JSON strings
-        included); None when some value has none."""
-        if self._encoded is None and self._records:
-            encoded = [record.encoded_value for record in self._records]
-            if None not in encoded:
-                self._encoded = encoded  # type: ignore[assignment]
-        return self._encoded
+    def values(self) -> list[Any]:
+        """Every record's value, in order."""
+        if self._records is None:
+            assert self._columns is not None
+            return self._columns.values.values
+        return [record.value for record in self._records]
+
+    @property
+    def value_schemas(self) -> list[Schema | None]:
+        """Every record's value schema, in order."""
+        if self._records is None:
+            assert self._columns is not None
+            return self._columns.values.schemas
+        return [record.value_schema for record in self._records]
+
+    @property
+    def encoded_values(self) -> list[bytes | None]:
+        """Per record, the bytes its value was decoded from when they are plain JSON of
+        the value (``SinkRecord.encoded_value``: JSON strings included), else None."""
+        if self._records is None:
+            assert self._columns is not None
+            return self._columns.encoded
+        return [record.encoded_value for record in self._records]
 
     @property
     def coordinates(self) -> list[tuple[str, int, int]]:
         """``(topic, partition, offset)`` of every record, in order."""
         if self._records is None:
-            assert self._coordinates is not None
-            return self._coordinates()
+            assert self._columns is not None
+            columns = self._columns
+            return list(zip(columns.topics, columns.partitions, columns.offsets, strict=True))
         return [(record.topic, record.kafka_partition or 0, record.kafka_offset)
                 for record in self._records]
 
@@ -165,5 +230,33 @@ class SinkBatch(Sequence[SinkRecord]):
         return iter(self.records)
 
     def __repr__(self) -> str:
-        built = "built" if self._records is not None else "deferred"
+        built = "built" if self._records is not None else "columns"
         return f"SinkBatch({self._size} records, {built})"
+
+
+def _build(columns: SinkColumns) -> list[SinkRecord]:
+    """The SinkRecords of ``columns``, filled slot by slot: 8 times cheaper than the
+    keyword call (tests check that every field is set)."""
+    new = object.__new__
+    types = TIMESTAMP_TYPES
+    records: list[SinkRecord] = []
+    append = records.append
+    for topic, partition, offset, (ts_type, timestamp), headers, key, key_schema, value, \
+            value_schema, raw in zip(columns.topics, columns.partitions, columns.offsets,
+                                     columns.timestamps, columns.headers, columns.keys.values,
+                                     columns.keys.schemas, columns.values.values,
+                                     columns.values.schemas, columns.encoded, strict=True):
+        record: SinkRecord = new(SinkRecord)
+        record.topic = topic
+        record.kafka_partition = partition
+        record.kafka_offset = offset
+        record.key = key
+        record.key_schema = key_schema
+        record.value = value
+        record.value_schema = value_schema
+        record.timestamp = timestamp if ts_type else None
+        record.timestamp_type = types.get(ts_type, "NoTimestampType")
+        record.headers = headers or []
+        record.encoded_value = raw
+        append(record)
+    return records

@@ -87,6 +87,13 @@ class Schema:
     def field(self, name: str) -> Field | None:
         return self._by_name.get(name)
 
+    def metadata(self) -> dict[str, Any]:
+        """The name, version, doc and parameters that are set, in that order (what
+        converters carry along with the type)."""
+        found = {"name": self.name, "version": self.version, "doc": self.doc,
+                 "parameters": dict(self.parameters) if self.parameters else None}
+        return {key: value for key, value in found.items() if value is not None}
+
     def with_(self, **changes: Any) -> Schema:
         """A copy with some attributes changed (schemas are immutable and shared)."""
         values = {
@@ -133,4 +140,5 @@ BOOLEAN = Schema(Type.BOOLEAN)
 STRING = Schema(Type.STRING)
 BYTES = Schema(Type.BYTES)
 OPTIONAL_STRING = Schema(Type.STRING, optional=True)
+OPTIONAL_BYTES = Schema(Type.BYTES, optional=True)
 OPTIONAL_INT64 = Schema(Type.INT64, optional=True)

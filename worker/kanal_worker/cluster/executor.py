@@ -31,8 +31,7 @@ from kanal_worker.config.providers import Lookup, has_placeholder, resolve
 from kanal_worker.config.worker import WorkerSettings
 from kanal_worker.runtime.offsets import OffsetStore
 from kanal_worker.runtime.registry import PluginInfo
-from kanal_worker.runtime.sink import SinkTaskRunner
-from kanal_worker.runtime.source import SourceTaskRunner
+from kanal_worker.runtime.runners import task_runner
 from kanal_worker.runtime.status import State, TargetState, format_trace
 from kanal_worker.runtime.task import TaskId, TaskRunner
 from kanal_worker.runtime.validation import connector_plugin, hidden_keys
@@ -250,15 +249,9 @@ class Executor:
 
     def _runner(self, plugin: PluginInfo, task_id: TaskId, config: Mapping[str, str],
                 target: TargetState) -> TaskRunner:
-        runner: SinkTaskRunner | SourceTaskRunner
-        if plugin.kind == "sink":
-            runner = SinkTaskRunner(task_id, config, self.worker, self.worker_id, target,
-                                    self._on_status, plugin.cls)
-        else:
-            runner = SourceTaskRunner(task_id, config, self.worker, self.worker_id, target,
-                                      self._on_status, plugin.cls, self.offsets)
-        runner.active_topics = self.topics.setdefault(task_id.connector, set())
-        return runner
+        return task_runner(plugin, task_id, config, self.worker, self.worker_id, target,
+                           self._on_status, self.offsets,
+                           self.topics.setdefault(task_id.connector, set()))
 
     def _resolve(self, config: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
         """``config`` with placeholders replaced, and the secret values it now holds."""

@@ -12,7 +12,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -196,26 +197,15 @@ class KubernetesHerder(Herder):
                 "metadata": {"name": name, "annotations": {"kanal.dev/created-by": "rest-api"}},
                 "spec": {"clusterRef": {"name": self.cluster}, "state": SPEC_STATES[target],
                          **spec}}
-        try:
+        with _refusals(name, f"connector {name}", creating=True):
             self.kube.create_connector(body)
-        except Exception as exc:
-            if status_of(exc) == 409:
-                raise ConflictError(f"Connector {name} already exists") from None
-            if status_of(exc) == 422:
-                raise BadRequestError(f"Kubernetes rejected connector {name}: "
-                                      f"{getattr(exc, 'body', exc)}") from None
-            raise
         log.info("Connector %s created through the REST API", name)
         return True
 
     def delete_connector(self, name: str) -> None:
         self._get(name)
-        try:
+        with _refusals(name, f"the deletion of connector {name}"):
             self.kube.delete_connector(name)
-        except Exception as exc:
-            if status_of(exc) == 404:
-                raise NotFoundError(f"Connector {name} not found") from None
-            raise
 
     def set_target_state(self, name: str, target: TargetState) -> None:
         self._get(name)
@@ -266,15 +256,8 @@ class KubernetesHerder(Herder):
     # -- internals ---------------------------------------------------------------------
 
     def _patch(self, name: str, patch: Object | list[Object]) -> None:
-        try:
+        with _refusals(name, f"the change of connector {name}"):
             self.kube.patch_connector(name, patch)
-        except Exception as exc:
-            if status_of(exc) == 404:
-                raise NotFoundError(f"Connector {name} not found") from None
-            if status_of(exc) == 422:
-                raise BadRequestError(f"Kubernetes rejected the change of connector {name}: "
-                                      f"{getattr(exc, 'body', exc)}") from None
-            raise
 
     def _group(self, name: str, config: Mapping[str, str]) -> ConsumerGroupOffsets:
         return ConsumerGroupOffsets(
@@ -304,3 +287,20 @@ class KubernetesHerder(Herder):
         raise ConflictError(f"The {action} of connector {name}'s offsets did not finish within "
                             f"{OFFSETS_WAIT_SECONDS:.0f}s; see status.offsets of the "
                             "Connector")
+
+
+@contextmanager
+def _refusals(name: str, what: str, creating: bool = False) -> Iterator[None]:
+    """Kubernetes' refusals of a change to a Connector as the REST API's errors."""
+    try:
+        yield
+    except Exception as exc:
+        match status_of(exc):
+            case 404:
+                raise NotFoundError(f"Connector {name} not found") from None
+            case 409 if creating:
+                raise ConflictError(f"Connector {name} already exists") from None
+            case 422:
+                raise BadRequestError(f"Kubernetes rejected {what}: "
+                                      f"{getattr(exc, 'body', exc)}") from None
+        raise

@@ -96,15 +96,28 @@ class Heartbeat:
     def _create(self) -> None:
         body = self._body()
         try:
+            self._create_or_take_over(body)
+        except Exception as exc:
+            if status_of(exc) != 422:
+                raise
+            # the report is refused: a Lease without it still keeps our tasks here (a
+            # live worker keeps its tasks), the loop retries the report
+            log.warning("Lease %s: report refused (%s); creating the Lease without it",
+                        self.name, exc)
+            body["metadata"]["annotations"][REPORT_ANNOTATION] = ""
+            self._create_or_take_over(body)
+        self._published = body["metadata"]["annotations"][REPORT_ANNOTATION]
+        log.info("Lease %s acquired (renewed every %.1fs, expires after %ss)", self.name,
+                 self.interval, LEASE_DURATION_SECONDS)
+
+    def _create_or_take_over(self, body: dict[str, Any]) -> None:
+        try:
             self.kube.create_lease(body)
         except Exception as exc:
             if status_of(exc) != 409:
                 raise
             # the Lease of a previous process with our pod name: take it over
             self.kube.patch_lease(self.name, body)
-        self._published = body["metadata"]["annotations"][REPORT_ANNOTATION]
-        log.info("Lease %s acquired (renewed every %.1fs, expires after %ss)", self.name,
-                 self.interval, LEASE_DURATION_SECONDS)
 
     def _patch(self, patch: dict[str, Any]) -> None:
         try:

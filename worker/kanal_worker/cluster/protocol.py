@@ -55,7 +55,8 @@ TRACE_LIMIT = 4000
 REPORT_LIMIT = 200_000
 """Bytes a report may take: the API server refuses an object whose annotations together
 exceed 256 KiB, so a larger report is trimmed (see ``WorkerReport.to_json``)."""
-TRIMMED_TRACE_LIMIT = 400
+TRIMMED_TRACE_LIMITS = (2000, 400)
+"""Trace lengths tried, in turn, for a report over ``REPORT_LIMIT``."""
 REPORT_TRIMMED = "[cut: the worker report was too large] "
 """Marks what was left out of a report to keep it under ``REPORT_LIMIT``."""
 
@@ -250,7 +251,7 @@ class WorkerReport:
 
     def _trimmed(self) -> Iterator[WorkerReport]:
         """Ever smaller versions of this report."""
-        for trace_limit in (TRIMMED_TRACE_LIMIT, len(REPORT_TRIMMED)):
+        for trace_limit in (*TRIMMED_TRACE_LIMITS, len(REPORT_TRIMMED)):
             trimmed = replace(self, tasks={
                 key: replace(task, trace=cut_trace(task.trace, trace_limit, REPORT_TRIMMED))
                 for key, task in self.tasks.items()})

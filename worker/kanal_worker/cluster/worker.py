@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 
 from kanal_worker import __version__
+from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.cluster.assignments import ConnectorWatcher, Object, assignments, offsets_jobs
 from kanal_worker.cluster.executor import Executor
@@ -120,7 +121,7 @@ class ClusterWorker:
                                       f"{self.settings.offset_topic}: {exc}") from None
                 log.warning("%s at %s (%s); retrying", WAITING_FOR_KAFKA.capitalize(),
                             servers, error.str())
-                time.sleep(min(0.5 * 2 ** attempt, 10.0))
+                time.sleep(exponential_backoff(attempt, 0.5, 10.0))
                 attempt += 1
 
     def _resolve(self, config: Mapping[str, str]) -> Mapping[str, str]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
-from typing import IO
-
-import orjson
+from typing import IO, Any, cast
 
 from kanal_worker.api import (
     ConfigError,
@@ -16,7 +15,6 @@ from kanal_worker.api import (
     Settings,
     SinkBatch,
     SinkConnector,
-    SinkRecord,
     SinkTask,
     SinkTaskContext,
     SourceConnector,
@@ -26,7 +24,8 @@ from kanal_worker.api import (
     TopicPartition,
     setting,
 )
-from kanal_worker.api.schema import STRING
+from kanal_worker.api.java_text import java_string
+from kanal_worker.api.schema import STRING, Schema
 
 
 class FileSinkSettings(Settings):
@@ -35,7 +34,7 @@ class FileSinkSettings(Settings):
 
 
 class FileStreamSinkTask(SinkTask[FileSinkSettings]):
-    """Appends one line per record: strings as they are, structures as JSON."""
+    """Appends one line per record, each value printed as Apache's Java prints it."""
 
     def __init__(self, settings: FileSinkSettings, context: SinkTaskContext) -> None:
         super().__init__(settings, context)
@@ -84,29 +83,30 @@ def drop_torn_line(out: IO[bytes]) -> None:
     os.truncate(out.fileno(), tail_start + cut + 1)
 
 
+AS_PRINTED = re.compile(rb"(?:-?[0-9]+|true|false|null)(?:\n(?:-?[0-9]+|true|false|null))*")
+"""JSON lines whose values Java prints exactly as their JSON text: integers, booleans, null."""
+
+
 def lines(batch: SinkBatch) -> bytes:
-    """``line`` of every record, joined; JSON that arrived as one line of bytes is copied
-    in one ``join`` for the whole batch, without looking at the records."""
+    """``line`` of every value, joined. When Java prints every value as the JSON text it
+    arrived as (integers, booleans, null), the bytes are copied in one ``join`` for the
+    whole batch, without decoding them."""
     encoded = batch.encoded_values
-    # no value is a JSON string (written unquoted) or starts with whitespace: every
-    # first byte sorts after '"', so the smallest value's does
-    if encoded and min(encoded)[:1] > b'"':
-        joined = b"\n".join(encoded)
-        if joined.count(b"\n") == len(encoded) - 1:  # no value holds a newline itself
+    if encoded and None not in encoded:
+        joined = b"\n".join(cast(list[bytes], encoded))
+        if AS_PRINTED.fullmatch(joined):
             return joined + b"\n"
-    return b"".join([line(record) for record in batch])
+    return b"".join(map(line, batch.values, batch.value_schemas))
 
 
-def line(record: SinkRecord) -> bytes:
-    value = record.value
+def line(value: Any, schema: Schema | None) -> bytes:
+    """What Apache's FileStreamSink writes for a value: ``String.valueOf`` of it and a
+    newline; byte arrays as they are (Java would print the array's identity)."""
     if isinstance(value, str):
         return value.encode() + b"\n"
-    encoded = record.encoded_value
-    if encoded is not None and b"\n" not in encoded:
-        return encoded + b"\n"
     if isinstance(value, bytes):
         return value + b"\n"
-    return orjson.dumps(value, default=str, option=orjson.OPT_APPEND_NEWLINE)
+    return (java_string(value, schema) + "\n").encode()
 
 
 class FileStreamSinkConnector(SinkConnector[FileSinkSettings]):

@@ -18,7 +18,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Literal, Protocol
 
 import fastavro
@@ -196,19 +197,20 @@ class AvroConverter(Converter):
             return None
         if schema is None:
             schema = _infer_schema(value)
-        schema_id, parsed = self._writer_schema(topic, schema)
+        schema_id, parsed, datum = self._writer_schema(topic, schema)
         buffer = io.BytesIO()
         buffer.write(HEADER.pack(MAGIC_BYTE, schema_id))
         try:
-            fastavro.schemaless_writer(buffer, parsed, to_avro_value(schema, value))
+            fastavro.schemaless_writer(buffer, parsed, datum(value))
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
             raise DataError(f"Failed to serialize Avro data from topic {topic}: {exc}") from exc
         return buffer.getvalue()
 
-    def _writer_schema(self, topic: str, schema: Schema) -> tuple[int, Any]:
+    def _writer_schema(self, topic: str, schema: Schema
+                       ) -> tuple[int, Any, Callable[[Any], Any]]:
         cached = self._by_schema.get(id(schema))
         if cached is not None and cached[0] is schema:
-            return cached[1], cached[2]
+            return cached[1], cached[2], cached[3]
         avro = to_avro_schema(schema, self.metadata)
         text = json.dumps(avro, separators=(",", ":"))
         subject = self._subject(topic, avro)
@@ -220,8 +222,9 @@ class AvroConverter(Converter):
         else:
             schema_id = self.registry.lookup(subject, text)
         parsed = fastavro.parse_schema(avro)
-        self._by_schema.put(id(schema), (schema, schema_id, parsed))
-        return schema_id, parsed
+        datum = avro_datum(schema)
+        self._by_schema.put(id(schema), (schema, schema_id, parsed, datum))
+        return schema_id, parsed, datum
 
     def _subject(self, topic: str, avro: Any) -> str:
         side = "key" if self.is_key else "value"
@@ -263,22 +266,36 @@ class AvroConverter(Converter):
 
 
 def to_avro_schema(schema: Schema, metadata: bool = True) -> Any:
-    names: dict[str, int] = {}
-    avro = _avro_schema(schema, metadata, names)
-    return ["null", avro] if schema.optional else avro
+    """The Avro schema of a Connect schema, as Confluent's AvroData maps it (Kanal's one
+    mapping: the converter and the storage formats use it); optional is a union with null.
+    ``metadata`` adds the ``connect.*`` properties (``connect.meta.data``)."""
+    return _field_schema(schema, metadata, _Names())
 
 
-def _avro_schema(schema: Schema, metadata: bool, names: dict[str, int]) -> Any:
-    props: dict[str, Any] = {}
-    if metadata:
-        if schema.name is not None:
-            props["connect.name"] = schema.name
-        if schema.version is not None:
-            props["connect.version"] = schema.version
-        if schema.doc is not None:
-            props["connect.doc"] = schema.doc
-        if schema.parameters:
-            props["connect.parameters"] = dict(schema.parameters)
+class _Names:
+    """The records of one Avro schema. An equal Connect schema seen again refers to the
+    record already defined, as AvroData does; a different one under a name already taken
+    is numbered (``ConnectDefault``, ``ConnectDefault2``, ...) so the schema stays valid."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.defined: list[tuple[Schema, str]] = []
+
+    def reference(self, schema: Schema) -> str | None:
+        """The full name of the record defined for an equal schema, if there is one."""
+        return next((full for seen, full in self.defined if seen == schema), None)
+
+    def define(self, schema: Schema, name: str, namespace: str) -> str:
+        """A name for the record of ``schema`` that no other record in the schema has."""
+        self.counts[name] = self.counts.get(name, 0) + 1
+        unique = name if self.counts[name] == 1 else f"{name}{self.counts[name]}"
+        self.defined.append((schema, f"{namespace}.{unique}" if namespace else unique))
+        return unique
+
+
+def _avro_schema(schema: Schema, metadata: bool, names: _Names) -> Any:
+    props = ({f"connect.{key}": value for key, value in schema.metadata().items()}
+             if metadata else {})
     if schema.name == DECIMAL:
         parameters = schema.parameters or {}
         return {"type": "bytes", "logicalType": "decimal",
@@ -302,7 +319,10 @@ def _avro_schema(schema: Schema, metadata: bool, names: dict[str, int]) -> Any:
             if schema.key_schema.type == Type.STRING and not schema.key_schema.optional:
                 return {"type": "map",
                         "values": _field_schema(schema.value_schema, metadata, names), **props}
-            entry = {"type": "record", "name": _unique("MapEntry", names),
+            reference = names.reference(schema)
+            if reference is not None:
+                return {"type": "array", "items": reference, **props}
+            entry = {"type": "record", "name": names.define(schema, "MapEntry", AVRO_NAMESPACE),
                      "namespace": AVRO_NAMESPACE,
                      "fields": [{"name": "key", "type": _field_schema(schema.key_schema,
                                                                       metadata, names)},
@@ -310,11 +330,15 @@ def _avro_schema(schema: Schema, metadata: bool, names: dict[str, int]) -> Any:
                                                                         metadata, names)}]}
             return {"type": "array", "items": entry, **props}
         case Type.STRUCT:
+            reference = names.reference(schema)
+            if reference is not None:
+                return reference
             full = schema.name or DEFAULT_RECORD_NAME
             namespace, _, name = full.rpartition(".")
             if not schema.name:
                 namespace = AVRO_NAMESPACE
-            record: dict[str, Any] = {"type": "record", "name": _unique(name, names)}
+            record: dict[str, Any] = {"type": "record",
+                                      "name": names.define(schema, name, namespace)}
             if namespace:
                 record["namespace"] = namespace
             if schema.doc is not None:
@@ -325,12 +349,12 @@ def _avro_schema(schema: Schema, metadata: bool, names: dict[str, int]) -> Any:
     return {"type": primitive, **props} if props else primitive
 
 
-def _field_schema(schema: Schema, metadata: bool, names: dict[str, int]) -> Any:
+def _field_schema(schema: Schema, metadata: bool, names: _Names) -> Any:
     avro = _avro_schema(schema, metadata, names)
     return ["null", avro] if schema.optional else avro
 
 
-def _avro_field(field: Field, metadata: bool, names: dict[str, int]) -> dict[str, Any]:
+def _avro_field(field: Field, metadata: bool, names: _Names) -> dict[str, Any]:
     avro: dict[str, Any] = {"name": field.name,
                             "type": _field_schema(field.schema, metadata, names)}
     if field.schema.optional and field.schema.default is None:
@@ -341,28 +365,32 @@ def _avro_field(field: Field, metadata: bool, names: dict[str, int]) -> dict[str
     return avro
 
 
-def _unique(name: str, names: dict[str, int]) -> str:
-    """Avro needs distinct record names; Confluent numbers repeats (ConnectDefault2, ...)."""
-    names[name] = names.get(name, 0) + 1
-    return name if names[name] == 1 else f"{name}{names[name]}"
-
-
 # -- schemas: Avro → Connect -------------------------------------------------------------
 
 
 def to_connect_schema(avro: Any) -> Schema:
+    """The Connect schema of an Avro schema; a record used again by name (as AvroData
+    writes a reused one) reads as the record it names."""
+    try:
+        expanded = fastavro.schema.expand_schema(avro)
+    except (fastavro.schema.SchemaParseException, fastavro.schema.UnknownType) as exc:
+        raise DataError(f"Unsupported Avro schema: {exc}") from None
+    return _connect_schema(expanded)
+
+
+def _connect_schema(avro: Any) -> Schema:
     if isinstance(avro, list):
         branches = [b for b in avro if b != "null"]
         if len(branches) != 1:
             raise DataError("Avro unions other than [null, T] have no Connect schema")
-        return to_connect_schema(branches[0]).with_(optional=len(avro) > 1)
+        return _connect_schema(branches[0]).with_(optional=len(avro) > 1)
     if isinstance(avro, str):
         if avro not in _FROM_AVRO:
             raise DataError(f"Unsupported Avro type {avro}")
         return Schema(_FROM_AVRO[avro])
     kind = avro["type"]
     if isinstance(kind, list | dict):
-        return to_connect_schema(kind)
+        return _connect_schema(kind)
     name = avro.get("connect.name")
     version = avro.get("connect.version")
     doc = avro.get("connect.doc", avro.get("doc") if kind == "record" else None)
@@ -378,8 +406,9 @@ def to_connect_schema(avro: Any) -> Schema:
     if logical in ("timestamp-millis", "timestamp-micros"):
         return Schema(Type.INT64, name=TIMESTAMP, version=1)
     if kind == "record":
-        if name is None and avro.get("namespace") != AVRO_NAMESPACE:
-            name = ".".join(p for p in (avro.get("namespace"), avro["name"]) if p)
+        full = ".".join(p for p in (avro.get("namespace"), avro["name"]) if p)
+        if name is None and full.rpartition(".")[0] != AVRO_NAMESPACE:
+            name = full
         fields = tuple(Field(f["name"], i, _connect_field(f)) for i, f in
                        enumerate(avro["fields"]))
         return Schema(Type.STRUCT, name=name, version=version, doc=doc, parameters=parameters,
@@ -387,17 +416,17 @@ def to_connect_schema(avro: Any) -> Schema:
     if kind == "array":
         items = avro["items"]
         if isinstance(items, dict) and items.get("type") == "record" and \
-                str(items.get("name", "")).startswith("MapEntry") and \
+                str(items.get("name", "")).rpartition(".")[2].startswith("MapEntry") and \
                 [f["name"] for f in items["fields"]] == ["key", "value"]:
             key, value = (_connect_field(f) for f in items["fields"])
             return Schema(Type.MAP, name=name, version=version, doc=doc,
                           parameters=parameters, key_schema=key, value_schema=value)
         return Schema(Type.ARRAY, name=name, version=version, doc=doc, parameters=parameters,
-                      value_schema=to_connect_schema(items))
+                      value_schema=_connect_schema(items))
     if kind == "map":
         return Schema(Type.MAP, name=name, version=version, doc=doc, parameters=parameters,
                       key_schema=Schema(Type.STRING),
-                      value_schema=to_connect_schema(avro["values"]))
+                      value_schema=_connect_schema(avro["values"]))
     if kind == "enum":
         return Schema(Type.STRING, name=name or avro.get("name"), version=version, doc=doc,
                       parameters=parameters)
@@ -411,7 +440,7 @@ def to_connect_schema(avro: Any) -> Schema:
 
 
 def _connect_field(field: Mapping[str, Any]) -> Schema:
-    schema = to_connect_schema(field["type"])
+    schema = _connect_schema(field["type"])
     default = field.get("default")
     if default is not None and schema.type.is_primitive and schema.name is None and \
             schema.type != Type.BYTES:
@@ -420,6 +449,30 @@ def _connect_field(field: Mapping[str, Any]) -> Schema:
 
 
 # -- values ------------------------------------------------------------------------------
+
+
+def avro_datum(schema: Schema) -> Callable[[Any], Any]:
+    """What turns values of ``schema`` into the data fastavro writes: ``to_avro_value``,
+    or the value itself when the schema has no default to fill in and no map written as
+    ``MapEntry`` records (most schemas: no walk through every value)."""
+    return partial(to_avro_value, schema) if _rewritten(schema) else _as_is
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _rewritten(schema: Schema) -> bool:
+    if schema.default is not None:
+        return True
+    if schema.type == Type.MAP:
+        assert schema.key_schema is not None and schema.value_schema is not None
+        return schema.key_schema.type != Type.STRING or schema.key_schema.optional or \
+            _rewritten(schema.key_schema) or _rewritten(schema.value_schema)
+    if schema.type == Type.ARRAY:
+        assert schema.value_schema is not None
+        return _rewritten(schema.value_schema)
+    return any(_rewritten(f.schema) for f in schema.fields)
 
 
 def to_avro_value(schema: Schema, value: Any) -> Any:

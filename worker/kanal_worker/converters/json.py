@@ -1,4 +1,6 @@
-"""Kafka Connect's JsonConverter, wire compatible with Apache's.
+"""Kafka Connect's JsonConverter, wire compatible with Apache's, and Kanal's one mapping
+of Connect data to JSON: every component that writes Connect data as JSON (file formats,
+dead-letter context) goes through ``JsonConverter.to_json_value`` and ``dumps``.
 
 With ``schemas.enable=true`` (Apache's default) every message is an envelope
 ``{"schema": ..., "payload": ...}``; without it values are plain JSON and the bytes
@@ -13,13 +15,15 @@ import decimal
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, cast
 
 import msgspec
 import orjson
 
 from kanal_worker.api import DataError, Schema, SchemaAndValue, Settings, Type, setting
 from kanal_worker.api.plugins import Converter
+from kanal_worker.api.records import ConvertedBatch
 from kanal_worker.api.schema import (
     DATE,
     DECIMAL,
@@ -68,7 +72,7 @@ class JsonConverter(Converter):
         self.schemas_enable = parsed.schemas_enable
         self.numeric_decimals = parsed.decimal_format == "NUMERIC"
         self.replace_null_with_default = parsed.replace_null_with_default
-        self._schema_cache: dict[bytes, Schema] = {}
+        self._schema_cache: dict[bytes, tuple[Schema, bool]] = {}
         self._plain_schemas: dict[int, tuple[Schema, bool]] = {}
 
     def to_connect(self, topic: str, data: bytes | None) -> SchemaAndValue:
@@ -76,81 +80,59 @@ class JsonConverter(Converter):
             return SchemaAndValue(None, None)
         try:
             decoded = loads(data)
-        except ValueError as exc:
-            raise DataError(
-                "Converting byte[] to Kafka Connect data failed due to serialization error: "
-                f"{exc}") from exc
+        except ValueError as exc:  # Apache's message ends here too; the cause is chained
+            raise DataError("Converting byte[] to Kafka Connect data failed due to "
+                            "serialization error: ") from exc
         if not self.schemas_enable:
             return SchemaAndValue(None, decoded, plain_json=True)
         if not isinstance(decoded, dict) or decoded.keys() != {"schema", "payload"}:
             raise DataError(ENVELOPE_ERROR)
         if decoded["schema"] is None:
             return SchemaAndValue(None, decoded["payload"])
-        schema = self._schema(decoded["schema"])
-        return SchemaAndValue(schema, to_connect_value(schema, decoded["payload"]))
+        schema, has_decimals = self._schema(decoded["schema"])
+        payload = decoded["payload"]
+        if has_decimals:  # a NUMERIC decimal may hold more digits than a double
+            payload = json.loads(data, parse_float=decimal.Decimal)["payload"]
+        return SchemaAndValue(schema, to_connect_value(schema, payload))
 
-    def to_connect_many(self, data: list[bytes | None]
-                        ) -> tuple[Schema | None, list[Any], bool] | None:
-        """A batch at once when every item converts like ``to_connect`` with one schema:
-        ``(schema, values, plain_json)``, or None when some item needs ``to_connect``
-        (an envelope, or bytes that are not JSON, whose error ``to_connect`` reports)."""
+    def to_connect_batch(self, topic: str, data: list[bytes | None]) -> ConvertedBatch:
+        """Schemaless JSON a batch at once. When the items are known to decode (checked
+        as one JSON array of raw values, without building a single one), the values are
+        decoded only if read: a sink copying the JSON it received never builds them."""
         if self.schemas_enable:
-            return None
-        try:
-            values = list(map(orjson.loads, data))  # type: ignore[arg-type]
-        except Exception:  # a tombstone among them, or what only ``loads`` reads
-            try:
-                values = [None if item is None else loads(item) for item in data]
-            except Exception:
-                return None
-        return None, values, True
+            return super().to_connect_batch(topic, data)
+        schemas: list[Schema | None] = [None] * len(data)
+        if _decodes(data):
+            return ConvertedBatch(schemas, partial(_decode_all, cast(list[bytes], data)),
+                                  plain_json=True)
+        return ConvertedBatch(schemas, [None if item is None else loads(item) for item in data],
+                              plain_json=True)
 
-    def validate_many(self, data: list[bytes | None]) -> bool | None:
-        """Whether ``to_connect_many`` converts every item, found out without building
-        a single value: the items are checked as one JSON array of raw values (each
-        must span exactly its own bytes, so no two bad halves make a good pair) and
-        as UTF-8. None when that is not known (envelopes, tombstones, a bad item:
-        conversion finds and reports it), else the ``plain_json`` it would return."""
-        if self.schemas_enable or None in data:
-            return None
-        joined = b"[" + b",".join(data) + b"]"  # type: ignore[arg-type]
-        try:
-            spans = _RAW_ARRAY.decode(joined)
-        except msgspec.DecodeError:
-            return None
-        if list(map(len, spans)) != list(map(len, data)):  # type: ignore[arg-type]
-            return None
-        if not joined.isascii():
-            try:
-                joined.decode()
-            except UnicodeDecodeError:
-                return None
-        return True
-
-    def _schema(self, document: Any) -> Schema:
+    def _schema(self, document: Any) -> tuple[Schema, bool]:
+        """The schema of an envelope, and whether it holds a Decimal anywhere."""
         cache_key = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
-        schema = self._schema_cache.get(cache_key)
-        if schema is None:
-            schema = schema_from_json(document)
-            self._schema_cache[cache_key] = schema
-        return schema
+        cached = self._schema_cache.get(cache_key)
+        if cached is None:
+            cached = self._schema_cache[cache_key] = (schema_from_json(document),
+                                                      DECIMAL.encode() in cache_key)
+        return cached
 
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if value is None and schema is None:
             return None
         if schema is None:
             payload = _schemaless_json(value)
-        elif not self.schemas_enable and self._is_plain(schema):
+        elif not self.schemas_enable and self.is_plain(schema):
             payload = value
         else:
             payload = self.to_json_value(schema, value)
         if self.schemas_enable:
             envelope = {"schema": schema_to_json(schema) if schema else None,
                         "payload": payload}
-            return _dumps(envelope)
-        return _dumps(payload)
+            return dumps(envelope)
+        return dumps(payload)
 
-    def _is_plain(self, schema: Schema) -> bool:
+    def is_plain(self, schema: Schema) -> bool:
         """Whether values of ``schema`` are already their own JSON (the fast path)."""
         cached = self._plain_schemas.get(id(schema))
         if cached is None or cached[0] is not schema:
@@ -172,9 +154,9 @@ class JsonConverter(Converter):
                 return None
         if schema.name == DECIMAL:
             scale = int((schema.parameters or {}).get(DECIMAL_SCALE, "0"))
-            unscaled = int(decimal.Decimal(value).scaleb(scale))
+            unscaled = int(decimal.Decimal(value).scaleb(scale, EXACT))
             if self.numeric_decimals:
-                return decimal.Decimal(unscaled).scaleb(-scale)
+                return decimal.Decimal(unscaled).scaleb(-scale, EXACT)  # dumps writes it exactly
             size = max(1, (unscaled.bit_length() + 8) // 8)
             return base64.b64encode(unscaled.to_bytes(size, "big", signed=True)).decode()
         if schema.name == TIMESTAMP and isinstance(value, dt.datetime):
@@ -204,6 +186,36 @@ class JsonConverter(Converter):
 
 
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
+EXACT = decimal.Context(prec=decimal.MAX_PREC)
+"""Rescaling a Decimal never rounds it (the default context keeps 28 digits)."""
+
+
+def _decodes(data: list[bytes | None]) -> bool:
+    """Whether every item is one JSON document in UTF-8 (no tombstone), checked as one
+    array of raw values: each must span exactly its own bytes, so no two bad halves
+    make a good pair."""
+    if None in data:
+        return False
+    joined = b"[" + b",".join(data) + b"]"  # type: ignore[arg-type]
+    try:
+        spans = _RAW_ARRAY.decode(joined)
+    except msgspec.DecodeError:
+        return False
+    if list(map(len, spans)) != list(map(len, data)):  # type: ignore[arg-type]
+        return False
+    if not joined.isascii():
+        try:
+            joined.decode()
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _decode_all(data: list[bytes]) -> list[Any]:
+    try:
+        return list(map(orjson.loads, data))
+    except orjson.JSONDecodeError:  # what only ``loads`` reads (numbers beyond a double)
+        return list(map(loads, data))
 
 
 def loads(data: bytes) -> Any:
@@ -247,27 +259,49 @@ def _plain(schema: Schema) -> bool:
     return True
 
 
-def _dumps(value: Any) -> bytes:
+def dumps(value: Any, option: int = 0) -> bytes:
+    """JSON bytes of ``value`` (orjson ``option`` flags added); values JSON has no type
+    for are written as ``json_default`` says, and any other raises DataError."""
     try:
-        return orjson.dumps(value, default=_json_default)
+        return orjson.dumps(value, default=json_default,
+                            option=option | orjson.OPT_PASSTHROUGH_DATETIME)
     except TypeError as exc:
         raise DataError(f"Conversion error: {exc}") from exc
 
 
-def _json_default(value: Any) -> Any:
-    # like Apache: a value without a Connect type cannot be written schemaless
+def json_default(value: Any) -> Any:
+    """The JSON of a value without a JSON type: bytes as base64, a Timestamp, Date or
+    Time as Kafka Connect's numbers, and a Decimal as an exact number written as Java's
+    ``BigDecimal.toString`` writes it (``decimal.format=NUMERIC``, and Jackson in
+    Confluent's storage formats)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dt.datetime):
+        return timestamp_millis(value)
+    if isinstance(value, dt.date):
+        return date_days(value)
+    if isinstance(value, dt.time):
+        return time_millis(value)
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return orjson.Fragment(str(value))  # the same scientific notation rules as Java's
+    # like Apache: a value without a Connect type cannot be written
     raise TypeError(f"{type(value).__name__} does not have a corresponding schema type")
 
 
 def _schemaless_json(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(bytes(value)).decode()
+    """Schemaless data as Apache writes it: a map with a key that is not a string as an
+    array of ``[key, value]`` pairs; a Decimal, Date or Time, which only a schema gives a
+    Connect type, is refused (a timestamp is written as its milliseconds)."""
     if isinstance(value, dict):
-        return {str(k): _schemaless_json(v) for k, v in value.items()}
+        if all(isinstance(key, str) for key in value):
+            return {key: _schemaless_json(item) for key, item in value.items()}
+        return [[_schemaless_json(key), _schemaless_json(item)] for key, item in value.items()]
     if isinstance(value, list | tuple):
-        return [_schemaless_json(v) for v in value]
-    if isinstance(value, dt.datetime):
-        return timestamp_millis(value)
+        return [_schemaless_json(item) for item in value]
+    if isinstance(value, decimal.Decimal | dt.date | dt.time) and \
+            not isinstance(value, dt.datetime):
+        raise DataError(f"Conversion error: {type(value).__name__} does not have a "
+                        "corresponding schema type")
     return value
 
 
@@ -283,7 +317,7 @@ def to_connect_value(schema: Schema, value: Any) -> Any:
         scale = int((schema.parameters or {}).get(DECIMAL_SCALE, "0"))
         if isinstance(value, str):
             unscaled = int.from_bytes(base64.b64decode(value), "big", signed=True)
-            return decimal.Decimal(unscaled).scaleb(-scale)
+            return decimal.Decimal(unscaled).scaleb(-scale, EXACT)
         return decimal.Decimal(str(value))
     if schema.name == TIMESTAMP:
         return EPOCH + dt.timedelta(milliseconds=int(value))
@@ -298,7 +332,7 @@ def to_connect_value(schema: Schema, value: Any) -> Any:
                 raise DataError(f"Expected {schema.type} but got {type(value).__name__}")
             return value
         case Type.FLOAT32 | Type.FLOAT64:
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, int | float | decimal.Decimal):
                 raise DataError(f"Expected {schema.type} but got {type(value).__name__}")
             return float(value)
         case Type.BOOLEAN:
@@ -375,14 +409,7 @@ def schema_to_json(schema: Schema) -> dict[str, Any]:
         out["keys"] = schema_to_json(schema.key_schema)
         out["values"] = schema_to_json(schema.value_schema)
     out["optional"] = schema.optional
-    if schema.name is not None:
-        out["name"] = schema.name
-    if schema.version is not None:
-        out["version"] = schema.version
-    if schema.doc is not None:
-        out["doc"] = schema.doc
-    if schema.parameters:
-        out["parameters"] = dict(schema.parameters)
+    out.update(schema.metadata())
     if schema.default is not None:
         out["default"] = JsonConverter({"schemas.enable": "false"}, False).to_json_value(
             schema.with_(default=None), schema.default)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import orjson
 
 from kanal_worker.api import DataError, Schema, SchemaAndValue, Settings, Type, setting
 from kanal_worker.api.plugins import Converter, HeaderConverter
-from kanal_worker.api.schema import BYTES, OPTIONAL_STRING
+from kanal_worker.api.records import ConvertedBatch
+from kanal_worker.api.schema import OPTIONAL_BYTES, OPTIONAL_STRING
 
 
 class StringConverterSettings(Settings):
@@ -40,25 +42,18 @@ class StringConverter(Converter):
         except UnicodeDecodeError as exc:
             raise DataError(f"Failed to deserialize string: {exc}") from exc
 
-    def to_connect_many(self, data: list[bytes | None]
-                        ) -> tuple[Schema | None, list[Any], bool] | None:
-        """A batch at once, as ``to_connect`` converts each item; None when an item does
-        not decode (``to_connect`` reports it)."""
-        encoding = self.encoding
-        try:
-            return OPTIONAL_STRING, [None if item is None else item.decode(encoding)
-                                     for item in data], False
-        except Exception:
-            return None
+    def to_connect_batch(self, topic: str, data: list[bytes | None]) -> ConvertedBatch:
+        """Decoded only when read if every item is known to decode (every byte is a
+        character: a sink that never reads the keys never decodes them)."""
+        schemas: list[Schema | None] = [OPTIONAL_STRING] * len(data)
+        if self.encoding == "latin-1" or (self.encoding == "utf-8" and
+                                          b"".join(filter(None, data)).isascii()):
+            return ConvertedBatch(schemas, partial(self._decode_all, data))
+        return ConvertedBatch(schemas, self._decode_all(data))
 
-    def validate_many(self, data: list[bytes | None]) -> bool | None:
-        """Whether ``to_connect_many`` converts every item (its ``plain_json`` is
-        False), found out without decoding them; None when that is not known."""
-        if self.encoding == "latin-1":  # every byte is a character
-            return False
-        if self.encoding != "utf-8" or not b"".join(filter(None, data)).isascii():
-            return None  # a multi-byte character may be cut: converting finds out
-        return False
+    def _decode_all(self, data: list[bytes | None]) -> list[str | None]:
+        encoding = self.encoding
+        return [None if item is None else item.decode(encoding) for item in data]
 
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if value is None:
@@ -74,16 +69,10 @@ class ByteArrayConverter(Converter):
     aliases = ("org.apache.kafka.connect.converters.ByteArrayConverter",)
 
     def to_connect(self, topic: str, data: bytes | None) -> SchemaAndValue:
-        return SchemaAndValue(BYTES.with_(optional=True), data)
+        return SchemaAndValue(OPTIONAL_BYTES, data)
 
-    def to_connect_many(self, data: list[bytes | None]
-                        ) -> tuple[Schema | None, list[Any], bool] | None:
-        """A batch at once, as ``to_connect`` converts each item."""
-        return BYTES.with_(optional=True), list(data), False
-
-    def validate_many(self, data: list[bytes | None]) -> bool | None:
-        """Every item converts; values are not JSON."""
-        return False
+    def to_connect_batch(self, topic: str, data: list[bytes | None]) -> ConvertedBatch:
+        return ConvertedBatch([OPTIONAL_BYTES] * len(data), list(data))
 
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if schema is not None and schema.type != Type.BYTES:

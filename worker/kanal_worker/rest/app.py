@@ -27,6 +27,7 @@ from kanal_worker.api.errors import ConfigError, ConnectError
 from kanal_worker.config.loader import stringify
 from kanal_worker.rest import models
 from kanal_worker.rest.auth import AccessGuard, Credentials, is_change
+from kanal_worker.runtime import registry
 from kanal_worker.runtime.herder import (
     BadRequestError,
     ConflictError,
@@ -115,6 +116,11 @@ def masked_info(herder: Herder, name: str) -> dict[str, Any]:
     return {**info, "config": mask(info["config"])}
 
 
+def created_info(herder: Herder, name: str) -> dict[str, Any]:
+    """The answer to a creation: as Apache's, without tasks (they are planned after)."""
+    return {**masked_info(herder, name), "tasks": []}
+
+
 def location(request: Request, name: str) -> str:
     """The connector's URL, percent-encoded as Apache writes it (headers are ASCII)."""
     return f"{request.base_url}connectors/{quote(name, safe='')}"
@@ -189,7 +195,7 @@ def create_connector(body: models.CreateConnectorRequest, request: Request, resp
     herder.put_connector(name, named(name, strings(body.config)), create_only=True,
                          initial_state=body.initial_state or "RUNNING")
     response.headers["Location"] = location(request, name)
-    return masked_info(herder, name)
+    return created_info(herder, name)
 
 
 @connectors.get("/{connector}", response_model=models.ConnectorInfo, responses=errors(404))
@@ -219,6 +225,7 @@ def put_connector_config(connector: ConnectorPath, body: dict[str, models.Config
     if herder.put_connector(connector, config):
         response.status_code = 201
         response.headers["Location"] = location(request, connector)
+        return created_info(herder, connector)
     return masked_info(herder, connector)
 
 
@@ -244,9 +251,15 @@ def get_connector_status(connector: ConnectorPath, herder: HerderDep) -> dict[st
 @connectors.get("/{connector}/tasks", response_model=list[models.TaskInfo],
                 responses=errors(404))
 def get_tasks(connector: ConnectorPath, herder: HerderDep) -> list[dict[str, Any]]:
-    """Each task's id and configuration."""
-    return [{"id": {"connector": connector, "task": index}, "config": mask(config)}
-            for index, config in enumerate(herder.task_configs(connector))]
+    """Each task's id and configuration (with ``task.class``, as Apache's)."""
+    configs = herder.task_configs(connector)
+    if not configs:  # no tasks planned (stopped, or a class that cannot plan)
+        return []
+    connector_class = herder.connector_config(connector).get("connector.class", "")
+    task_class = registry.find("connector", connector_class, "connector.class").task_class_name
+    return [{"id": {"connector": connector, "task": index},
+             "config": {**mask(config), "task.class": task_class}}
+            for index, config in enumerate(configs)]
 
 
 @connectors.get("/{connector}/tasks/{task}/status", response_model=models.TaskState,

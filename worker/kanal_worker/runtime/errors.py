@@ -1,32 +1,30 @@
 """Kafka Connect's error handling: retries, tolerance, error logs, dead-letter queues.
 
 Apache's semantics (``RetryWithToleranceOperator``, ``LogReporter``,
-``DeadLetterQueueReporter``), with two deliberate differences so that a bad record never
-vanishes: a record whose retries ran out fails the task under ``errors.tolerance=none``
-(Apache skips it), and a record the DLQ could not take fails the task instead of being
-logged and dropped. Beyond Apache, source connectors get a DLQ too (conversion and
-transform failures), and sinks report per-record write failures (``RecordWriteError``).
+``DeadLetterQueueReporter``, whose headers name Apache's Java exception classes), with two
+deliberate differences so that a bad record never vanishes: a record whose retries ran
+out fails the task under ``errors.tolerance=none`` (Apache skips it), and a record the DLQ
+could not take fails the task instead of being logged and dropped. Beyond Apache, source
+connectors get a DLQ too (conversion and transform failures), and sinks report per-record
+write failures (``RecordWriteError``).
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from functools import partial
 from typing import Any, Final, TypeVar
 
-import orjson
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kanal_worker.api.errors import ConnectError, RetriableError
-from kanal_worker.api.records import ConnectRecord, SinkRecord, SourceRecord
+from kanal_worker.api.backoff import exponential_backoff
+from kanal_worker.api.errors import ConnectError, DataError, RetriableError
+from kanal_worker.api.records import TIMESTAMP_TYPES, ConnectRecord, SinkRecord, SourceRecord
+from kanal_worker.converters.json import dumps
 from kanal_worker.runtime.status import format_trace
 from kanal_worker.runtime.transforms import Step
 
@@ -38,7 +36,6 @@ HEADER_PREFIX = "__connect.errors."
 RETRIES_DELAY_MIN_MS = 300
 """Apache's first retry delay; each further retry doubles it up to errors.retry.delay.max.ms."""
 DLQ_PARTITIONS = 1
-TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
 
 
 class Stage(StrEnum):
@@ -77,17 +74,34 @@ def _raw(value: Any) -> bytes | None:
         return bytes(value)
     if isinstance(value, str):
         return value.encode()
-    return orjson.dumps(value, default=_json_default)
+    try:
+        return dumps(value)
+    except DataError:  # the very value that failed may have no JSON: keep its text
+        return str(value).encode()
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode()
-    return str(value)
+JAVA_EXCEPTIONS: Final[tuple[tuple[type[BaseException], str], ...]] = (
+    (ZeroDivisionError, "java.lang.ArithmeticException"),
+    (OverflowError, "java.lang.ArithmeticException"),
+    (ValueError, "java.lang.IllegalArgumentException"),
+    (TypeError, "java.lang.ClassCastException"),
+    (IndexError, "java.lang.IndexOutOfBoundsException"),
+    (NotImplementedError, "java.lang.UnsupportedOperationException"),
+)
+"""Python's built-in failures as the Java exceptions Apache's code throws in their place."""
+
+
+def java_exception_class(error: BaseException) -> str:
+    """The Java class Apache Kafka Connect would report for ``error``: a Kanal error
+    names it (``java_class``), built-in failures map to their Java counterparts, and
+    anything else is an unchecked ``RuntimeException``."""
+    named = getattr(error, "java_class", None)
+    if isinstance(named, str):
+        return named
+    for python, java in JAVA_EXCEPTIONS:
+        if isinstance(error, python):
+            return java
+    return "java.lang.RuntimeException"
 
 
 class DeadLetterQueue:
@@ -180,15 +194,13 @@ class DeadLetterQueue:
             ctx["offset"] = str(record.kafka_offset)
         elif isinstance(record, SourceRecord):
             ctx["topic"] = record.topic
-            ctx["source.partition"] = orjson.dumps(record.source_partition,
-                                                   default=_json_default).decode()
-            ctx["source.offset"] = orjson.dumps(record.source_offset,
-                                                default=_json_default).decode()
+            ctx["source.partition"] = dumps(record.source_partition).decode()
+            ctx["source.offset"] = dumps(record.source_offset).decode()
         ctx["connector.name"] = self.connector
         ctx["task.id"] = str(self.task_id)
         ctx["stage"] = stage.value
         ctx["class.name"] = executing
-        ctx["exception.class.name"] = f"{type(error).__module__}.{type(error).__qualname__}"
+        ctx["exception.class.name"] = java_exception_class(error)
         ctx["exception.message"] = str(error) or None
         ctx["exception.stacktrace"] = format_trace(error)
         return [(HEADER_PREFIX + k, v.encode() if v is not None else None)
@@ -246,11 +258,9 @@ class ErrorHandler:
                     raise
 
     def _backoff(self, attempt: int, deadline: float) -> float:
-        delay_ms = RETRIES_DELAY_MIN_MS << min(attempt - 1, 40)
-        if delay_ms > self.retry_delay_max_ms:
-            # Apache's jitter once the maximum is reached, against thundering herds
-            delay_ms = random.randrange(max(1, self.retry_delay_max_ms))
-        return max(0.0, min(delay_ms / 1000, deadline - time.monotonic()))
+        delay = exponential_backoff(attempt - 1, RETRIES_DELAY_MIN_MS / 1000,
+                                    self.retry_delay_max_ms / 1000)
+        return max(0.0, min(delay, deadline - time.monotonic()))
 
     def _sleep(self, seconds: float) -> None:
         """Sleep, waking early when the task stops (Apache's stop latch)."""

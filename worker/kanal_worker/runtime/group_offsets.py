@@ -4,7 +4,8 @@ asks."""
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from typing import Any
 
 from confluent_kafka import (
@@ -77,13 +78,9 @@ class ConsumerGroupOffsets:
         self.group = group_id(connector)
 
     def read(self) -> list[ConnectorOffset]:
-        request = [ConsumerGroupTopicPartitions(self.group)]
-        try:
-            listed = self.admin.list_consumer_group_offsets(request)[self.group].result(
-                ADMIN_TIMEOUT)
-        except KafkaException as exc:
-            raise ConnectError(f"Failed to read the offsets of consumer group {self.group}: "
-                               f"{exc}") from None
+        listed = self._call(self.admin.list_consumer_group_offsets,
+                            [ConsumerGroupTopicPartitions(self.group)],
+                            f"Failed to read the offsets of consumer group {self.group}")
         return [ConnectorOffset({SINK_TOPIC: tp.topic, SINK_PARTITION: tp.partition},
                                 {SINK_OFFSET: tp.offset})
                 for tp in listed.topic_partitions if tp.offset >= 0]
@@ -103,13 +100,10 @@ class ConsumerGroupOffsets:
         if wanted:
             partitions = [TopicPartition(topic, number, offset)
                           for (topic, number), offset in sorted(wanted.items())]
-            request = [ConsumerGroupTopicPartitions(self.group, partitions)]
-            try:
-                altered = self.admin.alter_consumer_group_offsets(request)[self.group].result(
-                    ADMIN_TIMEOUT)
-            except KafkaException as exc:
-                raise ConnectError(f"Failed to alter consumer group offsets for connector "
-                                   f"{self.connector}: {exc}") from None
+            altered = self._call(self.admin.alter_consumer_group_offsets,
+                                 [ConsumerGroupTopicPartitions(self.group, partitions)],
+                                 f"Failed to alter consumer group offsets for connector "
+                                 f"{self.connector}")
             for tp in altered.topic_partitions:
                 if tp.error is not None and tp.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                     raise BadRequestError(f"Topic partition {tp.topic}-{tp.partition} does not "
@@ -123,6 +117,15 @@ class ConsumerGroupOffsets:
         self._await_empty_group("reset")
         self._delete_group("reset")
 
+    def _call(self, operation: Callable[[list[Any]], dict[str, Future[Any]]],
+              request: list[Any], failure: str) -> Any:
+        """The group's result of an admin ``operation``; a Kafka error becomes a
+        ConnectError saying ``failure``."""
+        try:
+            return operation(request)[self.group].result(ADMIN_TIMEOUT)
+        except KafkaException as exc:
+            raise ConnectError(f"{failure}: {exc}") from None
+
     def _delete_group(self, action: str) -> None:
         try:
             self.admin.delete_consumer_groups([self.group])[self.group].result(ADMIN_TIMEOUT)
@@ -134,12 +137,8 @@ class ConsumerGroupOffsets:
     def _await_empty_group(self, action: str) -> None:
         deadline = time.monotonic() + STATIC_MEMBERS_WAIT
         while True:
-            try:
-                description = self.admin.describe_consumer_groups([self.group])[
-                    self.group].result(ADMIN_TIMEOUT)
-            except KafkaException as exc:
-                raise ConnectError(f"Failed to describe consumer group {self.group}: "
-                                   f"{exc}") from None
+            description = self._call(self.admin.describe_consumer_groups, [self.group],
+                                     f"Failed to describe consumer group {self.group}")
             if not description.members:
                 return
             if time.monotonic() > deadline:

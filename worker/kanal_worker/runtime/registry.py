@@ -6,9 +6,10 @@ them all."""
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from functools import cache
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, requires
 from typing import Any
 
 from kanal_worker.api.errors import ConfigError
@@ -37,6 +38,17 @@ class PluginInfo:
         return self.cls.aliases[0] if self.cls.aliases else self.name
 
     @property
+    def task_class_name(self) -> str:
+        """The task class Apache names in each task's configuration (``task.class``): by
+        Kafka Connect's convention its connector's class name ending in Task instead of
+        Connector; else the Python task class."""
+        name = self.class_name
+        if name.endswith("Connector"):
+            return name.removesuffix("Connector") + "Task"
+        task = self.cls.task_class
+        return f"{task.__module__}.{task.__qualname__}"
+
+    @property
     def kind(self) -> str:
         return getattr(self.cls, "kind", self.group)
 
@@ -52,6 +64,10 @@ def _load(group: str, name: str) -> PluginInfo | None:
     ep = _entry_points(group)[name]
     try:
         cls = ep.load()
+    except ModuleNotFoundError as exc:
+        log.error("plugin %s of %s cannot be loaded: %s", ep.name, ep.group,
+                  missing_extra(exc) or exc)
+        return None
     except Exception:
         log.exception("plugin %s of %s cannot be loaded; skipping it", ep.name, ep.group)
         return None
@@ -59,6 +75,26 @@ def _load(group: str, name: str) -> PluginInfo | None:
         log.error("entry point %s of %s is not a Kanal plugin; skipping it", ep.name, group)
         return None
     return PluginInfo(ep.name, cls, group)
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """How to install the missing module of ``exc`` when one of Kanal's extras (see
+    pyproject.toml) provides it, e.g. ``pip install 'kanal[parquet]'``; else None."""
+    module = (exc.name or "").replace(".", "-").replace("_", "-").lower()
+    try:
+        requirements = requires("kanal") or []
+    except PackageNotFoundError:
+        return None
+    for requirement in requirements:
+        found = re.match(r"([A-Za-z0-9_.-]+).*;.*extra\s*==\s*[\"']([\w-]+)[\"']", requirement)
+        if not found or found[2] == "all":
+            continue
+        package = re.sub(r"[-_.]+", "-", found[1]).lower()
+        if module and (package == module or package.startswith(module + "-")
+                       or module.startswith(package + "-")):
+            return (f"the Python package {package} is not installed; it comes with the "
+                    f"extra {found[2]}: pip install 'kanal[{found[2]}]'")
+    return None
 
 
 def plugins(group: str) -> dict[str, PluginInfo]:

@@ -2,34 +2,38 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
-from itertools import repeat
+from itertools import groupby
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from kanal_worker.api.errors import ConnectError, DataError, RecordWriteError, RetriableError
-from kanal_worker.api.plugins import Converter, SinkConnector, SinkTask
-from kanal_worker.api.records import Header, SinkBatch, SinkRecord, TopicPartition
-from kanal_worker.api.schema import Schema
+from kanal_worker.api.plugins import Converter, SchemaAndValue, SinkConnector, SinkTask
+from kanal_worker.api.records import (
+    ConvertedBatch,
+    Header,
+    SinkBatch,
+    SinkColumns,
+    SinkRecord,
+    TopicPartition,
+)
 from kanal_worker.config.connector import SinkSettings
 from kanal_worker.config.worker import WorkerSettings, client_config
-from kanal_worker.runtime.codec import Codec, build_codec
-from kanal_worker.runtime.errors import DeadLetterQueue, ErrorHandler, Failed, Stage
+from kanal_worker.runtime.codec import Codec
+from kanal_worker.runtime.errors import Failed, Stage
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import StatusListener, TaskId, TaskRunner
-from kanal_worker.runtime.transforms import build_chain, sub_config
+from kanal_worker.runtime.transforms import sub_config
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 2000
-TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
 FETCH_DEFAULTS = {
     # librdkafka backs a partition's fetching off for fetch.queue.backoff.ms (1 s) once
     # its queue is full; with a consumer as fast as a task that idles the stream. A short
@@ -40,31 +44,35 @@ FETCH_DEFAULTS = {
 }
 """Consumer defaults (``consumer.*`` worker keys and ``consumer.override.*`` win)."""
 
-ManyDecoder = Callable[[list[bytes | None]], tuple[Schema | None, list[Any], bool] | None]
-ManyValidator = Callable[[list[bytes | None]], bool | None]
-_RECORD_SLOTS = frozenset({"topic", "kafka_partition", "key", "value", "key_schema",
-                           "value_schema", "timestamp", "headers", "encoded_value",
-                           "kafka_offset", "timestamp_type"})
-_FAST_RECORDS = ({f.name for f in dataclasses.fields(SinkRecord)} == _RECORD_SLOTS
-                 and not hasattr(SinkRecord, "__post_init__"))
-"""Whether SinkRecords can be filled slot by slot (8x cheaper than the keyword call);
-when a field is added to SinkRecord this turns False until the batch path sets it."""
+
+Coordinates = tuple[list[str], list[int], list[int]]
+"""Topic, partition and offset of each message of a poll, column by column."""
 
 
-def batch_methods(converter: Converter) -> tuple[ManyDecoder | None, ManyValidator | None]:
-    """The converter's ``to_connect_many`` (a whole batch at once) and
-    ``validate_many`` (whether a batch converts, without converting it), when the class
-    that defines its ``to_connect`` also defines them: a subclass overriding only
-    ``to_connect`` must not be bypassed."""
-    for cls in type(converter).__mro__:
-        if "to_connect" in cls.__dict__:
-            many: ManyDecoder | None = (converter.to_connect_many  # type: ignore[attr-defined]
-                                        if "to_connect_many" in cls.__dict__ else None)
-            valid: ManyValidator | None = (
-                converter.validate_many  # type: ignore[attr-defined]
-                if many is not None and "validate_many" in cls.__dict__ else None)
-            return many, valid
-    return None, None
+def _coordinates(messages: list[Message]) -> Coordinates:
+    return (list(map(Message.topic, messages)), list(map(Message.partition, messages)),
+            list(map(Message.offset, messages)))
+
+
+def _to_connect_batch(converter: Converter, topics: list[str],
+                      data: list[bytes | None]) -> ConvertedBatch:
+    """``data`` converted by ``converter``, a batch per run of one topic."""
+    parts: list[ConvertedBatch] = []
+    start = 0
+    for topic, run in groupby(topics):
+        end = start + len(list(run))
+        part = converter.to_connect_batch(topic, data[start:end])
+        if len(part.schemas) != end - start:
+            raise ConnectError(f"{type(converter).__name__}.to_connect_batch converted "
+                               f"{len(part.schemas)} of {end - start} items")
+        parts.append(part)
+        start = end
+    return ConvertedBatch.concat(parts)
+
+
+def _column(converted: list[SchemaAndValue]) -> ConvertedBatch:
+    return ConvertedBatch([item.schema for item in converted],
+                          [item.value for item in converted])
 
 
 def _kafka(partitions: Iterable[TopicPartition]) -> list[KafkaTopicPartition]:
@@ -112,33 +120,13 @@ class SinkTaskRunner(TaskRunner):
         """Inside ``consume``, where rebalance callbacks run."""
         self.active_topics: set[str] = set()
         """Topics records were consumed from (``GET /connectors/{name}/topics``)."""
-        self.assigned_at: dict[TopicPartition, int] = {}
-        """The consumer's position of each partition when it was assigned: until it
-        moves, it may be left over from an earlier assignment and says nothing."""
 
     def execute(self) -> None:
         settings: SinkSettings = SinkSettings.parse(self.config)
         worker: WorkerSettings = WorkerSettings.parse(self.worker)
         overrides = sub_config(self.config, "consumer.override.")
         self.batch_size = int(overrides.pop("max.poll.records", DEFAULT_BATCH))
-        self.codec = build_codec(self.config, self.worker)
-        self.keys_many, self.keys_valid = batch_methods(self.codec.key)
-        self.values_many, self.values_valid = batch_methods(self.codec.value)
-        self.chain = build_chain(self.config)
-        dlq = None
-        if settings.dlq_topic:
-            dlq = DeadLetterQueue(
-                settings.dlq_topic, settings.dlq_replication_factor,
-                client_config(self.worker, "producer",
-                              sub_config(self.config, "producer.override.")),
-                settings.dlq_context_headers, self.id.connector, self.id.task)
-        self.errors = ErrorHandler(
-            tolerance=settings.errors_tolerance, retry_timeout_ms=settings.errors_retry_timeout,
-            retry_delay_max_ms=settings.errors_retry_delay_max_ms,
-            log_enable=settings.errors_log_enable,
-            log_messages=settings.errors_log_include_messages, task=str(self.id), dlq=dlq)
-        self.errors.stopping = lambda: self.stopping
-        self.errors.sleep = self.sleep
+        self.build_pipeline(settings)
         self.task: SinkTask[Any] = self.connector.task_class(
             self.connector.settings.parse(self.config), Context(self))
         self.consumer = Consumer({
@@ -149,6 +137,8 @@ class SinkTaskRunner(TaskRunner):
             "client.id": f"connector-consumer-{self.id}",
             "enable.auto.commit": "false",
             "auto.offset.reset": "earliest",
+            # Java's default (librdkafka's is false): see _create_missing_topics
+            "allow.auto.create.topics": "true",
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": "10000",
             "heartbeat.interval.ms": "2000",
@@ -163,6 +153,8 @@ class SinkTaskRunner(TaskRunner):
         if settings.topics_regex:
             re.compile(settings.topics_regex)
         try:
+            if not settings.topics_regex:
+                self._create_missing_topics(topics)
             self.consumer.subscribe(topics, on_assign=self._assigned, on_revoke=self._revoked,
                                     on_lost=self._lost)
             self._set(self.target.running_state)
@@ -170,6 +162,18 @@ class SinkTaskRunner(TaskRunner):
             self._commit()
         finally:
             self._shutdown()
+
+    def _create_missing_topics(self, topics: list[str]) -> None:
+        """Ask for the topics' metadata, as Java's consumer does when it subscribes: with
+        ``allow.auto.create.topics`` (and the broker's ``auto.create.topics.enable``) a
+        missing topic is created then, so offsets of a topic subscribed to but never
+        written can be set, as under Apache. librdkafka's subscription alone does not
+        create them (confluentinc/librdkafka#3395)."""
+        for topic in topics:
+            try:
+                self.consumer.list_topics(topic, timeout=10)
+            except KafkaException as exc:  # the subscription reports an absent broker
+                log.debug("Task %s: no metadata for %s: %s", self.id, topic, exc)
 
     def _membership(self, worker: WorkerSettings) -> dict[str, str]:
         """Static membership when a scheduler guarantees one owner per task.
@@ -240,22 +244,22 @@ class SinkTaskRunner(TaskRunner):
                 self.consumer.resume(_kafka(self.assignment))
 
     def _process(self, messages: list[Message]) -> None:
+        """One poll: convert it as a batch, transform, write, and note the next offset
+        of every partition it came from as consumed."""
         started = time.perf_counter()
-        deferred = self._deferred(messages)
-        if deferred is not None:
-            batch, last = deferred
-            kept = messages
-        else:
-            converted = self._to_records(messages)
-            if converted is None:
-                records, kept, last = self._one_by_one(messages)
-            else:
-                records, kept, last = converted
-                if self.chain:
-                    records, kept = self._transform_all(records, kept)
-            batch = SinkBatch(records)
         self.metrics.records_in += len(messages)
-        self.active_topics.update(tp.topic for tp in last)
+        if any(map(Message.error, messages)):
+            messages = self._without_errors(messages)
+        where = _coordinates(messages)
+        topics, partitions, offsets = where
+        # the one offset rule: after the last message of each partition, whatever
+        # became of its record (written, dropped by a transform, sent to the DLQ)
+        last = {TopicPartition(*tp): offset + 1 for tp, offset in dict(zip(
+            zip(topics, partitions, strict=True), offsets, strict=True)).items()}
+        batch, kept = self._convert(messages, where)
+        if self.chain:
+            batch, kept = self._transform_all(batch, kept)
+        self.active_topics.update(topic for topic, _ in last)
         if batch and not self._write(batch, kept):
             return
         # a partition revoked during a retry is another task's now: its offsets too
@@ -265,127 +269,96 @@ class SinkTaskRunner(TaskRunner):
         self.metrics.batches += 1
         self.metrics.batch_seconds += time.perf_counter() - started
 
-    def _deferred(self, messages: list[Message]
-                  ) -> tuple[SinkBatch, dict[TopicPartition, int]] | None:
-        """A batch whose records are built only if the task looks at them, and the next
-        offset per partition, when the whole poll is known to convert without building
-        them: no transforms, no consumer errors, no headers, and converters that
-        validate a batch at once. None otherwise (the records are built now)."""
-        keys_valid, values_valid = self.keys_valid, self.values_valid
-        if self.chain or keys_valid is None or values_valid is None or not _FAST_RECORDS:
-            return None
-        if any(map(Message.error, messages)) or any(map(Message.headers, messages)):
-            return None
-        raw_values = list(map(Message.value, messages))
-        plain_json = values_valid(raw_values)
-        if plain_json is None or keys_valid(list(map(Message.key, messages))) is None:
-            return None
-        # the consumer's position is the offset after the last message it handed out
-        assigned_at = self.assigned_at
-        last = {tp: offset for tp, offset in self._positions(self.assignment).items()
-                if offset >= 0 and offset != assigned_at.get(tp)}
-
-        def build() -> list[SinkRecord]:
-            converted = self._to_records(messages)
-            if converted is None:
-                raise ConnectError(f"Task {self.id}: a batch validated as a whole failed "
-                                   "to convert")
-            return converted[0]
-        def coordinates() -> list[tuple[str, int, int]]:
-            return list(zip(map(Message.topic, messages), map(Message.partition, messages),
-                            map(Message.offset, messages), strict=True))  # type: ignore[arg-type]
-        encoded = raw_values if plain_json else None
-        return SinkBatch.deferred(len(messages), build, encoded, coordinates), last  # type: ignore[arg-type]
-
-    def _one_by_one(self, messages: list[Message]
-                    ) -> tuple[list[SinkRecord], list[Message], dict[TopicPartition, int]]:
-        """Records (and the messages they came from) and the next offset per partition,
-        one message at a time: every failure is reported with its own message."""
-        batch: list[SinkRecord] = []
+    def _without_errors(self, messages: list[Message]) -> list[Message]:
         kept: list[Message] = []
-        last: dict[TopicPartition, int] = {}
         for message in messages:
             error = message.error()
-            if error is not None:
-                self._consumer_error(error)
-                continue
-            last[TopicPartition(message.topic(), message.partition())] = message.offset() + 1
-            record = self._to_record(message)
-            if record is not None:
-                batch.append(record)
+            if error is None:
                 kept.append(message)
-        return batch, kept, last
+            else:
+                self._consumer_error(error)
+        return kept
 
-    def _to_records(self, messages: list[Message]
-                    ) -> tuple[list[SinkRecord], list[Message], dict[TopicPartition, int]] | None:
-        """What ``_one_by_one`` returns before transforms, with keys and values converted
-        a batch at a time; None when a message needs the one-by-one path (a consumer
-        error, a converter without ``to_connect_many``, an item it cannot convert)."""
-        keys_many, values_many = self.keys_many, self.values_many
-        if keys_many is None or values_many is None or not _FAST_RECORDS:
-            return None
-        for message in messages:
-            if message.error() is not None:
-                return None
-        raw_values = [message.value() for message in messages]
-        keys = keys_many([message.key() for message in messages])
-        values = values_many(raw_values)
-        if keys is None or values is None:
-            return None
-        key_schema, key_values, _ = keys
-        value_schema, value_values, plain_json = values
-        new = object.__new__
-        types = TIMESTAMP_TYPES
-        batch: list[SinkRecord] = []
+    def _convert(self, messages: list[Message], where: Coordinates
+                 ) -> tuple[SinkBatch, list[Message]]:
+        """The records of ``messages`` (at ``where``) as one batch, and the messages they
+        came from.
+
+        Keys and values are converted a batch at a time (``Converter.to_connect_batch``,
+        per run of one topic); when that fails, the poll is converted record by record
+        under ``errors.*`` so each failure is reported with its own message.
+        """
+        topics = where[0]
+        raw_values = list(map(Message.value, messages))
+        try:
+            raw_headers = list(map(Message.headers, messages))
+            headers: list[list[Header] | None] = (
+                [self._headers(topic, raw) if raw else None
+                 for topic, raw in zip(topics, raw_headers, strict=True)]
+                if any(raw_headers) else [None] * len(messages))
+            keys = _to_connect_batch(self.codec.key, topics, list(map(Message.key, messages)))
+            values = _to_connect_batch(self.codec.value, topics, raw_values)
+        except Exception:
+            return self._one_by_one(messages)
+        encoded = raw_values if values.plain_json else [None] * len(messages)
+        return self._batch(messages, where, headers, keys, values, encoded), messages
+
+    def _one_by_one(self, messages: list[Message]) -> tuple[SinkBatch, list[Message]]:
+        """``_convert`` record by record, as Apache does: key, value, headers, each under
+        ``errors.*``; a record that failed is left out (reported, or the task fails)."""
+        codec: Codec = self.codec
         kept: list[Message] = []
-        last: dict[tuple[str, int], int] = {}
-        for message, key, value, encoded in zip(
-                messages, key_values, value_values,
-                raw_values if plain_json else repeat(None), strict=False):
+        keys: list[SchemaAndValue] = []
+        values: list[SchemaAndValue] = []
+        headers: list[list[Header] | None] = []
+        for message in messages:
             topic = message.topic()
-            partition = message.partition()
-            offset = message.offset()
-            last[topic, partition] = offset
-            headers: list[Header] = []
+            key = self.errors.execute(partial(codec.key.to_connect, topic, message.key()),
+                                      Stage.KEY_CONVERTER, codec.key_class, message=message)
+            if isinstance(key, Failed):
+                continue
+            value = self.errors.execute(
+                partial(codec.value.to_connect, topic, message.value()),
+                Stage.VALUE_CONVERTER, codec.value_class, message=message)
+            if isinstance(value, Failed):
+                continue
             raw_headers = message.headers()
+            converted = None
             if raw_headers:
-                converted = self.errors.execute(
-                    partial(self._headers, topic, raw_headers), Stage.HEADER_CONVERTER,
-                    self.codec.header_class, message=message)
-                if isinstance(converted, Failed):
+                result = self.errors.execute(partial(self._headers, topic, raw_headers),
+                                             Stage.HEADER_CONVERTER, codec.header_class,
+                                             message=message)
+                if isinstance(result, Failed):
                     continue
-                headers = converted
-            ts_type, timestamp = message.timestamp()
-            record: SinkRecord = new(SinkRecord)
-            record.topic = topic
-            record.kafka_partition = partition
-            record.kafka_offset = offset
-            record.key = key
-            record.key_schema = key_schema
-            record.value = value
-            record.value_schema = value_schema
-            record.timestamp = timestamp if ts_type else None
-            record.timestamp_type = types.get(ts_type, "NoTimestampType")
-            record.headers = headers
-            record.encoded_value = encoded
-            batch.append(record)
+                converted = result
             kept.append(message)
-        return batch, kept, {TopicPartition(t, p): o + 1 for (t, p), o in last.items()}
+            keys.append(key)
+            values.append(value)
+            headers.append(converted)
+        encoded = [message.value() if value.plain_json else None
+                   for message, value in zip(kept, values, strict=True)]
+        return self._batch(kept, _coordinates(kept), headers, _column(keys), _column(values),
+                           encoded), kept
 
-    def _positions(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        positions = self.consumer.position(_kafka(partitions))
-        return {TopicPartition(tp.topic, tp.partition): tp.offset for tp in positions}
+    def _batch(self, messages: list[Message], where: Coordinates,
+               headers: list[list[Header] | None], keys: ConvertedBatch,
+               values: ConvertedBatch, encoded: list[bytes | None]) -> SinkBatch:
+        topics, partitions, offsets = where
+        return SinkBatch.of_columns(SinkColumns(
+            topics=topics, partitions=partitions, offsets=offsets,
+            timestamps=list(map(Message.timestamp, messages)), headers=headers, keys=keys,
+            values=values, encoded=encoded))
 
-    def _transform_all(self, batch: list[SinkRecord], kept: list[Message]
-                       ) -> tuple[list[SinkRecord], list[Message]]:
+    def _transform_all(self, batch: SinkBatch, kept: list[Message]
+                       ) -> tuple[SinkBatch, list[Message]]:
         records: list[SinkRecord] = []
         messages: list[Message] = []
         for record, message in zip(batch, kept, strict=True):
-            result = self._transform(record, message)
+            result = self.errors.transform(self.chain, record, message=message)
             if result is not None:
                 records.append(result)
                 messages.append(message)
-        return records, messages
+        return SinkBatch(records), messages
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -394,42 +367,9 @@ class SinkTaskRunner(TaskRunner):
             raise KafkaException(error)
         log.warning("Task %s: consumer error: %s", self.id, error)
 
-    def _to_record(self, message: Message) -> SinkRecord | None:
-        topic = message.topic()
-        codec: Codec = self.codec
-        key = self.errors.execute(partial(codec.key.to_connect, topic, message.key()),
-                                  Stage.KEY_CONVERTER, codec.key_class, message=message)
-        if isinstance(key, Failed):
-            return None
-        value = self.errors.execute(partial(codec.value.to_connect, topic, message.value()),
-                                    Stage.VALUE_CONVERTER, codec.value_class, message=message)
-        if isinstance(value, Failed):
-            return None
-        headers: list[Header] = []
-        raw_headers = message.headers()
-        if raw_headers:
-            converted = self.errors.execute(partial(self._headers, topic, raw_headers),
-                                            Stage.HEADER_CONVERTER, codec.header_class,
-                                            message=message)
-            if isinstance(converted, Failed):
-                return None
-            headers = converted
-        ts_type, timestamp = message.timestamp()
-        record = SinkRecord(
-            topic=topic, kafka_partition=message.partition(), kafka_offset=message.offset(),
-            key=key.value, key_schema=key.schema, value=value.value,
-            value_schema=value.schema, timestamp=timestamp if ts_type else None,
-            timestamp_type=TIMESTAMP_TYPES.get(ts_type, "NoTimestampType"), headers=headers,
-            encoded_value=message.value() if value.plain_json else None)
-        if not self.chain:
-            return record
-        return self._transform(record, message)
-
-    def _transform(self, record: SinkRecord, message: Message) -> SinkRecord | None:
-        return self.errors.transform(self.chain, record, message=message)
-
     def _headers(self, topic: str, raw_headers: list[tuple[str, bytes | None]]
                  ) -> list[Header]:
+        """The one header conversion, for the batch and the record-by-record path."""
         converted = (self.codec.header.to_connect_header(topic, name, data)
                      for name, data in raw_headers)
         return [Header(name, c.value, c.schema) for (name, _), c in zip(raw_headers, converted,
@@ -505,7 +445,6 @@ class SinkTaskRunner(TaskRunner):
     def _assigned(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         added = [TopicPartition(p.topic, p.partition) for p in partitions]
         self.assignment.update(added)
-        self.assigned_at.update(self._positions(added))
         log.info("Task %s: assigned %s", self.id, ", ".join(map(str, added)) or "nothing")
         self.task.open(added)
         if self.paused or self.retry_paused:
@@ -532,7 +471,6 @@ class SinkTaskRunner(TaskRunner):
         for tp in removed:
             self.consumed.pop(tp, None)
             self.committed.pop(tp, None)
-            self.assigned_at.pop(tp, None)
 
     def _shutdown(self) -> None:
         """Leave the group first (its revoke callback commits), then release the task."""

@@ -14,9 +14,8 @@ from kanal_worker.api.errors import ConfigError, ConnectError, RetriableError
 from kanal_worker.api.plugins import SourceConnector, SourceTask
 from kanal_worker.api.records import SourceRecord
 from kanal_worker.config.connector import SourceSettings
-from kanal_worker.config.worker import WorkerSettings, client_config
-from kanal_worker.runtime.codec import build_codec
-from kanal_worker.runtime.errors import DeadLetterQueue, ErrorHandler, Failed, Stage
+from kanal_worker.config.worker import WorkerSettings
+from kanal_worker.runtime.errors import Failed, Stage
 from kanal_worker.runtime.offsets import (
     JAVA_PARTITIONER,
     KafkaOffsetStore,
@@ -25,7 +24,6 @@ from kanal_worker.runtime.offsets import (
 )
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import StatusListener, TaskId, TaskRunner
-from kanal_worker.runtime.transforms import build_chain, sub_config
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +58,8 @@ class SourceTaskRunner(TaskRunner):
     def execute(self) -> None:
         settings: SourceSettings = SourceSettings.parse(self.config)
         worker: WorkerSettings = WorkerSettings.parse(self.worker)
-        overrides = sub_config(self.config, "producer.override.")
-        producer_config = client_config(self.worker, "producer", overrides)
-        self.codec = build_codec(self.config, self.worker)
-        self.chain = build_chain(self.config)
-        dlq = None
-        if settings.dlq_topic:
-            dlq = DeadLetterQueue(settings.dlq_topic, settings.dlq_replication_factor,
-                                  producer_config, settings.dlq_context_headers,
-                                  self.id.connector, self.id.task)
-        self.errors = ErrorHandler(
-            tolerance=settings.errors_tolerance, retry_timeout_ms=settings.errors_retry_timeout,
-            retry_delay_max_ms=settings.errors_retry_delay_max_ms,
-            log_enable=settings.errors_log_enable,
-            log_messages=settings.errors_log_include_messages, task=str(self.id), dlq=dlq)
-        self.errors.stopping = lambda: self.stopping
+        self.build_pipeline(settings)
+        producer_config = self.producer_config()
         self.transactional = worker.exactly_once_source == "enabled"
         if self.transactional:
             if not isinstance(self.offsets, KafkaOffsetStore):

@@ -32,8 +32,7 @@ from kanal_worker.runtime.herder import (
 )
 from kanal_worker.runtime.offsets import OffsetStore, partition_key
 from kanal_worker.runtime.registry import PluginInfo
-from kanal_worker.runtime.sink import SinkTaskRunner
-from kanal_worker.runtime.source import SourceTaskRunner
+from kanal_worker.runtime.runners import task_runner
 from kanal_worker.runtime.status import State, Status, TargetState, format_trace
 from kanal_worker.runtime.task import TaskId, TaskRunner
 from kanal_worker.runtime.transforms import sub_config
@@ -295,18 +294,11 @@ class StandaloneHerder(Herder):
         try:
             resolved = resolve(config, self.providers)
         except ConfigError as exc:
-            runner = _failed_runner(self, holder, task_id, config, exc)
-            return runner
-        data_runner: SinkTaskRunner | SourceTaskRunner
-        if holder.plugin.kind == "sink":
-            data_runner = SinkTaskRunner(task_id, resolved, self.worker, self.worker_id,
-                                         holder.target, self._on_task_status, holder.plugin.cls)
-        else:
-            data_runner = SourceTaskRunner(task_id, resolved, self.worker, self.worker_id,
-                                           holder.target, self._on_task_status,
-                                           holder.plugin.cls, self.offsets)
-        data_runner.active_topics = holder.active_topics
-        return data_runner
+            return _FailedRunner(exc, task_id, config, self.worker, self.worker_id,
+                                 holder.target, self._on_task_status)
+        return task_runner(holder.plugin, task_id, resolved, self.worker, self.worker_id,
+                           holder.target, self._on_task_status, self.offsets,
+                           holder.active_topics)
 
     def _restart_task(self, holder: ConnectorHolder, index: int) -> None:
         old = holder.tasks[index]
@@ -341,12 +333,6 @@ class _FailedRunner(TaskRunner):
 
     def execute(self) -> None:
         raise self.error
-
-
-def _failed_runner(herder: StandaloneHerder, holder: ConnectorHolder, task_id: TaskId,
-                   config: dict[str, str], error: Exception) -> TaskRunner:
-    return _FailedRunner(error, task_id, config, herder.worker, herder.worker_id,
-                         holder.target, herder._on_task_status)
 
 
 def _status_json(status: Status, version: str) -> dict[str, Any]:

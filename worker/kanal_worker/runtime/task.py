@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError
 
+from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.api.errors import ConnectError, RetriableError
+from kanal_worker.config.connector import SinkSettings, SourceSettings
+from kanal_worker.config.worker import client_config
+from kanal_worker.runtime.codec import build_codec
+from kanal_worker.runtime.errors import DeadLetterQueue, ErrorHandler
 from kanal_worker.runtime.status import State, Status, TargetState, format_trace
+from kanal_worker.runtime.transforms import build_chain, sub_config
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +145,32 @@ class TaskRunner(ABC):
                                                                                    ConnectError))
             self._set(State.FAILED, format_trace(exc))
 
+    def producer_config(self) -> dict[str, str]:
+        """The worker's producer settings with the connector's ``producer.override.*``."""
+        return client_config(self.worker, "producer", sub_config(self.config,
+                                                                  "producer.override."))
+
+    def build_pipeline(self, settings: SinkSettings | SourceSettings) -> None:
+        """What every data task runs records through, set up alike: the converters, the
+        transforms, and error handling with its dead letter queue."""
+        self.codec = build_codec(self.config, self.worker)
+        self.chain = build_chain(self.config)
+        dlq = None
+        if settings.dlq_topic:
+            dlq = DeadLetterQueue(settings.dlq_topic, settings.dlq_replication_factor,
+                                  self.producer_config(), settings.dlq_context_headers,
+                                  self.id.connector, self.id.task)
+        self.errors = ErrorHandler(
+            tolerance=settings.errors_tolerance, retry_timeout_ms=settings.errors_retry_timeout,
+            retry_delay_max_ms=settings.errors_retry_delay_max_ms,
+            log_enable=settings.errors_log_enable,
+            log_messages=settings.errors_log_include_messages, task=str(self.id), dlq=dlq)
+        self.errors.stopping = lambda: self.stopping
+        self.errors.sleep = self.sleep
+
     def backoff(self, attempt: int, error: RetriableError, what: str) -> None:
         """Wait before retrying; the status says what is being retried."""
-        delay = min(0.25 * 2 ** attempt, 10.0)
+        delay = exponential_backoff(attempt, 0.25, 10.0)
         log.warning("Task %s: %s failed (%s); retrying in %.1fs", self.id, what, error, delay)
         self._set(self.status.state, detail=f"retrying {what}: {error}")
         self.sleep(delay)

@@ -1,17 +1,17 @@
 """Java semantics the transforms must reproduce to give Apache's results byte for byte:
-number narrowing and printing, ``java.util.regex`` patterns and replacements,
-``Values.parseString`` for header literals.
+number narrowing, ``java.util.regex`` patterns and replacements, ``Values.parseString``
+for header literals (number printing is ``kanal_worker.api.java_text``'s).
 """
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import math
 import re
 from typing import Any
 
 from kanal_worker.api.errors import ConfigError
+from kanal_worker.api.java_text import to_float32
 from kanal_worker.api.schema import DATE, TIME, TIMESTAMP, Schema, Type
 
 _INT_BITS = {Type.INT8: 8, Type.INT16: 16, Type.INT32: 32, Type.INT64: 64}
@@ -43,52 +43,6 @@ def to_int(value: int | float, type_: Type) -> int:
     if isinstance(value, float):
         return float_to_int(value, bits)
     return wrap_int(value, bits)
-
-
-def to_float32(value: float) -> float:
-    """Round to the nearest float32, as Java's ``floatValue()`` does (overflow is infinity)."""
-    return float(ctypes.c_float(value).value)
-
-
-def double_to_string(value: float) -> str:
-    """``Double.toString``: plain notation in [1e-3, 1e7), else ``d.dddE±n``."""
-    return _java_decimal(value, repr(value))
-
-
-def float_to_string(value: float) -> str:
-    """``Float.toString``: the shortest digits that read back as the same float32."""
-    if math.isnan(value) or math.isinf(value):
-        return _java_decimal(value, repr(value))
-    for precision in range(1, 10):
-        text = f"{value:.{precision}g}"
-        if to_float32(float(text)) == value:
-            return _java_decimal(value, text)
-    return _java_decimal(value, repr(value))
-
-
-def _java_decimal(value: float, shortest: str) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    if value == 0:
-        return "-0.0" if math.copysign(1, value) < 0 else "0.0"
-    sign = "-" if value < 0 else ""
-    mantissa, _, exponent_text = shortest.lstrip("-").partition("e")
-    digits = mantissa.replace(".", "")
-    point = mantissa.index(".") if "." in mantissa else len(mantissa)
-    exponent = int(exponent_text or 0) + point - 1
-    stripped = digits.lstrip("0")
-    exponent -= len(digits) - len(stripped)
-    digits = stripped.rstrip("0") or "0"
-    if 1e-3 <= abs(value) < 1e7:
-        if exponent >= 0:
-            whole = digits[:exponent + 1].ljust(exponent + 1, "0")
-            fraction = digits[exponent + 1:] or "0"
-        else:
-            whole, fraction = "0", "0" * (-exponent - 1) + digits
-        return f"{sign}{whole}.{fraction}"
-    return f"{sign}{digits[0]}.{digits[1:] or '0'}E{exponent}"
 
 
 _NAMED_GROUP = re.compile(r"(?<!\\)\(\?<([A-Za-z][A-Za-z0-9]*)>")

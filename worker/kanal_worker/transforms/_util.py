@@ -14,7 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar
 
-from kanal_worker.api.errors import DataError
+from kanal_worker.api.config import setting
+from kanal_worker.api.errors import ConfigError, DataError
 from kanal_worker.api.plugins import Transformation
 from kanal_worker.api.records import ConnectRecord, SinkRecord
 from kanal_worker.api.schema import Field, Schema, Type
@@ -22,6 +23,34 @@ from kanal_worker.api.schema import Field, Schema, Type
 R = TypeVar("R", bound=ConnectRecord)
 
 APACHE_PACKAGE = "org.apache.kafka.connect.transforms."
+
+
+def replace_null_with_default_setting() -> Any:
+    """Apache's ``replace.null.with.default``, which every transform reading struct fields
+    accepts."""
+    return setting(True, key="replace.null.with.default",
+                   doc="Whether to replace fields that have a default value and that are "
+                       "null to the default value. When set to true, the default value is "
+                       "used, otherwise null is used.")
+
+
+def non_empty(values: list[str]) -> list[str]:
+    """A validator: the list must hold something (Apache's message)."""
+    if not values:
+        raise ValueError("Empty list")
+    return values
+
+
+def config_checked(check: Callable[[str, str], object], key: str) -> Callable[[str], str]:
+    """A validator running ``check(value, key)``: its ConfigError becomes the ValueError
+    that settings report under the key."""
+    def validate(value: str) -> str:
+        try:
+            check(value, key)
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return value
+    return validate
 
 _JAVA_CLASS_BY_TYPE = {
     Type.INT8: "java.lang.Byte",
@@ -179,6 +208,26 @@ class KeyOrValueTransform(Transformation[R], Generic[R]):
     @abstractmethod
     def apply(self, record: R) -> R | None: ...
 
+
+class NullSafeTransform(KeyOrValueTransform[R]):
+    """A transform that leaves a null key or value alone and otherwise rewrites a
+    schemaless value or one with a schema, as Apache's ``applySchemaless`` and
+    ``applyWithSchema``."""
+
+    def apply(self, record: R) -> R:
+        value = self.operating_value(record)
+        if value is None:
+            return record
+        schema = self.operating_schema(record)
+        if schema is None:
+            return self.apply_schemaless(record, value)
+        return self.apply_with_schema(record, value, schema)
+
+    @abstractmethod
+    def apply_schemaless(self, record: R, value: Any) -> R: ...
+
+    @abstractmethod
+    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R: ...
 
 
 def checked(name: str, schema: Schema, value: Any) -> Any:

@@ -13,6 +13,7 @@ from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import JavaHashMap, double_to_string, float_to_string, to_float32
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import (
     DATE,
@@ -29,12 +30,13 @@ from kanal_worker.transforms import _java
 from kanal_worker.transforms._dateformat import SimpleDateFormat
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
-    KeyOrValueTransform,
+    NullSafeTransform,
     SchemaCache,
     copy_basics,
     field_value,
     infer_type,
     java_class_name,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
     struct_schema_like,
@@ -91,10 +93,7 @@ class CastSettings(Settings):
             "to cast fields of Maps or Structs. A single type to cast the entire value. Valid "
             "types are int8, int16, int32, int64, float32, float64, boolean, and string. Note "
             "that binary fields can only be cast to string.")
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
     @field_validator("spec")
     @classmethod
@@ -103,7 +102,7 @@ class CastSettings(Settings):
         return spec
 
 
-class Cast(KeyOrValueTransform[R]):
+class Cast(NullSafeTransform[R]):
     """Cast fields or the entire key or value to a specific type, e.g. to force an integer
     field to a smaller width. Casts from integers, floats, boolean and string to any other
     type, and binary to string (base64 encoded)."""
@@ -118,13 +117,7 @@ class Cast(KeyOrValueTransform[R]):
         self.replace_null_with_default = parsed.replace_null_with_default
         self.cache = SchemaCache()
 
-    def apply(self, record: R) -> R:
-        value = self.operating_value(record)
-        if value is None:
-            return record
-        schema = self.operating_schema(record)
-        if schema is None:
-            return self._apply_schemaless(record, value)
+    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
         updated_schema = self.cache.get(schema, self._build_schema)
         if self.whole_value_type is not None:
             return self.new_record(record, updated_schema,
@@ -138,12 +131,12 @@ class Cast(KeyOrValueTransform[R]):
                                    if target is not None else original)
         return self.new_record(record, updated_schema, updated)
 
-    def _apply_schemaless(self, record: R, value: Any) -> R:
+    def apply_schemaless(self, record: R, value: Any) -> R:
         if self.whole_value_type is not None:
             return self.new_record(record, None, cast_value(None, value,
                                                             self.whole_value_type))
         original = require_map(value, PURPOSE)
-        updated = dict(original)
+        updated = JavaHashMap.copy_of(original)
         for field, target in self.casts.items():
             assert field is not None
             updated[field] = cast_value(None, original.get(field), target)
@@ -245,7 +238,7 @@ def _to_floating(value: Any, target: Type) -> float:
     else:
         raise DataError(f"Unexpected type in Cast transformation: class "
                         f"{java_class_name(value)}")
-    return _java.to_float32(number) if target == Type.FLOAT32 else number
+    return to_float32(number) if target == Type.FLOAT32 else number
 
 
 def _to_boolean(value: Any) -> bool:
@@ -268,8 +261,8 @@ def _to_string(value: Any, inferred: Type, logical: str | None) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return (_java.float_to_string(value) if inferred == Type.FLOAT32
-                else _java.double_to_string(value))
+        return (float_to_string(value) if inferred == Type.FLOAT32
+                else double_to_string(value))
     return str(value)
 
 

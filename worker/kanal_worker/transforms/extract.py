@@ -24,21 +24,17 @@ from kanal_worker.transforms._util import (
     KeyOrValueTransform,
     SchemaCache,
     checked,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
 )
 
 R = TypeVar("R", bound=ConnectRecord)
 
-REPLACE_NULL_DOC = ("Whether to replace fields that have a default value and that are null to "
-                    "the default value. When set to true, the default value is used, otherwise "
-                    "null is used.")
-
 
 class ExtractFieldSettings(Settings):
     field: str = setting(key="field", doc="Field name to extract.")
-    replace_null_with_default: bool = setting(True, key="replace.null.with.default",
-                                              doc=REPLACE_NULL_DOC)
+    replace_null_with_default: bool = replace_null_with_default_setting()
     field_syntax_version: SyntaxVersion = setting(
         "V1", key=SYNTAX_VERSION_KEY, importance="HIGH", doc=SYNTAX_VERSION_DOC,
         validate_default=True)
@@ -80,7 +76,8 @@ class ExtractField(KeyOrValueTransform[R]):
             require_struct(value, schema, self.purpose)
         field = self.path.field_from(schema)
         if field is None:
-            raise DataError(f"Unknown field: {self.path.path}")
+            raise DataError(f"Unknown field: {self.path.path}",
+                            java_class="java.lang.IllegalArgumentException")
         extracted = (None if value is None else
                      self.path.value_from_struct(value, schema, self.replace_null_with_default))
         return self.new_record(record, field.schema, extracted)

@@ -7,11 +7,12 @@ from typing import Any, TypeVar
 
 from kanal_worker.api.config import Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import LinkedHashMap, java_items
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import Schema, Type
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
-    KeyOrValueTransform,
+    NullSafeTransform,
     SchemaCache,
     checked,
     copy_basics,
@@ -37,7 +38,7 @@ class FlattenSettings(Settings):
             "field names for the output record")
 
 
-class Flatten(KeyOrValueTransform[R]):
+class Flatten(NullSafeTransform[R]):
     """Flatten a nested data structure, generating names for each field by concatenating the
     field names at each level with a configurable delimiter character. Applies to Struct when
     schema present, or a Map in the case of schemaless data. Array fields and their contents
@@ -54,15 +55,12 @@ class Flatten(KeyOrValueTransform[R]):
     def _name(self, prefix: str, name: str) -> str:
         return f"{prefix}{self.delimiter}{name}" if prefix else name
 
-    def apply(self, record: R) -> R:
-        value = self.operating_value(record)
-        if value is None:
-            return record
-        schema = self.operating_schema(record)
-        if schema is None:
-            flat: dict[str, Any] = {}
-            self._flatten_map(require_map(value, PURPOSE), "", flat)
-            return self.new_record(record, None, flat)
+    def apply_schemaless(self, record: R, value: Any) -> R:
+        flat = LinkedHashMap()
+        self._flatten_map(require_map(value, PURPOSE), "", flat)
+        return self.new_record(record, None, flat)
+
+    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
         require_struct(value, schema, PURPOSE)
         updated = self.cache.get(schema, self._flat_schema)
         flat_struct: dict[str, Any] = {}
@@ -73,7 +71,7 @@ class Flatten(KeyOrValueTransform[R]):
         return self.new_record(record, updated, flat_struct)
 
     def _flatten_map(self, value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
-        for key, item in value.items():
+        for key, item in java_items(value):  # Apache walks the map in Java's order
             name = self._name(prefix, key)
             if item is None:
                 out[name] = None

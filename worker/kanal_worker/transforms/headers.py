@@ -9,6 +9,7 @@ from pydantic import ValidationInfo, field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.plugins import Transformation
 from kanal_worker.api.records import ConnectRecord, Header
 from kanal_worker.api.schema import Schema
@@ -18,6 +19,7 @@ from kanal_worker.transforms._util import (
     KeyOrValueTransform,
     SchemaCache,
     field_value,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
     struct_schema_like,
@@ -67,10 +69,7 @@ class HeaderFromSettings(Settings):
         doc="Either move if the fields are to be moved to the headers (removed from the "
             "key/value), or copy if the fields are to be copied to the headers (retained in "
             "the key/value).")
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
     _fields_non_empty = field_validator("fields")(non_empty)
 
@@ -108,7 +107,7 @@ class HeaderFrom(KeyOrValueTransform[R]):
         headers = list(record.headers)
         if schema is None:
             original = require_map(value, self.purpose)
-            updated = dict(original)
+            updated = JavaHashMap.copy_of(original)
             for name, header in self.pairs:
                 if self.move:
                     updated.pop(name, None)

@@ -10,13 +10,15 @@ from typing import Any, TypeVar
 from pydantic import ValidationInfo, field_validator
 
 from kanal_worker.api.config import Settings, setting
+from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import EPOCH, TIMESTAMP, Schema, Type
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
-    KeyOrValueTransform,
+    NullSafeTransform,
     SchemaCache,
     field_value,
+    replace_null_with_default_setting,
     require_map,
     require_sink_record,
     require_struct,
@@ -69,10 +71,7 @@ class InsertFieldSettings(Settings):
     static_value: str | None = setting(
         None, key="static.value", doc="Static field value, if field name configured.",
         validate_default=True)
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
     @field_validator("static_field")
     @classmethod
@@ -93,7 +92,7 @@ class InsertFieldSettings(Settings):
         return static_value
 
 
-class InsertField(KeyOrValueTransform[R]):
+class InsertField(NullSafeTransform[R]):
     """Insert field(s) using attributes from the record metadata or a configured static
     value."""
 
@@ -111,15 +110,12 @@ class InsertField(KeyOrValueTransform[R]):
         self.replace_null_with_default = parsed.replace_null_with_default
         self.cache = SchemaCache()
 
-    def apply(self, record: R) -> R:
-        value = self.operating_value(record)
-        if value is None:
-            return record
-        schema = self.operating_schema(record)
-        if schema is None:
-            updated = dict(require_map(value, PURPOSE))
-            self._insert(updated, record, as_datetime=False)
-            return self.new_record(record, None, updated)
+    def apply_schemaless(self, record: R, value: Any) -> R:
+        copied = JavaHashMap.copy_of(require_map(value, PURPOSE))
+        self._insert(copied, record, as_datetime=False)
+        return self.new_record(record, None, copied)
+
+    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
         struct = require_struct(value, schema, PURPOSE)
         updated_schema = self.cache.get(schema, self._schema_with_insertions)
         updated = {f.name: field_value(struct, f, self.replace_null_with_default)

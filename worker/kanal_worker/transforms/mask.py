@@ -11,6 +11,7 @@ from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import JavaHashMap, to_float32
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import DECIMAL, EPOCH, Schema, Type
 from kanal_worker.transforms import _java
@@ -20,6 +21,8 @@ from kanal_worker.transforms._util import (
     field_value,
     infer_type,
     java_class_name,
+    non_empty,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
 )
@@ -36,17 +39,9 @@ class MaskFieldSettings(Settings):
         None, key="replacement", importance="LOW",
         doc="Custom value replacement, that will be applied to all 'fields' values (numeric or "
             "non-empty string values only).")
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
-    @field_validator("fields")
-    @classmethod
-    def _non_empty(cls, fields: list[str]) -> list[str]:
-        if not fields:
-            raise ValueError("Empty list")
-        return fields
+    _fields_given = field_validator("fields")(non_empty)
 
     @field_validator("replacement")
     @classmethod
@@ -76,7 +71,7 @@ class MaskField(KeyOrValueTransform[R]):
         value = self.operating_value(record)
         if schema is None:
             original = require_map(value, PURPOSE)
-            updated = dict(original)
+            updated = JavaHashMap.copy_of(original)
             for name in self.fields:
                 updated[name] = self._masked(original.get(name), None)
             return self.new_record(record, None, updated)
@@ -140,7 +135,7 @@ def _replacement(value: Any, type_: Type | None, schema: Schema | None, text: st
         raise DataError(f"Unable to convert {text} (class java.lang.String) to number")
     if type_ in (Type.FLOAT32, Type.FLOAT64):
         number = float(literal)
-        return _java.to_float32(number) if type_ == Type.FLOAT32 else number
+        return to_float32(number) if type_ == Type.FLOAT32 else number
     assert type_ is not None
     whole = int(literal)
     bits = {Type.INT8: 8, Type.INT16: 16, Type.INT32: 32, Type.INT64: 64}[type_]

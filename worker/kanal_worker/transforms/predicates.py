@@ -11,16 +11,18 @@ from typing import Any, Literal, TypeVar
 from pydantic import ValidationInfo, field_validator
 
 from kanal_worker.api.config import Settings, setting
-from kanal_worker.api.errors import ConfigError
 from kanal_worker.api.plugins import Predicate
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import Type
 from kanal_worker.transforms._fieldpath import SingleFieldPath, parse_v2
 from kanal_worker.transforms._java import compile_java_regex
+from kanal_worker.transforms._util import config_checked
 
 R = TypeVar("R", bound=ConnectRecord)
 
 APACHE_PREDICATES = "org.apache.kafka.connect.transforms.predicates."
+_pattern_compiles = config_checked(compile_java_regex, "pattern")
+_value_compiles = config_checked(compile_java_regex, "value")
 
 
 class TopicNameMatchesSettings(Settings):
@@ -33,11 +35,7 @@ class TopicNameMatchesSettings(Settings):
     def _regex(cls, pattern: str) -> str:
         if not pattern:
             raise ValueError("String must be non-empty")
-        try:
-            compile_java_regex(pattern, "pattern")
-        except ConfigError as exc:
-            raise ValueError(exc.message) from None
-        return pattern
+        return _pattern_compiles(pattern)
 
 
 class TopicNameMatches(Predicate[R]):
@@ -127,12 +125,7 @@ class FieldValueMatchesSettings(Settings):
     @field_validator("value")
     @classmethod
     def _regex(cls, value: str, info: ValidationInfo) -> str:
-        if info.data.get("operator") == "regex":
-            try:
-                compile_java_regex(value, "value")
-            except ConfigError as exc:
-                raise ValueError(exc.message) from None
-        return value
+        return _value_compiles(value) if info.data.get("operator") == "regex" else value
 
 
 class FieldValueMatches(Predicate[R]):

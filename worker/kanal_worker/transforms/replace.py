@@ -8,13 +8,15 @@ from typing import Any, TypeVar
 from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
+from kanal_worker.api.java_text import JavaHashMap, java_items
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import Schema
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
-    KeyOrValueTransform,
+    NullSafeTransform,
     SchemaCache,
     field_value,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
     struct_schema_like,
@@ -43,10 +45,7 @@ class ReplaceFieldSettings(Settings):
     include: CommaList = setting(
         [], key="include", doc="Fields to include. If specified, only these fields will be used.")
     renames: CommaList = setting([], key="renames", doc="Field rename mappings.")
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
     @field_validator("renames")
     @classmethod
@@ -55,7 +54,7 @@ class ReplaceFieldSettings(Settings):
         return renames
 
 
-class ReplaceField(KeyOrValueTransform[R]):
+class ReplaceField(NullSafeTransform[R]):
     """Filter or rename fields."""
 
     settings = ReplaceFieldSettings
@@ -73,16 +72,14 @@ class ReplaceField(KeyOrValueTransform[R]):
     def _kept(self, name: str) -> bool:
         return name not in self.exclude and (not self.include or name in self.include)
 
-    def apply(self, record: R) -> R:
-        value = self.operating_value(record)
-        if value is None:
-            return record
-        schema = self.operating_schema(record)
-        if schema is None:
-            original = require_map(value, PURPOSE)
-            return self.new_record(record, None, {
-                self.renames.get(name, name): item for name, item in original.items()
-                if self._kept(name)})
+    def apply_schemaless(self, record: R, value: Any) -> R:
+        original = require_map(value, PURPOSE)
+        replaced = JavaHashMap.sized(len(original))
+        replaced.update((self.renames.get(name, name), item)
+                        for name, item in java_items(original) if self._kept(name))
+        return self.new_record(record, None, replaced)
+
+    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
         struct = require_struct(value, schema, PURPOSE)
         updated_schema = self.cache.get(schema, self._replaced_schema)
         updated: dict[str, Any] = {}

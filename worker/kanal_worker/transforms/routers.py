@@ -10,32 +10,16 @@ from typing import TypeVar
 from pydantic import field_validator
 
 from kanal_worker.api.config import Settings, setting
-from kanal_worker.api.errors import ConfigError, DataError
+from kanal_worker.api.errors import DataError
 from kanal_worker.api.plugins import Transformation
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import EPOCH
 from kanal_worker.transforms._dateformat import SimpleDateFormat
 from kanal_worker.transforms._java import check_replacement, compile_java_regex, java_replacement
-from kanal_worker.transforms._util import APACHE_PACKAGE
+from kanal_worker.transforms._util import APACHE_PACKAGE, config_checked
 
 R = TypeVar("R", bound=ConnectRecord)
 
-
-
-def _valid_regex(pattern: str) -> str:
-    try:
-        compile_java_regex(pattern, "regex")
-    except ConfigError as exc:
-        raise ValueError(exc.message) from None
-    return pattern
-
-
-def _valid_replacement(replacement: str) -> str:
-    try:
-        check_replacement(replacement, "replacement")
-    except ConfigError as exc:
-        raise ValueError(exc.message) from None
-    return replacement
 
 
 class RegexRouterSettings(Settings):
@@ -43,8 +27,9 @@ class RegexRouterSettings(Settings):
                          doc="Regular expression to use for matching.")
     replacement: str = setting(key="replacement", importance="HIGH", doc="Replacement string.")
 
-    _regex_compiles = field_validator("regex")(_valid_regex)
-    _replacement_valid = field_validator("replacement")(_valid_replacement)
+    _regex_compiles = field_validator("regex")(config_checked(compile_java_regex, "regex"))
+    _replacement_valid = field_validator("replacement")(
+        config_checked(check_replacement, "replacement"))
 
 
 class RegexRouter(Transformation[R]):

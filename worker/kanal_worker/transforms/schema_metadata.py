@@ -16,6 +16,7 @@ from kanal_worker.transforms._util import (
     KeyOrValueTransform,
     SchemaCache,
     field_value,
+    replace_null_with_default_setting,
     require_schema,
 )
 
@@ -27,10 +28,7 @@ class SetSchemaMetadataSettings(Settings):
                                       doc="Schema name to set.")
     schema_version: int | None = setting(None, key="schema.version", importance="HIGH",
                                          doc="Schema version to set.", validate_default=True)
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
     @field_validator("schema_version")
     @classmethod

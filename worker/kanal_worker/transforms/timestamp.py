@@ -11,6 +11,7 @@ from pydantic import ValidationInfo, field_validator
 
 from kanal_worker.api.config import Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import (
     DATE,
@@ -30,6 +31,7 @@ from kanal_worker.transforms._util import (
     SchemaCache,
     field_value,
     java_class_name,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
     struct_schema_like,
@@ -70,10 +72,7 @@ class TimestampConverterSettings(Settings):
             "microseconds, or nanoseconds. Used to generate the output when type=unix or used "
             "to parse the input if the input is a Long. Note: This SMT will cause precision "
             "loss during conversions from, and to, values with sub-millisecond components.")
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
     @field_validator("target_type")
     @classmethod
@@ -159,7 +158,7 @@ class TimestampConverter(KeyOrValueTransform[R]):
         if schema is None:
             if value is None or not self.field:
                 return self.new_record(record, None, self.convert(value, None))
-            updated = dict(require_map(value, PURPOSE))
+            updated = JavaHashMap.copy_of(require_map(value, PURPOSE))
             updated[self.field] = self.convert(updated.get(self.field), None)
             return self.new_record(record, None, updated)
         if not self.field:

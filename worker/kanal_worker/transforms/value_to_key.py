@@ -9,6 +9,7 @@ from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
+from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.plugins import Transformation
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import Schema, struct
@@ -17,6 +18,8 @@ from kanal_worker.transforms._util import (
     SchemaCache,
     checked,
     field_value,
+    non_empty,
+    replace_null_with_default_setting,
     require_map,
     require_struct,
 )
@@ -30,17 +33,9 @@ class ValueToKeySettings(Settings):
     fields: CommaList = setting(
         key="fields", importance="HIGH",
         doc="Field names on the record value to extract as the record key.")
-    replace_null_with_default: bool = setting(
-        True, key="replace.null.with.default",
-        doc="Whether to replace fields that have a default value and that are null to the "
-            "default value. When set to true, the default value is used, otherwise null is used.")
+    replace_null_with_default: bool = replace_null_with_default_setting()
 
-    @field_validator("fields")
-    @classmethod
-    def _non_empty(cls, fields: list[str]) -> list[str]:
-        if not fields:
-            raise ValueError("Empty list")
-        return fields
+    _fields_given = field_validator("fields")(non_empty)
 
 
 class ValueToKey(Transformation[R]):
@@ -60,7 +55,9 @@ class ValueToKey(Transformation[R]):
     def apply(self, record: R) -> R:
         if record.value_schema is None:
             value = require_map(record.value, PURPOSE)
-            return record.replace(key={f: value.get(f) for f in self.fields}, key_schema=None)
+            fields = JavaHashMap.sized(len(self.fields))
+            fields.update((f, value.get(f)) for f in self.fields)
+            return record.replace(key=fields, key_schema=None)
         schema = record.value_schema
         struct_value = require_struct(record.value, schema, PURPOSE)
         key_schema = self.cache.get(schema, self._key_schema)

@@ -8,7 +8,8 @@
 --                for a reason that resolves by itself (NoWorkers, ClusterNotFound,
 --                WaitingForPermissions, tasks starting)
 --   Degraded     a task or the connector is FAILED, or Ready=False with reason
---                InvalidConfiguration, ConnectorFailed or TaskFailed
+--                InvalidConfiguration, ConnectorFailed, TaskFailed or
+--                ConfigHashMismatch
 --   Suspended    spec.state paused or stopped, and the operator confirms it
 --   Healthy      Ready=True for the latest generation, tasks RUNNING
 local hs = {}
@@ -27,7 +28,8 @@ end
 
 -- Reasons of Ready=False that last until the manifest changes. ArgoCD's Lua has no
 -- string library, so they are listed rather than matched.
-local broken = {InvalidConfiguration = true, ConnectorFailed = true, TaskFailed = true}
+local broken = {InvalidConfiguration = true, ConnectorFailed = true, TaskFailed = true,
+                ConfigHashMismatch = true}
 
 local status = obj.status
 local generation = obj.metadata.generation

@@ -10,9 +10,6 @@ writes the same bytes, not only the same records.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
 import gzip
 import hashlib
 import io
@@ -25,24 +22,17 @@ import orjson
 
 from kanal_worker.api import DataError
 from kanal_worker.api.schema import (
-    DATE,
-    DECIMAL,
-    DECIMAL_SCALE,
-    TIME,
-    TIMESTAMP,
     Schema,
     Type,
-    date_days,
-    time_millis,
-    timestamp_millis,
 )
 from kanal_worker.connectors.azure_blob import schemas
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
+from kanal_worker.converters.avro import avro_datum, to_avro_schema
+from kanal_worker.converters.json import JsonConverter, dumps
 
 CHUNK = 1 << 20
 """Bytes of lines gathered before they go to the compressor or the spool."""
 PARQUET_ROW_GROUP = 50_000
-DECIMAL_PRECISION = "connect.decimal.precision"
 PARQUET_EXTENSIONS = {"none": "", "snappy": ".snappy", "gzip": ".gz", "zstd": ".zstd",
                       "brotli": ".br"}
 
@@ -151,104 +141,27 @@ class LineWriter(FileWriter):
 
 
 class JsonFormat(FileFormat):
-    """One JSON document per line, as Confluent's JsonFormat (JsonConverter without
-    schemas). Unchanged values reuse the bytes they came from."""
+    """One JSON document per line, as Confluent's JsonFormat writes them: a Struct through
+    JsonConverter without schemas, any other value as Jackson writes it (maps keyed by the
+    keys' text). Unchanged values reuse the bytes they came from."""
 
     def __init__(self, gzip_level: int | None) -> None:
         self.gzip_level = gzip_level
         self.extension = ".json" + (".gz" if gzip_level is not None else "")
-        self._plain: dict[int, tuple[Schema, bool]] = {}
+        self.converter = JsonConverter({"schemas.enable": "false"}, False)
 
     def prepare(self, value: Any, schema: Schema | None,
                 encoded: bytes | None) -> tuple[Schema | None, bytes]:
         if encoded is not None and b"\n" not in encoded and b"\r" not in encoded:
             return schema, encoded + b"\n"
-        if schema is None:
-            return None, _dumps(value)
-        if not self._is_plain(schema):
+        if schema is not None and not self.converter.is_plain(schema):
             schemas.check(value, schema)
-            value = to_json_value(schema, value)
-        return schema, _dumps(value)
-
-    def _is_plain(self, schema: Schema) -> bool:
-        cached = self._plain.get(id(schema))
-        if cached is None or cached[0] is not schema:
-            cached = self._plain[id(schema)] = (schema, _plain(schema))
-        return cached[1]
+            if schema.type == Type.STRUCT:
+                value = self.converter.to_json_value(schema, value)
+        return schema, dumps(value, orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
 
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
         return LineWriter(spool, self.gzip_level)
-
-
-def _dumps(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value, default=_json_default,
-                            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME
-                            | orjson.OPT_NON_STR_KEYS)
-    except TypeError as exc:
-        raise DataError(f"Cannot write the value as JSON: {exc}") from None
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode()
-    if isinstance(value, dt.datetime):
-        return timestamp_millis(value)
-    if isinstance(value, dt.date):
-        return date_days(value)
-    if isinstance(value, dt.time):
-        return time_millis(value)
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _plain(schema: Schema) -> bool:
-    """Whether values of ``schema`` are their own JSON (no bytes or logical types)."""
-    if schema.name in (DECIMAL, DATE, TIME, TIMESTAMP) or schema.type == Type.BYTES:
-        return False
-    if schema.type == Type.STRUCT:
-        return all(_plain(f.schema) for f in schema.fields)
-    if schema.type == Type.MAP:
-        assert schema.key_schema is not None and schema.value_schema is not None
-        return schema.key_schema.type == Type.STRING and _plain(schema.value_schema)
-    if schema.type == Type.ARRAY:
-        assert schema.value_schema is not None
-        return _plain(schema.value_schema)
-    return True
-
-
-def to_json_value(schema: Schema, value: Any) -> Any:
-    """Connect data → what Kafka Connect's JsonConverter writes for it (decimals as
-    base64 of the unscaled integer, times as numbers, bytes as base64)."""
-    if value is None:
-        return schema.default
-    if schema.name == DECIMAL:
-        scale = int((schema.parameters or {}).get(DECIMAL_SCALE, "0"))
-        unscaled = int(decimal.Decimal(value).scaleb(scale))
-        size = max(1, (unscaled.bit_length() + 8) // 8)
-        return base64.b64encode(unscaled.to_bytes(size, "big", signed=True)).decode()
-    if schema.name == TIMESTAMP:
-        return timestamp_millis(value)
-    if schema.name == DATE:
-        return date_days(value)
-    if schema.name == TIME:
-        return time_millis(value)
-    match schema.type:
-        case Type.BYTES:
-            return base64.b64encode(bytes(value)).decode()
-        case Type.STRUCT:
-            return {f.name: to_json_value(f.schema, value.get(f.name)) for f in schema.fields}
-        case Type.ARRAY:
-            assert schema.value_schema is not None
-            return [to_json_value(schema.value_schema, v) for v in value]
-        case Type.MAP:
-            assert schema.key_schema is not None and schema.value_schema is not None
-            if schema.key_schema.type == Type.STRING:
-                return {k: to_json_value(schema.value_schema, v) for k, v in value.items()}
-            return [[to_json_value(schema.key_schema, k), to_json_value(schema.value_schema, v)]
-                    for k, v in value.items()]
-    return value
 
 
 class ByteArrayFormat(FileFormat):
@@ -287,22 +200,19 @@ class AvroFormat(FileFormat):
 
     def prepare(self, value: Any, schema: Schema | None,
                 encoded: bytes | None) -> tuple[Schema | None, Any]:
-        if schema is None:
-            schema = schemas.infer(value)
-        else:
-            schemas.check(value, schema)
+        schema = schemas.fit(value, schema)
         return schema, self._compiled(schema)[2](value)
 
     def _compiled(self, schema: Schema) -> tuple[Schema, Any, Callable[[Any], Any]]:
         cached = self._parsed.get(id(schema))
         if cached is None or cached[0] is not schema:
             # the top level is never a union: null values never reach a file
-            avro = _avro_type(schema, _Names())
+            avro = to_avro_schema(schema.with_(optional=False) if schema.optional else schema)
             try:
                 parsed = fastavro.parse_schema(avro)
             except fastavro.schema.SchemaParseException as exc:
                 raise DataError(f"The value schema has no Avro equivalent: {exc}") from None
-            cached = self._parsed[id(schema)] = (schema, parsed, _avro_datum(schema))
+            cached = self._parsed[id(schema)] = (schema, parsed, avro_datum(schema))
         return cached
 
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
@@ -321,102 +231,6 @@ class AvroWriter(FileWriter):
 
     def finish(self) -> None:
         self.writer.flush()
-
-
-class _Names:
-    """Avro record names must be unique in a schema: Confluent's ConnectDefault,
-    ConnectDefault2, ... for unnamed structs; named ones are defined once."""
-
-    def __init__(self) -> None:
-        self.defined: set[str] = set()
-        self.unnamed = 0
-
-    def record(self, schema: Schema, fallback: str) -> tuple[str, bool]:
-        if schema.name:
-            full = schema.name
-            first = full not in self.defined
-            self.defined.add(full)
-            return full, first
-        self.unnamed += 1
-        return f"io.confluent.connect.avro.{fallback}" + \
-            (str(self.unnamed) if self.unnamed > 1 else ""), True
-
-
-def avro_schema(schema: Schema, names: _Names) -> Any:
-    """The Avro schema of a Connect schema; optional schemas become ``["null", T]``."""
-    avro = _avro_type(schema, names)
-    return ["null", avro] if schema.optional else avro
-
-
-def _avro_type(schema: Schema, names: _Names) -> Any:
-    params = schema.parameters or {}
-    if schema.name == DECIMAL:
-        return {"type": "bytes", "logicalType": "decimal", "scale": int(params.get(
-            DECIMAL_SCALE, "0")), "precision": int(params.get(DECIMAL_PRECISION, "64"))}
-    logical = {DATE: ("int", "date"), TIME: ("int", "time-millis"),
-               TIMESTAMP: ("long", "timestamp-millis")}.get(schema.name or "")
-    if logical:
-        return {"type": logical[0], "logicalType": logical[1]}
-    match schema.type:
-        case Type.INT8 | Type.INT16:
-            return {"type": "int", "connect.type": str(schema.type)}
-        case Type.STRUCT:
-            name, first = names.record(schema, "ConnectDefault")
-            if not first:
-                return name
-            return {"type": "record", "name": name, "fields": [
-                {"name": f.name, "type": avro_schema(f.schema, names),
-                 **({"default": None} if f.schema.optional else {})} for f in schema.fields]}
-        case Type.ARRAY:
-            assert schema.value_schema is not None
-            return {"type": "array", "items": avro_schema(schema.value_schema, names)}
-        case Type.MAP:
-            assert schema.key_schema is not None and schema.value_schema is not None
-            if schema.key_schema.type == Type.STRING:
-                return {"type": "map", "values": avro_schema(schema.value_schema, names)}
-            names.unnamed += 1
-            return {"type": "array", "items": {
-                "type": "record", "name": f"io.confluent.connect.avro.MapEntry{names.unnamed}",
-                "fields": [{"name": "key", "type": avro_schema(schema.key_schema, names)},
-                           {"name": "value", "type": avro_schema(schema.value_schema, names)}]}}
-    return {Type.INT32: "int", Type.INT64: "long", Type.FLOAT32: "float",
-            Type.FLOAT64: "double", Type.BOOLEAN: "boolean", Type.STRING: "string",
-            Type.BYTES: "bytes"}[schema.type]
-
-
-def _avro_datum(schema: Schema) -> Callable[[Any], Any]:
-    """Rewrites Connect values fastavro cannot take as they are (maps with non-string
-    keys become key/value records); identity for every other schema."""
-    if not _has_entry_maps(schema):
-        return lambda value: value
-
-    def convert(value: Any, of: Schema) -> Any:
-        if value is None:
-            return None
-        match of.type:
-            case Type.STRUCT:
-                return {f.name: convert(value.get(f.name), f.schema) for f in of.fields}
-            case Type.ARRAY:
-                assert of.value_schema is not None
-                return [convert(v, of.value_schema) for v in value]
-            case Type.MAP:
-                assert of.key_schema is not None and of.value_schema is not None
-                if of.key_schema.type == Type.STRING:
-                    return {k: convert(v, of.value_schema) for k, v in value.items()}
-                return [{"key": convert(k, of.key_schema), "value": convert(v, of.value_schema)}
-                        for k, v in value.items()]
-        return value
-    return lambda value: convert(value, schema)
-
-
-def _has_entry_maps(schema: Schema) -> bool:
-    if schema.type == Type.MAP:
-        assert schema.key_schema is not None and schema.value_schema is not None
-        return schema.key_schema.type != Type.STRING or _has_entry_maps(schema.value_schema)
-    if schema.type == Type.ARRAY:
-        assert schema.value_schema is not None
-        return _has_entry_maps(schema.value_schema)
-    return any(_has_entry_maps(f.schema) for f in schema.fields)
 
 
 # -- choosing ----------------------------------------------------------------------------

@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 from kanal_worker.api.schema import DATE, DECIMAL, DECIMAL_SCALE, TIME, TIMESTAMP, Schema, Type
 from kanal_worker.connectors.azure_blob import schemas
 from kanal_worker.connectors.azure_blob.formats import (
-    DECIMAL_PRECISION,
     PARQUET_EXTENSIONS,
     PARQUET_ROW_GROUP,
     BlockSpool,
     FileFormat,
     FileWriter,
 )
+from kanal_worker.converters.avro import DECIMAL_PRECISION
 
 
 class ParquetFormat(FileFormat):
@@ -29,10 +29,7 @@ class ParquetFormat(FileFormat):
 
     def prepare(self, value: Any, schema: Schema | None,
                 encoded: bytes | None) -> tuple[Schema | None, Any]:
-        if schema is None:
-            schema = schemas.infer(value)
-        else:
-            schemas.check(value, schema)
+        schema = schemas.fit(value, schema)
         if schema.type != Type.STRUCT:
             return schema, {"value": value}
         return schema, value

@@ -100,6 +100,7 @@ OPTIONAL_PRIMITIVES = {
 }
 UNKNOWN = Schema(Type.STRING, optional=True)
 """The schema of a null whose type cannot be seen: an optional string."""
+_LEAF_KINDS = frozenset([*OPTIONAL_PRIMITIVES, type(None), bytearray])
 
 
 def infer(value: Any) -> Schema:
@@ -118,9 +119,9 @@ def infer(value: Any) -> Schema:
 def _shape(value: Any) -> Any:
     """A hashable description of ``value``'s type tree (cheaper than a Schema)."""
     kind = type(value)
-    if kind is dict:
+    if isinstance(value, dict):  # transforms' maps may be subclasses (Java's map kinds)
         kinds = tuple(map(type, value.values()))
-        if dict in kinds or list in kinds:
+        if not _LEAF_KINDS.issuperset(kinds):
             kinds = tuple([_shape(v) for v in value.values()])
         return ("struct", tuple(value), kinds)
     if kind is list:
@@ -156,6 +157,15 @@ def _schema_of(shape: Any) -> Schema:
 
 Checker = Callable[[Any, str], None]
 _checkers: dict[int, tuple[Schema, Checker]] = {}
+
+
+def fit(value: Any, schema: Schema | None) -> Schema:
+    """The schema a file holding ``value`` is keyed on: the record's own once the value is
+    checked against it, or one inferred from a schemaless value."""
+    if schema is None:
+        return infer(value)
+    check(value, schema)
+    return schema
 
 
 def check(value: Any, schema: Schema) -> None:

@@ -30,6 +30,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ExponentialRetry
 
 from kanal_worker.api import ConfigError, ConnectError, RetriableError
+from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.connectors.azure_blob.auth import account_url, auth_method
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
 
@@ -70,7 +71,8 @@ class BackoffRetry(ExponentialRetry):
     def get_backoff_time(self, settings: dict[str, Any]) -> float:
         if self.fixed:
             return self.backoff
-        return float(min(self.backoff * 2 ** max(settings["count"] - 1, 0), self.max_backoff))
+        return exponential_backoff(max(settings["count"] - 1, 0), self.backoff,
+                                   self.max_backoff, jitter=False)
 
 
 class AzureBlobStore:

@@ -14,7 +14,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor, wait
 from itertools import groupby
 from operator import itemgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from kanal_worker.api import (
     ConfigError,
@@ -90,12 +90,13 @@ class AzureBlobSinkTask(SinkTask[AzureBlobSinkSettings]):
         """The batch's values as received, when the layout copies them as lines and
         none holds a line break (which ``JsonFormat`` would have to encode again)."""
         encoded = batch.encoded_values
-        if encoded is None or not self.layout.copies_lines:
+        if not self.layout.copies_lines or None in encoded:
             return None
-        joined = b"\n".join(encoded)
-        if joined.count(b"\n") != len(encoded) - 1 or b"\r" in joined:
+        received = cast(list[bytes], encoded)
+        joined = b"\n".join(received)
+        if joined.count(b"\n") != len(received) - 1 or b"\r" in joined:
             return None
-        return encoded
+        return received
 
     def _files(self, tp: TopicPartition) -> PartitionFiles:
         files = self.partitions.get(tp)
