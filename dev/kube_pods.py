@@ -194,13 +194,20 @@ def release(helm: Path, prefix: str) -> Iterator[Release]:
     image = import_image()
     suffix = uuid.uuid4().hex[:6]
     kubectl = Kubectl(node["KUBECTL"], node["KUBECONFIG"], f"{prefix}-{suffix}")
-    installed = Release(helm, "kanal", f"{prefix}-system-{suffix}", kubectl, node, image)
+    installed = Release(helm, f"kanal-{suffix}", f"{prefix}-system-{suffix}", kubectl, node,
+                        image)
     kubectl.run("create", "namespace", kubectl.namespace)
     try:
         yield installed
     finally:
-        kubectl.run("delete", "connectors,connectclusters", "--all", "--timeout", "90s",
+        kubectl.run("delete", "connectors,connectclusters", "--all", "--wait=false",
                     check=False)
+        with contextlib.suppress(AssertionError):  # the operator removes the finalizers
+            wait_for(lambda: not kubectl.get("connectors,connectclusters")["items"], 60,
+                     "the operator to finish deleting")
+        for item in kubectl.get("connectors,connectclusters")["items"]:  # it is gone
+            kubectl.run("patch", item["kind"].lower(), item["metadata"]["name"], "--type",
+                        "merge", "-p", '{"metadata": {"finalizers": null}}', check=False)
         kubectl.run("delete", "namespace", kubectl.namespace, "--wait=false", check=False)
         subprocess.run([str(helm), "uninstall", installed.name, "--kubeconfig",
                         kubectl.kubeconfig, "--namespace", installed.namespace, "--wait",
