@@ -167,11 +167,12 @@ daemon_start() {
   pidfile="$dir/$name.pid"
   rm -f "$pidfile"
   [[ -s $log ]] && mv -f "$log" "$log.1"
-  # The child writes its own pid (setsid may fork when we are a group leader).
+  # The child writes its own pid (setsid may fork when we are a group leader), by a
+  # rename: a half-written file read by daemon_pid would look stale and be removed.
   (
     cd "$dir" || exit 1
     # shellcheck disable=SC2016 # $$ and $@ belong to the inner bash
-    KANAL_SERVICE="$svc/$name" exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' \
+    KANAL_SERVICE="$svc/$name" exec setsid bash -c 'echo $$ >"$1.tmp" && mv -f "$1.tmp" "$1"; shift; exec "$@"' \
       _ "$pidfile" "$@" </dev/null >>"$log" 2>&1
   ) &
   for _ in $(seq 100); do
