@@ -214,16 +214,17 @@ def connector_health(env: GitOps) -> dict[str, tuple[str, str]]:
     return out
 
 
-def watch(env: GitOps, until: Callable[[], bool], timeout: float, what: str,
+def watch(env: GitOps, until: Callable[[tuple[str, str]], bool], timeout: float, what: str,
           ) -> list[tuple[str, str]]:
-    """The distinct (sync, health) states of the Application seen until ``until()``."""
+    """The distinct (sync, health) states of the Application seen until ``until(state)``
+    holds for one of them (the state judged is the one recorded, never a newer read)."""
     seen: list[tuple[str, str]] = []
 
     def check() -> bool:
         state = env.sync_and_health()
         if not seen or seen[-1] != state:
             seen.append(state)
-        return until()
+        return until(state)
     wait_for(check, timeout, what, interval=0.5)
     return seen
 
@@ -256,7 +257,7 @@ def test_the_application_syncs_and_waits_for_workers(gitops: GitOps) -> None:
 
 def test_healthy_once_the_connectors_run(gitops: GitOps) -> None:
     gitops.workers, _ = start_workers(gitops.kubectl, CLUSTER, gitops.tmp, 2)
-    states = watch(gitops, lambda: gitops.sync_and_health()[1] == "Healthy", 120,
+    states = watch(gitops, lambda state: state[1] == "Healthy", 120,
                    "the Application to become Healthy")
     gitops.record("workers running: every task RUNNING")
     assert states[0] == ("Synced", "Progressing") and states[-1] == ("Synced", "Healthy")
@@ -298,7 +299,7 @@ def test_a_failed_task_degrades_the_application(gitops: GitOps) -> None:
     sink["spec"]["config"]["file"] = str(folder)
     path.write_text(yaml.safe_dump(sink, sort_keys=False))
     broken = gitops.push("File sink: write into a folder instead of a file")
-    states = watch(gitops, lambda: gitops.sync_and_health() == ("Synced", "Degraded"), 120,
+    states = watch(gitops, lambda state: state == ("Synced", "Degraded"), 120,
                    "the Application to become Degraded")
     gitops.record("a commit made the file sink's task FAIL")
     assert gitops.synced_to(broken), states
@@ -311,8 +312,8 @@ def test_a_failed_task_degrades_the_application(gitops: GitOps) -> None:
     gitops.refresh()
     fixed = git(gitops.repo, "rev-parse", "HEAD").strip()
     try:
-        watch(gitops, lambda: gitops.synced_to(fixed) and
-              gitops.sync_and_health() == ("Synced", "Healthy"), 180,
+        watch(gitops, lambda state: state == ("Synced", "Healthy") and
+              gitops.synced_to(fixed), 180,
               "the Application to recover after the revert")
     except AssertionError as exc:
         live = gitops.kubectl.get("connector", "telemetry-file-sink")
