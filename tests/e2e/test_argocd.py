@@ -40,7 +40,7 @@ from dev.stack_env import ROOT, stack_env
 from tests.argocd_health import documented_argocd_cm
 
 # the first run builds argo-cd when $KANAL_CACHE has none yet (tens of minutes on 2 cores)
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(5400)]
+pytestmark = [pytest.mark.e2e, pytest.mark.argocd_live, pytest.mark.timeout(5400)]
 
 APPLICATION = "applications.argoproj.io"
 CLUSTER = "telemetry"
