@@ -66,8 +66,9 @@ def test_quick_bench_measures_every_system_and_writes_results(
     assert "error" not in b4 and "kubernetes_error" not in b4, b4
     assert set(b4["first_record_s"]) == {"kanal standalone", "kanal kubernetes", "apache"}
     failover = {item["system"]: item for item in b4["failover"]}
-    assert set(failover) == {"kanal standalone (restart)", "kanal kubernetes (2 workers)",
-                             "apache"}
+    # worker pods are measured too where `dev/stack up node` runs (make test starts it)
+    assert set(failover) - {"kanal kubernetes (2 worker pods)"} == {
+        "kanal standalone (restart)", "kanal kubernetes (2 workers)", "apache"}
     # the operator moved the killed worker's task and its partition is consumed again
     assert "consuming_again_s" in failover["kanal kubernetes (2 workers)"], b4
     assert "B4 control plane" in run.stdout
