@@ -50,11 +50,13 @@ class Standalone:
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
         return self
 
+    def logged(self, text: bytes) -> bool:
+        """This run of the worker has logged ``text``."""
+        return text in self.log.read_bytes()[self.started_at:]
+
     def wait_running(self, timeout: float = 60) -> Standalone:
         """Wait for the worker's "running" line (its signal handlers are in place)."""
-        wait_for(lambda: b"Ctrl-C stops cleanly" in self.log.read_bytes()[self.started_at:],
-                 timeout,
-                 "the worker to run")
+        wait_for(lambda: self.logged(b"Ctrl-C stops cleanly"), timeout, "the worker to run")
         return self
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:

@@ -238,14 +238,22 @@ def test_sigkill_at_random_points_keeps_every_record_exactly_once(
         **HOURLY, **JSON_VALUES})
     log = tmp_path / "kanal.log"
     rng = random.Random(unique)
-    # 4 times: start, let it write a random number of new files, SIGKILL it mid-run
+    # 4 times: start, and once it consumes, SIGKILL it after a random number of new files
+    # or a random time, whichever comes first: a fast run may have consumed every record
+    # (the open sets then wait for the tail below), so a file count alone may never come
     for _ in range(4):
         target = blob_count(client) + rng.randint(2, 40)
         run = Standalone(worker, connector, log=log).start()
-        wait_for(lambda: blob_count(client) >= target, 120,  # noqa: B023
-                 f"{target} files (log: {log})")
-        time.sleep(rng.uniform(0, 0.3))
-        run.stop(signal.SIGKILL)
+        try:
+            wait_for(lambda: run.logged(f": assigned {topic}".encode()), 120,  # noqa: B023
+                     f"the partitions assigned (log: {log})")
+            deadline = time.monotonic() + rng.uniform(0.5, 4)
+            wait_for(lambda: blob_count(client) >= target  # noqa: B023
+                     or time.monotonic() >= deadline, 60,  # noqa: B023
+                     f"{target} files (log: {log})")
+            time.sleep(rng.uniform(0, 0.3))
+        finally:
+            run.stop(signal.SIGKILL)
     # a record far in the future ends the last open sets, so every produced record is due
     for partition in (0, 1):
         tail = {**reading(99, 0, 1, START + 1000 * HOUR, 1), "partition": partition, "tail": 1}
