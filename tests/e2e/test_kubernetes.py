@@ -8,6 +8,7 @@ The tests run in order and share one ConnectCluster, like an operator's day.
 
 from __future__ import annotations
 
+import copy
 import json
 import signal
 import time
@@ -290,6 +291,32 @@ def test_an_invalid_configuration_is_reported_not_crash_looped(env: Env) -> None
     assert env.operator.alive
     assert ready(env.kubectl.status(SINK)) == ("True", "Running")  # others unaffected
     env.kubectl.run("delete", "connector", "broken")
+
+
+def test_a_failed_task_runs_again_once_its_configuration_is_fixed(env: Env) -> None:
+    """What a GitOps revert does: a change that makes the task FAIL, then the previous
+    configuration applied again; the task runs again under it."""
+    good = example("file-sink.yaml")
+    good["metadata"]["name"] = "reverted"
+    good["spec"]["config"].update(topics=env.topic, file=str(env.tmp / "reverted.jsonl"))
+    env.kubectl.apply(good)
+    connector_ready(env, "reverted")
+    folder = env.tmp / "a-folder"  # valid (it exists, it is writable); opening it fails
+    folder.mkdir()
+    broken = copy.deepcopy(good)
+    broken["spec"]["config"]["file"] = str(folder)
+    env.kubectl.apply(broken)
+    # as long as a GitOps tool takes to notice: the operator restarted it meanwhile
+    wait_for(lambda: any(task["restarts"] >= 2 and task["state"] == "FAILED"
+                         for task in env.kubectl.status("reverted").get("tasks") or []),
+             90, "the task to FAIL after two automatic restarts")
+    env.kubectl.apply(good)
+    try:
+        status = connector_ready(env, "reverted")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {env.kubectl.status('reverted')}") from None
+    assert {state for state, _ in task_states(status)} == {"RUNNING"}
+    env.kubectl.run("delete", "connector", "reverted")
 
 
 def test_secrets_are_read_by_workers_only_and_rotation_reaches_tasks(env: Env) -> None:
