@@ -11,12 +11,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from kanal_worker.runtime.validation import validate
 
 CLIENT_ID, CLIENT_SECRET = "kanal-client", "kanal-client-secret"
 
@@ -40,6 +43,8 @@ class ServerState:
     required_authorization: str | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
     item_requests: int = 0
+    list_name: str = "items"
+    """The name of the array of items in a page (changed: the API changed shape)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def received(self, name: str) -> list[Received]:
@@ -88,12 +93,12 @@ class RecordingServer:
         self.thread.join(30)
 
     async def _sink(self, request: Request) -> Response:
-        if request.method == "OPTIONS":
-            return Response(status_code=204)
         state = self.state
         if state.required_authorization is not None and \
                 request.headers.get("authorization") != state.required_authorization:
             return Response("bad credentials", status_code=401)
+        if request.method == "OPTIONS":
+            return Response(status_code=204)
         return await self._record(request)
 
     async def _record(self, request: Request) -> Response:
@@ -115,9 +120,9 @@ class RecordingServer:
 
     async def _token(self, request: Request) -> Response:
         expected = "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
-        form = await request.form()
+        form = parse_qs((await request.body()).decode())
         if request.headers.get("authorization") != expected or \
-                form.get("grant_type") != "client_credentials":
+                form.get("grant_type") != ["client_credentials"]:
             return JSONResponse({"error": "invalid_client"}, status_code=401)
         token = secrets.token_hex(8)
         with self.state.lock:
@@ -136,4 +141,11 @@ class RecordingServer:
         with state.lock:
             state.item_requests += 1
             page = [item for item in state.items if item["id"] > since][:limit]
-        return JSONResponse({"data": {"items": page}, "count": len(page)})
+        return JSONResponse({"data": {state.list_name: page}, "count": len(page)})
+
+
+def errors_of(config: dict[str, str]) -> dict[str, list[str]]:
+    """What the validate endpoint reports for ``config``: the messages by key."""
+    result: dict[str, Any] = validate({"name": "http-connector", **config})
+    return {entry["value"]["name"]: entry["value"]["errors"]
+            for entry in result["configs"] if entry["value"]["errors"]}

@@ -19,7 +19,7 @@ from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import validate
 from tests.conftest import stack_env
-from tests.integration.http_server import CLIENT_ID, CLIENT_SECRET, RecordingServer
+from tests.integration.http_server import CLIENT_ID, CLIENT_SECRET, RecordingServer, errors_of
 from tests.integration.standalone import in_process_herder, wait_for
 from tests.kafka_helpers import committed, consume_all, produce
 
@@ -60,12 +60,13 @@ def records(count: int, start: int = 0) -> list[bytes]:
 
 
 def numbers(bodies: list[bytes]) -> list[int]:
-    """The record numbers in request bodies (one record each, or a JSON array)."""
+    """The record numbers in request bodies (a JSON array, or JSON lines)."""
     found: list[int] = []
     for body in bodies:
-        document = orjson.loads(body)
-        found.extend(item["n"] for item in (document if isinstance(document, list)
-                                            else [document]))
+        if body.startswith(b"["):
+            found.extend(item["n"] for item in orjson.loads(body))
+        else:
+            found.extend(orjson.loads(line)["n"] for line in body.splitlines() if line)
     return found
 
 
@@ -273,11 +274,6 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/sink/{uuid.uuid4().hex[:6]}"
 
 
-def errors_of(config: dict[str, str]) -> dict[str, list[str]]:
-    return {entry["value"]["name"]: entry["value"]["errors"]
-            for entry in validate(config)["configs"] if entry["value"]["errors"]}
-
-
 def test_validate_names_the_key_for_an_unreachable_server_and_wrong_credentials(
         server: RecordingServer) -> None:
     unreachable = errors_of(sink_config("t", closed_port_url()))
@@ -289,8 +285,11 @@ def test_validate_names_the_key_for_an_unreachable_server_and_wrong_credentials(
                        **oauth2_config(server, secret="not-the-secret")})
     assert list(wrong) == ["oauth2.client.secret"]
     assert "refused client 'kanal-client'" in wrong["oauth2.client.secret"][0]
-    assert "not-the-secret" not in str(validate({**sink_config("t", f"{server.url}/secure/x"),
-                                                 **oauth2_config(server, "not-the-secret")}))
+    shown = validate({"name": "http-sink", **sink_config("t", f"{server.url}/secure/x"),
+                      **oauth2_config(server, "not-the-secret")})
+    assert "not-the-secret" not in str(shown)
+    assert {entry["value"]["name"]: entry["value"]["value"] for entry in shown["configs"]}[
+        "oauth2.client.secret"] == "[hidden]"
 
     server.state.required_authorization = "Bearer right"
     try:
@@ -307,16 +306,18 @@ def test_validate_names_the_key_for_an_unreachable_server_and_wrong_credentials(
     assert errors_of(sink_config("t", f"{server.url}/sink/x")) == {}
 
 
-def test_wrong_credentials_fail_the_task_naming_the_key_and_commit_nothing(
+def test_credentials_refused_later_fail_the_task_naming_the_key_and_commit_nothing(
         herder: StandaloneHerder, server: RecordingServer, kafka: str,
         new_topic: Callable[..., str]) -> None:
+    """Validate accepted the credentials; the server refuses them once records come (a
+    rotated key): the task fails naming the key, and no offset is committed."""
     topic = new_topic("http-401")
-    produce(kafka, topic, records(3))
-    server.state.required_authorization = "Bearer right"
+    herder.put_connector(topic, sink_config(topic, f"{server.url}/sink/{topic}",
+                                            http_authorization_type="static",
+                                            http_headers_authorization="Bearer old"))
+    server.state.required_authorization = "Bearer rotated"
     try:
-        herder.put_connector(topic, sink_config(topic, f"{server.url}/sink/{topic}",
-                                                http_authorization_type="static",
-                                                http_headers_authorization="Bearer wrong"))
+        produce(kafka, topic, records(3))
         wait_for(lambda: task_state(herder, topic)["state"] == State.FAILED, 60,
                  "the task to fail")
     finally:
@@ -324,5 +325,6 @@ def test_wrong_credentials_fail_the_task_naming_the_key_and_commit_nothing(
     trace = task_state(herder, topic)["trace"]
     assert "http.headers.authorization: HTTP 401" in trace
     assert "fix http.headers.authorization" in trace
-    assert "Bearer wrong" not in trace
+    assert "Bearer old" not in trace
     assert committed(kafka, f"connect-{topic}", topic, 1)[0] < 0
+    assert server.state.received(topic) == []

@@ -117,10 +117,11 @@ class HttpSinkSettings(Settings):
         "", key="batch.prefix", importance="HIGH", group=BATCHING, display="Batch prefix",
         doc="Written once before the first record of a batch; may hold \\n, \\r, \\t.")
     batch_suffix: str = setting(
-        "\\n", key="batch.suffix", importance="HIGH", group=BATCHING, display="Batch suffix",
+        "\\n", key="batch.suffix", validate_default=True, importance="HIGH", group=BATCHING,
+        display="Batch suffix",
         doc="Written once after the last record of a batch; may hold \\n, \\r, \\t.")
     batch_separator: str = setting(
-        "\\n", key="batch.separator", importance="HIGH", group=BATCHING,
+        "\\n", key="batch.separator", validate_default=True, importance="HIGH", group=BATCHING,
         display="Batch separator",
         doc="Written between the records of a batch; may hold \\n, \\r, \\t.")
     max_retries: int = setting(
