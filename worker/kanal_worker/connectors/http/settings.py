@@ -127,7 +127,7 @@ class HttpSinkSettings(Settings):
     max_retries: int = setting(
         1, key="max.retries", group=DELIVERY, display="Retries at retry.backoff.ms", ge=0,
         doc="Kanal: how many times a failed request is retried retry.backoff.ms apart; "
-            "after that the delay doubles up to a minute, and the connector keeps retrying "
+            "after that the delay doubles up to 30 s, and the connector keeps retrying "
             "(Aiven's fails the task instead).")
     retry_backoff_ms: int = setting(
         3000, key="retry.backoff.ms", group=DELIVERY, display="Retry backoff", ge=0,

@@ -6,7 +6,7 @@ What each status means (the policy users ask of Aiven's, which fails the task on
 - 2xx: delivered.
 - no connection, timeouts, 408, 425, 429, 5xx: retried for as long as it takes, with
   the server's Retry-After when it sends one, else ``retry.backoff.ms`` for the first
-  ``max.retries`` retries and a doubling delay (up to a minute) after them. The task
+  ``max.retries`` retries and a doubling delay (up to 30 s) after them. The task
   raises RetriableError, so the runtime pauses the partitions and keeps polling.
 - 401, 403, 407 (after a fresh OAuth2 token), 404, 405: the configuration is wrong; the
   task fails naming the key to fix, and nothing is committed.
@@ -47,7 +47,7 @@ from kanal_worker.connectors.http.client import (
 from kanal_worker.connectors.http.settings import HttpSinkSettings
 from kanal_worker.converters.json import JsonConverter
 
-MAX_BACKOFF = 60.0
+MAX_BACKOFF = 30.0
 CONFIGURATION_STATUS = frozenset({404, 405})
 """Statuses that say the URL is wrong, not the records: they fail the task."""
 
