@@ -15,7 +15,6 @@ outside what is measured; it counts the records it received.
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess
@@ -27,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from bench.measure import Sample, watch
+from bench.measure import Sample, run_raw, watch
 from bench.raw import _report
 from bench.sinks import STRING
 from bench.sources import TopicCounter, drop_topic, lines_file, new_topic
@@ -163,21 +162,6 @@ class Receiver:
         self.process.wait(30)
 
 
-def _raw(sample: Sample, command: list[str], timeout: float) -> Sample:
-    out = subprocess.run([sys.executable, "-m", "bench.web", *command], capture_output=True,
-                         text=True, timeout=timeout, check=False)
-    try:
-        result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        sample.ok, sample.note = False, f"raw program failed: {out.stderr[-500:]}"
-        return sample
-    sample.startup_s, sample.active_s = result["startup_s"], result["active_s"]
-    sample.active_records, sample.cpu_s = result["active_records"], result["cpu_s"]
-    sample.cpu_total_s, sample.peak_rss_mb = result["cpu_total_s"], result["peak_rss_mb"]
-    sample.ok = result["count"] >= sample.records
-    return sample
-
-
 def _kanal(sample: Sample, workdir: Path, bootstrap: str, connector: dict[str, str],
            progress: Any, timeout: float) -> Sample:
     kanal = Kanal(workdir / connector["name"], bootstrap, [connector])
@@ -211,10 +195,10 @@ def b5(workload: Workload, bootstrap: str, run: int, workdir: Path) -> list[Samp
             lambda: receiver.count(name), workload.timeout))
         delete_groups(bootstrap, f"connect-{name}")
         raw = f"raw-{uuid.uuid4().hex[:8]}"
-        samples.append(_raw(
+        samples.append(run_raw(
             Sample("B5 http sink", f"batch {BATCH}", "httpx", run, workload.records),
-            ["post", bootstrap, workload.topic, str(workload.records),
-             f"{receiver.url}/records/{raw}", str(BATCH)], workload.timeout))
+            "bench.web", ["post", bootstrap, workload.topic, str(workload.records),
+                          f"{receiver.url}/records/{raw}", str(BATCH)], workload.timeout))
         for system in ("kanal", "httpx"):
             topic = new_topic(bootstrap)
             sample = Sample("B5 http source", f"pages of {BATCH}", system, run, source_records)
@@ -235,8 +219,9 @@ def b5(workload: Workload, bootstrap: str, run: int, workdir: Path) -> list[Samp
                     finally:
                         counter.close()
                 else:
-                    _raw(sample, ["get", f"{receiver.url}/items", str(source_records),
-                                  str(BATCH), bootstrap, topic], workload.timeout)
+                    run_raw(sample, "bench.web", ["get", f"{receiver.url}/items",
+                                                  str(source_records), str(BATCH), bootstrap,
+                                                  topic], workload.timeout)
             finally:
                 drop_topic(bootstrap, topic)
             samples.append(sample)

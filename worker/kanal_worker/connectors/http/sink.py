@@ -20,7 +20,6 @@ the task remembers the last offset delivered per partition.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 from kanal_worker.api import (
@@ -51,8 +50,8 @@ MAX_BACKOFF = 30.0
 CONFIGURATION_STATUS = frozenset({404, 405})
 """Statuses that say the URL is wrong, not the records: they fail the task."""
 
-Item = tuple[int, tuple[str, int, int], bytes]
-"""A record to send: its index in the batch, its coordinates and its body."""
+Coordinates = tuple[str, int, int]
+"""Topic, partition and offset of a record."""
 
 
 class HttpSinkTask(SinkTask[HttpSinkSettings]):
@@ -64,34 +63,46 @@ class HttpSinkTask(SinkTask[HttpSinkSettings]):
             raise ConnectError(f"{key}: {messages[0]}")
         self.client, self.oauth2 = sink_client(settings)
         self.json = JsonConverter({"schemas.enable": "false"}, False)
-        self.delivered: dict[TopicPartition, int] = {}
-        """The last offset per partition the server accepted or refused for good."""
+        self.delivered: dict[tuple[str, int], int] = {}
+        """The last offset per partition (as a topic-partition tuple) the server accepted
+        or refused for good."""
         self.refused: dict[tuple[str, int, int], Exception] = {}
         """Refused records not yet handed to error handling (a retry came between)."""
         self.failures = 0
         """Failed requests since the last answered one."""
 
     def write(self, batch: SinkBatch) -> None:
-        items = list(self._pending(batch))
+        where, bodies = self._pending(batch)
         size = self.settings.batch_max_size if self.settings.batching_enabled else 1
-        for start in range(0, len(items), size):
-            self._send(items[start:start + size])
+        for start in range(0, len(where), size):
+            self._send(where[start:start + size], bodies[start:start + size])
         if self.refused:
             refused, self.refused = self.refused, {}
             raise RecordWriteError([(record, refused[coordinates]) for record, coordinates
                                     in zip(batch, batch.coordinates, strict=True)
                                     if coordinates in refused])
 
-    def _pending(self, batch: SinkBatch) -> Iterator[Item]:
-        """The records not delivered yet, with their bodies; null values are skipped."""
+    def _pending(self, batch: SinkBatch) -> tuple[list[Coordinates], list[bytes]]:
+        """The records not delivered yet and their bodies; null values are skipped."""
+        where = batch.coordinates
+        values = batch.values
         delivered = self.delivered
-        for index, (coordinates, value, schema, encoded) in enumerate(zip(
-                batch.coordinates, batch.values, batch.value_schemas, batch.encoded_values,
-                strict=True)):
-            topic, partition, offset = coordinates
-            if value is None or offset <= delivered.get(TopicPartition(topic, partition), -1):
-                continue
-            yield index, coordinates, self._body(topic, value, schema, encoded)
+        if delivered or None in values:
+            kept = [i for i, ((topic, partition, offset), value) in enumerate(zip(
+                where, values, strict=True)) if value is not None
+                and offset > delivered.get((topic, partition), -1)]
+            if len(kept) < len(where):
+                where = [where[i] for i in kept]
+                values = [values[i] for i in kept]
+                schemas = batch.value_schemas
+                encoded = batch.encoded_values
+                return where, [self._body(where[n][0], values[n], schemas[i], encoded[i])
+                               for n, i in enumerate(kept)]
+        if all(type(value) is str for value in values):  # StringConverter's: the fast path
+            return where, [value.encode() for value in values]
+        return where, [self._body(topic, value, schema, raw) for (topic, _, _), value, schema, raw
+                       in zip(where, values, batch.value_schemas, batch.encoded_values,
+                              strict=True)]
 
     def _body(self, topic: str, value: Any, schema: Schema | None,
               encoded: bytes | None) -> bytes:
@@ -105,13 +116,13 @@ class HttpSinkTask(SinkTask[HttpSinkSettings]):
             return encoded
         return self.json.from_connect(topic, schema, value) or b""
 
-    def _send(self, items: list[Item]) -> None:
+    def _send(self, where: list[Coordinates], bodies: list[bytes]) -> None:
         settings = self.settings
         if settings.batching_enabled:
             body = settings.batch_prefix.encode() + settings.batch_separator.encode().join(
-                item[2] for item in items) + settings.batch_suffix.encode()
+                bodies) + settings.batch_suffix.encode()
         else:
-            body = items[0][2]
+            body = bodies[0]
         try:
             response = send(self.client, self.client.build_request(
                 "POST", settings.http_url, content=body), "http.url")
@@ -126,14 +137,15 @@ class HttpSinkTask(SinkTask[HttpSinkSettings]):
             if exc.status is None or exc.status not in range(400, 500) or \
                     exc.key != "http.url" or exc.status in CONFIGURATION_STATUS:
                 raise
-            if len(items) > 1:
-                for item in items:  # which of them does the server refuse?
-                    self._send([item])
+            if len(where) > 1:
+                for one, body in zip(where, bodies, strict=True):  # which are refused?
+                    self._send([one], [body])
                 return
-            self.refused[items[0][1]] = DataError(str(exc))
+            self.refused[where[0]] = DataError(str(exc))
         self.failures = 0
-        for _, (topic, partition, offset), _ in items:
-            self.delivered[TopicPartition(topic, partition)] = offset
+        # offsets rise within a partition: the last of each is what was delivered
+        self.delivered.update(((topic, partition), offset)
+                              for topic, partition, offset in where)
 
     def _backoff(self) -> float:
         """Seconds before the next try: retry.backoff.ms for the first max.retries

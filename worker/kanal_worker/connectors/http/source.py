@@ -6,8 +6,9 @@ the URL, parameters and body); the records are the items of the array at
 ``http.response.record.offset.pointer``. A response with new records is followed by the
 next request at once (the next page), an empty one after ``http.timer.interval.millis``.
 The runtime stores a record's offset once Kafka has the record, and a restarted task
-asks from the stored offset: nothing is imported twice, nothing skipped. Items up to
-one carrying the current offset are dropped, for APIs that answer "from" inclusively.
+asks from the stored offset: nothing is imported twice, nothing skipped. A response
+that starts with the record carrying the current offset (an API whose "since" is
+inclusive) has that record dropped.
 """
 
 from __future__ import annotations
@@ -191,10 +192,9 @@ class HttpSourceTask(SourceTask[HttpSourceSettings]):
 
     def _records(self, items: list[tuple[Any, dict[str, Any]]]) -> list[SourceRecord]:
         current = self.offset
-        known = [i for i, (_, offset) in enumerate(items)
-                 if offset and all(str(current.get(k)) == str(v) for k, v in offset.items())]
-        if known:
-            items = items[known[-1] + 1:]
+        if items and items[0][1] and all(str(current.get(name)) == str(value)
+                                         for name, value in items[0][1].items()):
+            items = items[1:]  # the record read last, again: the API's "since" is inclusive
         records = []
         now = int(time.time() * 1000)
         for value, offset in items:
