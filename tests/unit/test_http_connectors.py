@@ -22,6 +22,7 @@ from kanal_worker.connectors.http.source import (
     MISSING,
     HttpSourceTask,
     fill,
+    reader,
     resolve,
     timestamp_of,
 )
@@ -81,6 +82,9 @@ def test_json_pointers_follow_rfc_6901() -> None:
     assert resolve(document, "/a~1b/m~0n") == 3
     assert resolve(document, "/data/rows") is MISSING
     assert resolve(document, "/data/items/2") is MISSING
+    for pointer in ("/", "/data", "/data/items/0/id", "/a~1b", "/nothing"):
+        assert reader(pointer)(document) is resolve(document, pointer)
+    assert reader("/0")([7]) == 7
 
 
 def test_templates_take_the_offsets_properties() -> None:

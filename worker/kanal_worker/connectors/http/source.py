@@ -17,7 +17,7 @@ import datetime as dt
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -58,6 +58,18 @@ def resolve(document: Any, pointer: str) -> Any:
         else:
             return MISSING
     return current
+
+
+def reader(pointer: str) -> Callable[[Any], Any]:
+    """``resolve`` of ``pointer`` as a function of the document, with shortcuts for the
+    pointers read from every record: the whole item, and one property of it."""
+    if pointer in ("", "/"):
+        return lambda document: document
+    name = pointer[1:]
+    if "/" not in name and "~" not in name:
+        return lambda document: document.get(name, MISSING) if type(document) is dict \
+            else resolve(document, pointer)
+    return lambda document: resolve(document, pointer)
 
 
 def fill(template: str, offset: Mapping[str, Any], key: str) -> str:
@@ -106,6 +118,8 @@ class Endpoint:
             timeout=timeout, auth=auth,
             headers=header_pairs(settings.http_request_headers, "http.request.headers"))
         self.pointers = settings.offset_pointers()
+        self.offset_readers = {name: reader(pointer) for name, pointer in self.pointers.items()}
+        self.record_reader = reader(settings.http_response_record_pointer)
         self.credentials = "http.auth.password" if auth else "http.request.headers"
 
     def request(self, offset: Mapping[str, Any]) -> httpx.Request:
@@ -143,17 +157,17 @@ class Endpoint:
         return [self._item(item) for item in listed]
 
     def _item(self, item: Any) -> tuple[Any, dict[str, Any]]:
-        value = resolve(item, self.settings.http_response_record_pointer)
+        value = self.record_reader(item)
         if value is MISSING:
             raise HttpFailure("http.response.record.pointer",
                               f"{self.settings.http_response_record_pointer!r} matches nothing "
                               f"in the record {str(item)[:200]}; fix the pointer")
         offset = {}
-        for name, pointer in self.pointers.items():
-            found = resolve(item, pointer)
+        for name, read in self.offset_readers.items():
+            found = read(item)
             if found is MISSING:
                 raise HttpFailure("http.response.record.offset.pointer",
-                                  f"{name}={pointer} matches nothing in the record "
+                                  f"{name}={self.pointers[name]} matches nothing in the record "
                                   f"{str(item)[:200]}; point it at a property every record has")
             offset[name] = found
         return value, offset
@@ -200,10 +214,11 @@ class HttpSourceTask(SourceTask[HttpSourceSettings]):
         for value, offset in items:
             merged = {**current, **offset}
             key = offset.get("key")
+            timestamp = offset.get("timestamp")
             records.append(SourceRecord(
                 topic=self.settings.kafka_topic, value=value,
                 key=None if key is None else str(key),
-                timestamp=timestamp_of(offset.get("timestamp")) or now,
+                timestamp=now if timestamp is None else timestamp_of(timestamp) or now,
                 source_partition=self.partition, source_offset=merged))
             current = merged
         return records
