@@ -74,12 +74,16 @@ def serve(port: int, lines: str) -> None:
 
 
 def post(bootstrap: str, topic: str, count: int, url: str, batch: int) -> None:
-    """Consume ``count`` records and POST them in batches of ``batch`` JSON lines."""
+    """Consume ``count`` records (with the fetch settings of Kanal's sink tasks, as B0
+    does) and POST them in batches of ``batch`` JSON lines."""
     from confluent_kafka import Consumer
+
+    from kanal_worker.runtime.sink import FETCH_DEFAULTS
 
     started = time.monotonic()
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": "false"})
+                         "auto.offset.reset": "earliest", "enable.auto.commit": "false",
+                         **FETCH_DEFAULTS})
     consumer.subscribe([topic])
     client = httpx.Client(timeout=30)
     sent = 0

@@ -47,6 +47,8 @@ from kanal_worker.connectors.http.settings import HttpSinkSettings
 from kanal_worker.converters.json import JsonConverter
 
 MAX_BACKOFF = 30.0
+VALIDATE_TIMEOUT = 10
+"""Seconds validate waits for the server at most (a request, not a task, is waiting)."""
 CONFIGURATION_STATUS = frozenset({404, 405})
 """Statuses that say the URL is wrong, not the records: they fail the task."""
 
@@ -194,7 +196,9 @@ def reachability_problems(settings: HttpSinkSettings) -> dict[str, list[str]]:
     try:
         if oauth2 is not None:
             oauth2.current()
-        response = send(client, client.build_request("OPTIONS", settings.http_url), "http.url")
+        request = client.build_request("OPTIONS", settings.http_url,
+                                       timeout=min(settings.http_timeout, VALIDATE_TIMEOUT))
+        response = send(client, request, "http.url")
         if response.status_code in (401, 403, 407):
             judge(response, "http.url", credentials_key(settings))
     except (HttpFailure, HttpUnavailable) as exc:
