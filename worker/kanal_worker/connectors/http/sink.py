@@ -8,7 +8,7 @@ What each status means (the policy users ask of Aiven's, which fails the task on
   the server's Retry-After when it sends one, else ``retry.backoff.ms`` for the first
   ``max.retries`` retries and a doubling delay (up to 30 s) after them. The task
   raises RetriableError, so the runtime pauses the partitions and keeps polling.
-- 401, 403, 407 (after a fresh OAuth2 token), 404, 405: the configuration is wrong; the
+- 401 (after a fresh OAuth2 token), 403, 407, 404, 405: the configuration is wrong; the
   task fails naming the key to fix, and nothing is committed.
 - any other 4xx: the records are refused. A batch is sent again record by record to
   find which; each refused record goes to error handling (``errors.tolerance``,
