@@ -9,7 +9,10 @@ the first record delivered to the last one.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -71,6 +74,24 @@ class Sample:
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "rate": round(self.rate, 1),
                 "cpu_per_million": round(self.cpu_per_million, 3)}
+
+
+def run_raw(sample: Sample, module: str, args: list[str], timeout: float) -> Sample:
+    """Run a raw program (``python -m module args``, which prints one JSON line the way
+    ``bench.raw`` does) and fill ``sample`` with what it measured; not ``ok`` when it
+    failed or moved fewer than ``sample.records``."""
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                         text=True, timeout=timeout, check=False)
+    try:
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        sample.ok, sample.note = False, f"{module} {args[0]} failed: {out.stderr[-500:]}"
+        return sample
+    sample.startup_s, sample.active_s = result["startup_s"], result["active_s"]
+    sample.active_records, sample.cpu_s = result["active_records"], result["cpu_s"]
+    sample.cpu_total_s, sample.peak_rss_mb = result["cpu_total_s"], result["peak_rss_mb"]
+    sample.ok = result["count"] >= sample.records
+    return sample
 
 
 @dataclass

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import control, sources, storage
+from bench import control, sources, storage, web
 from bench.env import RESULTS, scratch, stack
 from bench.measure import Sample
 from bench.report import Summary, machine, stamp, table, write
@@ -27,7 +27,7 @@ from bench.sinks import VARIANTS, b0, b1, scale
 from bench.systems import ConnectWorker, peer_pid
 from bench.workload import ensure
 
-ALL = ("B0", "B1", "B2", "B3", "B4", "scale")
+ALL = ("B0", "B1", "B2", "B3", "B4", "B5", "scale")
 B0_VARIANT = "kanal fetch settings"
 
 
@@ -92,6 +92,14 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         add(f"B3 {variant}: Kanal / raw produce records/s",
             summary.paired_ratio("B3 source", variant, "kanal", "B3 source", "file lines",
                                  "confluent-kafka"), "(higher is better)", lambda r: r >= 0.7)
+    for bench, variant in (("B5 http sink", f"batch {web.BATCH}"),
+                           ("B5 http source", f"pages of {web.BATCH}")):
+        add(f"{bench}: Kanal / raw httpx records/s",
+            summary.paired_ratio(bench, variant, "kanal", bench, variant, "httpx"),
+            "(higher is better)", lambda r: r >= 0.7)
+        add(f"{bench}: Kanal / raw httpx CPU s per M records",
+            summary.paired_ratio(bench, variant, "kanal", bench, variant, "httpx",
+                                 "cpu_per_million"), "(lower is better)", lambda r: r <= 1)
     for system in ("kanal", "apache"):
         add(f"scale {system}: 2 tasks / 1 task records/s",
             summary.paired_ratio("scale 2 task(s)", "passthrough", system, "scale 1 task(s)",
@@ -135,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         if "B3" in wanted:
             steps.append(("B3", partial(sources.b3, workload, env.bootstrap, run, workdir,
                                         peer)))
+        if "B5" in wanted:
+            steps.append(("B5", partial(web.b5, workload, env.bootstrap, run, workdir)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
         for name, step in steps:

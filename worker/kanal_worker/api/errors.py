@@ -19,9 +19,18 @@ class ConnectError(Exception):
 
 
 class RetriableError(ConnectError):
-    """A transient failure: the runtime backs off and retries the same work."""
+    """A transient failure: the runtime backs off and retries the same work.
+
+    ``retry_after`` (seconds) replaces the runtime's backoff when the external system
+    said how long to wait (an HTTP Retry-After) or the plugin's own retry settings do.
+    """
 
     java_class = "org.apache.kafka.connect.errors.RetriableException"
+
+    def __init__(self, *args: object, java_class: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(*args, java_class=java_class)
+        self.retry_after = retry_after
 
 
 class DataError(ConnectError):

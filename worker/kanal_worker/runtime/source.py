@@ -112,7 +112,9 @@ class SourceTaskRunner(TaskRunner):
                 continue
             try:
                 records = self.task.poll()
-                attempt = 0
+                if attempt:  # through again: the status no longer says "retrying"
+                    self._set(self.status.state)
+                    attempt = 0
             except RetriableError as exc:
                 self.backoff(attempt, exc, "poll")
                 attempt += 1

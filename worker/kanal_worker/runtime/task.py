@@ -169,8 +169,10 @@ class TaskRunner(ABC):
         self.errors.sleep = self.sleep
 
     def backoff(self, attempt: int, error: RetriableError, what: str) -> None:
-        """Wait before retrying; the status says what is being retried."""
-        delay = exponential_backoff(attempt, 0.25, 10.0)
+        """Wait before retrying (as long as the error asks, if it does); the status says
+        what is being retried."""
+        delay = error.retry_after if error.retry_after is not None else \
+            exponential_backoff(attempt, 0.25, 10.0)
         log.warning("Task %s: %s failed (%s); retrying in %.1fs", self.id, what, error, delay)
         self._set(self.status.state, detail=f"retrying {what}: {error}")
         self.sleep(delay)
