@@ -38,8 +38,8 @@ from tests.kafka_helpers import committed, consume_all, produce
 
 pytestmark = pytest.mark.integration
 
-RECORDS = int(os.environ.get("KANAL_ES_CRASH_RECORDS", "30000"))
-"""Records of the SIGKILL run; 100000 with KANAL_ES_CRASH_RECORDS=100000 (~1 min more)."""
+RECORDS = int(os.environ.get("KANAL_ES_CRASH_RECORDS", "100000"))
+"""Records of the SIGKILL run (~30 s for 100,000 here); KANAL_ES_CRASH_RECORDS sizes it."""
 JSON = {"value.converter": "org.apache.kafka.connect.json.JsonConverter",
         "value.converter.schemas.enable": "false",
         "key.converter": "org.apache.kafka.connect.storage.StringConverter"}
