@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import control, sources, storage
+from bench import control, search, sources, storage
 from bench.env import RESULTS, scratch, stack
 from bench.measure import Sample
 from bench.report import Summary, machine, stamp, table, write
@@ -27,7 +27,7 @@ from bench.sinks import VARIANTS, b0, b1, scale
 from bench.systems import ConnectWorker, peer_pid
 from bench.workload import ensure
 
-ALL = ("B0", "B1", "B2", "B3", "B4", "scale")
+ALL = ("B0", "B1", "B2", "B3", "B4", "B5", "scale")
 B0_VARIANT = "kanal fetch settings"
 
 
@@ -92,6 +92,13 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         add(f"B3 {variant}: Kanal / raw produce records/s",
             summary.paired_ratio("B3 source", variant, "kanal", "B3 source", "file lines",
                                  "confluent-kafka"), "(higher is better)", lambda r: r >= 0.7)
+    add("B5: Kanal / raw bulk records/s",
+        summary.paired_ratio("B5 search sink", "json", "kanal", "B5 search sink", "json",
+                             "raw bulk"), ">= 0.80", lambda r: r >= 0.8)
+    add("B5: Kanal / raw bulk CPU s per M records",
+        summary.paired_ratio("B5 search sink", "json", "kanal", "B5 search sink", "json",
+                             "raw bulk", "cpu_per_million"), "(lower is better)",
+        lambda r: r <= 1)
     for system in ("kanal", "apache"):
         add(f"scale {system}: 2 tasks / 1 task records/s",
             summary.paired_ratio("scale 2 task(s)", "passthrough", system, "scale 1 task(s)",
@@ -109,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         services.append("connect")
     if "B4" in wanted:
         services.append("k8s")
+    if "B5" in wanted:
+        services.append("opensearch")
     print(f"bench: starting {', '.join(services)}", flush=True)
     env = stack(*services)
     workload = ensure(env.bootstrap, args.records)
@@ -135,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         if "B3" in wanted:
             steps.append(("B3", partial(sources.b3, workload, env.bootstrap, run, workdir,
                                         peer)))
+        if "B5" in wanted and env.opensearch:
+            steps.append(("B5", partial(search.b5, workload, env.bootstrap, env.opensearch,
+                                        run, workdir)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
         for name, step in steps:
