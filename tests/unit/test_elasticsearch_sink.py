@@ -12,6 +12,7 @@ import pytest
 from opensearchpy import exceptions as os_errors
 
 from kanal_worker.api import ConfigError, ConnectError, RetriableError, SinkBatch, SinkRecord
+from kanal_worker.connectors.elasticsearch.connector import ElasticsearchSinkConnector
 from kanal_worker.connectors.elasticsearch.settings import ElasticsearchSinkSettings
 from kanal_worker.connectors.elasticsearch.task import (
     ElasticsearchSinkTask,
@@ -35,7 +36,7 @@ class ScriptedClient:
         self.requests: list[list[Any]] = []
         self.indices = Indices()
 
-    def bulk(self, body: bytes) -> dict[str, Any]:
+    def bulk(self, body: bytes, filter_path: str = "") -> dict[str, Any]:
         lines = [orjson.loads(line) for line in body.splitlines()]
         self.requests.append(lines)
         answer = self.answers.pop(0)
@@ -67,7 +68,7 @@ def batch(count: int, key: str | None = None) -> SinkBatch:
 
 
 def ok(lines: list[Any]) -> dict[str, Any]:
-    return {"errors": False, "items": [{"index": {"status": 201}} for _ in lines[::2]]}
+    return {"errors": False}
 
 
 def item(status: int, kind: str = "") -> dict[str, Any]:
@@ -152,3 +153,14 @@ def test_data_stream_documents_get_the_record_timestamp() -> None:
 def test_the_task_refuses_a_configuration_validate_refuses() -> None:
     with pytest.raises(ConfigError, match=r"data\.stream\.dataset"):
         task(ScriptedClient(), data_stream_type="LOGS")
+
+
+def test_tasks_poll_enough_records_to_fill_the_requests_in_flight() -> None:
+    connector = ElasticsearchSinkConnector()
+    base = {"connection.url": "http://127.0.0.1:9200", "topics": "speeding"}
+    polls = [c["consumer.override.max.poll.records"] for c in connector.task_configs(base, 2)]
+    assert polls == ["10000", "10000"]  # batch.size 2000 x 5 in flight
+    upsert = connector.task_configs({**base, "write.method": "upsert"}, 1)
+    assert upsert[0]["consumer.override.max.poll.records"] == "2000"
+    chosen = {**base, "consumer.override.max.poll.records": "300"}
+    assert connector.task_configs(chosen, 1) == [chosen]

@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -32,6 +31,7 @@ from kanal_worker.api import (
     RetriableError,
     Schema,
     SinkBatch,
+    SinkRecord,
     SinkTask,
     SinkTaskContext,
 )
@@ -52,20 +52,18 @@ from kanal_worker.converters.json import JsonConverter
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 10.0
 """Longest wait between two retries of a request inside ``write`` (seconds)."""
+ANSWER_FIELDS = "errors,items.*.status,items.*.error"
+"""What of a bulk answer is read: parsing the rest of every item would cost more."""
 RETRIABLE_TYPES = frozenset({"cluster_block_exception", "es_rejected_execution_exception",
                              "circuit_breaking_exception"})
 """Item errors that pass: a full disk's read-only block, a full queue, low memory."""
 
 
-@dataclass(slots=True)
-class Action:
-    """One record's bulk action: its NDJSON lines and where it came from."""
-
-    position: int
-    """Index of the record in the batch."""
-    lines: bytes
-    where: str
-    """``index/id``, for messages."""
+Action = tuple[int, bytes]
+"""One record's bulk action: its position in the batch and its NDJSON lines."""
+INSERT_BY_COORDINATES = b'{"index":{"_index":"%b","_id":"%b+%d+%d"}}\n%b\n'
+"""The action of most records (key.ignore=true, insert): index names and topic names
+hold nothing JSON escapes, so the line is formatted without a JSON encoder."""
 
 
 class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
@@ -104,45 +102,52 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
     # -- records to actions --------------------------------------------------------------
 
     def _actions(self, batch: SinkBatch) -> tuple[list[Action], list[tuple[int, Exception]]]:
+        """The batch's bulk actions, and the records that cannot become one."""
         settings = self.settings
         encoded = batch.encoded_values
-        # read columns only when needed: SinkRecords cost most of a record in Python
-        values: list[Any] | None = None
         schemas: list[Schema | None] = batch.value_schemas
+        # SinkRecords cost most of a record in Python: built only when keys are read
         records = batch.records if not settings.key_ignore or self.stream else None
+        by_coordinates = records is None and settings.write_method == "insert"
+        names: dict[str, tuple[bytes, bytes]] = {}
         actions: list[Action] = []
         failures: list[tuple[int, Exception]] = []
         for position, (topic, partition, offset) in enumerate(batch.coordinates):
             raw = encoded[position]
-            if raw is None or raw == b"null":
-                if values is None:
-                    values = batch.values
-                value = values[position]
-                if value is not None:
-                    try:
-                        raw = self.json.from_connect(topic, schemas[position], value)
-                    except DataError as exc:
-                        failures.append((position, exc))
-                        continue
             try:
-                index = self._index(topic, schemas[position])
-                if records is None:
-                    doc_id = f"{topic}+{partition}+{offset}"
-                else:
-                    doc_id = (f"{topic}+{partition}+{offset}" if settings.key_ignore
-                              else document_id(records[position].key))
-                if raw is None or raw == b"null":
-                    lines = self._null(index, doc_id, offset)
-                    if lines is None:
-                        continue
-                else:
-                    timestamp = records[position].timestamp if records is not None else None
-                    lines = self._upsert_or_insert(index, doc_id, offset, raw, timestamp)
+                if by_coordinates and raw is not None and raw != b"null" \
+                        and b"\n" not in raw and b"\r" not in raw:
+                    index, topic_name = names.get(topic) or names.setdefault(
+                        topic, (self._index(topic, schemas[position]).encode(), topic.encode()))
+                    actions.append((position, INSERT_BY_COORDINATES % (
+                        index, topic_name, partition, offset, raw)))
+                    continue
+                lines = self._action(batch, position, raw, records)
             except DataError as exc:
                 failures.append((position, exc))
                 continue
-            actions.append(Action(position, lines, f"{index}/{doc_id}"))
+            if lines is not None:
+                actions.append((position, lines))
         return actions, failures
+
+    def _action(self, batch: SinkBatch, position: int, raw: bytes | None,
+                records: list[SinkRecord] | None) -> bytes | None:
+        """Any record's action (None: skip it), by the general rules."""
+        topic, partition, offset = batch.coordinates[position] if records is None else (
+            records[position].topic, records[position].kafka_partition or 0,
+            records[position].kafka_offset)
+        schema = batch.value_schemas[position]
+        if raw is None or raw == b"null":
+            value = batch.values[position]
+            if value is not None:
+                raw = self.json.from_connect(topic, schema, value)
+        index = self._index(topic, schema)
+        doc_id = (f"{topic}+{partition}+{offset}" if self.settings.key_ignore
+                  else document_id(records[position].key if records is not None else None))
+        if raw is None or raw == b"null":
+            return self._null(index, doc_id, offset)
+        timestamp = records[position].timestamp if records is not None else None
+        return self._upsert_or_insert(index, doc_id, offset, raw, timestamp)
 
     def _null(self, index: str, doc_id: str, offset: int) -> bytes | None:
         behavior = self.settings.behavior_on_null_values
@@ -198,12 +203,13 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
         request: list[Action] = []
         size = 0
         for action in actions:
+            length = len(action[1])
             if request and (len(request) >= self.settings.batch_size
-                            or (limit >= 0 and size + len(action.lines) > limit)):
+                            or (limit >= 0 and size + length > limit)):
                 yield request
                 request, size = [], 0
             request.append(action)
-            size += len(action.lines)
+            size += length
         if request:
             yield request
 
@@ -217,7 +223,10 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
         error: ConnectError
         while True:
             try:
-                response = self.client.bulk(body=b"".join(a.lines for a in pending))
+                response = self.client.bulk(body=b"".join([lines for _, lines in pending]),
+                                            filter_path=ANSWER_FIELDS)
+                if not response["errors"]:
+                    return rejected
                 retry, error = self._outcome(pending, response["items"], rejected)
                 if not retry:
                     return rejected
@@ -252,7 +261,7 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
                 retry.append(action)
                 reason = text
             elif kind == "invalid_index_name_exception":
-                raise ConnectError(f"topics: the server refuses the index of {action.where} "
+                raise ConnectError(f"topics: the server refuses the index of {where(action)} "
                                    f"({text}); rename the topic with a transform (RegexRouter)")
             elif status in (401, 403):
                 raise request_error(os_errors.AuthorizationException(status, kind, error),
@@ -265,7 +274,7 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
     def _malformed(self, action: Action, text: str,
                    reject: Callable[[tuple[int, Exception]], None]) -> None:
         behavior = self.settings.behavior_on_malformed_documents
-        message = f"the server rejected document {action.where}: {text}"
+        message = f"the server rejected document {where(action)}: {text}"
         if behavior == "ignore":
             log.debug("Task %s: %s; dropped (behavior.on.malformed.documents=ignore)",
                       self.context.task_id, message)
@@ -273,9 +282,15 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
             log.warning("Task %s: %s; dropped (behavior.on.malformed.documents=warn)",
                         self.context.task_id, message)
         else:
-            reject((action.position, DataError(
+            reject((action[0], DataError(
                 f"{message}; fix the record, or set behavior.on.malformed.documents to "
                 "ignore or warn")))
+
+
+def where(action: Action) -> str:
+    """``index/id`` of an action, for messages."""
+    ((_, meta),) = orjson.loads(action[1].partition(b"\n")[0]).items()
+    return f"{meta['_index']}/{meta['_id']}"
 
 
 def document_id(key: Any) -> str:
