@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -23,6 +24,8 @@ import orjson
 import pytest
 from opensearchpy import OpenSearch
 
+from kanal_worker.config.loader import load_connector
+from kanal_worker.connectors.telemetry import reading
 from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.validation import errors_of, validate
@@ -43,6 +46,7 @@ RECORDS = int(os.environ.get("KANAL_ES_CRASH_RECORDS", "100000"))
 JSON = {"value.converter": "org.apache.kafka.connect.json.JsonConverter",
         "value.converter.schemas.enable": "false",
         "key.converter": "org.apache.kafka.connect.storage.StringConverter"}
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SPEED_MAPPING = {"mappings": {"properties": {"speed": {"type": "long"}}}}
 """An index where {"speed": "fast"} is a malformed document."""
 CLASS = "io.confluent.connect.elasticsearch.ElasticsearchSinkConnector"
@@ -328,3 +332,25 @@ def test_data_stream_gets_timestamped_documents(
     hits = client.search(index=stream, body={"size": 10})["hits"]["hits"]
     assert all(isinstance(hit["_source"]["@timestamp"], int) for hit in hits)
     assert sorted(hit["_source"]["n"] for hit in hits) == list(range(10))
+
+
+@pytest.mark.parametrize("form", ["elasticsearch-sink.properties", "elasticsearch-sink.json",
+                                  "elasticsearch-sink.yaml"])
+def test_the_examples_index_the_speeding_events(
+        kafka: str, opensearch: str, client: OpenSearch, new_topic: Callable[..., str],
+        unique: str, form: str) -> None:
+    example = load_connector(EXAMPLES / form)
+    topic = new_topic("vehicle.telemetry")
+    readings = [reading(7, seq, 20, 1_700_000_000_000, 1000) for seq in range(300)]
+    produce(kafka, topic, [orjson.dumps(r) for r in readings])
+    index = f"vehicle.speeding.{unique}"
+    config = {**example.config, "topics": topic, "connection.url": opensearch,
+              "transforms.index.regex": re.escape(topic), "transforms.index.replacement": index}
+    for secured in ("connection.username", "connection.password"):
+        config.pop(secured, None)  # the manifest's secured cluster; this node has no security
+    speeding = sorted(r["seq"] for r in readings if r["speed_kmh"] > 120)
+    with herder_running(kafka, f"es-{unique}", config):
+        wait_for(lambda: count(client, index) == len(speeding), 60, "the speeding events")
+        time.sleep(1)
+    assert 0 < len(speeding) < 300
+    assert sorted(doc["seq"] for doc in documents(client, index).values()) == speeding
