@@ -22,7 +22,8 @@ from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.registry import GROUPS, find, plugins
 from kanal_worker.runtime.standalone import StandaloneHerder
 
-HEAVY = ("azure", "pyarrow", "fastavro", "kanal_worker.connectors.azure_blob",
+HEAVY = ("azure", "pyarrow", "fastavro", "opensearchpy", "aiohttp",
+         "kanal_worker.connectors.azure_blob", "kanal_worker.connectors.elasticsearch",
          "kanal_worker.converters.avro", "kanal_worker.transforms.")
 
 
@@ -117,6 +118,21 @@ def test_the_azure_sink_is_listed_described_and_validated_without_its_sdk() -> N
         "assert list(errors) == ['azblob.account.key'], errors")
     assert "kanal_worker.connectors.azure_blob" in modules
     assert {m for m in modules if m.split(".")[0] in ("azure", "pyarrow")} == set()
+
+
+def test_the_elasticsearch_sink_is_listed_described_and_checked_without_its_client() -> None:
+    modules = imported_after(
+        "from kanal_worker.api.config import describe\n"
+        "from kanal_worker.runtime.registry import find, plugins\n"
+        "from kanal_worker.runtime.validation import errors_of, validate\n"
+        "assert 'ElasticsearchSinkConnector' in plugins('connector')\n"
+        "info = find('connector', 'ElasticsearchSink', 'k')\n"
+        "assert any(k.name == 'connection.url' for k in describe(info.cls.settings))\n"
+        "errors = errors_of(validate({'name': 'a', 'connector.class': info.class_name,\n"
+        "    'topics': 'Speeding', 'connection.url': 'http://127.0.0.1:1'}))\n"
+        "assert list(errors) == ['topics'], errors")
+    assert "kanal_worker.connectors.elasticsearch" in modules
+    assert {m for m in modules if m.split(".")[0] in ("opensearchpy", "aiohttp")} == set()
 
 
 def test_a_standalone_worker_without_listeners_does_not_load_fastapi() -> None:

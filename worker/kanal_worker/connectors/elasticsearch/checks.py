@@ -1,15 +1,13 @@
 """Configuration errors by key: those that need several keys, and the server's answer.
 
-The connector's ``validate`` answers with both (the REST validate endpoint, ``kanal
+The connector's ``validate`` answers with both (``server.server_problems`` asks the
+server) (the REST validate endpoint, ``kanal
 validate``, the operator's status); the task refuses to start with the first of
 ``config_problems``, so a mistake shows up at creation time with the same message.
 """
 
 from __future__ import annotations
 
-from opensearchpy import exceptions as os_errors
-
-from kanal_worker.connectors.elasticsearch.server import connect, request_error
 from kanal_worker.connectors.elasticsearch.settings import (
     ElasticsearchSinkSettings,
     index_name_problem,
@@ -51,17 +49,3 @@ def config_problems(settings: ElasticsearchSinkSettings) -> dict[str, list[str]]
             add("topics", f"topic {topic!r} cannot name the index or data stream {name!r}: "
                 f"{why}; rename the topic with a transform (RegexRouter) or choose another")
     return problems
-
-
-def server_problems(settings: ElasticsearchSinkSettings) -> dict[str, list[str]]:
-    """Whether the server answers with these credentials (a GET of its root)."""
-    client = connect(settings)
-    try:
-        client.info()
-    except os_errors.TransportError as exc:
-        refused = os_errors.AuthenticationException | os_errors.AuthorizationException
-        key = "connection.password" if isinstance(exc, refused) else "connection.url"
-        return {key: [str(request_error(exc, settings))]}
-    finally:
-        client.close()
-    return {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kanal_worker.api import ConfigError, SinkConnector
-from kanal_worker.connectors.elasticsearch.checks import config_problems, server_problems
+from kanal_worker.connectors.elasticsearch.checks import config_problems
 from kanal_worker.connectors.elasticsearch.settings import ElasticsearchSinkSettings
 from kanal_worker.connectors.elasticsearch.task import ElasticsearchSinkTask
 
@@ -19,7 +19,12 @@ class ElasticsearchSinkConnector(SinkConnector[ElasticsearchSinkSettings]):
     aliases = ("io.confluent.connect.elasticsearch.ElasticsearchSinkConnector",)
 
     def validate(self, settings: ElasticsearchSinkSettings) -> dict[str, list[str]]:
-        return config_problems(settings) or server_problems(settings)
+        problems = config_problems(settings)
+        if problems:
+            return problems
+        from kanal_worker.connectors.elasticsearch.server import server_problems
+
+        return server_problems(settings)
 
     def task_configs(self, config: Mapping[str, str], max_tasks: int) -> list[dict[str, str]]:
         """Each task polls enough records to fill its bulk requests in flight (at most

@@ -17,11 +17,9 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from opensearchpy import OpenSearch
-from opensearchpy import exceptions as os_errors
 
 from kanal_worker.api import (
     ConfigError,
@@ -37,17 +35,14 @@ from kanal_worker.api import (
 )
 from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.connectors.elasticsearch.checks import config_problems
-from kanal_worker.connectors.elasticsearch.server import (
-    connect,
-    ensure_index,
-    request_error,
-    retriable_status,
-)
 from kanal_worker.connectors.elasticsearch.settings import (
     ElasticsearchSinkSettings,
     index_name_problem,
 )
 from kanal_worker.converters.json import JsonConverter
+
+if TYPE_CHECKING:
+    from opensearchpy import OpenSearch
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = 10.0
@@ -72,7 +67,11 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
         super().__init__(settings, context)
         for key, messages in config_problems(settings).items():
             raise ConfigError(key, messages[0])
-        self.client = client if client is not None else connect(settings)
+        # the client's import is costly: only workers running this task pay for it
+        from kanal_worker.connectors.elasticsearch import server
+
+        self.server = server
+        self.client = client if client is not None else server.connect(settings)
         self.json = JsonConverter({"schemas.enable": "false", "decimal.format": "NUMERIC"},
                                   is_key=False)
         # upserts are not versioned: one request at a time keeps a key's updates in order
@@ -189,10 +188,7 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
             raise ConnectError(f"topics: topic {topic!r} cannot name the index {index!r}: "
                                f"{why}; rename the topic with a transform (RegexRouter) or "
                                "choose another")
-        try:
-            ensure_index(self.client, index, schema, self.settings)
-        except os_errors.TransportError as exc:
-            raise request_error(exc, self.settings) from None
+        self.server.ensure_index(self.client, index, schema, self.settings)
         self.indices[topic] = index
         return index
 
@@ -220,21 +216,20 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
         rejected: list[tuple[int, Exception]] = []
         pending = actions
         attempt = 0
-        error: ConnectError
+        error: RetriableError
         while True:
             try:
-                response = self.client.bulk(body=b"".join([lines for _, lines in pending]),
-                                            filter_path=ANSWER_FIELDS)
+                response = self.server.send_bulk(
+                    self.client, b"".join([lines for _, lines in pending]), ANSWER_FIELDS,
+                    self.settings)
                 if not response["errors"]:
                     return rejected
                 retry, error = self._outcome(pending, response["items"], rejected)
                 if not retry:
                     return rejected
                 pending = retry
-            except os_errors.TransportError as exc:
-                error = request_error(exc, self.settings)
-                if not isinstance(error, RetriableError):
-                    raise error from None
+            except RetriableError as exc:
+                error = exc
             if attempt >= self.settings.max_retries:
                 raise error
             time.sleep(exponential_backoff(attempt, self.settings.retry_backoff_ms / 1000,
@@ -257,15 +252,14 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
             kind = error.get("type", "") if isinstance(error, dict) else str(error)
             text = (f"{kind}: {error.get('reason')}" if isinstance(error, dict)
                     else str(error))
-            if retriable_status(status) or kind in RETRIABLE_TYPES:
+            if self.server.retriable_status(status) or kind in RETRIABLE_TYPES:
                 retry.append(action)
                 reason = text
             elif kind == "invalid_index_name_exception":
                 raise ConnectError(f"topics: the server refuses the index of {where(action)} "
                                    f"({text}); rename the topic with a transform (RegexRouter)")
             elif status in (401, 403):
-                raise request_error(os_errors.AuthorizationException(status, kind, error),
-                                    self.settings)
+                raise self.server.refused(status, kind, error, self.settings)
             else:
                 self._malformed(action, text, rejected.append)
         return retry, RetriableError(f"{len(retry)} of {len(actions)} documents not written "
