@@ -15,14 +15,14 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 import pytest
-from opensearchpy import OpenSearch
+from opensearchpy import NotFoundError, OpenSearch
 
 from kanal_worker.config.loader import load_connector
 from kanal_worker.connectors.telemetry import reading
@@ -61,6 +61,27 @@ def opensearch() -> str:
 @pytest.fixture(scope="session")
 def client(opensearch: str) -> OpenSearch:
     return OpenSearch(hosts=[opensearch], timeout=60)
+
+
+@pytest.fixture
+def new_topic(new_topic: Callable[..., str], client: OpenSearch,
+              unique: str) -> Iterator[Callable[..., str]]:
+    """Topics whose indices and data streams are deleted after the test: a node holds
+    at most 1,000 shards, and every test run makes new ones."""
+    suffixes = [unique]
+
+    def create(prefix: str = "t", partitions: int = 1) -> str:
+        topic = new_topic(prefix, partitions)
+        suffixes.append(topic.rsplit("-", 1)[-1])
+        return topic
+
+    yield create
+    for suffix in suffixes:
+        with suppress(NotFoundError):
+            client.indices.delete_data_stream(name=f"*{suffix}")
+        with suppress(NotFoundError):
+            client.indices.delete_index_template(name=f"kanal-*{suffix}")
+        client.indices.delete(index=f"*{suffix}*", params={"ignore_unavailable": "true"})
 
 
 @contextmanager
