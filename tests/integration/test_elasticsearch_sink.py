@@ -8,6 +8,7 @@ Documents are read back with opensearch-py after a refresh.
 from __future__ import annotations
 
 import http.server
+import logging
 import os
 import random
 import re
@@ -274,20 +275,72 @@ def test_sigkill_three_times_keeps_one_document_per_record(
 
 
 class Refusing(http.server.BaseHTTPRequestHandler):
-    """A server that refuses every request's credentials, as a secured cluster does."""
+    """A secured cluster refusing the credentials (401), or, with ``reads_only``, a user
+    who may read but not write (403 on writes)."""
 
-    def do_GET(self) -> None:
-        body = b'{"error":{"type":"security_exception","reason":"unable to authenticate"}}'
-        self.send_response(401)
+    reads_only = False
+    authorizations: list[str] = []
+
+    def _answer(self, writes: bool) -> None:
+        self.authorizations.append(self.headers.get("Authorization", ""))
+        if self.reads_only and not writes:
+            status, body = 200, b'{"version":{"number":"2.19.6"}}'
+        else:
+            status = 403 if self.reads_only else 401
+            body = (b'{"error":{"type":"security_exception","reason":"no permissions for '
+                    b'[indices:data/write/bulk]"},"status":%d}' % status)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
-    do_POST = do_HEAD = do_PUT = do_GET
+    def do_GET(self) -> None:
+        self._answer(writes=False)
+
+    def do_HEAD(self) -> None:
+        self._answer(writes=False)
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._answer(writes=True)
+
+    do_PUT = do_POST
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+@contextmanager
+def refusing(reads_only: bool) -> Iterator[tuple[str, list[str]]]:
+    """The URL of a ``Refusing`` server and the Authorization headers it received."""
+    handler = type("Handler", (Refusing,), {"reads_only": reads_only, "authorizations": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", handler.authorizations
+    finally:
+        server.shutdown()
+
+
+def test_a_user_who_may_not_write_fails_the_task_and_the_password_shows_nowhere(
+        kafka: str, new_topic: Callable[..., str], unique: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    topic = new_topic("secured")
+    produce(kafka, topic, [b'{"speed": 120}'])
+    name = f"es-{unique}"
+    password = f"canary-{unique}"
+    caplog.set_level(logging.DEBUG)
+    with refusing(reads_only=True) as (url, authorizations), herder_running(kafka, name, {
+            "topics": topic, "connection.url": url, "key.ignore": "true",
+            "connection.username": "reader", "connection.password": password}) as herder:
+        wait_for(lambda: task(herder, name)["state"] == "FAILED", 60, "the task to fail")
+        trace = task(herder, name)["trace"]
+    assert "connection.username=reader may not write" in trace
+    assert "grant it the index and bulk privileges" in trace
+    assert any(a.startswith("Basic ") for a in authorizations)  # the password was sent
+    assert password not in trace + caplog.text
 
 
 def test_bad_input_errors_name_the_key_and_the_fix(opensearch: str) -> None:
@@ -302,13 +355,9 @@ def test_bad_input_errors_name_the_key_and_the_fix(opensearch: str) -> None:
     unreachable = errors(connection_url="http://127.0.0.1:1")["connection.url"][0]
     assert "cannot reach connection.url=http://127.0.0.1:1" in unreachable
     assert "check the URL" in unreachable
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        refused = errors(connection_url=f"http://127.0.0.1:{server.server_port}",
-                         connection_username="kanal", connection_password="wrong")
-    finally:
-        server.shutdown()
+    with refusing(reads_only=False) as (url, _):
+        refused = errors(connection_url=url, connection_username="kanal",
+                         connection_password="wrong")
     assert "refused the credentials" in refused["connection.password"][0]
     assert "set connection.username and connection.password" in refused["connection.password"][0]
     assert "cannot name the index" in errors(topics="Vehicle.Speeding")["topics"][0]
