@@ -164,3 +164,14 @@ def test_tasks_poll_enough_records_to_fill_the_requests_in_flight() -> None:
     assert upsert[0]["consumer.override.max.poll.records"] == "2000"
     chosen = {**base, "consumer.override.max.poll.records": "300"}
     assert connector.task_configs(chosen, 1) == [chosen]
+
+
+def test_confluent_spellings_of_the_choices_parse() -> None:
+    settings = ElasticsearchSinkSettings.parse({
+        "connection.url": "eshost:9200,https://eshost2:9200/", "write.method": "UPSERT",
+        "behavior.on.null.values": "DELETE", "behavior.on.malformed.documents": "WARN",
+        "data.stream.type": "logs", "data.stream.dataset": "telemetry"})
+    assert settings.connection_url == ["http://eshost:9200", "https://eshost2:9200"]
+    assert (settings.write_method, settings.behavior_on_null_values,
+            settings.behavior_on_malformed_documents) == ("upsert", "delete", "warn")
+    assert settings.index_for("vehicle.speeding") == "logs-telemetry-vehicle.speeding"
