@@ -105,23 +105,31 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
         settings = self.settings
         encoded = batch.encoded_values
         schemas: list[Schema | None] = batch.value_schemas
+        coordinates = batch.coordinates
         # SinkRecords cost most of a record in Python: built only when keys are read
         records = batch.records if not settings.key_ignore or self.stream else None
+        values: list[Any] | None = None  # decoded only when a record needs it
         by_coordinates = records is None and settings.write_method == "insert"
         names: dict[str, tuple[bytes, bytes]] = {}
         actions: list[Action] = []
         failures: list[tuple[int, Exception]] = []
-        for position, (topic, partition, offset) in enumerate(batch.coordinates):
+        for position, (topic, partition, offset) in enumerate(coordinates):
             raw = encoded[position]
+            plain = raw is not None and raw != b"null"
             try:
-                if by_coordinates and raw is not None and raw != b"null" \
+                if by_coordinates and raw is not None and plain \
                         and b"\n" not in raw and b"\r" not in raw:
                     index, topic_name = names.get(topic) or names.setdefault(
                         topic, (self._index(topic, schemas[position]).encode(), topic.encode()))
                     actions.append((position, INSERT_BY_COORDINATES % (
                         index, topic_name, partition, offset, raw)))
                     continue
-                lines = self._action(batch, position, raw, records)
+                if not plain and values is None:
+                    values = batch.values
+                lines = self._action(coordinates[position], schemas[position],
+                                     None if plain or values is None else values[position],
+                                     raw if plain else None,
+                                     records[position] if records is not None else None)
             except DataError as exc:
                 failures.append((position, exc))
                 continue
@@ -129,23 +137,19 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
                 actions.append((position, lines))
         return actions, failures
 
-    def _action(self, batch: SinkBatch, position: int, raw: bytes | None,
-                records: list[SinkRecord] | None) -> bytes | None:
-        """Any record's action (None: skip it), by the general rules."""
-        topic, partition, offset = batch.coordinates[position] if records is None else (
-            records[position].topic, records[position].kafka_partition or 0,
-            records[position].kafka_offset)
-        schema = batch.value_schemas[position]
-        if raw is None or raw == b"null":
-            value = batch.values[position]
-            if value is not None:
-                raw = self.json.from_connect(topic, schema, value)
+    def _action(self, where: tuple[str, int, int], schema: Schema | None, value: Any,
+                raw: bytes | None, record: SinkRecord | None) -> bytes | None:
+        """Any record's action (None: skip it), by the general rules: ``raw`` is its
+        value's JSON when it arrived as such, else ``value`` is written as JSON."""
+        topic, partition, offset = where
+        if raw is None and value is not None:
+            raw = self.json.from_connect(topic, schema, value)
         index = self._index(topic, schema)
         doc_id = (f"{topic}+{partition}+{offset}" if self.settings.key_ignore
-                  else document_id(records[position].key if records is not None else None))
-        if raw is None or raw == b"null":
+                  else document_id(record.key if record is not None else None))
+        if raw is None:
             return self._null(index, doc_id, offset)
-        timestamp = records[position].timestamp if records is not None else None
+        timestamp = record.timestamp if record is not None else None
         return self._upsert_or_insert(index, doc_id, offset, raw, timestamp)
 
     def _null(self, index: str, doc_id: str, offset: int) -> bytes | None:
