@@ -367,6 +367,8 @@ def test_bad_input_errors_name_the_key_and_the_fix(opensearch: str) -> None:
     assert "set key.ignore=false" in errors(behavior_on_null_values="delete")[
         "behavior.on.null.values"][0]
     assert "set data.stream.dataset" in errors(data_stream_type="logs")["data.stream.dataset"][0]
+    assert "set key.ignore=true" in errors(data_stream_type="logs", data_stream_dataset="t",
+                                           key_ignore="false")["key.ignore"][0]
     assert "Input should be 'insert' or 'upsert'" in errors(write_method="replace")[
         "write.method"][0]
     hidden = {c["value"]["name"]: c["value"]["value"]

@@ -152,7 +152,9 @@ def test_data_stream_documents_get_the_record_timestamp() -> None:
 
 def test_the_task_refuses_a_configuration_validate_refuses() -> None:
     with pytest.raises(ConfigError, match=r"data\.stream\.dataset"):
-        task(ScriptedClient(), data_stream_type="LOGS")
+        task(ScriptedClient(), data_stream_type="LOGS", key_ignore="true")
+    with pytest.raises(ConfigError, match=r"set key\.ignore=true"):
+        task(ScriptedClient(), data_stream_type="LOGS", data_stream_dataset="telemetry")
 
 
 def test_tasks_poll_enough_records_to_fill_the_requests_in_flight() -> None:

@@ -30,6 +30,9 @@ def config_problems(settings: ElasticsearchSinkSettings) -> dict[str, list[str]]
     if stream != "NONE" and settings.write_method == "upsert":
         add("write.method", "data streams only accept new documents; use write.method=insert "
             "or write to an index (data.stream.type=NONE)")
+    if stream != "NONE" and not settings.key_ignore:
+        add("key.ignore", "a data stream only appends: a second record of a key would be "
+            "refused as a duplicate id; set key.ignore=true (ids topic+partition+offset)")
     if stream != "NONE" and settings.behavior_on_null_values == "delete":
         add("behavior.on.null.values", "documents cannot be deleted from a data stream "
             "through the bulk API; use ignore or fail")
