@@ -3,6 +3,7 @@
     python -m bench.raw consume BOOTSTRAP TOPIC COUNT [SETTINGS_JSON]
     python -m bench.raw produce BOOTSTRAP TOPIC LINES_FILE
     python -m bench.raw upload CONNECTION_STRING CONTAINER FILE_JSON
+    python -m bench.raw bulk URL INDEX LINES_FILE BATCH IN_FLIGHT
 
 Each prints one JSON object: when the first and the last record moved (monotonic
 seconds since the start), CPU seconds at those moments and the peak resident memory.
@@ -122,6 +123,37 @@ def upload(connection: str, container: str, plan_file: str) -> None:
     _report(started, first, cpu_first, done, cpu_done, total, 0, bytes=total)
 
 
+def bulk(url: str, index: str, lines_file: str, batch: int, in_flight: int) -> None:
+    """Index the lines of a file as documents (one id each, like the sink's) with the bulk
+    API: ``batch`` documents per request, ``in_flight`` requests at a time, each
+    response checked for errors (what a search sink does, minus everything else)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from opensearchpy import OpenSearch
+
+    started = time.monotonic()
+    with open(lines_file, "rb") as handle:
+        values = handle.read().splitlines()
+    client = OpenSearch(hosts=[url], timeout=60, maxsize=in_flight)
+    client.indices.create(index=index)
+    bodies = [b"".join(b'{"index":{"_index":"%s","_id":"%d"}}\n%s\n' % (index.encode(), n, v)
+                       for n, v in enumerate(values[at:at + batch], start=at))
+              for at in range(0, len(values), batch)]
+
+    def send(body: bytes) -> int:
+        response = client.bulk(body=body)
+        if response["errors"]:
+            raise RuntimeError(f"bulk errors: {response['items'][:1]}")
+        return len(response["items"])
+
+    first, cpu_first = time.monotonic(), time.process_time()
+    with ThreadPoolExecutor(in_flight) as pool:
+        count = sum(pool.map(send, bodies))
+    done, cpu_done = time.monotonic(), time.process_time()
+    client.close()
+    _report(started, first, cpu_first, done, cpu_done, count, 0)
+
+
 def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
     if command == "consume":
@@ -130,6 +162,8 @@ def main(argv: list[str]) -> None:
         produce(args[0], args[1], args[2])
     elif command == "upload":
         upload(args[0], args[1], args[2])
+    elif command == "bulk":
+        bulk(args[0], args[1], args[2], int(args[3]), int(args[4]))
     else:
         raise SystemExit(__doc__)
 

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import control, sources, storage, web
+from bench import control, search, sources, storage, web
 from bench.env import RESULTS, scratch, stack
 from bench.measure import Sample
 from bench.report import Summary, machine, stamp, table, write
@@ -100,6 +100,13 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         add(f"{bench}: Kanal / raw httpx CPU s per M records",
             summary.paired_ratio(bench, variant, "kanal", bench, variant, "httpx",
                                  "cpu_per_million"), "(lower is better)", lambda r: r <= 1)
+    add("B5 search sink: Kanal / raw bulk records/s",
+        summary.paired_ratio("B5 search sink", "json", "kanal", "B5 search sink", "json",
+                             "raw bulk"), ">= 0.80", lambda r: r >= 0.8)
+    add("B5 search sink: Kanal / raw bulk CPU s per M records",
+        summary.paired_ratio("B5 search sink", "json", "kanal", "B5 search sink", "json",
+                             "raw bulk", "cpu_per_million"), "(lower is better)",
+        lambda r: r <= 1)
     for system in ("kanal", "apache"):
         add(f"scale {system}: 2 tasks / 1 task records/s",
             summary.paired_ratio("scale 2 task(s)", "passthrough", system, "scale 1 task(s)",
@@ -117,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         services.append("connect")
     if "B4" in wanted:
         services.append("k8s")
+    if "B5" in wanted:
+        services.append("opensearch")
     print(f"bench: starting {', '.join(services)}", flush=True)
     env = stack(*services)
     workload = ensure(env.bootstrap, args.records)
@@ -144,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
             steps.append(("B3", partial(sources.b3, workload, env.bootstrap, run, workdir,
                                         peer)))
         if "B5" in wanted:
-            steps.append(("B5", partial(web.b5, workload, env.bootstrap, run, workdir)))
+            steps.append(("B5 http", partial(web.b5, workload, env.bootstrap, run, workdir)))
+        if "B5" in wanted and env.opensearch:
+            steps.append(("B5 search", partial(search.b5, workload, env.bootstrap, env.opensearch,
+                                        run, workdir)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
         for name, step in steps:

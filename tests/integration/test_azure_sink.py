@@ -297,6 +297,10 @@ class BlackoutProxy:
 
     def stop(self) -> None:
         assert self.listener is not None
+        # shutdown wakes the thread blocked in accept(): a close alone leaves it
+        # accepting one more connection
+        with suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         with self.lock:
             for conn in self.connections:

@@ -45,6 +45,8 @@ def test_quick_bench_measures_every_system_and_writes_results(
         ("B5 http sink", "batch 500", "httpx"),
         ("B5 http source", "pages of 500", "kanal"),
         ("B5 http source", "pages of 500", "httpx"),
+        ("B5 search sink", "json", "kanal"),
+        ("B5 search sink", "json", "raw bulk"),
     ]
     for key in expected:
         assert key in rows, f"{key} missing; rows: {sorted(rows)}"

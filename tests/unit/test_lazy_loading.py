@@ -22,7 +22,8 @@ from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.registry import GROUPS, find, plugins
 from kanal_worker.runtime.standalone import StandaloneHerder
 
-HEAVY = ("azure", "pyarrow", "fastavro", "kanal_worker.connectors.azure_blob",
+HEAVY = ("azure", "pyarrow", "fastavro", "opensearchpy", "aiohttp",
+         "kanal_worker.connectors.azure_blob", "kanal_worker.connectors.elasticsearch",
          "kanal_worker.converters.avro", "kanal_worker.transforms.")
 
 
@@ -103,20 +104,40 @@ def test_finding_plugins_imports_only_those() -> None:
     assert heavy(modules) == set()
 
 
-def test_the_azure_sink_is_listed_described_and_validated_without_its_sdk() -> None:
-    modules = imported_after(
+def imported_to_list_describe_and_validate(connector: str, key: str,
+                                           config: dict[str, str], errors: list[str]
+                                           ) -> set[str]:
+    """The modules a fresh interpreter holds after listing every connector, describing
+    ``connector``'s keys (``key`` among them) and validating ``config`` with it, which
+    must find ``errors`` (by key)."""
+    return imported_after(
         "from kanal_worker.api.config import describe\n"
         "from kanal_worker.runtime.registry import find, plugins\n"
         "from kanal_worker.runtime.validation import errors_of, validate\n"
-        "assert 'AzureBlobStorageSinkConnector' in plugins('connector')\n"
-        "info = find('connector', 'AzureBlobStorageSink', 'k')\n"
-        "assert any(k.name == 'azblob.account.name' for k in describe(info.cls.settings))\n"
-        "errors = errors_of(validate({'name': 'a', 'connector.class': info.class_name,\n"
-        "    'topics': 't', 'flush.size': '10', 'format.class': 'ParquetFormat',\n"
-        "    'azblob.auth.method': 'ACCOUNT_KEY', 'azblob.account.name': 'acct'}))\n"
-        "assert list(errors) == ['azblob.account.key'], errors")
+        f"info = find('connector', {connector!r}, 'k')\n"
+        "assert info.name in plugins('connector')\n"
+        f"assert any(k.name == {key!r} for k in describe(info.cls.settings))\n"
+        "found = errors_of(validate({'name': 'a', 'connector.class': info.class_name,\n"
+        f"    **{config!r}}}))\n"
+        f"assert list(found) == {errors!r}, found")
+
+
+def test_the_azure_sink_is_listed_described_and_validated_without_its_sdk() -> None:
+    modules = imported_to_list_describe_and_validate(
+        "AzureBlobStorageSink", "azblob.account.name",
+        {"topics": "t", "flush.size": "10", "format.class": "ParquetFormat",
+         "azblob.auth.method": "ACCOUNT_KEY", "azblob.account.name": "acct"},
+        ["azblob.account.key"])
     assert "kanal_worker.connectors.azure_blob" in modules
     assert {m for m in modules if m.split(".")[0] in ("azure", "pyarrow")} == set()
+
+
+def test_the_elasticsearch_sink_is_listed_described_and_checked_without_its_client() -> None:
+    modules = imported_to_list_describe_and_validate(
+        "ElasticsearchSink", "connection.url",
+        {"topics": "Speeding", "connection.url": "http://127.0.0.1:1"}, ["topics"])
+    assert "kanal_worker.connectors.elasticsearch" in modules
+    assert {m for m in modules if m.split(".")[0] in ("opensearchpy", "aiohttp")} == set()
 
 
 def test_a_standalone_worker_without_listeners_does_not_load_fastapi() -> None:

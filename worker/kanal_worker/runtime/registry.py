@@ -90,8 +90,10 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
         if not found or found[2] == "all":
             continue
         package = re.sub(r"[-_.]+", "-", found[1]).lower()
+        # opensearch-py installs opensearchpy: compare without the separators too
         if module and (package == module or package.startswith(module + "-")
-                       or module.startswith(package + "-")):
+                       or module.startswith(package + "-")
+                       or package.replace("-", "") == module.replace("-", "")):
             return (f"the Python package {package} is not installed; it comes with the "
                     f"extra {found[2]}: pip install 'kanal[{found[2]}]'")
     return None
