@@ -54,11 +54,10 @@ tools:
 sync-chart: venv
 	$(PYTHON) dev/sync_chart.py
 
-# The live Argo CD sync (tests/e2e/test_argocd.py) runs with `make test-argocd`: after a
-# revert its file sink task can stay RESTARTING on a fresh stack, not yet explained.
 test: lint tools
-	$(VENV)/bin/pytest -q -m "not argocd_live" $(PYTEST_ARGS) tests
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS) tests
 
+# Only the live Argo CD sync of tests/e2e/test_argocd.py (make test runs it too).
 test-argocd: venv
 	$(VENV)/bin/pytest -q -m argocd_live tests/e2e
 

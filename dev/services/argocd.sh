@@ -123,6 +123,17 @@ _argocd_objects() {
     _argocd_kubectl apply --server-side --field-manager=dev-stack -f - >/dev/null || return 1
   _argocd_kubectl apply --server-side --force-conflicts --field-manager=dev-stack \
     -n "$ARGOCD_NAMESPACE" -f "$bin/config" >/dev/null || return 1
+  # argocd-server writes server.secretkey at its first start. Without it the controller
+  # cannot parse a settings update ("server.secretkey is missing") and keeps judging
+  # health with the resource customizations it started with: a health check added to
+  # argocd-cm later would then change an Application only at its periodic resync.
+  if ! _argocd_kubectl -n "$ARGOCD_NAMESPACE" get secret argocd-secret \
+      -o 'jsonpath={.data.server\.secretkey}' | grep -q .; then
+    local key
+    key=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+    _argocd_kubectl -n "$ARGOCD_NAMESPACE" patch secret argocd-secret --type merge \
+      -p "{\"stringData\":{\"server.secretkey\":\"$key\"}}" >/dev/null || return 1
+  fi
   _argocd_kubectl apply --server-side --field-manager=dev-stack -f - >/dev/null <<EOF || return 1
 apiVersion: argoproj.io/v1alpha1
 kind: AppProject

@@ -225,7 +225,14 @@ def watch(env: GitOps, until: Callable[[tuple[str, str]], bool], timeout: float,
         if not seen or seen[-1] != state:
             seen.append(state)
         return until(state)
-    wait_for(check, timeout, what, interval=0.5)
+    try:
+        wait_for(check, timeout, what, interval=0.5)
+    except AssertionError as exc:
+        live = {name: (ready(env.kubectl.status(name)), task_states(env.kubectl.status(name)))
+                for name in CONNECTORS}
+        raise AssertionError(f"{exc}; states seen {seen}; ArgoCD's health "
+                             f"{connector_health(env)}; the connectors' (Ready, tasks) "
+                             f"{live}") from None
     return seen
 
 
