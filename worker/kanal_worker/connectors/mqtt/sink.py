@@ -1,0 +1,111 @@
+"""MqttSinkConnector: each Kafka record published as one MQTT message.
+
+``write`` returns once the broker acknowledged every message of the batch (for QoS 1 and
+2), so the offsets the runtime commits after it only cover messages the broker has.
+"""
+
+from __future__ import annotations
+
+import time
+
+import paho.mqtt.client as mqtt
+
+from kanal_worker.api import (
+    ConnectError,
+    DataError,
+    RecordWriteError,
+    RetriableError,
+    SinkBatch,
+    SinkConnector,
+    SinkRecord,
+    SinkTask,
+    SinkTaskContext,
+)
+from kanal_worker.connectors.mqtt.client import connect, connection_problems, new_client
+from kanal_worker.connectors.mqtt.settings import MqttSinkSettings, topic_name_problem
+from kanal_worker.converters.json import dumps
+
+IN_FLIGHT = 1000
+"""Messages sent and not yet acknowledged by the broker (Paho's default of 20 leaves the
+connection idle while it waits for acknowledgements)."""
+
+
+def mqtt_topic(template: str, record: SinkRecord) -> str:
+    """``mqtt.topic`` for ``record``: its Kafka topic, partition and key put in."""
+    return (template.replace("${topic}", record.topic)
+            .replace("${partition}", str(record.kafka_partition or 0))
+            .replace("${key}", "" if record.key is None else str(record.key)))
+
+
+def payload(record: SinkRecord) -> bytes:
+    """The message body: bytes as they are, text as UTF-8, anything else as JSON."""
+    value = record.value
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return record.encoded_value or dumps(value)
+
+
+class MqttSinkTask(SinkTask[MqttSinkSettings]):
+    def __init__(self, settings: MqttSinkSettings, context: SinkTaskContext) -> None:
+        super().__init__(settings, context)
+        self.client = new_client(settings, f"kanal-{context.task_id}")
+        self.client.max_inflight_messages_set(IN_FLIGHT)
+        connect(self.client, settings)
+        self.fixed_topic = ("${" not in settings.topic_template
+                            and settings.topic_template)
+
+    def write(self, batch: SinkBatch) -> None:
+        settings = self.settings
+        sent: list[mqtt.MQTTMessageInfo] = []
+        failures: list[tuple[object, BaseException]] = []
+        for record in batch:
+            topic = self.fixed_topic or mqtt_topic(settings.topic_template, record)
+            problem = None if self.fixed_topic else topic_name_problem(topic)
+            if problem is not None:
+                failures.append((record, DataError(
+                    f"mqtt.topic {settings.topic_template!r} gives no topic to publish to "
+                    f"for this record: {problem}")))
+                continue
+            try:
+                body = payload(record)
+            except DataError as exc:
+                failures.append((record, exc))
+                continue
+            sent.append(self.client.publish(topic, body, settings.qos, settings.retain))
+        self._wait(sent)
+        if failures:
+            raise RecordWriteError(failures)
+
+    def _wait(self, sent: list[mqtt.MQTTMessageInfo]) -> None:
+        deadline = time.monotonic() + self.settings.publish_timeout_seconds
+        for info in sent:
+            while not info.is_published():
+                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN,
+                                   mqtt.MQTT_ERR_QUEUE_SIZE):
+                    raise ConnectError(f"cannot publish to the broker: "
+                                       f"{mqtt.error_string(info.rc)}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise RetriableError(
+                        f"the broker did not acknowledge {len(sent)} messages within "
+                        f"mqtt.publish.timeout.seconds={self.settings.publish_timeout_seconds}"
+                        "; the batch is published again")
+                info.wait_for_publish(min(left, 1.0))
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class MqttSinkConnector(SinkConnector[MqttSinkSettings]):
+    settings = MqttSinkSettings
+    task_class = MqttSinkTask
+    aliases = ("io.confluent.connect.mqtt.MqttSinkConnector",)
+
+    def validate(self, settings: MqttSinkSettings) -> dict[str, list[str]]:
+        return connection_problems(settings)
+
