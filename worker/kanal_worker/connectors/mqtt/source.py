@@ -75,6 +75,8 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         self.polled: list[tuple[int, int, int]] = []
         """(connection, message id, QoS) of each message returned by ``poll``, acknowledged
         in ``commit``."""
+        self.window = min(RECEIVE_MAXIMUM, settings.buffer_capacity)
+        """The most unacknowledged messages the broker sends (MQTT 5 Receive Maximum)."""
         self.subscribed = threading.Event()
         self.failure: str | None = None
         self.client = new_client(settings, self.client_id, manual_ack=True)
@@ -87,7 +89,7 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         while True:
             try:
                 connect(self.client, self.settings, self._connected, self._disconnected,
-                        min(RECEIVE_MAXIMUM, self.settings.buffer_capacity))
+                        self.window)
                 break
             except RetriableError as exc:
                 if time.monotonic() >= deadline:
@@ -140,6 +142,10 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
                      for _ in range(min(len(self.buffer), self.settings.batch_size))]
             self.polled.extend((connection, message.mid, message.qos)
                                for connection, message in taken if message.qos > 0)
+            waiting = len(self.polled)
+        if waiting * 2 >= self.window:
+            # the broker stops sending when the window is full of unacknowledged messages
+            self.context.request_commit()
         now = int(time.time() * 1000)
         return [self._record(message, now) for _, message in taken]
 
