@@ -9,7 +9,10 @@ the first record delivered to the last one.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -65,11 +68,19 @@ class Sample:
         return self.active_records / self.active_s if self.active_s > 0 else 0.0
 
     @property
+    def rate_from_launch(self) -> float:
+        """Records per second from launch to the last record: fair where a system works
+        before its first record shows (a source that buffers while it starts)."""
+        elapsed = self.startup_s + self.active_s
+        return self.records / elapsed if elapsed > 0 and self.ok else 0.0
+
+    @property
     def cpu_per_million(self) -> float:
         return self.cpu_s / self.active_records * 1e6 if self.active_records else 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "rate": round(self.rate, 1),
+                "rate_from_launch": round(self.rate_from_launch, 1),
                 "cpu_per_million": round(self.cpu_per_million, 3)}
 
 
@@ -155,3 +166,20 @@ class LineCounter:
                     self.lines += chunk.count(b"\n")
                     self.offset += len(chunk)
         return self.lines
+
+
+def run_raw(sample: Sample, *args: str, timeout: float) -> Sample:
+    """Run ``python -m bench.raw ARGS`` in its own process and fill ``sample`` from the
+    JSON line it prints (a failure, with its error, when it prints none)."""
+    out = subprocess.run([sys.executable, "-m", "bench.raw", *args], capture_output=True,
+                         text=True, timeout=timeout, check=False)
+    try:
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        sample.ok, sample.note = False, f"raw {args[0]} failed: {out.stderr[-500:]}"
+        return sample
+    sample.startup_s, sample.active_s = result["startup_s"], result["active_s"]
+    sample.active_records, sample.cpu_s = result["active_records"], result["cpu_s"]
+    sample.cpu_total_s, sample.peak_rss_mb = result["cpu_total_s"], result["peak_rss_mb"]
+    sample.ok = result["count"] >= sample.records
+    return sample

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.measure import LineCounter, Sample, watch
+from bench.measure import LineCounter, Sample, run_raw, watch
 from bench.systems import ConnectWorker, Kanal, delete_groups, wait_committed
 from bench.workload import Workload
 from kanal_worker.runtime.sink import FETCH_DEFAULTS
@@ -61,19 +59,8 @@ def raw_consume(workload: Workload, bootstrap: str, run: int,
                 settings: dict[str, str], variant: str) -> Sample:
     """B0: ``python -m bench.raw consume`` in its own process."""
     sample = Sample("B0 raw consume", variant, "confluent-kafka", run, workload.records)
-    out = subprocess.run([sys.executable, "-m", "bench.raw", "consume", bootstrap,
-                          workload.topic, str(workload.records), json.dumps(settings)],
-                         capture_output=True, text=True, timeout=workload.timeout,
-                         check=False)
-    try:
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        sample.ok, sample.note = False, f"raw consume failed: {out.stderr[-500:]}"
-        return sample
-    sample.startup_s, sample.active_s = result["startup_s"], result["active_s"]
-    sample.active_records, sample.cpu_s = result["active_records"], result["cpu_s"]
-    sample.cpu_total_s, sample.peak_rss_mb = result["cpu_total_s"], result["peak_rss_mb"]
-    sample.ok = result["count"] >= workload.records
+    run_raw(sample, "consume", bootstrap, workload.topic, str(workload.records),
+            json.dumps(settings), timeout=workload.timeout)
     sample.extra["settings"] = settings
     return sample
 

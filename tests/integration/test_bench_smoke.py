@@ -41,6 +41,10 @@ def test_quick_bench_measures_every_system_and_writes_results(
         ("B3 source", "file lines", "confluent-kafka"),
         ("scale 2 task(s)", "passthrough", "kanal"),
         ("scale 2 task(s)", "passthrough", "apache"),
+        ("B5 mqtt", "subscribe", "kanal"),
+        ("B5 mqtt", "subscribe", "paho"),
+        ("B5 mqtt", "publish", "kanal"),
+        ("B5 mqtt", "publish", "paho"),
     ]
     for key in expected:
         assert key in rows, f"{key} missing; rows: {sorted(rows)}"
