@@ -134,17 +134,23 @@ mqtt_up() {
   mqtt_install || return 1
   dir=$(run_dir mqtt) || return 1
   log="$dir/mqtt.log"
+  _mqtt_config "$dir" || return 1
   if pid=$(daemon_pid mqtt mosquitto "$MQTT_PORT"); then
-    if wait_healthy mqtt mosquitto 15 "$log" _mqtt_healthy; then
+    if ! cmp -s "$dir/mosquitto.conf" "$dir/running.conf"; then
+      # sessions persist across the restart
+      say "mqtt: restarting (pid $pid) to apply a changed configuration"
+      daemon_stop mqtt mosquitto >/dev/null
+    elif wait_healthy mqtt mosquitto 15 "$log" _mqtt_healthy; then
       say "mqtt: already running (pid $pid)"
       return 0
+    else
+      say "mqtt: restarting (pid $pid does not listen on $MQTT_PORT and $MQTT_AUTH_PORT)"
+      daemon_stop mqtt mosquitto >/dev/null
     fi
-    say "mqtt: restarting (pid $pid does not listen on $MQTT_PORT and $MQTT_AUTH_PORT)"
-    daemon_stop mqtt mosquitto >/dev/null
   fi
   ensure_port_free "$MQTT_PORT" mqtt || return 1
   ensure_port_free "$MQTT_AUTH_PORT" mqtt || return 1
-  _mqtt_config "$dir" || return 1
+  cp "$dir/mosquitto.conf" "$dir/running.conf"
   say "mqtt: starting mosquitto on $KANAL_HOST:$MQTT_PORT and :$MQTT_AUTH_PORT"
   daemon_start mqtt mosquitto "$log" env \
     LD_LIBRARY_PATH="$(_mqtt_home)/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \

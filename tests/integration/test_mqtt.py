@@ -255,6 +255,34 @@ def test_sink_publishes_each_record_once_to_its_topic(
                                  for n in range(count)})
 
 
+def test_a_record_without_a_topic_goes_to_the_dead_letter_queue(
+        herder: StandaloneHerder, kafka: str, mqtt_env: dict[str, str],
+        new_topic: Callable[..., str], unique: str) -> None:
+    url = mqtt_env["KANAL_MQTT_URL"]
+    topic, dlq = new_topic("mqtt-out"), new_topic("mqtt-dlq")
+    received: list[mqtt.MQTTMessage] = []
+    subscriber = client(url, "subscriber")
+    subscriber.on_message = lambda _c, _u, message: received.append(message)
+    subscriber.subscribe(f"kanal-{unique}/#", qos=1)
+    # a key with a wildcard makes a topic nothing can be published to
+    produce(kafka, topic, [b"first", b"bad", b"last"], keys=[b"VH-1", b"VH+2", b"VH-3"])
+    herder.put_connector(f"mqtt-dlq-{unique}", {
+        "connector.class": "MqttSinkConnector", "tasks.max": "1", "topics": topic,
+        "mqtt.server.uri": url, "mqtt.qos": "1", "mqtt.topic": f"kanal-{unique}/${{key}}",
+        "errors.tolerance": "all", "errors.deadletterqueue.topic.name": dlq,
+        "errors.deadletterqueue.topic.replication.factor": "1",
+        "errors.deadletterqueue.context.headers.enable": "true"})
+    dead = consume_all(kafka, dlq, 1, timeout=60)
+    wait_for(lambda: len(received) >= 2, 60, "the other records published")
+    subscriber.disconnect()
+    subscriber.loop_stop()
+    assert [(m.topic, m.payload) for m in received] == [(f"kanal-{unique}/VH-1", b"first"),
+                                                       (f"kanal-{unique}/VH-3", b"last")]
+    assert [m.value() for m in dead] == [b"bad"]
+    headers = dict(dead[0].headers() or [])
+    assert b"mqtt.topic" in headers["__connect.errors.exception.message"]
+
+
 def test_bad_input_names_the_key_and_the_fix(mqtt_env: dict[str, str], unique: str) -> None:
     base = {"name": "bad", "connector.class": "MqttSourceConnector", "kafka.topic": "t",
             "mqtt.server.uri": mqtt_env["KANAL_MQTT_URL"], "mqtt.topics": "vehicles/+"}
