@@ -4,6 +4,9 @@
 #
 #   tcp://127.0.0.1:11883   anonymous clients                     KANAL_MQTT_URL
 #   tcp://127.0.0.1:11884   user $MQTT_USER / $MQTT_PASSWORD only  KANAL_MQTT_AUTH_URL
+#   ssl://127.0.0.1:11885   TLS, client certificate required      KANAL_MQTT_TLS_URL
+#     KANAL_MQTT_TLS_CA (PEM trust store), KANAL_MQTT_TLS_CLIENT_P12 (PKCS12 key store with
+#     the password KANAL_MQTT_TLS_PASSWORD), made once by a dev CA into $KANAL_RUN/mqtt/tls
 #
 # The packages are fetched with `apt-get download` and unpacked with `dpkg -x` into
 # $KANAL_CACHE/mqtt/<version> (no root and no system install needed); the broker runs with
@@ -18,9 +21,11 @@
 
 MQTT_PORT=11883
 MQTT_AUTH_PORT=11884
+MQTT_TLS_PORT=11885
 # Development-only credentials (like Azurite's published key): they protect nothing.
 MQTT_USER=kanal
 MQTT_PASSWORD=kanal-dev-mqtt-password
+MQTT_TLS_PASSWORD=kanal-dev-mqtt-tls-password
 MQTT_PACKAGES=(mosquitto libcjson1 libdlt2 libwrap0)
 : "${KANAL_MQTT_UP_TIMEOUT:=30}"
 
@@ -46,7 +51,7 @@ _mqtt_run() {
   LD_LIBRARY_PATH="$home/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
 }
 
-mqtt_ports() { echo "$MQTT_PORT,$MQTT_AUTH_PORT"; }
+mqtt_ports() { echo "$MQTT_PORT,$MQTT_AUTH_PORT,$MQTT_TLS_PORT"; }
 
 mqtt_install() {
   local version home tmp log deb
@@ -85,9 +90,39 @@ mqtt_install() {
   say "mqtt: mosquitto $version installed in $home"
 }
 
+# _mqtt_tls DIR: a dev CA, the broker's certificate (127.0.0.1) and a client key store,
+# made once into DIR/tls.
+_mqtt_tls() {
+  local tls=$1/tls
+  [[ -f $tls/client.p12 ]] && return 0
+  command -v openssl >/dev/null || {
+    fail "mqtt: openssl is needed to make the TLS listener's certificates"
+    return 1
+  }
+  mkdir -p "$tls" && (
+    set -e
+    cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=Kanal MQTT dev CA" \
+      -keyout ca.key -out ca.pem -addext "basicConstraints=critical,CA:TRUE"
+    for name in broker client; do
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=$name" -keyout "$name.key" -out "$name.csr"
+      openssl x509 -req -days 3650 -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial \
+        -extfile <(echo "subjectAltName=IP:$KANAL_HOST,DNS:localhost") -out "$name.pem"
+    done
+    openssl pkcs12 -export -in client.pem -inkey client.key -passout "pass:$MQTT_TLS_PASSWORD" \
+      -out client.p12
+    rm -f ./*.csr ca.srl
+    chmod 600 ./*.key client.p12
+  ) >"$1/tls.log" 2>&1 || {
+    fail "mqtt: could not make certificates; see $1/tls.log"
+    return 1
+  }
+}
+
 _mqtt_config() {
   local dir=$1 user
   user=$(id -un)
+  _mqtt_tls "$dir" || return 1
   [[ -f $dir/passwd ]] || {
     : >"$dir/passwd"
     _mqtt_run "$(_mqtt_home)/root/usr/bin/mosquitto_passwd" -b "$dir/passwd" "$MQTT_USER" "$MQTT_PASSWORD" ||
@@ -116,11 +151,19 @@ allow_anonymous true
 listener $MQTT_AUTH_PORT $KANAL_HOST
 allow_anonymous false
 password_file $dir/passwd
+
+listener $MQTT_TLS_PORT $KANAL_HOST
+allow_anonymous true
+cafile $dir/tls/ca.pem
+certfile $dir/tls/broker.pem
+keyfile $dir/tls/broker.key
+require_certificate true
 EOF
 }
 
 _mqtt_healthy() {
-  port_open "$KANAL_HOST" "$MQTT_PORT" && port_open "$KANAL_HOST" "$MQTT_AUTH_PORT"
+  port_open "$KANAL_HOST" "$MQTT_PORT" && port_open "$KANAL_HOST" "$MQTT_AUTH_PORT" &&
+    port_open "$KANAL_HOST" "$MQTT_TLS_PORT"
 }
 
 mqtt_status() {
@@ -144,14 +187,15 @@ mqtt_up() {
       say "mqtt: already running (pid $pid)"
       return 0
     else
-      say "mqtt: restarting (pid $pid does not listen on $MQTT_PORT and $MQTT_AUTH_PORT)"
+      say "mqtt: restarting (pid $pid does not listen on $MQTT_PORT, $MQTT_AUTH_PORT and $MQTT_TLS_PORT)"
       daemon_stop mqtt mosquitto >/dev/null
     fi
   fi
   ensure_port_free "$MQTT_PORT" mqtt || return 1
   ensure_port_free "$MQTT_AUTH_PORT" mqtt || return 1
+  ensure_port_free "$MQTT_TLS_PORT" mqtt || return 1
   cp "$dir/mosquitto.conf" "$dir/running.conf"
-  say "mqtt: starting mosquitto on $KANAL_HOST:$MQTT_PORT and :$MQTT_AUTH_PORT"
+  say "mqtt: starting mosquitto on $KANAL_HOST:$MQTT_PORT, :$MQTT_AUTH_PORT and :$MQTT_TLS_PORT"
   daemon_start mqtt mosquitto "$log" env \
     LD_LIBRARY_PATH="$(_mqtt_home)/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
     "$(_mqtt_home)/root/usr/sbin/mosquitto" -c "$dir/mosquitto.conf" || return 1
@@ -170,4 +214,8 @@ mqtt_env() {
   env_line KANAL_MQTT_AUTH_URL "tcp://$KANAL_HOST:$MQTT_AUTH_PORT"
   env_line KANAL_MQTT_USERNAME "$MQTT_USER"
   env_line KANAL_MQTT_PASSWORD "$MQTT_PASSWORD"
+  env_line KANAL_MQTT_TLS_URL "ssl://$KANAL_HOST:$MQTT_TLS_PORT"
+  env_line KANAL_MQTT_TLS_CA "$KANAL_RUN/mqtt/tls/ca.pem"
+  env_line KANAL_MQTT_TLS_CLIENT_P12 "$KANAL_RUN/mqtt/tls/client.p12"
+  env_line KANAL_MQTT_TLS_PASSWORD "$MQTT_TLS_PASSWORD"
 }

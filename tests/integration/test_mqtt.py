@@ -323,6 +323,34 @@ def test_bad_input_names_the_key_and_the_fix(mqtt_env: dict[str, str], unique: s
     assert "wrong-password" not in str(refusal.value)
 
 
+def test_tls_with_a_trust_store_and_a_client_key_store(
+        herder: StandaloneHerder, kafka: str, mqtt_env: dict[str, str],
+        new_topic: Callable[..., str], unique: str) -> None:
+    tls = {"connector.class": "MqttSourceConnector", "kafka.topic": "t",
+           "mqtt.topics": f"kanal-{unique}/#", "mqtt.server.uri": mqtt_env["KANAL_MQTT_TLS_URL"],
+           "mqtt.ssl.trust.store.path": mqtt_env["KANAL_MQTT_TLS_CA"],
+           "mqtt.ssl.key.store.path": mqtt_env["KANAL_MQTT_TLS_CLIENT_P12"],
+           "mqtt.ssl.key.store.password": mqtt_env["KANAL_MQTT_TLS_PASSWORD"]}
+    assert errors_of(validate({"name": "tls", **tls})) == {}
+    untrusted = errors_of(validate({"name": "tls", **tls, "mqtt.ssl.trust.store.path": ""}))
+    assert "not trust" in untrusted["mqtt.ssl.trust.store.path"][0]
+    locked = errors_of(validate({"name": "tls", **tls, "mqtt.ssl.key.store.password": "no"}))
+    assert "check mqtt.ssl.key.store.password" in locked["mqtt.ssl.key.store.path"][0]
+    shown = {c["value"]["name"]: c["value"]["value"]
+             for c in validate({"name": "tls", **tls})["configs"]}
+    assert shown["mqtt.ssl.key.store.password"] == "[hidden]"
+
+    topic = new_topic("mqtt-tls")
+    name = f"mqtt-tls-{unique}"
+    herder.put_connector(name, {**tls, "kafka.topic": topic, "tasks.max": "1", "mqtt.qos": "1",
+                                "value.converter":
+                                    "org.apache.kafka.connect.converters.ByteArrayConverter"})
+    wait_for(lambda: herder.connector_status(name)["tasks"][0]["state"] == State.RUNNING.value,
+             60, "the task to run")
+    publish(mqtt_env["KANAL_MQTT_URL"], f"kanal-{unique}/a", [b"over TLS"], 10)
+    assert [m.value() for m in consume_all(kafka, topic, 1, timeout=60)] == [b"over TLS"]
+
+
 class TaskContext:
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id

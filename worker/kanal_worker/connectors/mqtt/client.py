@@ -40,6 +40,8 @@ def new_client(settings: MqttConnectionSettings, client_id: str, *, manual_ack: 
                                settings.password.get_secret_value() or None)
     client.connect_timeout = settings.connect_timeout_seconds
     client.reconnect_delay_set(1, 30)
+    if settings.servers[0].tls:  # all or none (the settings refuse a mixed list)
+        client.tls_set_context(tls_context(settings))
     return client
 
 
@@ -124,11 +126,14 @@ def connect(client: mqtt.Client, settings: MqttConnectionSettings,
     client.on_disconnect = disconnected
     failures = []
     for target in settings.servers:
-        if target.tls:
-            client.tls_set_context(tls_context(settings))
         try:
             client.connect(target.host, target.port, settings.keepalive_seconds,
                            clean_start=settings.clean_session, properties=properties)
+        except ssl.SSLCertVerificationError as exc:
+            raise ConfigError("mqtt.ssl.trust.store.path",
+                              f"the broker {target} presented a certificate this client does "
+                              f"not trust ({exc.verify_message}); set the trust store of the "
+                              "broker's certificate authority") from None
         except (OSError, ssl.SSLError) as exc:
             failures.append(f"{target}: {exc}")
             continue
@@ -155,11 +160,11 @@ def connect(client: mqtt.Client, settings: MqttConnectionSettings,
 def connection_problems(settings: MqttConnectionSettings) -> dict[str, list[str]]:
     """What stops a task from connecting, by key, for ``validate``: unreachable brokers
     and refused credentials."""
-    client = new_client(settings, f"kanal-validate-{os.urandom(4).hex()}")
     probe = settings.model_copy(update={"clean_session": True,
                                         "connect_timeout_seconds":
                                             min(settings.connect_timeout_seconds, 10)})
     try:
+        client = new_client(probe, f"kanal-validate-{os.urandom(4).hex()}")
         connect(client, probe)
     except ConfigError as exc:
         return {exc.key or "mqtt.server.uri": [exc.message]}

@@ -129,8 +129,9 @@ class MqttConnectionSettings(Settings):
     def _servers(cls, uris: list[str]) -> list[str]:
         if not uris:
             raise ValueError("list at least one broker, e.g. tcp://broker:1883")
-        for uri in uris:
-            server(uri)
+        if len({server(uri).tls for uri in uris}) > 1:
+            raise ValueError("the list mixes tcp:// and ssl:// brokers; list brokers of one "
+                             "kind (the client uses TLS for all or none)")
         return uris
 
     @property

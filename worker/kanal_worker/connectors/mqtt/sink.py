@@ -11,7 +11,6 @@ import time
 import paho.mqtt.client as mqtt
 
 from kanal_worker.api import (
-    ConnectError,
     DataError,
     RecordWriteError,
     RetriableError,
@@ -82,19 +81,20 @@ class MqttSinkTask(SinkTask[MqttSinkSettings]):
 
     def _wait(self, sent: list[mqtt.MQTTMessageInfo]) -> None:
         deadline = time.monotonic() + self.settings.publish_timeout_seconds
-        for info in sent:
-            while not info.is_published():
-                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN,
-                                   mqtt.MQTT_ERR_QUEUE_SIZE):
-                    raise ConnectError(f"cannot publish to the broker: "
-                                       f"{mqtt.error_string(info.rc)}")
+        try:
+            for info in sent:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if not info.is_published() and left > 0:
+                    info.wait_for_publish(left)
+                if not info.is_published():
                     raise RetriableError(
-                        f"the broker did not acknowledge {len(sent)} messages within "
-                        f"mqtt.publish.timeout.seconds={self.settings.publish_timeout_seconds}"
-                        "; the batch is published again")
-                info.wait_for_publish(min(left, 1.0))
+                        f"the broker did not acknowledge the batch's {len(sent)} messages "
+                        f"within mqtt.publish.timeout.seconds="
+                        f"{self.settings.publish_timeout_seconds}; it is published again")
+        except (RuntimeError, ValueError) as exc:
+            # not connected (the client reconnects by itself) or its queue is full
+            raise RetriableError(f"cannot publish to the broker ({exc}); the batch is "
+                                 "published again") from None
 
     def stop(self) -> None:
         self.client.disconnect()
