@@ -283,6 +283,37 @@ def test_a_record_without_a_topic_goes_to_the_dead_letter_queue(
     assert b"mqtt.topic" in headers["__connect.errors.exception.message"]
 
 
+def test_qos_2_messages_arrive_once_across_a_task_restart(
+        herder: StandaloneHerder, kafka: str, mqtt_env: dict[str, str],
+        new_topic: Callable[..., str], unique: str) -> None:
+    url = mqtt_env["KANAL_MQTT_URL"]
+    topic = new_topic("mqtt-qos2")
+    name = f"mqtt-qos2-{unique}"
+    config = {"connector.class": "MqttSourceConnector", "tasks.max": "1",
+              "mqtt.server.uri": url, "mqtt.topics": f"kanal-{unique}/#", "kafka.topic": topic,
+              "mqtt.qos": "2", "mqtt.clean.session.enabled": "false",
+              "value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter"}
+    herder.put_connector(name, config)
+    wait_for(lambda: herder.connector_status(name)["tasks"][0]["state"] == State.RUNNING.value,
+             60, "the task to run")
+    sender = client(url, "qos2")
+    for info in [sender.publish(f"kanal-{unique}/a", str(n).encode(), qos=2)
+                 for n in range(100)]:
+        info.wait_for_publish(30)
+    sender.disconnect()
+    sender.loop_stop()
+    values = [m.value() for m in consume_all(kafka, topic, 100, timeout=60)]
+    assert sorted(values, key=int) == [str(n).encode() for n in range(100)]
+    time.sleep(1)  # an offset commit, and with it the PUBCOMPs
+    # the same task again resumes the session and brings nothing twice
+    herder.delete_connector(name)
+    herder.put_connector(name, config)
+    wait_for(lambda: herder.connector_status(name)["tasks"][0]["state"] == State.RUNNING.value,
+             60, "the task to run again")
+    time.sleep(2)
+    assert len(consume_all(kafka, topic, 101, timeout=3)) == 100
+
+
 def test_bad_input_names_the_key_and_the_fix(mqtt_env: dict[str, str], unique: str) -> None:
     base = {"name": "bad", "connector.class": "MqttSourceConnector", "kafka.topic": "t",
             "mqtt.server.uri": mqtt_env["KANAL_MQTT_URL"], "mqtt.topics": "vehicles/+"}
