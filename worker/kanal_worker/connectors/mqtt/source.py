@@ -69,8 +69,11 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         self.persistent = not settings.clean_session and settings.qos > 0
         self.lock = threading.Condition()
         self.connection = 0
-        """Counts connections: an acknowledgement belongs to the connection that brought
-        its message (the broker resends what a lost connection left unacknowledged)."""
+        """Counts connections. A QoS 1 acknowledgement belongs to the connection that
+        brought its message: the broker sends again, under a message id it may give to
+        another message once acknowledged, what a lost connection left unacknowledged. At
+        QoS 2 the broker has released the message (PUBREC) and waits for its PUBCOMP on
+        whichever connection comes next."""
         self.buffer: deque[tuple[int, mqtt.MQTTMessage]] = deque()
         self.polled: list[tuple[int, int, int]] = []
         """(connection, message id, QoS) of each message returned by ``poll``, acknowledged
@@ -124,7 +127,7 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
             self.connection += 1
             if self.persistent:
                 # the broker sends these again on the next connection
-                self.buffer = deque(item for item in self.buffer if item[1].qos == 0)
+                self.buffer = deque(item for item in self.buffer if item[1].qos != 1)
 
     def _received(self, _client: mqtt.Client, _userdata: Any,
                   message: mqtt.MQTTMessage) -> None:
@@ -165,7 +168,7 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         with self.lock:
             polled, self.polled = self.polled, []
             for connection, mid, qos in polled:
-                if connection == self.connection:
+                if qos == 2 or connection == self.connection:
                     self.client.ack(mid, qos)
 
     def stop(self) -> None:
