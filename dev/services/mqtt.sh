@@ -51,6 +51,14 @@ _mqtt_run() {
   LD_LIBRARY_PATH="$home/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
 }
 
+# `dev/stack run mqtt mosquitto_passwd -b FILE USER PASSWORD`: the package's tools.
+mqtt_run() {
+  local tool=${1:?"usage: dev/stack run mqtt mosquitto_passwd|mosquitto_ctrl ARGS..."}
+  shift
+  mqtt_install || return 1
+  _mqtt_run "$(_mqtt_home)/root/usr/bin/$tool" "$@"
+}
+
 mqtt_ports() { echo "$MQTT_PORT,$MQTT_AUTH_PORT,$MQTT_TLS_PORT"; }
 
 mqtt_install() {
@@ -214,6 +222,7 @@ mqtt_env() {
   env_line KANAL_MQTT_AUTH_URL "tcp://$KANAL_HOST:$MQTT_AUTH_PORT"
   env_line KANAL_MQTT_USERNAME "$MQTT_USER"
   env_line KANAL_MQTT_PASSWORD "$MQTT_PASSWORD"
+  env_line KANAL_MQTT_PASSWORD_FILE "$KANAL_RUN/mqtt/passwd"
   env_line KANAL_MQTT_TLS_URL "ssl://$KANAL_HOST:$MQTT_TLS_PORT"
   env_line KANAL_MQTT_TLS_CA "$KANAL_RUN/mqtt/tls/ca.pem"
   env_line KANAL_MQTT_TLS_CLIENT_P12 "$KANAL_RUN/mqtt/tls/client.p12"

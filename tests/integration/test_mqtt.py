@@ -382,6 +382,37 @@ def test_tls_with_a_trust_store_and_a_client_key_store(
     assert [m.value() for m in consume_all(kafka, topic, 1, timeout=60)] == [b"over TLS"]
 
 
+def mosquitto_passwd(*args: str) -> None:
+    subprocess.run([str(STACK), "run", "mqtt", "mosquitto_passwd", *args], check=True,
+                   capture_output=True)
+
+
+def test_credentials_refused_on_a_reconnect_fail_the_task_naming_the_key(
+        herder: StandaloneHerder, mqtt_env: dict[str, str], unique: str) -> None:
+    user, password = f"kanal-{unique}", f"pw-{unique}"
+    passwd = mqtt_env["KANAL_MQTT_PASSWORD_FILE"]
+    mosquitto_passwd("-b", passwd, user, password)
+    restart_mosquitto()
+    name = f"mqtt-revoked-{unique}"
+    try:
+        herder.put_connector(name, {
+            "connector.class": "MqttSourceConnector", "tasks.max": "1", "kafka.topic": "t",
+            "mqtt.server.uri": mqtt_env["KANAL_MQTT_AUTH_URL"], "mqtt.topics": "vehicles/+",
+            "mqtt.username": user, "mqtt.password": password, "mqtt.qos": "1"})
+        wait_for(lambda: herder.connector_status(name)["tasks"][0]["state"]
+                 == State.RUNNING.value, 60, "the task to run")
+        mosquitto_passwd("-D", passwd, user)  # the user is revoked while the task runs
+        restart_mosquitto()
+        wait_for(lambda: herder.connector_status(name)["tasks"][0]["state"]
+                 == State.FAILED.value, 60, "the task to fail")
+    finally:
+        subprocess.run([str(STACK), "run", "mqtt", "mosquitto_passwd", "-D", passwd, user],
+                       check=False, capture_output=True)
+    trace = herder.connector_status(name)["tasks"][0]["trace"]
+    assert "mqtt.password" in trace and "refused the credentials" in trace, trace
+    assert password not in trace
+
+
 class TaskContext:
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id

@@ -29,6 +29,9 @@ CREDENTIALS_REFUSED = {134, 135}
 OnConnect = Callable[[bool], None]
 """Called on the client's network thread after each successful (re)connect, with
 whether the broker still had the session."""
+OnRefused = Callable[[Exception], None]
+"""Called on the client's network thread when the broker refuses a reconnect (the
+credentials changed): the error the task should fail with."""
 
 
 def new_client(settings: MqttConnectionSettings, client_id: str, *, manual_ack: bool = False
@@ -99,7 +102,8 @@ def _load_key_store(context: ssl.SSLContext, settings: MqttConnectionSettings) -
 def connect(client: mqtt.Client, settings: MqttConnectionSettings,
             on_connect: OnConnect | None = None,
             on_disconnect: Callable[[], None] | None = None,
-            receive_maximum: int | None = None) -> Server:
+            receive_maximum: int | None = None,
+            on_refused: OnRefused | None = None) -> Server:
     """Connect to the first broker of ``mqtt.server.uri`` that answers and start the
     client's network thread, which reconnects by itself afterwards. Raises ConfigError
     for refused credentials and RetriableError when no broker can be reached."""
@@ -115,6 +119,8 @@ def connect(client: mqtt.Client, settings: MqttConnectionSettings,
         if not answered.is_set():
             outcome.append(reason)
             answered.set()
+        elif reason.is_failure and on_refused is not None:
+            on_refused(refusal(reason, settings.server_uri))
         if not reason.is_failure and on_connect is not None:
             on_connect(flags.session_present)
 
@@ -147,14 +153,18 @@ def connect(client: mqtt.Client, settings: MqttConnectionSettings,
         if reason.is_failure:
             client.loop_stop()
             client.disconnect()
-            if reason.value in CREDENTIALS_REFUSED:
-                raise ConfigError("mqtt.password", f"the broker {target} refused the "
-                                  f"credentials ({reason}); check mqtt.username and "
-                                  "mqtt.password")
-            raise ConnectError(f"the broker {target} refused the connection: {reason}")
+            raise refusal(reason, str(target))
         return target
     raise RetriableError(f"cannot reach any broker of mqtt.server.uri ({'; '.join(failures)}); "
                          "check the addresses and that the broker runs")
+
+
+def refusal(reason: ReasonCode, broker: object) -> ConfigError | ConnectError:
+    """The error for a CONNACK that refused the client."""
+    if reason.value in CREDENTIALS_REFUSED:
+        return ConfigError("mqtt.password", f"the broker {broker} refused the credentials "
+                                            f"({reason}); check mqtt.username and mqtt.password")
+    return ConnectError(f"the broker {broker} refused the connection: {reason}")
 
 
 def connection_problems(settings: MqttConnectionSettings) -> dict[str, list[str]]:

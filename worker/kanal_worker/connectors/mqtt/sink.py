@@ -54,8 +54,8 @@ class MqttSinkTask(SinkTask[MqttSinkSettings]):
         self.client = new_client(settings, f"kanal-{context.task_id}")
         self.client.max_inflight_messages_set(IN_FLIGHT)
         connect(self.client, settings)
-        self.fixed_topic = ("${" not in settings.topic_template
-                            and settings.topic_template)
+        self.fixed_topic = "" if "${" in settings.topic_template else settings.topic_template
+        """The one topic of every record when the template has no placeholder."""
 
     def write(self, batch: SinkBatch) -> None:
         settings = self.settings

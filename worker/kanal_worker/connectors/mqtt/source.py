@@ -81,7 +81,8 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         self.window = min(RECEIVE_MAXIMUM, settings.buffer_capacity)
         """The most unacknowledged messages the broker sends (MQTT 5 Receive Maximum)."""
         self.subscribed = threading.Event()
-        self.failure: str | None = None
+        self.failure: Exception | None = None
+        """What the network thread met that the task must fail with."""
         self.client = new_client(settings, self.client_id, manual_ack=True)
         self.client.on_message = self._received
         self.client.on_subscribe = self._subscribed
@@ -92,7 +93,7 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         while True:
             try:
                 connect(self.client, self.settings, self._connected, self._disconnected,
-                        self.window)
+                        self.window, self._refused)
                 break
             except RetriableError as exc:
                 if time.monotonic() >= deadline:
@@ -103,7 +104,7 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
             raise ConnectError(f"the broker did not answer the subscription to "
                                f"{self.filters} within {self.settings.connect_timeout_seconds}s")
         if self.failure is not None:
-            raise ConfigError("mqtt.topics", self.failure)
+            raise self.failure
 
     def _connected(self, session_present: bool) -> None:
         if self.persistent and not session_present and self.connection > 0:
@@ -119,8 +120,11 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         for topic, reason in zip(self.filters, reasons, strict=False):
             problem = subscribe_error(reason, topic)
             if problem is not None:
-                self.failure = problem
+                self.failure = ConfigError("mqtt.topics", problem)
         self.subscribed.set()
+
+    def _refused(self, error: Exception) -> None:
+        self.failure = error
 
     def _disconnected(self) -> None:
         with self.lock:
@@ -137,7 +141,7 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
 
     def poll(self) -> list[SourceRecord]:
         if self.failure is not None:
-            raise ConfigError("mqtt.topics", self.failure)
+            raise self.failure
         with self.lock:
             if not self.buffer:
                 self.lock.wait(self.settings.empty_timeout_ms / 1000)
