@@ -154,8 +154,12 @@ def mqtt_publish(url: str, topic: str, lines_file: str, count: int) -> None:
     started = time.monotonic()
     client = mqtt_client(url)
     first, cpu_first = time.monotonic(), time.process_time()
-    sent = [client.publish(topic, value, qos=1) for value in values]
-    for info in sent:
+    sent: list[Any] = []
+    for n, value in enumerate(values):
+        if n >= 10000:  # at most 10,000 unacknowledged, as the MQTT sink (message ids)
+            sent[n - 10000].wait_for_publish(600)
+        sent.append(client.publish(topic, value, qos=1))
+    for info in sent[-10000:]:
         info.wait_for_publish(600)
     done, cpu_done = time.monotonic(), time.process_time()
     client.disconnect()

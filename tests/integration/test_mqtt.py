@@ -201,6 +201,7 @@ def test_crashes_and_a_broker_restart_lose_no_message(
         messages = consume_until(kafka, topic, wanted, timeout=180)
     finally:
         assert run.stop() == 0
+        forget_sessions(url, name)
     copies: dict[tuple[int, int], list[bool]] = {}
     for message in messages:
         value = orjson.loads(message.value())
@@ -219,7 +220,7 @@ def test_crashes_and_a_broker_restart_lose_no_message(
 
 
 @pytest.fixture
-def herder(kafka: str) -> Iterator[StandaloneHerder]:
+def herder(kafka: str, mqtt_env: dict[str, str]) -> Iterator[StandaloneHerder]:
     herder = StandaloneHerder({"bootstrap.servers": kafka, "offset.flush.interval.ms": "500",
                                "key.converter": "StringConverter",
                                "value.converter": "StringConverter", "listeners": ""},
@@ -227,7 +228,25 @@ def herder(kafka: str) -> Iterator[StandaloneHerder]:
     try:
         yield herder
     finally:
+        names = herder.connectors()
         herder.stop_all()
+        forget_sessions(mqtt_env["KANAL_MQTT_URL"], *names)
+
+
+def forget_sessions(url: str, *connectors: str) -> None:
+    """End the persistent sessions the connectors' tasks left on the broker (a clean
+    start discards a session)."""
+    for name in connectors:
+        for task in (0, 1):
+            connected = threading.Event()
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"kanal-{name}-{task}",
+                            protocol=mqtt.MQTTv5)
+            c.on_connect = lambda *_args: connected.set()  # noqa: B023 - used at once
+            c.connect(*broker(url), clean_start=True)
+            c.loop_start()
+            connected.wait(10)
+            c.disconnect()
+            c.loop_stop()
 
 
 def test_sink_publishes_each_record_once_to_its_topic(
@@ -240,7 +259,7 @@ def test_sink_publishes_each_record_once_to_its_topic(
     subscriber = client(url, "subscriber")
     subscriber.on_message = lambda _c, _u, message: received.append(message)
     subscriber.subscribe(f"kanal-{unique}/#", qos=1)
-    keys = [f"VH-{n % 5:04d}".encode() for n in range(count)]
+    keys: list[bytes | None] = [f"VH-{n % 5:04d}".encode() for n in range(count)]
     produce(kafka, topic, [f"reading {n}".encode() for n in range(count)], keys=keys)
     herder.put_connector(f"mqtt-sink-{unique}", {
         "connector.class": "io.confluent.connect.mqtt.MqttSinkConnector", "tasks.max": "1",

@@ -170,6 +170,7 @@ def publish_over_mqtt(url: str, count: int, *, rate: float = 0, seed: int = 42,
     from paho.mqtt.enums import CallbackAPIVersion
 
     from kanal_worker.connectors.mqtt.settings import server
+    from kanal_worker.connectors.mqtt.sink import OUTSTANDING
 
     target = server(url)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -183,11 +184,13 @@ def publish_over_mqtt(url: str, count: int, *, rate: float = 0, seed: int = 42,
     client.loop_start()
     start_ms = int(time.time() * 1000) - count * step_ms
     started = time.monotonic()
-    sent = []
+    sent: list[mqtt.MQTTMessageInfo] = []
     for seq in range(count):
         value = reading(seed, seq, vehicles, start_ms, step_ms)
         if not step_ms:
             value["timestamp"] = int(time.time() * 1000)
+        if seq >= OUTSTANDING:  # message ids are 16 bits: keep most of them free
+            sent[seq - OUTSTANDING].wait_for_publish(60)
         sent.append(client.publish(topic.format(**value), dumps(value), qos))
         if rate:
             ahead = (seq + 1) / rate - (time.monotonic() - started)
@@ -195,7 +198,7 @@ def publish_over_mqtt(url: str, count: int, *, rate: float = 0, seed: int = 42,
                 time.sleep(ahead)
         if progress is not None and (seq + 1) % 1000 == 0:
             progress(seq + 1)
-    for info in sent:
+    for info in sent[-OUTSTANDING:]:
         info.wait_for_publish(60)
     client.disconnect()
     client.loop_stop()

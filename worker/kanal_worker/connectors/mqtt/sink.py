@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import paho.mqtt.client as mqtt
 
@@ -27,6 +28,10 @@ from kanal_worker.converters.json import dumps
 IN_FLIGHT = 1000
 """Messages sent and not yet acknowledged by the broker (Paho's default of 20 leaves the
 connection idle while it waits for acknowledgements)."""
+OUTSTANDING = 10000
+"""Messages handed to the client and not yet acknowledged: well below the 65535 message
+ids of MQTT, which Paho refuses to reuse while a message holds one (it would drop the
+new message)."""
 
 
 def mqtt_topic(template: str, record: SinkRecord) -> str:
@@ -59,7 +64,8 @@ class MqttSinkTask(SinkTask[MqttSinkSettings]):
 
     def write(self, batch: SinkBatch) -> None:
         settings = self.settings
-        sent: list[mqtt.MQTTMessageInfo] = []
+        deadline = time.monotonic() + settings.publish_timeout_seconds
+        outstanding: deque[mqtt.MQTTMessageInfo] = deque()
         failures: list[tuple[object, BaseException]] = []
         for record in batch:
             topic = self.fixed_topic or mqtt_topic(settings.topic_template, record)
@@ -74,27 +80,31 @@ class MqttSinkTask(SinkTask[MqttSinkSettings]):
             except DataError as exc:
                 failures.append((record, exc))
                 continue
-            sent.append(self.client.publish(topic, body, settings.qos, settings.retain))
-        self._wait(sent)
+            if len(outstanding) >= OUTSTANDING:
+                self._wait(outstanding.popleft(), deadline, len(batch))
+            outstanding.append(self.client.publish(topic, body, settings.qos, settings.retain))
+        for info in outstanding:
+            self._wait(info, deadline, len(batch))
         if failures:
             raise RecordWriteError(failures)
 
-    def _wait(self, sent: list[mqtt.MQTTMessageInfo]) -> None:
-        deadline = time.monotonic() + self.settings.publish_timeout_seconds
+    def _wait(self, info: mqtt.MQTTMessageInfo, deadline: float, batch: int) -> None:
+        """Return once the broker acknowledged ``info``'s message; RetriableError when it
+        did not by ``deadline`` or the client could not send it."""
         try:
-            for info in sent:
-                left = deadline - time.monotonic()
-                if not info.is_published() and left > 0:
-                    info.wait_for_publish(left)
-                if not info.is_published():
-                    raise RetriableError(
-                        f"the broker did not acknowledge the batch's {len(sent)} messages "
-                        f"within mqtt.publish.timeout.seconds="
-                        f"{self.settings.publish_timeout_seconds}; it is published again")
+            left = deadline - time.monotonic()
+            if not info.is_published() and left > 0:
+                info.wait_for_publish(left)
+            published = info.is_published()
         except (RuntimeError, ValueError) as exc:
-            # not connected (the client reconnects by itself) or its queue is full
+            # not connected (the client reconnects by itself), or no message id free
             raise RetriableError(f"cannot publish to the broker ({exc}); the batch is "
                                  "published again") from None
+        if not published:
+            raise RetriableError(
+                f"the broker did not acknowledge the batch of {batch} records within "
+                f"mqtt.publish.timeout.seconds={self.settings.publish_timeout_seconds}; it is "
+                "published again")
 
     def stop(self) -> None:
         self.client.disconnect()
