@@ -69,8 +69,13 @@ mqtt_install() {
     return 1
   }
   version=$(_mqtt_version)
-  [[ -n $version ]] || {
-    fail "mqtt: no mosquitto package known to apt; run apt-get update"
+  if [[ -z $version || $version == "(none)" ]] && ((EUID == 0)); then
+    say "mqtt: apt-get update (apt knows no mosquitto package yet)"
+    apt-get update -q >/dev/null 2>&1
+    version=$(_mqtt_version)
+  fi
+  [[ -n $version && $version != "(none)" ]] || {
+    fail "mqtt: no mosquitto package known to apt; run apt-get update (as root)"
     return 1
   }
   home="$KANAL_CACHE/mqtt/$version"
