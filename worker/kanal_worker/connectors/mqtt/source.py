@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
@@ -47,6 +47,19 @@ RECEIVE_MAXIMUM = 65535
 """The most unacknowledged messages MQTT 5 lets a client ask for."""
 
 
+class Received(NamedTuple):
+    """A message as the task keeps it until ``poll``: Paho's message object carries its
+    MQTT 5 properties (kilobytes each), too much for a window of tens of thousands."""
+
+    connection: int
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    retain: bool
+    dup: bool
+
+
 def share_group(settings: MqttSourceSettings, task_id: str) -> str:
     """The shared subscription group of the tasks, or "" to subscribe plainly."""
     if settings.share_group:
@@ -74,7 +87,7 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         another message once acknowledged, what a lost connection left unacknowledged. At
         QoS 2 the broker has released the message (PUBREC) and waits for its PUBCOMP on
         whichever connection comes next."""
-        self.buffer: deque[tuple[int, mqtt.MQTTMessage]] = deque()
+        self.buffer: deque[Received] = deque()
         self.polled: list[tuple[int, int, int]] = []
         """(connection, message id, QoS) of each message returned by ``poll``, acknowledged
         in ``commit``."""
@@ -131,12 +144,14 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
             self.connection += 1
             if self.persistent:
                 # the broker sends these again on the next connection
-                self.buffer = deque(item for item in self.buffer if item[1].qos != 1)
+                self.buffer = deque(item for item in self.buffer if item.qos != 1)
 
     def _received(self, _client: mqtt.Client, _userdata: Any,
                   message: mqtt.MQTTMessage) -> None:
         with self.lock:
-            self.buffer.append((self.connection, message))
+            self.buffer.append(Received(self.connection, message.topic, bytes(message.payload),
+                                        message.mid, message.qos, bool(message.retain),
+                                        bool(message.dup)))
             self.lock.notify()
 
     def poll(self) -> list[SourceRecord]:
@@ -147,23 +162,23 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
                 self.lock.wait(self.settings.empty_timeout_ms / 1000)
             taken = [self.buffer.popleft()
                      for _ in range(min(len(self.buffer), self.settings.batch_size))]
-            self.polled.extend((connection, message.mid, message.qos)
-                               for connection, message in taken if message.qos > 0)
+            self.polled.extend((message.connection, message.mid, message.qos)
+                               for message in taken if message.qos > 0)
             waiting = len(self.polled)
         if waiting * 2 >= self.window:
             # the broker stops sending when the window is full of unacknowledged messages
             self.context.request_commit()
         now = int(time.time() * 1000)
-        return [self._record(message, now) for _, message in taken]
+        return [self._record(message, now) for message in taken]
 
-    def _record(self, message: mqtt.MQTTMessage, now: int) -> SourceRecord:
+    def _record(self, message: Received, now: int) -> SourceRecord:
         return SourceRecord(
             topic=self.settings.kafka_topic, key=message.topic, key_schema=STRING,
             value=message.payload, value_schema=BYTES, timestamp=now,
             headers=[Header("mqtt.message.id", message.mid, INT32),
                      Header("mqtt.qos", message.qos, INT32),
-                     Header("mqtt.retained", bool(message.retain), BOOLEAN),
-                     Header("mqtt.duplicate", bool(message.dup), BOOLEAN)],
+                     Header("mqtt.retained", message.retain, BOOLEAN),
+                     Header("mqtt.duplicate", message.dup, BOOLEAN)],
             source_partition=self.partition,
             source_offset={"mqtt.message.id": message.mid})
 
