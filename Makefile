@@ -9,6 +9,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo   - start the local real stack and run the telemetry pipeline"
+	@echo "              (DEMO_ARGS=--mqtt: the vehicles publish over MQTT)"
 	@echo "make test   - lint, types, import contracts and every test (starts what they need)"
 	@echo "make image  - build the kanal:<version> image (Docker or podman) and its archive"
 	@echo "make lock   - regenerate requirements.lock from pyproject.toml"
@@ -38,7 +39,7 @@ image:
 	dev/image.sh build
 
 demo: venv
-	$(PYTHON) -m dev.demo
+	$(PYTHON) -m dev.demo $(DEMO_ARGS)
 
 bench: venv  ## Kanal against Apache Connect and the raw limits (bench/README.md)
 	$(PYTHON) -m bench.run $(BENCH_ARGS)

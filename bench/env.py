@@ -24,6 +24,9 @@ class Stack:
     kube: Mapping[str, str] | None
     """``KUBECTL`` and ``KUBECONFIG`` of the real kube-apiserver."""
     opensearch: str | None = None
+    """``http://host:port`` of the OpenSearch node."""
+    mqtt: str | None = None
+    """``tcp://host:port`` of mosquitto."""
 
 
 def stack(*services: str) -> Stack:
@@ -36,7 +39,8 @@ def stack(*services: str) -> Stack:
                  kube={key: env[key] for key in ("KUBECTL", "KUBECONFIG")}
                  if "k8s" in services else None,
                  opensearch=env.get("KANAL_OPENSEARCH_URL") if "opensearch" in services
-                 else None)
+                 else None,
+                 mqtt=env.get("KANAL_MQTT_URL") if "mqtt" in services else None)
 
 
 def scratch() -> Path:

@@ -68,11 +68,19 @@ class Sample:
         return self.active_records / self.active_s if self.active_s > 0 else 0.0
 
     @property
+    def rate_from_launch(self) -> float:
+        """Records per second from launch to the last record: fair where a system works
+        before its first record shows (a source that buffers while it starts)."""
+        elapsed = self.startup_s + self.active_s
+        return self.records / elapsed if elapsed > 0 and self.ok else 0.0
+
+    @property
     def cpu_per_million(self) -> float:
         return self.cpu_s / self.active_records * 1e6 if self.active_records else 0.0
 
     def as_json(self) -> dict[str, Any]:
         return {**asdict(self), "rate": round(self.rate, 1),
+                "rate_from_launch": round(self.rate_from_launch, 1),
                 "cpu_per_million": round(self.cpu_per_million, 3)}
 
 

@@ -4,6 +4,8 @@
     python -m bench.raw produce BOOTSTRAP TOPIC LINES_FILE
     python -m bench.raw upload CONNECTION_STRING CONTAINER FILE_JSON
     python -m bench.raw bulk URL INDEX LINES_FILE BATCH IN_FLIGHT
+    python -m bench.raw mqtt-publish MQTT_URL TOPIC LINES_FILE COUNT
+    python -m bench.raw mqtt-subscribe MQTT_URL CLIENT_ID FILTER COUNT
 
 Each prints one JSON object: when the first and the last record moved (monotonic
 seconds since the start), CPU seconds at those moments and the peak resident memory.
@@ -152,6 +154,74 @@ def bulk(url: str, index: str, lines_file: str, batch: int, in_flight: int) -> N
     done, cpu_done = time.monotonic(), time.process_time()
     client.close()
     _report(started, first, cpu_first, done, cpu_done, count, 0)
+def mqtt_client(url: str, client_id: str = "", persistent: bool = False,
+                 on_message: Any = None) -> Any:
+    """A Paho MQTT 5 client connected to ``url`` (tcp://host:port), its network thread
+    running; ``persistent`` resumes the session ``client_id`` left on the broker."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    host, port = url.removeprefix("tcp://").rsplit(":", 1)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5)
+    properties = Properties(PacketTypes.CONNECT)
+    if persistent:
+        properties.SessionExpiryInterval = 0xFFFFFFFF
+    client.max_inflight_messages_set(1000)  # as the MQTT sink
+    client.on_message = on_message  # before connecting: a resumed session sends at once
+    client.connect(host, int(port), clean_start=not persistent, properties=properties)
+    client.loop_start()
+    return client
+
+
+def mqtt_publish(url: str, topic: str, lines_file: str, count: int) -> None:
+    """The first ``count`` lines of a file published at QoS 1, every one acknowledged by the
+    broker: the limit of the MQTT sink."""
+    with open(lines_file, "rb") as handle:
+        values = handle.read().splitlines()[:count]
+    started = time.monotonic()
+    client = mqtt_client(url)
+    first, cpu_first = time.monotonic(), time.process_time()
+    sent: list[Any] = []
+    for n, value in enumerate(values):
+        if n >= 10000:  # at most 10,000 unacknowledged, as the MQTT sink (message ids)
+            sent[n - 10000].wait_for_publish(600)
+        sent.append(client.publish(topic, value, qos=1))
+    for info in sent[-10000:]:
+        info.wait_for_publish(600)
+    done, cpu_done = time.monotonic(), time.process_time()
+    client.disconnect()
+    client.loop_stop()
+    _report(started, first, cpu_first, done, cpu_done, len(values), 0)
+
+
+def mqtt_subscribe(url: str, client_id: str, topic_filter: str, count: int) -> None:
+    """Receive ``count`` messages at QoS 1 from the session ``client_id`` (acknowledged as
+    they arrive, touching nothing but their number): the limit of the MQTT source."""
+    import threading
+
+    received = 0
+    first = cpu_first = 0.0
+    all_in = threading.Event()
+
+    def on_message(*_args: Any) -> None:
+        nonlocal received, first, cpu_first
+        if not received:
+            first, cpu_first = time.monotonic(), time.process_time()
+        received += 1
+        if received >= count:
+            all_in.set()
+
+    started = time.monotonic()
+    client = mqtt_client(url, client_id, persistent=True, on_message=on_message)
+    client.subscribe(topic_filter, qos=1)
+    all_in.wait(600)
+    done, cpu_done = time.monotonic(), time.process_time()
+    client.disconnect()
+    client.loop_stop()
+    _report(started, first, cpu_first, done, cpu_done, received, 1)
 
 
 def main(argv: list[str]) -> None:
@@ -164,6 +234,10 @@ def main(argv: list[str]) -> None:
         upload(args[0], args[1], args[2])
     elif command == "bulk":
         bulk(args[0], args[1], args[2], int(args[3]), int(args[4]))
+    elif command == "mqtt-publish":
+        mqtt_publish(args[0], args[1], args[2], int(args[3]))
+    elif command == "mqtt-subscribe":
+        mqtt_subscribe(args[0], args[1], args[2], int(args[3]))
     else:
         raise SystemExit(__doc__)
 

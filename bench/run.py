@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import control, search, sources, storage, web
+from bench import control, mqtt, search, sources, storage, web
 from bench.env import RESULTS, scratch, stack
 from bench.measure import Sample
 from bench.report import Summary, machine, stamp, table, write
@@ -107,6 +107,11 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         summary.paired_ratio("B5 search sink", "json", "kanal", "B5 search sink", "json",
                              "raw bulk", "cpu_per_million"), "(lower is better)",
         lambda r: r <= 1)
+    for variant in ("subscribe", "publish"):
+        add(f"B5 mqtt {variant}: Kanal / raw paho records/s from launch",
+            summary.paired_ratio("B5 mqtt", variant, "kanal", "B5 mqtt", variant, "paho",
+                                 field="rate_from_launch"),
+            ">= 0.5 (the client's limit)", lambda r: r >= 0.5)
     for system in ("kanal", "apache"):
         add(f"scale {system}: 2 tasks / 1 task records/s",
             summary.paired_ratio("scale 2 task(s)", "passthrough", system, "scale 1 task(s)",
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         services.append("k8s")
     if "B5" in wanted:
         services.append("opensearch")
+        services.append("mqtt")
     print(f"bench: starting {', '.join(services)}", flush=True)
     env = stack(*services)
     workload = ensure(env.bootstrap, args.records)
@@ -157,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         if "B5" in wanted and env.opensearch:
             steps.append(("B5 search", partial(search.b5, workload, env.bootstrap, env.opensearch,
                                         run, workdir)))
+        if "B5" in wanted and env.mqtt:
+            steps.append(("B5 mqtt", partial(mqtt.b5, workload, env.bootstrap, env.mqtt, run,
+                                        workdir)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
         for name, step in steps:

@@ -3,24 +3,32 @@
 generator → Kafka (vehicle.telemetry) → speeding router → vehicle.speeding →
 Azure Blob Storage sink (Azurite) in hourly JSON folders. Shows progress while it runs,
 then where the files are and a few of them.
+
+`make demo DEMO_ARGS=--mqtt`: the vehicles publish their readings over MQTT (mosquitto)
+instead, the MQTT source brings them into vehicle.telemetry, and the sink keeps the
+speeding ones (a Filter with the same predicate) in the same hourly folders.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 from azure.storage.blob import BlobServiceClient
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from dev.stack_env import stack_env
+from kanal_worker.connectors.telemetry import publish_over_mqtt, reading
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "demo"
@@ -28,6 +36,9 @@ KANAL = str(Path(sys.executable).parent / "kanal")
 CONTAINER = "telemetry"
 GENERATED = 60000
 TIMEOUT_SECONDS = 180
+SEED, VEHICLES, STEP_MS, RATE = 42, 200, 300, 6000
+"""The generator's settings in examples/demo/telemetry-generator.properties."""
+MQTT_SOURCE = ROOT / "examples" / "mqtt" / "mqtt-source.properties"
 
 
 def fresh_topics(bootstrap: str) -> None:
@@ -52,16 +63,6 @@ def fresh_container(connection: str) -> BlobServiceClient:
     return service
 
 
-def topic_total(bootstrap: str, topic: str) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kanal-demo-probe"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                   for p in partitions)
-    finally:
-        consumer.close()
-
-
 def exported(service: BlobServiceClient) -> int:
     container = service.get_container_client(CONTAINER)
     if not container.exists():
@@ -70,25 +71,74 @@ def exported(service: BlobServiceClient) -> int:
                for b in container.list_blobs())
 
 
-def run_pipeline(env: dict[str, str], workdir: Path, service: BlobServiceClient) -> None:
+def mqtt_sink_config(workdir: Path) -> Path:
+    """The demo's Azure sink reading vehicle.telemetry and keeping the speeding readings
+    (the MQTT source writes their JSON unchanged, so the router's predicate, which needs
+    the parsed value, runs on the sink's side)."""
+    definition = json.loads((EXAMPLES / "azure-blob-sink.json").read_text())
+    definition["config"].update({
+        "topics": "vehicle.telemetry",
+        "transforms": "speedingOnly",
+        "transforms.speedingOnly.type": "org.apache.kafka.connect.transforms.Filter",
+        "transforms.speedingOnly.predicate": "isSpeeding",
+        "transforms.speedingOnly.negate": "true",
+        "predicates": "isSpeeding",
+        "predicates.isSpeeding.type": "FieldValueMatches",
+        "predicates.isSpeeding.field": "speed_kmh",
+        "predicates.isSpeeding.operator": "gt",
+        "predicates.isSpeeding.value": "120"})
+    path = workdir / "azure-blob-sink-mqtt.json"
+    path.write_text(json.dumps(definition, indent=2))
+    return path
+
+
+def tasks_running(connector: str, tasks: int) -> bool:
+    try:
+        with urllib.request.urlopen(
+                f"http://127.0.0.1:8083/connectors/{connector}/status", timeout=5) as reply:
+            status = json.load(reply)
+    except OSError:
+        return False
+    return [t["state"] for t in status["tasks"]] == ["RUNNING"] * tasks
+
+
+def vehicles_publish(url: str) -> threading.Thread:
+    """The vehicles: the generator's readings over MQTT, once the source subscribed."""
+    def publish() -> None:
+        deadline = time.monotonic() + 60
+        while not tasks_running("mqtt-source", 2) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        publish_over_mqtt(url, GENERATED, rate=RATE, seed=SEED, vehicles=VEHICLES,
+                          step_ms=STEP_MS)
+    thread = threading.Thread(target=publish, daemon=True)
+    thread.start()
+    return thread
+
+
+def run_pipeline(env: dict[str, str], workdir: Path, service: BlobServiceClient,
+                 mqtt_url: str | None) -> None:
     """Run until every speeding reading is in a committed blob (or the timeout)."""
-    bootstrap = env["KANAL_BOOTSTRAP_SERVERS"]
     worker = workdir / "worker.properties"
     worker.write_text((EXAMPLES / "worker.properties").read_text() +
                       f"offset.storage.file.filename={workdir / 'offsets.json'}\n")
-    args = [KANAL, "standalone", str(worker), str(EXAMPLES / "telemetry-generator.properties"),
-            str(EXAMPLES / "azure-blob-sink.json")]
+    if mqtt_url is None:
+        connectors = [EXAMPLES / "telemetry-generator.properties",
+                      EXAMPLES / "azure-blob-sink.json"]
+    else:
+        connectors = [MQTT_SOURCE, mqtt_sink_config(workdir)]
+    args = [KANAL, "standalone", str(worker), *map(str, connectors)]
     print(f"$ kanal {' '.join(args[1:])}\n", flush=True)
     child_env = {**os.environ, "AZURITE_ACCOUNT_KEY": env["AZURITE_ACCOUNT_KEY"]}
     process = subprocess.Popen(args, env=child_env)
+    if mqtt_url is not None:
+        vehicles_publish(mqtt_url)
+    speeding = sum(reading(SEED, seq, VEHICLES, 0, STEP_MS)["speed_kmh"] > 120
+                   for seq in range(GENERATED))
     try:
         deadline = time.monotonic() + TIMEOUT_SECONDS
         while time.monotonic() < deadline and process.poll() is None:
             time.sleep(3)
-            produced = (topic_total(bootstrap, "vehicle.telemetry") +
-                        topic_total(bootstrap, "vehicle.speeding"))
-            if produced >= GENERATED and exported(service) >= topic_total(
-                    bootstrap, "vehicle.speeding"):
+            if exported(service) >= speeding:
                 break
     finally:
         if process.poll() is None:
@@ -96,8 +146,8 @@ def run_pipeline(env: dict[str, str], workdir: Path, service: BlobServiceClient)
             process.wait(60)
     if process.returncode not in (0, None):
         raise SystemExit(f"kanal standalone exited with {process.returncode}")
-    speeding = topic_total(bootstrap, "vehicle.speeding")
-    print(f"\n{GENERATED} readings generated, {speeding} of them speeding "
+    how = "published over MQTT" if mqtt_url else "generated"
+    print(f"\n{GENERATED} readings {how}, {speeding} of them speeding "
           f"(> 120 km/h), {exported(service)} exported to Azure Blob Storage.")
 
 
@@ -116,11 +166,16 @@ def show(service: BlobServiceClient) -> None:
 
 
 def main() -> None:
-    env = stack_env("kafka", "azurite")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mqtt", action="store_true",
+                        help="the vehicles publish over MQTT; the MQTT source brings them in")
+    args = parser.parse_args()
+    env = stack_env("kafka", "azurite", *(["mqtt"] if args.mqtt else []))
     fresh_topics(env["KANAL_BOOTSTRAP_SERVERS"])
     service = fresh_container(env["AZURITE_CONNECTION_STRING"])
     with tempfile.TemporaryDirectory(prefix="kanal-demo-") as workdir:
-        run_pipeline(env, Path(workdir), service)
+        run_pipeline(env, Path(workdir), service,
+                     env["KANAL_MQTT_URL"] if args.mqtt else None)
     show(service)
 
 

@@ -47,6 +47,10 @@ def test_quick_bench_measures_every_system_and_writes_results(
         ("B5 http source", "pages of 500", "httpx"),
         ("B5 search sink", "json", "kanal"),
         ("B5 search sink", "json", "raw bulk"),
+        ("B5 mqtt", "subscribe", "kanal"),
+        ("B5 mqtt", "subscribe", "paho"),
+        ("B5 mqtt", "publish", "kanal"),
+        ("B5 mqtt", "publish", "paho"),
     ]
     for key in expected:
         assert key in rows, f"{key} missing; rows: {sorted(rows)}"

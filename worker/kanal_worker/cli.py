@@ -241,6 +241,34 @@ def plugins_command() -> None:
             typer.echo(f"{info.kind:<10} {name:<40} {aliases}")
 
 
+@app.command("telemetry")
+def telemetry_command(
+    mqtt: Annotated[str, typer.Option(
+        help="Publish over MQTT to this broker (tcp://host:port), as vehicles would.")],
+    count: Annotated[int, typer.Option(help="Readings to publish.")] = 10000,
+    rate: Annotated[float, typer.Option(help="Readings per second; 0: as fast as "
+                                              "possible.")] = 0,
+    seed: Annotated[int, typer.Option(help="Same seed, same readings.")] = 42,
+    vehicles: Annotated[int, typer.Option(help="Number of distinct vehicles.")] = 100,
+    step_ms: Annotated[int, typer.Option(help="Milliseconds between readings' timestamps "
+                                                 "(ending now); 0: the wall clock.")] = 0,
+    qos: Annotated[int, typer.Option(min=0, max=2, help="MQTT quality of service.")] = 1,
+    topic: Annotated[str, typer.Option(help="MQTT topic of each reading; {vehicle_id} "
+                                            "is put in.")] = "vehicles/{vehicle_id}/telemetry",
+) -> None:
+    """Publish the vehicle-telemetry generator's readings (JSON) over MQTT."""
+    from kanal_worker.api.errors import ConnectError
+    from kanal_worker.connectors.telemetry import publish_over_mqtt
+
+    try:
+        published = publish_over_mqtt(
+            mqtt, count, rate=rate, seed=seed, vehicles=vehicles, step_ms=step_ms, qos=qos,
+            topic=topic, progress=lambda n: typer.echo(f"{n} readings published"))
+    except (ConnectError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"{published} readings published to {mqtt}")
+
+
 @app.command("version")
 def version_command() -> None:
     """Print the Kanal version."""

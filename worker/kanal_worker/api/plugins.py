@@ -54,6 +54,10 @@ class SourceTaskContext(Protocol):
     def offset(self, source_partition: Mapping[str, Any]) -> dict[str, Any] | None:
         """The last committed offset for ``source_partition``, or None."""
 
+    def request_commit(self) -> None:
+        """Ask for an offset commit (and so ``SourceTask.commit``) after the next poll, e.g.
+        when the external system waits for acknowledgements before it sends more."""
+
 
 class SinkTask(ABC, Generic[S]):
     """Writes batches of records to an external system.

@@ -2,17 +2,20 @@
 
 Record ``n`` of a seed is always the same (a counter-based generator, no hidden
 state), so a resumed task continues the exact sequence and tests can predict every
-record.
+record. The readings go to Kafka (VehicleTelemetrySource) or, as the vehicles of the
+story would send them, over MQTT (``publish_over_mqtt``, the ``kanal telemetry``
+command) for the MQTT source to bring in.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
 from kanal_worker.api import (
+    ConnectError,
     Settings,
     SourceConnector,
     SourceRecord,
@@ -21,6 +24,7 @@ from kanal_worker.api import (
     setting,
 )
 from kanal_worker.api.schema import FLOAT64, INT64, STRING, struct
+from kanal_worker.converters.json import dumps
 
 MASK = (1 << 64) - 1
 
@@ -153,3 +157,49 @@ class VehicleTelemetrySourceConnector(SourceConnector[TelemetrySettings]):
 
     def task_configs(self, config: Mapping[str, str], max_tasks: int) -> list[dict[str, str]]:
         return [{**config, "generator.stride": str(max_tasks)} for _ in range(max_tasks)]
+
+
+def publish_over_mqtt(url: str, count: int, *, rate: float = 0, seed: int = 42,
+                      vehicles: int = 100, step_ms: int = 0, qos: int = 1,
+                      topic: str = "vehicles/{vehicle_id}/telemetry",
+                      progress: Callable[[int], None] | None = None) -> int:
+    """Publish readings 0..count-1 as JSON, each to ``topic`` with the reading's fields
+    put in (``{vehicle_id}``), at ``rate`` per second (0: as fast as the broker takes
+    them). Returns once the broker acknowledged them all (QoS 1 and 2)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from kanal_worker.connectors.mqtt.settings import server
+    from kanal_worker.connectors.mqtt.sink import OUTSTANDING
+
+    target = server(url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    if target.tls:
+        client.tls_set()
+    try:
+        client.connect(target.host, target.port)
+    except OSError as exc:
+        raise ConnectError(f"cannot reach the MQTT broker {url}: {exc}") from None
+    client.loop_start()
+    start_ms = int(time.time() * 1000) - count * step_ms
+    started = time.monotonic()
+    sent: list[mqtt.MQTTMessageInfo] = []
+    for seq in range(count):
+        value = reading(seed, seq, vehicles, start_ms, step_ms)
+        if not step_ms:
+            value["timestamp"] = int(time.time() * 1000)
+        if seq >= OUTSTANDING:  # message ids are 16 bits: keep most of them free
+            sent[seq - OUTSTANDING].wait_for_publish(60)
+        sent.append(client.publish(topic.format(**value), dumps(value), qos))
+        if rate:
+            ahead = (seq + 1) / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        if progress is not None and (seq + 1) % 1000 == 0:
+            progress(seq + 1)
+    for info in sent[-OUTSTANDING:]:
+        info.wait_for_publish(60)
+    client.disconnect()
+    client.loop_stop()
+    return count

@@ -39,6 +39,9 @@ class Context:
     def offset(self, source_partition: Mapping[str, Any]) -> dict[str, Any] | None:
         return self._runner.offsets.get(self._runner.id.connector, dict(source_partition))
 
+    def request_commit(self) -> None:
+        self._runner.commit_requested = True
+
 
 class SourceTaskRunner(TaskRunner):
     def __init__(self, task_id: TaskId, config: Mapping[str, str], worker: Mapping[str, str],
@@ -54,6 +57,7 @@ class SourceTaskRunner(TaskRunner):
         self.delivery_error: KafkaError | None = None
         self.active_topics: set[str] = set()
         """Topics records were produced to (``GET /connectors/{name}/topics``)."""
+        self.commit_requested = False
 
     def execute(self) -> None:
         settings: SourceSettings = SourceSettings.parse(self.config)
@@ -123,7 +127,8 @@ class SourceTaskRunner(TaskRunner):
                 self._send(records)
             else:
                 self.producer.poll(0.05)
-            if time.monotonic() >= next_commit:
+            if time.monotonic() >= next_commit or self.commit_requested:
+                self.commit_requested = False
                 self._commit()
                 next_commit = time.monotonic() + interval
 
