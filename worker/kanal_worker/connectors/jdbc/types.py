@@ -8,6 +8,11 @@ BYTES as BYTEA/BLOB, STRING as TEXT (MySQL: VARCHAR(256) in a key, where TEXT ca
 be), arrays of primitives as PostgreSQL arrays; arrays elsewhere, maps and nested
 structs as JSON.
 
+SQL → Connect (``connect_column``, ``result_types``) is what the source reads with,
+Confluent's rules: integers by width, NUMERIC/DECIMAL as Connect Decimal unless
+``numeric.mapping`` asks for primitives, DATE/TIME/TIMESTAMP as Connect's logical types,
+binary as bytes, everything else as a string.
+
 Schemaless values (JSON without a schema) get a ``ValueKind`` from the value itself;
 ``widen`` is the one rule for a column that sees values of two kinds: a column only
 grows (integer to double, anything to text), so every value it held still fits.
@@ -15,10 +20,35 @@ grows (integer to double, anything to text), so every value it held still fits.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import uuid
+from collections.abc import Callable
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
 
-from kanal_worker.api.schema import DATE, DECIMAL, DECIMAL_SCALE, TIME, TIMESTAMP, Schema, Type
+import orjson
+
+from kanal_worker.api.errors import ConnectError
+from kanal_worker.api.schema import (
+    BOOLEAN,
+    BYTES,
+    DATE,
+    DECIMAL,
+    DECIMAL_SCALE,
+    FLOAT32,
+    FLOAT64,
+    INT8,
+    INT16,
+    INT32,
+    INT64,
+    STRING,
+    TIME,
+    TIMESTAMP,
+    Schema,
+    Type,
+)
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -170,3 +200,198 @@ def mysql_key_type(column_type: sa.types.TypeEngine[Any]) -> sa.types.TypeEngine
     if isinstance(column_type, sa.LargeBinary):
         return sa.VARBINARY(MYSQL_KEY_BYTES_LENGTH)
     return column_type
+
+
+# -- SQL -> Connect: what the source reads --------------------------------------------
+
+NumericMapping = Literal["none", "precision_only", "best_fit", "best_fit_eager_double"]
+ToConnect = Callable[[Any], Any]
+MAX_INTEGER_PRECISION = 18
+"""Digits a NUMERIC may have to fit a Connect integer (Confluent's limit)."""
+
+
+def decimal_schema(scale: int) -> Schema:
+    return Schema(Type.BYTES, name=DECIMAL, version=1, parameters={DECIMAL_SCALE: str(scale)})
+
+
+TIMESTAMP_SCHEMA = Schema(Type.INT64, name=TIMESTAMP, version=1)
+DATE_SCHEMA = Schema(Type.INT32, name=DATE, version=1)
+TIME_SCHEMA = Schema(Type.INT32, name=TIME, version=1)
+
+
+def connect_column(column_type: sa.types.TypeEngine[Any], nullable: bool,
+                   numeric_mapping: NumericMapping, zone: ZoneInfo
+                   ) -> tuple[Schema, ToConnect | None]:
+    """The Connect schema of a column and how its values become Connect values (None:
+    the driver's value already is one)."""
+    schema, convert = _connect_mapping(column_type, numeric_mapping, zone)
+    return (schema.with_(optional=True) if nullable else schema), convert
+
+
+def _connect_mapping(column_type: sa.types.TypeEngine[Any], numeric_mapping: NumericMapping,
+                     zone: ZoneInfo) -> tuple[Schema, ToConnect | None]:
+    import sqlalchemy as sa
+
+    name = type(column_type).__name__.upper()
+    if isinstance(column_type, sa.Boolean):
+        return BOOLEAN, None
+    if name == "YEAR":
+        return INT16, _to_int
+    if isinstance(column_type, sa.Integer):
+        if name == "TINYINT":
+            return INT8, None
+        if isinstance(column_type, sa.SmallInteger):
+            return INT16, None
+        if isinstance(column_type, sa.BigInteger) or getattr(column_type, "unsigned",
+                                                                   False):
+            return INT64, None
+        return INT32, None
+    if isinstance(column_type, sa.Float):
+        if name in ("REAL", "FLOAT") and not isinstance(column_type, sa.Double):
+            return FLOAT32, _to_float
+        return FLOAT64, _to_float
+    if isinstance(column_type, sa.Numeric):
+        return _numeric(column_type.precision, column_type.scale, numeric_mapping)
+    if isinstance(column_type, sa.DateTime):
+        return TIMESTAMP_SCHEMA, _timestamp_reader(zone)
+    if isinstance(column_type, sa.Date):
+        return DATE_SCHEMA, None
+    if isinstance(column_type, sa.Time):
+        return TIME_SCHEMA, _time
+    if isinstance(column_type, sa.types._Binary) or name == "BIT":
+        return BYTES, _to_bytes
+    return STRING, _to_text
+
+
+def _numeric(precision: int | None, scale: int | None,
+             mapping: NumericMapping) -> tuple[Schema, ToConnect | None]:
+    if precision is None or precision == 0:
+        # an unconstrained NUMERIC has no fixed scale for a Connect Decimal: its exact
+        # text unless primitives are asked for
+        if mapping in ("best_fit", "best_fit_eager_double"):
+            return FLOAT64, _to_float
+        return STRING, _to_text
+    scale = scale or 0
+    if mapping == "best_fit_eager_double" and scale > 0:
+        return FLOAT64, _to_float
+    if mapping != "none" and scale <= 0 and precision <= MAX_INTEGER_PRECISION:
+        return _integer_of_precision(precision), _to_int
+    if mapping in ("best_fit", "best_fit_eager_double") and precision <= MAX_INTEGER_PRECISION:
+        return FLOAT64, _to_float
+    return decimal_schema(scale), _to_decimal(scale)
+
+
+def _integer_of_precision(precision: int) -> Schema:
+    if precision > 9:
+        return INT64
+    if precision > 4:
+        return INT32
+    if precision > 2:
+        return INT16
+    return INT8
+
+
+def _to_float(value: Any) -> float:
+    return float(value)
+
+
+def _to_int(value: Any) -> int:
+    return int(value)
+
+
+def _to_decimal(scale: int) -> ToConnect:
+    quantum = decimal.Decimal(1).scaleb(-scale)
+
+    def convert(value: Any) -> decimal.Decimal:
+        return decimal.Decimal(value).quantize(quantum)
+    return convert
+
+
+def _timestamp_reader(zone: ZoneInfo) -> ToConnect:
+    """A column value as an aware UTC datetime: naive values are of ``db.timezone``."""
+    def convert(value: Any) -> dt.datetime:
+        moment: dt.datetime = dt.datetime.fromisoformat(value) if isinstance(value, str) \
+            else value  # SQLite keeps timestamps as text
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        return moment.astimezone(dt.UTC)
+    return convert
+
+
+def _time(value: Any) -> dt.time:
+    if isinstance(value, dt.timedelta):  # MySQL's TIME is a duration
+        seconds = int(value.total_seconds()) % 86_400
+        return dt.time(seconds // 3600, seconds // 60 % 60, seconds % 60, value.microseconds)
+    result: dt.time = value.replace(tzinfo=None)
+    return result
+
+
+def _to_bytes(value: Any) -> bytes:
+    return bytes(value)
+
+
+def _to_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).decode()
+    return str(value)
+
+
+POSTGRES_TYPES = {
+    "bool": "Boolean", "int2": "SmallInteger", "int4": "Integer", "int8": "BigInteger",
+    "float4": "REAL", "float8": "Double", "date": "Date", "time": "Time", "timetz": "Time",
+    "timestamp": "DateTime", "timestamptz": "DateTime", "bytea": "LargeBinary",
+}
+"""psycopg's type names → the SQLAlchemy types ``connect_column`` maps."""
+MYSQL_TYPES = {
+    1: "TINYINT", 2: "SmallInteger", 3: "Integer", 9: "Integer", 8: "BigInteger", 13: "YEAR",
+    4: "REAL", 5: "Double", 10: "Date", 11: "Time", 7: "DateTime", 12: "DateTime", 16: "BIT",
+}
+"""PyMySQL's field type codes → the SQLAlchemy (or MySQL dialect) types."""
+MYSQL_DECIMALS = (0, 246)
+MYSQL_BINARY_CAPABLE = (249, 250, 251, 252, 253, 254)
+"""Blob and string field types: binary data when their character set is ``binary``."""
+
+
+def result_types(dialect: str, description: Any) -> list[tuple[sa.types.TypeEngine[Any], bool]]:
+    """Column types and nullability of a query's result, from what the driver reports
+    (query mode: no table to reflect). Unknown types read as strings."""
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import mysql
+
+    def named(name: str) -> sa.types.TypeEngine[Any]:
+        found_type: type[sa.types.TypeEngine[Any]] = getattr(mysql, name, None) or \
+            getattr(sa, name)
+        return found_type()
+
+    found: list[tuple[sa.types.TypeEngine[Any], bool]] = []
+    if dialect == "postgresql":
+        from psycopg.postgres import types as pg_types
+
+        for column in description:
+            info = pg_types.get(column.type_code)
+            name = info.name if info is not None else ""
+            if name == "numeric":
+                found.append((sa.Numeric(column.precision, column.scale), True))
+            else:
+                found.append((named(POSTGRES_TYPES.get(name, "String")), True))
+        return found
+    if dialect in ("mysql", "mariadb"):
+        for _name, code, _display, size, precision, scale, null_ok in description:
+            if code in MYSQL_DECIMALS:
+                # pymysql reports the display length: digits, a sign and a point
+                digits = (precision or size or 0) - (1 if scale else 0) - 1
+                column_type: sa.types.TypeEngine[Any] = sa.Numeric(max(digits, 1), scale)
+            elif code in MYSQL_BINARY_CAPABLE:
+                column_type = sa.String()
+            else:
+                column_type = named(MYSQL_TYPES.get(code, "String"))
+            found.append((column_type, bool(null_ok)))
+        return found
+    raise ConnectError("query mode reads PostgreSQL and MySQL/MariaDB; read SQLite tables "
+                       "with table.whitelist instead")
