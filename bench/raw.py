@@ -3,6 +3,7 @@
     python -m bench.raw consume BOOTSTRAP TOPIC COUNT [SETTINGS_JSON]
     python -m bench.raw produce BOOTSTRAP TOPIC LINES_FILE
     python -m bench.raw upload CONNECTION_STRING CONTAINER FILE_JSON
+    python -m bench.raw select POSTGRES_DSN TABLE COUNT FETCH_ROWS
 
 Each prints one JSON object: when the first and the last record moved (monotonic
 seconds since the start), CPU seconds at those moments and the peak resident memory.
@@ -122,6 +123,24 @@ def upload(connection: str, container: str, plan_file: str) -> None:
     _report(started, first, cpu_first, done, cpu_done, total, 0, bytes=total)
 
 
+def select(dsn: str, table: str, count: int, fetch_rows: int) -> None:
+    """Every row of ``table`` through a server-side cursor, ``fetch_rows`` at a time (what
+    a source must at least do to read them)."""
+    import psycopg
+
+    started = time.monotonic()
+    seen = first_count = 0
+    first = cpu_first = 0.0
+    with psycopg.connect(dsn) as connection, connection.cursor(name="bench") as cursor:
+        cursor.execute(f"SELECT * FROM {table} ORDER BY seq")
+        while rows := cursor.fetchmany(fetch_rows):
+            if not seen:
+                first, cpu_first, first_count = time.monotonic(), time.process_time(), len(rows)
+            seen += len(rows)
+    done, cpu_done = time.monotonic(), time.process_time()
+    _report(started, first, cpu_first, done, cpu_done, seen, first_count)
+
+
 def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
     if command == "consume":
@@ -130,6 +149,8 @@ def main(argv: list[str]) -> None:
         produce(args[0], args[1], args[2])
     elif command == "upload":
         upload(args[0], args[1], args[2])
+    elif command == "select":
+        select(args[0], args[1], int(args[2]), int(args[3]))
     else:
         raise SystemExit(__doc__)
 

@@ -21,13 +21,14 @@ from typing import Any
 
 from bench import control, sources, storage
 from bench.env import RESULTS, scratch, stack
+from bench.jdbc_source import jdbc_source
 from bench.measure import Sample
 from bench.report import Summary, machine, stamp, table, write
 from bench.sinks import VARIANTS, b0, b1, scale
 from bench.systems import ConnectWorker, peer_pid
 from bench.workload import ensure
 
-ALL = ("B0", "B1", "B2", "B3", "B4", "scale")
+ALL = ("B0", "B1", "B2", "B3", "B4", "scale", "jdbc-source")
 B0_VARIANT = "kanal fetch settings"
 
 
@@ -92,6 +93,10 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         add(f"B3 {variant}: Kanal / raw produce records/s",
             summary.paired_ratio("B3 source", variant, "kanal", "B3 source", "file lines",
                                  "confluent-kafka"), "(higher is better)", lambda r: r >= 0.7)
+    add("jdbc source: Kanal / raw SELECT rows/s",
+        summary.paired_ratio("jdbc source", "postgres table", "kanal", "jdbc source",
+                             "postgres table", "psycopg SELECT"), "(higher is better)",
+        lambda r: r >= 0.5)
     for system in ("kanal", "apache"):
         add(f"scale {system}: 2 tasks / 1 task records/s",
             summary.paired_ratio("scale 2 task(s)", "passthrough", system, "scale 1 task(s)",
@@ -109,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         services.append("connect")
     if "B4" in wanted:
         services.append("k8s")
+    if "jdbc-source" in wanted:
+        services.append("postgres")
     print(f"bench: starting {', '.join(services)}", flush=True)
     env = stack(*services)
     workload = ensure(env.bootstrap, args.records)
@@ -137,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
                                         peer)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
+        if "jdbc-source" in wanted and env.postgres:
+            steps.append(("jdbc-source", partial(jdbc_source, workload, env.bootstrap,
+                                                 env.postgres, run, workdir)))
         for name, step in steps:
             print(f"bench: run {run}/{args.runs} {name}", flush=True)
             try:

@@ -322,7 +322,7 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
                      for (name, convert), item in zip(converters, row, strict=True)}
             if criteria.mode != "bulk":
                 offset = criteria.next_offset(offset, row_timestamp(value, columns),
-                                              row_incrementing(value, columns, reader.label))
+                                              row_incrementing(value, columns, reader))
             records.append(SourceRecord(
                 topic=reader.topic, value=value, value_schema=columns.schema,
                 source_partition=reader.partition, source_offset=offset.to_map()))
@@ -345,14 +345,14 @@ def row_timestamp(value: dict[str, Any], columns: Columns) -> dt.datetime | None
     return None
 
 
-def row_incrementing(value: dict[str, Any], columns: Columns, label: str) -> int | None:
+def row_incrementing(value: dict[str, Any], columns: Columns, reader: Reader) -> int | None:
     if columns.incrementing_index is None:
         return None
     name = columns.names[columns.incrementing_index]
     found = value[name]
     if found is None:
-        raise ConnectError(f"{label}: incrementing column {name} is NULL in a row; such rows "
-                           "cannot be ordered (make the column NOT NULL)")
+        raise ConnectError(f"{reader.label}: incrementing column {name} is NULL in a row; "
+                           "such rows cannot be ordered (make the column NOT NULL)")
     return int(found)
 
 

@@ -247,9 +247,10 @@ def _connect_mapping(column_type: sa.types.TypeEngine[Any], numeric_mapping: Num
             return INT64, None
         return INT32, None
     if isinstance(column_type, sa.Float):
+        # drivers return floats for floating-point columns
         if name in ("REAL", "FLOAT") and not isinstance(column_type, sa.Double):
-            return FLOAT32, _to_float
-        return FLOAT64, _to_float
+            return FLOAT32, None
+        return FLOAT64, None
     if isinstance(column_type, sa.Numeric):
         return _numeric(column_type.precision, column_type.scale, numeric_mapping)
     if isinstance(column_type, sa.DateTime):
