@@ -22,8 +22,10 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from dev.stack_env import STACK, stack_env
+from kanal_worker.config.properties import load_properties
 from kanal_worker.connectors.jdbc.database import parse_url
 from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
@@ -424,3 +426,34 @@ def test_database_restart_is_retried_with_backoff_and_loses_nothing(
     assert sorted(i for i, _ in found) == list(range(1, 801))
     engine.dispose()
 
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jdbc"
+
+
+def test_the_vehicles_example_reads_the_table_into_kafka(
+        postgres: Db, herder: StandaloneHerder, kafka: str) -> None:
+    """examples/jdbc as shipped: the table of vehicles.sql, the connector of
+    vehicles-source.properties (the same as the .json and the manifest), in a schema of
+    the test's own."""
+    schema = f"example_{uuid.uuid4().hex[:8]}"
+    postgres.execute(f"CREATE SCHEMA {schema}")
+    with postgres.engine.begin() as connection:
+        connection.exec_driver_sql(f"SET search_path TO {schema}")
+        connection.exec_driver_sql((EXAMPLES / "vehicles.sql").read_text())
+    config = load_properties(EXAMPLES / "vehicles-source.properties")
+    rest = orjson.loads((EXAMPLES / "vehicles-source.json").read_bytes())
+    manifest = yaml.safe_load((EXAMPLES / "vehicles-source.yaml").read_text())
+    assert rest["config"] == {k: v for k, v in config.items() if k != "name"}
+    assert {k: str(v) for k, v in manifest["spec"]["config"].items()
+            if k != "connection.url" and k != "connection.password"} == \
+        {k: v for k, v in config.items()
+         if k not in ("name", "tasks.max", "connector.class", "connection.url",
+                      "connection.password")}
+    config.update({"connection.url": postgres.jdbc_url, "connection.password":
+                   postgres.password, "schema.pattern": schema, "topic.prefix": f"{schema}."})
+    herder.put_connector(config.pop("name"), config)
+    found = payloads(kafka, f"{schema}.vehicles", 3)
+    assert sorted(p["payload"]["vehicle_id"] for p in found) == ["VH-0001", "VH-0002",
+                                                                 "VH-0003"]
+    assert found[0]["schema"]["name"] == "vehicles"
