@@ -412,25 +412,23 @@ deb_install() {
   say "$what: unpacked into $home ($((SECONDS - t0))s)"
 }
 
-# deb_libpath HOME: LD_LIBRARY_PATH for binaries unpacked by deb_install into HOME.
-deb_libpath() {
-  local d out=
-  for d in "$1"/root/usr/lib/*-linux-gnu "$1"/root/lib/*-linux-gnu; do
-    [[ -d $d ]] && out+="$d:"
+# deb_command HOME CMD...: sets DEB_COMMAND to CMD as the service runs it: with the
+# libraries deb_install unpacked into HOME, and as an unprivileged user when we are root
+# (servers such as PostgreSQL refuse root): in a user namespace of its own, as its uid
+# 65534, with no capabilities on this machine. Its files stay ours, so it reaches its
+# data under a root-only home ($KANAL_RUN) without any permission changed there. Every
+# step execs the next, so the command's pid is the server's.
+deb_command() {
+  local home=$1 dir libs=()
+  shift
+  for dir in "$home"/root/usr/lib/*-linux-gnu "$home"/root/lib/*-linux-gnu; do
+    [[ -d $dir ]] && libs+=("$dir")
   done
-  printf '%s\n' "$out${LD_LIBRARY_PATH:-}"
-}
-
-# ---------------------------------------------------------------- unprivileged user
-# as_service_user CMD...: run CMD as an unprivileged user when we are root (servers
-# such as PostgreSQL refuse root): in a user namespace of its own, as its uid 65534,
-# with no capabilities on this machine. Its files stay ours, so it reaches its data
-# under a root-only home ($KANAL_RUN) without changing any permission there.
-# As ourselves when we are not root.
-as_service_user() {
-  if ((EUID == 0)); then
-    unshare --user --map-user=65534 --map-group=65534 -- "$@"
-  else
-    "$@"
+  DEB_COMMAND=()
+  ((EUID == 0)) && DEB_COMMAND=(unshare --user --map-user=65534 --map-group=65534 --)
+  if ((${#libs[@]})); then
+    local IFS=:
+    DEB_COMMAND+=(env "LD_LIBRARY_PATH=${libs[*]}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
   fi
+  DEB_COMMAND+=("$@")
 }

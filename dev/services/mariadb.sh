@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # dev/stack service "mariadb": MariaDB 10.11 (Debian mariadb-server-core, unpacked into
 # $KANAL_CACHE/mariadb/10.11 by deb_install) on 127.0.0.1:13306, as an unprivileged
-# user (as_service_user). Row-based binary log on, for change data capture. User,
+# user (deb_command). Row-based binary log on, for change data capture. User,
 # password and database are "kanal" (all privileges); tests create their own
 # databases and tables with unique names.
 #
@@ -29,14 +29,14 @@ _mariadb_cmd() {
   local usr dir
   usr=$(_mariadb_root)
   dir="$KANAL_RUN/mariadb"
-  _MARIADB_CMD=(env "LD_LIBRARY_PATH=$(deb_libpath "$(_mariadb_home)")"
-    "$usr/sbin/mariadbd" --no-defaults --basedir="$usr" --datadir="$(_mariadb_data)"
-    --lc-messages-dir="$usr/share/mysql" --character-sets-dir="$usr/share/mysql/charsets"
-    --plugin-dir="$usr/lib/mysql/plugin" --tmpdir="$dir" --socket="$dir/mariadb.sock"
-    --pid-file="$(_mariadb_data)/mariadbd.pid" --bind-address="$KANAL_HOST" --port="$MARIADB_PORT"
-    --skip-name-resolve --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci
-    --max-connections=300 --innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=2
-    --server-id=1 --log-bin=mariadb-bin --binlog-format=ROW --expire-logs-days=1)
+  deb_command "$(_mariadb_home)" "$usr/sbin/mariadbd" --no-defaults --basedir="$usr" --datadir="$(_mariadb_data)" \
+    --lc-messages-dir="$usr/share/mysql" --character-sets-dir="$usr/share/mysql/charsets" \
+    --plugin-dir="$usr/lib/mysql/plugin" --tmpdir="$dir" --socket="$dir/mariadb.sock" \
+    --pid-file="$(_mariadb_data)/mariadbd.pid" --bind-address="$KANAL_HOST" --port="$MARIADB_PORT" \
+    --skip-name-resolve --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
+    --max-connections=300 --innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=2 \
+    --server-id=1 --log-bin=mariadb-bin --binlog-format=ROW --expire-logs-days=1
+  _MARIADB_CMD=("${DEB_COMMAND[@]}")
 }
 
 # _mariadb_init: the system tables and the kanal user and database, unless data/ has them.
@@ -58,7 +58,7 @@ _mariadb_init() {
     echo "DELETE FROM global_priv WHERE User='root' AND Host<>'localhost';"
     echo "INSERT INTO global_priv VALUES ('%', '$MARIADB_USER', JSON_SET(@all_privileges, '\$.plugin', 'mysql_native_password', '\$.authentication_string', PASSWORD('$MARIADB_PASSWORD')));"
     echo "CREATE DATABASE $MARIADB_DB;"
-  } | as_service_user "${_MARIADB_CMD[@]}" --bootstrap --log-warnings=0 >"$log" 2>&1; then
+  } | "${_MARIADB_CMD[@]}" --bootstrap --log-warnings=0 >"$log" 2>&1; then
     rm -rf "$data"
     fail "mariadb: creating the system tables failed; see $log"
     tail_log "$log"
@@ -95,8 +95,7 @@ mariadb_up() {
   _mariadb_cmd
   # The log line that wait_healthy looks for must be from this start.
   rm -f "$log"
-  daemon_start mariadb mariadb "$log" bash -c "$(declare -f as_service_user); as_service_user \"\$@\"" _ \
-    "${_MARIADB_CMD[@]}" || return 1
+  daemon_start mariadb mariadb "$log" "${_MARIADB_CMD[@]}" || return 1
   wait_healthy mariadb mariadb "$KANAL_MARIADB_UP_TIMEOUT" "$log" _mariadb_ready || return 1
   say "mariadb: ready on $KANAL_HOST:$MARIADB_PORT (pid $(daemon_pid mariadb mariadb))"
 }

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # dev/stack service "postgres": PostgreSQL 15 (Debian postgresql-15, unpacked into
 # $KANAL_CACHE/postgres/15 by deb_install) on 127.0.0.1:15432, TCP only, as an
-# unprivileged user (as_service_user). wal_level=logical with replication slots and
+# unprivileged user (deb_command). wal_level=logical with replication slots and
 # WAL senders for change data capture. User, password and database are "kanal";
 # tests create their own databases and tables with unique names.
 #
@@ -31,7 +31,8 @@ postgres_install() {
 _postgres_tool() {
   local name=$1
   shift
-  LD_LIBRARY_PATH=$(deb_libpath "$(_postgres_home)") as_service_user "$(_postgres_bin)/$name" "$@"
+  deb_command "$(_postgres_home)" "$(_postgres_bin)/$name" "$@"
+  "${DEB_COMMAND[@]}"
 }
 
 # _postgres_init DIR: a new cluster in DIR (superuser kanal/kanal, database kanal),
@@ -60,11 +61,11 @@ _postgres_init() {
 
 # _postgres_server_cmd DIR PORT: sets _POSTGRES_CMD, the server command line.
 _postgres_server_cmd() {
-  _POSTGRES_CMD=(env "LD_LIBRARY_PATH=$(deb_libpath "$(_postgres_home)")"
-    "$(_postgres_bin)/postgres" -D "$1" -p "$2"
-    -c listen_addresses="$KANAL_HOST" -c unix_socket_directories=
-    -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20
-    -c max_connections=300 -c fsync=off -c jit=off -c log_min_messages=warning)
+  deb_command "$(_postgres_home)" "$(_postgres_bin)/postgres" -D "$1" -p "$2" \
+    -c listen_addresses="$KANAL_HOST" -c unix_socket_directories= \
+    -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 \
+    -c max_connections=300 -c fsync=off -c jit=off -c log_min_messages=warning
+  _POSTGRES_CMD=("${DEB_COMMAND[@]}")
 }
 
 # Healthy: the log says so, and the port accepts.
@@ -96,8 +97,7 @@ postgres_up() {
   _postgres_server_cmd "$(_postgres_data)" "$POSTGRES_PORT"
   # The log line that wait_healthy looks for must be from this start.
   rm -f "$log"
-  daemon_start postgres postgres "$log" bash -c "$(declare -f as_service_user); as_service_user \"\$@\"" _ \
-    "${_POSTGRES_CMD[@]}" -c log_min_messages=log || return 1
+  daemon_start postgres postgres "$log" "${_POSTGRES_CMD[@]}" -c log_min_messages=log || return 1
   wait_healthy postgres postgres "$KANAL_POSTGRES_UP_TIMEOUT" "$log" _postgres_ready || return 1
   say "postgres: ready on $KANAL_HOST:$POSTGRES_PORT (pid $(daemon_pid postgres postgres))"
 }
@@ -130,5 +130,5 @@ postgres_run() {
   _postgres_init "$2" || return 1
   _postgres_server_cmd "$2" "$3"
   # exec: the caller's pid is the server's, so it can signal it directly.
-  exec bash -c "$(declare -f as_service_user); as_service_user \"\$@\"" _ "${_POSTGRES_CMD[@]}"
+  exec "${_POSTGRES_CMD[@]}"
 }

@@ -19,13 +19,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from pydantic import SecretStr, field_validator
 
 from kanal_worker.api import ConfigError, ConnectError, RetriableError, Settings, setting
 from kanal_worker.api.backoff import exponential_backoff
+from kanal_worker.converters.json import dumps
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -276,6 +277,26 @@ def connection_error(exc: BaseException, url: DatabaseUrl) -> ConnectError:
     return ConnectError(f"Database {url.display}: {message}")
 
 
+def _json_text(value: object) -> str:
+    """JSON columns get Kafka Connect's JSON of a value (the one JSON mapping: Decimal,
+    bytes, dates and times as JsonConverter writes them)."""
+    return dumps(value).decode()
+
+
+def _sqlite_transactions(engine: sa.Engine) -> None:
+    """Let SQLAlchemy, not the sqlite3 module, begin transactions, so that SAVEPOINT
+    and transactional DDL work (SQLAlchemy's documented recipe for pysqlite)."""
+    import sqlalchemy as sa
+
+    @sa.event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
 def _first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
@@ -294,10 +315,12 @@ class Database:
         self.url = settings.database_url()
         self.dialect: Dialect = self.url.dialect
         self.quote_identifiers = quote_identifiers
-        options: dict[str, object] = {"pool_pre_ping": True}
+        options: dict[str, object] = {"pool_pre_ping": True, "json_serializer": _json_text}
         if self.dialect != "sqlite":
             options.update(pool_size=2, max_overflow=2, pool_recycle=1800)
         self.engine = sa.create_engine(self.url.sqlalchemy_url(), **options)
+        if self.dialect == "sqlite":
+            _sqlite_transactions(self.engine)
         self._tables: dict[tuple[str | None, str], sa.Table] = {}
 
     def connect(self) -> sa.Connection:
@@ -338,7 +361,7 @@ class Database:
         """``name`` as the database should see it (``quote.sql.identifiers``)."""
         from sqlalchemy.sql.elements import quoted_name
 
-        return cast(str, quoted_name(name, True if self.quote_identifiers else None))
+        return cast(str, quoted_name(name, self.quote_identifiers))
 
     def split_name(self, name: str) -> tuple[str | None, str]:
         """``schema.table`` → (schema, table); SQLite has no schemas."""

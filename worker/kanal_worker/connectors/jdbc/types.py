@@ -181,7 +181,9 @@ def column_kind(column_type: sa.types.TypeEngine[Any]) -> ValueKind:
     if isinstance(column_type, sa.Boolean):
         return ValueKind.BOOLEAN
     if isinstance(column_type, sa.Integer):
-        # MySQL reports BOOLEAN columns as TINYINT(1): they take 0/1 and true/false alike
+        # MySQL creates BOOLEAN columns as TINYINT(1)
+        if getattr(column_type, "display_width", None) == 1:
+            return ValueKind.BOOLEAN
         return ValueKind.INTEGER
     if isinstance(column_type, sa.Float | sa.Numeric):
         return ValueKind.DOUBLE
