@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from dev.stack_env import STACK, stack_env
+from dev.stack_env import STACK
 from kanal_worker.config.properties import load_properties
 from kanal_worker.connectors.jdbc.database import parse_url
 from kanal_worker.runtime.offsets import MemoryOffsetStore
@@ -67,13 +67,12 @@ class Db:
                          f"VALUES (:v, 'Model S', 55.5, {self.now})", v=vehicle)
 
 
-def _database(name: str) -> Db:
+def _database(name: str, url_text: str) -> Db:
+    url = parse_url(url_text)
     if name == "postgres":
-        url = parse_url(stack_env("postgres", quiet=True)["KANAL_POSTGRES_URL"])
         return Db(name, sa.create_engine(url.sqlalchemy_url()),
                   f"jdbc:postgresql://{url.host}:{url.port}/{url.database}", url.user or "",
                   url.password or "", "SERIAL", "TIMESTAMP(3)", "CLOCK_TIMESTAMP()")
-    url = parse_url(stack_env("mariadb", quiet=True)["KANAL_MARIADB_URL"])
     return Db(name, sa.create_engine(url.sqlalchemy_url()),
               f"jdbc:mariadb://{url.host}:{url.port}/{url.database}", url.user or "",
               url.password or "", "INTEGER AUTO_INCREMENT", "DATETIME(3)", "NOW(3)")
@@ -81,14 +80,15 @@ def _database(name: str) -> Db:
 
 @pytest.fixture(scope="session", params=["postgres", "mariadb"])
 def db(request: pytest.FixtureRequest) -> Iterator[Db]:
-    database = _database(request.param)
+    """Each database of the catalogue (the ``postgres`` and ``mariadb`` fixtures' URLs)."""
+    database = _database(request.param, request.getfixturevalue(request.param))
     yield database
     database.engine.dispose()
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[Db]:
-    database = _database("postgres")
+def postgres_db(postgres: str) -> Iterator[Db]:
+    database = _database("postgres", postgres)
     yield database
     database.engine.dispose()
 
@@ -319,22 +319,22 @@ def test_bad_input_is_named_in_validate_and_in_the_task_status(
     assert "connection.password" in trace and "wrong-secret" not in trace
 
 
-def test_tables_are_found_and_spread_over_the_tasks(postgres: Db, herder: StandaloneHerder,
+def test_tables_are_found_and_spread_over_the_tasks(postgres_db: Db, herder: StandaloneHerder,
                                                     kafka: str) -> None:
     schema = f"fleet_{uuid.uuid4().hex[:8]}"
-    postgres.execute(f"CREATE SCHEMA {schema}")
+    postgres_db.execute(f"CREATE SCHEMA {schema}")
     tables = [f"{schema}.t{n}" for n in range(6)]
-    for table in tables:
-        postgres.vehicles(table)
-        postgres.insert(table, f"VH-{table}")
+    for n, table in enumerate(tables):
+        postgres_db.vehicles(table)
+        postgres_db.insert(table, f"VH-{n}")
     name = f"src-{schema}"
-    config = source_config(postgres, "", "incrementing", schema_pattern=schema,
+    config = source_config(postgres_db, "", "incrementing", schema_pattern=schema,
                            topic_prefix=f"{schema}-", tasks_max="3")
     config["table.whitelist"] = ""
     herder.put_connector(name, config)
     assert len(herder.task_configs(name)) == 3
     for n in range(6):
-        assert rows(kafka, f"{schema}-t{n}", 1) == [(1, f"VH-{schema}.t{n}")]
+        assert rows(kafka, f"{schema}-t{n}", 1) == [(1, f"VH-{n}")]
 
 
 def free_port() -> int:
@@ -385,7 +385,7 @@ class ThrowawayPostgres:
 
 
 @pytest.fixture
-def throwaway(tmp_path: Path, postgres: Db) -> Iterator[ThrowawayPostgres]:
+def throwaway(tmp_path: Path, postgres_db: Db) -> Iterator[ThrowawayPostgres]:
     server = ThrowawayPostgres(tmp_path / "pg")
     server.start()
     try:
@@ -432,13 +432,13 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "jdbc"
 
 
 def test_the_vehicles_example_reads_the_table_into_kafka(
-        postgres: Db, herder: StandaloneHerder, kafka: str) -> None:
+        postgres_db: Db, herder: StandaloneHerder, kafka: str) -> None:
     """examples/jdbc as shipped: the table of vehicles.sql, the connector of
     vehicles-source.properties (the same as the .json and the manifest), in a schema of
     the test's own."""
     schema = f"example_{uuid.uuid4().hex[:8]}"
-    postgres.execute(f"CREATE SCHEMA {schema}")
-    with postgres.engine.begin() as connection:
+    postgres_db.execute(f"CREATE SCHEMA {schema}")
+    with postgres_db.engine.begin() as connection:
         connection.exec_driver_sql(f"SET search_path TO {schema}")
         connection.exec_driver_sql((EXAMPLES / "vehicles.sql").read_text())
     config = load_properties(EXAMPLES / "vehicles-source.properties")
@@ -450,8 +450,8 @@ def test_the_vehicles_example_reads_the_table_into_kafka(
         {k: v for k, v in config.items()
          if k not in ("name", "tasks.max", "connector.class", "connection.url",
                       "connection.password")}
-    config.update({"connection.url": postgres.jdbc_url, "connection.password":
-                   postgres.password, "schema.pattern": schema, "topic.prefix": f"{schema}."})
+    config.update({"connection.url": postgres_db.jdbc_url, "connection.password":
+                   postgres_db.password, "schema.pattern": schema, "topic.prefix": f"{schema}."})
     herder.put_connector(config.pop("name"), config)
     found = payloads(kafka, f"{schema}.vehicles", 3)
     assert sorted(p["payload"]["vehicle_id"] for p in found) == ["VH-0001", "VH-0002",

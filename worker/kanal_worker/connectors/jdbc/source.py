@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kanal_worker.api import (
@@ -80,7 +80,6 @@ class Reader:
     columns: Columns | None = None
     connection: Connection | None = None
     result: CursorResult[Any] | None = None
-    reflected: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -172,9 +171,7 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
         rows = reader.result.fetchmany(self.settings.batch_max_rows)
         records = self._records(reader, rows)
         if len(rows) < self.settings.batch_max_rows:
-            assert reader.connection is not None
-            reader.connection.commit()
-            reader.close()
+            reader.close()  # a read-only transaction: its rollback ends it
             reader.last_run = time.monotonic()
             self.current = None
         return records
@@ -291,7 +288,10 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
         assert reader.result is not None
         s = self.settings
         if reader.table is not None:
-            reflected = reflect_columns(connection, reader.table)
+            assert self.db is not None
+            # a connection of its own: MySQL's streamed result holds this one
+            with self.db.connect() as other:
+                reflected = reflect_columns(other, reader.table)
             types = [(reflected[n]["type"], reflected[n]["nullable"]) if n in reflected
                      else (sa.types.NullType(), True) for n in names]
         else:
