@@ -6,6 +6,8 @@ transaction's rows, a database restart is retried, bad input is named."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
+import decimal
 import os
 import shutil
 import signal
@@ -27,11 +29,14 @@ import yaml
 from dev.stack_env import STACK
 from kanal_worker.config.properties import load_properties
 from kanal_worker.connectors.jdbc.database import parse_url
+from kanal_worker.connectors.jdbc.source import JdbcSourceConnector, JdbcSourceTask
+from kanal_worker.converters.avro import AvroConverter
 from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration.standalone import wait_for
 from tests.kafka_helpers import consume_all
+from tests.unit.test_converters_avro import MemoryRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -457,3 +462,69 @@ def test_the_vehicles_example_reads_the_table_into_kafka(
     assert sorted(p["payload"]["vehicle_id"] for p in found) == ["VH-0001", "VH-0002",
                                                                  "VH-0003"]
     assert found[0]["schema"]["name"] == "vehicles"
+
+
+TYPED_COLUMNS = {
+    "postgres": ("small SMALLINT NOT NULL, whole INTEGER, big BIGINT, amount NUMERIC(8,3), "
+                 "ratio REAL, precise DOUBLE PRECISION, flag BOOLEAN, day DATE, clock TIME(3), "
+                 "at TIMESTAMP(3), zoned TIMESTAMPTZ, raw BYTEA, note TEXT, ref UUID, "
+                 "doc JSONB",
+                 "1, 2, 3, 12.345, 1.5, 2.25, TRUE, '2026-12-06', '08:30:15.250', "
+                 "'2026-12-06 08:30:15.250', '2026-12-06 09:30:15.250+01', '\\x0102', 'hi', "
+                 "'9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d', '{\"a\": 1}'"),
+    "mariadb": ("small SMALLINT NOT NULL, whole INTEGER, big BIGINT, amount DECIMAL(8,3), "
+                "ratio FLOAT, precise DOUBLE, flag TINYINT, day DATE, clock TIME(3), "
+                "at DATETIME(3), zoned TIMESTAMP(3) NULL, raw BLOB, note TEXT, ref CHAR(36), "
+                "doc JSON",
+                "1, 2, 3, 12.345, 1.5, 2.25, 1, '2026-12-06', '08:30:15.250', "
+                "'2026-12-06 08:30:15.250', '2026-12-06 08:30:15.250', x'0102', 'hi', "
+                "'9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d', '{\"a\": 1}'"),
+}
+
+
+def test_column_types_become_connect_types_that_avro_carries(db: Db) -> None:
+    """Rows read by the task itself (no Kafka) and written and read back by the
+    AvroConverter: the table's types survive as Avro's."""
+    table = table_name()
+    columns, values = TYPED_COLUMNS[db.name]
+    db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, {columns})")
+    db.execute(f"INSERT INTO {table} VALUES (1, {values})")
+    config = source_config(db, table, "bulk", tables=table)
+    task = JdbcSourceTask(JdbcSourceConnector.settings.parse(config), NoOffsets())
+    task.start()
+    try:
+        records: list[Any] = []
+        wait_for(lambda: bool(records.extend(task.poll()) or records), 30, "the row")
+    finally:
+        task.stop()
+    [record] = records
+    schema = record.value_schema
+    types = {f.name: (f.schema.name or f.schema.type.value, f.schema.optional)
+             for f in schema.fields}
+    assert types["small"] == ("int16", False)
+    assert types["whole"] == ("int32", True) and types["big"] == ("int64", True)
+    assert types["amount"] == ("org.apache.kafka.connect.data.Decimal", True)
+    assert types["ratio"] == ("float32", True) and types["precise"] == ("float64", True)
+    assert types["day"][0] == "org.apache.kafka.connect.data.Date"
+    assert types["clock"][0] == "org.apache.kafka.connect.data.Time"
+    assert types["at"][0] == types["zoned"][0] == "org.apache.kafka.connect.data.Timestamp"
+    assert types["raw"][0] == "bytes" and types["note"][0] == types["ref"][0] == "string"
+    value = record.value
+    assert value["amount"] == decimal.Decimal("12.345")
+    assert value["at"] == value["zoned"] == dt.datetime(2026, 12, 6, 8, 30, 15, 250000,
+                                                        tzinfo=dt.UTC)
+    assert value["clock"] == dt.time(8, 30, 15, 250000)
+    assert value["raw"] == b"\x01\x02" and orjson.loads(value["doc"]) == {"a": 1}
+    avro = AvroConverter({"schema.registry.url": "http://registry:8081"}, False,
+                         registry=MemoryRegistry())
+    back = avro.to_connect("t", avro.from_connect("t", schema, value))
+    assert back.value["amount"] == decimal.Decimal("12.345")
+    assert back.value["at"] == value["at"] and back.value["day"] == value["day"]
+    assert back.value["ref"] == "9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"
+
+
+class NoOffsets:
+    task_id = "types-0"
+
+    def offset(self, partition: Any) -> None:
+        return None

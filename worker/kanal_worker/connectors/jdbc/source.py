@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+UTC_NAMES = frozenset({"UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Zulu"})
 SYSTEM_SCHEMAS = re.compile(r"^(pg_catalog|information_schema|pg_toast.*|pg_temp.*)$")
 
 
@@ -243,6 +244,9 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
         if dialect.name == "postgresql":
             # naive bounds and timestamptz columns meet in db.timezone
             connection.exec_driver_sql(f"SET TIME ZONE '{s.db_timezone}'")
+        elif dialect.name in ("mysql", "mariadb") and s.db_timezone in UTC_NAMES:
+            # TIMESTAMP columns are read in the session's zone: make it db.timezone's
+            connection.exec_driver_sql("SET time_zone = '+00:00'")
         if not reader.sql:
             reader.sql = self._sql(reader, connection)
         params: dict[str, Any] = {}
