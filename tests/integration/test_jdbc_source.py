@@ -34,7 +34,12 @@ from kanal_worker.converters.avro import AvroConverter
 from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.validation import errors_of, validate
-from tests.integration.standalone import wait_for
+from tests.integration.standalone import (
+    Standalone,
+    wait_for,
+    worker_properties,
+    write_properties,
+)
 from tests.kafka_helpers import consume_all
 from tests.unit.test_converters_avro import MemoryRegistry
 
@@ -528,3 +533,62 @@ class NoOffsets:
 
     def offset(self, partition: Any) -> None:
         return None
+
+
+def test_several_timestamp_columns_use_the_first_that_is_set(
+        db: Db, herder: StandaloneHerder, kafka: str) -> None:
+    table = table_name()
+    db.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, vehicle_id VARCHAR(16) "
+               f"NOT NULL, modified_at {db.timestamp} NULL, created_at {db.timestamp} "
+               "NOT NULL)")
+    db.execute(f"INSERT INTO {table} VALUES (1, 'VH-1', NULL, {db.now})",
+               f"INSERT INTO {table} VALUES (2, 'VH-2', {db.now}, {db.now})")
+    herder.put_connector(f"src-{table}", source_config(
+        db, table, "timestamp+incrementing", timestamp_column_name="modified_at,created_at"))
+    wait_rows(kafka, f"jdbc-{table}", 2)
+    db.execute(f"UPDATE {table} SET vehicle_id = 'VH-1b', modified_at = {db.now} WHERE id = 1")
+    found = wait_rows(kafka, f"jdbc-{table}", 3)
+    time.sleep(1)
+    found = rows(kafka, f"jdbc-{table}", 4, timeout=3)
+    assert sorted(found) == [(1, "VH-1"), (1, "VH-1b"), (2, "VH-2")]
+
+
+def test_a_killed_worker_resumes_without_repeats_with_exactly_once_sources(
+        postgres_db: Db, tmp_path: Path, kafka: str) -> None:
+    """`kanal standalone` SIGKILLed while it reads: records and offsets commit together,
+    so the topic holds every row once."""
+    total = 10_000  # read 10 per poll, each poll its own transaction
+    table = table_name()
+    postgres_db.vehicles(table)
+    postgres_db.execute(f"INSERT INTO {table} (vehicle_id) VALUES " +
+                        ",".join(f"('VH-{n}')" for n in range(total)))
+    worker = worker_properties(
+        tmp_path, kafka, **{"offset.storage.topic": f"offsets-{uuid.uuid4().hex[:8]}",
+                            "offset.storage.replication.factor": "1",
+                            "exactly.once.source.support": "enabled",
+                            "group.id": f"jdbc-eos-{table}",
+                            "value.converter": "org.apache.kafka.connect.json.JsonConverter"})
+    source = write_properties(tmp_path / "source.properties", {
+        "name": f"src-{table}",
+        **source_config(postgres_db, table, "incrementing", batch_max_rows="10",
+                        poll_interval_ms="100")})
+    log = tmp_path / "kanal.log"
+    topic = f"jdbc-{table}"
+    run = Standalone(worker, source, log=log).start().wait_running()
+    wait_for(lambda: len(consume_all(kafka, topic, 1, timeout=2,
+                                     isolation="read_committed")) > 0, 60,
+             "records before the kill")
+    run.kill()
+    before = len(consume_all(kafka, topic, total, timeout=3, isolation="read_committed"))
+    assert before < total, "the kill must come while rows are still being read"
+    final = Standalone(worker, source, log=log).start().wait_running()
+    try:
+        def ids() -> list[int]:
+            return [orjson.loads(m.value())["payload"]["id"] for m in consume_all(
+                kafka, topic, total + 1, timeout=5, isolation="read_committed")]
+        wait_for(lambda: len(ids()) >= total, 120, "every row committed")
+    finally:
+        assert final.stop() == 0
+    found = ids()
+    assert len(found) == total, "no row may appear twice"
+    assert sorted(found) == list(range(1, total + 1))
