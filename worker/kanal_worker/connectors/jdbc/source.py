@@ -317,13 +317,19 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
     def _records(self, reader: Reader, rows: Sequence[Sequence[Any]]) -> list[SourceRecord]:
         columns = reader.columns
         assert columns is not None
-        converters = list(zip(columns.names, columns.converters, strict=True))
+        names = columns.names
+        # only the columns whose driver values are not Connect values yet are converted
+        converted = [(index, names[index], convert)
+                     for index, convert in enumerate(columns.converters) if convert is not None]
         criteria = self.criteria
         records = []
         offset = reader.offset
         for row in rows:
-            value = {name: (convert(item) if convert is not None and item is not None else item)
-                     for (name, convert), item in zip(converters, row, strict=True)}
+            value = dict(zip(names, row, strict=True))
+            for index, name, convert in converted:
+                item = row[index]
+                if item is not None:
+                    value[name] = convert(item)
             if criteria.mode != "bulk":
                 offset = criteria.next_offset(offset, row_timestamp(value, columns),
                                               row_incrementing(value, columns, reader))
