@@ -592,3 +592,21 @@ def test_a_killed_worker_resumes_without_repeats_with_exactly_once_sources(
     found = ids()
     assert len(found) == total, "no row may appear twice"
     assert sorted(found) == list(range(1, total + 1))
+
+
+def test_an_empty_incrementing_column_is_each_tables_auto_increment_column(
+        db: Db, herder: StandaloneHerder, kafka: str) -> None:
+    first, second = table_name(), table_name()
+    db.execute(f"CREATE TABLE {first} (id {db.serial} PRIMARY KEY, vehicle_id VARCHAR(16))",
+               f"CREATE TABLE {second} (vid {db.serial} PRIMARY KEY, vehicle_id VARCHAR(16))")
+    for table in (first, second):
+        db.execute(f"INSERT INTO {table} (vehicle_id) VALUES ('VH-1'), ('VH-2')")
+    config = source_config(db, f"{first},{second}", "incrementing",
+                           incrementing_column_name="")
+    herder.put_connector(f"src-{first}", config)
+    for table in (first, second):
+        found = payloads(kafka, f"jdbc-{table}", 2)
+        assert sorted(p["payload"]["vehicle_id"] for p in found) == ["VH-1", "VH-2"]
+    db.execute(f"INSERT INTO {second} (vehicle_id) VALUES ('VH-3')")
+    found = payloads(kafka, f"jdbc-{second}", 3)
+    assert sorted(p["payload"]["vehicle_id"] for p in found) == ["VH-1", "VH-2", "VH-3"]

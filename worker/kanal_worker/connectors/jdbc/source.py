@@ -9,6 +9,7 @@ the next query starts after the last row emitted, so nothing is missed or repeat
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -76,6 +77,8 @@ class Reader:
     partition: dict[str, Any]
     topic: str
     offset: Offset
+    criteria: Criteria
+    """The mode's columns (the incrementing one found per table when left empty)."""
     sql: str = ""
     last_run: float = -1e18
     columns: Columns | None = None
@@ -103,8 +106,7 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
         super().__init__(settings, context)
         self.db: Database | None = None
         self.readers: list[Reader] | None = None
-        self.criteria = Criteria(settings.mode, settings.incrementing_column or None,
-                                 tuple(settings.timestamp_columns))
+        self.criteria = configured_criteria(settings)
         self.next_listing = 0.0
         self.current: Reader | None = None
         self.initial_timestamp: dt.datetime | None = None
@@ -152,7 +154,7 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
                 raise ConfigError("table.whitelist", f"{reader.label} no longer exists; "
                                   "restore it or remove it from the configuration")
             columns = tuple(reflect_columns(connection, reader.table))
-        problems = column_problems(self.criteria, columns, reader.label)
+        problems = column_problems(reader.criteria, columns, reader.label)
         if problems:
             key, messages = next(iter(problems.items()))
             raise ConfigError(key, messages[0])
@@ -196,7 +198,8 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
         s = self.settings
         if s.query:
             return previous or [Reader(None, QUERY_PARTITION, s.topic_prefix,
-                                       Offset.from_map(self.context.offset(QUERY_PARTITION)))]
+                                       Offset.from_map(self.context.offset(QUERY_PARTITION)),
+                                       self.criteria)]
         assert self.db is not None
         with self.db.connect() as connection:
             listed = list_tables(connection, s)
@@ -226,7 +229,7 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
                 stored = (self.context.offset(table.partition())
                           or self.context.offset(table.legacy_partition()))
                 reader = Reader(table, table.partition(), s.topic_prefix + table.name,
-                                Offset.from_map(stored))
+                                Offset.from_map(stored), self.criteria)
             readers.append(reader)
         for gone in set(kept) - set(tables):
             log.info("Table %s is gone; no longer read", gone and gone.qualified)
@@ -249,13 +252,12 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
             connection.exec_driver_sql("SET time_zone = '+00:00'")
         if not reader.sql:
             reader.sql = self._sql(reader, connection)
-        params: dict[str, Any] = {}
-        if self.criteria.uses_timestamps or self.criteria.uses_incrementing:
+        end = None
+        if reader.criteria.uses_timestamps:
             end = database_now(connection) - dt.timedelta(milliseconds=s.timestamp_delay_ms)
-            begin = self.initial_timestamp or EPOCH
-            params = self.criteria.parameters(reader.offset, begin, end)
-            params = {k: in_zone(v, s) if isinstance(v, dt.datetime) else v
-                      for k, v in params.items()}
+        params = reader.criteria.parameters(reader.offset, self.initial_timestamp or EPOCH, end)
+        params = {k: in_zone(v, s) if isinstance(v, dt.datetime) else v
+                  for k, v in params.items()}
         reader.result = connection.execution_options(stream_results=True).execute(
             sa.text(reader.sql), params)
         names = tuple(reader.result.keys())
@@ -272,11 +274,10 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
             parts = [p for p in (reader.table.catalog, reader.table.schema, reader.table.name)
                      if p]
             base = "SELECT * FROM " + ".".join(quote(p) for p in parts)
-        criteria = self.criteria
+        criteria = reader.criteria
         if criteria.uses_incrementing and not criteria.incrementing:
-            criteria = self.criteria = Criteria(criteria.mode,
-                                                auto_increment_column(connection, reader),
-                                                criteria.timestamps)
+            criteria = reader.criteria = dataclasses.replace(
+                criteria, incrementing=auto_increment_column(connection, reader))
         sql = base + criteria.clause(quote)
         if s.query_suffix:
             sql += " " + s.query_suffix
@@ -305,14 +306,15 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
             schema, convert = connect_column(column_type, nullable, s.numeric_mapping, s.zone)
             fields.append((name, schema))
             converters.append(convert)
-        problems = column_problems(self.criteria, names, reader.label)
+        criteria = reader.criteria
+        problems = column_problems(criteria, names, reader.label)
         if problems:
             key, messages = next(iter(problems.items()))
             raise ConfigError(key, messages[0])
         return Columns(
             names, struct(fields, name=reader.table.name if reader.table else None), converters,
-            [names.index(c) for c in self.criteria.timestamps],
-            names.index(self.criteria.incrementing) if self.criteria.incrementing else None)
+            [names.index(c) for c in criteria.timestamps],
+            names.index(criteria.incrementing) if criteria.incrementing else None)
 
     def _records(self, reader: Reader, rows: Sequence[Sequence[Any]]) -> list[SourceRecord]:
         columns = reader.columns
@@ -321,7 +323,7 @@ class JdbcSourceTask(SourceTask[JdbcSourceSettings]):
         # only the columns whose driver values are not Connect values yet are converted
         converted = [(index, names[index], convert)
                      for index, convert in enumerate(columns.converters) if convert is not None]
-        criteria = self.criteria
+        criteria = reader.criteria
         records = []
         offset = reader.offset
         for row in rows:
@@ -460,6 +462,11 @@ def mode_problems(settings: JdbcSourceSettings) -> dict[str, list[str]]:
     return problems
 
 
+def configured_criteria(settings: JdbcSourceSettings) -> Criteria:
+    return Criteria(settings.mode, settings.incrementing_column or None,
+                    tuple(settings.timestamp_columns))
+
+
 def column_problems(criteria: Criteria, names: Sequence[str], label: str
                     ) -> dict[str, list[str]]:
     """Mode columns that the table or query lacks."""
@@ -479,8 +486,7 @@ def nullability_problems(settings: JdbcSourceSettings, table: TableId,
                          columns: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
     """validate.non.null: Confluent refuses mode columns that may be NULL."""
     problems: dict[str, list[str]] = {}
-    criteria = Criteria(settings.mode, settings.incrementing_column or None,
-                        tuple(settings.timestamp_columns))
+    criteria = configured_criteria(settings)
     inc = criteria.incrementing
     if criteria.uses_incrementing and inc and columns.get(inc, {}).get("nullable"):
         problems["incrementing.column.name"] = [
@@ -554,8 +560,7 @@ def _query_problems(connection: Connection, settings: JdbcSourceSettings
     except sa_exc.DBAPIError as exc:
         return {"query": [f"the query fails: {str(exc.orig or exc).strip().splitlines()[0]}"]}
     names = tuple(result.keys())
-    criteria = Criteria(settings.mode, settings.incrementing_column or None,
-                        tuple(settings.timestamp_columns))
+    criteria = configured_criteria(settings)
     return column_problems(criteria, names, "the query")
 
 
@@ -568,8 +573,7 @@ def _table_problems(connection: Connection, settings: JdbcSourceSettings
                                     "(as listed for table.types, schema.pattern and "
                                     "catalog.pattern); create them or correct the list"]}
     chosen = select_tables(listed, settings.table_whitelist, settings.table_blacklist)
-    criteria = Criteria(settings.mode, settings.incrementing_column or None,
-                        tuple(settings.timestamp_columns))
+    criteria = configured_criteria(settings)
     problems: dict[str, list[str]] = {}
     for table in chosen:
         columns = reflect_columns(connection, table)

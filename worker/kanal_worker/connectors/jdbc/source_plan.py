@@ -171,11 +171,11 @@ class Criteria:
         return self.mode in ("incrementing", "timestamp+incrementing")
 
     def parameters(self, offset: Offset, begin_default: dt.datetime,
-                   end: dt.datetime) -> dict[str, Any]:
-        """Bind values for ``clause``: timestamps as naive datetimes of the database's
-        zone, compared with the columns' values there."""
+                   end: dt.datetime | None) -> dict[str, Any]:
+        """Bind values for ``clause`` (``end``: the timestamp modes' upper bound)."""
         params: dict[str, Any] = {}
         if self.uses_timestamps:
+            assert end is not None, "the timestamp modes need an upper bound"
             params["begin"] = offset.timestamp or begin_default
             params["end"] = end
         if self.uses_incrementing:
