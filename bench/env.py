@@ -23,6 +23,8 @@ class Stack:
     kafka_classpath: str | None
     kube: Mapping[str, str] | None
     """``KUBECTL`` and ``KUBECONFIG`` of the real kube-apiserver."""
+    postgres: str | None = None
+    """postgresql://user:password@host:port/db of the real PostgreSQL."""
 
 
 def stack(*services: str) -> Stack:
@@ -33,7 +35,8 @@ def stack(*services: str) -> Stack:
                  peer_url=env.get("CONNECT_PEER_URL") if "connect" in services else None,
                  kafka_classpath=env.get("KANAL_KAFKA_CLASSPATH"),
                  kube={key: env[key] for key in ("KUBECTL", "KUBECONFIG")}
-                 if "k8s" in services else None)
+                 if "k8s" in services else None,
+                 postgres=env.get("KANAL_POSTGRES_URL") if "postgres" in services else None)
 
 
 def scratch() -> Path:

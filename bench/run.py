@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import control, sources, storage
+from bench import control, jdbc, sources, storage
 from bench.env import RESULTS, scratch, stack
 from bench.measure import Sample
 from bench.report import Summary, machine, stamp, table, write
@@ -27,7 +27,7 @@ from bench.sinks import VARIANTS, b0, b1, scale
 from bench.systems import ConnectWorker, peer_pid
 from bench.workload import ensure
 
-ALL = ("B0", "B1", "B2", "B3", "B4", "scale")
+ALL = ("B0", "B1", "B2", "B3", "B4", "B5", "scale")
 B0_VARIANT = "kanal fetch settings"
 
 
@@ -92,6 +92,10 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         add(f"B3 {variant}: Kanal / raw produce records/s",
             summary.paired_ratio("B3 source", variant, "kanal", "B3 source", "file lines",
                                  "confluent-kafka"), "(higher is better)", lambda r: r >= 0.7)
+    for method, system in jdbc.RAW_METHODS.items():
+        add(f"B5 jdbc: Kanal / {method} records/s",
+            summary.paired_ratio(jdbc.BENCH, jdbc.VARIANT, "kanal", jdbc.BENCH, jdbc.VARIANT,
+                                 system), "(higher is better)", lambda r: r >= 0.5)
     for system in ("kanal", "apache"):
         add(f"scale {system}: 2 tasks / 1 task records/s",
             summary.paired_ratio("scale 2 task(s)", "passthrough", system, "scale 1 task(s)",
@@ -109,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         services.append("connect")
     if "B4" in wanted:
         services.append("k8s")
+    if "B5" in wanted:
+        services.append("postgres")
     print(f"bench: starting {', '.join(services)}", flush=True)
     env = stack(*services)
     workload = ensure(env.bootstrap, args.records)
@@ -135,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         if "B3" in wanted:
             steps.append(("B3", partial(sources.b3, workload, env.bootstrap, run, workdir,
                                         peer)))
+        if "B5" in wanted and env.postgres:
+            steps.append(("B5", partial(jdbc.b5, workload, env.bootstrap, env.postgres, run,
+                                        workdir)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
         for name, step in steps:

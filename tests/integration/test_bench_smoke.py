@@ -41,6 +41,9 @@ def test_quick_bench_measures_every_system_and_writes_results(
         ("B3 source", "file lines", "confluent-kafka"),
         ("scale 2 task(s)", "passthrough", "kanal"),
         ("scale 2 task(s)", "passthrough", "apache"),
+        ("B5 jdbc sink", "postgresql", "kanal"),
+        ("B5 jdbc sink", "postgresql", "raw COPY"),
+        ("B5 jdbc sink", "postgresql", "raw executemany"),
     ]
     for key in expected:
         assert key in rows, f"{key} missing; rows: {sorted(rows)}"
