@@ -24,7 +24,7 @@ class Stack:
     kube: Mapping[str, str] | None
     """``KUBECTL`` and ``KUBECONFIG`` of the real kube-apiserver."""
     postgres: str | None = None
-    """``KANAL_POSTGRES_URL`` when the PostgreSQL benchmarks run."""
+    """postgresql://user:password@host:port/db of the real PostgreSQL."""
 
 
 def stack(*services: str) -> Stack:

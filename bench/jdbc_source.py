@@ -1,4 +1,4 @@
-"""jdbc-source: rows of a PostgreSQL table into Kafka by Kanal's JDBC source, against a
+"""B6: rows of a PostgreSQL table into Kafka by Kanal's JDBC source, against a
 raw psycopg ``SELECT`` fetching the same rows in batches of the same size.
 
 The table holds the workload's telemetry readings (``seq`` the incrementing column), filled
@@ -24,6 +24,7 @@ from bench.workload import PARTITIONS, SEED, START_MS, STEP_MS, VEHICLES, Worklo
 from kanal_worker.connectors.jdbc.database import parse_url
 from kanal_worker.connectors.telemetry import reading
 
+BENCH = "B6 jdbc source"
 FETCH_ROWS = 2000
 """Rows per fetch, for both: Kanal's batch.max.rows and the raw cursor's fetchmany."""
 COLUMNS = ("seq", "vehicle_id", "ts", "speed_kmh", "fuel_level", "lat", "lon")
@@ -38,7 +39,7 @@ def ensure_table(postgres_url: str, count: int) -> str:
     import psycopg
 
     table = table_name(count)
-    with psycopg.connect(_dsn(postgres_url), autocommit=True) as connection:
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
         found = connection.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
         if found and found[0]:
             rows = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
@@ -62,12 +63,6 @@ def ensure_table(postgres_url: str, count: int) -> str:
     return table
 
 
-def _dsn(postgres_url: str) -> str:
-    url = parse_url(postgres_url)
-    return (f"host={url.host} port={url.port} dbname={url.database} user={url.user} "
-            f"password={url.password}")
-
-
 def kanal_jdbc_source(workload: Workload, bootstrap: str, postgres_url: str, run: int,
                       workdir: Path) -> Sample:
     table = ensure_table(postgres_url, workload.records)
@@ -85,7 +80,7 @@ def kanal_jdbc_source(workload: Workload, bootstrap: str, postgres_url: str, run
                  "batch.max.rows": str(FETCH_ROWS), "poll.interval.ms": "1000",
                  "value.converter": "org.apache.kafka.connect.json.JsonConverter",
                  "value.converter.schemas.enable": "true"}
-    sample = Sample("jdbc source", "postgres table", "kanal", run, workload.records,
+    sample = Sample(BENCH, "postgres table", "kanal", run, workload.records,
                     note="JsonConverter with schemas")
     return measure_kanal(Kanal(workdir / name, bootstrap, [connector]), sample, bootstrap,
                          topic)
@@ -98,10 +93,10 @@ def create_topic(bootstrap: str, topic: str) -> None:
 
 def raw_select(workload: Workload, postgres_url: str, run: int) -> Sample:
     table = ensure_table(postgres_url, workload.records)
-    sample = Sample("jdbc source", "postgres table", "psycopg SELECT", run, workload.records,
+    sample = Sample(BENCH, "postgres table", "psycopg SELECT", run, workload.records,
                     note=f"server-side cursor, fetchmany({FETCH_ROWS})")
-    out = subprocess.run([sys.executable, "-m", "bench.raw", "select", _dsn(postgres_url),
-                          table, str(workload.records), str(FETCH_ROWS)],
+    out = subprocess.run([sys.executable, "-m", "bench.raw", "select", postgres_url,
+                          table, str(FETCH_ROWS)],
                          capture_output=True, text=True, timeout=workload.timeout, check=False)
     try:
         result = json.loads(out.stdout.strip().splitlines()[-1])

@@ -3,7 +3,8 @@
     python -m bench.raw consume BOOTSTRAP TOPIC COUNT [SETTINGS_JSON]
     python -m bench.raw produce BOOTSTRAP TOPIC LINES_FILE
     python -m bench.raw upload CONNECTION_STRING CONTAINER FILE_JSON
-    python -m bench.raw select POSTGRES_DSN TABLE COUNT FETCH_ROWS
+    python -m bench.raw select POSTGRES_URL TABLE FETCH_ROWS
+    python -m bench.raw copy|executemany POSTGRES_URL SOURCE_TABLE TARGET_TABLE
 
 Each prints one JSON object: when the first and the last record moved (monotonic
 seconds since the start), CPU seconds at those moments and the peak resident memory.
@@ -123,7 +124,7 @@ def upload(connection: str, container: str, plan_file: str) -> None:
     _report(started, first, cpu_first, done, cpu_done, total, 0, bytes=total)
 
 
-def select(dsn: str, table: str, count: int, fetch_rows: int) -> None:
+def select(url: str, table: str, fetch_rows: int) -> None:
     """Every row of ``table`` through a server-side cursor, ``fetch_rows`` at a time (what
     a source must at least do to read them)."""
     import psycopg
@@ -131,7 +132,7 @@ def select(dsn: str, table: str, count: int, fetch_rows: int) -> None:
     started = time.monotonic()
     seen = first_count = 0
     first = cpu_first = 0.0
-    with psycopg.connect(dsn) as connection, connection.cursor(name="bench") as cursor:
+    with psycopg.connect(url) as connection, connection.cursor(name="bench") as cursor:
         cursor.execute(f"SELECT * FROM {table} ORDER BY seq")
         while rows := cursor.fetchmany(fetch_rows):
             if not seen:
@@ -139,6 +140,32 @@ def select(dsn: str, table: str, count: int, fetch_rows: int) -> None:
             seen += len(rows)
     done, cpu_done = time.monotonic(), time.process_time()
     _report(started, first, cpu_first, done, cpu_done, seen, first_count)
+
+
+def load(method: str, url: str, source: str, target: str) -> None:
+    """The rows of ``source`` (read before the clock starts) into a new table like it, in
+    one transaction: by ``COPY`` or by ``executemany`` of 3,000-row INSERT batches."""
+    import psycopg
+
+    started = time.monotonic()
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(f'SELECT * FROM "{source}"').fetchall()
+        connection.execute(f'CREATE TABLE "{target}" (LIKE "{source}" INCLUDING ALL)')
+        connection.commit()
+        width = len(rows[0]) if rows else 0
+        first, cpu_first = time.monotonic(), time.process_time()
+        with connection.cursor() as cursor:
+            if method == "copy":
+                with cursor.copy(f'COPY "{target}" FROM STDIN') as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                insert = f'INSERT INTO "{target}" VALUES ({", ".join(["%s"] * width)})'
+                for start in range(0, len(rows), 3000):
+                    cursor.executemany(insert, rows[start:start + 3000])
+        connection.commit()
+        done, cpu_done = time.monotonic(), time.process_time()
+    _report(started, first, cpu_first, done, cpu_done, len(rows), 0)
 
 
 def main(argv: list[str]) -> None:
@@ -150,7 +177,9 @@ def main(argv: list[str]) -> None:
     elif command == "upload":
         upload(args[0], args[1], args[2])
     elif command == "select":
-        select(args[0], args[1], int(args[2]), int(args[3]))
+        select(args[0], args[1], int(args[2]))
+    elif command in ("copy", "executemany"):
+        load(command, args[0], args[1], args[2])
     else:
         raise SystemExit(__doc__)
 

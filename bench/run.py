@@ -19,8 +19,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import control, sources, storage
+from bench import control, jdbc, sources, storage
 from bench.env import RESULTS, scratch, stack
+from bench.jdbc_source import BENCH as JDBC_SOURCE
 from bench.jdbc_source import jdbc_source
 from bench.measure import Sample
 from bench.report import Summary, machine, stamp, table, write
@@ -28,7 +29,7 @@ from bench.sinks import VARIANTS, b0, b1, scale
 from bench.systems import ConnectWorker, peer_pid
 from bench.workload import ensure
 
-ALL = ("B0", "B1", "B2", "B3", "B4", "scale", "jdbc-source")
+ALL = ("B0", "B1", "B2", "B3", "B4", "B5", "B6", "scale")
 B0_VARIANT = "kanal fetch settings"
 
 
@@ -93,8 +94,12 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         add(f"B3 {variant}: Kanal / raw produce records/s",
             summary.paired_ratio("B3 source", variant, "kanal", "B3 source", "file lines",
                                  "confluent-kafka"), "(higher is better)", lambda r: r >= 0.7)
-    add("jdbc source: Kanal / raw SELECT rows/s",
-        summary.paired_ratio("jdbc source", "postgres table", "kanal", "jdbc source",
+    for method, system in jdbc.RAW_METHODS.items():
+        add(f"B5 jdbc: Kanal / {method} records/s",
+            summary.paired_ratio(jdbc.BENCH, jdbc.VARIANT, "kanal", jdbc.BENCH, jdbc.VARIANT,
+                                 system), "(higher is better)", lambda r: r >= 0.5)
+    add("B6 jdbc source: Kanal / raw SELECT rows/s",
+        summary.paired_ratio(JDBC_SOURCE, "postgres table", "kanal", JDBC_SOURCE,
                              "postgres table", "psycopg SELECT"), "(higher is better)",
         lambda r: r >= 0.5)
     for system in ("kanal", "apache"):
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         services.append("connect")
     if "B4" in wanted:
         services.append("k8s")
-    if "jdbc-source" in wanted:
+    if wanted & {"B5", "B6"}:
         services.append("postgres")
     print(f"bench: starting {', '.join(services)}", flush=True)
     env = stack(*services)
@@ -142,11 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         if "B3" in wanted:
             steps.append(("B3", partial(sources.b3, workload, env.bootstrap, run, workdir,
                                         peer)))
+        if "B5" in wanted and env.postgres:
+            steps.append(("B5", partial(jdbc.b5, workload, env.bootstrap, env.postgres, run,
+                                        workdir)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
-        if "jdbc-source" in wanted and env.postgres:
-            steps.append(("jdbc-source", partial(jdbc_source, workload, env.bootstrap,
-                                                 env.postgres, run, workdir)))
+        if "B6" in wanted and env.postgres:
+            steps.append(("B6", partial(jdbc_source, workload, env.bootstrap, env.postgres,
+                                        run, workdir)))
         for name, step in steps:
             print(f"bench: run {run}/{args.runs} {name}", flush=True)
             try:

@@ -377,10 +377,10 @@ deb_install() {
   local what=$1 home=$2 tmp log dep deb t0=$SECONDS
   shift 2
   [[ -f $home/STAMP && "$(<"$home/STAMP")" == "$*" ]] && return 0
-  command -v apt-get >/dev/null && command -v dpkg >/dev/null || {
+  if ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then
     fail "$what: apt-get and dpkg are needed to fetch the Debian packages $*"
     return 1
-  }
+  fi
   local pkgs=("$@")
   for dep in $(apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
     --no-replaces --no-enhances "$@" 2>/dev/null | awk '$1 ~ /Depends:$/ && $2 ~ /^lib/ {print $2}' | sort -u); do

@@ -117,6 +117,7 @@ postgres_down() {
 
 postgres_env() {
   env_line KANAL_POSTGRES_URL "postgresql://$POSTGRES_USER:$POSTGRES_PASSWORD@$KANAL_HOST:$POSTGRES_PORT/$POSTGRES_DB"
+  env_line KANAL_POSTGRES_PASSWORD "$POSTGRES_PASSWORD"
 }
 
 postgres_run() {

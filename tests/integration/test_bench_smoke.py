@@ -41,8 +41,11 @@ def test_quick_bench_measures_every_system_and_writes_results(
         ("B3 source", "file lines", "confluent-kafka"),
         ("scale 2 task(s)", "passthrough", "kanal"),
         ("scale 2 task(s)", "passthrough", "apache"),
-        ("jdbc source", "postgres table", "kanal"),
-        ("jdbc source", "postgres table", "psycopg SELECT"),
+        ("B5 jdbc sink", "postgresql", "kanal"),
+        ("B5 jdbc sink", "postgresql", "raw COPY"),
+        ("B5 jdbc sink", "postgresql", "raw executemany"),
+        ("B6 jdbc source", "postgres table", "kanal"),
+        ("B6 jdbc source", "postgres table", "psycopg SELECT"),
     ]
     for key in expected:
         assert key in rows, f"{key} missing; rows: {sorted(rows)}"

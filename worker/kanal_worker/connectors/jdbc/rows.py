@@ -33,10 +33,11 @@ if TYPE_CHECKING:
     from kanal_worker.connectors.jdbc.database import Dialect
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ColumnSpec:
     """A column a row needs: the type to create it with, and for a schemaless value the
-    kind of value it carries (what widening looks at)."""
+    kind of value it carries (what widening looks at). One object per distinct column
+    (``RowBuilder`` keeps them), compared by identity: a batch's rows share a few."""
 
     name: str
     type: sa.types.TypeEngine[Any]
@@ -72,6 +73,8 @@ class RowBuilder:
         self.dialect = dialect
         self.zone = zoneinfo.ZoneInfo(settings.db_timezone)
         self.whitelist = set(settings.fields_whitelist)
+        self._inferred: dict[tuple[str, ValueKind | None, bool], ColumnSpec] = {}
+        self._declared: dict[tuple[str, int, bool], tuple[Schema, ColumnSpec]] = {}
 
     def table_name(self, topic: str) -> str:
         return self.settings.table_name_format.replace("${topic}", topic)
@@ -168,14 +171,25 @@ class RowBuilder:
         if schema is not None:
             return self._column(name, schema, key=key)
         kind = value_kind(value)
-        column_type = kind_type(kind or ValueKind.TEXT, self.dialect)
-        if key and self.dialect == "mysql":
-            column_type = mysql_key_type(column_type)
-        return ColumnSpec(name, column_type, not key, key, kind, inferred=True)
+        cache_key = (name, kind, key)
+        found = self._inferred.get(cache_key)
+        if found is None:
+            column_type = kind_type(kind or ValueKind.TEXT, self.dialect)
+            if key and self.dialect == "mysql":
+                column_type = mysql_key_type(column_type)
+            found = ColumnSpec(name, column_type, not key, key, kind, inferred=True)
+            self._inferred[cache_key] = found
+        return found
 
     def _column(self, name: str, schema: Schema, *, key: bool = False) -> ColumnSpec:
-        return ColumnSpec(name, sql_type(schema, self.dialect, key=key),
-                          schema.optional and not key, key)
+        # schemas are immutable and shared by the records of a converter: one spec each
+        cache_key = (name, id(schema), key)
+        found = self._declared.get(cache_key)
+        if found is None or found[0] is not schema:
+            found = (schema, ColumnSpec(name, sql_type(schema, self.dialect, key=key),
+                                        schema.optional and not key, key))
+            self._declared[cache_key] = found
+        return found[1]
 
     # -- logical types -------------------------------------------------------------------
     def _convert(self, schema: Schema | None, value: Any) -> Any:

@@ -39,7 +39,7 @@ from kanal_worker.api import (
 from kanal_worker.connectors.jdbc.database import Database, is_transient
 from kanal_worker.connectors.jdbc.rows import Operation, RowBuilder, where
 from kanal_worker.connectors.jdbc.sink_settings import JdbcSinkSettings, sink_problems
-from kanal_worker.connectors.jdbc.tables import TableKeeper, find_column
+from kanal_worker.connectors.jdbc.tables import TableKeeper, find_column, shapes
 from kanal_worker.connectors.jdbc.types import ValueKind, column_kind, value_kind, widen
 from kanal_worker.converters.json import dumps
 
@@ -112,6 +112,8 @@ class JdbcSinkTask(SinkTask[JdbcSinkSettings]):
         except sa_exc.DBAPIError as exc:
             log.info("Task %s: the database refused a row (%s); writing record by record to "
                      "find it", self.context.task_id, str(exc.orig).strip().splitlines()[0])
+            for table, _ in ready:  # it may have changed under us: read it again next time
+                self.db.forget_table(table.fullname)
         refused: list[tuple[Operation, BaseException]] = []
         with self.db.transaction() as connection:
             for table, ops in ready:
@@ -141,16 +143,22 @@ class JdbcSinkTask(SinkTask[JdbcSinkSettings]):
     def _conformed(self, table: sa.Table, ops: list[Operation]) -> list[Operation]:
         """Schemaless values made to fit their columns as widened (an integer for a
         double column, text for a text column); nulls for columns the table lacks dropped."""
-        for op in ops:
-            for spec in op.columns:
+        for shape, shaped in shapes(ops).items():
+            dropped, fitted = [], []
+            for spec in shape:
                 if not spec.inferred:
                     continue
                 column = find_column(table, spec.name)
                 if column is None:
-                    op.row.pop(spec.name, None)
-                elif spec.kind is not None:
-                    op.row[spec.name] = _fit(op.row[spec.name], spec.kind,
-                                             column_kind(column.type))
+                    dropped.append(spec.name)
+                elif spec.kind is not None and column_kind(column.type) != spec.kind:
+                    fitted.append((spec.name, spec.kind, column_kind(column.type)))
+            for op in shaped if dropped or fitted else ():
+                row = op.row
+                for name in dropped:
+                    row.pop(name, None)
+                for name, kind, target in fitted:
+                    row[name] = _fit(row[name], kind, target)
         return ops
 
     def _execute(self, connection: sa.Connection, table: sa.Table, run: list[Operation]) -> None:

@@ -54,16 +54,15 @@ class TableKeeper:
             with self.db.connect() as connection:
                 table = self.db.table(connection, name)
                 if table is None:
+                    ops = [op for op in ops if not op.delete]  # no table: nothing to delete
+                    if not ops:
+                        return None, []
                     if not self.settings.auto_create:
                         return None, [(op, DataError(
                             f"{where(op.record)}: table {name} does not exist and "
                             f"auto.create=false; create the table or set auto.create=true."))
                             for op in ops]
                     table = self._create(connection, name, ops)
-                    if table is None:
-                        return None, [(op, DataError(
-                            f"{where(op.record)}: table {name} does not exist and a delete "
-                            f"cannot create it.")) for op in ops]
                 return self._evolve(connection, table, name, ops)
         except sa_exc.DBAPIError as exc:
             if is_transient(exc):
@@ -71,13 +70,10 @@ class TableKeeper:
                                      f"{name}: {exc.orig}") from exc
             raise
 
-    def _create(self, connection: sa.Connection, name: str,
-                ops: list[Operation]) -> sa.Table | None:
+    def _create(self, connection: sa.Connection, name: str, ops: list[Operation]) -> sa.Table:
         import sqlalchemy as sa
 
-        specs = needed_columns((op for op in ops if not op.delete), self.db.dialect)
-        if not specs:
-            return None
+        specs = needed_columns(ops, self.db.dialect)
         schema, table_name = self.db.split_name(name)
         columns = [sa.Column(self.db.identifier(spec.name), spec.type, primary_key=spec.key,
                              nullable=spec.nullable, autoincrement=False)
@@ -95,6 +91,10 @@ class TableKeeper:
                 ops: list[Operation]) -> tuple[sa.Table, Failures]:
         specs = needed_columns((op for op in ops if not op.delete), self.db.dialect)
         missing = [spec for spec in specs.values() if find_column(table, spec.name) is None]
+        if missing:  # another writer may have added them since the table was read
+            self.db.forget_table(name)
+            table = again if (again := self.db.table(connection, name)) is not None else table
+            missing = [spec for spec in missing if find_column(table, spec.name) is None]
         narrow = [(spec, kind) for spec in specs.values() if spec.kind is not None and not spec.key
                   and (column := find_column(table, spec.name)) is not None
                   and (kind := widen(column_kind(column.type), spec.kind))
@@ -156,12 +156,20 @@ class TableKeeper:
                                        f"{type_sql} NULL")
 
 
+def shapes(ops: Iterable[Operation]) -> dict[tuple[ColumnSpec, ...], list[Operation]]:
+    """``ops`` by the columns they write: what is true of a shape is true of its rows."""
+    found: dict[tuple[ColumnSpec, ...], list[Operation]] = {}
+    for op in ops:
+        found.setdefault(op.columns, []).append(op)
+    return found
+
+
 def needed_columns(ops: Iterable[Operation], dialect: Dialect) -> dict[str, ColumnSpec]:
     """Every column ``ops`` write, by name, in first-seen order; a schemaless column's
     kind widened over all its values (a null says nothing about the type)."""
     specs: dict[str, ColumnSpec] = {}
-    for op in ops:
-        for spec in op.columns:
+    for shape in shapes(ops):
+        for spec in shape:
             if spec.inferred and spec.kind is None:
                 continue
             known = specs.get(spec.name)
@@ -179,11 +187,11 @@ def _table_sql(connection: sa.Connection, table: sa.Table) -> str:
 
 def _missing_column_failures(table: sa.Table, name: str, ops: list[Operation]) -> Failures:
     failures: Failures = []
-    for op in ops:
-        absent = [spec.name for spec in op.columns if find_column(table, spec.name) is None
+    for shape, shaped in shapes(ops).items():
+        absent = [spec.name for spec in shape if find_column(table, spec.name) is None
                   and not (spec.inferred and spec.kind is None)]
         if absent:
-            failures.append((op, DataError(
+            failures.extend((op, DataError(
                 f"{where(op.record)}: table {name} has no column {', '.join(absent)}; add it "
-                f"or set auto.evolve=true.")))
+                f"or set auto.evolve=true.")) for op in shaped)
     return failures
