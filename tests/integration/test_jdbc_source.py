@@ -188,9 +188,9 @@ def test_incremental_modes_read_each_change_once_and_resume_after_a_restart(
     herder.restart(name, include_tasks=True, only_failed=False)
     db.insert(table, "VH-5")
     expected.append((5, "VH-5"))
-    found = wait_rows(kafka, topic, len(expected))
-    time.sleep(1.5)  # several more polls: nothing may come twice
-    found = rows(kafka, topic, len(expected) + 1, timeout=3)
+    wait_rows(kafka, topic, len(expected))
+    # reading on for many more polls: nothing may come twice
+    found = rows(kafka, topic, len(expected) + 1, timeout=2.5)
     assert sorted(found) == sorted(expected)
 
     offsets = {orjson.dumps(o.partition): o.offset for o in herder.connector_offsets(name)}
@@ -274,7 +274,7 @@ def test_timestamp_delay_keeps_rows_of_a_transaction_that_commits_late(
         wait_rows(kafka, f"jdbc-{undelayed}", 2)
         slow.commit()
     late[delayed] = wait_rows(kafka, f"jdbc-{delayed}", 3)
-    time.sleep(2)  # many polls of the undelayed source after the commit
+    # many polls of the undelayed source after the commit
     late[undelayed] = rows(kafka, f"jdbc-{undelayed}", 3, timeout=3)
     assert sorted(v for _, v in late[delayed]) == ["LATE", "VH-1", "VH-2"]
     assert sorted(v for _, v in late[undelayed]) == ["VH-1", "VH-2"], \
@@ -428,11 +428,10 @@ def test_database_restart_is_retried_with_backoff_and_loses_nothing(
     throwaway.start()
     db.execute(f"INSERT INTO {table} (vehicle_id) VALUES " +
                ",".join(f"('VH-{n}')" for n in range(500, 800)))
-    found = wait_rows(kafka, f"jdbc-{table}", 800, timeout=90)
+    wait_rows(kafka, f"jdbc-{table}", 800, timeout=90)
     wait_for(lambda: "retrying" not in task_detail(herder, name), 30,
              "the status to clear once the database is back")
-    time.sleep(1)
-    found = rows(kafka, f"jdbc-{table}", 801, timeout=3)
+    found = rows(kafka, f"jdbc-{table}", 801, timeout=2.5)
     assert sorted(i for i, _ in found) == list(range(1, 801))
     engine.dispose()
 
@@ -499,7 +498,11 @@ def test_column_types_become_connect_types_that_avro_carries(db: Db) -> None:
     task.start()
     try:
         records: list[Any] = []
-        wait_for(lambda: bool(records.extend(task.poll()) or records), 30, "the row")
+
+        def read() -> bool:
+            records.extend(task.poll())
+            return bool(records)
+        wait_for(read, 30, "the row")
     finally:
         task.stop()
     [record] = records
@@ -547,9 +550,8 @@ def test_several_timestamp_columns_use_the_first_that_is_set(
         db, table, "timestamp+incrementing", timestamp_column_name="modified_at,created_at"))
     wait_rows(kafka, f"jdbc-{table}", 2)
     db.execute(f"UPDATE {table} SET vehicle_id = 'VH-1b', modified_at = {db.now} WHERE id = 1")
-    found = wait_rows(kafka, f"jdbc-{table}", 3)
-    time.sleep(1)
-    found = rows(kafka, f"jdbc-{table}", 4, timeout=3)
+    wait_rows(kafka, f"jdbc-{table}", 3)
+    found = rows(kafka, f"jdbc-{table}", 4, timeout=2.5)
     assert sorted(found) == [(1, "VH-1"), (1, "VH-1b"), (2, "VH-2")]
 
 
