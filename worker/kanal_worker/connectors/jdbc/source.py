@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+VALIDATE_CONNECT_TIMEOUT_S = 10
 UTC_NAMES = frozenset({"UTC", "Etc/UTC", "GMT", "Etc/GMT", "UCT", "Zulu"})
 SYSTEM_SCHEMAS = re.compile(r"^(pg_catalog|information_schema|pg_toast.*|pg_temp.*)$")
 
@@ -534,7 +535,11 @@ def database_problems(settings: JdbcSourceSettings) -> dict[str, list[str]]:
     mode's columns."""
     import sqlalchemy.exc as sa_exc
 
-    db = Database(settings.model_copy(update={"connection_attempts": 1}),
+    url = settings.connection_url
+    if settings.database_url().dialect != "sqlite" and "connect_timeout" not in url:
+        # validation answers a request: an unanswering host must not hold it for minutes
+        url += f"{'&' if '?' in url else '?'}connect_timeout={VALIDATE_CONNECT_TIMEOUT_S}"
+    db = Database(settings.model_copy(update={"connection_attempts": 1, "connection_url": url}),
                   quote_identifiers=settings.quote_identifiers == "ALWAYS")
     try:
         with db.connect() as connection:
