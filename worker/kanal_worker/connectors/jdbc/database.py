@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -133,8 +133,8 @@ class DatabaseUrl:
     port: int | None
     database: str | None
     user: str | None
-    password: str | None
-    options: tuple[tuple[str, str], ...]
+    password: str | None = field(repr=False)
+    options: tuple[tuple[str, str], ...] = ()
 
     def sqlalchemy_url(self) -> sa.URL:
         import sqlalchemy as sa
