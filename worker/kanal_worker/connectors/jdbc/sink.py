@@ -67,7 +67,7 @@ class JdbcSinkTask(SinkTask[JdbcSinkSettings]):
         """Fail early on credentials that cannot work; an unreachable database is only
         logged here (writes retry until it is back)."""
         try:
-            self.db.connect().close()
+            self.db.connect(attempts=1).close()
         except RetriableError as exc:
             log.warning("Task %s: %s; writes will retry", self.context.task_id, exc)
 
