@@ -456,3 +456,29 @@ def test_wrong_password_fails_the_task_naming_the_keys_without_the_password(
     assert "connection.password" in trace
     assert "not-the-password" not in trace
     db.engine.dispose()
+
+
+def test_plain_inserts_with_documents_and_a_refused_row(
+        kafka: str, db: Db, new_topic: Callable[..., str], unique: str) -> None:
+    """insert.mode=insert (COPY on PostgreSQL): JSON documents land as JSON, and a row the
+    table refuses fails alone while the rest of its batch is written."""
+    topic = new_topic("plain")
+    name = f"plain-{unique}"
+    db.execute(f"CREATE TABLE {db.quote(topic)} (n BIGINT, speed BIGINT, "
+               f"tags {'JSONB' if db.dialect == 'postgresql' else 'JSON'})")
+    values = [{"n": n, "speed": "fast" if n == 3 else n, "tags": {"seen": [n, "x"]}}
+              for n in range(6)]
+    produce(kafka, topic, [orjson.dumps(v) for v in values])
+    with herder_running(kafka) as herder:
+        start(herder, name, {"topics": topic, **SCHEMALESS, **db.connector,
+                             "errors.tolerance": "all"})
+        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 6}, 90,
+                 "offsets committed")
+        assert task_state(herder, name)["state"] == State.RUNNING.value
+    rows = db.rows(topic)
+    if db.dialect == "sqlite":  # SQLite stores the text as it is: nothing is refused
+        assert [r[1] for r in rows] == [0, 1, 2, "fast", 4, 5]
+        return
+    assert [(n, speed) for n, speed, _ in rows] == [(n, n) for n in (0, 1, 2, 4, 5)]
+    assert [t if isinstance(t, dict) else orjson.loads(t) for _, _, t in rows] == \
+        [{"seen": [n, "x"]} for n in (0, 1, 2, 4, 5)]

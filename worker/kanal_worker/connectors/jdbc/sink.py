@@ -59,6 +59,7 @@ class JdbcSinkTask(SinkTask[JdbcSinkSettings]):
         self.rows = RowBuilder(settings, self.db.dialect)
         self.tables = TableKeeper(self.db, settings)
         self._statements: dict[tuple[Any, ...], sa.Executable] = {}
+        self._copies = self.db.dialect == "postgresql" and settings.insert_mode == "insert"
         log.info("Task %s writes to %s (insert.mode=%s, pk.mode=%s)", context.task_id,
                  self.db.url.display, settings.insert_mode, settings.pk_mode)
 
@@ -66,7 +67,7 @@ class JdbcSinkTask(SinkTask[JdbcSinkSettings]):
         """Fail early on credentials that cannot work; an unreachable database is only
         logged here (writes retry until it is back)."""
         try:
-            self.db.connect().close()
+            self.db.connect(attempts=1).close()
         except RetriableError as exc:
             log.warning("Task %s: %s; writes will retry", self.context.task_id, exc)
 
@@ -169,6 +170,9 @@ class JdbcSinkTask(SinkTask[JdbcSinkSettings]):
         keys = [spec.name for spec in first.columns if spec.key]
         columns = {name: column.name for name, column in zip(first.row, names, strict=True)
                    if column is not None}
+        if self._copies and not first.delete and len(run) > 1:
+            self._copy(connection, table, columns, run)
+            return
         statement = self._statement(table, first.delete, tuple(columns.values()),
                                     tuple(columns[k] for k in keys))
         if statement is None:
@@ -180,6 +184,34 @@ class JdbcSinkTask(SinkTask[JdbcSinkSettings]):
             params = [{columns[name]: value for name, value in op.row.items()
                        if name in columns} for op in run]
         connection.execute(statement, params)
+
+    def _copy(self, connection: sa.Connection, table: sa.Table, columns: dict[str, str],
+              run: list[Operation]) -> None:
+        """Plain inserts into PostgreSQL by COPY, in the batch's transaction: several
+        times the rows per second of INSERT batches. A row COPY refuses fails the whole
+        COPY, and the record-by-record retry (INSERTs in savepoints) finds it."""
+        import psycopg
+        import sqlalchemy as sa
+        import sqlalchemy.exc as sa_exc
+        from psycopg.types.json import Jsonb
+
+        preparer = connection.dialect.identifier_preparer
+        names = list(columns)
+        documents = [isinstance(table.c[columns[name]].type, sa.JSON) for name in names]
+        command = (f"COPY {preparer.format_table(table)} "
+                   f"({', '.join(preparer.quote(columns[name]) for name in names)}) FROM STDIN")
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        try:
+            with driver.cursor() as cursor, cursor.copy(command) as copy:
+                for op in run:
+                    row = op.row
+                    copy.write_row([
+                        Jsonb(row.get(name), _json_text) if document and row.get(name) is not None
+                        else row.get(name) for name, document in zip(names, documents,
+                                                                      strict=True)])
+        except psycopg.Error as exc:
+            raise sa_exc.DBAPIError.instance(command, None, exc, psycopg.Error) from exc
 
     def _statement(self, table: sa.Table, delete: bool, columns: tuple[str, ...],
                    keys: tuple[str, ...]) -> sa.Executable | None:
@@ -245,6 +277,10 @@ def _fit(value: Any, kind: ValueKind, column: ValueKind) -> Any:
     if column == ValueKind.TEXT:
         return value if isinstance(value, str) else dumps(value).decode()
     return value
+
+
+def _json_text(value: Any) -> str:
+    return dumps(value).decode()
 
 
 def _refusal(table: sa.Table, op: Operation, exc: Any) -> str:
