@@ -539,10 +539,10 @@ def database_problems(settings: JdbcSourceSettings) -> dict[str, list[str]]:
     if settings.database_url().dialect != "sqlite" and "connect_timeout" not in url:
         # validation answers a request: an unanswering host must not hold it for minutes
         url += f"{'&' if '?' in url else '?'}connect_timeout={VALIDATE_CONNECT_TIMEOUT_S}"
-    db = Database(settings.model_copy(update={"connection_attempts": 1, "connection_url": url}),
+    db = Database(settings.model_copy(update={"connection_url": url}),
                   quote_identifiers=settings.quote_identifiers == "ALWAYS")
     try:
-        with db.connect() as connection:
+        with db.connect(attempts=1) as connection:
             if settings.query:
                 return _query_problems(connection, settings)
             return _table_problems(connection, settings)
