@@ -27,6 +27,8 @@ class Stack:
     """``http://host:port`` of the OpenSearch node."""
     mqtt: str | None = None
     """``tcp://host:port`` of mosquitto."""
+    postgres: str | None = None
+    """postgresql://user:password@host:port/db of the real PostgreSQL."""
 
 
 def stack(*services: str) -> Stack:
@@ -40,7 +42,8 @@ def stack(*services: str) -> Stack:
                  if "k8s" in services else None,
                  opensearch=env.get("KANAL_OPENSEARCH_URL") if "opensearch" in services
                  else None,
-                 mqtt=env.get("KANAL_MQTT_URL") if "mqtt" in services else None)
+                 mqtt=env.get("KANAL_MQTT_URL") if "mqtt" in services else None,
+                 postgres=env.get("KANAL_POSTGRES_URL") if "postgres" in services else None)
 
 
 def scratch() -> Path:

@@ -6,6 +6,8 @@
     python -m bench.raw bulk URL INDEX LINES_FILE BATCH IN_FLIGHT
     python -m bench.raw mqtt-publish MQTT_URL TOPIC LINES_FILE COUNT
     python -m bench.raw mqtt-subscribe MQTT_URL CLIENT_ID FILTER COUNT
+    python -m bench.raw select POSTGRES_URL TABLE FETCH_ROWS
+    python -m bench.raw copy|executemany POSTGRES_URL SOURCE_TABLE TARGET_TABLE
 
 Each prints one JSON object: when the first and the last record moved (monotonic
 seconds since the start), CPU seconds at those moments and the peak resident memory.
@@ -222,6 +224,48 @@ def mqtt_subscribe(url: str, client_id: str, topic_filter: str, count: int) -> N
     client.disconnect()
     client.loop_stop()
     _report(started, first, cpu_first, done, cpu_done, received, 1)
+def select(url: str, table: str, fetch_rows: int) -> None:
+    """Every row of ``table`` through a server-side cursor, ``fetch_rows`` at a time (what
+    a source must at least do to read them)."""
+    import psycopg
+
+    started = time.monotonic()
+    seen = first_count = 0
+    first = cpu_first = 0.0
+    with psycopg.connect(url) as connection, connection.cursor(name="bench") as cursor:
+        cursor.execute(f"SELECT * FROM {table} ORDER BY seq")
+        while rows := cursor.fetchmany(fetch_rows):
+            if not seen:
+                first, cpu_first, first_count = time.monotonic(), time.process_time(), len(rows)
+            seen += len(rows)
+    done, cpu_done = time.monotonic(), time.process_time()
+    _report(started, first, cpu_first, done, cpu_done, seen, first_count)
+
+
+def load(method: str, url: str, source: str, target: str) -> None:
+    """The rows of ``source`` (read before the clock starts) into a new table like it, in
+    one transaction: by ``COPY`` or by ``executemany`` of 3,000-row INSERT batches."""
+    import psycopg
+
+    started = time.monotonic()
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(f'SELECT * FROM "{source}"').fetchall()
+        connection.execute(f'CREATE TABLE "{target}" (LIKE "{source}" INCLUDING ALL)')
+        connection.commit()
+        width = len(rows[0]) if rows else 0
+        first, cpu_first = time.monotonic(), time.process_time()
+        with connection.cursor() as cursor:
+            if method == "copy":
+                with cursor.copy(f'COPY "{target}" FROM STDIN') as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                insert = f'INSERT INTO "{target}" VALUES ({", ".join(["%s"] * width)})'
+                for start in range(0, len(rows), 3000):
+                    cursor.executemany(insert, rows[start:start + 3000])
+        connection.commit()
+        done, cpu_done = time.monotonic(), time.process_time()
+    _report(started, first, cpu_first, done, cpu_done, len(rows), 0)
 
 
 def main(argv: list[str]) -> None:
@@ -238,6 +282,10 @@ def main(argv: list[str]) -> None:
         mqtt_publish(args[0], args[1], args[2], int(args[3]))
     elif command == "mqtt-subscribe":
         mqtt_subscribe(args[0], args[1], args[2], int(args[3]))
+    elif command == "select":
+        select(args[0], args[1], int(args[2]))
+    elif command in ("copy", "executemany"):
+        load(command, args[0], args[1], args[2])
     else:
         raise SystemExit(__doc__)
 

@@ -19,8 +19,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import control, mqtt, search, sources, storage, web
+from bench import control, jdbc, mqtt, search, sources, storage, web
 from bench.env import RESULTS, scratch, stack
+from bench.jdbc_source import BENCH as JDBC_SOURCE
+from bench.jdbc_source import jdbc_source
 from bench.measure import Sample
 from bench.report import Summary, machine, stamp, table, write
 from bench.sinks import VARIANTS, b0, b1, scale
@@ -112,6 +114,14 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
             summary.paired_ratio("B5 mqtt", variant, "kanal", "B5 mqtt", variant, "paho",
                                  field="rate_from_launch"),
             ">= 0.5 (the client's limit)", lambda r: r >= 0.5)
+    for method, system in jdbc.RAW_METHODS.items():
+        add(f"B5 jdbc: Kanal / {method} records/s",
+            summary.paired_ratio(jdbc.BENCH, jdbc.VARIANT, "kanal", jdbc.BENCH, jdbc.VARIANT,
+                                 system), "(higher is better)", lambda r: r >= 0.5)
+    add("B5 jdbc source: Kanal / raw SELECT rows/s",
+        summary.paired_ratio(JDBC_SOURCE, "postgres table", "kanal", JDBC_SOURCE,
+                             "postgres table", "psycopg SELECT"), "(higher is better)",
+        lambda r: r >= 0.5)
     for system in ("kanal", "apache"):
         add(f"scale {system}: 2 tasks / 1 task records/s",
             summary.paired_ratio("scale 2 task(s)", "passthrough", system, "scale 1 task(s)",
@@ -130,8 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if "B4" in wanted:
         services.append("k8s")
     if "B5" in wanted:
-        services.append("opensearch")
-        services.append("mqtt")
+        services += ["opensearch", "mqtt", "postgres"]
     print(f"bench: starting {', '.join(services)}", flush=True)
     env = stack(*services)
     workload = ensure(env.bootstrap, args.records)
@@ -161,11 +170,16 @@ def main(argv: list[str] | None = None) -> int:
         if "B5" in wanted:
             steps.append(("B5 http", partial(web.b5, workload, env.bootstrap, run, workdir)))
         if "B5" in wanted and env.opensearch:
-            steps.append(("B5 search", partial(search.b5, workload, env.bootstrap, env.opensearch,
-                                        run, workdir)))
+            steps.append(("B5 search", partial(search.b5, workload, env.bootstrap,
+                                               env.opensearch, run, workdir)))
         if "B5" in wanted and env.mqtt:
             steps.append(("B5 mqtt", partial(mqtt.b5, workload, env.bootstrap, env.mqtt, run,
-                                        workdir)))
+                                             workdir)))
+        if "B5" in wanted and env.postgres:
+            steps.append(("B5 jdbc sink", partial(jdbc.b5, workload, env.bootstrap,
+                                                  env.postgres, run, workdir)))
+            steps.append(("B5 jdbc source", partial(jdbc_source, workload, env.bootstrap,
+                                                    env.postgres, run, workdir)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
         for name, step in steps:

@@ -85,11 +85,17 @@ def kanal_source(workload: Workload, bootstrap: str, run: int, workdir: Path,
         connector = {"name": name, "connector.class": APACHE_FILE_SOURCE, "tasks.max": "1",
                      "topic": topic, "file": str(lines_file(workdir, workload.records)),
                      "key.converter": STRING, "value.converter": STRING}
-    kanal = Kanal(workdir / name, bootstrap, [connector])
     sample = Sample("B3 source", variant, "kanal", run, workload.records)
+    return measure_kanal(Kanal(workdir / name, bootstrap, [connector]), sample, bootstrap,
+                         topic)
+
+
+def measure_kanal(kanal: Kanal, sample: Sample, bootstrap: str, topic: str) -> Sample:
+    """Run ``kanal`` until ``topic`` holds the sample's records; then stop it and drop its
+    files and the topic."""
     try:
         kanal.start()
-        _measure(bootstrap, topic, workload.records, kanal.pid, kanal.started, kanal.alive,
+        _measure(bootstrap, topic, sample.records, kanal.pid, kanal.started, kanal.alive,
                  sample)
         sample.peak_rss_mb = max(sample.peak_rss_mb,
                                  kanal.peak_rss_mb() if kanal.alive() else 0.0)
@@ -97,7 +103,7 @@ def kanal_source(workload: Workload, bootstrap: str, run: int, workdir: Path,
         kanal.stop()
         if not sample.ok:
             sample.note += " | " + kanal.tail(5).replace("\n", " / ")
-        shutil.rmtree(workdir / name, ignore_errors=True)
+        shutil.rmtree(kanal.workdir, ignore_errors=True)
         drop_topic(bootstrap, topic)
     return sample
 

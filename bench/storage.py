@@ -66,6 +66,26 @@ class Committed:
         self.consumer.close()
 
 
+def until_committed(kanal: Kanal, sample: Sample, bootstrap: str, name: str,
+                    workload: Workload) -> Sample:
+    """Run ``kanal`` until connector ``name`` committed ``sample.records`` records of the
+    workload topic, measuring it into ``sample``; then stop it and drop its group."""
+    progress = Committed(bootstrap, f"connect-{name}", workload)
+    try:
+        kanal.start()
+        window = watch(progress, sample.records, kanal.pid, workload.timeout,
+                       started=kanal.started, interval=0.1, alive=kanal.alive)
+        sample.peak_rss_mb = kanal.peak_rss_mb() if kanal.alive() else 0.0
+        window.fill(sample)
+    finally:
+        progress.close()
+        kanal.stop()
+        if not sample.ok:
+            sample.note += " | " + kanal.tail(5).replace("\n", " / ")
+        delete_groups(bootstrap, f"connect-{name}")
+    return sample
+
+
 def _container(connection: str, name: str) -> object:
     from azure.storage.blob import BlobServiceClient
 
@@ -100,23 +120,11 @@ def kanal_azure(workload: Workload, bootstrap: str, connection: str, run: int,
                  "kanal.upload.threads": str(UPLOAD_THREADS),
                  "key.converter": STRING, "value.converter": JSON,
                  "value.converter.schemas.enable": "false", **FORMATS[fmt]}
-    kanal = Kanal(workdir / name, bootstrap, [connector])
     target = complete_files(workload)
     sample = Sample("B2 azure sink", fmt, "kanal", run, target)
     files: list[tuple[str, str]] = []
-    progress = Committed(bootstrap, f"connect-{name}", workload)
-    try:
-        kanal.start()
-        window = watch(progress, target, kanal.pid, workload.timeout,
-                       started=kanal.started, interval=0.1, alive=kanal.alive)
-        sample.peak_rss_mb = kanal.peak_rss_mb() if kanal.alive() else 0.0
-        window.fill(sample)
-    finally:
-        progress.close()
-        kanal.stop()
-        if not sample.ok:
-            sample.note += " | " + kanal.tail(5).replace("\n", " / ")
-        delete_groups(bootstrap, f"connect-{name}")
+    until_committed(Kanal(workdir / name, bootstrap, [connector]), sample, bootstrap, name,
+                    workload)
     if sample.ok:
         files = _download(connection, container, workdir / name / "blobs")
         total = sum(Path(path).stat().st_size for _, path in files)

@@ -27,6 +27,18 @@ def azurite() -> str:
 
 
 @pytest.fixture(scope="session")
+def postgres() -> str:
+    """postgresql://user:password@host:port/db of the real PostgreSQL 15."""
+    return stack_env("postgres")["KANAL_POSTGRES_URL"]
+
+
+@pytest.fixture(scope="session")
+def mariadb() -> str:
+    """mysql://user:password@host:port/db of the real MariaDB 10.11."""
+    return stack_env("mariadb")["KANAL_MARIADB_URL"]
+
+
+@pytest.fixture(scope="session")
 def connect_peer() -> str:
     """URL of the Apache Kafka Connect reference worker."""
     return stack_env("connect")["CONNECT_PEER_URL"]

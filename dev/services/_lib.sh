@@ -367,3 +367,68 @@ maven_jars() {
   mv "$tmp" "$lib"
   say "$what: $(find "$lib" -name '*.jar' | wc -l) jars in $lib ($((SECONDS - t0))s)"
 }
+
+# ---------------------------------------------------------------- debian packages
+# deb_install WHAT HOME PKG...: unpack the Debian packages PKG, and those of their
+# library dependencies this machine lacks, into HOME/root (apt-get download +
+# dpkg -x: nothing is installed system-wide, nothing runs as a package script).
+# Skipped when HOME/STAMP names the same packages. Built beside HOME, then renamed in.
+deb_install() {
+  local what=$1 home=$2 tmp log dep deb t0=$SECONDS
+  shift 2
+  [[ -f $home/STAMP && "$(<"$home/STAMP")" == "$*" ]] && return 0
+  if ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then
+    fail "$what: apt-get and dpkg are needed to fetch the Debian packages $*"
+    return 1
+  fi
+  local pkgs=("$@")
+  for dep in $(apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
+    --no-replaces --no-enhances "$@" 2>/dev/null | awk '$1 ~ /Depends:$/ && $2 ~ /^lib/ {print $2}' | sort -u); do
+    dpkg-query -W -f='${Status}' "$dep" 2>/dev/null | grep -q 'ok installed' || pkgs+=("$dep")
+  done
+  mkdir -p "$(dirname "$home")" || return 1
+  tmp="$home.tmp.$$"
+  log="$home.install.log"
+  rm -rf "$tmp"
+  mkdir -p "$tmp/debs" || return 1
+  say "$what: apt-get download ${pkgs[*]} (first time only; log: $log)"
+  if ! (cd "$tmp/debs" && { apt-get download "${pkgs[@]}" || { apt-get update && apt-get download "${pkgs[@]}"; }; }) >"$log" 2>&1; then
+    rm -rf "$tmp"
+    fail "$what: apt-get download failed; see $log"
+    tail_log "$log"
+    return 1
+  fi
+  for deb in "$tmp"/debs/*.deb; do
+    dpkg -x "$deb" "$tmp/root" >>"$log" 2>&1 || {
+      rm -rf "$tmp"
+      fail "$what: dpkg -x $deb failed; see $log"
+      return 1
+    }
+  done
+  rm -rf "$tmp/debs"
+  printf '%s\n' "$*" >"$tmp/STAMP"
+  rm -rf "$home"
+  mv "$tmp" "$home" || return 1
+  say "$what: unpacked into $home ($((SECONDS - t0))s)"
+}
+
+# deb_command HOME CMD...: sets DEB_COMMAND to CMD as the service runs it: with the
+# libraries deb_install unpacked into HOME, and as an unprivileged user when we are root
+# (servers such as PostgreSQL refuse root): in a user namespace of its own, as its uid
+# 65534, with no capabilities on this machine. Its files stay ours, so it reaches its
+# data under a root-only home ($KANAL_RUN) without any permission changed there. Every
+# step execs the next, so the command's pid is the server's.
+deb_command() {
+  local home=$1 dir libs=()
+  shift
+  for dir in "$home"/root/usr/lib/*-linux-gnu "$home"/root/lib/*-linux-gnu; do
+    [[ -d $dir ]] && libs+=("$dir")
+  done
+  DEB_COMMAND=()
+  ((EUID == 0)) && DEB_COMMAND=(unshare --user --map-user=65534 --map-group=65534 --)
+  if ((${#libs[@]})); then
+    local IFS=:
+    DEB_COMMAND+=(env "LD_LIBRARY_PATH=${libs[*]}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+  fi
+  DEB_COMMAND+=("$@")
+}

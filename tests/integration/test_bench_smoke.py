@@ -51,6 +51,11 @@ def test_quick_bench_measures_every_system_and_writes_results(
         ("B5 mqtt", "subscribe", "paho"),
         ("B5 mqtt", "publish", "kanal"),
         ("B5 mqtt", "publish", "paho"),
+        ("B5 jdbc sink", "postgresql", "kanal"),
+        ("B5 jdbc sink", "postgresql", "raw COPY"),
+        ("B5 jdbc sink", "postgresql", "raw executemany"),
+        ("B5 jdbc source", "postgres table", "kanal"),
+        ("B5 jdbc source", "postgres table", "psycopg SELECT"),
     ]
     for key in expected:
         assert key in rows, f"{key} missing; rows: {sorted(rows)}"

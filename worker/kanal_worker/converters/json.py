@@ -74,6 +74,7 @@ class JsonConverter(Converter):
         self.replace_null_with_default = parsed.replace_null_with_default
         self._schema_cache: dict[bytes, tuple[Schema, bool]] = {}
         self._plain_schemas: dict[int, tuple[Schema, bool]] = {}
+        self._schema_json: dict[int, tuple[Schema, dict[str, Any]]] = {}
 
     def to_connect(self, topic: str, data: bytes | None) -> SchemaAndValue:
         if data is None:
@@ -127,10 +128,19 @@ class JsonConverter(Converter):
         else:
             payload = self.to_json_value(schema, value)
         if self.schemas_enable:
-            envelope = {"schema": schema_to_json(schema) if schema else None,
+            envelope = {"schema": self.envelope_schema(schema) if schema else None,
                         "payload": payload}
             return dumps(envelope)
         return dumps(payload)
+
+    def envelope_schema(self, schema: Schema) -> dict[str, Any]:
+        """``schema_to_json`` of a schema, computed once per schema object: a source
+        sends one schema with every record of a table."""
+        cached = self._schema_json.get(id(schema))
+        if cached is None or cached[0] is not schema:
+            cached = (schema, schema_to_json(schema))
+            self._schema_json[id(schema)] = cached
+        return cached[1]
 
     def is_plain(self, schema: Schema) -> bool:
         """Whether values of ``schema`` are already their own JSON (the fast path)."""

@@ -116,13 +116,13 @@ class SourceTaskRunner(TaskRunner):
                 continue
             try:
                 records = self.task.poll()
-                if attempt:  # through again: the status no longer says "retrying"
-                    self._set(self.status.state)
-                    attempt = 0
             except RetriableError as exc:
                 self.backoff(attempt, exc, "poll")
                 attempt += 1
                 continue
+            if attempt:
+                attempt = 0
+                self._set(self.status.state)  # the retried poll succeeded: drop its note
             if records:
                 self._send(records)
             else:
