@@ -90,5 +90,21 @@ def test_topics_keys_schemas_and_payloads_match_debezium(
     for topic, records in expected.items():
         assert len(actual[topic]) == len(records), topic
         for index, (mine, theirs) in enumerate(zip(actual[topic], records, strict=True)):
-            assert mine == theirs, f"{topic} record {index}"
+            assert differences(mine, theirs) == [], f"{topic} record {index}"
+
+
+def differences(mine: Any, theirs: Any, path: str = "") -> list[str]:
+    """Where two decoded records differ, as paths (readable where ``==`` is not)."""
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        found = [f"{path}.{k}: missing" for k in theirs.keys() - mine.keys()]
+        found += [f"{path}.{k}: extra" for k in mine.keys() - theirs.keys()]
+        for key in mine.keys() & theirs.keys():
+            found += differences(mine[key], theirs[key], f"{path}.{key}")
+        if not found and list(mine) != list(theirs):
+            found.append(f"{path}: order {list(mine)} != {list(theirs)}")
+        return found
+    if isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs):
+        return [d for i, (a, b) in enumerate(zip(mine, theirs, strict=True))
+                for d in differences(a, b, f"{path}[{i}]")]
+    return [] if mine == theirs else [f"{path}: {mine!r} != {theirs!r}"]
 

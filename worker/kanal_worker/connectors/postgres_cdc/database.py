@@ -62,6 +62,15 @@ def connection_error(settings: PostgresCdcSettings, exc: Exception) -> Exception
     return RetriableError(f"PostgreSQL at {where} is unreachable: {text}")
 
 
+def read_as_text(connection: psycopg2.extensions.connection) -> None:
+    """Make ``connection`` return every value as the text the type's output function
+    prints, as the replication stream carries it (a ``::text`` cast would differ: it
+    trims ``char(n)`` and spells booleans out)."""
+    oids = tuple(oid for (oid,) in query(connection, "SELECT oid::int FROM pg_type"))
+    psycopg2.extensions.register_type(
+        psycopg2.extensions.new_type(oids, "KANAL_TEXT", lambda value, _: value), connection)
+
+
 def query(connection: psycopg2.extensions.connection, statement: Any,
           parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
@@ -170,7 +179,8 @@ def captured_table(connection: psycopg2.extensions.connection, settings: Postgre
     rows = query(connection, """
         SELECT n.nspname, c.relname, a.attname, t.typname, a.atttypmod, a.attnotnull,
                pg_get_expr(d.adbin, d.adrelid),
-               coalesce(array_position(i.indkey::int2[], a.attnum), 0)
+               coalesce(array_position(i.indkey::int2[], a.attnum)
+                        - array_lower(i.indkey::int2[], 1) + 1, 0)
         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
         JOIN pg_type t ON t.oid = CASE WHEN (SELECT typtype FROM pg_type WHERE oid = a.atttypid)

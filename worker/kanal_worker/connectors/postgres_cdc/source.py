@@ -142,6 +142,7 @@ class PostgresCdcTask(SourceTask[PostgresCdcSettings]):
         point, snapshot_name = self._create_slot(export=True)
         self.start_lsn = point
         connection = database.connect(self.settings)
+        database.read_as_text(connection)
         connection.autocommit = False
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -181,8 +182,7 @@ class PostgresCdcTask(SourceTask[PostgresCdcSettings]):
     def _rows(self, connection: psycopg2.extensions.connection, tables: list[CapturedTable]
               ) -> Iterator[tuple[CapturedTable, tuple[object, ...], bool]]:
         for table in tables:
-            columns = sql.SQL(", ").join(
-                sql.SQL("{}::text").format(sql.Identifier(name)) for name in table.column_names)
+            columns = sql.SQL(", ").join(sql.Identifier(name) for name in table.column_names)
             statement = sql.SQL("SELECT {} FROM {}").format(
                 columns, sql.Identifier(table.schema, table.name))
             with connection.cursor(name=f"snapshot_{uuid.uuid4().hex}") as cursor:

@@ -1,0 +1,359 @@
+"""PostgresConnector against the real broker and the real PostgreSQL 15 of ``dev/stack``.
+
+Each test captures a database of its own with its own slot and publication, and drops
+them after. The restart test runs a throw-away PostgreSQL cluster of its own
+(``dev/stack run postgres server``), so nothing else loses its database. Record counts of
+the crash test: KANAL_CDC_CRASH_CHANGES (100000 for the full run).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import psycopg2
+import psycopg2.extras
+import pytest
+
+from dev.golden.record_debezium import database_url, drop_slot, run_sql
+from dev.stack_env import STACK
+from kanal_worker.runtime.standalone import StandaloneHerder
+from kanal_worker.runtime.status import State
+from kanal_worker.runtime.validation import errors_of, validate
+from tests.integration.standalone import (
+    Standalone,
+    in_process_herder,
+    wait_for,
+    worker_properties,
+    write_properties,
+)
+from tests.kafka_helpers import consume_all
+
+pytestmark = pytest.mark.integration
+
+CRASH_CHANGES = int(os.environ.get("KANAL_CDC_CRASH_CHANGES", "6000"))
+JSON = "org.apache.kafka.connect.json.JsonConverter"
+PLAIN_JSON = {"key.converter": JSON, "key.converter.schemas.enable": "false",
+              "value.converter": JSON, "value.converter.schemas.enable": "false"}
+
+
+@dataclass
+class Database:
+    server: str
+    name: str
+
+    @property
+    def url(self) -> str:
+        return database_url(self.server, self.name)
+
+    def run(self, *statements: str) -> None:
+        run_sql(self.url, list(statements))
+
+    def one(self, statement: str) -> Any:
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            row = connection.execute(statement.encode()).fetchone()
+        return row[0] if row else None
+
+    def config(self, slot: str, prefix: str, **extra: str) -> dict[str, str]:
+        server = psycopg.conninfo.conninfo_to_dict(self.server)
+        return {"connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+                "tasks.max": "1", "database.hostname": str(server.get("host", "127.0.0.1")),
+                "database.port": str(server.get("port", 5432)),
+                "database.user": str(server.get("user", "kanal")),
+                "database.password": str(server.get("password", "kanal")),
+                "database.dbname": self.name, "topic.prefix": prefix, "slot.name": slot,
+                "publication.name": slot, "publication.autocreate.mode": "filtered",
+                "slot.drop.on.stop": "true", "poll.interval.ms": "100", **PLAIN_JSON,
+                **{k.replace("_", "."): v for k, v in extra.items()}}
+
+
+def new_database(server: str) -> Database:
+    database = Database(server, f"cdc_{uuid.uuid4().hex[:10]}")
+    run_sql(server, [f"CREATE DATABASE {database.name}"])
+    return database
+
+
+def drop_database(database: Database) -> None:
+    with psycopg.connect(database.server, autocommit=True) as connection:
+        slots = connection.execute("SELECT slot_name FROM pg_replication_slots WHERE "
+                                   "database = %s", (database.name,)).fetchall()
+    for (slot,) in slots:
+        drop_slot(slot)
+    run_sql(database.server, [f"DROP DATABASE IF EXISTS {database.name} WITH (FORCE)"])
+
+
+@pytest.fixture
+def db(postgres: str) -> Iterator[Database]:
+    database = new_database(postgres)
+    yield database
+    drop_database(database)
+
+
+@pytest.fixture
+def names(unique: str) -> tuple[str, str]:
+    """A slot (and publication) name and a topic prefix of this test only."""
+    return f"kanal_cdc_{unique}", f"cdc{unique}"
+
+
+def values(kafka: str, topic: str, expected: int, timeout: float = 60,
+           isolation: str = "read_uncommitted") -> list[dict[str, Any] | None]:
+    return [orjson.loads(m.value()) if m.value() is not None else None
+            for m in consume_all(kafka, topic, expected, timeout, isolation)]
+
+
+def wait_values(kafka: str, topic: str, expected: int, timeout: float = 90
+                ) -> list[dict[str, Any] | None]:
+    found: list[dict[str, Any] | None] = []
+
+    def arrived() -> bool:
+        nonlocal found
+        found = values(kafka, topic, expected, timeout=5)
+        return len(found) >= expected
+    wait_for(arrived, timeout, f"{expected} records in {topic}")
+    return found
+
+
+def task_state(herder: StandaloneHerder, name: str) -> dict[str, Any]:
+    task: dict[str, Any] = herder.connector_status(name)["tasks"][0]
+    return task
+
+
+def test_snapshot_then_inserts_updates_deletes_truncate_new_columns_and_tables(
+        kafka: str, db: Database, names: tuple[str, str]) -> None:
+    slot, prefix = names
+    db.run("CREATE TABLE cars (id int PRIMARY KEY, name text, speed int)",
+           "CREATE TABLE legs (car int, leg int, km int, PRIMARY KEY (car, leg))",
+           "ALTER TABLE legs REPLICA IDENTITY FULL",
+           "INSERT INTO cars VALUES (1, 'truck', 80), (2, 'van', 60)")
+    cars, legs = f"{prefix}.public.cars", f"{prefix}.public.legs"
+    with in_process_herder(kafka, JSON) as herder:
+        herder.put_connector("cdc", db.config(slot, prefix, skipped_operations="none",
+                                              table_include_list="public\\.(cars|legs)"))
+        snapshot = wait_values(kafka, cars, 2)
+        assert [(v["op"], v["after"]["id"], v["source"]["snapshot"]) for v in snapshot
+                if v] == [("r", 1, "first"), ("r", 2, "last")]
+        db.run("INSERT INTO cars VALUES (3, 'bus', 50)",
+               "UPDATE cars SET speed = 90 WHERE id = 1",
+               "INSERT INTO legs VALUES (1, 1, 10)",
+               "UPDATE legs SET km = 11",
+               "DELETE FROM cars WHERE id = 2",
+               "ALTER TABLE cars ADD COLUMN color text",
+               "INSERT INTO cars VALUES (4, 'car', 120, 'red')",
+               "TRUNCATE legs")
+        streamed = wait_values(kafka, cars, 7)[2:]
+        assert [(v["op"], v["before"], v["after"]) if v else None for v in streamed] == [
+            ("c", None, {"id": 3, "name": "bus", "speed": 50}),
+            ("u", None, {"id": 1, "name": "truck", "speed": 90}),
+            ("d", {"id": 2, "name": None, "speed": None}, None),
+            None,  # the tombstone
+            ("c", None, {"id": 4, "name": "car", "speed": 120, "color": "red"})]
+        leg_events = wait_values(kafka, legs, 3)
+        assert [(v["op"], v["before"], v["after"]) for v in leg_events if v] == [
+            ("c", None, {"car": 1, "leg": 1, "km": 10}),
+            ("u", {"car": 1, "leg": 1, "km": 10}, {"car": 1, "leg": 1, "km": 11}),
+            ("t", None, None)]
+        # a table added to the publication while the connector runs
+        db.run("CREATE TABLE cars2 (id int PRIMARY KEY)",
+               f"ALTER PUBLICATION {slot} ADD TABLE cars2", "INSERT INTO cars2 VALUES (7)")
+        herder.put_connector("cdc", db.config(
+            slot, prefix, skipped_operations="none",
+            table_include_list="public\\.(cars|legs|cars2)",
+            publication_autocreate_mode="disabled"))
+        added = wait_values(kafka, f"{prefix}.public.cars2", 1)
+        assert [(v["op"], v["after"]) for v in added if v] == [("c", {"id": 7})]
+        assert len(values(kafka, cars, 8, timeout=3)) == 7, "a restart repeats nothing"
+    assert db.one(f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'") == 0
+
+
+def test_crashes_lose_nothing_and_exactly_once_repeats_nothing(
+        tmp_path: Path, kafka: str, db: Database, names: tuple[str, str]) -> None:
+    slot, prefix = names
+    db.run("CREATE TABLE a (id int PRIMARY KEY, n int)", "CREATE TABLE b (id int PRIMARY KEY)")
+    worker = worker_properties(
+        tmp_path, kafka, **{"offset.storage.topic": f"offsets-{uuid.uuid4().hex[:8]}",
+                            "offset.storage.replication.factor": "1",
+                            "exactly.once.source.support": "enabled",
+                            "group.id": f"cdc-{prefix}"})
+    connector = db.config(slot, prefix, max_batch_size="500", slot_drop_on_stop="false")
+    source = write_properties(tmp_path / "cdc.properties", {"name": f"cdc-{prefix}", **connector})
+    log = tmp_path / "kanal.log"
+    per_table = CRASH_CHANGES // 2
+    transaction = 250
+    writer = subprocess.Popen(["python3", "-c", WRITER, db.url, str(per_table),
+                               str(transaction)])
+    try:
+        for _ in range(3):
+            run = Standalone(worker, source, log=log).start()
+            time.sleep(6)
+            run.kill()
+        final = Standalone(worker, source, log=log).start().wait_running()
+        assert writer.wait(300) == 0
+        try:
+            for table in ("a", "b"):
+                wait_for(lambda t=table: len(values(  # type: ignore[misc]
+                    kafka, f"{prefix}.public.{t}", per_table, 10, "read_committed"))
+                    >= per_table, 240, f"every change of {table}")
+        finally:
+            assert final.stop() == 0
+    finally:
+        writer.kill()
+        drop_slot(slot)
+    for table in ("a", "b"):
+        events = values(kafka, f"{prefix}.public.{table}", per_table + 1, 15, "read_committed")
+        ids = [v["after"]["id"] for v in events if v]
+        assert len(ids) == per_table, f"{table}: no change missing and none twice"
+        assert ids == list(range(per_table)), f"{table}: in commit order"
+
+
+WRITER = """
+import sys, psycopg
+url, count, step = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with psycopg.connect(url) as connection:
+    for start in range(0, count, step):
+        stop = min(count, start + step)
+        connection.execute("INSERT INTO a SELECT i, i FROM generate_series(%s, %s) i",
+                           (start, stop - 1))
+        connection.execute("INSERT INTO b SELECT i FROM generate_series(%s, %s) i",
+                           (start, stop - 1))
+        connection.commit()
+"""
+
+
+class ThrowawayPostgres:
+    """A PostgreSQL cluster of this test only, stopped and started at will."""
+
+    def __init__(self, directory: Path, port: int) -> None:
+        self.directory = directory
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def server(self) -> str:
+        return f"postgresql://kanal:kanal@127.0.0.1:{self.port}/kanal"
+
+    def start(self) -> ThrowawayPostgres:
+        log = open(self.directory.with_suffix(".log"), "ab")  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen(
+            [str(STACK), "run", "postgres", "server", str(self.directory), str(self.port)],
+            stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self.accepts, 90, f"PostgreSQL on port {self.port}")
+        return self
+
+    def accepts(self) -> bool:
+        try:
+            with psycopg.connect(self.server, connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)  # fast shutdown: clients are cut off
+        self.process.wait(60)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_postgres_restart_resumes_at_the_confirmed_position(
+        tmp_path: Path, kafka: str, names: tuple[str, str]) -> None:
+    slot, prefix = names
+    cluster = ThrowawayPostgres(tmp_path / "pg", free_port()).start()
+    try:
+        db = new_database(cluster.server)
+        db.run("CREATE TABLE t (id int PRIMARY KEY)")
+        topic = f"{prefix}.public.t"
+        with in_process_herder(kafka, JSON) as herder:
+            herder.put_connector("cdc", db.config(slot, prefix, slot_drop_on_stop="false"))
+            wait_for(lambda: task_state(herder, "cdc")["state"] == State.RUNNING.value, 60,
+                     "the task to run")
+            db.run("INSERT INTO t SELECT generate_series(0, 99)")
+            wait_values(kafka, topic, 100)
+            cluster.stop()
+            time.sleep(2)
+            cluster.start()
+            db.run("INSERT INTO t SELECT generate_series(100, 199)")
+            events = wait_values(kafka, topic, 200, timeout=180)
+            assert len(values(kafka, topic, 201, timeout=3)) == 200, "nothing read twice"
+            assert [v["after"]["id"] for v in events if v] == list(range(200))
+            assert task_state(herder, "cdc")["state"] == State.RUNNING.value
+    finally:
+        cluster.stop()
+
+
+def test_heartbeats_advance_an_idle_slot(kafka: str, db: Database,
+                                         names: tuple[str, str]) -> None:
+    slot, prefix = names
+    db.run("CREATE TABLE idle (id int PRIMARY KEY)", "CREATE TABLE busy (id serial, x int)")
+    with in_process_herder(kafka, JSON) as herder:
+        herder.put_connector("cdc", db.config(slot, prefix, table_include_list="public.idle",
+                                              heartbeat_interval_ms="1000"))
+        wait_for(lambda: db.one(f"SELECT active FROM pg_replication_slots WHERE slot_name = "
+                                f"'{slot}'") is True, 60, "the slot streaming")
+        first = db.one(f"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE "
+                       f"slot_name = '{slot}'")
+        lsn = f"SELECT confirmed_flush_lsn > '{first}' FROM pg_replication_slots WHERE " \
+              f"slot_name = '{slot}'"
+
+        def advanced() -> bool:
+            db.run("INSERT INTO busy (x) SELECT generate_series(1, 100)")
+            return bool(db.one(lsn))
+        wait_for(advanced, 60, "the confirmed LSN to advance while only busy changes")
+        beats = values(kafka, f"__debezium-heartbeat.{prefix}", 1, timeout=10)
+        assert beats and set(beats[0] or {}) == {"ts_ms"}
+
+
+def test_bad_input_is_named_in_validate_and_task_status(
+        kafka: str, db: Database, names: tuple[str, str]) -> None:
+    slot, prefix = names
+    db.run("CREATE TABLE t (id int PRIMARY KEY)",
+           f"CREATE ROLE {slot}_plain LOGIN PASSWORD 'plain'")
+    try:
+        config = db.config(slot, prefix)
+        no_replication = validate({**config, "database.user": f"{slot}_plain",
+                                   "database.password": "plain"})
+        assert "ALTER ROLE" in " ".join(errors_of(no_replication)["database.user"])
+        assert "matches no table" in " ".join(errors_of(validate(
+            {**config, "table.include.list": "public.nope"}))["table.include.list"])
+        assert "does not exist" in " ".join(errors_of(validate(
+            {**config, "publication.autocreate.mode": "disabled"}))["publication.name"])
+        assert "database.password" in errors_of(validate(
+            {**config, "database.password": "wrong"}))
+        assert "decoderbufs" not in errors_of(validate(config))
+        assert errors_of(validate(config)) == {}
+        assert db.one(f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = "
+                      f"'{slot}'") == 0, "validation creates no slot"
+        db.run(f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')")
+        holder = psycopg2.connect(db.url, connection_factory=psycopg2.extras
+                                  .LogicalReplicationConnection)
+        cursor = holder.cursor()
+        cursor.start_replication(slot_name=slot, decode=False,
+                                 options={"proto_version": "1", "publication_names": "x"})
+        try:
+            in_use = errors_of(validate(config))["slot.name"]
+            assert "in use by another client" in " ".join(in_use)
+            with in_process_herder(kafka, JSON) as herder:
+                herder.put_connector("cdc", {**config, "slot.drop.on.stop": "false"})
+                wait_for(lambda: task_state(herder, "cdc")["state"] == State.FAILED.value, 60,
+                         "the task to fail")
+                trace = task_state(herder, "cdc")["trace"]
+                assert "slot.name" in trace and "in use by another client" in trace
+                assert f"'{config['database.password']}'" not in trace
+        finally:
+            holder.close()
+    finally:
+        db.run(f"DROP ROLE IF EXISTS {slot}_plain")
