@@ -36,7 +36,7 @@ def connect(settings: PostgresCdcSettings, replication: bool = False
             host=settings.hostname, port=settings.port, user=settings.user,
             password=settings.password_text(), dbname=settings.dbname,
             sslmode=settings.sslmode, connect_timeout=CONNECT_TIMEOUT_S,
-            application_name="kanal-postgres-cdc", options=SESSION_SETTINGS,
+            application_name=application_name(settings), options=SESSION_SETTINGS,
             connection_factory=psycopg2.extras.LogicalReplicationConnection
             if replication else None)
     except psycopg2.OperationalError as exc:
@@ -44,6 +44,12 @@ def connect(settings: PostgresCdcSettings, replication: bool = False
     if not replication:
         connection.autocommit = True
     return connection
+
+
+def application_name(settings: PostgresCdcSettings) -> str:
+    """How this connector's sessions introduce themselves: validation tells a slot held
+    by the connector's own running task (a reconfiguration) from one held by others."""
+    return f"kanal-cdc {settings.slot_name}"[:63]
 
 
 def connection_error(settings: PostgresCdcSettings, exc: Exception) -> Exception:
@@ -104,15 +110,16 @@ def problems(connection: psycopg2.extensions.connection,
         found.setdefault("database.user", []).append(
             f"user {settings.user!r} lacks the REPLICATION attribute; grant it: ALTER ROLE "
             f"{settings.user} WITH REPLICATION")
-    slot = query(connection, "SELECT plugin, database, active_pid FROM pg_replication_slots "
-                 "WHERE slot_name = %s", (settings.slot_name,))
+    slot = query(connection, "SELECT s.plugin, s.database, s.active_pid, a.application_name "
+                 "FROM pg_replication_slots s LEFT JOIN pg_stat_activity a ON "
+                 "a.pid = s.active_pid WHERE s.slot_name = %s", (settings.slot_name,))
     if slot:
-        plugin, database, active_pid = slot[0]
+        plugin, database, active_pid, holder = slot[0]
         if plugin != "pgoutput" or database != settings.dbname:
             found.setdefault("slot.name", []).append(
                 f"slot {settings.slot_name!r} exists for plugin {plugin} in database "
                 f"{database}; choose another slot.name")
-        elif active_pid is not None:
+        elif active_pid is not None and holder != application_name(settings):
             found.setdefault("slot.name", []).append(
                 f"slot {settings.slot_name!r} is in use by another client (server process "
                 f"{active_pid}); stop that client or choose another slot.name")
@@ -174,8 +181,10 @@ def drop_slot(connection: psycopg2.extensions.connection, slot: str) -> None:
 
 
 def captured_table(connection: psycopg2.extensions.connection, settings: PostgresCdcSettings,
-                   oid: int) -> CapturedTable:
-    """The table of ``oid`` as the catalog describes it now."""
+                   oid: int, columns_at: list[str] | None = None) -> CapturedTable:
+    """The table of ``oid`` as the catalog describes it now; with ``columns_at``, only
+    those columns in that order (the columns a Relation message names: the catalog may
+    already hold a column added after the changes being read)."""
     rows = query(connection, """
         SELECT n.nspname, c.relname, a.attname, t.typname, a.atttypmod, a.attnotnull,
                pg_get_expr(d.adbin, d.adrelid),
@@ -190,6 +199,9 @@ def captured_table(connection: psycopg2.extensions.connection, settings: Postgre
         LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
         LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
         WHERE c.oid = %s ORDER BY a.attnum""", (oid,))
+    if columns_at is not None:
+        by_name = {row[2]: row for row in rows}
+        rows = [by_name[name] for name in columns_at if name in by_name]
     if not rows:
         raise RetriableError(f"table {oid} is gone from the catalog")
     columns = [Column(name, type_name, modifier, not_null, default)

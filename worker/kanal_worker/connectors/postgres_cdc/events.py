@@ -183,7 +183,8 @@ class CapturedTable:
         value = {"before": before, "after": after, "source": source, "transaction": None,
                  "op": op, "ts_ms": now_ns // 1_000_000, "ts_us": now_ns // 1000,
                  "ts_ns": now_ns}
-        key = self.key(after if after is not None else before or {})
+        row = after if after is not None else before
+        key = self.key(row) if row is not None else None
         event = SourceRecord(topic=self.topic, key=key, key_schema=self.key_schema,
                              value=value, value_schema=self.envelope_schema,
                              timestamp=now_ns // 1_000_000, headers=list(headers),

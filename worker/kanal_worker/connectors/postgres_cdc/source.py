@@ -293,7 +293,8 @@ class PostgresCdcTask(SourceTask[PostgresCdcSettings]):
         if not selected(self.settings, relation.namespace, relation.name):
             return None
         assert self.catalog is not None
-        return database.captured_table(self.catalog, self.settings, relation.relation_id)
+        return database.captured_table(self.catalog, self.settings, relation.relation_id,
+                                       [column.name for column in relation.columns])
 
     def _change(self, message: Insert | Update | Delete | Truncate, lsn: int) -> None:
         begin = self.begin
