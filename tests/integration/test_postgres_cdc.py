@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -192,7 +193,7 @@ def test_crashes_lose_nothing_and_exactly_once_repeats_nothing(
     log = tmp_path / "kanal.log"
     per_table = CRASH_CHANGES // 2
     transaction = 250
-    writer = subprocess.Popen(["python3", "-c", WRITER, db.url, str(per_table),
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, db.url, str(per_table),
                                str(transaction)])
     try:
         for _ in range(3):
@@ -224,9 +225,9 @@ url, count, step = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 with psycopg.connect(url) as connection:
     for start in range(0, count, step):
         stop = min(count, start + step)
-        connection.execute("INSERT INTO a SELECT i, i FROM generate_series(%s, %s) i",
+        connection.execute("INSERT INTO a SELECT i, i FROM generate_series(%s::int, %s::int) i",
                            (start, stop - 1))
-        connection.execute("INSERT INTO b SELECT i FROM generate_series(%s, %s) i",
+        connection.execute("INSERT INTO b SELECT i FROM generate_series(%s::int, %s::int) i",
                            (start, stop - 1))
         connection.commit()
 """

@@ -204,9 +204,14 @@ class PostgresCdcTask(SourceTask[PostgresCdcSettings]):
                 return []
             try:
                 return self._poll_stream()
-            except (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.DatabaseError):
+            except psycopg2.Error as exc:
+                # the stream is broken whatever the error (a restarting server ends the
+                # COPY); reconnecting resumes at the slot's confirmed position
                 self._disconnect()
-                raise
+                raise RetriableError(f"replication from {self.settings.hostname}:"
+                                     f"{self.settings.port} broke off: "
+                                     f"{str(exc).strip() or type(exc).__name__}; "
+                                     "reconnecting") from None
 
     def _poll_snapshot(self) -> list[SourceRecord]:
         assert self.snapshot_rows is not None
@@ -385,7 +390,7 @@ class PostgresCdcTask(SourceTask[PostgresCdcSettings]):
             return
         try:
             self.cursor.send_feedback(flush_lsn=end, force=True)  # type: ignore[no-untyped-call]
-        except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        except psycopg2.Error as exc:
             log.warning("Could not confirm LSN %s to the slot (%s); it is confirmed on "
                         "reconnection", end, exc)
             return
