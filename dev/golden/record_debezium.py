@@ -18,6 +18,7 @@ Fixtures go to ``tests/golden/debezium/<case>.json``;
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -247,10 +248,9 @@ def drop_slot(slot: str) -> None:
             if row is None:
                 return
             if not row[0]:
-                try:
+                # its connector may drop it meanwhile (slot.drop.on.stop)
+                with contextlib.suppress(psycopg.errors.UndefinedObject):
                     connection.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                except psycopg.errors.UndefinedObject:
-                    pass  # its connector dropped it meanwhile (slot.drop.on.stop)
                 return
             time.sleep(0.5)
 

@@ -359,9 +359,9 @@ def test_bad_input_is_named_in_validate_and_task_status(
         try:
             in_use = errors_of(validate(config))["slot.name"]
             assert "in use by another client" in " ".join(in_use)
-            with pytest.raises(InvalidConfigError, match="slot.name: .*in use by another"):
-                with in_process_herder(kafka, JSON) as herder:
-                    herder.put_connector("cdc", config)
+            with pytest.raises(InvalidConfigError, match=r"slot\.name: .*in use by another"), \
+                    in_process_herder(kafka, JSON) as herder:
+                herder.put_connector("cdc", config)
             # the task checks again at start (the slot may be taken after validation)
             task = PostgresCdcTask(PostgresCdcSettings.parse(config), NoOffsets())
             with pytest.raises(ConfigError, match="in use by another client") as failure:
