@@ -8,6 +8,7 @@ the crash test: KANAL_CDC_CRASH_CHANGES (100000 for the full run).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -372,3 +373,40 @@ def test_bad_input_is_named_in_validate_and_task_status(
             holder.close()
     finally:
         db.run(f"DROP ROLE IF EXISTS {slot}_plain")
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_example_copies_a_table_into_a_second_database(
+        kafka: str, postgres: str, db: Database, names: tuple[str, str]) -> None:
+    """examples/postgres-cdc.json and postgres-cdc-jdbc-sink.json, names made unique."""
+    slot, prefix = names
+    copy = new_database(postgres)
+    try:
+        db.run("CREATE TABLE vehicles (id int PRIMARY KEY, name text NOT NULL, "
+               "speed numeric(6,2))", "INSERT INTO vehicles VALUES (1, 'truck', 80.5)")
+        source = json.loads((EXAMPLES / "postgres-cdc.json").read_text())["config"]
+        sink = json.loads((EXAMPLES / "postgres-cdc-jdbc-sink.json").read_text())["config"]
+        server = db.config(slot, prefix)
+        source.update({key: server[key] for key in (
+            "database.hostname", "database.port", "database.password", "database.dbname",
+            "topic.prefix", "slot.name", "publication.name", "slot.drop.on.stop")})
+        sink.update({"topics": f"{prefix}.public.vehicles",
+                     "connection.url": f"jdbc:postgresql://{server['database.hostname']}:"
+                                       f"{server['database.port']}/{copy.name}",
+                     "connection.password": server["database.password"]})
+        with in_process_herder(kafka, JSON) as herder:
+            herder.put_connector("source", source)
+            herder.put_connector("sink", sink)
+            copied = "SELECT string_agg(concat_ws(':', id, name, speed), ',' ORDER BY id) " \
+                     "FROM vehicles"
+            wait_for(lambda: copy.one("SELECT to_regclass('vehicles') IS NOT NULL") and
+                     copy.one(copied) == "1:truck:80.50", 90, "the snapshot copied")
+            db.run("INSERT INTO vehicles VALUES (2, 'van', NULL), (3, 'bus', 50)",
+                   "UPDATE vehicles SET speed = 90.25 WHERE id = 1",
+                   "DELETE FROM vehicles WHERE id = 3")
+            wait_for(lambda: copy.one(copied) == "1:truck:90.25,2:van", 90,
+                     "inserts, the update and the delete copied")
+    finally:
+        drop_database(copy)
