@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import control, jdbc, sources, storage
+from bench import cdc, control, jdbc, sources, storage
 from bench.env import RESULTS, scratch, stack
 from bench.measure import Sample
 from bench.report import Summary, machine, stamp, table, write
@@ -96,6 +96,9 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         add(f"B5 jdbc: Kanal / {method} records/s",
             summary.paired_ratio(jdbc.BENCH, jdbc.VARIANT, "kanal", jdbc.BENCH, jdbc.VARIANT,
                                  system), "(higher is better)", lambda r: r >= 0.5)
+    add("B5 cdc: Kanal / raw psycopg2 replication changes/s",
+        summary.paired_ratio(cdc.BENCH, cdc.VARIANT, "kanal", cdc.BENCH, cdc.VARIANT, cdc.RAW),
+        "(higher is better)", lambda r: r >= 0.3)
     for system in ("kanal", "apache"):
         add(f"scale {system}: 2 tasks / 1 task records/s",
             summary.paired_ratio("scale 2 task(s)", "passthrough", system, "scale 1 task(s)",
@@ -144,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         if "B5" in wanted and env.postgres:
             steps.append(("B5", partial(jdbc.b5, workload, env.bootstrap, env.postgres, run,
                                         workdir)))
+            steps.append(("B5 cdc", partial(cdc.b5, workload, env.bootstrap, env.postgres, run,
+                                            workdir)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
         for name, step in steps:
