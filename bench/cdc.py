@@ -59,8 +59,8 @@ def kanal_cdc(bootstrap: str, database: str, changes: int, run: int,
               workdir: Path) -> Sample:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.public.changes"
-    AdminClient({"bootstrap.servers": bootstrap}).create_topics(
-        [NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
     parts = urlsplit(database)
     name = f"bench-kanal-cdc-{prefix}"
     connector = {"name": name, "connector.class": "PostgresConnector", "tasks.max": "1",
