@@ -141,6 +141,9 @@ READING = [{"field": "vehicle_id", "type": "string"},
            {"field": "at", "type": "int64", "optional": True,
             "name": "org.apache.kafka.connect.data.Timestamp", "version": 1}]
 DRIVER = {"field": "driver", "type": "string", "optional": True}
+SHIFT = [{"field": "start", "type": "int32", "optional": True,
+          "name": "org.apache.kafka.connect.data.Time", "version": 1},
+         {"field": "stops", "type": "array", "items": {"type": "string"}, "optional": True}]
 AT_MS = 1_767_323_045_678  # 2026-01-02T03:04:05.678Z
 AT_DAY = 20_455  # 2026-01-02
 
@@ -163,7 +166,9 @@ def test_insert_upsert_update_delete_create_and_evolve(
                              envelope(READING, reading("v1", 11)),
                              envelope(READING, reading("v3", 30)),
                              None,
-                             envelope([*READING, DRIVER], reading("v4", 40, driver="ann"))],
+                             envelope([*READING, DRIVER, *SHIFT],
+                                      reading("v4", 40, driver="ann", start=11_045_678,
+                                              stops=["depot", "port"]))],
             keys=[b"v1", b"v2", b"v1", b"v3", b"v2", b"v4"])
     produce(kafka, inserts, [envelope(READING, reading(f"i{n}", n)) for n in range(3)])
     db.execute(f"CREATE TABLE {db.quote(updates)} (vehicle_id VARCHAR(64) PRIMARY KEY, "
@@ -189,15 +194,22 @@ def test_insert_upsert_update_delete_create_and_evolve(
             assert task_state(herder, name)["state"] == State.RUNNING.value
 
     rows = db.rows(upserts)
-    assert [(r[0], r[1], r[-1]) for r in rows] == [("v1", 11, None), ("v3", 30, None),
-                                                   ("v4", 40, "ann")]
+    assert [(r[0], r[1], r[5]) for r in rows] == [("v1", 11, None), ("v3", 30, None),
+                                                  ("v4", 40, "ann")]
+    shift_start, stops = rows[2][6:]
+    assert str(shift_start).lstrip("0").startswith("3:04:05.678")  # MySQL reads a timedelta
+    assert (stops if isinstance(stops, list) else orjson.loads(stops)) == ["depot", "port"]
     fuel, day, at = rows[0][2:5]
     assert str(fuel) in ("12.34", "12.340000000000000000000000000000") or float(fuel) == 12.34
     assert str(day).startswith("2026-01-02")
     assert str(at).startswith("2026-01-02 03:04:05.678")
     columns = db.columns(upserts)
-    assert list(columns) == ["vehicle_id", "speed", "fuel", "day", "at", "driver"]
+    assert list(columns) == ["vehicle_id", "speed", "fuel", "day", "at", "driver", "start",
+                             "stops"]
+    if db.dialect == "postgresql":
+        assert isinstance(columns["stops"], sa.ARRAY)
     if db.dialect != "sqlite":
+        assert isinstance(columns["start"], sa.Time)
         assert isinstance(columns["fuel"], sa.Numeric)
         assert isinstance(columns["day"], sa.Date)
         assert isinstance(columns["at"], sa.DateTime)

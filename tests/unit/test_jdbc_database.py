@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from kanal_worker.api import ConfigError
-from kanal_worker.connectors.jdbc.database import JdbcConnectionSettings, parse_url
+from kanal_worker.api import ConfigError, ConnectError, RetriableError
+from kanal_worker.connectors.jdbc.database import Database, JdbcConnectionSettings, parse_url
 from kanal_worker.connectors.jdbc.types import ValueKind, value_kind, widen
 
 
@@ -65,3 +67,14 @@ def test_widening_only_grows() -> None:
     assert widen(ValueKind.INTEGER, ValueKind.TEXT) == ValueKind.TEXT
     assert widen(ValueKind.BOOLEAN, ValueKind.INTEGER) == ValueKind.TEXT
     assert widen(ValueKind.JSON, ValueKind.JSON) == ValueKind.JSON
+
+
+def test_a_sqlite_file_that_cannot_be_opened_is_not_retried(tmp_path: Path) -> None:
+    settings = JdbcConnectionSettings.parse(
+        {"connection.url": f"jdbc:sqlite:{tmp_path}/missing/dir/x.db"})
+    database = Database(settings)
+    with pytest.raises(ConnectError) as caught:
+        database.connect()
+    assert not isinstance(caught.value, RetriableError)
+    assert "unable to open database file" in str(caught.value)
+    database.dispose()

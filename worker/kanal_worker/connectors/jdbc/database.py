@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
@@ -133,8 +133,8 @@ class DatabaseUrl:
     port: int | None
     database: str | None
     user: str | None
-    password: str | None
-    options: tuple[tuple[str, str], ...]
+    password: str | None = field(repr=False)
+    options: tuple[tuple[str, str], ...] = ()
 
     def sqlalchemy_url(self) -> sa.URL:
         import sqlalchemy as sa
@@ -258,6 +258,8 @@ def is_transient(exc: BaseException) -> bool:
         return code in MYSQL_TRANSIENT_CODES or code >= 2000
     if "database is locked" in str(orig):
         return True
+    if "unable to open database file" in str(orig):
+        return False  # SQLite: a path whose directory is missing or not writable
     return isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | OSError)
 
 
@@ -323,10 +325,11 @@ class Database:
             _sqlite_transactions(self.engine)
         self._tables: dict[tuple[str | None, str], sa.Table] = {}
 
-    def connect(self) -> sa.Connection:
-        """A connection, after up to ``connection.attempts`` tries; RetriableError when
-        the database stays unreachable, ConnectError when it refuses our credentials."""
-        attempts = self.settings.connection_attempts
+    def connect(self, attempts: int | None = None) -> sa.Connection:
+        """A connection, after up to ``attempts`` (``connection.attempts``) tries;
+        RetriableError when the database stays unreachable, ConnectError when it refuses
+        our credentials."""
+        attempts = attempts or self.settings.connection_attempts
         first = self.settings.connection_backoff_ms / 1000
         for attempt in range(attempts):
             try:

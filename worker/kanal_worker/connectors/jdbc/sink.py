@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from decimal import Decimal
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +68,7 @@ class JdbcSinkTask(SinkTask[JdbcSinkSettings]):
         """Fail early on credentials that cannot work; an unreachable database is only
         logged here (writes retry until it is back)."""
         try:
-            self.db.connect().close()
+            self.db.connect(attempts=1).close()
         except RetriableError as exc:
             log.warning("Task %s: %s; writes will retry", self.context.task_id, exc)
 
@@ -142,24 +143,33 @@ class JdbcSinkTask(SinkTask[JdbcSinkSettings]):
                 yield run[start:start + size]
 
     def _conformed(self, table: sa.Table, ops: list[Operation]) -> list[Operation]:
-        """Schemaless values made to fit their columns as widened (an integer for a
-        double column, text for a text column); nulls for columns the table lacks dropped."""
+        """Values made to fit their columns as the table has them: schemaless values as
+        widened (an integer for a double column, text for a text column), documents as
+        JSON text where the column is text (MariaDB's JSON is LONGTEXT); nulls of
+        schemaless fields the table has no column for are dropped."""
+        import sqlalchemy as sa
+
         for shape, shaped in shapes(ops).items():
-            dropped, fitted = [], []
+            dropped, fitted, encoded = [], [], []
             for spec in shape:
-                if not spec.inferred:
-                    continue
                 column = find_column(table, spec.name)
-                if column is None:
+                if not spec.inferred:
+                    if column is not None and isinstance(spec.type, sa.JSON) and \
+                            not isinstance(column.type, sa.JSON):
+                        encoded.append(spec.name)
+                elif column is None:
                     dropped.append(spec.name)
                 elif spec.kind is not None and column_kind(column.type) != spec.kind:
                     fitted.append((spec.name, spec.kind, column_kind(column.type)))
-            for op in shaped if dropped or fitted else ():
+            for op in shaped if dropped or fitted or encoded else ():
                 row = op.row
                 for name in dropped:
                     row.pop(name, None)
                 for name, kind, target in fitted:
                     row[name] = _fit(row[name], kind, target)
+                for name in encoded:
+                    if row[name] is not None:
+                        row[name] = _json_text(row[name])
         return ops
 
     def _execute(self, connection: sa.Connection, table: sa.Table, run: list[Operation]) -> None:
@@ -286,11 +296,16 @@ def _json_text(value: Any) -> str:
 def _refusal(table: sa.Table, op: Operation, exc: Any) -> str:
     """Why the database refused ``op``'s row, naming the record, the table and the
     columns whose values do not match their type."""
+    import sqlalchemy as sa
+
     reason = str(exc.orig).strip().splitlines()[0]
     suspects = []
     for name, value in op.row.items():
         column = find_column(table, name)
         kind = value_kind(value)
+        if isinstance(value, Decimal) and column is not None and \
+                isinstance(column.type, sa.Numeric):
+            continue  # a Decimal for a NUMERIC column is no mismatch, whatever went wrong
         if column is not None and kind is not None and \
                 widen(column_kind(column.type), kind) != column_kind(column.type):
             suspects.append(f"column {column.name} is {column.type} but the value is "
