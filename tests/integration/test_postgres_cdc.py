@@ -237,9 +237,10 @@ with psycopg.connect(url) as connection:
 class ThrowawayPostgres:
     """A PostgreSQL cluster of this test only, stopped and started at will."""
 
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, directory: Path, port: int, *settings: str) -> None:
         self.directory = directory
         self.port = port
+        self.settings = [arg for setting in settings for arg in ("-c", setting)]
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -249,7 +250,8 @@ class ThrowawayPostgres:
     def start(self) -> ThrowawayPostgres:
         log = open(self.directory.with_suffix(".log"), "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
-            [str(STACK), "run", "postgres", "server", str(self.directory), str(self.port)],
+            [str(STACK), "run", "postgres", "server", str(self.directory), str(self.port),
+             *self.settings],
             stdout=log, stderr=subprocess.STDOUT)
         wait_for(self.accepts, 90, f"PostgreSQL on port {self.port}")
         return self
@@ -320,6 +322,25 @@ def test_heartbeats_advance_an_idle_slot(kafka: str, db: Database,
         wait_for(advanced, 60, "the confirmed LSN to advance while only busy changes")
         beats = values(kafka, f"__debezium-heartbeat.{prefix}", 1, timeout=10)
         assert beats and set(beats[0] or {}) == {"ts_ms"}
+
+
+def test_a_server_without_logical_decoding_is_named_with_the_fix(
+        tmp_path: Path, names: tuple[str, str]) -> None:
+    slot, prefix = names
+    cluster = ThrowawayPostgres(tmp_path / "pg", free_port(), "wal_level=replica").start()
+    try:
+        db = new_database(cluster.server)
+        db.run("CREATE TABLE t (id int PRIMARY KEY)")
+        config = {**db.config(slot, prefix), "name": "cdc"}
+        errors = errors_of(validate(config))
+        assert "wal_level=logical" in " ".join(errors["database.hostname"])
+        task = PostgresCdcTask(PostgresCdcSettings.parse(config), NoOffsets())
+        with pytest.raises(ConfigError, match="wal_level is replica"):
+            task.start()
+        task.stop()
+        assert db.one("SELECT count(*) FROM pg_publication") == 0, "nothing was created"
+    finally:
+        cluster.stop()
 
 
 class NoOffsets:
