@@ -305,10 +305,12 @@ def test_postgres_restart_resumes_at_the_confirmed_position(
 def test_heartbeats_advance_an_idle_slot(kafka: str, db: Database,
                                          names: tuple[str, str]) -> None:
     slot, prefix = names
-    db.run("CREATE TABLE idle (id int PRIMARY KEY)", "CREATE TABLE busy (id serial, x int)")
+    db.run("CREATE TABLE idle (id int PRIMARY KEY)", "CREATE TABLE busy (id serial, x int)",
+           "CREATE TABLE beats (at timestamptz DEFAULT now())")
     with in_process_herder(kafka, JSON) as herder:
-        herder.put_connector("cdc", db.config(slot, prefix, table_include_list="public.idle",
-                                              heartbeat_interval_ms="1000"))
+        herder.put_connector("cdc", db.config(
+            slot, prefix, table_include_list="public.idle", heartbeat_interval_ms="1000",
+            heartbeat_action_query="INSERT INTO beats DEFAULT VALUES"))
         wait_for(lambda: db.one(f"SELECT active FROM pg_replication_slots WHERE slot_name = "
                                 f"'{slot}'") is True, 60, "the slot streaming")
         first = db.one(f"SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE "
@@ -322,6 +324,7 @@ def test_heartbeats_advance_an_idle_slot(kafka: str, db: Database,
         wait_for(advanced, 60, "the confirmed LSN to advance while only busy changes")
         beats = values(kafka, f"__debezium-heartbeat.{prefix}", 1, timeout=10)
         assert beats and set(beats[0] or {}) == {"ts_ms"}
+        assert db.one("SELECT count(*) FROM beats") >= 1, "heartbeat.action.query ran"
 
 
 def test_a_server_without_logical_decoding_is_named_with_the_fix(
