@@ -336,8 +336,8 @@ class PostgresCdcTask(SourceTask[PostgresCdcSettings]):
             if message.old is not None:
                 before = table.key_only_row(message.old) if message.old_is_key \
                     else table.row(message.old)
-            records = table.records("u", before, table.row(message.new, before), position,
-                                    self.settings.dbname, self.partition, offset, self.headers)
+            after = table.row(message.new, before)
+            records = self._update(table, before, after, position, offset)
         else:
             if "d" in skipped:
                 return
@@ -346,6 +346,26 @@ class PostgresCdcTask(SourceTask[PostgresCdcSettings]):
             records = table.records("d", before, None, position, self.settings.dbname,
                                     self.partition, offset, self.headers)
         self._add(records)
+
+    def _update(self, table: CapturedTable, before: dict[str, Any] | None,
+                after: dict[str, Any], position: Position, offset: dict[str, Any]
+                ) -> list[SourceRecord]:
+        """An update's events; one that changes the primary key is, as Debezium writes
+        it, a delete of the old key (and its tombstone) and a create of the new one,
+        each naming the other key in a header."""
+        database, partition = self.settings.dbname, self.partition
+        old_key = table.key(before) if before is not None else None
+        new_key = table.key(after)
+        if old_key is None or old_key == new_key:
+            return table.records("u", before, after, position, database, partition, offset,
+                                 self.headers)
+        return [
+            *table.records("d", before, None, position, database, partition, offset,
+                           [*self.headers, Header("__debezium.newkey", new_key,
+                                                  table.key_schema)]),
+            *table.records("c", None, after, position, database, partition, offset,
+                           [*self.headers, Header("__debezium.oldkey", old_key,
+                                                  table.key_schema)])]
 
     def _add(self, records: list[SourceRecord]) -> None:
         self.transaction.extend(records)
