@@ -439,3 +439,18 @@ def test_example_copies_a_table_into_a_second_database(
                      "inserts, the update and the delete copied")
     finally:
         drop_database(copy)
+
+
+def test_initial_only_reads_the_tables_and_leaves_no_slot(
+        kafka: str, db: Database, names: tuple[str, str]) -> None:
+    slot, prefix = names
+    db.run("CREATE TABLE t (id int PRIMARY KEY)", "INSERT INTO t VALUES (1), (2)")
+    slots = f"SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    with in_process_herder(kafka, JSON) as herder:
+        herder.put_connector("cdc", db.config(slot, prefix, snapshot_mode="initial_only",
+                                              slot_drop_on_stop="false"))
+        events = wait_values(kafka, f"{prefix}.public.t", 2)
+        assert [(v["op"], v["after"]["id"]) for v in events if v] == [("r", 1), ("r", 2)]
+        wait_for(lambda: db.one(slots) == 0, 30, "the slot dropped after the snapshot")
+        db.run("INSERT INTO t VALUES (3)")
+        assert len(values(kafka, f"{prefix}.public.t", 3, timeout=3)) == 2

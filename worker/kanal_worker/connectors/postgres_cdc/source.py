@@ -116,7 +116,7 @@ class PostgresCdcTask(SourceTask[PostgresCdcSettings]):
                 if slot_exists:
                     database.drop_slot(self.catalog, settings.slot_name)
                 self._start_snapshot()
-            elif not slot_exists:
+            elif not slot_exists and self.streaming:
                 if resumable:
                     log.warning("Slot %s is gone: changes since the stored position are "
                                 "lost; snapshot.mode=when_needed would read the tables "
@@ -226,6 +226,12 @@ class PostgresCdcTask(SourceTask[PostgresCdcSettings]):
             self.snapshot_connection = None
         self.emitted = (self.start_lsn, 0)
         self.idle_lsn = self.start_lsn
+        if not self.streaming:
+            # initial_only: nothing will read the slot, which would keep WAL for ever
+            if self.replication is not None:
+                self.replication.close()
+            assert self.catalog is not None
+            database.drop_slot(self.catalog, self.settings.slot_name)
         return batch
 
     def _poll_stream(self) -> list[SourceRecord]:
