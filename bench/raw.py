@@ -8,6 +8,7 @@
     python -m bench.raw mqtt-subscribe MQTT_URL CLIENT_ID FILTER COUNT
     python -m bench.raw select POSTGRES_URL TABLE FETCH_ROWS
     python -m bench.raw copy|executemany POSTGRES_URL SOURCE_TABLE TARGET_TABLE
+    python -m bench.raw replicate POSTGRES_URL SLOT PUBLICATION COUNT
 
 Each prints one JSON object: when the first and the last record moved (monotonic
 seconds since the start), CPU seconds at those moments and the peak resident memory.
@@ -268,6 +269,39 @@ def load(method: str, url: str, source: str, target: str) -> None:
     _report(started, first, cpu_first, done, cpu_done, len(rows), 0)
 
 
+def replicate(url: str, slot: str, publication: str, count: int) -> None:
+    """``count`` inserts read from a pgoutput slot with psycopg2, counted by their message
+    tag only, the position confirmed every 10,000 messages."""
+    import select
+
+    import psycopg2
+    import psycopg2.extras
+
+    started = time.monotonic()
+    connection = psycopg2.connect(url, connection_factory=psycopg2.extras
+                                  .LogicalReplicationConnection)
+    cursor = connection.cursor()
+    cursor.start_replication(slot_name=slot, decode=False, options={
+        "proto_version": "1", "publication_names": publication})
+    seen = messages = 0
+    first = cpu_first = 0.0
+    while seen < count and time.monotonic() - started < 600:
+        message = cursor.read_message()
+        if message is None:
+            select.select([cursor], [], [], 0.5)
+            continue
+        if not seen:
+            first, cpu_first = time.monotonic(), time.process_time()
+        if message.payload[:1] == b"I":
+            seen += 1
+        messages += 1
+        if messages % 10_000 == 0:
+            cursor.send_feedback(flush_lsn=message.data_start)
+    done, cpu_done = time.monotonic(), time.process_time()
+    connection.close()
+    _report(started, first, cpu_first, done, cpu_done, seen, 0)
+
+
 def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
     if command == "consume":
@@ -286,6 +320,8 @@ def main(argv: list[str]) -> None:
         select(args[0], args[1], int(args[2]))
     elif command in ("copy", "executemany"):
         load(command, args[0], args[1], args[2])
+    elif command == "replicate":
+        replicate(args[0], args[1], args[2], int(args[3]))
     else:
         raise SystemExit(__doc__)
 

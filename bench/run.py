@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import control, jdbc, mqtt, search, sources, storage, web
+from bench import cdc, control, jdbc, mqtt, search, sources, storage, web
 from bench.env import RESULTS, scratch, stack
 from bench.jdbc_source import BENCH as JDBC_SOURCE
 from bench.jdbc_source import jdbc_source
@@ -122,6 +122,9 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         summary.paired_ratio(JDBC_SOURCE, "postgres table", "kanal", JDBC_SOURCE,
                              "postgres table", "psycopg SELECT"), "(higher is better)",
         lambda r: r >= 0.5)
+    add("B5 cdc: Kanal / raw psycopg2 replication changes/s",
+        summary.paired_ratio(cdc.BENCH, cdc.VARIANT, "kanal", cdc.BENCH, cdc.VARIANT, cdc.RAW),
+        "(higher is better)", lambda r: r >= 0.3)
     for system in ("kanal", "apache"):
         add(f"scale {system}: 2 tasks / 1 task records/s",
             summary.paired_ratio("scale 2 task(s)", "passthrough", system, "scale 1 task(s)",
@@ -180,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   env.postgres, run, workdir)))
             steps.append(("B5 jdbc source", partial(jdbc_source, workload, env.bootstrap,
                                                     env.postgres, run, workdir)))
+            steps.append(("B5 cdc", partial(cdc.b5, workload, env.bootstrap, env.postgres, run,
+                                            workdir)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
         for name, step in steps:

@@ -9,7 +9,9 @@
 # FileStreamSourceConnector / FileStreamSinkConnector are available.
 # Its state lives in those Kafka topics: `dev/stack reset kafka` forgets connectors.
 #
-# Jars: $KANAL_CACHE/connect/<version>-<pom hash>/lib.
+# Jars: $KANAL_CACHE/connect/<version>-<pom hash>/lib. Plugins loaded in isolation from
+# plugin.path $KANAL_CACHE/connect-plugins/<pom hash>/: the Debezium PostgreSQL connector
+# and its SMTs (dev/maven/debezium/pom.xml), for the CDC golden outputs.
 # Runtime: $KANAL_RUN/connect/{connect-distributed.properties,log4j2.xml,connect.log,connect.pid}.
 
 CONNECT_PORT=18083
@@ -21,6 +23,7 @@ connect_DEPS="kafka"
 : "${KANAL_CONNECT_UP_TIMEOUT:=180}"
 
 _CONNECT_POM="$KANAL_DEV_DIR/maven/connect/pom.xml"
+_DEBEZIUM_POM="$KANAL_DEV_DIR/maven/debezium/pom.xml"
 
 _connect_home() {
   local v h
@@ -29,17 +32,26 @@ _connect_home() {
   printf '%s\n' "$KANAL_CACHE/connect/$v-$h"
 }
 
+# The plugin.path directory: one folder per plugin, each with its jars.
+_connect_plugins() {
+  printf '%s\n' "$KANAL_CACHE/connect-plugins/$(sha256sum <"$_DEBEZIUM_POM" | cut -c1-8)"
+}
+
 connect_ports() { echo "$CONNECT_PORT"; }
 
 connect_install() {
-  maven_jars connect "$_CONNECT_POM" "$(_connect_home)/lib"
+  maven_jars connect "$_CONNECT_POM" "$(_connect_home)/lib" &&
+    maven_jars debezium "$_DEBEZIUM_POM" "$(_connect_plugins)/debezium-connector-postgres"
 }
 
-# Healthy: GET / answers 200 and the FileStream connectors are loaded.
+# Healthy: GET / answers 200 and the FileStream and Debezium connectors are loaded (a
+# worker started before Debezium was added is restarted once by `up`).
 _connect_healthy() {
+  local plugins
   curl -fsS -m 5 -o /dev/null "$CONNECT_URL/" 2>/dev/null &&
-    curl -fsS -m 5 "$CONNECT_URL/connector-plugins" 2>/dev/null |
-    grep -q 'org.apache.kafka.connect.file.FileStreamSinkConnector'
+    plugins=$(curl -fsS -m 5 "$CONNECT_URL/connector-plugins" 2>/dev/null) &&
+    grep -q 'org.apache.kafka.connect.file.FileStreamSinkConnector' <<<"$plugins" &&
+    grep -q 'io.debezium.connector.postgresql.PostgresConnector' <<<"$plugins"
 }
 
 connect_status() {
@@ -71,8 +83,9 @@ status.storage.replication.factor=1
 status.storage.partitions=5
 offset.flush.interval.ms=1000
 
-# Plugins are on the classpath (no plugin.path). They all ship ServiceLoader
-# manifests, so service_load finds the same set as only_scan, ~8s faster.
+# Apache's plugins are on the classpath, Debezium in plugin.path. They all ship
+# ServiceLoader manifests, so service_load finds the same set as only_scan, ~8s faster.
+plugin.path=$(_connect_plugins)
 plugin.discovery=service_load
 EOF
   write_file "$dir/log4j2.xml" <<EOF
@@ -110,11 +123,16 @@ connect_up() {
       say "connect: already running (pid $pid)"
       return 0
     fi
-    say "connect: pid $pid is running but not ready yet; waiting"
-    if wait_healthy connect connect 60 "$log" _connect_healthy; then
-      return 0
+    if curl -fsS -m 5 "$CONNECT_URL/connector-plugins" 2>/dev/null |
+      grep -q 'org.apache.kafka.connect.file.FileStreamSinkConnector'; then
+      say "connect: restarting pid $pid, started without the plugins of plugin.path"
+    else
+      say "connect: pid $pid is running but not ready yet; waiting"
+      if wait_healthy connect connect 60 "$log" _connect_healthy; then
+        return 0
+      fi
+      say "connect: restarting unhealthy worker (pid $pid)"
     fi
-    say "connect: restarting unhealthy worker (pid $pid)"
     daemon_stop connect connect "$CONNECT_PORT" >/dev/null
   fi
   ensure_port_free "$CONNECT_PORT" connect || return 1

@@ -6,9 +6,10 @@
 # tests create their own databases and tables with unique names.
 #
 # Runtime in $KANAL_RUN/postgres: data/ (the cluster), postgres.log, postgres.pid.
-# `dev/stack run postgres server DIR PORT` runs another, throw-away cluster in DIR
-# in the foreground (same binaries and settings; initialised when DIR is empty), for
-# tests that stop and restart a database under a running connector.
+# `dev/stack run postgres server DIR PORT [-c NAME=VALUE ...]` runs another, throw-away
+# cluster in DIR in the foreground (same binaries and settings, the given ones overriding
+# them; initialised when DIR is empty), for tests that stop and restart a database under
+# a running connector or need other server settings.
 
 POSTGRES_PORT=15432
 POSTGRES_USER=kanal
@@ -121,8 +122,9 @@ postgres_env() {
 }
 
 postgres_run() {
-  if [[ ${1:-} != server || $# -ne 3 ]]; then
-    fail "usage: dev/stack run postgres server DIR PORT  (a throw-away cluster in the foreground)"
+  if [[ ${1:-} != server || $# -lt 3 ]]; then
+    fail "usage: dev/stack run postgres server DIR PORT [-c NAME=VALUE ...]  (a throw-away" \
+      "cluster in the foreground; the settings override the service's)"
     return 1
   fi
   if [[ ! -f $(_postgres_home)/STAMP ]]; then
@@ -131,5 +133,5 @@ postgres_run() {
   _postgres_init "$2" || return 1
   _postgres_server_cmd "$2" "$3"
   # exec: the caller's pid is the server's, so it can signal it directly.
-  exec "${_POSTGRES_CMD[@]}"
+  exec "${_POSTGRES_CMD[@]}" "${@:4}"
 }

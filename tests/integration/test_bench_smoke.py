@@ -56,6 +56,8 @@ def test_quick_bench_measures_every_system_and_writes_results(
         ("B5 jdbc sink", "postgresql", "raw executemany"),
         ("B5 jdbc source", "postgres table", "kanal"),
         ("B5 jdbc source", "postgres table", "psycopg SELECT"),
+        ("B5 cdc", "postgresql inserts", "kanal"),
+        ("B5 cdc", "postgresql inserts", "raw psycopg2 replication"),
     ]
     for key in expected:
         assert key in rows, f"{key} missing; rows: {sorted(rows)}"

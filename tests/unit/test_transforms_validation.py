@@ -31,16 +31,16 @@ def test_every_apache_transform_and_variant_is_registered() -> None:
     assert set(plugins("predicate")) == {"TopicNameMatches", "HasHeaderKey",
                                          "RecordIsTombstone", "FieldValueMatches"}
     for info in plugins("transform").values():
-        assert info.class_name.startswith("org.apache.kafka.connect.transforms.")
+        assert info.class_name.startswith(("org.apache.kafka.connect.transforms.",
+                                           "io.debezium.transforms."))
         assert info.class_name.endswith(info.name)
 
 
 @pytest.mark.parametrize("name", transform_names())
 def test_a_missing_required_key_is_named(name: str) -> None:
     family = name.split("$")[0]
-    errors = errors_of(validate({**SOURCE, "transforms": "x",
-                                 "transforms.x.type": f"org.apache.kafka.connect.transforms."
-                                                      f"{name}"}))
+    class_name = plugins("transform")[name].class_name
+    errors = errors_of(validate({**SOURCE, "transforms": "x", "transforms.x.type": class_name}))
     if family in REQUIRED:
         assert f"transforms.x.{REQUIRED[family]}" in errors, errors
     else:
