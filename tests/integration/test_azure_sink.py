@@ -7,13 +7,10 @@ back with the Azure SDK and each format's standard reader.
 
 from __future__ import annotations
 
-import random
-import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -21,28 +18,24 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from kanal_worker.connectors.telemetry import reading
-from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
-from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
+from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
 from tests.integration.standalone import (
-    Standalone,
     wait_for,
-    worker_properties,
-    write_properties,
 )
 from tests.integration.storage_data import (
-    ENVELOPE_SCHEMA,
-    HOUR,
     HOURLY,
     JSON_VALUES,
     START,
     assert_hourly_files,
-    json_lines,
-    late_readings,
-    read_back,
-    speeding,
+    produce_seed_readings,
+)
+from tests.integration.storage_scenarios import (
+    each_record_reads_back,
+    outage_loses_and_duplicates_nothing,
+    sigkills_keep_every_record_exactly_once,
 )
 from tests.kafka_helpers import committed, produce
 
@@ -73,24 +66,27 @@ def blob_count(client: ContainerClient) -> int:
 
 
 def line_total(client: ContainerClient) -> int:
-    return sum(data.count(b"\n") for data in blobs(client).values())
+    return storage_scenarios.line_total(ContainerView(client))
+
+
+class ContainerView:
+    """A container as the shared scenarios read it."""
+
+    def __init__(self, client: ContainerClient) -> None:
+        self.client = client
+
+    def names(self) -> list[str]:
+        return [b.name for b in self.client.list_blobs()] if self.client.exists() else []
+
+    def objects(self) -> dict[str, bytes]:
+        return blobs(self.client)
 
 
 @contextmanager
 def herder_running(kafka: str, name: str, config: dict[str, str]) -> Iterator[StandaloneHerder]:
-    herder = StandaloneHerder({"bootstrap.servers": kafka, "offset.flush.interval.ms": "1000",
-                               "listeners": ""}, "test:8083", MemoryOffsetStore())
-    herder.put_connector(name, {"connector.class": "AzureBlobStorageSinkConnector",
-                                "tasks.max": "1", **config})
-    try:
+    with storage_scenarios.herder_running(kafka, name, {
+            "connector.class": "AzureBlobStorageSinkConnector", **config}) as herder:
         yield herder
-    finally:
-        herder.stop_all()
-
-
-def task_state(herder: StandaloneHerder, name: str) -> dict[str, Any]:
-    task: dict[str, Any] = herder.connector_status(name)["tasks"][0]
-    return task
 
 
 def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
@@ -98,12 +94,7 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
                                                  unique: str) -> None:
     """The seed's pipeline: speeding events as JSON, one folder per hour, record by record."""
     topic = new_topic("vehicle.speeding", 2)
-    produced: dict[int, list[bytes | None]] = {}
-    for partition in (0, 1):
-        values: list[bytes | None] = [orjson.dumps(reading(partition, seq, 50, START, 20_000))
-                                      for seq in range(600)]
-        produce(kafka, topic, values, partition=partition)
-        produced[partition] = values
+    produced = produce_seed_readings(kafka, topic)
     name = f"azure-blob-sink-{unique}"
     seed_json = {"connector.class": "AzureBlobStorageSinkConnector", "topics": topic,
                  "format.class": "JsonFormat", **connection_settings(azurite)}
@@ -132,111 +123,39 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
 def test_each_format_reads_back_with_its_standard_reader(
         kafka: str, azurite: str, new_topic: Callable[..., str], unique: str,
         config: dict[str, str], suffix: str) -> None:
-    topic = new_topic("formats", 1)
-    expected: list[Any] = [speeding(i) for i in range(500)]
-    if "ByteArrayConverter" in config.get("value.converter", ""):
-        expected = [f"raw-{i}-\x01\x02".encode() for i in range(500)]
-        produce(kafka, topic, expected)
-    else:
-        produce(kafka, topic, [orjson.dumps({"schema": ENVELOPE_SCHEMA, "payload": v})
-                               for v in expected])
-    file_format = config["format.class"].rsplit(".", 1)[-1]
     client = container(azurite, f"formats-{unique}")
-    with herder_running(kafka, f"formats-{unique}", {
-            "topics": topic, "flush.size": "100", "azblob.container.name": client.container_name,
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            **connection_settings(azurite), **config}):
-        wait_for(lambda: len(blobs(client)) >= 5, 60, "5 files")
-    files = blobs(client)
-    assert sorted(files) == [f"topics/{topic}/partition=0/{topic}+0+{start:010d}{suffix}"
-                             for start in range(0, 500, 100)]
-    assert [v for name in sorted(files) for v in read_back(file_format, name, files[name])] == \
-        expected
+    each_record_reads_back(kafka, new_topic("formats", 1), f"formats-{unique}",
+                           ContainerView(client),
+                           {"connector.class": "AzureBlobStorageSinkConnector",
+                            "azblob.container.name": client.container_name,
+                            **connection_settings(azurite)}, config, suffix)
 
 
 def test_sigkill_at_random_points_keeps_every_record_exactly_once(
         tmp_path: Path, kafka: str, azurite: str, new_topic: Callable[..., str],
         unique: str) -> None:
-    topic = new_topic("crash", 2)
-    per_partition = 25_000
-    for partition in (0, 1):
-        produce(kafka, topic, late_readings(partition, per_partition, 11), partition=partition)
     client = container(azurite, f"crash-{unique}")
-    worker = worker_properties(tmp_path, kafka)
-    connector = write_properties(tmp_path / "azure.properties", {
-        "name": f"crash-{unique}", "connector.class":
-            "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
-        "topics": topic, "format.class": "JsonFormat", "flush.size": "1000",
-        "rotate.interval.ms": str(HOUR), "kanal.max.open.files.per.partition": "3",
-        "azblob.container.name": client.container_name, **connection_settings(azurite),
-        **HOURLY, **JSON_VALUES})
-    log = tmp_path / "kanal.log"
-    rng = random.Random(unique)
-    # 4 times: start, and once it consumes, SIGKILL it after a random number of new files
-    # or a random time, whichever comes first: a fast run may have consumed every record
-    # (the open sets then wait for the tail below), so a file count alone may never come
-    for _ in range(4):
-        target = blob_count(client) + rng.randint(2, 40)
-        run = Standalone(worker, connector, log=log).start()
-        try:
-            wait_for(lambda: run.logged(f": assigned {topic}".encode()), 120,  # noqa: B023
-                     f"the partitions assigned (log: {log})")
-            deadline = time.monotonic() + rng.uniform(0.5, 4)
-            wait_for(lambda: blob_count(client) >= target  # noqa: B023
-                     or time.monotonic() >= deadline, 60,  # noqa: B023
-                     f"{target} files (log: {log})")
-            time.sleep(rng.uniform(0, 0.3))
-        finally:
-            run.stop(signal.SIGKILL)
-    # a record far in the future ends the last open sets, so every produced record is due
-    for partition in (0, 1):
-        tail = {**reading(99, 0, 1, START + 1000 * HOUR, 1), "partition": partition, "tail": 1}
-        produce(kafka, topic, [orjson.dumps(tail)], partition=partition)
-    run = Standalone(worker, connector, log=log).start()
-    try:
-        wait_for(lambda: line_total(client) >= 2 * per_partition, 240,
-                 f"all records in blobs (log: {log})")
-        time.sleep(3)  # a straggling duplicate would show up now
-    finally:
-        assert run.stop() == 0
-    keys = [(r["partition"], r["seq"]) for r in json_lines(blobs(client)) if "tail" not in r]
-    assert len(keys) == len(set(keys)), "duplicates"
-    assert set(keys) == {(p, s) for p in (0, 1) for s in range(per_partition)}, "losses"
+    sigkills_keep_every_record_exactly_once(
+        tmp_path, kafka, new_topic("crash", 2), 25_000, ContainerView(client),
+        {"name": f"crash-{unique}",
+         "connector.class": "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
+         "azblob.container.name": client.container_name, **connection_settings(azurite)},
+        unique)
 
 
 def test_storage_outage_retries_without_loss_or_duplicates(
         kafka: str, azurite: str, new_topic: Callable[..., str], unique: str) -> None:
-    topic = new_topic("outage", 1)
     endpoint = urlsplit(connection_settings(azurite)["store.url"])
     proxy = BlackoutProxy((endpoint.hostname or "", endpoint.port or 80)).start()
-    values: list[bytes | None] = [orjson.dumps({"seq": i, "pad": "x" * 64})
-                                  for i in range(20_000)]
-    produce(kafka, topic, values[:10_000])
     client = container(azurite, f"outage-{unique}")
-    name = f"outage-{unique}"
-    config = {"topics": topic, "format.class": "JsonFormat", "flush.size": "500",
-              "azblob.container.name": client.container_name,
-              **connection_settings(azurite, f"{proxy.url}/devstoreaccount1"),
-              "azblob.retry.retries": "1", "azblob.retry.backoff.ms": "200",
-              "azblob.connection.timeout.ms": "2000", **JSON_VALUES}
-    with herder_running(kafka, name, config) as herder:
-        wait_for(lambda: len(blobs(client)) >= 1, 60, "the first file")
-        proxy.stop()
-        produce(kafka, topic, values[10_000:])
-        details = set()
-        outage_ends = time.monotonic() + 30
-        while time.monotonic() < outage_ends:
-            assert task_state(herder, name)["state"] == State.RUNNING.value
-            details.add(herder.runners()[0].status.detail or "")
-            time.sleep(0.5)
-        proxy.start()
-        wait_for(lambda: line_total(client) >= 20_000, 90, "all records after the outage")
-        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 20_000}, 60,
-                 "offsets committed")
-        assert "retrying write" in " ".join(details), details
-    proxy.stop()
-    seqs = [r["seq"] for r in json_lines(blobs(client))]
-    assert sorted(seqs) == list(range(20_000))
+    outage_loses_and_duplicates_nothing(
+        kafka, new_topic("outage", 1), f"outage-{unique}", ContainerView(client), proxy,
+        lambda url: {"connector.class": "AzureBlobStorageSinkConnector",
+                     "azblob.container.name": client.container_name,
+                     **connection_settings(azurite, f"{url}/devstoreaccount1"),
+                     "azblob.retry.retries": "1", "azblob.retry.backoff.ms": "200",
+                     "azblob.connection.timeout.ms": "2000"},
+        30)
 
 
 def test_invalid_configuration_errors_name_each_key() -> None:

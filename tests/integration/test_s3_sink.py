@@ -12,13 +12,9 @@ default 15; the issue's check is 60).
 from __future__ import annotations
 
 import os
-import random
-import signal
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -26,29 +22,30 @@ import orjson
 import pytest
 
 from dev.stack_env import stack_env
-from kanal_worker.connectors.telemetry import reading
-from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
+from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
 from tests.integration.standalone import (
-    Standalone,
     wait_for,
-    worker_properties,
-    write_properties,
 )
 from tests.integration.storage_data import (
     ENVELOPE_SCHEMA,
-    HOUR,
     HOURLY,
     JSON_VALUES,
-    START,
     assert_hourly_files,
     json_lines,
-    late_readings,
+    produce_seed_readings,
     read_back,
     speeding,
+)
+from tests.integration.storage_scenarios import (
+    each_record_reads_back,
+    line_total,
+    outage_loses_and_duplicates_nothing,
+    sigkills_keep_every_record_exactly_once,
+    task_state,
 )
 from tests.kafka_helpers import committed, produce
 
@@ -84,9 +81,6 @@ class Bucket:
         return {key: self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
                 for key in self.names()}
 
-    def line_total(self) -> int:
-        return sum(data.count(b"\n") for data in self.objects().values())
-
 
 def s3_settings(s3: dict[str, str], bucket: Bucket, store_url: str | None = None
                 ) -> dict[str, str]:
@@ -99,18 +93,9 @@ def s3_settings(s3: dict[str, str], bucket: Bucket, store_url: str | None = None
 
 @contextmanager
 def herder_running(kafka: str, name: str, config: dict[str, str]) -> Iterator[StandaloneHerder]:
-    herder = StandaloneHerder({"bootstrap.servers": kafka, "offset.flush.interval.ms": "1000",
-                               "listeners": ""}, "test:8083", MemoryOffsetStore())
-    herder.put_connector(name, {"connector.class": CONNECTOR, "tasks.max": "1", **config})
-    try:
+    with storage_scenarios.herder_running(kafka, name, {"connector.class": CONNECTOR,
+                                                        **config}) as herder:
         yield herder
-    finally:
-        herder.stop_all()
-
-
-def task_state(herder: StandaloneHerder, name: str) -> dict[str, Any]:
-    task: dict[str, Any] = herder.connector_status(name)["tasks"][0]
-    return task
 
 
 def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, s3: dict[str, str],
@@ -118,18 +103,13 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, s3: dict[str, str],
                                                  unique: str) -> None:
     """The seed's pipeline: speeding events as JSON, one folder per hour, record by record."""
     topic = new_topic("vehicle.speeding", 2)
-    produced: dict[int, list[bytes | None]] = {}
-    for partition in (0, 1):
-        values: list[bytes | None] = [orjson.dumps(reading(partition, seq, 50, START, 20_000))
-                                      for seq in range(600)]
-        produce(kafka, topic, values, partition=partition)
-        produced[partition] = values
+    produced = produce_seed_readings(kafka, topic)
     name = f"s3-sink-{unique}"
     bucket = Bucket(s3, f"telemetry-{unique}")
     with herder_running(kafka, name, {"topics": topic, "format.class": "JsonFormat",
                                       "flush.size": "100", **s3_settings(s3, bucket),
                                       **JSON_VALUES, **HOURLY}):
-        wait_for(lambda: bucket.line_total() >= 1200, 90, "1200 records in objects")
+        wait_for(lambda: line_total(bucket) >= 1200, 90, "1200 records in objects")
         wait_for(lambda: committed(kafka, f"connect-{name}", topic, 2) == {0: 600, 1: 600}, 30,
                  "offsets committed")
     assert_hourly_files(bucket.objects(), topic, produced)
@@ -148,26 +128,10 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, s3: dict[str, str],
 def test_each_format_reads_back_with_its_standard_reader(
         kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str,
         config: dict[str, str], suffix: str) -> None:
-    topic = new_topic("formats", 1)
-    expected: list[Any] = [speeding(i) for i in range(500)]
-    if "ByteArrayConverter" in config.get("value.converter", ""):
-        expected = [f"raw-{i}-\x01\x02".encode() for i in range(500)]
-        produce(kafka, topic, expected)
-    else:
-        produce(kafka, topic, [orjson.dumps({"schema": ENVELOPE_SCHEMA, "payload": v})
-                               for v in expected])
-    file_format = config["format.class"].rsplit(".", 1)[-1]
     bucket = Bucket(s3, f"formats-{unique}")
-    with herder_running(kafka, f"formats-{unique}", {
-            "topics": topic, "flush.size": "100",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            **s3_settings(s3, bucket), **config}):
-        wait_for(lambda: len(bucket.names()) >= 5, 60, "5 files")
-    files = bucket.objects()
-    assert sorted(files) == [f"topics/{topic}/partition=0/{topic}+0+{start:010d}{suffix}"
-                             for start in range(0, 500, 100)]
-    assert [v for name in sorted(files) for v in read_back(file_format, name, files[name])] == \
-        expected
+    each_record_reads_back(kafka, new_topic("formats", 1), f"formats-{unique}", bucket,
+                           {"connector.class": CONNECTOR, **s3_settings(s3, bucket)},
+                           config, suffix)
 
 
 def test_large_files_are_multipart_uploads_written_once_with_conditional_writes(
@@ -201,81 +165,23 @@ def test_large_files_are_multipart_uploads_written_once_with_conditional_writes(
 def test_sigkill_at_random_points_keeps_every_record_exactly_once(
         tmp_path: Path, kafka: str, s3: dict[str, str], new_topic: Callable[..., str],
         unique: str) -> None:
-    topic = new_topic("crash", 2)
-    per_partition = CRASH_RECORDS // 2
-    for partition in (0, 1):
-        produce(kafka, topic, late_readings(partition, per_partition, 11), partition=partition)
     bucket = Bucket(s3, f"crash-{unique}")
-    worker = worker_properties(tmp_path, kafka)
-    connector = write_properties(tmp_path / "s3.properties", {
-        "name": f"crash-{unique}", "connector.class": CONNECTOR,
-        "topics": topic, "format.class": "JsonFormat", "flush.size": "1000",
-        "rotate.interval.ms": str(HOUR), "kanal.max.open.files.per.partition": "3",
-        **s3_settings(s3, bucket), **HOURLY, **JSON_VALUES})
-    log = tmp_path / "kanal.log"
-    rng = random.Random(unique)
-    # 4 times: start, and once it consumes, SIGKILL it after a random number of new files
-    # or a random time, whichever comes first (a fast run may have consumed everything)
-    for _ in range(4):
-        target = len(bucket.names()) + rng.randint(2, 40)
-        run = Standalone(worker, connector, log=log).start()
-        try:
-            wait_for(lambda: run.logged(f": assigned {topic}".encode()), 120,  # noqa: B023
-                     f"the partitions assigned (log: {log})")
-            deadline = time.monotonic() + rng.uniform(0.5, 4)
-            wait_for(lambda: len(bucket.names()) >= target  # noqa: B023
-                     or time.monotonic() >= deadline, 60,  # noqa: B023
-                     f"{target} files (log: {log})")
-            time.sleep(rng.uniform(0, 0.3))
-        finally:
-            run.stop(signal.SIGKILL)
-    # a record far in the future ends the last open sets, so every produced record is due
-    for partition in (0, 1):
-        tail = {**reading(99, 0, 1, START + 1000 * HOUR, 1), "partition": partition, "tail": 1}
-        produce(kafka, topic, [orjson.dumps(tail)], partition=partition)
-    run = Standalone(worker, connector, log=log).start()
-    try:
-        wait_for(lambda: bucket.line_total() >= 2 * per_partition, 240,
-                 f"all records in objects (log: {log})")
-        time.sleep(3)  # a straggling duplicate would show up now
-    finally:
-        assert run.stop() == 0
-    keys = [(r["partition"], r["seq"]) for r in json_lines(bucket.objects()) if "tail" not in r]
-    assert len(keys) == len(set(keys)), "duplicates"
-    assert set(keys) == {(p, s) for p in (0, 1) for s in range(per_partition)}, "losses"
+    sigkills_keep_every_record_exactly_once(
+        tmp_path, kafka, new_topic("crash", 2), CRASH_RECORDS // 2, bucket,
+        {"name": f"crash-{unique}", "connector.class": CONNECTOR, **s3_settings(s3, bucket)},
+        unique)
 
 
 def test_storage_outage_retries_without_loss_or_duplicates(
         kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str) -> None:
-    topic = new_topic("outage", 1)
     endpoint = urlsplit(s3["KANAL_S3_ENDPOINT"])
     proxy = BlackoutProxy((endpoint.hostname or "", endpoint.port or 80)).start()
-    values: list[bytes | None] = [orjson.dumps({"seq": i, "pad": "x" * 64})
-                                  for i in range(20_000)]
-    produce(kafka, topic, values[:10_000])
     bucket = Bucket(s3, f"outage-{unique}")
-    name = f"outage-{unique}"
-    config = {"topics": topic, "format.class": "JsonFormat", "flush.size": "500",
-              **s3_settings(s3, bucket, proxy.url), "s3.part.retries": "1",
-              "s3.connection.timeout.ms": "2000", **JSON_VALUES}
-    with herder_running(kafka, name, config) as herder:
-        wait_for(lambda: len(bucket.names()) >= 1, 60, "the first file")
-        proxy.stop()
-        produce(kafka, topic, values[10_000:])
-        details = set()
-        outage_ends = time.monotonic() + OUTAGE_S
-        while time.monotonic() < outage_ends:
-            assert task_state(herder, name)["state"] == State.RUNNING.value
-            details.add(herder.runners()[0].status.detail or "")
-            time.sleep(0.5)
-        proxy.start()
-        wait_for(lambda: bucket.line_total() >= 20_000, 90, "all records after the outage")
-        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 20_000}, 60,
-                 "offsets committed")
-        assert "retrying write" in " ".join(details), details
-    proxy.stop()
-    seqs = [r["seq"] for r in json_lines(bucket.objects())]
-    assert sorted(seqs) == list(range(20_000))
+    outage_loses_and_duplicates_nothing(
+        kafka, new_topic("outage", 1), f"outage-{unique}", bucket, proxy,
+        lambda url: {"connector.class": CONNECTOR, **s3_settings(s3, bucket, url),
+                     "s3.part.retries": "1", "s3.connection.timeout.ms": "2000"},
+        OUTAGE_S)
 
 
 def test_a_configuration_from_confluents_documentation_runs_unchanged(
