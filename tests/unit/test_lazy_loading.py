@@ -22,7 +22,8 @@ from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.registry import GROUPS, find, plugins
 from kanal_worker.runtime.standalone import StandaloneHerder
 
-HEAVY = ("azure", "pyarrow", "fastavro", "kanal_worker.connectors.azure_blob",
+HEAVY = ("azure", "boto3", "botocore", "pyarrow", "fastavro",
+         "kanal_worker.connectors.azure_blob", "kanal_worker.connectors.s3",
          "kanal_worker.converters.avro", "kanal_worker.transforms.")
 
 
@@ -117,6 +118,17 @@ def test_the_azure_sink_is_listed_described_and_validated_without_its_sdk() -> N
         "assert list(errors) == ['azblob.account.key'], errors")
     assert "kanal_worker.connectors.azure_blob" in modules
     assert {m for m in modules if m.split(".")[0] in ("azure", "pyarrow")} == set()
+
+
+def test_the_s3_sink_is_listed_and_checked_without_boto3() -> None:
+    modules = imported_after(
+        "from kanal_worker.runtime.validation import errors_of, validate\n"
+        "errors = errors_of(validate({'name': 'a', 'connector.class': 'S3SinkConnector',\n"
+        "    'topics': 't', 'format.class': 'JsonFormat', 's3.bucket.name': 'telemetry',\n"
+        "    'aws.access.key.id': 'AKIA'}))\n"
+        "assert list(errors) == ['aws.secret.access.key'], errors")
+    assert "kanal_worker.connectors.s3" in modules
+    assert {m for m in modules if m.split(".")[0] in ("boto3", "botocore")} == set()
 
 
 def test_a_standalone_worker_without_listeners_does_not_load_fastapi() -> None:
