@@ -12,6 +12,7 @@ default 15; the issue's check is 60).
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +29,9 @@ from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
 from tests.integration.standalone import (
+    KANAL,
     wait_for,
+    write_properties,
 )
 from tests.integration.storage_data import (
     ENVELOPE_SCHEMA,
@@ -217,7 +220,8 @@ def test_a_configuration_from_confluents_documentation_runs_unchanged(
 
 
 def test_bad_stores_are_named_by_key_in_validate_and_task_status(
-        kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str) -> None:
+        tmp_path: Path, kafka: str, s3: dict[str, str], new_topic: Callable[..., str],
+        unique: str) -> None:
     bucket = Bucket(s3, f"bad-{unique}")
     base = {"name": "bad", "connector.class": CONNECTOR, "topics": "t",
             "format.class": "JsonFormat", "flush.size": "10", **s3_settings(s3, bucket)}
@@ -248,6 +252,15 @@ def test_bad_stores_are_named_by_key_in_validate_and_task_status(
     assert "go together" in errors(aws_secret_access_key=None)["aws.secret.access.key"][0]
     hidden = {c["value"]["name"]: c["value"]["value"] for c in validate(base)["configs"]}
     assert hidden["aws.secret.access.key"] == "[hidden]"
+    # the command line says the same, without the secret
+    properties = write_properties(tmp_path / "bad.properties", {
+        **base, "aws.access.key.id": s3["KANAL_S3_USER_ACCESS_KEY"],
+        "aws.secret.access.key": s3["KANAL_S3_USER_SECRET_KEY"]})
+    checked = subprocess.run([KANAL, "validate", str(properties)], capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert checked.returncode != 0 and "s3.bucket.name: S3 denied access" in checked.stderr, \
+        checked.stderr
+    assert s3["KANAL_S3_USER_SECRET_KEY"] not in checked.stdout + checked.stderr
 
     # the task says the same (here the bucket goes away after creation), fails, and
     # commits nothing
