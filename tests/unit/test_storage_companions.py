@@ -7,6 +7,7 @@ import io
 
 import fastavro
 import orjson
+import pyarrow.parquet as parquet
 import pytest
 
 from kanal_worker.api import Header, RecordWriteError, SinkBatch, SinkRecord, TopicPartition
@@ -110,3 +111,17 @@ def test_headers_as_bytes_are_refused_by_key() -> None:
         {**BOTH, "headers.format.class": "ByteArrayFormat"})
     problems = config_problems(settings, S3SinkTask.store_problems(settings))
     assert "AvroFormat" in problems["headers.format.class"][0]
+
+
+def test_parquet_keys_and_headers_sit_in_confluents_envelope_structs() -> None:
+    store = MemoryContainer()
+    task_for(store, **{"keys.format.class": "ParquetFormat",
+                       "headers.format.class": "ParquetFormat"}).write(
+        SinkBatch([record(o) for o in range(3)]))
+    name = "topics/t/partition=0/t+0+0000000000"
+    rows = {suffix: parquet.read_table(io.BytesIO(store.blobs[f"{name}{suffix}"])).to_pylist()
+            for suffix in (".keys.snappy.parquet", ".headers.snappy.parquet")}
+    assert rows[".keys.snappy.parquet"] == [{"key": f"k{o}"} for o in range(3)]
+    assert rows[".headers.snappy.parquet"] == [
+        {"headers": [{"key": "trace", "value": f"id-{o}"}, {"key": "n", "value": str(o)}]}
+        for o in range(3)]

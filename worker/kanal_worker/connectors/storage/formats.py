@@ -102,6 +102,10 @@ class FileWriter(ABC):
 
 class FileFormat(ABC):
     extension: str
+    rooted_in_struct = False
+    """Whether files need a struct per record: keys and headers then go in one, as
+    Confluent's storage sinks envelope them for Parquet (``RecordKey.key``,
+    ``RecordHeaders.headers``)."""
 
     @abstractmethod
     def prepare(self, value: Any, schema: Schema | None,

@@ -22,6 +22,8 @@ from kanal_worker.converters.avro import DECIMAL_PRECISION
 class ParquetFormat(FileFormat):
     """Parquet files; a non-struct value becomes a single column named ``value``."""
 
+    rooted_in_struct = True
+
     def __init__(self, codec: str) -> None:
         self.codec = codec
         self.extension = PARQUET_EXTENSIONS[codec] + ".parquet"

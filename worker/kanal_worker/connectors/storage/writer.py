@@ -154,7 +154,8 @@ class Layout:
                 raise DataError(f"Key cannot be null for the record at offset "
                                 f"{record.kafka_offset}: store.kafka.keys=true writes every "
                                 f"record's key beside its value")
-            prepared.append(self.key_format.prepare(record.key, record.key_schema, None))
+            prepared.append(_prepare_view(self.key_format, "RecordKey", "key", record.key,
+                                          record.key_schema))
         if self.header_format is not None:
             if not record.headers:
                 raise DataError(f"Headers cannot be null for the record at offset "
@@ -162,8 +163,28 @@ class Layout:
                                 f"record's headers beside its value")
             headers = [{"key": header.key, "value": header_text(header.value)}
                        for header in record.headers]
-            prepared.append(self.header_format.prepare(headers, HEADERS_SCHEMA, None))
+            prepared.append(_prepare_view(self.header_format, "RecordHeaders", "headers",
+                                          headers, HEADERS_SCHEMA))
         return prepared
+
+
+_envelopes: dict[int, tuple[Schema, Schema]] = {}
+
+
+def _prepare_view(file_format: FileFormat, envelope: str, field_name: str, value: object,
+                  schema: Schema | None) -> tuple[Schema | None, object]:
+    """A key or the headers as ``file_format`` writes them, in Confluent's envelope
+    struct when the format needs a struct per record."""
+    if file_format.rooted_in_struct:
+        inner = schemas.fit(value, schema)
+        cached = _envelopes.get(id(inner))
+        if cached is None or cached[0] is not inner:
+            if len(_envelopes) >= schemas.CACHE_LIMIT:
+                _envelopes.clear()
+            cached = _envelopes[id(inner)] = (inner, struct([(field_name, inner)],
+                                                            name=envelope))
+        schema, value = cached[1], {field_name: value}
+    return file_format.prepare(value, schema, None)
 
 
 def header_text(value: object) -> str:
