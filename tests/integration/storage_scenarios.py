@@ -4,6 +4,7 @@ container or bucket."""
 
 from __future__ import annotations
 
+import io
 import random
 import signal
 import time
@@ -12,7 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+import fastavro
 import orjson
+from confluent_kafka import Producer
 
 from kanal_worker.connectors.telemetry import reading
 from kanal_worker.runtime.offsets import MemoryOffsetStore
@@ -169,3 +172,71 @@ def each_record_reads_back(kafka: str, topic: str, name: str, view: StoreView,
                              for start in range(0, 500, 100)]
     assert [v for key in sorted(files) for v in read_back(file_format, key, files[key])] == \
         expected
+
+
+KEYED_RECORDS = 3000
+KEYLESS_AT = 1000
+"""The offset of the one record without a key: it fails, and errors.tolerance=all skips it."""
+
+
+def produce_keyed(kafka: str, topic: str) -> None:
+    """``{"seq": i}`` with key ``key-i`` and headers trace=t-i and n=i; one record keyless."""
+    producer = Producer({"bootstrap.servers": kafka, "linger.ms": 20})
+    for i in range(KEYED_RECORDS + 1):
+        seq = i - (i > KEYLESS_AT)
+        producer.produce(topic, value=orjson.dumps({"seq": seq}) if i != KEYLESS_AT else b"{}",
+                         key=None if i == KEYLESS_AT else f"key-{seq}".encode(),
+                         headers=[("trace", f"t-{seq}".encode()), ("n", str(seq).encode())],
+                         partition=0)
+    assert producer.flush(60) == 0
+
+
+def keys_and_headers_match_their_values_through_a_sigkill(
+        tmp_path: Path, kafka: str, topic: str, view: StoreView,
+        connector: dict[str, str]) -> None:
+    """store.kafka.keys/headers of ``connector`` (name, class and store keys): a .keys.avro
+    and a .headers.avro file beside each value file, record by record; the keyless record
+    fails alone (errors.tolerance=all) in all three. A SIGKILL, then a rerun from offset 0
+    under another name, rewrite every file with the same bytes."""
+    produce_keyed(kafka, topic)
+    worker, log = worker_properties(tmp_path, kafka), tmp_path / "kanal.log"
+
+    def start(name: str) -> Standalone:
+        properties = write_properties(tmp_path / f"{name}.properties", {
+            "topics": topic, "format.class": "JsonFormat", "flush.size": "500",
+            "store.kafka.keys": "true", "store.kafka.headers": "true",
+            "errors.tolerance": "all", **JSON_VALUES, **connector, "name": name})
+        return Standalone(worker, properties, log=log).start()
+
+    def run_to_the_end(name: str) -> dict[str, bytes]:
+        run = start(name)
+        try:
+            wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) ==
+                     {0: KEYED_RECORDS + 1}, 180, f"every offset committed (log: {log})")
+        finally:
+            assert run.stop() == 0
+        return view.objects()
+
+    run = start(connector["name"])
+    try:
+        wait_for(lambda: len(view.names()) >= 3, 120, f"the first files (log: {log})")
+    finally:
+        run.stop(signal.SIGKILL)
+    before_kill = view.objects()
+    files = run_to_the_end(connector["name"])
+    assert {key: files[key] for key in before_kill} == before_kill, "rewritten differently"
+    assert run_to_the_end(f"{connector['name']}-again") == files, "rewritten differently"
+    base = f"topics/{topic}/partition=0/{topic}+0+"
+    starts = [0, 500, *range(KEYLESS_AT + 1, KEYED_RECORDS + 1, 500)]  # none at the keyless
+    assert sorted(files) == sorted(f"{base}{start:010d}{suffix}" for start in starts
+                                   for suffix in (".json", ".keys.avro", ".headers.avro"))
+    values, keys, headers = [], [], []
+    for start in starts:
+        name_of = f"{base}{start:010d}"
+        values += [r["seq"] for r in json_lines({name_of: files[f"{name_of}.json"]})]
+        keys += list(fastavro.reader(io.BytesIO(files[f"{name_of}.keys.avro"])))
+        headers += list(fastavro.reader(io.BytesIO(files[f"{name_of}.headers.avro"])))
+    assert values == list(range(KEYED_RECORDS))
+    assert keys == [f"key-{seq}" for seq in values]
+    assert headers == [[{"key": "trace", "value": f"t-{seq}"}, {"key": "n", "value": str(seq)}]
+                       for seq in values]

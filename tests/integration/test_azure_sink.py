@@ -34,6 +34,7 @@ from tests.integration.storage_data import (
 )
 from tests.integration.storage_scenarios import (
     each_record_reads_back,
+    keys_and_headers_match_their_values_through_a_sigkill,
     outage_loses_and_duplicates_nothing,
     sigkills_keep_every_record_exactly_once,
 )
@@ -141,6 +142,17 @@ def test_sigkill_at_random_points_keeps_every_record_exactly_once(
          "connector.class": "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
          "azblob.container.name": client.container_name, **connection_settings(azurite)},
         unique)
+
+
+def test_keys_and_headers_files_match_their_values_and_a_sigkill_rerun_rewrites_them(
+        tmp_path: Path, kafka: str, azurite: str, new_topic: Callable[..., str],
+        unique: str) -> None:
+    client = container(azurite, f"keyed-{unique}")
+    keys_and_headers_match_their_values_through_a_sigkill(
+        tmp_path, kafka, new_topic("keyed", 1), ContainerView(client),
+        {"name": f"keyed-{unique}",
+         "connector.class": "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
+         "azblob.container.name": client.container_name, **connection_settings(azurite)})
 
 
 def test_storage_outage_retries_without_loss_or_duplicates(
