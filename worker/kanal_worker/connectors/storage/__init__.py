@@ -4,9 +4,10 @@ Confluent's storage-common, rebuilt once: formats (``formats``, ``parquet``: JSO
 Avro, Parquet, ByteArray with their compressions), partitioners and timestamp
 extractors (``partitioners``, ``timeformat``), rotation by ``flush.size``,
 ``rotate.interval.ms`` and ``rotate.schedule.interval.ms``, object names and the
-exactly-once file sets (``writer``), schema evolution (``schemas``), the shared
-settings (``settings``), their cross-key checks (``checks``), and the sink task
-(``task``) that commits offsets only once the files holding them are in the store.
+exactly-once file sets with their ``.keys`` / ``.headers`` companions (``writer``),
+schema evolution (``schemas``), the shared settings (``settings``), their cross-key
+checks (``checks``), and the sink task (``task``) that commits offsets only once the
+files holding them are in the store.
 
 A sink on this core supplies:
 

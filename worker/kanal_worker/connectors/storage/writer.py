@@ -38,6 +38,7 @@ import datetime as dt
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from kanal_worker.api import DataError, SinkRecord, TopicPartition
 from kanal_worker.api.schema import STRING, Schema, Type, struct
@@ -128,7 +129,7 @@ class Layout:
                 and isinstance(self.partitioner, DefaultPartitioner)
                 and not self.companions)
 
-    @property
+    @cached_property
     def companions(self) -> list[tuple[str, FileFormat]]:
         """The files written beside each value file: (name suffix, format)."""
         return [(suffix, found) for suffix, found in ((".keys", self.key_format),
@@ -326,7 +327,7 @@ class PartitionFiles:
         encoded, bucket = layout.partitioner.encode(record, timestamp)
         end_set = self._set_ends(timestamp, bucket, now_ms)
         current = None if end_set else self.open.get(encoded)
-        if current is not None and not _holds(current, views):
+        if current is not None and views and not _holds(current, views):
             current = None
         schema, encoded_value = record.value_schema, record.encoded_value
         if current is not None:
@@ -349,8 +350,9 @@ class PartitionFiles:
             current = self._open(encoded, record.kafka_offset, schema, format_schema, timestamp,
                                  now_ms, views)
         current.writer.append(payload)
-        for companion, (_, view) in zip(current.companions, views, strict=True):
-            companion.writer.append(view)
+        if views:
+            for companion, (_, view) in zip(current.companions, views, strict=True):
+                companion.writer.append(view)
         self._writes += 1
         current.last_write = self._writes
         self.set_records += 1
