@@ -9,6 +9,7 @@
     python -m bench.raw select POSTGRES_URL TABLE FETCH_ROWS
     python -m bench.raw copy|executemany POSTGRES_URL SOURCE_TABLE TARGET_TABLE
     python -m bench.raw replicate POSTGRES_URL SLOT PUBLICATION COUNT
+    python -m bench.raw upload-s3 CONNECTION_JSON BUCKET FILE_JSON
 
 Each prints one JSON object: when the first and the last record moved (monotonic
 seconds since the start), CPU seconds at those moments and the peak resident memory.
@@ -20,6 +21,8 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 
@@ -88,39 +91,20 @@ def produce(bootstrap: str, topic: str, lines_file: str) -> None:
     _report(started, first, cpu_first, done, cpu_done, len(values) - left, 0)
 
 
-def upload(connection: str, container: str, plan_file: str) -> None:
-    """Upload files as block blobs: one request for a file within one block, else its
-    blocks staged then committed; ``threads`` requests in flight across files (what a
-    sink's upload does, minus everything else)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from azure.storage.blob import BlobBlock, BlobServiceClient
-
+def _upload_all(plan_file: str, started: float,
+                make_send: Callable[[Executor, int], Callable[[str, bytes], None]]) -> None:
+    """Read the plan's files, then send them all, ``threads`` files and ``threads`` parts
+    in flight, and report (``make_send(part_pool, part_size)`` sends one file)."""
     with open(plan_file) as handle:
         plan = json.load(handle)
-    started = time.monotonic()
-    service = BlobServiceClient.from_connection_string(connection)
-    client = service.get_container_client(container)
-    block_size: int = plan["block_size"]
     contents = []
     for name, path in plan["files"]:
         with open(path, "rb") as source:
             contents.append((name, source.read()))
-
-    def send(name: str, data: bytes) -> None:
-        blob = client.get_blob_client(name)
-        if len(data) <= block_size:
-            blob.upload_blob(data, overwrite=True)
-            return
-        starts = range(0, len(data), block_size)
-        ids = [f"{n:08d}".encode().hex() for n in range(len(starts))]
-        list(blocks.map(lambda i, at: blob.stage_block(i, data[at:at + block_size]),
-                        ids, starts))
-        blob.commit_block_list([BlobBlock(block_id=i) for i in ids])
-
     first, cpu_first = time.monotonic(), time.process_time()
-    with ThreadPoolExecutor(plan.get("threads", 4)) as blocks, \
+    with ThreadPoolExecutor(plan.get("threads", 4)) as parts, \
             ThreadPoolExecutor(plan.get("threads", 4)) as files:
+        send = make_send(parts, plan["block_size"])
         for future in [files.submit(send, name, data) for name, data in contents]:
             future.result()
     done, cpu_done = time.monotonic(), time.process_time()
@@ -300,6 +284,60 @@ def replicate(url: str, slot: str, publication: str, count: int) -> None:
     done, cpu_done = time.monotonic(), time.process_time()
     connection.close()
     _report(started, first, cpu_first, done, cpu_done, seen, 0)
+def upload(connection: str, container: str, plan_file: str) -> None:
+    """Upload files as block blobs: one request for a file within one block, else its
+    blocks staged then committed (what a sink's upload does, minus everything else)."""
+    from azure.storage.blob import BlobBlock, BlobServiceClient
+
+    started = time.monotonic()
+    client = BlobServiceClient.from_connection_string(connection).get_container_client(
+        container)
+
+    def make_send(blocks: Executor, block_size: int) -> Callable[[str, bytes], None]:
+        def send(name: str, data: bytes) -> None:
+            blob = client.get_blob_client(name)
+            if len(data) <= block_size:
+                blob.upload_blob(data, overwrite=True)
+                return
+            starts = range(0, len(data), block_size)
+            ids = [f"{n:08d}".encode().hex() for n in range(len(starts))]
+            list(blocks.map(lambda i, at: blob.stage_block(i, data[at:at + block_size]),
+                            ids, starts))
+            blob.commit_block_list([BlobBlock(block_id=i) for i in ids])
+        return send
+
+    _upload_all(plan_file, started, make_send)
+
+
+def upload_s3(connection: str, bucket: str, plan_file: str) -> None:
+    """Upload files to S3 with boto3: one PutObject for a file within one part, else a
+    multipart upload of its parts."""
+    import boto3
+
+    env = json.loads(connection)
+    started = time.monotonic()
+    client = boto3.client("s3", endpoint_url=env["KANAL_S3_ENDPOINT"],
+                          region_name=env["KANAL_S3_REGION"],
+                          aws_access_key_id=env["KANAL_S3_ACCESS_KEY"],
+                          aws_secret_access_key=env["KANAL_S3_SECRET_KEY"])
+
+    def make_send(parts: Executor, part_size: int) -> Callable[[str, bytes], None]:
+        def send(name: str, data: bytes) -> None:
+            if len(data) <= part_size:
+                client.put_object(Bucket=bucket, Key=name, Body=data)
+                return
+            upload = client.create_multipart_upload(Bucket=bucket, Key=name)["UploadId"]
+            starts = range(0, len(data), part_size)
+            etags = list(parts.map(lambda n, at: client.upload_part(
+                Bucket=bucket, Key=name, UploadId=upload, PartNumber=n,
+                Body=data[at:at + part_size])["ETag"], range(1, len(starts) + 1), starts))
+            client.complete_multipart_upload(
+                Bucket=bucket, Key=name, UploadId=upload,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag}
+                                           for n, etag in enumerate(etags, 1)]})
+        return send
+
+    _upload_all(plan_file, started, make_send)
 
 
 def main(argv: list[str]) -> None:
@@ -322,6 +360,8 @@ def main(argv: list[str]) -> None:
         load(command, args[0], args[1], args[2])
     elif command == "replicate":
         replicate(args[0], args[1], args[2], int(args[3]))
+    elif command == "upload-s3":
+        upload_s3(args[0], args[1], args[2])
     else:
         raise SystemExit(__doc__)
 

@@ -7,51 +7,41 @@ back with the Azure SDK and each format's standard reader.
 
 from __future__ import annotations
 
-import datetime as dt
-import gzip
-import io
-import random
-import re
-import selectors
-import signal
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import fastavro
 import orjson
-import pyarrow.parquet as pq
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from kanal_worker.connectors.telemetry import reading
-from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
-from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
+from tests.integration import storage_scenarios
+from tests.integration.blackout import BlackoutProxy
 from tests.integration.standalone import (
-    Standalone,
     wait_for,
-    worker_properties,
-    write_properties,
+)
+from tests.integration.storage_data import (
+    HOURLY,
+    JSON_VALUES,
+    START,
+    assert_hourly_files,
+    produce_seed_readings,
+)
+from tests.integration.storage_scenarios import (
+    each_record_reads_back,
+    keys_and_headers_match_their_values_through_a_sigkill,
+    outage_loses_and_duplicates_nothing,
+    sigkills_keep_every_record_exactly_once,
 )
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
 
-HOUR = 3_600_000
-START = int(dt.datetime(2024, 5, 1, 6, 0, tzinfo=dt.UTC).timestamp() * 1000)
-JSON_VALUES = {"value.converter": "org.apache.kafka.connect.json.JsonConverter",
-               "value.converter.schemas.enable": "false",
-               "key.converter": "org.apache.kafka.connect.storage.StringConverter"}
-HOURLY = {"partitioner.class": "io.confluent.connect.storage.partitioner.HourlyPartitioner",
-          "locale": "en-US", "timezone": "UTC", "timestamp.extractor": "RecordField",
-          "timestamp.field": "timestamp"}
 
 
 def connection_settings(connection_string: str, store_url: str | None = None) -> dict[str, str]:
@@ -72,33 +62,32 @@ def blobs(client: ContainerClient) -> dict[str, bytes]:
     return {b.name: client.download_blob(b.name).readall() for b in client.list_blobs()}
 
 
-def json_lines(files: dict[str, bytes]) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for data in files.values() for line in data.splitlines()]
-
-
 def blob_count(client: ContainerClient) -> int:
     return len(list(client.list_blobs())) if client.exists() else 0
 
 
 def line_total(client: ContainerClient) -> int:
-    return sum(data.count(b"\n") for data in blobs(client).values())
+    return storage_scenarios.line_total(ContainerView(client))
+
+
+class ContainerView:
+    """A container as the shared scenarios read it."""
+
+    def __init__(self, client: ContainerClient) -> None:
+        self.client = client
+
+    def names(self) -> list[str]:
+        return [b.name for b in self.client.list_blobs()] if self.client.exists() else []
+
+    def objects(self) -> dict[str, bytes]:
+        return blobs(self.client)
 
 
 @contextmanager
 def herder_running(kafka: str, name: str, config: dict[str, str]) -> Iterator[StandaloneHerder]:
-    herder = StandaloneHerder({"bootstrap.servers": kafka, "offset.flush.interval.ms": "1000",
-                               "listeners": ""}, "test:8083", MemoryOffsetStore())
-    herder.put_connector(name, {"connector.class": "AzureBlobStorageSinkConnector",
-                                "tasks.max": "1", **config})
-    try:
+    with storage_scenarios.herder_running(kafka, name, {
+            "connector.class": "AzureBlobStorageSinkConnector", **config}) as herder:
         yield herder
-    finally:
-        herder.stop_all()
-
-
-def task_state(herder: StandaloneHerder, name: str) -> dict[str, Any]:
-    task: dict[str, Any] = herder.connector_status(name)["tasks"][0]
-    return task
 
 
 def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
@@ -106,12 +95,7 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
                                                  unique: str) -> None:
     """The seed's pipeline: speeding events as JSON, one folder per hour, record by record."""
     topic = new_topic("vehicle.speeding", 2)
-    produced: dict[int, list[bytes | None]] = {}
-    for partition in (0, 1):
-        values: list[bytes | None] = [orjson.dumps(reading(partition, seq, 50, START, 20_000))
-                                      for seq in range(600)]
-        produce(kafka, topic, values, partition=partition)
-        produced[partition] = values
+    produced = produce_seed_readings(kafka, topic)
     name = f"azure-blob-sink-{unique}"
     seed_json = {"connector.class": "AzureBlobStorageSinkConnector", "topics": topic,
                  "format.class": "JsonFormat", **connection_settings(azurite)}
@@ -122,52 +106,7 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
         wait_for(lambda: line_total(client) >= 1200, 90, "1200 records in blobs")
         wait_for(lambda: committed(kafka, f"connect-{name}", topic, 2) == {0: 600, 1: 600}, 30,
                  "offsets committed")
-    files = blobs(client)
-    pattern = re.compile(rf"topics/{re.escape(topic)}/year=(\d{{4}})/month=(\d\d)/day=(\d\d)/"
-                         rf"hour=(\d\d)/{re.escape(topic)}\+([01])\+(\d{{10}})\.json")
-    seen: dict[int, dict[int, bytes]] = {0: {}, 1: {}}
-    for blob_name, data in files.items():
-        match = pattern.fullmatch(blob_name)
-        assert match, blob_name
-        year, month, day, hour, partition, start = map(int, match.groups())
-        lines = data.splitlines()
-        assert produced[partition].index(lines[0]) == start  # named by its first offset
-        for line in lines:
-            offset = produced[partition].index(line)  # bytes kept exactly as produced
-            assert offset not in seen[partition]
-            seen[partition][offset] = line
-            at = dt.datetime.fromtimestamp(orjson.loads(line)["timestamp"] / 1000, dt.UTC)
-            assert (at.year, at.month, at.day, at.hour) == (year, month, day, hour)
-    assert {p: sorted(s) for p, s in seen.items()} == {0: list(range(600)),
-                                                       1: list(range(600))}
-
-
-ENVELOPE_SCHEMA = {"type": "struct", "name": "kanal.Speeding", "optional": False, "fields": [
-    {"field": "vehicle_id", "type": "string", "optional": False},
-    {"field": "speed_kmh", "type": "float64", "optional": False},
-    {"field": "lane", "type": "int32", "optional": False},
-    {"field": "flagged", "type": "boolean", "optional": False},
-    {"field": "note", "type": "string", "optional": True},
-    {"field": "tags", "type": "array", "items": {"type": "string"}, "optional": False}]}
-
-
-def speeding(i: int) -> dict[str, Any]:
-    return {"vehicle_id": f"VH-{i % 97:04d}", "speed_kmh": 90 + i % 70 + 0.25,
-            "lane": i % 4, "flagged": i % 5 == 0, "note": None if i % 3 else f"n{i}",
-            "tags": ["radar", f"zone-{i % 7}"]}
-
-
-def read_back(file_format: str, name: str, data: bytes) -> list[Any]:
-    if file_format == "AvroFormat":
-        return list(fastavro.reader(io.BytesIO(data)))
-    if file_format == "ParquetFormat":
-        rows: list[Any] = pq.read_table(io.BytesIO(data)).to_pylist()
-        return rows
-    if name.endswith(".gz"):
-        data = gzip.decompress(data)
-    if file_format == "ByteArrayFormat":
-        return data.splitlines()
-    return [orjson.loads(line) for line in data.splitlines()]
+    assert_hourly_files(blobs(client), topic, produced)
 
 
 @pytest.mark.parametrize(("config", "suffix"), [
@@ -185,193 +124,50 @@ def read_back(file_format: str, name: str, data: bytes) -> list[Any]:
 def test_each_format_reads_back_with_its_standard_reader(
         kafka: str, azurite: str, new_topic: Callable[..., str], unique: str,
         config: dict[str, str], suffix: str) -> None:
-    topic = new_topic("formats", 1)
-    expected: list[Any] = [speeding(i) for i in range(500)]
-    if "ByteArrayConverter" in config.get("value.converter", ""):
-        expected = [f"raw-{i}-\x01\x02".encode() for i in range(500)]
-        produce(kafka, topic, expected)
-    else:
-        produce(kafka, topic, [orjson.dumps({"schema": ENVELOPE_SCHEMA, "payload": v})
-                               for v in expected])
-    file_format = config["format.class"].rsplit(".", 1)[-1]
     client = container(azurite, f"formats-{unique}")
-    with herder_running(kafka, f"formats-{unique}", {
-            "topics": topic, "flush.size": "100", "azblob.container.name": client.container_name,
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            **connection_settings(azurite), **config}):
-        wait_for(lambda: len(blobs(client)) >= 5, 60, "5 files")
-    files = blobs(client)
-    assert sorted(files) == [f"topics/{topic}/partition=0/{topic}+0+{start:010d}{suffix}"
-                             for start in range(0, 500, 100)]
-    assert [v for name in sorted(files) for v in read_back(file_format, name, files[name])] == \
-        expected
-
-
-def late_readings(partition: int, count: int, seed: int) -> list[bytes | None]:
-    """Readings 10 s apart, one in five up to two hours late (out of order)."""
-    rng = random.Random(seed * 7 + partition)
-    values: list[bytes | None] = []
-    for seq in range(count):
-        value = reading(seed, seq, 40, START, 10_000)
-        if rng.random() < 0.2:
-            value["timestamp"] -= rng.randrange(2 * HOUR)
-        value["partition"] = partition
-        values.append(orjson.dumps(value))
-    return values
+    each_record_reads_back(kafka, new_topic("formats", 1), f"formats-{unique}",
+                           ContainerView(client),
+                           {"connector.class": "AzureBlobStorageSinkConnector",
+                            "azblob.container.name": client.container_name,
+                            **connection_settings(azurite)}, config, suffix)
 
 
 def test_sigkill_at_random_points_keeps_every_record_exactly_once(
         tmp_path: Path, kafka: str, azurite: str, new_topic: Callable[..., str],
         unique: str) -> None:
-    topic = new_topic("crash", 2)
-    per_partition = 25_000
-    for partition in (0, 1):
-        produce(kafka, topic, late_readings(partition, per_partition, 11), partition=partition)
     client = container(azurite, f"crash-{unique}")
-    worker = worker_properties(tmp_path, kafka)
-    connector = write_properties(tmp_path / "azure.properties", {
-        "name": f"crash-{unique}", "connector.class":
-            "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
-        "topics": topic, "format.class": "JsonFormat", "flush.size": "1000",
-        "rotate.interval.ms": str(HOUR), "kanal.max.open.files.per.partition": "3",
-        "azblob.container.name": client.container_name, **connection_settings(azurite),
-        **HOURLY, **JSON_VALUES})
-    log = tmp_path / "kanal.log"
-    rng = random.Random(unique)
-    # 4 times: start, and once it consumes, SIGKILL it after a random number of new files
-    # or a random time, whichever comes first: a fast run may have consumed every record
-    # (the open sets then wait for the tail below), so a file count alone may never come
-    for _ in range(4):
-        target = blob_count(client) + rng.randint(2, 40)
-        run = Standalone(worker, connector, log=log).start()
-        try:
-            wait_for(lambda: run.logged(f": assigned {topic}".encode()), 120,  # noqa: B023
-                     f"the partitions assigned (log: {log})")
-            deadline = time.monotonic() + rng.uniform(0.5, 4)
-            wait_for(lambda: blob_count(client) >= target  # noqa: B023
-                     or time.monotonic() >= deadline, 60,  # noqa: B023
-                     f"{target} files (log: {log})")
-            time.sleep(rng.uniform(0, 0.3))
-        finally:
-            run.stop(signal.SIGKILL)
-    # a record far in the future ends the last open sets, so every produced record is due
-    for partition in (0, 1):
-        tail = {**reading(99, 0, 1, START + 1000 * HOUR, 1), "partition": partition, "tail": 1}
-        produce(kafka, topic, [orjson.dumps(tail)], partition=partition)
-    run = Standalone(worker, connector, log=log).start()
-    try:
-        wait_for(lambda: line_total(client) >= 2 * per_partition, 240,
-                 f"all records in blobs (log: {log})")
-        time.sleep(3)  # a straggling duplicate would show up now
-    finally:
-        assert run.stop() == 0
-    keys = [(r["partition"], r["seq"]) for r in json_lines(blobs(client)) if "tail" not in r]
-    assert len(keys) == len(set(keys)), "duplicates"
-    assert set(keys) == {(p, s) for p in (0, 1) for s in range(per_partition)}, "losses"
+    sigkills_keep_every_record_exactly_once(
+        tmp_path, kafka, new_topic("crash", 2), 25_000, ContainerView(client),
+        {"name": f"crash-{unique}",
+         "connector.class": "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
+         "azblob.container.name": client.container_name, **connection_settings(azurite)},
+        unique)
 
 
-class BlackoutProxy:
-    """A TCP forwarder the test can switch off: while off, connections are refused and
-    open ones are cut, like a storage endpoint that went away (data in Azurite stays)."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self.listener: socket.socket | None = None
-        self.connections: list[socket.socket] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> BlackoutProxy:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self.port = listener.getsockname()[1]
-        self.listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        assert self.listener is not None
-        # shutdown wakes the thread blocked in accept(): a close alone leaves it
-        # accepting one more connection
-        with suppress(OSError):
-            self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        with self.lock:
-            for conn in self.connections:
-                with suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-            self.connections.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            with self.lock:
-                self.connections += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    @staticmethod
-    def _pump(a: socket.socket, b: socket.socket) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(a, selectors.EVENT_READ, b)
-        selector.register(b, selectors.EVENT_READ, a)
-        try:
-            while True:
-                for key, _ in selector.select():
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                    if not data:
-                        return
-                    key.data.sendall(data)
-        except OSError:
-            return
-        finally:
-            a.close()
-            b.close()
+def test_keys_and_headers_files_match_their_values_and_a_sigkill_rerun_rewrites_them(
+        tmp_path: Path, kafka: str, azurite: str, new_topic: Callable[..., str],
+        unique: str) -> None:
+    client = container(azurite, f"keyed-{unique}")
+    keys_and_headers_match_their_values_through_a_sigkill(
+        tmp_path, kafka, new_topic("keyed", 1), ContainerView(client),
+        {"name": f"keyed-{unique}",
+         "connector.class": "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
+         "azblob.container.name": client.container_name, **connection_settings(azurite)})
 
 
 def test_storage_outage_retries_without_loss_or_duplicates(
         kafka: str, azurite: str, new_topic: Callable[..., str], unique: str) -> None:
-    topic = new_topic("outage", 1)
     endpoint = urlsplit(connection_settings(azurite)["store.url"])
     proxy = BlackoutProxy((endpoint.hostname or "", endpoint.port or 80)).start()
-    values: list[bytes | None] = [orjson.dumps({"seq": i, "pad": "x" * 64})
-                                  for i in range(20_000)]
-    produce(kafka, topic, values[:10_000])
     client = container(azurite, f"outage-{unique}")
-    name = f"outage-{unique}"
-    config = {"topics": topic, "format.class": "JsonFormat", "flush.size": "500",
-              "azblob.container.name": client.container_name,
-              **connection_settings(azurite, f"{proxy.url}/devstoreaccount1"),
-              "azblob.retry.retries": "1", "azblob.retry.backoff.ms": "200",
-              "azblob.connection.timeout.ms": "2000", **JSON_VALUES}
-    with herder_running(kafka, name, config) as herder:
-        wait_for(lambda: len(blobs(client)) >= 1, 60, "the first file")
-        proxy.stop()
-        produce(kafka, topic, values[10_000:])
-        details = set()
-        outage_ends = time.monotonic() + 30
-        while time.monotonic() < outage_ends:
-            assert task_state(herder, name)["state"] == State.RUNNING.value
-            details.add(herder.runners()[0].status.detail or "")
-            time.sleep(0.5)
-        proxy.start()
-        wait_for(lambda: line_total(client) >= 20_000, 90, "all records after the outage")
-        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 20_000}, 60,
-                 "offsets committed")
-        assert "retrying write" in " ".join(details), details
-    proxy.stop()
-    seqs = [r["seq"] for r in json_lines(blobs(client))]
-    assert sorted(seqs) == list(range(20_000))
+    outage_loses_and_duplicates_nothing(
+        kafka, new_topic("outage", 1), f"outage-{unique}", ContainerView(client), proxy,
+        lambda url: {"connector.class": "AzureBlobStorageSinkConnector",
+                     "azblob.container.name": client.container_name,
+                     **connection_settings(azurite, f"{url}/devstoreaccount1"),
+                     "azblob.retry.retries": "1", "azblob.retry.backoff.ms": "200",
+                     "azblob.connection.timeout.ms": "2000"},
+        30)
 
 
 def test_invalid_configuration_errors_name_each_key() -> None:

@@ -31,13 +31,13 @@ from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.conftest import stack_env
+from tests.integration.blackout import BlackoutProxy
 from tests.integration.standalone import (
     Standalone,
     wait_for,
     worker_properties,
     write_properties,
 )
-from tests.integration.test_azure_sink import BlackoutProxy
 from tests.kafka_helpers import committed, consume_all, produce
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,9 @@ from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.registry import GROUPS, find, plugins
 from kanal_worker.runtime.standalone import StandaloneHerder
 
-HEAVY = ("azure", "pyarrow", "fastavro", "opensearchpy", "aiohttp",
+HEAVY = ("azure", "boto3", "botocore", "pyarrow", "fastavro", "opensearchpy", "aiohttp",
          "kanal_worker.connectors.azure_blob", "kanal_worker.connectors.elasticsearch",
+         "kanal_worker.connectors.s3",
          "kanal_worker.converters.avro", "kanal_worker.transforms.")
 
 
@@ -138,6 +139,15 @@ def test_the_elasticsearch_sink_is_listed_described_and_checked_without_its_clie
         {"topics": "Speeding", "connection.url": "http://127.0.0.1:1"}, ["topics"])
     assert "kanal_worker.connectors.elasticsearch" in modules
     assert {m for m in modules if m.split(".")[0] in ("opensearchpy", "aiohttp")} == set()
+def test_the_s3_sink_is_listed_and_checked_without_boto3() -> None:
+    modules = imported_after(
+        "from kanal_worker.runtime.validation import errors_of, validate\n"
+        "errors = errors_of(validate({'name': 'a', 'connector.class': 'S3SinkConnector',\n"
+        "    'topics': 't', 'format.class': 'JsonFormat', 's3.bucket.name': 'telemetry',\n"
+        "    'aws.access.key.id': 'AKIA'}))\n"
+        "assert list(errors) == ['aws.secret.access.key'], errors")
+    assert "kanal_worker.connectors.s3" in modules
+    assert {m for m in modules if m.split(".")[0] in ("boto3", "botocore")} == set()
 
 
 def test_a_standalone_worker_without_listeners_does_not_load_fastapi() -> None:
