@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from kanal_worker.api import SinkConnector
-from kanal_worker.connectors.azure_blob.checks import config_problems
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
 from kanal_worker.connectors.azure_blob.task import AzureBlobSinkTask
+from kanal_worker.connectors.storage.checks import config_problems
 
 
 class AzureBlobStorageSinkConnector(SinkConnector[AzureBlobSinkSettings]):
@@ -14,4 +14,4 @@ class AzureBlobStorageSinkConnector(SinkConnector[AzureBlobSinkSettings]):
     aliases = ("io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",)
 
     def validate(self, settings: AzureBlobSinkSettings) -> dict[str, list[str]]:
-        return config_problems(settings)
+        return config_problems(settings, AzureBlobSinkTask.store_problems(settings))

@@ -1,10 +1,9 @@
-"""The connector's configuration, under Confluent's keys and with Confluent's defaults.
+"""The Azure sink's configuration, under Confluent's keys and with Confluent's defaults.
 
-A Confluent ``AzureBlobStorageSinkConnector`` configuration parses unchanged. Values
-that name Java classes (``format.class``, ``partitioner.class``,
-``timestamp.extractor``) are resolved here to the short names Kanal uses, so the rest
-of the package never compares class names again. Checks that need several keys live
-in ``checks``; this module only judges one value at a time.
+A Confluent ``AzureBlobStorageSinkConnector`` configuration parses unchanged: the
+storage keys every sink shares come from ``StorageSinkSettings``; the Azure keys
+(account, credentials, container, blocks, retries) are declared here. Checks that need
+several keys live in ``checks``; this module only judges one value at a time.
 """
 
 from __future__ import annotations
@@ -13,41 +12,25 @@ import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BeforeValidator, SecretStr, field_validator
+from pydantic import SecretStr, field_validator
 
-from kanal_worker.api import CommaList, Settings, setting
-from kanal_worker.connectors.azure_blob.timeformat import parse_zone
+from kanal_worker.api import setting
+from kanal_worker.connectors.storage.settings import (
+    CONNECTOR,
+    STORAGE,
+    Lower,
+    StorageSinkSettings,
+    Upper,
+)
 
-FORMAT_NAMES = ("JsonFormat", "AvroFormat", "ParquetFormat", "ByteArrayFormat")
-PARTITIONER_NAMES = ("DefaultPartitioner", "FieldPartitioner", "TimeBasedPartitioner",
-                     "HourlyPartitioner", "DailyPartitioner")
-EXTRACTORS = {
-    "Wallclock": "Wallclock", "Record": "Record", "RecordField": "RecordField",
-    "WallclockTimestampExtractor": "Wallclock", "RecordTimestampExtractor": "Record",
-    "RecordFieldTimestampExtractor": "RecordField",
-}
 ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
-ESCAPES = {"\\n": "\n", "\\r": "\r", "\\t": "\t", "\\\\": "\\"}
 
-AZURE, CONNECTOR, STORAGE, PARTITIONER, KANAL = (
-    "Azure", "Connector", "Storage", "Partitioner", "Kanal")
-
-
-def _upper(value: object) -> object:
-    return value.strip().upper().replace("-", "_") if isinstance(value, str) else value
-
-
-def _lower(value: object) -> object:
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-Upper = BeforeValidator(_upper)
-Lower = BeforeValidator(_lower)
+AZURE = "Azure"
 AuthMethod = Literal["AUTO", "ACCOUNT_KEY", "SAS_TOKEN", "CONNECTION_STRING", "AZURE_AD"]
 
 
-class AzureBlobSinkSettings(Settings):
+class AzureBlobSinkSettings(StorageSinkSettings):
     # -- Azure ---------------------------------------------------------------------------
     azblob_account_name: str | None = setting(
         None, key="azblob.account.name", importance="HIGH", group=AZURE,
@@ -114,35 +97,6 @@ class AzureBlobSinkSettings(Settings):
         doc="Longest time one try of an HTTP request may take (connect and read), in "
             "milliseconds; raise it for large blocks over slow links.")
 
-    # -- Connector -----------------------------------------------------------------------
-    format_class: str = setting(
-        key="format.class", importance="HIGH", group=CONNECTOR, display="Format class",
-        doc="JsonFormat, AvroFormat, ParquetFormat or ByteArrayFormat (Confluent's class "
-            "names, e.g. io.confluent.connect.azure.blob.format.json.JsonFormat, work too).")
-    flush_size: int = setting(
-        1000, key="flush.size", importance="HIGH", group=CONNECTOR, ge=1, display="Flush Size",
-        doc="Records per Kafka partition after which every open file of that partition is "
-            "committed; a file never holds more. Confluent requires it; Kanal defaults to "
-            "1000 so that a minimal configuration (the seed's) runs.")
-    rotate_interval_ms: int = setting(
-        -1, key="rotate.interval.ms", importance="HIGH", group=CONNECTOR,
-        display="Rotate Interval (ms)",
-        doc="Commit the open files of a partition when a record's timestamp (from "
-            "timestamp.extractor) is this far past the first record of the files, or when "
-            "a record opens a newer time bucket; -1 disables. Deterministic with the "
-            "Record and RecordField extractors.")
-    rotate_schedule_interval_ms: int = setting(
-        -1, key="rotate.schedule.interval.ms", importance="MEDIUM", group=CONNECTOR,
-        display="Rotate Schedule Interval (ms)",
-        doc="Commit open files on the wall clock every interval (aligned to midnight in "
-            "timezone, which must be set); -1 disables. Breaks exactly-once: a replay cuts "
-            "files elsewhere.")
-    behavior_on_null_values: Annotated[Literal["ignore", "fail"], Lower] = setting(
-        "fail", key="behavior.on.null.values", importance="LOW", group=CONNECTOR,
-        display="Behavior for null-valued records",
-        doc="ignore skips records with a null value (tombstones); fail reports them as "
-            "failed records (the task fails unless errors.tolerance=all sends them to the "
-            "dead letter queue).")
     az_compression_type: Annotated[Literal["none", "gzip"], Lower] = setting(
         "none", key="az.compression.type", importance="LOW", group=CONNECTOR,
         display="Compression type",
@@ -151,122 +105,18 @@ class AzureBlobSinkSettings(Settings):
         -1, key="az.compression.level", importance="LOW", group=CONNECTOR, ge=-1, le=9,
         display="Compression Level",
         doc="gzip level 0-9; -1 is zlib's default (6).")
-    avro_codec: Annotated[Literal["null", "deflate", "snappy", "bzip2", "xz", "zstandard"],
-                          Lower] = setting(
-        "null", key="avro.codec", importance="LOW", group=CONNECTOR, display="Avro codec",
-        doc="Compression codec inside Avro files.")
-    parquet_codec: Annotated[Literal["none", "snappy", "gzip", "zstd", "brotli"], Lower] = \
-        setting("snappy", key="parquet.codec", importance="LOW", group=CONNECTOR,
-                display="Parquet codec",
-                doc="Compression codec of Parquet files; it shows in the extension "
-                    "(.snappy.parquet, .zstd.parquet, .gz.parquet, .br.parquet, .parquet).")
-    format_bytearray_extension: str = setting(
-        ".bin", key="format.bytearray.extension", importance="LOW", group=CONNECTOR,
-        display="Output extension for ByteArrayFormat",
-        doc="File extension of ByteArrayFormat files.")
-    format_bytearray_separator: str = setting(
-        "\n", key="format.bytearray.separator", importance="LOW", group=CONNECTOR,
-        display="Line separator ByteArrayFormat",
-        doc="Bytes written after each record by ByteArrayFormat; escapes \\n \\r \\t work.")
-    schema_compatibility: Annotated[Literal["NONE", "BACKWARD", "FORWARD", "FULL"], Upper] = \
-        setting("NONE", key="schema.compatibility", importance="HIGH", group=CONNECTOR,
-                display="Schema Compatibility",
-                doc="NONE starts a new file whenever a record's value schema differs from "
-                    "its file's; BACKWARD and FULL when the schema version grows, FORWARD when "
-                    "it shrinks, projecting the other records onto the file's schema.")
-    filename_offset_zero_pad_width: int = setting(
-        10, key="filename.offset.zero.pad.width", importance="LOW", group=CONNECTOR, ge=0,
-        display="Filename Offset Zero Pad Width",
-        doc="Width to which the start offset in file names is padded with zeros.")
 
-    # -- Storage -------------------------------------------------------------------------
-    topics_dir: str = setting(
-        "topics", key="topics.dir", importance="HIGH", group=STORAGE, display="Topics directory",
-        doc="Top level directory of the files.")
-    directory_delim: str = setting(
-        "/", key="directory.delim", importance="MEDIUM", group=STORAGE,
-        display="Directory Delimiter", doc="Directory delimiter in blob names.")
-    file_delim: str = setting(
-        "+", key="file.delim", importance="MEDIUM", group=STORAGE, display="File Delimiter",
-        doc="Delimiter between topic, partition and start offset in file names.")
+    @property
+    def part_size(self) -> int:
+        return self.azblob_block_size
 
-    # -- Partitioner ---------------------------------------------------------------------
-    partitioner_class: str = setting(
-        "DefaultPartitioner", key="partitioner.class", importance="HIGH", group=PARTITIONER,
-        display="Partitioner Class", width="LONG",
-        dependents=("partition.field.name", "partition.duration.ms", "path.format", "locale",
-                    "timezone"),
-        doc="DefaultPartitioner (partition=N), FieldPartitioner, TimeBasedPartitioner, "
-            "HourlyPartitioner or DailyPartitioner; io.confluent.connect.storage.partitioner.* "
-            "names work too.")
-    partition_field_name: CommaList = setting(
-        [], key="partition.field.name", importance="MEDIUM", group=PARTITIONER,
-        display="Partition Field Name",
-        doc="The fields FieldPartitioner partitions by, separated by commas.")
-    partition_duration_ms: int = setting(
-        -1, key="partition.duration.ms", importance="MEDIUM", group=PARTITIONER,
-        display="Partition Duration (ms)",
-        doc="The duration of a TimeBasedPartitioner bucket in milliseconds.")
-    path_format: str = setting(
-        "", key="path.format", importance="MEDIUM", group=PARTITIONER, display="Path Format",
-        doc="Joda-Time pattern naming TimeBasedPartitioner directories, e.g. "
-            "'year'=YYYY/'month'=MM/'day'=dd/'hour'=HH (Hourly and Daily ignore it).")
-    locale: str = setting(
-        "", key="locale", importance="MEDIUM", group=PARTITIONER, display="Locale",
-        doc="Locale of time-based partitioning, e.g. en-US (required by Confluent's "
-            "time-based partitioners). Month and day names print in English.")
-    timezone: str = setting(
-        "", key="timezone", importance="MEDIUM", group=PARTITIONER, display="Timezone",
-        doc="Time zone of time-based partitioning and scheduled rotation: UTC, a long id "
-            "such as Europe/Paris, or a fixed offset [+-]hh:mm.")
-    timestamp_extractor: str = setting(
-        "Wallclock", key="timestamp.extractor", importance="MEDIUM", group=PARTITIONER,
-        display="Timestamp Extractor",
-        doc="Where record time comes from: Wallclock (processing time; not deterministic), "
-            "Record (the Kafka timestamp) or RecordField (timestamp.field of the value).")
-    timestamp_field: str = setting(
-        "timestamp", key="timestamp.field", importance="MEDIUM", group=PARTITIONER,
-        display="Record Field for Timestamp Extractor",
-        doc="The value field (dots for nested fields) holding epoch milliseconds, an "
-            "ISO-8601 string or a Timestamp.")
+    @property
+    def compression_type(self) -> str:
+        return self.az_compression_type
 
-    # -- Kanal ---------------------------------------------------------------------------
-    max_open_files: int = setting(
-        32, key="kanal.max.open.files.per.partition", importance="LOW", group=KANAL, ge=1,
-        display="Max Open Files per Partition",
-        doc="Kanal: files open at once per Kafka partition. A record that needs one more "
-            "first commits the file written least recently, so late or scattered records "
-            "join open files instead of cutting the current ones.")
-    upload_threads: int = setting(
-        4, key="kanal.upload.threads", importance="LOW", group=KANAL, ge=1,
-        display="Upload Threads",
-        doc="Kanal: blocks and block lists uploaded in parallel, across files.")
-
-    @field_validator("format_class")
-    @classmethod
-    def _known_format(cls, value: str) -> str:
-        return _simple_name(value, FORMAT_NAMES, "format")
-
-    @field_validator("partitioner_class")
-    @classmethod
-    def _known_partitioner(cls, value: str) -> str:
-        return _simple_name(value, PARTITIONER_NAMES, "partitioner")
-
-    @field_validator("timestamp_extractor")
-    @classmethod
-    def _known_extractor(cls, value: str) -> str:
-        simple = value.rsplit(".", 1)[-1].rsplit("$", 1)[-1]
-        if simple not in EXTRACTORS:
-            raise ValueError(f"Invalid timestamp extractor: {value}; use Wallclock, Record or "
-                             "RecordField")
-        return EXTRACTORS[simple]
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        if value:
-            parse_zone(value)
-        return value
+    @property
+    def compression_level(self) -> int:
+        return self.az_compression_level
 
     @field_validator("azblob_account_name")
     @classmethod
@@ -295,11 +145,6 @@ class AzureBlobSinkSettings(Settings):
             raise ValueError(f"Invalid URL {value!r}: use http(s)://host[:port][/account]")
         return value.rstrip("/")
 
-    @field_validator("format_bytearray_separator")
-    @classmethod
-    def _unescape(cls, value: str) -> str:
-        return re.sub(r"\\[nrt\\]", lambda m: ESCAPES[m.group(0)], value)
-
     def secret(self, name: Literal["key", "sas", "connection"]) -> str | None:
         """The secret's value, None when it is unset or blank."""
         value = {"key": self.azblob_account_key, "sas": self.azblob_sas_token,
@@ -307,9 +152,3 @@ class AzureBlobSinkSettings(Settings):
         text = value.get_secret_value().strip() if value is not None else ""
         return text or None
 
-
-def _simple_name(value: str, known: tuple[str, ...], what: str) -> str:
-    simple = value.rsplit(".", 1)[-1]
-    if simple not in known:
-        raise ValueError(f"Unknown {what} class {value}; use one of {', '.join(known)}")
-    return simple

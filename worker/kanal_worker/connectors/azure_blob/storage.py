@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from azure.core.exceptions import (
     AzureError,
@@ -41,21 +41,6 @@ TRANSIENT_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 """409 included: a container being deleted and re-created answers 409 for a while."""
 
 
-class BlobStore(Protocol):
-    """What the sink needs from blob storage (every call may be repeated safely)."""
-
-    def put(self, name: str, data: bytes) -> None:
-        """Create or replace ``name`` with ``data`` in one request."""
-
-    def stage(self, name: str, block_id: str, data: bytes) -> None:
-        """Upload an uncommitted block of ``name``."""
-
-    def commit(self, name: str, block_ids: list[str]) -> None:
-        """Make ``name`` consist of exactly the staged ``block_ids``, atomically."""
-
-    def close(self) -> None: ...
-
-
 class BackoffRetry(ExponentialRetry):
     """Confluent's ``azblob.retry.type``: EXPONENTIAL doubles from the backoff up to the
     maximum, FIXED always waits the backoff (the SDK's own policies add a base and
@@ -76,7 +61,8 @@ class BackoffRetry(ExponentialRetry):
 
 
 class AzureBlobStore:
-    """``BlobStore`` on the Azure SDK; thread-safe (uploads run in a small pool)."""
+    """The storage core's ``ManagedStore`` on the Azure SDK; thread-safe (uploads run in
+    a small pool). Parts are blocks, a commit is ``commit_block_list``."""
 
     def __init__(self, settings: AzureBlobSinkSettings) -> None:
         options: dict[str, Any] = {
@@ -130,6 +116,28 @@ class AzureBlobStore:
     def commit(self, name: str, block_ids: list[str]) -> None:
         blocks = [BlobBlock(block_id) for block_id in block_ids]
         self._call(lambda: self.container.get_blob_client(name).commit_block_list(blocks))
+
+    def create(self, name: str, data: bytes) -> bool:
+        def upload() -> bool:
+            try:
+                self.container.upload_blob(name, data, overwrite=False, length=len(data))
+            except ResourceExistsError:
+                return False
+            return True
+        return self._call(upload)
+
+    def names(self, prefix: str) -> Iterator[str]:
+        return iter(self._call(lambda: list(self.container.list_blob_names(
+            name_starts_with=prefix))))
+
+    def delete(self, name: str) -> None:
+        def remove() -> None:
+            try:
+                self.container.delete_blob(name)
+            except ResourceNotFoundError as exc:
+                if getattr(exc, "error_code", None) == "ContainerNotFound":
+                    raise
+        self._call(remove)
 
     def close(self) -> None:
         self.service.close()

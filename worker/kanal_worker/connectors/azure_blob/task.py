@@ -1,164 +1,24 @@
-"""The sink task: batches per partition, parallel uploads, offsets only when durable.
-
-``write`` places each record in its file (``writer``), then stages the blocks that
-filled up and commits the files that ended, in parallel on a small thread pool, and
-returns once they are in storage. If storage fails, it raises ``RetriableError``: the
-runtime backs off and calls ``write`` again with the same batch, records already placed
-are skipped by offset, and only the uploads still missing are retried. ``pre_commit``
-never reports an offset whose records are not all in committed blobs.
-"""
+"""The Azure sink task: the storage core writing block blobs."""
 
 from __future__ import annotations
 
-import logging
-from concurrent.futures import ThreadPoolExecutor, wait
-from itertools import groupby
-from operator import itemgetter
-from typing import TYPE_CHECKING, cast
-
-from kanal_worker.api import (
-    ConfigError,
-    RecordWriteError,
-    RetriableError,
-    SinkBatch,
-    SinkRecord,
-    SinkTask,
-    SinkTaskContext,
-    TopicPartition,
-)
-from kanal_worker.connectors.azure_blob.checks import config_problems
-from kanal_worker.connectors.azure_blob.formats import build_format
-from kanal_worker.connectors.azure_blob.partitioners import now_ms
+from kanal_worker.connectors.azure_blob.auth import auth_problems
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
-from kanal_worker.connectors.azure_blob.writer import Layout, OpenFile, PartitionFiles
-
-if TYPE_CHECKING:
-    from kanal_worker.connectors.azure_blob.storage import BlobStore
-
-log = logging.getLogger(__name__)
-_topic_partition = itemgetter(0, 1)
-_offset = itemgetter(2)
+from kanal_worker.connectors.storage.store import ObjectStore
+from kanal_worker.connectors.storage.task import StorageSinkTask
 
 
-class AzureBlobSinkTask(SinkTask[AzureBlobSinkSettings]):
-    def __init__(self, settings: AzureBlobSinkSettings, context: SinkTaskContext,
-                 store: BlobStore | None = None) -> None:
-        super().__init__(settings, context)
-        for key, messages in config_problems(settings).items():
-            raise ConfigError(key, messages[0])
-        self.layout = Layout.from_settings(settings, build_format(settings))
-        if store is None:
-            # the Azure SDK costs ~25 MB of memory: only workers running this task load it
-            from kanal_worker.connectors.azure_blob.storage import AzureBlobStore
-            store = AzureBlobStore(settings)
-        self.store: BlobStore = store
-        self.pool = ThreadPoolExecutor(settings.upload_threads,
-                                       thread_name_prefix=f"azblob-{context.task_id}")
-        self.partitions: dict[TopicPartition, PartitionFiles] = {}
-        self.failures: list[tuple[SinkRecord, BaseException]] = []
-        self._sets_seen = 0
-        log.info("Task %s writes %s files to container %s (%s)", context.task_id,
-                 settings.format_class, settings.azblob_container_name,
-                 settings.partitioner_class)
+class AzureBlobSinkTask(StorageSinkTask[AzureBlobSinkSettings]):
+    thread_prefix = "azblob"
 
-    def open(self, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            self.partitions.setdefault(tp, PartitionFiles(tp, self.layout))
+    @staticmethod
+    def store_problems(settings: AzureBlobSinkSettings) -> dict[str, list[str]]:
+        return auth_problems(settings)
 
-    def write(self, batch: SinkBatch) -> None:
-        now = now_ms()
-        lines = self._lines(batch)
-        if lines is not None:
-            start = 0
-            for tp, run in groupby(batch.coordinates, key=_topic_partition):
-                offsets = list(map(_offset, run))
-                end = start + len(offsets)
-                self._files(TopicPartition(*tp)).write_lines(offsets, lines[start:end], now)
-                start = end
-        else:
-            by_partition: dict[TopicPartition, list[SinkRecord]] = {}
-            for record in batch:
-                by_partition.setdefault(record.topic_partition, []).append(record)
-            for tp, records in by_partition.items():
-                self.failures.extend(self._files(tp).write(records, now))
-        self._upload()
-        if self.failures:
-            failures, self.failures = self.failures, []
-            raise RecordWriteError([(record, error) for record, error in failures])
+    def open_store(self) -> ObjectStore:
+        # the Azure SDK costs ~25 MB of memory: only workers running this task load it
+        from kanal_worker.connectors.azure_blob.storage import AzureBlobStore
+        return AzureBlobStore(self.settings)
 
-    def _lines(self, batch: SinkBatch) -> list[bytes] | None:
-        """The batch's values as received, when the layout copies them as lines and
-        none holds a line break (which ``JsonFormat`` would have to encode again)."""
-        encoded = batch.encoded_values
-        if not self.layout.copies_lines or None in encoded:
-            return None
-        received = cast(list[bytes], encoded)
-        joined = b"\n".join(received)
-        if joined.count(b"\n") != len(received) - 1 or b"\r" in joined:
-            return None
-        return received
-
-    def _files(self, tp: TopicPartition) -> PartitionFiles:
-        files = self.partitions.get(tp)
-        if files is None:
-            files = self.partitions[tp] = PartitionFiles(tp, self.layout)
-        return files
-
-    def pre_commit(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        now = now_ms()
-        for files in self.partitions.values():
-            files.tick(now)
-        try:
-            self._upload()
-        except RetriableError as exc:
-            # the next write retries; until then only what is already durable counts
-            log.warning("Task %s: uploads pending (%s)", self.context.task_id, exc)
-        safe = {}
-        for tp, offset in offsets.items():
-            floor = self.partitions[tp].floor() if tp in self.partitions else None
-            safe[tp] = offset if floor is None else min(floor, offset)
-        return safe
-
-    def close(self, partitions: list[TopicPartition]) -> None:
-        """Drop the partitions' open files: their records come again from the committed
-        offset, to whichever task owns the partition next."""
-        gone = set(partitions)
-        for tp in gone:
-            self.partitions.pop(tp, None)
-        self.failures = [(r, e) for r, e in self.failures if r.topic_partition not in gone]
-
-    def stop(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        self.store.close()
-
-    def _upload(self) -> None:
-        """Stage full blocks and commit ended files, in parallel; raise if any failed
-        (the ones that succeeded are not repeated)."""
-        work = [file for files in self.partitions.values() for file in files.uploads()]
-        if work:
-            done, _ = wait([self.pool.submit(self._upload_file, file) for file in work])
-            for files in self.partitions.values():
-                files.forget_durable()
-            errors = [f.exception() for f in done if f.exception() is not None]
-            fatal = next((e for e in errors if not isinstance(e, RetriableError)), None)
-            if fatal is not None:
-                raise fatal
-            if errors:
-                raise RetriableError(f"{len(errors)} of {len(work)} uploads failed: {errors[0]}")
-        sets = sum(files.sets_ended for files in self.partitions.values())
-        if sets != self._sets_seen:
-            self._sets_seen = sets
-            self.context.request_commit()
-
-    def _upload_file(self, file: OpenFile) -> None:
-        while file.unstaged:
-            block_id, data = file.unstaged[0]
-            self.store.stage(file.name, block_id, data)
-            file.staged.append(block_id)
-            file.unstaged.pop(0)
-        if file.finished and not file.durable:
-            if file.single is not None:
-                self.store.put(file.name, file.single)
-            else:
-                self.store.commit(file.name, file.staged)
-            file.durable = True
+    def destination(self) -> str:
+        return f"container {self.settings.azblob_container_name}"

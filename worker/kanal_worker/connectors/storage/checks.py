@@ -1,33 +1,34 @@
 """Configuration errors that need several keys to see, by key.
 
-The connector's ``validate`` answers with them (the REST validate endpoint, ``kanal
+A sink's connector ``validate`` answers with them (the REST validate endpoint, ``kanal
 validate``, the operator's status) and the task refuses to start with the first one,
 so a mistake shows up at creation time with the same message either way.
 """
 
 from __future__ import annotations
 
-from kanal_worker.connectors.azure_blob.auth import auth_problems
-from kanal_worker.connectors.azure_blob.formats import format_problems
-from kanal_worker.connectors.azure_blob.partitioners import partitioner_problems, time_settings
-from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
-from kanal_worker.connectors.azure_blob.timeformat import (
+from kanal_worker.connectors.storage.formats import format_problems
+from kanal_worker.connectors.storage.partitioners import partitioner_problems, time_settings
+from kanal_worker.connectors.storage.settings import StorageSinkSettings
+from kanal_worker.connectors.storage.timeformat import (
     JodaPattern,
     PatternError,
     locale_supported,
 )
 
 
-def config_problems(settings: AzureBlobSinkSettings) -> dict[str, list[str]]:
+def config_problems(settings: StorageSinkSettings,
+                    *store_problems: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The storage core's problems with ``settings`` merged with the store's own."""
     problems: dict[str, list[str]] = {}
-    for found in (auth_problems(settings), partitioner_problems(settings),
-                  format_problems(settings), _time_problems(settings)):
+    for found in (*store_problems, partitioner_problems(settings), format_problems(settings),
+                  _time_problems(settings)):
         for key, messages in found.items():
             problems.setdefault(key, []).extend(messages)
     return problems
 
 
-def _time_problems(settings: AzureBlobSinkSettings) -> dict[str, list[str]]:
+def _time_problems(settings: StorageSinkSettings) -> dict[str, list[str]]:
     problems: dict[str, list[str]] = {}
     if settings.rotate_schedule_interval_ms > 0 and not settings.timezone:
         problems["timezone"] = ["Timezone cannot be empty when rotate.schedule.interval.ms is "

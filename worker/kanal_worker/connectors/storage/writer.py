@@ -1,0 +1,356 @@
+"""Which records go into which file, and when files end: the exactly-once core.
+
+Per Kafka partition the writer keeps a *file set*: the files opened since the set
+began, one per encoded partition at a time. The set begins with the first record
+written when no set is open, and ends (every file of it is closed) when
+
+- it holds ``flush.size`` records (Confluent's count is per Kafka partition too),
+- a record's timestamp is ``rotate.interval.ms`` past the set's first record, or the
+  record opens a time bucket newer than every bucket of the set (with
+  ``rotate.interval.ms`` set; Confluent rotates on *any* change of bucket, which cuts
+  a file for every late record),
+- the wall clock passes ``rotate.schedule.interval.ms`` (not deterministic).
+
+Inside a set a single file closes early when its record's schema changes
+(``schema.compatibility``) or when a record needs a file beyond
+``kanal.max.open.files.per.partition`` (the file written least recently closes).
+
+Why this is exactly-once: the offset committed for a partition is the first offset of
+the oldest set that is not yet entirely in the store (the next offset when there
+is none). At that offset no file was open, so a replay from it starts from the same
+(empty) state and, every decision above being a function of the records alone, cuts
+the same files at the same offsets, under the same names (``<topic>+<partition>+
+<first offset>``) with the same bytes. Files already committed are overwritten with
+identical content; nothing is written twice under two names, nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from kanal_worker.api import DataError, SinkRecord, TopicPartition
+from kanal_worker.api.schema import Schema
+from kanal_worker.connectors.storage import schemas
+from kanal_worker.connectors.storage.formats import (
+    BlockSpool,
+    FileFormat,
+    FileWriter,
+    JsonFormat,
+)
+from kanal_worker.connectors.storage.partitioners import (
+    DefaultPartitioner,
+    Partitioner,
+    TimestampExtractor,
+    build_extractor,
+    build_partitioner,
+)
+from kanal_worker.connectors.storage.settings import StorageSinkSettings
+from kanal_worker.connectors.storage.timeformat import parse_zone
+
+NULL_VALUE = ("Null valued records are not writeable with current behavior.on.null.values "
+              "'fail' setting; set behavior.on.null.values=ignore to skip them")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Everything that decides file names and file boundaries, from the settings."""
+
+    format: FileFormat
+    partitioner: Partitioner
+    extractor: TimestampExtractor
+    flush_size: int
+    rotate_interval_ms: int
+    schedule_interval_ms: int
+    schedule_zone: dt.tzinfo
+    max_open_files: int
+    compatibility: str
+    ignore_nulls: bool
+    block_size: int
+    topics_dir: str
+    directory_delim: str
+    file_delim: str
+    offset_width: int
+
+    @classmethod
+    def from_settings(cls, settings: StorageSinkSettings, file_format: FileFormat) -> Layout:
+        return cls(
+            format=file_format,
+            partitioner=build_partitioner(settings),
+            extractor=build_extractor(settings),
+            flush_size=settings.flush_size,
+            rotate_interval_ms=settings.rotate_interval_ms,
+            schedule_interval_ms=settings.rotate_schedule_interval_ms,
+            schedule_zone=parse_zone(settings.timezone) if settings.timezone else dt.UTC,
+            max_open_files=settings.max_open_files,
+            compatibility=settings.schema_compatibility,
+            ignore_nulls=settings.behavior_on_null_values == "ignore",
+            block_size=settings.part_size,
+            topics_dir=settings.topics_dir,
+            directory_delim=settings.directory_delim,
+            file_delim=settings.file_delim,
+            offset_width=settings.filename_offset_zero_pad_width,
+        )
+
+    @property
+    def uses_time(self) -> bool:
+        return self.partitioner.uses_time or self.rotate_interval_ms > 0
+
+    @property
+    def copies_lines(self) -> bool:
+        """Whether files are the JSON values as received, one per line, cut by count
+        alone: then ``PartitionFiles.write_lines`` places a whole run of them at once."""
+        return (isinstance(self.format, JsonFormat) and not self.uses_time
+                and isinstance(self.partitioner, DefaultPartitioner))
+
+    def blob_name(self, tp: TopicPartition, encoded: str, start: int) -> str:
+        """``<topics.dir>/<topic>/<encoded partition>/<topic>+<partition>+<start>.<ext>``."""
+        d, f = self.directory_delim, self.file_delim
+        prefix = f"{self.topics_dir}{d}" if self.topics_dir else ""
+        return (f"{prefix}{tp.topic}{d}{encoded}{d}{tp.topic}{f}{tp.partition}{f}"
+                f"{start:0{self.offset_width}d}{self.format.extension}")
+
+
+@dataclass(eq=False)
+class OpenFile:
+    """One file being written: its bytes leave in blocks while it is open."""
+
+    name: str
+    set_start: int
+    record_schema: Schema | None
+    """The value schema of its records (None: schemaless), for schema.compatibility."""
+    format_schema: Schema | None
+    """The schema the format writes (inferred for schemaless Avro and Parquet)."""
+    writer: FileWriter
+    spool: BlockSpool
+    last_write: int = 0
+    staged: list[str] = field(default_factory=list)
+    unstaged: list[tuple[str, bytes]] = field(default_factory=list)
+    single: bytes | None = None
+    """The whole content of a finished file smaller than a block (one put)."""
+    finished: bool = False
+    durable: bool = False
+
+    def take_blocks(self, block_size: int) -> None:
+        for data in self.spool.take_blocks(block_size):
+            self.unstaged.append((self._next_block_id(), data))
+
+    def finish(self, block_size: int) -> None:
+        self.writer.finish()
+        self.take_blocks(block_size)
+        tail = self.spool.take_rest()
+        if self.staged or self.unstaged:
+            if tail:
+                self.unstaged.append((self._next_block_id(), tail))
+        else:
+            self.single = tail
+        self.finished = True
+
+    def _next_block_id(self) -> str:
+        # part ids of one file must have equal length; 6 digits cover Azure's 50,000 blocks
+        return f"{len(self.staged) + len(self.unstaged):06d}"
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held in memory for this file until they are uploaded."""
+        return self.spool.held + sum(len(data) for _, data in self.unstaged) + \
+            len(self.single or b"")
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.unstaged) or (self.finished and not self.durable)
+
+
+class PartitionFiles:
+    """The files of one Kafka partition (see the module docstring for the rules)."""
+
+    def __init__(self, tp: TopicPartition, layout: Layout) -> None:
+        self.tp = tp
+        self.layout = layout
+        self.open: dict[str, OpenFile] = {}
+        self.closed: list[OpenFile] = []
+        self.set_start: int | None = None
+        self.set_base_time: int | None = None
+        self.set_records = 0
+        self.newest_bucket: int | None = None
+        self.next_scheduled: int | None = None
+        self.next_offset: int | None = None
+        self.sets_ended = 0
+        self._writes = 0
+
+    # -- records -----------------------------------------------------------------------
+
+    def write(self, records: list[SinkRecord], now_ms: int) -> list[tuple[SinkRecord, DataError]]:
+        """Add ``records`` (in offset order), skipping those already added (a retried
+        batch); returns the records that could not be written, with the reason."""
+        failures = []
+        for record in records:
+            offset = record.kafka_offset
+            if self.next_offset is not None and offset < self.next_offset:
+                continue
+            self.next_offset = offset + 1
+            try:
+                self._add(record, now_ms)
+            except DataError as exc:
+                failures.append((record, exc))
+        return failures
+
+    def write_lines(self, offsets: list[int], values: list[bytes], now_ms: int) -> None:
+        """What ``write`` does with schemaless records whose values are ``values``,
+        JSON without line breaks, at ``offsets`` (ascending), when the layout
+        ``copies_lines``: the same files, cut at the same offsets, a run at a time."""
+        assert self.layout.copies_lines and isinstance(self.layout.partitioner,
+                                                       DefaultPartitioner)
+        start = 0 if self.next_offset is None else bisect_left(offsets, self.next_offset)
+        encoded = self.layout.partitioner.encode_partition(self.tp.partition)
+        flush_size = self.layout.flush_size
+        while start < len(offsets):
+            if self._set_ends(None, None, now_ms):
+                self.end_set()
+            current = self.open.get(encoded)
+            if current is not None and current.record_schema is not None:
+                self._close(current)  # the schemaless values need a file of their own
+                current = None
+            if current is None:
+                current = self._open(encoded, offsets[start], None, None, None, now_ms)
+            end = min(len(offsets), start + flush_size - self.set_records)
+            current.writer.append(b"\n".join(values[start:end]) + b"\n")
+            self._writes += end - start
+            current.last_write = self._writes
+            self.set_records += end - start
+            self.next_offset = offsets[end - 1] + 1
+            if self.set_records >= flush_size:
+                self.end_set()
+            start = end
+
+    def _add(self, record: SinkRecord, now_ms: int) -> None:
+        """Place one record; every check comes before any change, so a record that
+        fails leaves the files as they were."""
+        value = record.value
+        if value is None:
+            if self.layout.ignore_nulls:
+                return
+            raise DataError(NULL_VALUE)
+        layout = self.layout
+        timestamp = layout.extractor(record, now_ms) if layout.uses_time else None
+        encoded, bucket = layout.partitioner.encode(record, timestamp)
+        end_set = self._set_ends(timestamp, bucket, now_ms)
+        current = None if end_set else self.open.get(encoded)
+        schema, encoded_value = record.value_schema, record.encoded_value
+        if current is not None:
+            action = schemas.decide(layout.compatibility, current.record_schema, schema)
+            if action is schemas.Action.PROJECT:
+                assert schema is not None and current.record_schema is not None
+                value = schemas.project(value, schema, current.record_schema)
+                schema, encoded_value = current.record_schema, None
+            elif action is schemas.Action.NEW_FILE:
+                current = None
+        format_schema, payload = layout.format.prepare(value, schema, encoded_value)
+
+        if end_set:
+            self.end_set()
+        previous = self.open.get(encoded)
+        if previous is not None and (current is None or previous.format_schema != format_schema):
+            self._close(previous)
+            current = None
+        if current is None:
+            current = self._open(encoded, record.kafka_offset, schema, format_schema, timestamp,
+                                 now_ms)
+        current.writer.append(payload)
+        self._writes += 1
+        current.last_write = self._writes
+        self.set_records += 1
+        if bucket is not None and (self.newest_bucket is None or bucket > self.newest_bucket):
+            self.newest_bucket = bucket
+        if self.set_records >= layout.flush_size:
+            self.end_set()
+
+    def _set_ends(self, timestamp: int | None, bucket: int | None, now_ms: int) -> bool:
+        if self.set_start is None:
+            return False
+        if self.next_scheduled is not None and now_ms >= self.next_scheduled:
+            return True
+        interval = self.layout.rotate_interval_ms
+        if interval <= 0 or timestamp is None:
+            return False
+        assert self.set_base_time is not None
+        return timestamp - self.set_base_time >= interval or (
+            bucket is not None and self.newest_bucket is not None and bucket > self.newest_bucket)
+
+    def _open(self, encoded: str, offset: int, record_schema: Schema | None,
+              format_schema: Schema | None, timestamp: int | None, now_ms: int) -> OpenFile:
+        if len(self.open) >= self.layout.max_open_files:
+            self._close(min(self.open.values(), key=lambda f: f.last_write))
+        if self.set_start is None:
+            self.set_start = offset
+            self.set_base_time = timestamp
+            if self.layout.schedule_interval_ms > 0:
+                self.next_scheduled = next_rotation(now_ms, self.layout.schedule_interval_ms,
+                                                    self.layout.schedule_zone)
+        name = self.layout.blob_name(self.tp, encoded, offset)
+        spool = BlockSpool()
+        opened = OpenFile(name=name, set_start=self.set_start,
+                          record_schema=record_schema, format_schema=format_schema,
+                          writer=self.layout.format.open(format_schema, spool, name),
+                          spool=spool)
+        self.open[encoded] = opened
+        return opened
+
+    def close_file(self, file: OpenFile) -> None:
+        """Commit one open file early (the task's memory ceiling)."""
+        self._close(file)
+
+    def _close(self, file: OpenFile) -> None:
+        file.finish(self.layout.block_size)
+        del self.open[next(k for k, v in self.open.items() if v is file)]
+        self.closed.append(file)
+
+    def end_set(self) -> None:
+        """Close every open file: the set is complete."""
+        for file in list(self.open.values()):
+            self._close(file)
+        self.set_start = self.set_base_time = self.newest_bucket = self.next_scheduled = None
+        self.set_records = 0
+        self.sets_ended += 1
+
+    def tick(self, now_ms: int) -> None:
+        """Scheduled rotation when no record arrives to trigger it."""
+        if self.next_scheduled is not None and now_ms >= self.next_scheduled:
+            self.end_set()
+
+    # -- uploads and commits -----------------------------------------------------------
+
+    def uploads(self) -> Iterator[OpenFile]:
+        """Files with blocks to stage or a finished file to commit."""
+        for file in self.open.values():
+            file.take_blocks(self.layout.block_size)
+            if file.has_work:
+                yield file
+        for file in self.closed:
+            if file.has_work:
+                yield file
+
+    def forget_durable(self) -> None:
+        self.closed = [f for f in self.closed if not f.durable]
+
+    def floor(self) -> int | None:
+        """The first offset not yet safely in storage with all it depends on: the start
+        of the oldest set with a file not committed; None when everything is."""
+        starts = [f.set_start for f in self.closed if not f.durable]
+        if self.set_start is not None:
+            starts.append(self.set_start)
+        return min(starts) if starts else None
+
+
+def next_rotation(now_ms: int, interval_ms: int, zone: dt.tzinfo) -> int:
+    """Confluent's scheduled rotation time: the next multiple of the interval since
+    local midnight, and never later than the next midnight."""
+    local = dt.datetime.fromtimestamp(now_ms / 1000, zone)
+    midnight = dt.datetime.combine(local.date(), dt.time(), zone)
+    next_midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), zone)
+    start_ms = int(midnight.timestamp() * 1000)
+    upcoming = start_ms + ((now_ms - start_ms) // interval_ms + 1) * interval_ms
+    return min(upcoming, int(next_midnight.timestamp() * 1000))
+
