@@ -7,51 +7,41 @@ back with the Azure SDK and each format's standard reader.
 
 from __future__ import annotations
 
-import datetime as dt
-import gzip
-import io
-import random
-import re
-import selectors
-import signal
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import fastavro
 import orjson
-import pyarrow.parquet as pq
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from kanal_worker.connectors.telemetry import reading
-from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
-from tests.integration.standalone import (
-    Standalone,
-    wait_for,
-    worker_properties,
-    write_properties,
+from tests.integration.object_store import (
+    ENVELOPE_SCHEMA,
+    HOURLY,
+    JSON_VALUES,
+    START,
+    BlackoutProxy,
+    check_hourly_files,
+    json_lines,
+    produce_seed,
+    read_back,
+    sigkill_run,
+    speeding,
+    task_state,
 )
+from tests.integration.object_store import herder_running as running
+from tests.integration.standalone import wait_for
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
 
-HOUR = 3_600_000
-START = int(dt.datetime(2024, 5, 1, 6, 0, tzinfo=dt.UTC).timestamp() * 1000)
-JSON_VALUES = {"value.converter": "org.apache.kafka.connect.json.JsonConverter",
-               "value.converter.schemas.enable": "false",
-               "key.converter": "org.apache.kafka.connect.storage.StringConverter"}
-HOURLY = {"partitioner.class": "io.confluent.connect.storage.partitioner.HourlyPartitioner",
-          "locale": "en-US", "timezone": "UTC", "timestamp.extractor": "RecordField",
-          "timestamp.field": "timestamp"}
 
 
 def connection_settings(connection_string: str, store_url: str | None = None) -> dict[str, str]:
@@ -72,10 +62,6 @@ def blobs(client: ContainerClient) -> dict[str, bytes]:
     return {b.name: client.download_blob(b.name).readall() for b in client.list_blobs()}
 
 
-def json_lines(files: dict[str, bytes]) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for data in files.values() for line in data.splitlines()]
-
-
 def blob_count(client: ContainerClient) -> int:
     return len(list(client.list_blobs())) if client.exists() else 0
 
@@ -84,21 +70,9 @@ def line_total(client: ContainerClient) -> int:
     return sum(data.count(b"\n") for data in blobs(client).values())
 
 
-@contextmanager
-def herder_running(kafka: str, name: str, config: dict[str, str]) -> Iterator[StandaloneHerder]:
-    herder = StandaloneHerder({"bootstrap.servers": kafka, "offset.flush.interval.ms": "1000",
-                               "listeners": ""}, "test:8083", MemoryOffsetStore())
-    herder.put_connector(name, {"connector.class": "AzureBlobStorageSinkConnector",
-                                "tasks.max": "1", **config})
-    try:
-        yield herder
-    finally:
-        herder.stop_all()
-
-
-def task_state(herder: StandaloneHerder, name: str) -> dict[str, Any]:
-    task: dict[str, Any] = herder.connector_status(name)["tasks"][0]
-    return task
+def herder_running(kafka: str, name: str,
+                   config: dict[str, str]) -> AbstractContextManager[StandaloneHerder]:
+    return running(kafka, name, {"connector.class": "AzureBlobStorageSinkConnector", **config})
 
 
 def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
@@ -106,12 +80,7 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
                                                  unique: str) -> None:
     """The seed's pipeline: speeding events as JSON, one folder per hour, record by record."""
     topic = new_topic("vehicle.speeding", 2)
-    produced: dict[int, list[bytes | None]] = {}
-    for partition in (0, 1):
-        values: list[bytes | None] = [orjson.dumps(reading(partition, seq, 50, START, 20_000))
-                                      for seq in range(600)]
-        produce(kafka, topic, values, partition=partition)
-        produced[partition] = values
+    produced = produce_seed(kafka, topic)
     name = f"azure-blob-sink-{unique}"
     seed_json = {"connector.class": "AzureBlobStorageSinkConnector", "topics": topic,
                  "format.class": "JsonFormat", **connection_settings(azurite)}
@@ -122,52 +91,7 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
         wait_for(lambda: line_total(client) >= 1200, 90, "1200 records in blobs")
         wait_for(lambda: committed(kafka, f"connect-{name}", topic, 2) == {0: 600, 1: 600}, 30,
                  "offsets committed")
-    files = blobs(client)
-    pattern = re.compile(rf"topics/{re.escape(topic)}/year=(\d{{4}})/month=(\d\d)/day=(\d\d)/"
-                         rf"hour=(\d\d)/{re.escape(topic)}\+([01])\+(\d{{10}})\.json")
-    seen: dict[int, dict[int, bytes]] = {0: {}, 1: {}}
-    for blob_name, data in files.items():
-        match = pattern.fullmatch(blob_name)
-        assert match, blob_name
-        year, month, day, hour, partition, start = map(int, match.groups())
-        lines = data.splitlines()
-        assert produced[partition].index(lines[0]) == start  # named by its first offset
-        for line in lines:
-            offset = produced[partition].index(line)  # bytes kept exactly as produced
-            assert offset not in seen[partition]
-            seen[partition][offset] = line
-            at = dt.datetime.fromtimestamp(orjson.loads(line)["timestamp"] / 1000, dt.UTC)
-            assert (at.year, at.month, at.day, at.hour) == (year, month, day, hour)
-    assert {p: sorted(s) for p, s in seen.items()} == {0: list(range(600)),
-                                                       1: list(range(600))}
-
-
-ENVELOPE_SCHEMA = {"type": "struct", "name": "kanal.Speeding", "optional": False, "fields": [
-    {"field": "vehicle_id", "type": "string", "optional": False},
-    {"field": "speed_kmh", "type": "float64", "optional": False},
-    {"field": "lane", "type": "int32", "optional": False},
-    {"field": "flagged", "type": "boolean", "optional": False},
-    {"field": "note", "type": "string", "optional": True},
-    {"field": "tags", "type": "array", "items": {"type": "string"}, "optional": False}]}
-
-
-def speeding(i: int) -> dict[str, Any]:
-    return {"vehicle_id": f"VH-{i % 97:04d}", "speed_kmh": 90 + i % 70 + 0.25,
-            "lane": i % 4, "flagged": i % 5 == 0, "note": None if i % 3 else f"n{i}",
-            "tags": ["radar", f"zone-{i % 7}"]}
-
-
-def read_back(file_format: str, name: str, data: bytes) -> list[Any]:
-    if file_format == "AvroFormat":
-        return list(fastavro.reader(io.BytesIO(data)))
-    if file_format == "ParquetFormat":
-        rows: list[Any] = pq.read_table(io.BytesIO(data)).to_pylist()
-        return rows
-    if name.endswith(".gz"):
-        data = gzip.decompress(data)
-    if file_format == "ByteArrayFormat":
-        return data.splitlines()
-    return [orjson.loads(line) for line in data.splitlines()]
+    check_hourly_files(blobs(client), topic, r"\.json", produced)
 
 
 @pytest.mark.parametrize(("config", "suffix"), [
@@ -207,132 +131,15 @@ def test_each_format_reads_back_with_its_standard_reader(
         expected
 
 
-def late_readings(partition: int, count: int, seed: int) -> list[bytes | None]:
-    """Readings 10 s apart, one in five up to two hours late (out of order)."""
-    rng = random.Random(seed * 7 + partition)
-    values: list[bytes | None] = []
-    for seq in range(count):
-        value = reading(seed, seq, 40, START, 10_000)
-        if rng.random() < 0.2:
-            value["timestamp"] -= rng.randrange(2 * HOUR)
-        value["partition"] = partition
-        values.append(orjson.dumps(value))
-    return values
-
-
 def test_sigkill_at_random_points_keeps_every_record_exactly_once(
         tmp_path: Path, kafka: str, azurite: str, new_topic: Callable[..., str],
         unique: str) -> None:
-    topic = new_topic("crash", 2)
-    per_partition = 25_000
-    for partition in (0, 1):
-        produce(kafka, topic, late_readings(partition, per_partition, 11), partition=partition)
     client = container(azurite, f"crash-{unique}")
-    worker = worker_properties(tmp_path, kafka)
-    connector = write_properties(tmp_path / "azure.properties", {
+    sigkill_run(tmp_path, kafka, new_topic("crash", 2), {
         "name": f"crash-{unique}", "connector.class":
             "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
-        "topics": topic, "format.class": "JsonFormat", "flush.size": "1000",
-        "rotate.interval.ms": str(HOUR), "kanal.max.open.files.per.partition": "3",
-        "azblob.container.name": client.container_name, **connection_settings(azurite),
-        **HOURLY, **JSON_VALUES})
-    log = tmp_path / "kanal.log"
-    rng = random.Random(unique)
-    # 4 times: start, and once it consumes, SIGKILL it after a random number of new files
-    # or a random time, whichever comes first: a fast run may have consumed every record
-    # (the open sets then wait for the tail below), so a file count alone may never come
-    for _ in range(4):
-        target = blob_count(client) + rng.randint(2, 40)
-        run = Standalone(worker, connector, log=log).start()
-        try:
-            wait_for(lambda: run.logged(f": assigned {topic}".encode()), 120,  # noqa: B023
-                     f"the partitions assigned (log: {log})")
-            deadline = time.monotonic() + rng.uniform(0.5, 4)
-            wait_for(lambda: blob_count(client) >= target  # noqa: B023
-                     or time.monotonic() >= deadline, 60,  # noqa: B023
-                     f"{target} files (log: {log})")
-            time.sleep(rng.uniform(0, 0.3))
-        finally:
-            run.stop(signal.SIGKILL)
-    # a record far in the future ends the last open sets, so every produced record is due
-    for partition in (0, 1):
-        tail = {**reading(99, 0, 1, START + 1000 * HOUR, 1), "partition": partition, "tail": 1}
-        produce(kafka, topic, [orjson.dumps(tail)], partition=partition)
-    run = Standalone(worker, connector, log=log).start()
-    try:
-        wait_for(lambda: line_total(client) >= 2 * per_partition, 240,
-                 f"all records in blobs (log: {log})")
-        time.sleep(3)  # a straggling duplicate would show up now
-    finally:
-        assert run.stop() == 0
-    keys = [(r["partition"], r["seq"]) for r in json_lines(blobs(client)) if "tail" not in r]
-    assert len(keys) == len(set(keys)), "duplicates"
-    assert set(keys) == {(p, s) for p in (0, 1) for s in range(per_partition)}, "losses"
-
-
-class BlackoutProxy:
-    """A TCP forwarder the test can switch off: while off, connections are refused and
-    open ones are cut, like a storage endpoint that went away (data in Azurite stays)."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self.listener: socket.socket | None = None
-        self.connections: list[socket.socket] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> BlackoutProxy:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self.port = listener.getsockname()[1]
-        self.listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        assert self.listener is not None
-        self.listener.close()
-        with self.lock:
-            for conn in self.connections:
-                with suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-            self.connections.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            with self.lock:
-                self.connections += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    @staticmethod
-    def _pump(a: socket.socket, b: socket.socket) -> None:
-        selector = selectors.DefaultSelector()
-        selector.register(a, selectors.EVENT_READ, b)
-        selector.register(b, selectors.EVENT_READ, a)
-        try:
-            while True:
-                for key, _ in selector.select():
-                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                    if not data:
-                        return
-                    key.data.sendall(data)
-        except OSError:
-            return
-        finally:
-            a.close()
-            b.close()
+        "azblob.container.name": client.container_name, **connection_settings(azurite)},
+        lambda: blobs(client), 25_000, unique)
 
 
 def test_storage_outage_retries_without_loss_or_duplicates(

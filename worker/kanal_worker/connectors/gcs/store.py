@@ -159,9 +159,9 @@ class GcsStore:
             return request()
         except api.PreconditionFailed:
             raise _Exists from None
-        except api.NotFound as exc:
-            raise ConnectError(f"GCS bucket {self.bucket_name} does not exist ({_first(exc)}); "
-                               "create it or fix gcs.bucket.name") from None
+        except api.NotFound:
+            raise ConnectError(f"GCS bucket {self.bucket_name} does not exist; create it or "
+                               "fix gcs.bucket.name") from None
         except (api.Unauthorized, api.Forbidden) as exc:
             raise ConnectError(f"GCS refused access to bucket {self.bucket_name}: "
                                f"{_first(exc)}; check gcs.credentials.path or "
