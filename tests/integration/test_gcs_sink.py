@@ -183,27 +183,32 @@ def test_storage_outage_retries_without_loss_or_duplicates(
     assert sorted(r["seq"] for r in json_lines(objects(bucket))) == list(range(20_000))
 
 
-def test_missing_bucket_fails_the_task_naming_the_key(
-        kafka: str, gcs: str, new_topic: Callable[..., str], unique: str) -> None:
+def test_missing_bucket_is_named_by_validate_and_by_the_task_status(
+        kafka: str, gcs: str, bucket: storage.Bucket, new_topic: Callable[..., str],
+        unique: str) -> None:
     topic = new_topic("nobucket", 1)
-    produce(kafka, topic, [b'{"a": 1}'])
     name = f"nobucket-{unique}"
-    config = {"connector.class": "GcsSinkConnector", "gcs.bucket.name": f"absent-{unique}",
+    config = {"connector.class": "GcsSinkConnector", "gcs.bucket.name": bucket.name,
               "store.url": gcs, "topics": topic, "format.class": "JsonFormat",
               "flush.size": "1", **JSON_VALUES}
+    absent = {**config, "name": name, "gcs.bucket.name": f"absent-{unique}"}
+    assert errors_of(validate(absent)) == {"gcs.bucket.name": [
+        f"Bucket absent-{unique} does not exist; create it or fix gcs.bucket.name"]}
     with herder_running(kafka, name, config) as herder:
+        bucket.delete()  # gone after the connector started
+        produce(kafka, topic, [b'{"a": 1}'])
         wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
                  "the task to fail")
         trace = task_state(herder, name)["trace"]
-        assert f"GCS bucket absent-{unique} does not exist" in trace, trace
-        assert "fix gcs.bucket.name" in trace, trace
+        assert f"GCS bucket {bucket.name} does not exist; create it or fix gcs.bucket.name" \
+            in trace, trace
         assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,
                                                       1).values())  # nothing committed
 
 
-def test_invalid_configuration_errors_name_each_key(gcs: str) -> None:
+def test_invalid_configuration_errors_name_each_key(gcs: str, bucket: storage.Bucket) -> None:
     base = {"name": "bad", "connector.class": "io.confluent.connect.gcs.GcsSinkConnector",
-            "topics": "t", "gcs.bucket.name": "telemetry", "format.class": "JsonFormat",
+            "topics": "t", "gcs.bucket.name": bucket.name, "format.class": "JsonFormat",
             "flush.size": "10", "store.url": gcs}
 
     def errors(**changes: str | None) -> dict[str, list[str]]:
@@ -211,6 +216,8 @@ def test_invalid_configuration_errors_name_each_key(gcs: str) -> None:
         return errors_of(validate({k: v for k, v in config.items() if v is not None}))
 
     assert errors() == {}
+    # an endpoint that is down is not a configuration error: the task retries then
+    assert errors(store_url="http://127.0.0.1:1") == {}
     assert "Missing required configuration" in errors(gcs_bucket_name=None)[
         "gcs.bucket.name"][0]
     assert "Invalid bucket name" in errors(gcs_bucket_name="Bad_Bucket!")["gcs.bucket.name"][0]

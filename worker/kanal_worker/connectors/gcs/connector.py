@@ -14,4 +14,9 @@ class GcsSinkConnector(SinkConnector[GcsSinkSettings]):
     aliases = ("io.confluent.connect.gcs.GcsSinkConnector",)
 
     def validate(self, settings: GcsSinkSettings) -> dict[str, list[str]]:
-        return config_problems(settings, GcsSinkTask.store_problems(settings))
+        problems = config_problems(settings, GcsSinkTask.store_problems(settings))
+        if problems:
+            return problems
+        # the client library loads only when a configuration gets this far
+        from kanal_worker.connectors.gcs.store import access_problems
+        return access_problems(settings)

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 TIMEOUT = (10.0, 60.0)
 """Connect and read timeouts of every request: a silent store turns into a retry."""
+PROBE_TIMEOUT = (3.0, 10.0)
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 RESUME_INCOMPLETE = 308
 
@@ -177,6 +178,31 @@ class GcsStore:
         except (requests.RequestException, auth_errors.TransportError, OSError) as exc:
             raise RetriableError(f"GCS unreachable: {_first(exc)}; check store.url if this "
                                  "lasts") from None
+
+
+def access_problems(settings: GcsSinkSettings) -> dict[str, list[str]]:
+    """What ``validate`` can tell before any data flows: unusable credentials, a missing
+    bucket, a refusal. An unreachable endpoint is not reported here: stores come back,
+    and the task retries then (its status names store.url)."""
+    try:
+        store = GcsStore(settings)
+    except ConfigError as exc:
+        return {exc.key or "gcs.credentials.path": [exc.message]}
+    try:
+        if not store.bucket.exists(timeout=PROBE_TIMEOUT, retry=None):
+            return {"gcs.bucket.name": [f"Bucket {settings.gcs_bucket_name} does not exist; "
+                                        "create it or fix gcs.bucket.name"]}
+    except (api.Unauthorized, api.Forbidden) as exc:
+        return {"gcs.credentials.path": [f"GCS refused access to bucket "
+                                         f"{settings.gcs_bucket_name}: {_first(exc)}; check "
+                                         "the credentials and their rights on the bucket"]}
+    except auth_errors.RefreshError as exc:
+        return {"gcs.credentials.path": [f"GCS rejected the credentials: {_first(exc)}"]}
+    except Exception as exc:  # unreachable or failing store: the task retries then
+        log.info("Cannot probe bucket %s now: %s", settings.gcs_bucket_name, _first(exc))
+    finally:
+        store.close()
+    return {}
 
 
 class _Exists(Exception):

@@ -15,4 +15,9 @@ class HdfsSinkConnector(SinkConnector[HdfsSinkSettings]):
                "io.confluent.connect.hdfs3.Hdfs3SinkConnector")
 
     def validate(self, settings: HdfsSinkSettings) -> dict[str, list[str]]:
-        return config_problems(settings, HdfsSinkTask.store_problems(settings))
+        problems = config_problems(settings, HdfsSinkTask.store_problems(settings))
+        if problems:
+            return problems
+        # the client library loads only when a configuration gets this far
+        from kanal_worker.connectors.hdfs.store import access_problems
+        return access_problems(settings)

@@ -22,7 +22,7 @@ import posixpath
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 from fsspec.implementations.webhdfs import WebHDFS
@@ -33,9 +33,24 @@ from kanal_worker.connectors.hdfs.settings import HdfsSinkSettings
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 TIMEOUT = (10.0, 60.0)
+PROBE_TIMEOUT = (3.0, 10.0)
 TRANSIENT = ("SafeModeException", "RetriableException", "StandbyException",
              "AlreadyBeingCreatedException", "RecoveryInProgressException")
 OCTETS = {"content-type": "application/octet-stream"}
+
+
+class _TimeoutSession(requests.Session):
+    """fsspec's WebHDFS sets no timeout: a namenode that stops answering would block
+    the task forever instead of becoming a retry."""
+
+    def __init__(self, timeout: tuple[float, float]) -> None:
+        super().__init__()
+        self.timeout = timeout
+
+    def request(self, method: str, url: str,  # type: ignore[override]
+                *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
 
 
 @dataclass
@@ -51,11 +66,13 @@ class Upload:
 class HdfsStore:
     """``ManagedStore`` on WebHDFS; one file's parts come in order from one thread."""
 
-    def __init__(self, settings: HdfsSinkSettings) -> None:
+    def __init__(self, settings: HdfsSinkSettings,
+                 timeout: tuple[float, float] = TIMEOUT) -> None:
         self.address = settings.webhdfs
         self.user = settings.user
         self.fs = WebHDFS(self.address.host, port=self.address.port, user=self.user,
                           use_https=self.address.https, skip_instance_cache=True)
+        self.fs.session = _TimeoutSession(timeout)
         self.temp_root = posixpath.join("/", settings.logs_dir, "+tmp", uuid.uuid4().hex)
         self.uploads: dict[str, Upload] = {}
         self._dirs: set[str] = set()
@@ -111,7 +128,7 @@ class HdfsStore:
         self._mkdirs(posixpath.dirname(path))
         out = self.fs._call("CREATE", "put", path=path, redirect=False, overwrite="true")
         done = self.fs.session.put(self.fs._apply_proxy(out.headers["Location"]), data=data,
-                                   headers=OCTETS, timeout=TIMEOUT)
+                                   headers=OCTETS)
         done.raise_for_status()
 
     def _append_once(self, upload: Upload, data: bytes) -> None:
@@ -130,7 +147,7 @@ class HdfsStore:
         upload.unsure = True
         out = self.fs._call("APPEND", "post", path=upload.temp, redirect=False)
         done = self.fs.session.post(self.fs._apply_proxy(out.headers["Location"]), data=data,
-                                    headers=OCTETS, timeout=TIMEOUT)
+                                    headers=OCTETS)
         done.raise_for_status()
         upload.unsure = False
 
@@ -197,6 +214,31 @@ class HdfsStore:
         except (KeyError, requests.JSONDecodeError) as exc:
             raise ConnectError(f"No WebHDFS answer at {self.address} ({exc!r}); check "
                                "hdfs.url") from None
+
+
+def access_problems(settings: HdfsSinkSettings) -> dict[str, list[str]]:
+    """What ``validate`` can tell before any data flows: whether the user may write to
+    topics.dir and logs.dir (WebHDFS CHECKACCESS on their nearest existing ancestor). An
+    unreachable namenode is not reported here: it comes back, and the task retries then
+    (its status names hdfs.url)."""
+    store = HdfsStore(settings, PROBE_TIMEOUT)
+    problems: dict[str, list[str]] = {}
+    try:
+        for key, directory in (("topics.dir", settings.topics_dir),
+                               ("logs.dir", settings.logs_dir)):
+            path = _path(directory)
+            while path != "/" and not store.fs.exists(path):
+                path = posixpath.dirname(path)
+            try:
+                store.fs._call("CHECKACCESS", path=path, fsaction="-wx")
+            except PermissionError as exc:
+                problems[key] = [f"User {store.user} may not write to {path}: {_first(exc)}; "
+                                 "grant write access or set kanal.hdfs.user"]
+    except (requests.RequestException, RuntimeError, ValueError) as exc:
+        log.info("Cannot probe HDFS at %s now: %s", store.address, _first(exc))
+    finally:
+        store.close()
+    return problems
 
 
 def _path(name: str) -> str:
