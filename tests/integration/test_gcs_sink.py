@@ -44,6 +44,7 @@ from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CRASH_RECORDS = int(os.environ.get("KANAL_TEST_GCS_CRASH_RECORDS", "30000"))
 OUTAGE_SECONDS = float(os.environ.get("KANAL_TEST_OUTAGE_SECONDS", "10"))
 
@@ -216,6 +217,9 @@ def test_invalid_configuration_errors_name_each_key(gcs: str, bucket: storage.Bu
         return errors_of(validate({k: v for k, v in config.items() if v is not None}))
 
     assert errors() == {}
+    example = orjson.loads(EXAMPLES.joinpath("gcs-sink.json").read_bytes())
+    assert errors_of(validate({**example["config"], "name": example["name"],
+                               "gcs.bucket.name": bucket.name, "store.url": gcs})) == {}
     # an endpoint that is down is not a configuration error: the task retries then
     assert errors(store_url="http://127.0.0.1:1") == {}
     assert "Missing required configuration" in errors(gcs_bucket_name=None)[

@@ -16,6 +16,7 @@ import orjson
 import pytest
 from fsspec.implementations.webhdfs import WebHDFS
 
+from kanal_worker.config.properties import load_properties
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration.object_store import (
@@ -34,6 +35,7 @@ from tests.integration.standalone import wait_for
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def webhdfs(url: str, user: str = "kanal") -> WebHDFS:
@@ -158,7 +160,7 @@ def test_unreachable_namenode_is_retried_and_shown_in_status(
         assert task_state(herder, name)["state"] == State.RUNNING.value
 
 
-def test_invalid_configuration_errors_name_each_key() -> None:
+def test_invalid_configuration_errors_name_each_key(hdfs: str) -> None:
     base = {"name": "bad", "connector.class": "io.confluent.connect.hdfs.HdfsSinkConnector",
             "topics": "t", "hdfs.url": "hdfs://namenode:8020", "flush.size": "3"}
 
@@ -169,6 +171,8 @@ def test_invalid_configuration_errors_name_each_key() -> None:
     # Confluent's quickstart configuration, unchanged (its namenode is not running here,
     # which is not a configuration error: the task retries then)
     assert errors() == {}
+    example = load_properties(EXAMPLES / "hdfs-sink.properties")
+    assert errors_of(validate({**example, "hdfs.url": hdfs})) == {}
     assert "Missing required configuration" in errors(hdfs_url=None)["hdfs.url"][0]
     assert "Invalid HDFS URL 'namenode:8020'" in errors(hdfs_url="namenode:8020")["hdfs.url"][0]
     assert "Unknown format class io.confluent.connect.hdfs.string.StringFormat" in \
