@@ -19,6 +19,7 @@ HOST = "127.0.0.1"
 class Stack:
     bootstrap: str
     azurite: str | None
+    gcs: str | None
     peer_url: str | None
     kafka_classpath: str | None
     kube: Mapping[str, str] | None
@@ -30,6 +31,7 @@ def stack(*services: str) -> Stack:
     env = stack_env(*services, quiet=True)
     return Stack(bootstrap=env.get("KANAL_BOOTSTRAP_SERVERS", f"{HOST}:9092"),
                  azurite=env.get("AZURITE_CONNECTION_STRING") if "azurite" in services else None,
+                 gcs=env.get("KANAL_GCS_ENDPOINT") if "gcs" in services else None,
                  peer_url=env.get("CONNECT_PEER_URL") if "connect" in services else None,
                  kafka_classpath=env.get("KANAL_KAFKA_CLASSPATH"),
                  kube={key: env[key] for key in ("KUBECTL", "KUBECONFIG")}

@@ -3,6 +3,7 @@
     python -m bench.raw consume BOOTSTRAP TOPIC COUNT [SETTINGS_JSON]
     python -m bench.raw produce BOOTSTRAP TOPIC LINES_FILE
     python -m bench.raw upload CONNECTION_STRING CONTAINER FILE_JSON
+    python -m bench.raw upload-gcs ENDPOINT BUCKET FILE_JSON
 
 Each prints one JSON object: when the first and the last record moved (monotonic
 seconds since the start), CPU seconds at those moments and the peak resident memory.
@@ -122,6 +123,44 @@ def upload(connection: str, container: str, plan_file: str) -> None:
     _report(started, first, cpu_first, done, cpu_done, total, 0, bytes=total)
 
 
+def upload_gcs(endpoint: str, bucket_name: str, plan_file: str) -> None:
+    """Upload files to GCS with google-cloud-storage as the GCS sink does: one request
+    for a file within one part, else a resumable upload in part-sized chunks; ``threads``
+    files in flight."""
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    with open(plan_file) as handle:
+        plan = json.load(handle)
+    started = time.monotonic()
+    client = storage.Client(project="kanal-bench", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": endpoint})
+    bucket = client.bucket(bucket_name)
+    part_size: int = plan["block_size"]
+    contents = []
+    for name, path in plan["files"]:
+        with open(path, "rb") as source:
+            contents.append((name, source.read()))
+
+    def send(name: str, data: bytes) -> None:
+        if len(data) <= part_size:
+            bucket.blob(name).upload_from_string(data, checksum=None)
+        else:
+            bucket.blob(name, chunk_size=part_size).upload_from_file(
+                io.BytesIO(data), size=len(data), checksum=None)
+
+    first, cpu_first = time.monotonic(), time.process_time()
+    with ThreadPoolExecutor(plan.get("threads", 4)) as files:
+        for future in [files.submit(send, name, data) for name, data in contents]:
+            future.result()
+    done, cpu_done = time.monotonic(), time.process_time()
+    total = sum(len(data) for _, data in contents)
+    _report(started, first, cpu_first, done, cpu_done, total, 0, bytes=total)
+
+
 def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
     if command == "consume":
@@ -130,6 +169,8 @@ def main(argv: list[str]) -> None:
         produce(args[0], args[1], args[2])
     elif command == "upload":
         upload(args[0], args[1], args[2])
+    elif command == "upload-gcs":
+        upload_gcs(args[0], args[1], args[2])
     else:
         raise SystemExit(__doc__)
 
