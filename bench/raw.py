@@ -83,6 +83,25 @@ def produce(bootstrap: str, topic: str, lines_file: str) -> None:
     _report(started, first, cpu_first, done, cpu_done, len(values) - left, 0)
 
 
+def _plan(plan_file: str) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+    """An upload plan (part size, threads, files) and the files' contents, read before
+    the clock starts."""
+    with open(plan_file) as handle:
+        plan = json.load(handle)
+    contents = []
+    for name, path in plan["files"]:
+        with open(path, "rb") as source:
+            contents.append((name, source.read()))
+    return plan, contents
+
+
+def _uploaded(started: float, first: float, cpu_first: float,
+              contents: list[tuple[str, bytes]]) -> None:
+    done, cpu_done = time.monotonic(), time.process_time()
+    total = sum(len(data) for _, data in contents)
+    _report(started, first, cpu_first, done, cpu_done, total, 0, bytes=total)
+
+
 def upload(connection: str, container: str, plan_file: str) -> None:
     """Upload files as block blobs: one request for a file within one block, else its
     blocks staged then committed; ``threads`` requests in flight across files (what a
@@ -91,16 +110,11 @@ def upload(connection: str, container: str, plan_file: str) -> None:
 
     from azure.storage.blob import BlobBlock, BlobServiceClient
 
-    with open(plan_file) as handle:
-        plan = json.load(handle)
     started = time.monotonic()
+    plan, contents = _plan(plan_file)
     service = BlobServiceClient.from_connection_string(connection)
     client = service.get_container_client(container)
     block_size: int = plan["block_size"]
-    contents = []
-    for name, path in plan["files"]:
-        with open(path, "rb") as source:
-            contents.append((name, source.read()))
 
     def send(name: str, data: bytes) -> None:
         blob = client.get_blob_client(name)
@@ -118,9 +132,7 @@ def upload(connection: str, container: str, plan_file: str) -> None:
             ThreadPoolExecutor(plan.get("threads", 4)) as files:
         for future in [files.submit(send, name, data) for name, data in contents]:
             future.result()
-    done, cpu_done = time.monotonic(), time.process_time()
-    total = sum(len(data) for _, data in contents)
-    _report(started, first, cpu_first, done, cpu_done, total, 0, bytes=total)
+    _uploaded(started, first, cpu_first, contents)
 
 
 def upload_gcs(endpoint: str, bucket_name: str, plan_file: str) -> None:
@@ -133,17 +145,12 @@ def upload_gcs(endpoint: str, bucket_name: str, plan_file: str) -> None:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    with open(plan_file) as handle:
-        plan = json.load(handle)
     started = time.monotonic()
+    plan, contents = _plan(plan_file)
     client = storage.Client(project="kanal-bench", credentials=AnonymousCredentials(),
                             client_options={"api_endpoint": endpoint})
     bucket = client.bucket(bucket_name)
     part_size: int = plan["block_size"]
-    contents = []
-    for name, path in plan["files"]:
-        with open(path, "rb") as source:
-            contents.append((name, source.read()))
 
     def send(name: str, data: bytes) -> None:
         if len(data) <= part_size:
@@ -156,9 +163,7 @@ def upload_gcs(endpoint: str, bucket_name: str, plan_file: str) -> None:
     with ThreadPoolExecutor(plan.get("threads", 4)) as files:
         for future in [files.submit(send, name, data) for name, data in contents]:
             future.result()
-    done, cpu_done = time.monotonic(), time.process_time()
-    total = sum(len(data) for _, data in contents)
-    _report(started, first, cpu_first, done, cpu_done, total, 0, bytes=total)
+    _uploaded(started, first, cpu_first, contents)
 
 
 def main(argv: list[str]) -> None:
