@@ -119,6 +119,23 @@ def test_the_azure_sink_is_listed_described_and_validated_without_its_sdk() -> N
     assert {m for m in modules if m.split(".")[0] in ("azure", "pyarrow")} == set()
 
 
+def test_the_gcs_and_hdfs_sinks_are_listed_and_checked_without_their_clients() -> None:
+    """Their clients load when a store is contacted: by a task, or by validate once the
+    configuration itself is right (it probes the bucket or the directories)."""
+    modules = imported_after(
+        "from kanal_worker.runtime.registry import find, plugins\n"
+        "from kanal_worker.runtime.validation import errors_of, validate\n"
+        "assert {'GcsSinkConnector', 'HdfsSinkConnector'} <= set(plugins('connector'))\n"
+        "gcs = errors_of(validate({'name': 'g', 'topics': 't', 'format.class': 'JsonFormat',\n"
+        "    'connector.class': 'io.confluent.connect.gcs.GcsSinkConnector'}))\n"
+        "assert list(gcs) == ['gcs.bucket.name'], gcs\n"
+        "hdfs = errors_of(validate({'name': 'h', 'topics': 't', 'hdfs.url': 'ftp://nn',\n"
+        "    'connector.class': 'io.confluent.connect.hdfs.HdfsSinkConnector'}))\n"
+        "assert list(hdfs) == ['hdfs.url'], hdfs")
+    assert {"kanal_worker.connectors.gcs", "kanal_worker.connectors.hdfs"} <= modules
+    assert {m for m in modules if m.split(".")[0] in ("google", "fsspec")} == set()
+
+
 def test_a_standalone_worker_without_listeners_does_not_load_fastapi() -> None:
     assert {"fastapi", "uvicorn"}.isdisjoint(imported_after("import kanal_worker.cli"))
     herder = StandaloneHerder({}, "test:8083", MemoryOffsetStore())

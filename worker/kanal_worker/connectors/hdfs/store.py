@@ -161,6 +161,7 @@ class HdfsStore:
             if out.json().get("boolean"):
                 return True
             if not self.fs.exists(final):
+                self._dirs.discard(posixpath.dirname(final))  # removed meanwhile?
                 if not self.fs.exists(temp):
                     raise FileNotFoundError(f"{temp} vanished before its rename to {final}")
                 raise RetriableError(f"HDFS did not rename {temp} to {final}")
