@@ -77,7 +77,8 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, hdfs: str,
     written = {name.removeprefix(f"seed-{unique}/"): data
                for name, data in files(fs, f"seed-{unique}/topics").items()}
     check_hourly_files(written, topic, r"\.json", produced)
-    assert files(fs, f"seed-{unique}/logs") == {}  # no temporary file left behind
+    # no temporary file left behind, and the stopped task removed its directories
+    assert fs.ls(f"/seed-{unique}/logs/+tmp") == []
 
 
 @pytest.mark.parametrize(("config", "suffix"), [

@@ -121,6 +121,12 @@ class HdfsStore:
         del self.uploads[name]
 
     def close(self) -> None:
+        """Remove this instance's temporary files (files not committed by now are
+        written again from the committed offsets) and their directories."""
+        try:
+            self.fs._call("DELETE", "delete", path=self.temp_root, recursive="true")
+        except (requests.RequestException, OSError, RuntimeError, ValueError) as exc:
+            log.info("Could not remove %s: %s", self.temp_root, _first(exc))
         self.fs.session.close()
 
     # -- requests --------------------------------------------------------------------------
