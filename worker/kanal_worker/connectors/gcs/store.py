@@ -248,8 +248,9 @@ def _credentials(settings: GcsSinkSettings) -> Any:
     except (ValueError, KeyError, TypeError) as exc:
         key = ("gcs.credentials.json" if settings.gcs_credentials_json is not None
                else "gcs.credentials.path")
-        raise ConfigError(key, f"Not a service account key: {type(exc).__name__}: "
-                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise ConfigError(key, f"Not a service account key ({type(exc).__name__}: "
+                               f"{_first(exc)}); use a key file created for a service "
+                               "account, as JSON") from None
     except OSError as exc:
         raise ConfigError("gcs.credentials.path", f"Cannot read {exc.filename}: "
                                                   f"{exc.strerror}") from None
