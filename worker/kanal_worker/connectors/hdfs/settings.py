@@ -57,7 +57,7 @@ class HdfsSinkSettings(StorageSinkSettings):
     hdfs_user: str = setting(
         "", key="kanal.hdfs.user", importance="MEDIUM", group=KANAL, display="HDFS user",
         doc="Kanal: the user files are written as (simple authentication); default "
-            "HADOOP_USER_NAME, else the worker's login name.")
+            "HADOOP_USER_NAME, else the worker's login name, else kanal.")
     hdfs_part_size: int = setting(
         8 * MEBIBYTE, key="kanal.hdfs.part.size", importance="LOW", group=KANAL,
         ge=MEBIBYTE, display="Part Size",
@@ -97,4 +97,11 @@ class HdfsSinkSettings(StorageSinkSettings):
 
     @property
     def user(self) -> str:
-        return self.hdfs_user or os.environ.get("HADOOP_USER_NAME") or getpass.getuser()
+        return self.hdfs_user or os.environ.get("HADOOP_USER_NAME") or _login_name()
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container's arbitrary uid without a passwd entry
+        return "kanal"
