@@ -4,6 +4,7 @@
     python -m bench.raw produce BOOTSTRAP TOPIC LINES_FILE
     python -m bench.raw upload CONNECTION_STRING CONTAINER FILE_JSON
     python -m bench.raw upload-gcs ENDPOINT BUCKET FILE_JSON
+    python -m bench.raw upload-s3 CONNECTION_JSON BUCKET FILE_JSON
 
 Each prints one JSON object: when the first and the last record moved (monotonic
 seconds since the start), CPU seconds at those moments and the peak resident memory.
@@ -135,6 +136,44 @@ def upload(connection: str, container: str, plan_file: str) -> None:
     _uploaded(started, first, cpu_first, contents)
 
 
+def upload_s3(connection: str, bucket: str, plan_file: str) -> None:
+    """Upload files to S3 with boto3: one PutObject for a file within one part, else a
+    multipart upload of its parts; ``threads`` requests in flight across files."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import boto3
+
+    env = json.loads(connection)
+    started = time.monotonic()
+    plan, contents = _plan(plan_file)
+    client = boto3.client("s3", endpoint_url=env["KANAL_S3_ENDPOINT"],
+                          region_name=env["KANAL_S3_REGION"],
+                          aws_access_key_id=env["KANAL_S3_ACCESS_KEY"],
+                          aws_secret_access_key=env["KANAL_S3_SECRET_KEY"])
+    part_size: int = plan["block_size"]
+
+    def send(name: str, data: bytes) -> None:
+        if len(data) <= part_size:
+            client.put_object(Bucket=bucket, Key=name, Body=data)
+            return
+        upload = client.create_multipart_upload(Bucket=bucket, Key=name)["UploadId"]
+        starts = range(0, len(data), part_size)
+        etags = list(parts.map(lambda n, at: client.upload_part(
+            Bucket=bucket, Key=name, UploadId=upload, PartNumber=n,
+            Body=data[at:at + part_size])["ETag"], range(1, len(starts) + 1), starts))
+        client.complete_multipart_upload(
+            Bucket=bucket, Key=name, UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag}
+                                       for n, etag in enumerate(etags, 1)]})
+
+    first, cpu_first = time.monotonic(), time.process_time()
+    with ThreadPoolExecutor(plan.get("threads", 4)) as parts, \
+            ThreadPoolExecutor(plan.get("threads", 4)) as files:
+        for future in [files.submit(send, name, data) for name, data in contents]:
+            future.result()
+    _uploaded(started, first, cpu_first, contents)
+
+
 def upload_gcs(endpoint: str, bucket_name: str, plan_file: str) -> None:
     """Upload files to GCS with google-cloud-storage as the GCS sink does: one request
     for a file within one part, else a resumable upload in part-sized chunks; ``threads``
@@ -174,6 +213,8 @@ def main(argv: list[str]) -> None:
         produce(args[0], args[1], args[2])
     elif command == "upload":
         upload(args[0], args[1], args[2])
+    elif command == "upload-s3":
+        upload_s3(args[0], args[1], args[2])
     elif command == "upload-gcs":
         upload_gcs(args[0], args[1], args[2])
     else:

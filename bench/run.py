@@ -27,7 +27,7 @@ from bench.sinks import VARIANTS, b0, b1, scale
 from bench.systems import ConnectWorker, peer_pid
 from bench.workload import ensure
 
-ALL = ("B0", "B1", "B2", "B2gcs", "B3", "B4", "scale")
+ALL = ("B0", "B1", "B2", "B2s3", "B2gcs", "B3", "B4", "scale")
 B0_VARIANT = "kanal fetch settings"
 
 
@@ -81,13 +81,12 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         add(f"B1 {variant}: Kanal / Apache peak RSS",
             summary.paired_ratio("B1 file sink", variant, "kanal", "B1 file sink", variant,
                                  "apache", "peak_rss_mb"), "<= 0.25", lambda r: r <= 0.25)
-    for fmt in formats:
-        add(f"B2 {fmt}: Kanal / raw upload MB/s",
-            summary.paired_ratio("B2 azure sink", fmt, "kanal", "B2 azure sink", fmt,
-                                 "raw upload", "rate"), ">= 0.80", lambda r: r >= 0.8)
-        add(f"B2gcs {fmt}: Kanal / raw upload MB/s",
-            summary.paired_ratio("B2 gcs sink", fmt, "kanal", "B2 gcs sink", fmt,
-                                 "raw upload", "rate"), ">= 0.80", lambda r: r >= 0.8)
+    for bench, label in (("B2 azure sink", "B2"), ("B2 s3 sink", "B2 s3"),
+                         ("B2 gcs sink", "B2 gcs")):
+        for fmt in formats:
+            add(f"{label} {fmt}: Kanal / raw upload MB/s",
+                summary.paired_ratio(bench, fmt, "kanal", bench, fmt, "raw upload", "rate"),
+                ">= 0.80", lambda r: r >= 0.8)
     for variant in ("generator", "file"):
         add(f"B3 {variant}: Kanal / Apache records/s",
             summary.paired_ratio("B3 source", variant, "kanal", "B3 source", "file",
@@ -108,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     services = ["kafka"]
     if "B2" in wanted:
         services.append("azurite")
+    if "B2s3" in wanted:
+        services.append("s3")
     if "B2gcs" in wanted:
         services.append("gcs")
     if not args.no_peer and wanted & {"B1", "B3", "B4", "scale"}:
@@ -135,11 +136,16 @@ def main(argv: list[str] | None = None) -> int:
             steps.append(("B1", partial(b1, workload, env.bootstrap, run, workdir, peer,
                                         list(VARIANTS))))
         if "B2" in wanted and env.azurite:
-            steps.append(("B2", partial(storage.b2, workload, env.bootstrap, env.azurite, run,
-                                        workdir, formats)))
+            steps.append(("B2", partial(storage.b2, workload, env.bootstrap,
+                                        storage.azure_store(env.azurite), run, workdir,
+                                        formats)))
+        if "B2s3" in wanted and env.s3:
+            steps.append(("B2s3", partial(storage.b2, workload, env.bootstrap,
+                                          storage.s3_store(env.s3), run, workdir, formats)))
         if "B2gcs" in wanted and env.gcs:
-            steps.append(("B2gcs", partial(storage.b2_gcs, workload, env.bootstrap, env.gcs,
-                                           run, workdir, formats)))
+            steps.append(("B2gcs", partial(storage.b2, workload, env.bootstrap,
+                                           storage.gcs_store(env.gcs), run, workdir,
+                                           formats)))
         if "B3" in wanted:
             steps.append(("B3", partial(sources.b3, workload, env.bootstrap, run, workdir,
                                         peer)))

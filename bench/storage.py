@@ -1,9 +1,8 @@
-"""B2: Kanal's AzureBlobStorageSinkConnector into Azurite against a raw
-azure-storage-blob upload of the very same bytes (the blobs Kanal wrote, downloaded),
-in the same block sizes and with as many uploads in flight: the storage's limit.
-B2gcs: the same for the GcsSinkConnector into fake-gcs-server against a raw
-google-cloud-storage upload (one request per small file, resumable uploads in
-``gcs.part.size`` chunks for the others)."""
+"""B2: Kanal's object-store sinks against a raw upload of the very same bytes (the
+files Kanal wrote, downloaded), in the same part sizes and with as many uploads in
+flight: the storage's limit. ``azure``: AzureBlobStorageSinkConnector into Azurite
+against azure-storage-blob; ``s3``: S3SinkConnector into versitygw against boto3;
+``gcs``: GcsSinkConnector into fake-gcs-server against google-cloud-storage."""
 
 from __future__ import annotations
 
@@ -14,7 +13,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,9 @@ FORMATS = {
     "avro": {"format.class": "AvroFormat"},
 }
 BLOCK_SIZE = 5 * 1024 * 1024
-"""azblob.block.size for both: Azure's smallest allowed, so JSON files span blocks."""
+"""azblob.block.size / s3.part.size for both: the smallest allowed, so JSON files span
+blocks."""
+
 UPLOAD_THREADS = 4
 """kanal.upload.threads' default, and the raw uploader's pool."""
 
@@ -71,6 +73,114 @@ class Committed:
         self.consumer.close()
 
 
+@dataclass(frozen=True)
+class Store:
+    """One object store of B2: how Kanal's connector reaches it and how the bench reads,
+    prepares and drops a container or bucket there."""
+
+    bench: str
+    compression_key: str
+    bucket_first: bool
+    """whether the connector needs its bucket to exist (S3's does, Azure's creates it)"""
+    connector: Callable[[str], dict[str, str]]
+    """container or bucket name -> the connector's store keys"""
+    download: Callable[[str, Path], list[tuple[str, str]]]
+    create: Callable[[str], None]
+    drop: Callable[[str], None]
+    raw_args: Callable[[str], list[str]]
+    """container or bucket name -> the arguments of ``python -m bench.raw``"""
+
+
+def azure_store(connection: str) -> Store:
+    def connector(container: str) -> dict[str, str]:
+        return {"connector.class": "AzureBlobStorageSinkConnector",
+                "azblob.connection.string": connection, "azblob.container.name": container,
+                "azblob.block.size": str(BLOCK_SIZE)}
+
+    def create(container: str) -> None:
+        from azure.storage.blob import BlobServiceClient
+
+        BlobServiceClient.from_connection_string(connection).create_container(container)
+
+    return Store("B2 azure sink", "az.compression.type", False, connector,
+                 lambda c, t: _download(connection, c, t), create,
+                 lambda c: _drop(connection, c), lambda c: ["upload", connection, c])
+
+
+def s3_store(env: Mapping[str, str]) -> Store:
+    def client() -> Any:
+        import boto3
+
+        return boto3.client("s3", endpoint_url=env["KANAL_S3_ENDPOINT"],
+                            region_name=env["KANAL_S3_REGION"],
+                            aws_access_key_id=env["KANAL_S3_ACCESS_KEY"],
+                            aws_secret_access_key=env["KANAL_S3_SECRET_KEY"])
+
+    def connector(bucket: str) -> dict[str, str]:
+        return {"connector.class": "io.confluent.connect.s3.S3SinkConnector",
+                "s3.bucket.name": bucket, "s3.region": env["KANAL_S3_REGION"],
+                "store.url": env["KANAL_S3_ENDPOINT"],
+                "aws.access.key.id": env["KANAL_S3_ACCESS_KEY"],
+                "aws.secret.access.key": env["KANAL_S3_SECRET_KEY"],
+                "s3.part.size": str(BLOCK_SIZE)}
+
+    def download(bucket: str, target: Path) -> list[tuple[str, str]]:
+        s3, files = client(), []
+        target.mkdir(parents=True, exist_ok=True)
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for i, key in enumerate(e["Key"] for page in pages for e in page.get("Contents", [])):
+            path = target / f"{i:06d}"
+            path.write_bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            files.append((key, str(path)))
+        return files
+
+    def drop(bucket: str) -> None:
+        s3 = client()
+        with contextlib.suppress(Exception):  # already gone
+            pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for key in [e["Key"] for page in pages for e in page.get("Contents", [])]:
+                s3.delete_object(Bucket=bucket, Key=key)
+            s3.delete_bucket(Bucket=bucket)
+
+    connection = json.dumps({key: env[key] for key in (
+        "KANAL_S3_ENDPOINT", "KANAL_S3_REGION", "KANAL_S3_ACCESS_KEY", "KANAL_S3_SECRET_KEY")})
+    return Store("B2 s3 sink", "s3.compression.type", True, connector, download,
+                 lambda bucket: client().create_bucket(Bucket=bucket), drop,
+                 lambda bucket: ["upload-s3", connection, bucket])
+
+
+def gcs_store(endpoint: str) -> Store:
+    def bucket(name: str) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage as gcs
+
+        client = gcs.Client(project="kanal-bench", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": endpoint})
+        return client.bucket(name)
+
+    def connector(name: str) -> dict[str, str]:
+        return {"connector.class": "io.confluent.connect.gcs.GcsSinkConnector",
+                "gcs.bucket.name": name, "store.url": endpoint,
+                "gcs.part.size": str(BLOCK_SIZE)}
+
+    def download(name: str, target: Path) -> list[tuple[str, str]]:
+        files = []
+        target.mkdir(parents=True, exist_ok=True)
+        for i, blob in enumerate(bucket(name).client.list_blobs(name)):
+            path = target / f"{i:06d}"
+            path.write_bytes(blob.download_as_bytes())
+            files.append((blob.name, str(path)))
+        return files
+
+    def drop(name: str) -> None:
+        with contextlib.suppress(Exception):  # already gone
+            bucket(name).delete(force=True)
+
+    return Store("B2 gcs sink", "gcs.compression.type", True, connector, download,
+                 lambda name: bucket(name).create(), drop,
+                 lambda name: ["upload-gcs", endpoint, name])
+
+
 def _container(connection: str, name: str) -> object:
     from azure.storage.blob import BlobServiceClient
 
@@ -94,22 +204,27 @@ def _drop(connection: str, container: str) -> None:
         _container(connection, container).delete_container()  # type: ignore[attr-defined]
 
 
-Download = Callable[[Path], list[tuple[str, str]]]
+def _format(store: Store, fmt: str) -> dict[str, str]:
+    """FORMATS[fmt] with the compression key of ``store``."""
+    return {store.compression_key if key == "az.compression.type" else key: value
+            for key, value in FORMATS[fmt].items()}
 
 
-def kanal_store(workload: Workload, bootstrap: str, run: int, workdir: Path, fmt: str,
-                bench: str, name: str, store: dict[str, str],
-                download: Download) -> tuple[Sample, list[tuple[str, str]]]:
-    """Kanal's sink with ``store``'s keys until every complete file is committed; then
-    the files it wrote (``download``)."""
+def kanal_sink(workload: Workload, bootstrap: str, store: Store, run: int,
+               workdir: Path, fmt: str) -> tuple[Sample, list[tuple[str, str]], str]:
+    name = f"bench-kanal-{uuid.uuid4().hex[:8]}"
+    container = name
+    if store.bucket_first:
+        store.create(container)
     connector = {"name": name, "tasks.max": "1", "topics": workload.topic,
+                 **store.connector(container),
                  "flush.size": str(flush_size(workload)),
                  "kanal.upload.threads": str(UPLOAD_THREADS),
                  "key.converter": STRING, "value.converter": JSON,
-                 "value.converter.schemas.enable": "false", **FORMATS[fmt], **store}
+                 "value.converter.schemas.enable": "false", **_format(store, fmt)}
     kanal = Kanal(workdir / name, bootstrap, [connector])
     target = complete_files(workload)
-    sample = Sample(bench, fmt, "kanal", run, target)
+    sample = Sample(store.bench, fmt, "kanal", run, target)
     files: list[tuple[str, str]] = []
     progress = Committed(bootstrap, f"connect-{name}", workload)
     try:
@@ -125,27 +240,29 @@ def kanal_store(workload: Workload, bootstrap: str, run: int, workdir: Path, fmt
             sample.note += " | " + kanal.tail(5).replace("\n", " / ")
         delete_groups(bootstrap, f"connect-{name}")
     if sample.ok:
-        files = download(workdir / name / "blobs")
+        files = store.download(container, workdir / name / "blobs")
         total = sum(Path(path).stat().st_size for _, path in files)
         sample.extra.update(blobs=len(files), blob_bytes=total)
         if sample.active_s:
             sample.extra["mb_per_s"] = (total * sample.active_records / target
                                         / sample.active_s / 1e6)
-    return sample, files
+    store.drop(container)
+    return sample, files, name
 
 
-def raw_upload(workload: Workload, run: int, workdir: Path, fmt: str, bench: str,
-               files: list[tuple[str, str]], command: list[str]) -> Sample:
-    """``python -m bench.raw COMMAND... PLAN``: upload ``files`` as the sink did."""
-    plan = workdir / f"raw-{uuid.uuid4().hex[:8]}.json"
+def raw_upload(workload: Workload, store: Store, run: int, workdir: Path, fmt: str,
+               files: list[tuple[str, str]]) -> Sample:
+    container = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    store.create(container)
+    plan = workdir / f"{container}.json"
     plan.write_text(json.dumps({"block_size": BLOCK_SIZE, "threads": UPLOAD_THREADS,
                                 "files": files}))
     target = complete_files(workload)
-    sample = Sample(bench, fmt, "raw upload", run, target)
+    sample = Sample(store.bench, fmt, "raw upload", run, target)
     try:
-        out = subprocess.run([sys.executable, "-m", "bench.raw", *command, str(plan)],
-                             capture_output=True, text=True, timeout=workload.timeout,
-                             check=False)
+        out = subprocess.run([sys.executable, "-m", "bench.raw", *store.raw_args(container),
+                              str(plan)], capture_output=True, text=True,
+                             timeout=workload.timeout, check=False)
         try:
             result = json.loads(out.stdout.strip().splitlines()[-1])
         except (IndexError, json.JSONDecodeError):
@@ -160,101 +277,20 @@ def raw_upload(workload: Workload, run: int, workdir: Path, fmt: str, bench: str
                             mb_per_s=total / sample.active_s / 1e6 if sample.active_s else 0)
     finally:
         plan.unlink(missing_ok=True)
+        store.drop(container)
     return sample
 
 
-def kanal_azure(workload: Workload, bootstrap: str, connection: str, run: int,
-                workdir: Path, fmt: str) -> tuple[Sample, list[tuple[str, str]], str]:
-    name = f"bench-kanal-az-{uuid.uuid4().hex[:8]}"
-    sample, files = kanal_store(
-        workload, bootstrap, run, workdir, fmt, "B2 azure sink", name,
-        {"connector.class": "AzureBlobStorageSinkConnector",
-         "azblob.connection.string": connection, "azblob.container.name": name,
-         "azblob.block.size": str(BLOCK_SIZE)},
-        lambda target: _download(connection, name, target))
-    _drop(connection, name)
-    return sample, files, name
-
-
-def raw_azure(workload: Workload, connection: str, run: int, workdir: Path, fmt: str,
-              files: list[tuple[str, str]]) -> Sample:
-    from azure.storage.blob import BlobServiceClient
-
-    container = f"bench-raw-{uuid.uuid4().hex[:8]}"
-    BlobServiceClient.from_connection_string(connection).create_container(container)
-    try:
-        return raw_upload(workload, run, workdir, fmt, "B2 azure sink", files,
-                          ["upload", connection, container])
-    finally:
-        _drop(connection, container)
-
-
-def b2(workload: Workload, bootstrap: str, connection: str, run: int, workdir: Path,
+def b2(workload: Workload, bootstrap: str, store: Store, run: int, workdir: Path,
        formats: list[str]) -> list[Sample]:
     """For each format: Kanal, then the raw upload of what Kanal wrote."""
     samples = []
     for fmt in formats:
         started = time.monotonic()
-        kanal, files, name = kanal_azure(workload, bootstrap, connection, run, workdir, fmt)
+        kanal, files, name = kanal_sink(workload, bootstrap, store, run, workdir, fmt)
         samples.append(kanal)
         if files:
-            samples.append(raw_azure(workload, connection, run, workdir, fmt, files))
-        shutil.rmtree(workdir / name, ignore_errors=True)
-        kanal.extra["seconds"] = time.monotonic() - started
-    return samples
-
-
-GCS_FORMATS = ("json", "parquet")
-
-
-def _gcs_bucket(endpoint: str, name: str) -> Any:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage as gcs
-
-    client = gcs.Client(project="kanal-bench", credentials=AnonymousCredentials(),
-                        client_options={"api_endpoint": endpoint})
-    return client.create_bucket(name)
-
-
-def _gcs_download(bucket: Any, target: Path) -> list[tuple[str, str]]:
-    files = []
-    target.mkdir(parents=True, exist_ok=True)
-    for i, blob in enumerate(bucket.client.list_blobs(bucket)):
-        path = target / f"{i:06d}"
-        path.write_bytes(blob.download_as_bytes())
-        files.append((blob.name, str(path)))
-    return files
-
-
-def _gcs_drop(bucket: Any) -> None:
-    with contextlib.suppress(Exception):  # already gone
-        bucket.delete(force=True)
-
-
-def b2_gcs(workload: Workload, bootstrap: str, endpoint: str, run: int, workdir: Path,
-           formats: list[str]) -> list[Sample]:
-    """For JSON and Parquet: Kanal's GCS sink, then the raw upload of what it wrote."""
-    samples = []
-    for fmt in [f for f in formats if f in GCS_FORMATS]:
-        started = time.monotonic()
-        name = f"bench-kanal-gcs-{uuid.uuid4().hex[:8]}"
-        bucket = _gcs_bucket(endpoint, name)
-        try:
-            kanal, files = kanal_store(
-                workload, bootstrap, run, workdir, fmt, "B2 gcs sink", name,
-                {"connector.class": "GcsSinkConnector", "gcs.bucket.name": name,
-                 "store.url": endpoint, "gcs.part.size": str(BLOCK_SIZE)},
-                lambda target: _gcs_download(bucket, target))  # noqa: B023
-        finally:
-            _gcs_drop(bucket)
-        samples.append(kanal)
-        if files:
-            raw = _gcs_bucket(endpoint, f"bench-raw-{uuid.uuid4().hex[:8]}")
-            try:
-                samples.append(raw_upload(workload, run, workdir, fmt, "B2 gcs sink", files,
-                                          ["upload-gcs", endpoint, raw.name]))
-            finally:
-                _gcs_drop(raw)
+            samples.append(raw_upload(workload, store, run, workdir, fmt, files))
         shutil.rmtree(workdir / name, ignore_errors=True)
         kanal.extra["seconds"] = time.monotonic() - started
     return samples

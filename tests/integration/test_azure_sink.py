@@ -7,9 +7,11 @@ back with the Azure SDK and each format's standard reader.
 
 from __future__ import annotations
 
+import random
+import signal
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,25 +21,29 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from kanal_worker.connectors.telemetry import reading
+from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
-from tests.integration.object_store import (
+from tests.integration.blackout import BlackoutProxy
+from tests.integration.standalone import (
+    Standalone,
+    wait_for,
+    worker_properties,
+    write_properties,
+)
+from tests.integration.storage_data import (
     ENVELOPE_SCHEMA,
+    HOUR,
     HOURLY,
     JSON_VALUES,
     START,
-    BlackoutProxy,
-    check_hourly_files,
+    assert_hourly_files,
     json_lines,
-    produce_seed,
+    late_readings,
     read_back,
-    sigkill_run,
     speeding,
-    task_state,
 )
-from tests.integration.object_store import herder_running as running
-from tests.integration.standalone import wait_for
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
@@ -70,9 +76,21 @@ def line_total(client: ContainerClient) -> int:
     return sum(data.count(b"\n") for data in blobs(client).values())
 
 
-def herder_running(kafka: str, name: str,
-                   config: dict[str, str]) -> AbstractContextManager[StandaloneHerder]:
-    return running(kafka, name, {"connector.class": "AzureBlobStorageSinkConnector", **config})
+@contextmanager
+def herder_running(kafka: str, name: str, config: dict[str, str]) -> Iterator[StandaloneHerder]:
+    herder = StandaloneHerder({"bootstrap.servers": kafka, "offset.flush.interval.ms": "1000",
+                               "listeners": ""}, "test:8083", MemoryOffsetStore())
+    herder.put_connector(name, {"connector.class": "AzureBlobStorageSinkConnector",
+                                "tasks.max": "1", **config})
+    try:
+        yield herder
+    finally:
+        herder.stop_all()
+
+
+def task_state(herder: StandaloneHerder, name: str) -> dict[str, Any]:
+    task: dict[str, Any] = herder.connector_status(name)["tasks"][0]
+    return task
 
 
 def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
@@ -80,7 +98,12 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
                                                  unique: str) -> None:
     """The seed's pipeline: speeding events as JSON, one folder per hour, record by record."""
     topic = new_topic("vehicle.speeding", 2)
-    produced = produce_seed(kafka, topic)
+    produced: dict[int, list[bytes | None]] = {}
+    for partition in (0, 1):
+        values: list[bytes | None] = [orjson.dumps(reading(partition, seq, 50, START, 20_000))
+                                      for seq in range(600)]
+        produce(kafka, topic, values, partition=partition)
+        produced[partition] = values
     name = f"azure-blob-sink-{unique}"
     seed_json = {"connector.class": "AzureBlobStorageSinkConnector", "topics": topic,
                  "format.class": "JsonFormat", **connection_settings(azurite)}
@@ -91,7 +114,7 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
         wait_for(lambda: line_total(client) >= 1200, 90, "1200 records in blobs")
         wait_for(lambda: committed(kafka, f"connect-{name}", topic, 2) == {0: 600, 1: 600}, 30,
                  "offsets committed")
-    check_hourly_files(blobs(client), topic, r"\.json", produced)
+    assert_hourly_files(blobs(client), topic, produced)
 
 
 @pytest.mark.parametrize(("config", "suffix"), [
@@ -134,12 +157,51 @@ def test_each_format_reads_back_with_its_standard_reader(
 def test_sigkill_at_random_points_keeps_every_record_exactly_once(
         tmp_path: Path, kafka: str, azurite: str, new_topic: Callable[..., str],
         unique: str) -> None:
+    topic = new_topic("crash", 2)
+    per_partition = 25_000
+    for partition in (0, 1):
+        produce(kafka, topic, late_readings(partition, per_partition, 11), partition=partition)
     client = container(azurite, f"crash-{unique}")
-    sigkill_run(tmp_path, kafka, new_topic("crash", 2), {
+    worker = worker_properties(tmp_path, kafka)
+    connector = write_properties(tmp_path / "azure.properties", {
         "name": f"crash-{unique}", "connector.class":
             "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
-        "azblob.container.name": client.container_name, **connection_settings(azurite)},
-        lambda: blobs(client), 25_000, unique)
+        "topics": topic, "format.class": "JsonFormat", "flush.size": "1000",
+        "rotate.interval.ms": str(HOUR), "kanal.max.open.files.per.partition": "3",
+        "azblob.container.name": client.container_name, **connection_settings(azurite),
+        **HOURLY, **JSON_VALUES})
+    log = tmp_path / "kanal.log"
+    rng = random.Random(unique)
+    # 4 times: start, and once it consumes, SIGKILL it after a random number of new files
+    # or a random time, whichever comes first: a fast run may have consumed every record
+    # (the open sets then wait for the tail below), so a file count alone may never come
+    for _ in range(4):
+        target = blob_count(client) + rng.randint(2, 40)
+        run = Standalone(worker, connector, log=log).start()
+        try:
+            wait_for(lambda: run.logged(f": assigned {topic}".encode()), 120,  # noqa: B023
+                     f"the partitions assigned (log: {log})")
+            deadline = time.monotonic() + rng.uniform(0.5, 4)
+            wait_for(lambda: blob_count(client) >= target  # noqa: B023
+                     or time.monotonic() >= deadline, 60,  # noqa: B023
+                     f"{target} files (log: {log})")
+            time.sleep(rng.uniform(0, 0.3))
+        finally:
+            run.stop(signal.SIGKILL)
+    # a record far in the future ends the last open sets, so every produced record is due
+    for partition in (0, 1):
+        tail = {**reading(99, 0, 1, START + 1000 * HOUR, 1), "partition": partition, "tail": 1}
+        produce(kafka, topic, [orjson.dumps(tail)], partition=partition)
+    run = Standalone(worker, connector, log=log).start()
+    try:
+        wait_for(lambda: line_total(client) >= 2 * per_partition, 240,
+                 f"all records in blobs (log: {log})")
+        time.sleep(3)  # a straggling duplicate would show up now
+    finally:
+        assert run.stop() == 0
+    keys = [(r["partition"], r["seq"]) for r in json_lines(blobs(client)) if "tail" not in r]
+    assert len(keys) == len(set(keys)), "duplicates"
+    assert set(keys) == {(p, s) for p in (0, 1) for s in range(per_partition)}, "losses"
 
 
 def test_storage_outage_retries_without_loss_or_duplicates(

@@ -25,21 +25,18 @@ from google.cloud import storage
 
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
-from tests.integration.object_store import (
+from tests.integration.blackout import BlackoutProxy
+from tests.integration.object_store import first_task, herder_running, produce_seed, sigkill_run
+from tests.integration.standalone import wait_for
+from tests.integration.storage_data import (
     ENVELOPE_SCHEMA,
     HOURLY,
     JSON_VALUES,
-    BlackoutProxy,
-    check_hourly_files,
-    herder_running,
+    assert_hourly_files,
     json_lines,
-    produce_seed,
     read_back,
-    sigkill_run,
     speeding,
-    task_state,
 )
-from tests.integration.standalone import wait_for
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
@@ -90,7 +87,7 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, gcs: str, bucket: s
         wait_for(lambda: line_total(bucket) >= 1200, 90, "1200 records in objects")
         wait_for(lambda: committed(kafka, f"connect-{name}", topic, 2) == {0: 600, 1: 600}, 30,
                  "offsets committed")
-    check_hourly_files(objects(bucket), topic, r"\.json", produced)
+    assert_hourly_files(objects(bucket), topic, produced)
 
 
 @pytest.mark.parametrize(("config", "suffix"), [
@@ -171,7 +168,7 @@ def test_storage_outage_retries_without_loss_or_duplicates(
         details = set()
         outage_ends = time.monotonic() + OUTAGE_SECONDS
         while time.monotonic() < outage_ends:
-            assert task_state(herder, name)["state"] == State.RUNNING.value
+            assert first_task(herder, name)["state"] == State.RUNNING.value
             details.add(herder.runners()[0].status.detail or "")
             time.sleep(0.5)
         proxy.start()
@@ -198,9 +195,9 @@ def test_missing_bucket_is_named_by_validate_and_by_the_task_status(
     with herder_running(kafka, name, config) as herder:
         bucket.delete()  # gone after the connector started
         produce(kafka, topic, [b'{"a": 1}'])
-        wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
+        wait_for(lambda: first_task(herder, name)["state"] == State.FAILED.value, 60,
                  "the task to fail")
-        trace = task_state(herder, name)["trace"]
+        trace = first_task(herder, name)["trace"]
         assert f"GCS bucket {bucket.name} does not exist; create it or fix gcs.bucket.name" \
             in trace, trace
         assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,

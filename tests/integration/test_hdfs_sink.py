@@ -19,19 +19,16 @@ from fsspec.implementations.webhdfs import WebHDFS
 from kanal_worker.config.properties import load_properties
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
-from tests.integration.object_store import (
+from tests.integration.object_store import first_task, herder_running, produce_seed, sigkill_run
+from tests.integration.standalone import wait_for
+from tests.integration.storage_data import (
     ENVELOPE_SCHEMA,
     HOURLY,
     JSON_VALUES,
-    check_hourly_files,
-    herder_running,
-    produce_seed,
+    assert_hourly_files,
     read_back,
-    sigkill_run,
     speeding,
-    task_state,
 )
-from tests.integration.standalone import wait_for
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
@@ -76,7 +73,7 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, hdfs: str,
                  "offsets committed")
     written = {name.removeprefix(f"seed-{unique}/"): data
                for name, data in files(fs, f"seed-{unique}/topics").items()}
-    check_hourly_files(written, topic, r"\.json", produced)
+    assert_hourly_files(written, topic, produced)
     # no temporary file left behind, and the stopped task removed its directories
     assert fs.ls(f"/seed-{unique}/logs/+tmp") == []
 
@@ -137,9 +134,9 @@ def test_directory_without_write_permission_is_named_by_validate_and_task_status
     with herder_running(kafka, name, config) as herder:
         owner.chmod(f"/locked-{unique}", "755")  # taken away after the connector started
         produce(kafka, topic, [b'{"a": 1}'])
-        wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
+        wait_for(lambda: first_task(herder, name)["state"] == State.FAILED.value, 60,
                  "the task to fail")
-        trace = task_state(herder, name)["trace"]
+        trace = first_task(herder, name)["trace"]
         assert "HDFS refused user intruder" in trace, trace
         assert "grant that user write access to topics.dir and logs.dir" in trace, trace
         assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,
@@ -158,7 +155,7 @@ def test_unreachable_namenode_is_retried_and_shown_in_status(
                  "the retry in the task status")
         detail = herder.runners()[0].status.detail or ""
         assert "check hdfs.url" in detail, detail
-        assert task_state(herder, name)["state"] == State.RUNNING.value
+        assert first_task(herder, name)["state"] == State.RUNNING.value
 
 
 def test_invalid_configuration_errors_name_each_key(hdfs: str) -> None:

@@ -94,6 +94,11 @@ class FileWriter(ABC):
     def finish(self) -> None:
         """Write what remains (trailers, footers) into the spool."""
 
+    @property
+    def pending(self) -> int:
+        """Encoded bytes held back from the spool (for the task's memory ceiling)."""
+        return 0
+
 
 class FileFormat(ABC):
     extension: str
@@ -137,6 +142,10 @@ class LineWriter(FileWriter):
                 self.sink.write(data[start:start + CHUNK])
             rest = data[cut:]
             self.lines, self.size = ([rest], len(rest)) if rest else ([], 0)
+
+    @property
+    def pending(self) -> int:
+        return self.size
 
     def finish(self) -> None:
         self.sink.write(b"".join(self.lines))

@@ -155,8 +155,8 @@ class OpenFile:
     @property
     def buffered(self) -> int:
         """Bytes held in memory for this file until they are uploaded."""
-        return self.spool.held + sum(len(data) for _, data in self.unstaged) + \
-            len(self.single or b"")
+        return self.writer.pending + self.spool.held + len(self.single or b"") + \
+            sum(len(data) for _, data in self.unstaged)
 
     @property
     def has_work(self) -> bool:

@@ -1,0 +1,358 @@
+"""S3SinkConnector against the real broker and a real S3 server (versitygw).
+
+Connectors run through Kanal's runtime: an in-process ``StandaloneHerder`` or a
+``kanal standalone`` subprocess that the crash test kills with SIGKILL. Objects are
+read back with boto3 and each format's standard reader.
+
+Big runs: ``KANAL_S3_CRASH_RECORDS`` (records of the SIGKILL test, default 20,000;
+the issue's check is 100,000) and ``KANAL_S3_OUTAGE_S`` (seconds the store is away,
+default 15; the issue's check is 60).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import orjson
+import pytest
+
+from dev.stack_env import stack_env
+from kanal_worker.connectors.telemetry import reading
+from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.standalone import StandaloneHerder
+from kanal_worker.runtime.status import State
+from kanal_worker.runtime.validation import errors_of, validate
+from tests.integration.blackout import BlackoutProxy
+from tests.integration.standalone import (
+    Standalone,
+    wait_for,
+    worker_properties,
+    write_properties,
+)
+from tests.integration.storage_data import (
+    ENVELOPE_SCHEMA,
+    HOUR,
+    HOURLY,
+    JSON_VALUES,
+    START,
+    assert_hourly_files,
+    json_lines,
+    late_readings,
+    read_back,
+    speeding,
+)
+from tests.kafka_helpers import committed, produce
+
+pytestmark = pytest.mark.integration
+
+CRASH_RECORDS = int(os.environ.get("KANAL_S3_CRASH_RECORDS", "20000"))
+OUTAGE_S = float(os.environ.get("KANAL_S3_OUTAGE_S", "15"))
+CONNECTOR = "io.confluent.connect.s3.S3SinkConnector"
+
+
+@pytest.fixture(scope="session")
+def s3() -> dict[str, str]:
+    """Endpoint and credentials of the real S3 server."""
+    return stack_env("s3")
+
+
+class Bucket:
+    """A fresh bucket of the test's own, read with boto3."""
+
+    def __init__(self, s3: dict[str, str], name: str) -> None:
+        self.name = name
+        self.client = boto3.client(
+            "s3", endpoint_url=s3["KANAL_S3_ENDPOINT"], region_name=s3["KANAL_S3_REGION"],
+            aws_access_key_id=s3["KANAL_S3_ACCESS_KEY"],
+            aws_secret_access_key=s3["KANAL_S3_SECRET_KEY"])
+        self.client.create_bucket(Bucket=name)
+
+    def names(self) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
+        return [entry["Key"] for page in pages for entry in page.get("Contents", [])]
+
+    def objects(self) -> dict[str, bytes]:
+        return {key: self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+                for key in self.names()}
+
+    def line_total(self) -> int:
+        return sum(data.count(b"\n") for data in self.objects().values())
+
+
+def s3_settings(s3: dict[str, str], bucket: Bucket, store_url: str | None = None
+                ) -> dict[str, str]:
+    """The Confluent keys for the local server (what a user would write)."""
+    return {"s3.bucket.name": bucket.name, "s3.region": s3["KANAL_S3_REGION"],
+            "store.url": store_url or s3["KANAL_S3_ENDPOINT"],
+            "aws.access.key.id": s3["KANAL_S3_ACCESS_KEY"],
+            "aws.secret.access.key": s3["KANAL_S3_SECRET_KEY"]}
+
+
+@contextmanager
+def herder_running(kafka: str, name: str, config: dict[str, str]) -> Iterator[StandaloneHerder]:
+    herder = StandaloneHerder({"bootstrap.servers": kafka, "offset.flush.interval.ms": "1000",
+                               "listeners": ""}, "test:8083", MemoryOffsetStore())
+    herder.put_connector(name, {"connector.class": CONNECTOR, "tasks.max": "1", **config})
+    try:
+        yield herder
+    finally:
+        herder.stop_all()
+
+
+def task_state(herder: StandaloneHerder, name: str) -> dict[str, Any]:
+    task: dict[str, Any] = herder.connector_status(name)["tasks"][0]
+    return task
+
+
+def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, s3: dict[str, str],
+                                                 new_topic: Callable[..., str],
+                                                 unique: str) -> None:
+    """The seed's pipeline: speeding events as JSON, one folder per hour, record by record."""
+    topic = new_topic("vehicle.speeding", 2)
+    produced: dict[int, list[bytes | None]] = {}
+    for partition in (0, 1):
+        values: list[bytes | None] = [orjson.dumps(reading(partition, seq, 50, START, 20_000))
+                                      for seq in range(600)]
+        produce(kafka, topic, values, partition=partition)
+        produced[partition] = values
+    name = f"s3-sink-{unique}"
+    bucket = Bucket(s3, f"telemetry-{unique}")
+    with herder_running(kafka, name, {"topics": topic, "format.class": "JsonFormat",
+                                      "flush.size": "100", **s3_settings(s3, bucket),
+                                      **JSON_VALUES, **HOURLY}):
+        wait_for(lambda: bucket.line_total() >= 1200, 90, "1200 records in objects")
+        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 2) == {0: 600, 1: 600}, 30,
+                 "offsets committed")
+    assert_hourly_files(bucket.objects(), topic, produced)
+
+
+@pytest.mark.parametrize(("config", "suffix"), [
+    ({"format.class": "io.confluent.connect.s3.format.json.JsonFormat",
+      "s3.compression.type": "gzip"}, ".json.gz"),
+    ({"format.class": "io.confluent.connect.s3.format.avro.AvroFormat",
+      "avro.codec": "deflate"}, ".avro"),
+    ({"format.class": "io.confluent.connect.s3.format.parquet.ParquetFormat"},
+     ".snappy.parquet"),
+    ({"format.class": "io.confluent.connect.s3.format.bytearray.ByteArrayFormat",
+      "value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter"}, ".bin"),
+], ids=["json-gzip", "avro-deflate", "parquet-snappy", "bytes"])
+def test_each_format_reads_back_with_its_standard_reader(
+        kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str,
+        config: dict[str, str], suffix: str) -> None:
+    topic = new_topic("formats", 1)
+    expected: list[Any] = [speeding(i) for i in range(500)]
+    if "ByteArrayConverter" in config.get("value.converter", ""):
+        expected = [f"raw-{i}-\x01\x02".encode() for i in range(500)]
+        produce(kafka, topic, expected)
+    else:
+        produce(kafka, topic, [orjson.dumps({"schema": ENVELOPE_SCHEMA, "payload": v})
+                               for v in expected])
+    file_format = config["format.class"].rsplit(".", 1)[-1]
+    bucket = Bucket(s3, f"formats-{unique}")
+    with herder_running(kafka, f"formats-{unique}", {
+            "topics": topic, "flush.size": "100",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            **s3_settings(s3, bucket), **config}):
+        wait_for(lambda: len(bucket.names()) >= 5, 60, "5 files")
+    files = bucket.objects()
+    assert sorted(files) == [f"topics/{topic}/partition=0/{topic}+0+{start:010d}{suffix}"
+                             for start in range(0, 500, 100)]
+    assert [v for name in sorted(files) for v in read_back(file_format, name, files[name])] == \
+        expected
+
+
+def test_large_files_are_multipart_uploads_written_once_with_conditional_writes(
+        kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str) -> None:
+    """Files above s3.part.size go up in 5 MiB parts (the last one shorter) and appear
+    whole; with enable.conditional.writes, a restart that writes them again keeps them."""
+    topic = new_topic("multipart", 1)
+    values: list[bytes | None] = [orjson.dumps({"seq": i, "pad": "p" * 1000})
+                                  for i in range(12_000)]
+    produce(kafka, topic, values)
+    bucket = Bucket(s3, f"multipart-{unique}")
+    config = {"topics": topic, "format.class": "JsonFormat", "flush.size": "6000",
+              "s3.part.size": "5242880", "enable.conditional.writes": "true",
+              **s3_settings(s3, bucket), **JSON_VALUES}
+    with herder_running(kafka, f"multipart-{unique}", config):
+        wait_for(lambda: len(bucket.names()) >= 2, 90, "2 files")
+    for key in bucket.names():
+        head = bucket.client.head_object(Bucket=bucket.name, Key=key)
+        assert head["ContentLength"] > 5 * 1024 * 1024
+        assert head["ETag"].strip('"').endswith("-2"), head["ETag"]  # two parts
+    first = bucket.objects()
+    # a new connector name starts from offset 0: the same files are due again
+    with herder_running(kafka, f"multipart-again-{unique}", config) as herder:
+        wait_for(lambda: committed(kafka, f"connect-multipart-again-{unique}", topic, 1) ==
+                 {0: 12_000}, 90, "the rerun's offsets committed")
+        assert task_state(herder, f"multipart-again-{unique}")["state"] == State.RUNNING.value
+    assert bucket.objects() == first
+    assert [r["seq"] for r in json_lines(first)] == list(range(12_000))
+
+
+def test_sigkill_at_random_points_keeps_every_record_exactly_once(
+        tmp_path: Path, kafka: str, s3: dict[str, str], new_topic: Callable[..., str],
+        unique: str) -> None:
+    topic = new_topic("crash", 2)
+    per_partition = CRASH_RECORDS // 2
+    for partition in (0, 1):
+        produce(kafka, topic, late_readings(partition, per_partition, 11), partition=partition)
+    bucket = Bucket(s3, f"crash-{unique}")
+    worker = worker_properties(tmp_path, kafka)
+    connector = write_properties(tmp_path / "s3.properties", {
+        "name": f"crash-{unique}", "connector.class": CONNECTOR,
+        "topics": topic, "format.class": "JsonFormat", "flush.size": "1000",
+        "rotate.interval.ms": str(HOUR), "kanal.max.open.files.per.partition": "3",
+        **s3_settings(s3, bucket), **HOURLY, **JSON_VALUES})
+    log = tmp_path / "kanal.log"
+    rng = random.Random(unique)
+    # 4 times: start, and once it consumes, SIGKILL it after a random number of new files
+    # or a random time, whichever comes first (a fast run may have consumed everything)
+    for _ in range(4):
+        target = len(bucket.names()) + rng.randint(2, 40)
+        run = Standalone(worker, connector, log=log).start()
+        try:
+            wait_for(lambda: run.logged(f": assigned {topic}".encode()), 120,  # noqa: B023
+                     f"the partitions assigned (log: {log})")
+            deadline = time.monotonic() + rng.uniform(0.5, 4)
+            wait_for(lambda: len(bucket.names()) >= target  # noqa: B023
+                     or time.monotonic() >= deadline, 60,  # noqa: B023
+                     f"{target} files (log: {log})")
+            time.sleep(rng.uniform(0, 0.3))
+        finally:
+            run.stop(signal.SIGKILL)
+    # a record far in the future ends the last open sets, so every produced record is due
+    for partition in (0, 1):
+        tail = {**reading(99, 0, 1, START + 1000 * HOUR, 1), "partition": partition, "tail": 1}
+        produce(kafka, topic, [orjson.dumps(tail)], partition=partition)
+    run = Standalone(worker, connector, log=log).start()
+    try:
+        wait_for(lambda: bucket.line_total() >= 2 * per_partition, 240,
+                 f"all records in objects (log: {log})")
+        time.sleep(3)  # a straggling duplicate would show up now
+    finally:
+        assert run.stop() == 0
+    keys = [(r["partition"], r["seq"]) for r in json_lines(bucket.objects()) if "tail" not in r]
+    assert len(keys) == len(set(keys)), "duplicates"
+    assert set(keys) == {(p, s) for p in (0, 1) for s in range(per_partition)}, "losses"
+
+
+def test_storage_outage_retries_without_loss_or_duplicates(
+        kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str) -> None:
+    topic = new_topic("outage", 1)
+    endpoint = urlsplit(s3["KANAL_S3_ENDPOINT"])
+    proxy = BlackoutProxy((endpoint.hostname or "", endpoint.port or 80)).start()
+    values: list[bytes | None] = [orjson.dumps({"seq": i, "pad": "x" * 64})
+                                  for i in range(20_000)]
+    produce(kafka, topic, values[:10_000])
+    bucket = Bucket(s3, f"outage-{unique}")
+    name = f"outage-{unique}"
+    config = {"topics": topic, "format.class": "JsonFormat", "flush.size": "500",
+              **s3_settings(s3, bucket, proxy.url), "s3.part.retries": "1",
+              "s3.connection.timeout.ms": "2000", **JSON_VALUES}
+    with herder_running(kafka, name, config) as herder:
+        wait_for(lambda: len(bucket.names()) >= 1, 60, "the first file")
+        proxy.stop()
+        produce(kafka, topic, values[10_000:])
+        details = set()
+        outage_ends = time.monotonic() + OUTAGE_S
+        while time.monotonic() < outage_ends:
+            assert task_state(herder, name)["state"] == State.RUNNING.value
+            details.add(herder.runners()[0].status.detail or "")
+            time.sleep(0.5)
+        proxy.start()
+        wait_for(lambda: bucket.line_total() >= 20_000, 90, "all records after the outage")
+        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 20_000}, 60,
+                 "offsets committed")
+        assert "retrying write" in " ".join(details), details
+    proxy.stop()
+    seqs = [r["seq"] for r in json_lines(bucket.objects())]
+    assert sorted(seqs) == list(range(20_000))
+
+
+def test_a_configuration_from_confluents_documentation_runs_unchanged(
+        kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Confluent's quick start properties, with only the bucket, the topic and store.url
+    changed; the credentials come from the default chain (the environment)."""
+    topic = new_topic("s3_topic", 1)
+    bucket = Bucket(s3, f"confluent-kafka-connect-s3-testing-{unique}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3["KANAL_S3_ACCESS_KEY"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3["KANAL_S3_SECRET_KEY"])
+    quick_start = {
+        "name": "s3-sink", "connector.class": "io.confluent.connect.s3.S3SinkConnector",
+        "tasks.max": "1", "topics": topic, "s3.region": "us-west-2",
+        "s3.bucket.name": bucket.name, "s3.part.size": "5242880", "flush.size": "3",
+        "storage.class": "io.confluent.connect.s3.storage.S3Storage",
+        "format.class": "io.confluent.connect.s3.format.avro.AvroFormat",
+        "partitioner.class": "io.confluent.connect.storage.partitioner.DefaultPartitioner",
+        "schema.compatibility": "NONE",
+        "store.url": s3["KANAL_S3_ENDPOINT"]}
+    assert errors_of(validate(quick_start)) == {}
+    expected = [speeding(i) for i in range(9)]
+    produce(kafka, topic, [orjson.dumps({"schema": ENVELOPE_SCHEMA, "payload": v})
+                           for v in expected])
+    with herder_running(kafka, f"quick-start-{unique}", {
+            **quick_start, "value.converter": "org.apache.kafka.connect.json.JsonConverter"}):
+        wait_for(lambda: len(bucket.names()) >= 3, 60, "3 files")
+    files = bucket.objects()
+    assert sorted(files) == [f"topics/{topic}/partition=0/{topic}+0+{start:010d}.avro"
+                             for start in (0, 3, 6)]
+    assert [v for key in sorted(files) for v in read_back("AvroFormat", key, files[key])] == \
+        expected
+
+
+def test_bad_stores_are_named_by_key_in_validate_and_task_status(
+        kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str) -> None:
+    bucket = Bucket(s3, f"bad-{unique}")
+    base = {"name": "bad", "connector.class": CONNECTOR, "topics": "t",
+            "format.class": "JsonFormat", "flush.size": "10", **s3_settings(s3, bucket)}
+
+    def errors(**changes: str | None) -> dict[str, list[str]]:
+        config = {**base, **{k.replace("_", "."): v for k, v in changes.items()}}
+        return errors_of(validate({k: v for k, v in config.items() if v is not None}))
+
+    assert errors() == {}
+    assert bucket.names() == []  # the write probe is gone again
+    missing = errors(s3_bucket_name=f"missing-{unique}")
+    assert "does not exist" in missing["s3.bucket.name"][0], missing
+    assert "Missing required configuration" in errors(s3_bucket_name=None)["s3.bucket.name"][0]
+    wrong = errors(aws_secret_access_key="wrong-secret")
+    assert "rejected the credentials" in wrong["aws.access.key.id"][0], wrong
+    read_only = errors(aws_access_key_id=s3["KANAL_S3_USER_ACCESS_KEY"],
+                       aws_secret_access_key=s3["KANAL_S3_USER_SECRET_KEY"])
+    assert "denied access" in read_only["s3.bucket.name"][0], read_only
+    unreachable = errors(store_url="http://127.0.0.1:1")
+    assert "unreachable" in unreachable["store.url"][0], unreachable
+    assert "Unknown format class io.confluent.connect.s3.format.csv.CsvFormat" in errors(
+        format_class="io.confluent.connect.s3.format.csv.CsvFormat")["format.class"][0]
+    assert "Unknown partitioner class" in errors(
+        partitioner_class="io.confluent.connect.storage.partitioner.WeeklyPartitioner")[
+        "partitioner.class"][0]
+    assert "greater than or equal to 5242880" in errors(s3_part_size="1024")[
+        "s3.part.size"][0]
+    assert "go together" in errors(aws_secret_access_key=None)["aws.secret.access.key"][0]
+    hidden = {c["value"]["name"]: c["value"]["value"] for c in validate(base)["configs"]}
+    assert hidden["aws.secret.access.key"] == "[hidden]"
+
+    # the task says the same (here the bucket goes away after creation), fails, and
+    # commits nothing
+    topic = new_topic("bad", 1)
+    name = f"bad-{unique}"
+    with herder_running(kafka, name, {**base, "topics": topic, **JSON_VALUES}) as herder:
+        bucket.client.delete_bucket(Bucket=bucket.name)
+        produce(kafka, topic, [orjson.dumps({"seq": i}) for i in range(20)])
+        wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
+                 "the task to fail")
+        trace = task_state(herder, name)["trace"]
+        assert "s3.bucket.name" in trace and "does not exist" in trace, trace
+        assert s3["KANAL_S3_SECRET_KEY"] not in trace
+    assert committed(kafka, f"connect-{name}", topic, 1)[0] <= 0, "nothing committed"
