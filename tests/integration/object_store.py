@@ -57,12 +57,13 @@ def produce_seed(kafka: str, topic: str) -> dict[int, list[bytes | None]]:
 
 
 def sigkill_run(tmp_path: Path, kafka: str, topic: str, connector: dict[str, str],
-                files: Callable[[], Mapping[str, bytes]], per_partition: int,
-                seed: str) -> None:
+                count: Callable[[], int], files: Callable[[], Mapping[str, bytes]],
+                per_partition: int, seed: str) -> None:
     """Produce ``per_partition`` late and out-of-order readings into each of 2
     partitions, run ``kanal standalone`` with ``connector`` and SIGKILL it 4 times (after
     a random number of new files or a random time, whichever comes first), then let it
-    finish: every record must be in the store exactly once."""
+    finish: every record must be in the store exactly once. ``count`` says how many
+    files the store holds, ``files`` reads them."""
     for partition in (0, 1):
         produce(kafka, topic, late_readings(partition, per_partition, 11), partition=partition)
     worker = worker_properties(tmp_path, kafka)
@@ -73,13 +74,13 @@ def sigkill_run(tmp_path: Path, kafka: str, topic: str, connector: dict[str, str
     log = tmp_path / "kanal.log"
     rng = random.Random(seed)
     for _ in range(4):
-        target = len(files()) + rng.randint(2, 40)
+        target = count() + rng.randint(2, 40)
         run = Standalone(worker, properties, log=log).start()
         try:
             wait_for(lambda: run.logged(f": assigned {topic}".encode()), 120,  # noqa: B023
                      f"the partitions assigned (log: {log})")
             deadline = time.monotonic() + rng.uniform(0.5, 4)
-            wait_for(lambda: len(files()) >= target  # noqa: B023
+            wait_for(lambda: count() >= target  # noqa: B023
                      or time.monotonic() >= deadline, 60,  # noqa: B023
                      f"{target} files (log: {log})")
             time.sleep(rng.uniform(0, 0.3))

@@ -7,8 +7,6 @@ back with the Azure SDK and each format's standard reader.
 
 from __future__ import annotations
 
-import random
-import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,21 +24,17 @@ from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration.blackout import BlackoutProxy
+from tests.integration.object_store import sigkill_run
 from tests.integration.standalone import (
-    Standalone,
     wait_for,
-    worker_properties,
-    write_properties,
 )
 from tests.integration.storage_data import (
     ENVELOPE_SCHEMA,
-    HOUR,
     HOURLY,
     JSON_VALUES,
     START,
     assert_hourly_files,
     json_lines,
-    late_readings,
     read_back,
     speeding,
 )
@@ -157,51 +151,12 @@ def test_each_format_reads_back_with_its_standard_reader(
 def test_sigkill_at_random_points_keeps_every_record_exactly_once(
         tmp_path: Path, kafka: str, azurite: str, new_topic: Callable[..., str],
         unique: str) -> None:
-    topic = new_topic("crash", 2)
-    per_partition = 25_000
-    for partition in (0, 1):
-        produce(kafka, topic, late_readings(partition, per_partition, 11), partition=partition)
     client = container(azurite, f"crash-{unique}")
-    worker = worker_properties(tmp_path, kafka)
-    connector = write_properties(tmp_path / "azure.properties", {
+    sigkill_run(tmp_path, kafka, new_topic("crash", 2), {
         "name": f"crash-{unique}", "connector.class":
             "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
-        "topics": topic, "format.class": "JsonFormat", "flush.size": "1000",
-        "rotate.interval.ms": str(HOUR), "kanal.max.open.files.per.partition": "3",
-        "azblob.container.name": client.container_name, **connection_settings(azurite),
-        **HOURLY, **JSON_VALUES})
-    log = tmp_path / "kanal.log"
-    rng = random.Random(unique)
-    # 4 times: start, and once it consumes, SIGKILL it after a random number of new files
-    # or a random time, whichever comes first: a fast run may have consumed every record
-    # (the open sets then wait for the tail below), so a file count alone may never come
-    for _ in range(4):
-        target = blob_count(client) + rng.randint(2, 40)
-        run = Standalone(worker, connector, log=log).start()
-        try:
-            wait_for(lambda: run.logged(f": assigned {topic}".encode()), 120,  # noqa: B023
-                     f"the partitions assigned (log: {log})")
-            deadline = time.monotonic() + rng.uniform(0.5, 4)
-            wait_for(lambda: blob_count(client) >= target  # noqa: B023
-                     or time.monotonic() >= deadline, 60,  # noqa: B023
-                     f"{target} files (log: {log})")
-            time.sleep(rng.uniform(0, 0.3))
-        finally:
-            run.stop(signal.SIGKILL)
-    # a record far in the future ends the last open sets, so every produced record is due
-    for partition in (0, 1):
-        tail = {**reading(99, 0, 1, START + 1000 * HOUR, 1), "partition": partition, "tail": 1}
-        produce(kafka, topic, [orjson.dumps(tail)], partition=partition)
-    run = Standalone(worker, connector, log=log).start()
-    try:
-        wait_for(lambda: line_total(client) >= 2 * per_partition, 240,
-                 f"all records in blobs (log: {log})")
-        time.sleep(3)  # a straggling duplicate would show up now
-    finally:
-        assert run.stop() == 0
-    keys = [(r["partition"], r["seq"]) for r in json_lines(blobs(client)) if "tail" not in r]
-    assert len(keys) == len(set(keys)), "duplicates"
-    assert set(keys) == {(p, s) for p in (0, 1) for s in range(per_partition)}, "losses"
+        "azblob.container.name": client.container_name, **connection_settings(azurite)},
+        lambda: blob_count(client), lambda: blobs(client), 25_000, unique)
 
 
 def test_storage_outage_retries_without_loss_or_duplicates(

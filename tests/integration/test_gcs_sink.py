@@ -146,7 +146,7 @@ def test_sigkill_at_random_points_keeps_every_record_exactly_once(
         new_topic: Callable[..., str], unique: str) -> None:
     sigkill_run(tmp_path, kafka, new_topic("crash", 2),
                 {"name": f"crash-{unique}", **sink(gcs, bucket)},
-                lambda: objects(bucket), CRASH_RECORDS // 2, unique)
+                lambda: len(names(bucket)), lambda: objects(bucket), CRASH_RECORDS // 2, unique)
 
 
 def test_storage_outage_retries_without_loss_or_duplicates(

@@ -40,13 +40,16 @@ def webhdfs(url: str, user: str = "kanal") -> WebHDFS:
     return WebHDFS(parts.hostname, port=parts.port, user=user, skip_instance_cache=True)
 
 
+def paths(fs: WebHDFS, root: str) -> list[str]:
+    try:
+        return list(fs.find(f"/{root}"))
+    except FileNotFoundError:
+        return []
+
+
 def files(fs: WebHDFS, root: str) -> dict[str, bytes]:
     """The files under /``root``, by name relative to /, read over WebHDFS."""
-    try:
-        found = fs.find(f"/{root}")
-    except FileNotFoundError:
-        return {}
-    return {path.lstrip("/"): fs.cat_file(path) for path in found}
+    return {path.lstrip("/"): fs.cat_file(path) for path in paths(fs, root)}
 
 
 def sink(hdfs: str, root: str, **extra: str) -> dict[str, str]:
@@ -113,7 +116,8 @@ def test_sigkill_leaves_no_half_file_and_every_record_once(
     root = f"crash-{unique}"
     sigkill_run(tmp_path, kafka, new_topic("crash", 2),
                 {"name": f"crash-{unique}", **sink(hdfs, root)},
-                lambda: files(fs, f"{root}/topics"), 2_000, unique)
+                lambda: len(paths(fs, f"{root}/topics")), lambda: files(fs, f"{root}/topics"),
+                2_000, unique)
 
 
 def test_directory_without_write_permission_is_named_by_validate_and_task_status(
