@@ -46,10 +46,11 @@ class GcsSinkSettings(StorageSinkSettings):
     gcs_compression_type: Annotated[Literal["none", "gzip"], Lower] = setting(
         "none", key="gcs.compression.type", importance="LOW", group=GCS,
         display="Compression type",
-        doc="Compression of JsonFormat and ByteArrayFormat files (.gz is appended).")
+        doc="Kanal (after S3's s3.compression.type): compression of JsonFormat and "
+            "ByteArrayFormat files (.gz is appended).")
     gcs_compression_level: int = setting(
         -1, key="gcs.compression.level", importance="LOW", group=GCS, ge=-1, le=9,
-        display="Compression Level", doc="gzip level 0-9; -1 is zlib's default.")
+        display="Compression Level", doc="Kanal: gzip level 0-9; -1 is zlib's default.")
     store_url: str | None = setting(
         None, key="store.url", importance="HIGH", group=STORAGE, display="Store URL",
         doc="The JSON API endpoint, e.g. http://127.0.0.1:14443 for fake-gcs-server; "
