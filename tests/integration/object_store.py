@@ -1,5 +1,6 @@
-"""What the GCS and HDFS sink tests share beyond ``storage_data``: a herder running one
-connector, the seed's records, and the SIGKILL run checked exactly once."""
+"""What the object-store sink tests share beyond ``storage_data``: a herder running one
+connector, the seed's records, the SIGKILL run and the store outage, each checked
+exactly once."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import orjson
 from kanal_worker.connectors.telemetry import reading
 from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
+from kanal_worker.runtime.status import State
+from tests.integration.blackout import BlackoutProxy
 from tests.integration.standalone import Standalone, wait_for, worker_properties, write_properties
 from tests.integration.storage_data import (
     HOUR,
@@ -25,7 +28,7 @@ from tests.integration.storage_data import (
     json_lines,
     late_readings,
 )
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import committed, produce
 
 
 @contextmanager
@@ -100,3 +103,35 @@ def sigkill_run(tmp_path: Path, kafka: str, topic: str, connector: dict[str, str
     keys = [(r["partition"], r["seq"]) for r in json_lines(dict(files())) if "tail" not in r]
     assert len(keys) == len(set(keys)), "duplicates"
     assert set(keys) == {(p, s) for p in (0, 1) for s in range(per_partition)}, "losses"
+
+
+def outage_run(kafka: str, topic: str, name: str, config: dict[str, str],
+               proxy: BlackoutProxy, files: Callable[[], Mapping[str, bytes]],
+               seconds: float) -> set[str]:
+    """20,000 records into a one-partition ``topic`` through ``config``, whose store is
+    reached through ``proxy``; the store is cut off for ``seconds`` after the first file
+    while half of the records are still to come. The task must stay RUNNING, and every
+    record must arrive exactly once and be committed. Returns the task status details
+    seen during the outage."""
+    values: list[bytes | None] = [orjson.dumps({"seq": i, "pad": "x" * 64})
+                                  for i in range(20_000)]
+    produce(kafka, topic, values[:10_000])
+    with herder_running(kafka, name, {"topics": topic, "format.class": "JsonFormat",
+                                      "flush.size": "500", **JSON_VALUES, **config}) as herder:
+        wait_for(lambda: len(files()) >= 1, 60, "the first file")
+        proxy.stop()
+        produce(kafka, topic, values[10_000:])
+        details = set()
+        outage_ends = time.monotonic() + seconds
+        while time.monotonic() < outage_ends:
+            assert first_task(herder, name)["state"] == State.RUNNING.value
+            details.add(herder.runners()[0].status.detail or "")
+            time.sleep(0.5)
+        proxy.start()
+        wait_for(lambda: sum(d.count(b"\n") for d in files().values()) >= 20_000, 120,
+                 "all records after the outage")
+        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 20_000}, 60,
+                 "offsets committed")
+    proxy.stop()
+    assert sorted(r["seq"] for r in json_lines(dict(files()))) == list(range(20_000))
+    return details

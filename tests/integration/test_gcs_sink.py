@@ -12,7 +12,6 @@ the store outage (default 10; 60 for the full check).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,19 @@ from google.cloud import storage
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration.blackout import BlackoutProxy
-from tests.integration.object_store import first_task, herder_running, produce_seed, sigkill_run
+from tests.integration.object_store import (
+    first_task,
+    herder_running,
+    outage_run,
+    produce_seed,
+    sigkill_run,
+)
 from tests.integration.standalone import wait_for
 from tests.integration.storage_data import (
     ENVELOPE_SCHEMA,
     HOURLY,
     JSON_VALUES,
     assert_hourly_files,
-    json_lines,
     read_back,
     speeding,
 )
@@ -152,33 +156,12 @@ def test_sigkill_at_random_points_keeps_every_record_exactly_once(
 def test_storage_outage_retries_without_loss_or_duplicates(
         kafka: str, gcs: str, bucket: storage.Bucket, new_topic: Callable[..., str],
         unique: str) -> None:
-    topic = new_topic("outage", 1)
     endpoint = urlsplit(gcs)
     proxy = BlackoutProxy((endpoint.hostname or "", endpoint.port or 80)).start()
-    values: list[bytes | None] = [orjson.dumps({"seq": i, "pad": "x" * 64})
-                                  for i in range(20_000)]
-    produce(kafka, topic, values[:10_000])
-    name = f"outage-{unique}"
-    config = {**sink(proxy.url, bucket), "topics": topic, "format.class": "JsonFormat",
-              "flush.size": "500", **JSON_VALUES}
-    with herder_running(kafka, name, config) as herder:
-        wait_for(lambda: len(names(bucket)) >= 1, 60, "the first file")
-        proxy.stop()
-        produce(kafka, topic, values[10_000:])
-        details = set()
-        outage_ends = time.monotonic() + OUTAGE_SECONDS
-        while time.monotonic() < outage_ends:
-            assert first_task(herder, name)["state"] == State.RUNNING.value
-            details.add(herder.runners()[0].status.detail or "")
-            time.sleep(0.5)
-        proxy.start()
-        wait_for(lambda: line_total(bucket) >= 20_000, 120, "all records after the outage")
-        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 20_000}, 60,
-                 "offsets committed")
-        assert "retrying write" in " ".join(details), details
-        assert "GCS unreachable" in " ".join(details), details
-    proxy.stop()
-    assert sorted(r["seq"] for r in json_lines(objects(bucket))) == list(range(20_000))
+    details = " ".join(outage_run(kafka, new_topic("outage", 1), f"outage-{unique}",
+                                  sink(proxy.url, bucket), proxy, lambda: objects(bucket),
+                                  OUTAGE_SECONDS))
+    assert "retrying write" in details and "GCS unreachable" in details, details
 
 
 def test_missing_bucket_is_named_by_validate_and_by_the_task_status(

@@ -7,6 +7,7 @@ back over WebHDFS (fsspec) with each format's standard reader.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,14 @@ from fsspec.implementations.webhdfs import WebHDFS
 from kanal_worker.config.properties import load_properties
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
-from tests.integration.object_store import first_task, herder_running, produce_seed, sigkill_run
+from tests.integration.blackout import BlackoutProxy
+from tests.integration.object_store import (
+    first_task,
+    herder_running,
+    outage_run,
+    produce_seed,
+    sigkill_run,
+)
 from tests.integration.standalone import wait_for
 from tests.integration.storage_data import (
     ENVELOPE_SCHEMA,
@@ -32,6 +40,7 @@ from tests.integration.storage_data import (
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
+OUTAGE_SECONDS = float(os.environ.get("KANAL_TEST_OUTAGE_SECONDS", "10"))
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -118,6 +127,20 @@ def test_sigkill_leaves_no_half_file_and_every_record_once(
                 {"name": f"crash-{unique}", **sink(hdfs, root)},
                 lambda: len(paths(fs, f"{root}/topics")), lambda: files(fs, f"{root}/topics"),
                 2_000, unique)
+
+
+def test_namenode_outage_retries_without_loss_or_duplicates(
+        kafka: str, hdfs: str, new_topic: Callable[..., str], unique: str) -> None:
+    """The namenode cut off (files are written to the datanode it redirects to, so the
+    namenode's outage stops every create, append and rename)."""
+    namenode = urlsplit(hdfs)
+    proxy = BlackoutProxy((namenode.hostname or "", namenode.port or 80)).start()
+    root = f"outage-{unique}"
+    fs = webhdfs(hdfs)
+    details = " ".join(outage_run(kafka, new_topic("outage", 1), f"outage-{unique}",
+                                  sink(proxy.url, root), proxy,
+                                  lambda: files(fs, f"{root}/topics"), OUTAGE_SECONDS))
+    assert "retrying write" in details and "HDFS unreachable" in details, details
 
 
 def test_directory_without_write_permission_is_named_by_validate_and_task_status(
