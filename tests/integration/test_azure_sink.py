@@ -21,10 +21,9 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from kanal_worker.connectors.telemetry import reading
 from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
-from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration.blackout import BlackoutProxy
-from tests.integration.object_store import sigkill_run
+from tests.integration.object_store import outage_run, sigkill_run
 from tests.integration.standalone import (
     wait_for,
 )
@@ -34,7 +33,6 @@ from tests.integration.storage_data import (
     JSON_VALUES,
     START,
     assert_hourly_files,
-    json_lines,
     read_back,
     speeding,
 )
@@ -161,37 +159,16 @@ def test_sigkill_at_random_points_keeps_every_record_exactly_once(
 
 def test_storage_outage_retries_without_loss_or_duplicates(
         kafka: str, azurite: str, new_topic: Callable[..., str], unique: str) -> None:
-    topic = new_topic("outage", 1)
     endpoint = urlsplit(connection_settings(azurite)["store.url"])
     proxy = BlackoutProxy((endpoint.hostname or "", endpoint.port or 80)).start()
-    values: list[bytes | None] = [orjson.dumps({"seq": i, "pad": "x" * 64})
-                                  for i in range(20_000)]
-    produce(kafka, topic, values[:10_000])
     client = container(azurite, f"outage-{unique}")
-    name = f"outage-{unique}"
-    config = {"topics": topic, "format.class": "JsonFormat", "flush.size": "500",
-              "azblob.container.name": client.container_name,
-              **connection_settings(azurite, f"{proxy.url}/devstoreaccount1"),
-              "azblob.retry.retries": "1", "azblob.retry.backoff.ms": "200",
-              "azblob.connection.timeout.ms": "2000", **JSON_VALUES}
-    with herder_running(kafka, name, config) as herder:
-        wait_for(lambda: len(blobs(client)) >= 1, 60, "the first file")
-        proxy.stop()
-        produce(kafka, topic, values[10_000:])
-        details = set()
-        outage_ends = time.monotonic() + 30
-        while time.monotonic() < outage_ends:
-            assert task_state(herder, name)["state"] == State.RUNNING.value
-            details.add(herder.runners()[0].status.detail or "")
-            time.sleep(0.5)
-        proxy.start()
-        wait_for(lambda: line_total(client) >= 20_000, 90, "all records after the outage")
-        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 20_000}, 60,
-                 "offsets committed")
-        assert "retrying write" in " ".join(details), details
-    proxy.stop()
-    seqs = [r["seq"] for r in json_lines(blobs(client))]
-    assert sorted(seqs) == list(range(20_000))
+    details = outage_run(kafka, new_topic("outage", 1), f"outage-{unique}", {
+        "connector.class": "AzureBlobStorageSinkConnector",
+        "azblob.container.name": client.container_name,
+        **connection_settings(azurite, f"{proxy.url}/devstoreaccount1"),
+        "azblob.retry.retries": "1", "azblob.retry.backoff.ms": "200",
+        "azblob.connection.timeout.ms": "2000"}, proxy, lambda: blobs(client), 30)
+    assert "retrying write" in " ".join(details), details
 
 
 def test_invalid_configuration_errors_name_each_key() -> None:

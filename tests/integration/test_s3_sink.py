@@ -12,7 +12,6 @@ default 15; the issue's check is 60).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +29,7 @@ from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration.blackout import BlackoutProxy
-from tests.integration.object_store import sigkill_run
+from tests.integration.object_store import outage_run, sigkill_run
 from tests.integration.standalone import (
     wait_for,
 )
@@ -204,35 +203,14 @@ def test_sigkill_at_random_points_keeps_every_record_exactly_once(
 
 def test_storage_outage_retries_without_loss_or_duplicates(
         kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str) -> None:
-    topic = new_topic("outage", 1)
     endpoint = urlsplit(s3["KANAL_S3_ENDPOINT"])
     proxy = BlackoutProxy((endpoint.hostname or "", endpoint.port or 80)).start()
-    values: list[bytes | None] = [orjson.dumps({"seq": i, "pad": "x" * 64})
-                                  for i in range(20_000)]
-    produce(kafka, topic, values[:10_000])
     bucket = Bucket(s3, f"outage-{unique}")
-    name = f"outage-{unique}"
-    config = {"topics": topic, "format.class": "JsonFormat", "flush.size": "500",
-              **s3_settings(s3, bucket, proxy.url), "s3.part.retries": "1",
-              "s3.connection.timeout.ms": "2000", **JSON_VALUES}
-    with herder_running(kafka, name, config) as herder:
-        wait_for(lambda: len(bucket.names()) >= 1, 60, "the first file")
-        proxy.stop()
-        produce(kafka, topic, values[10_000:])
-        details = set()
-        outage_ends = time.monotonic() + OUTAGE_S
-        while time.monotonic() < outage_ends:
-            assert task_state(herder, name)["state"] == State.RUNNING.value
-            details.add(herder.runners()[0].status.detail or "")
-            time.sleep(0.5)
-        proxy.start()
-        wait_for(lambda: bucket.line_total() >= 20_000, 90, "all records after the outage")
-        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 20_000}, 60,
-                 "offsets committed")
-        assert "retrying write" in " ".join(details), details
-    proxy.stop()
-    seqs = [r["seq"] for r in json_lines(bucket.objects())]
-    assert sorted(seqs) == list(range(20_000))
+    details = outage_run(kafka, new_topic("outage", 1), f"outage-{unique}", {
+        "connector.class": CONNECTOR, **s3_settings(s3, bucket, proxy.url),
+        "s3.part.retries": "1", "s3.connection.timeout.ms": "2000"},
+        proxy, bucket.objects, OUTAGE_S)
+    assert "retrying write" in " ".join(details), details
 
 
 def test_a_configuration_from_confluents_documentation_runs_unchanged(
