@@ -16,6 +16,8 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any
 
 
@@ -84,20 +86,22 @@ def produce(bootstrap: str, topic: str, lines_file: str) -> None:
     _report(started, first, cpu_first, done, cpu_done, len(values) - left, 0)
 
 
-def _plan(plan_file: str) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
-    """An upload plan (part size, threads, files) and the files' contents, read before
-    the clock starts."""
+def _upload_all(plan_file: str, started: float,
+                make_send: Callable[[Executor, int], Callable[[str, bytes], None]]) -> None:
+    """Read the plan's files, then send them all, ``threads`` files and ``threads`` parts
+    in flight, and report (``make_send(part_pool, part_size)`` sends one file)."""
     with open(plan_file) as handle:
         plan = json.load(handle)
     contents = []
     for name, path in plan["files"]:
         with open(path, "rb") as source:
             contents.append((name, source.read()))
-    return plan, contents
-
-
-def _uploaded(started: float, first: float, cpu_first: float,
-              contents: list[tuple[str, bytes]]) -> None:
+    first, cpu_first = time.monotonic(), time.process_time()
+    with ThreadPoolExecutor(plan.get("threads", 4)) as parts, \
+            ThreadPoolExecutor(plan.get("threads", 4)) as files:
+        send = make_send(parts, plan["block_size"])
+        for future in [files.submit(send, name, data) for name, data in contents]:
+            future.result()
     done, cpu_done = time.monotonic(), time.process_time()
     total = sum(len(data) for _, data in contents)
     _report(started, first, cpu_first, done, cpu_done, total, 0, bytes=total)
@@ -105,104 +109,83 @@ def _uploaded(started: float, first: float, cpu_first: float,
 
 def upload(connection: str, container: str, plan_file: str) -> None:
     """Upload files as block blobs: one request for a file within one block, else its
-    blocks staged then committed; ``threads`` requests in flight across files (what a
-    sink's upload does, minus everything else)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    blocks staged then committed (what a sink's upload does, minus everything else)."""
     from azure.storage.blob import BlobBlock, BlobServiceClient
 
     started = time.monotonic()
-    plan, contents = _plan(plan_file)
-    service = BlobServiceClient.from_connection_string(connection)
-    client = service.get_container_client(container)
-    block_size: int = plan["block_size"]
+    client = BlobServiceClient.from_connection_string(connection).get_container_client(
+        container)
 
-    def send(name: str, data: bytes) -> None:
-        blob = client.get_blob_client(name)
-        if len(data) <= block_size:
-            blob.upload_blob(data, overwrite=True)
-            return
-        starts = range(0, len(data), block_size)
-        ids = [f"{n:08d}".encode().hex() for n in range(len(starts))]
-        list(blocks.map(lambda i, at: blob.stage_block(i, data[at:at + block_size]),
-                        ids, starts))
-        blob.commit_block_list([BlobBlock(block_id=i) for i in ids])
+    def make_send(blocks: Executor, block_size: int) -> Callable[[str, bytes], None]:
+        def send(name: str, data: bytes) -> None:
+            blob = client.get_blob_client(name)
+            if len(data) <= block_size:
+                blob.upload_blob(data, overwrite=True)
+                return
+            starts = range(0, len(data), block_size)
+            ids = [f"{n:08d}".encode().hex() for n in range(len(starts))]
+            list(blocks.map(lambda i, at: blob.stage_block(i, data[at:at + block_size]),
+                            ids, starts))
+            blob.commit_block_list([BlobBlock(block_id=i) for i in ids])
+        return send
 
-    first, cpu_first = time.monotonic(), time.process_time()
-    with ThreadPoolExecutor(plan.get("threads", 4)) as blocks, \
-            ThreadPoolExecutor(plan.get("threads", 4)) as files:
-        for future in [files.submit(send, name, data) for name, data in contents]:
-            future.result()
-    _uploaded(started, first, cpu_first, contents)
+    _upload_all(plan_file, started, make_send)
 
 
 def upload_s3(connection: str, bucket: str, plan_file: str) -> None:
     """Upload files to S3 with boto3: one PutObject for a file within one part, else a
-    multipart upload of its parts; ``threads`` requests in flight across files."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    multipart upload of its parts."""
     import boto3
 
     env = json.loads(connection)
     started = time.monotonic()
-    plan, contents = _plan(plan_file)
     client = boto3.client("s3", endpoint_url=env["KANAL_S3_ENDPOINT"],
                           region_name=env["KANAL_S3_REGION"],
                           aws_access_key_id=env["KANAL_S3_ACCESS_KEY"],
                           aws_secret_access_key=env["KANAL_S3_SECRET_KEY"])
-    part_size: int = plan["block_size"]
 
-    def send(name: str, data: bytes) -> None:
-        if len(data) <= part_size:
-            client.put_object(Bucket=bucket, Key=name, Body=data)
-            return
-        upload = client.create_multipart_upload(Bucket=bucket, Key=name)["UploadId"]
-        starts = range(0, len(data), part_size)
-        etags = list(parts.map(lambda n, at: client.upload_part(
-            Bucket=bucket, Key=name, UploadId=upload, PartNumber=n,
-            Body=data[at:at + part_size])["ETag"], range(1, len(starts) + 1), starts))
-        client.complete_multipart_upload(
-            Bucket=bucket, Key=name, UploadId=upload,
-            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag}
-                                       for n, etag in enumerate(etags, 1)]})
+    def make_send(parts: Executor, part_size: int) -> Callable[[str, bytes], None]:
+        def send(name: str, data: bytes) -> None:
+            if len(data) <= part_size:
+                client.put_object(Bucket=bucket, Key=name, Body=data)
+                return
+            upload = client.create_multipart_upload(Bucket=bucket, Key=name)["UploadId"]
+            starts = range(0, len(data), part_size)
+            etags = list(parts.map(lambda n, at: client.upload_part(
+                Bucket=bucket, Key=name, UploadId=upload, PartNumber=n,
+                Body=data[at:at + part_size])["ETag"], range(1, len(starts) + 1), starts))
+            client.complete_multipart_upload(
+                Bucket=bucket, Key=name, UploadId=upload,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag}
+                                           for n, etag in enumerate(etags, 1)]})
+        return send
 
-    first, cpu_first = time.monotonic(), time.process_time()
-    with ThreadPoolExecutor(plan.get("threads", 4)) as parts, \
-            ThreadPoolExecutor(plan.get("threads", 4)) as files:
-        for future in [files.submit(send, name, data) for name, data in contents]:
-            future.result()
-    _uploaded(started, first, cpu_first, contents)
+    _upload_all(plan_file, started, make_send)
 
 
 def upload_gcs(endpoint: str, bucket_name: str, plan_file: str) -> None:
     """Upload files to GCS with google-cloud-storage as the GCS sink does: one request
-    for a file within one part, else a resumable upload in part-sized chunks; ``threads``
-    files in flight."""
+    for a file within one part, else a resumable upload in part-sized chunks."""
     import io
-    from concurrent.futures import ThreadPoolExecutor
 
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
     started = time.monotonic()
-    plan, contents = _plan(plan_file)
     client = storage.Client(project="kanal-bench", credentials=AnonymousCredentials(),
                             client_options={"api_endpoint": endpoint})
     bucket = client.bucket(bucket_name)
-    part_size: int = plan["block_size"]
 
-    def send(name: str, data: bytes) -> None:
-        if len(data) <= part_size:
-            bucket.blob(name).upload_from_string(data, checksum=None)
-        else:
-            bucket.blob(name, chunk_size=part_size).upload_from_file(
-                io.BytesIO(data), size=len(data), checksum=None)
+    def make_send(_: Executor, part_size: int) -> Callable[[str, bytes], None]:
+        def send(name: str, data: bytes) -> None:
+            if len(data) <= part_size:
+                bucket.blob(name).upload_from_string(data, checksum=None)
+            else:
+                bucket.blob(name, chunk_size=part_size).upload_from_file(
+                    io.BytesIO(data), size=len(data), checksum=None)
+        return send
 
-    first, cpu_first = time.monotonic(), time.process_time()
-    with ThreadPoolExecutor(plan.get("threads", 4)) as files:
-        for future in [files.submit(send, name, data) for name, data in contents]:
-            future.result()
-    _uploaded(started, first, cpu_first, contents)
+    _upload_all(plan_file, started, make_send)
 
 
 def main(argv: list[str]) -> None:

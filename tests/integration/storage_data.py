@@ -14,6 +14,7 @@ import orjson
 import pyarrow.parquet as pq
 
 from kanal_worker.connectors.telemetry import reading
+from tests.kafka_helpers import produce
 
 HOUR = 3_600_000
 START = int(dt.datetime(2024, 5, 1, 6, 0, tzinfo=dt.UTC).timestamp() * 1000)
@@ -91,3 +92,14 @@ def assert_hourly_files(files: dict[str, bytes], topic: str,
             assert (at.year, at.month, at.day, at.hour) == (year, month, day, hour)
     assert {p: sorted(s) for p, s in seen.items()} == {0: list(range(600)),
                                                        1: list(range(600))}
+
+
+def produce_seed_readings(kafka: str, topic: str) -> dict[int, list[bytes | None]]:
+    """The seed's speeding readings, 600 in each of ``topic``'s 2 partitions, 20 s apart."""
+    produced: dict[int, list[bytes | None]] = {}
+    for partition in (0, 1):
+        values: list[bytes | None] = [orjson.dumps(reading(partition, seq, 50, START, 20_000))
+                                      for seq in range(600)]
+        produce(kafka, topic, values, partition=partition)
+        produced[partition] = values
+    return produced

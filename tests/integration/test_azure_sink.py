@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -19,22 +18,24 @@ import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from kanal_worker.connectors.telemetry import reading
-from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.validation import errors_of, validate
+from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
-from tests.integration.object_store import outage_run, sigkill_run
 from tests.integration.standalone import (
     wait_for,
 )
 from tests.integration.storage_data import (
-    ENVELOPE_SCHEMA,
     HOURLY,
     JSON_VALUES,
     START,
     assert_hourly_files,
-    read_back,
-    speeding,
+    produce_seed_readings,
+)
+from tests.integration.storage_scenarios import (
+    each_record_reads_back,
+    outage_loses_and_duplicates_nothing,
+    sigkills_keep_every_record_exactly_once,
 )
 from tests.kafka_helpers import committed, produce
 
@@ -65,24 +66,27 @@ def blob_count(client: ContainerClient) -> int:
 
 
 def line_total(client: ContainerClient) -> int:
-    return sum(data.count(b"\n") for data in blobs(client).values())
+    return storage_scenarios.line_total(ContainerView(client))
+
+
+class ContainerView:
+    """A container as the shared scenarios read it."""
+
+    def __init__(self, client: ContainerClient) -> None:
+        self.client = client
+
+    def names(self) -> list[str]:
+        return [b.name for b in self.client.list_blobs()] if self.client.exists() else []
+
+    def objects(self) -> dict[str, bytes]:
+        return blobs(self.client)
 
 
 @contextmanager
 def herder_running(kafka: str, name: str, config: dict[str, str]) -> Iterator[StandaloneHerder]:
-    herder = StandaloneHerder({"bootstrap.servers": kafka, "offset.flush.interval.ms": "1000",
-                               "listeners": ""}, "test:8083", MemoryOffsetStore())
-    herder.put_connector(name, {"connector.class": "AzureBlobStorageSinkConnector",
-                                "tasks.max": "1", **config})
-    try:
+    with storage_scenarios.herder_running(kafka, name, {
+            "connector.class": "AzureBlobStorageSinkConnector", **config}) as herder:
         yield herder
-    finally:
-        herder.stop_all()
-
-
-def task_state(herder: StandaloneHerder, name: str) -> dict[str, Any]:
-    task: dict[str, Any] = herder.connector_status(name)["tasks"][0]
-    return task
 
 
 def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
@@ -90,12 +94,7 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
                                                  unique: str) -> None:
     """The seed's pipeline: speeding events as JSON, one folder per hour, record by record."""
     topic = new_topic("vehicle.speeding", 2)
-    produced: dict[int, list[bytes | None]] = {}
-    for partition in (0, 1):
-        values: list[bytes | None] = [orjson.dumps(reading(partition, seq, 50, START, 20_000))
-                                      for seq in range(600)]
-        produce(kafka, topic, values, partition=partition)
-        produced[partition] = values
+    produced = produce_seed_readings(kafka, topic)
     name = f"azure-blob-sink-{unique}"
     seed_json = {"connector.class": "AzureBlobStorageSinkConnector", "topics": topic,
                  "format.class": "JsonFormat", **connection_settings(azurite)}
@@ -124,37 +123,24 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, azurite: str,
 def test_each_format_reads_back_with_its_standard_reader(
         kafka: str, azurite: str, new_topic: Callable[..., str], unique: str,
         config: dict[str, str], suffix: str) -> None:
-    topic = new_topic("formats", 1)
-    expected: list[Any] = [speeding(i) for i in range(500)]
-    if "ByteArrayConverter" in config.get("value.converter", ""):
-        expected = [f"raw-{i}-\x01\x02".encode() for i in range(500)]
-        produce(kafka, topic, expected)
-    else:
-        produce(kafka, topic, [orjson.dumps({"schema": ENVELOPE_SCHEMA, "payload": v})
-                               for v in expected])
-    file_format = config["format.class"].rsplit(".", 1)[-1]
     client = container(azurite, f"formats-{unique}")
-    with herder_running(kafka, f"formats-{unique}", {
-            "topics": topic, "flush.size": "100", "azblob.container.name": client.container_name,
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            **connection_settings(azurite), **config}):
-        wait_for(lambda: len(blobs(client)) >= 5, 60, "5 files")
-    files = blobs(client)
-    assert sorted(files) == [f"topics/{topic}/partition=0/{topic}+0+{start:010d}{suffix}"
-                             for start in range(0, 500, 100)]
-    assert [v for name in sorted(files) for v in read_back(file_format, name, files[name])] == \
-        expected
+    each_record_reads_back(kafka, new_topic("formats", 1), f"formats-{unique}",
+                           ContainerView(client),
+                           {"connector.class": "AzureBlobStorageSinkConnector",
+                            "azblob.container.name": client.container_name,
+                            **connection_settings(azurite)}, config, suffix)
 
 
 def test_sigkill_at_random_points_keeps_every_record_exactly_once(
         tmp_path: Path, kafka: str, azurite: str, new_topic: Callable[..., str],
         unique: str) -> None:
     client = container(azurite, f"crash-{unique}")
-    sigkill_run(tmp_path, kafka, new_topic("crash", 2), {
-        "name": f"crash-{unique}", "connector.class":
-            "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
-        "azblob.container.name": client.container_name, **connection_settings(azurite)},
-        lambda: blob_count(client), lambda: blobs(client), 25_000, unique)
+    sigkills_keep_every_record_exactly_once(
+        tmp_path, kafka, new_topic("crash", 2), 25_000, ContainerView(client),
+        {"name": f"crash-{unique}",
+         "connector.class": "io.confluent.connect.azure.blob.AzureBlobStorageSinkConnector",
+         "azblob.container.name": client.container_name, **connection_settings(azurite)},
+        unique)
 
 
 def test_storage_outage_retries_without_loss_or_duplicates(
@@ -162,13 +148,14 @@ def test_storage_outage_retries_without_loss_or_duplicates(
     endpoint = urlsplit(connection_settings(azurite)["store.url"])
     proxy = BlackoutProxy((endpoint.hostname or "", endpoint.port or 80)).start()
     client = container(azurite, f"outage-{unique}")
-    details = outage_run(kafka, new_topic("outage", 1), f"outage-{unique}", {
-        "connector.class": "AzureBlobStorageSinkConnector",
-        "azblob.container.name": client.container_name,
-        **connection_settings(azurite, f"{proxy.url}/devstoreaccount1"),
-        "azblob.retry.retries": "1", "azblob.retry.backoff.ms": "200",
-        "azblob.connection.timeout.ms": "2000"}, proxy, lambda: blobs(client), 30)
-    assert "retrying write" in " ".join(details), details
+    outage_loses_and_duplicates_nothing(
+        kafka, new_topic("outage", 1), f"outage-{unique}", ContainerView(client), proxy,
+        lambda url: {"connector.class": "AzureBlobStorageSinkConnector",
+                     "azblob.container.name": client.container_name,
+                     **connection_settings(azurite, f"{url}/devstoreaccount1"),
+                     "azblob.retry.retries": "1", "azblob.retry.backoff.ms": "200",
+                     "azblob.connection.timeout.ms": "2000"},
+        30)
 
 
 def test_invalid_configuration_errors_name_each_key() -> None:

@@ -12,9 +12,8 @@ the store outage (default 10; 60 for the full check).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -24,23 +23,16 @@ from google.cloud import storage
 
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
+from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
-from tests.integration.object_store import (
-    first_task,
-    herder_running,
-    outage_run,
-    produce_seed,
-    sigkill_run,
-)
 from tests.integration.standalone import wait_for
 from tests.integration.storage_data import (
-    ENVELOPE_SCHEMA,
     HOURLY,
     JSON_VALUES,
     assert_hourly_files,
-    read_back,
-    speeding,
+    produce_seed_readings,
 )
+from tests.integration.storage_scenarios import herder_running, line_total, task_state
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
@@ -50,40 +42,40 @@ CRASH_RECORDS = int(os.environ.get("KANAL_TEST_GCS_CRASH_RECORDS", "30000"))
 OUTAGE_SECONDS = float(os.environ.get("KANAL_TEST_OUTAGE_SECONDS", "10"))
 
 
-def client(endpoint: str) -> storage.Client:
-    return storage.Client(project="kanal-test", credentials=AnonymousCredentials(),
-                          client_options={"api_endpoint": endpoint})
+class Bucket:
+    """A fresh bucket of the emulator, as the tests read it (a ``StoreView``)."""
+
+    def __init__(self, endpoint: str, name: str) -> None:
+        client = storage.Client(project="kanal-test", credentials=AnonymousCredentials(),
+                                client_options={"api_endpoint": endpoint})
+        self.bucket = client.create_bucket(name)
+        self.name = name
+
+    def names(self) -> list[str]:
+        return [blob.name for blob in self.bucket.client.list_blobs(self.bucket)]
+
+    def objects(self) -> dict[str, bytes]:
+        return {blob.name: blob.download_as_bytes()
+                for blob in self.bucket.client.list_blobs(self.bucket)}
 
 
 @pytest.fixture
-def bucket(gcs: str, unique: str) -> Iterator[storage.Bucket]:
-    yield client(gcs).create_bucket(f"kanal-{unique}")
+def bucket(gcs: str, unique: str) -> Bucket:
+    return Bucket(gcs, f"kanal-{unique}")
 
 
-def objects(bucket: storage.Bucket) -> dict[str, bytes]:
-    return {blob.name: blob.download_as_bytes() for blob in bucket.client.list_blobs(bucket)}
-
-
-def names(bucket: storage.Bucket) -> list[str]:
-    return [blob.name for blob in bucket.client.list_blobs(bucket)]
-
-
-def line_total(bucket: storage.Bucket) -> int:
-    return sum(data.count(b"\n") for data in objects(bucket).values())
-
-
-def sink(gcs: str, bucket: storage.Bucket, **extra: str) -> dict[str, str]:
+def sink(gcs: str, bucket: Bucket, **extra: str) -> dict[str, str]:
     """What a user writes: Confluent's class and keys, store.url at the emulator."""
     return {"connector.class": "io.confluent.connect.gcs.GcsSinkConnector",
             "gcs.bucket.name": bucket.name, "store.url": gcs, **extra}
 
 
-def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, gcs: str, bucket: storage.Bucket,
+def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, gcs: str, bucket: Bucket,
                                                  new_topic: Callable[..., str],
                                                  unique: str) -> None:
     """The seed's pipeline into GCS: JSON, one folder per hour, record by record."""
     topic = new_topic("vehicle.speeding", 2)
-    produced = produce_seed(kafka, topic)
+    produced = produce_seed_readings(kafka, topic)
     name = f"gcs-sink-{unique}"
     with herder_running(kafka, name, {**sink(gcs, bucket), "topics": topic,
                                       "format.class": "JsonFormat", "flush.size": "100",
@@ -91,7 +83,7 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, gcs: str, bucket: s
         wait_for(lambda: line_total(bucket) >= 1200, 90, "1200 records in objects")
         wait_for(lambda: committed(kafka, f"connect-{name}", topic, 2) == {0: 600, 1: 600}, 30,
                  "offsets committed")
-    assert_hourly_files(objects(bucket), topic, produced)
+    assert_hourly_files(bucket.objects(), topic, produced)
 
 
 @pytest.mark.parametrize(("config", "suffix"), [
@@ -105,29 +97,14 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, gcs: str, bucket: s
       "value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter"}, ".bin"),
 ], ids=["json-gzip", "avro-deflate", "parquet-snappy", "bytes"])
 def test_each_format_reads_back_with_its_standard_reader(
-        kafka: str, gcs: str, bucket: storage.Bucket, new_topic: Callable[..., str],
+        kafka: str, gcs: str, bucket: Bucket, new_topic: Callable[..., str],
         unique: str, config: dict[str, str], suffix: str) -> None:
-    topic = new_topic("formats", 1)
-    expected: list[Any] = [speeding(i) for i in range(500)]
-    if "ByteArrayConverter" in config.get("value.converter", ""):
-        expected = [f"raw-{i}-\x01\x02".encode() for i in range(500)]
-        produce(kafka, topic, expected)
-    else:
-        produce(kafka, topic, [orjson.dumps({"schema": ENVELOPE_SCHEMA, "payload": v})
-                               for v in expected])
-    file_format = config["format.class"].rsplit(".", 1)[-1]
-    with herder_running(kafka, f"formats-{unique}", {
-            **sink(gcs, bucket), "topics": topic, "flush.size": "100",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter", **config}):
-        wait_for(lambda: len(names(bucket)) >= 5, 60, "5 files")
-    files = objects(bucket)
-    assert sorted(files) == [f"topics/{topic}/partition=0/{topic}+0+{start:010d}{suffix}"
-                             for start in range(0, 500, 100)]
-    assert [v for name in sorted(files) for v in read_back(file_format, name, files[name])] == \
-        expected
+    storage_scenarios.each_record_reads_back(kafka, new_topic("formats", 1),
+                                             f"formats-{unique}", bucket, sink(gcs, bucket),
+                                             config, suffix)
 
 
-def test_large_files_go_up_as_resumable_uploads(kafka: str, gcs: str, bucket: storage.Bucket,
+def test_large_files_go_up_as_resumable_uploads(kafka: str, gcs: str, bucket: Bucket,
                                                 new_topic: Callable[..., str],
                                                 unique: str) -> None:
     """Files of several parts (5 MiB chunks and an unaligned tail) arrive whole."""
@@ -138,34 +115,33 @@ def test_large_files_go_up_as_resumable_uploads(kafka: str, gcs: str, bucket: st
     with herder_running(kafka, f"large-{unique}", {
             **sink(gcs, bucket, **{"gcs.part.size": str(5 << 20)}), "topics": topic,
             "format.class": "JsonFormat", "flush.size": "6000", **JSON_VALUES}):
-        wait_for(lambda: len(names(bucket)) >= 2, 90, "2 files")
-    files = objects(bucket)
+        wait_for(lambda: len(bucket.names()) >= 2, 90, "2 files")
+    files = bucket.objects()
     assert all(len(data) > 5 << 20 for data in files.values()), \
         {name: len(data) for name, data in files.items()}
     assert [line for name in sorted(files) for line in files[name].splitlines()] == values
 
 
 def test_sigkill_at_random_points_keeps_every_record_exactly_once(
-        tmp_path: Path, kafka: str, gcs: str, bucket: storage.Bucket,
+        tmp_path: Path, kafka: str, gcs: str, bucket: Bucket,
         new_topic: Callable[..., str], unique: str) -> None:
-    sigkill_run(tmp_path, kafka, new_topic("crash", 2),
-                {"name": f"crash-{unique}", **sink(gcs, bucket)},
-                lambda: len(names(bucket)), lambda: objects(bucket), CRASH_RECORDS // 2, unique)
+    storage_scenarios.sigkills_keep_every_record_exactly_once(
+        tmp_path, kafka, new_topic("crash", 2), CRASH_RECORDS // 2, bucket,
+        {"name": f"crash-{unique}", **sink(gcs, bucket)}, unique)
 
 
 def test_storage_outage_retries_without_loss_or_duplicates(
-        kafka: str, gcs: str, bucket: storage.Bucket, new_topic: Callable[..., str],
+        kafka: str, gcs: str, bucket: Bucket, new_topic: Callable[..., str],
         unique: str) -> None:
     endpoint = urlsplit(gcs)
     proxy = BlackoutProxy((endpoint.hostname or "", endpoint.port or 80)).start()
-    details = " ".join(outage_run(kafka, new_topic("outage", 1), f"outage-{unique}",
-                                  sink(proxy.url, bucket), proxy, lambda: objects(bucket),
-                                  OUTAGE_SECONDS))
-    assert "retrying write" in details and "GCS unreachable" in details, details
+    storage_scenarios.outage_loses_and_duplicates_nothing(
+        kafka, new_topic("outage", 1), f"outage-{unique}", bucket, proxy,
+        lambda url: sink(url, bucket), OUTAGE_SECONDS)
 
 
 def test_missing_bucket_is_named_by_validate_and_by_the_task_status(
-        kafka: str, gcs: str, bucket: storage.Bucket, new_topic: Callable[..., str],
+        kafka: str, gcs: str, bucket: Bucket, new_topic: Callable[..., str],
         unique: str) -> None:
     topic = new_topic("nobucket", 1)
     name = f"nobucket-{unique}"
@@ -176,18 +152,18 @@ def test_missing_bucket_is_named_by_validate_and_by_the_task_status(
     assert errors_of(validate(absent)) == {"gcs.bucket.name": [
         f"Bucket absent-{unique} does not exist; create it or fix gcs.bucket.name"]}
     with herder_running(kafka, name, config) as herder:
-        bucket.delete()  # gone after the connector started
+        bucket.bucket.delete()  # gone after the connector started
         produce(kafka, topic, [b'{"a": 1}'])
-        wait_for(lambda: first_task(herder, name)["state"] == State.FAILED.value, 60,
+        wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
                  "the task to fail")
-        trace = first_task(herder, name)["trace"]
+        trace = task_state(herder, name)["trace"]
         assert f"GCS bucket {bucket.name} does not exist; create it or fix gcs.bucket.name" \
             in trace, trace
         assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,
                                                       1).values())  # nothing committed
 
 
-def test_invalid_configuration_errors_name_each_key(gcs: str, bucket: storage.Bucket) -> None:
+def test_invalid_configuration_errors_name_each_key(gcs: str, bucket: Bucket) -> None:
     base = {"name": "bad", "connector.class": "io.confluent.connect.gcs.GcsSinkConnector",
             "topics": "t", "gcs.bucket.name": bucket.name, "format.class": "JsonFormat",
             "flush.size": "10", "store.url": gcs}

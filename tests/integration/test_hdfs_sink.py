@@ -10,33 +10,24 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 import pytest
 from fsspec.implementations.webhdfs import WebHDFS
 
 from kanal_worker.config.properties import load_properties
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
+from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
-from tests.integration.object_store import (
-    first_task,
-    herder_running,
-    outage_run,
-    produce_seed,
-    sigkill_run,
-)
 from tests.integration.standalone import wait_for
 from tests.integration.storage_data import (
-    ENVELOPE_SCHEMA,
     HOURLY,
     JSON_VALUES,
     assert_hourly_files,
-    read_back,
-    speeding,
+    produce_seed_readings,
 )
+from tests.integration.storage_scenarios import herder_running, line_total, task_state
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
@@ -49,16 +40,26 @@ def webhdfs(url: str, user: str = "kanal") -> WebHDFS:
     return WebHDFS(parts.hostname, port=parts.port, user=user, skip_instance_cache=True)
 
 
-def paths(fs: WebHDFS, root: str) -> list[str]:
-    try:
-        return list(fs.find(f"/{root}"))
-    except FileNotFoundError:
-        return []
+class Directory:
+    """The files a sink writes under /``root`` (its topics.dir is ``root``/topics), named
+    from ``topics/`` on as in an object store (a ``StoreView``), read over WebHDFS."""
 
+    def __init__(self, hdfs: str, root: str) -> None:
+        self.fs = webhdfs(hdfs)
+        self.root = root
 
-def files(fs: WebHDFS, root: str) -> dict[str, bytes]:
-    """The files under /``root``, by name relative to /, read over WebHDFS."""
-    return {path.lstrip("/"): fs.cat_file(path) for path in paths(fs, root)}
+    def paths(self) -> list[str]:
+        try:
+            return list(self.fs.find(f"/{self.root}/topics"))
+        except FileNotFoundError:
+            return []
+
+    def names(self) -> list[str]:
+        return [path.removeprefix(f"/{self.root}/") for path in self.paths()]
+
+    def objects(self) -> dict[str, bytes]:
+        return {path.removeprefix(f"/{self.root}/"): self.fs.cat_file(path)
+                for path in self.paths()}
 
 
 def sink(hdfs: str, root: str, **extra: str) -> dict[str, str]:
@@ -73,47 +74,32 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, hdfs: str,
                                                  unique: str) -> None:
     """The seed's pipeline into HDFS: JSON, one folder per hour, record by record."""
     topic = new_topic("vehicle.speeding", 2)
-    produced = produce_seed(kafka, topic)
+    produced = produce_seed_readings(kafka, topic)
     name = f"hdfs-sink-{unique}"
-    fs = webhdfs(hdfs)
-    with herder_running(kafka, name, {**sink(hdfs, f"seed-{unique}"), "topics": topic,
+    directory = Directory(hdfs, f"seed-{unique}")
+    with herder_running(kafka, name, {**sink(hdfs, directory.root), "topics": topic,
                                       "format.class": "JsonFormat", "flush.size": "100",
                                       **JSON_VALUES, **HOURLY}):
-        wait_for(lambda: sum(d.count(b"\n") for d in files(fs, f"seed-{unique}/topics")
-                             .values()) >= 1200, 90, "1200 records in files")
+        wait_for(lambda: line_total(directory) >= 1200, 90, "1200 records in files")
         wait_for(lambda: committed(kafka, f"connect-{name}", topic, 2) == {0: 600, 1: 600}, 30,
                  "offsets committed")
-    written = {name.removeprefix(f"seed-{unique}/"): data
-               for name, data in files(fs, f"seed-{unique}/topics").items()}
-    assert_hourly_files(written, topic, produced)
+    assert_hourly_files(directory.objects(), topic, produced)
     # no temporary file left behind, and the stopped task removed its directories
-    assert fs.ls(f"/seed-{unique}/logs/+tmp") == []
+    assert directory.fs.ls(f"/seed-{unique}/logs/+tmp") == []
 
 
 @pytest.mark.parametrize(("config", "suffix"), [
-    ({}, ".avro"),
+    ({"format.class": "io.confluent.connect.hdfs.avro.AvroFormat"}, ".avro"),
     ({"format.class": "io.confluent.connect.hdfs.json.JsonFormat"}, ".json"),
     ({"format.class": "io.confluent.connect.hdfs.parquet.ParquetFormat"}, ".snappy.parquet"),
-], ids=["avro-default", "json", "parquet"])
+], ids=["avro", "json", "parquet"])
 def test_each_format_reads_back_with_its_standard_reader(
         kafka: str, hdfs: str, new_topic: Callable[..., str], unique: str,
         config: dict[str, str], suffix: str) -> None:
-    topic = new_topic("formats", 1)
-    expected: list[Any] = [speeding(i) for i in range(500)]
-    produce(kafka, topic, [orjson.dumps({"schema": ENVELOPE_SCHEMA, "payload": v})
-                           for v in expected])
-    file_format = config.get("format.class", "AvroFormat").rsplit(".", 1)[-1]
-    fs = webhdfs(hdfs)
-    root = f"formats-{unique}"
-    with herder_running(kafka, f"formats-{unique}", {
-            **sink(hdfs, root), "topics": topic, "flush.size": "100",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter", **config}):
-        wait_for(lambda: len(files(fs, f"{root}/topics")) >= 5, 60, "5 files")
-    written = files(fs, f"{root}/topics")
-    assert sorted(written) == [f"{root}/topics/{topic}/partition=0/{topic}+0+{start:010d}{suffix}"
-                               for start in range(0, 500, 100)]
-    assert [v for name in sorted(written)
-            for v in read_back(file_format, name, written[name])] == expected
+    directory = Directory(hdfs, f"formats-{unique}")
+    storage_scenarios.each_record_reads_back(kafka, new_topic("formats", 1),
+                                             f"formats-{unique}", directory,
+                                             sink(hdfs, directory.root), config, suffix)
 
 
 def test_sigkill_leaves_no_half_file_and_every_record_once(
@@ -121,12 +107,10 @@ def test_sigkill_leaves_no_half_file_and_every_record_once(
         unique: str) -> None:
     """Killed mid-write, the task leaves whole files only (every line parses) and a
     replay neither loses nor duplicates a record."""
-    fs = webhdfs(hdfs)
-    root = f"crash-{unique}"
-    sigkill_run(tmp_path, kafka, new_topic("crash", 2),
-                {"name": f"crash-{unique}", **sink(hdfs, root)},
-                lambda: len(paths(fs, f"{root}/topics")), lambda: files(fs, f"{root}/topics"),
-                2_000, unique)
+    directory = Directory(hdfs, f"crash-{unique}")
+    storage_scenarios.sigkills_keep_every_record_exactly_once(
+        tmp_path, kafka, new_topic("crash", 2), 2_000, directory,
+        {"name": f"crash-{unique}", **sink(hdfs, directory.root)}, unique)
 
 
 def test_namenode_outage_retries_without_loss_or_duplicates(
@@ -135,12 +119,10 @@ def test_namenode_outage_retries_without_loss_or_duplicates(
     namenode's outage stops every create, append and rename)."""
     namenode = urlsplit(hdfs)
     proxy = BlackoutProxy((namenode.hostname or "", namenode.port or 80)).start()
-    root = f"outage-{unique}"
-    fs = webhdfs(hdfs)
-    details = " ".join(outage_run(kafka, new_topic("outage", 1), f"outage-{unique}",
-                                  sink(proxy.url, root), proxy,
-                                  lambda: files(fs, f"{root}/topics"), OUTAGE_SECONDS))
-    assert "retrying write" in details and "HDFS unreachable" in details, details
+    directory = Directory(hdfs, f"outage-{unique}")
+    storage_scenarios.outage_loses_and_duplicates_nothing(
+        kafka, new_topic("outage", 1), f"outage-{unique}", directory, proxy,
+        lambda url: sink(url, directory.root), OUTAGE_SECONDS)
 
 
 def test_directory_without_write_permission_is_named_by_validate_and_task_status(
@@ -161,9 +143,9 @@ def test_directory_without_write_permission_is_named_by_validate_and_task_status
     with herder_running(kafka, name, config) as herder:
         owner.chmod(f"/locked-{unique}", "755")  # taken away after the connector started
         produce(kafka, topic, [b'{"a": 1}'])
-        wait_for(lambda: first_task(herder, name)["state"] == State.FAILED.value, 60,
+        wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
                  "the task to fail")
-        trace = first_task(herder, name)["trace"]
+        trace = task_state(herder, name)["trace"]
         assert "HDFS refused user intruder" in trace, trace
         assert "grant that user write access to topics.dir and logs.dir" in trace, trace
         assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,
@@ -182,7 +164,7 @@ def test_unreachable_namenode_is_retried_and_shown_in_status(
                  "the retry in the task status")
         detail = herder.runners()[0].status.detail or ""
         assert "check hdfs.url" in detail, detail
-        assert first_task(herder, name)["state"] == State.RUNNING.value
+        assert task_state(herder, name)["state"] == State.RUNNING.value
 
 
 def test_invalid_configuration_errors_name_each_key(hdfs: str) -> None:

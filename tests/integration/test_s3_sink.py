@@ -12,10 +12,10 @@ default 15; the issue's check is 60).
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -23,25 +23,32 @@ import orjson
 import pytest
 
 from dev.stack_env import stack_env
-from kanal_worker.connectors.telemetry import reading
-from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
+from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
-from tests.integration.object_store import outage_run, sigkill_run
 from tests.integration.standalone import (
+    KANAL,
     wait_for,
+    write_properties,
 )
 from tests.integration.storage_data import (
     ENVELOPE_SCHEMA,
     HOURLY,
     JSON_VALUES,
-    START,
     assert_hourly_files,
     json_lines,
+    produce_seed_readings,
     read_back,
     speeding,
+)
+from tests.integration.storage_scenarios import (
+    each_record_reads_back,
+    line_total,
+    outage_loses_and_duplicates_nothing,
+    sigkills_keep_every_record_exactly_once,
+    task_state,
 )
 from tests.kafka_helpers import committed, produce
 
@@ -77,9 +84,6 @@ class Bucket:
         return {key: self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
                 for key in self.names()}
 
-    def line_total(self) -> int:
-        return sum(data.count(b"\n") for data in self.objects().values())
-
 
 def s3_settings(s3: dict[str, str], bucket: Bucket, store_url: str | None = None
                 ) -> dict[str, str]:
@@ -92,18 +96,9 @@ def s3_settings(s3: dict[str, str], bucket: Bucket, store_url: str | None = None
 
 @contextmanager
 def herder_running(kafka: str, name: str, config: dict[str, str]) -> Iterator[StandaloneHerder]:
-    herder = StandaloneHerder({"bootstrap.servers": kafka, "offset.flush.interval.ms": "1000",
-                               "listeners": ""}, "test:8083", MemoryOffsetStore())
-    herder.put_connector(name, {"connector.class": CONNECTOR, "tasks.max": "1", **config})
-    try:
+    with storage_scenarios.herder_running(kafka, name, {"connector.class": CONNECTOR,
+                                                        **config}) as herder:
         yield herder
-    finally:
-        herder.stop_all()
-
-
-def task_state(herder: StandaloneHerder, name: str) -> dict[str, Any]:
-    task: dict[str, Any] = herder.connector_status(name)["tasks"][0]
-    return task
 
 
 def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, s3: dict[str, str],
@@ -111,18 +106,13 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, s3: dict[str, str],
                                                  unique: str) -> None:
     """The seed's pipeline: speeding events as JSON, one folder per hour, record by record."""
     topic = new_topic("vehicle.speeding", 2)
-    produced: dict[int, list[bytes | None]] = {}
-    for partition in (0, 1):
-        values: list[bytes | None] = [orjson.dumps(reading(partition, seq, 50, START, 20_000))
-                                      for seq in range(600)]
-        produce(kafka, topic, values, partition=partition)
-        produced[partition] = values
+    produced = produce_seed_readings(kafka, topic)
     name = f"s3-sink-{unique}"
     bucket = Bucket(s3, f"telemetry-{unique}")
     with herder_running(kafka, name, {"topics": topic, "format.class": "JsonFormat",
                                       "flush.size": "100", **s3_settings(s3, bucket),
                                       **JSON_VALUES, **HOURLY}):
-        wait_for(lambda: bucket.line_total() >= 1200, 90, "1200 records in objects")
+        wait_for(lambda: line_total(bucket) >= 1200, 90, "1200 records in objects")
         wait_for(lambda: committed(kafka, f"connect-{name}", topic, 2) == {0: 600, 1: 600}, 30,
                  "offsets committed")
     assert_hourly_files(bucket.objects(), topic, produced)
@@ -141,26 +131,10 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, s3: dict[str, str],
 def test_each_format_reads_back_with_its_standard_reader(
         kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str,
         config: dict[str, str], suffix: str) -> None:
-    topic = new_topic("formats", 1)
-    expected: list[Any] = [speeding(i) for i in range(500)]
-    if "ByteArrayConverter" in config.get("value.converter", ""):
-        expected = [f"raw-{i}-\x01\x02".encode() for i in range(500)]
-        produce(kafka, topic, expected)
-    else:
-        produce(kafka, topic, [orjson.dumps({"schema": ENVELOPE_SCHEMA, "payload": v})
-                               for v in expected])
-    file_format = config["format.class"].rsplit(".", 1)[-1]
     bucket = Bucket(s3, f"formats-{unique}")
-    with herder_running(kafka, f"formats-{unique}", {
-            "topics": topic, "flush.size": "100",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            **s3_settings(s3, bucket), **config}):
-        wait_for(lambda: len(bucket.names()) >= 5, 60, "5 files")
-    files = bucket.objects()
-    assert sorted(files) == [f"topics/{topic}/partition=0/{topic}+0+{start:010d}{suffix}"
-                             for start in range(0, 500, 100)]
-    assert [v for name in sorted(files) for v in read_back(file_format, name, files[name])] == \
-        expected
+    each_record_reads_back(kafka, new_topic("formats", 1), f"formats-{unique}", bucket,
+                           {"connector.class": CONNECTOR, **s3_settings(s3, bucket)},
+                           config, suffix)
 
 
 def test_large_files_are_multipart_uploads_written_once_with_conditional_writes(
@@ -195,10 +169,10 @@ def test_sigkill_at_random_points_keeps_every_record_exactly_once(
         tmp_path: Path, kafka: str, s3: dict[str, str], new_topic: Callable[..., str],
         unique: str) -> None:
     bucket = Bucket(s3, f"crash-{unique}")
-    sigkill_run(tmp_path, kafka, new_topic("crash", 2),
-                {"name": f"crash-{unique}", "connector.class": CONNECTOR,
-                 **s3_settings(s3, bucket)},
-                lambda: len(bucket.names()), bucket.objects, CRASH_RECORDS // 2, unique)
+    sigkills_keep_every_record_exactly_once(
+        tmp_path, kafka, new_topic("crash", 2), CRASH_RECORDS // 2, bucket,
+        {"name": f"crash-{unique}", "connector.class": CONNECTOR, **s3_settings(s3, bucket)},
+        unique)
 
 
 def test_storage_outage_retries_without_loss_or_duplicates(
@@ -206,11 +180,11 @@ def test_storage_outage_retries_without_loss_or_duplicates(
     endpoint = urlsplit(s3["KANAL_S3_ENDPOINT"])
     proxy = BlackoutProxy((endpoint.hostname or "", endpoint.port or 80)).start()
     bucket = Bucket(s3, f"outage-{unique}")
-    details = outage_run(kafka, new_topic("outage", 1), f"outage-{unique}", {
-        "connector.class": CONNECTOR, **s3_settings(s3, bucket, proxy.url),
-        "s3.part.retries": "1", "s3.connection.timeout.ms": "2000"},
-        proxy, bucket.objects, OUTAGE_S)
-    assert "retrying write" in " ".join(details), details
+    outage_loses_and_duplicates_nothing(
+        kafka, new_topic("outage", 1), f"outage-{unique}", bucket, proxy,
+        lambda url: {"connector.class": CONNECTOR, **s3_settings(s3, bucket, url),
+                     "s3.part.retries": "1", "s3.connection.timeout.ms": "2000"},
+        OUTAGE_S)
 
 
 def test_a_configuration_from_confluents_documentation_runs_unchanged(
@@ -246,7 +220,8 @@ def test_a_configuration_from_confluents_documentation_runs_unchanged(
 
 
 def test_bad_stores_are_named_by_key_in_validate_and_task_status(
-        kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str) -> None:
+        tmp_path: Path, kafka: str, s3: dict[str, str], new_topic: Callable[..., str],
+        unique: str) -> None:
     bucket = Bucket(s3, f"bad-{unique}")
     base = {"name": "bad", "connector.class": CONNECTOR, "topics": "t",
             "format.class": "JsonFormat", "flush.size": "10", **s3_settings(s3, bucket)}
@@ -277,6 +252,15 @@ def test_bad_stores_are_named_by_key_in_validate_and_task_status(
     assert "go together" in errors(aws_secret_access_key=None)["aws.secret.access.key"][0]
     hidden = {c["value"]["name"]: c["value"]["value"] for c in validate(base)["configs"]}
     assert hidden["aws.secret.access.key"] == "[hidden]"
+    # the command line says the same, without the secret
+    properties = write_properties(tmp_path / "bad.properties", {
+        **base, "aws.access.key.id": s3["KANAL_S3_USER_ACCESS_KEY"],
+        "aws.secret.access.key": s3["KANAL_S3_USER_SECRET_KEY"]})
+    checked = subprocess.run([KANAL, "validate", str(properties)], capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert checked.returncode != 0 and "s3.bucket.name: S3 denied access" in checked.stderr, \
+        checked.stderr
+    assert s3["KANAL_S3_USER_SECRET_KEY"] not in checked.stdout + checked.stderr
 
     # the task says the same (here the bucket goes away after creation), fails, and
     # commits nothing

@@ -22,7 +22,8 @@ from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.registry import GROUPS, find, plugins
 from kanal_worker.runtime.standalone import StandaloneHerder
 
-HEAVY = ("azure", "pyarrow", "fastavro", "kanal_worker.connectors.azure_blob",
+HEAVY = ("azure", "boto3", "botocore", "pyarrow", "fastavro",
+         "kanal_worker.connectors.azure_blob", "kanal_worker.connectors.s3",
          "kanal_worker.converters.avro", "kanal_worker.transforms.")
 
 
@@ -119,21 +120,25 @@ def test_the_azure_sink_is_listed_described_and_validated_without_its_sdk() -> N
     assert {m for m in modules if m.split(".")[0] in ("azure", "pyarrow")} == set()
 
 
-def test_the_gcs_and_hdfs_sinks_are_listed_and_checked_without_their_clients() -> None:
-    """Their clients load when a store is contacted: by a task, or by validate once the
+@pytest.mark.parametrize(("config", "key", "package", "clients"), [
+    ({"connector.class": "S3SinkConnector", "format.class": "JsonFormat",
+      "s3.bucket.name": "telemetry", "aws.access.key.id": "AKIA"},
+     "aws.secret.access.key", "s3", ("boto3", "botocore")),
+    ({"connector.class": "io.confluent.connect.gcs.GcsSinkConnector",
+      "format.class": "JsonFormat"}, "gcs.bucket.name", "gcs", ("google",)),
+    ({"connector.class": "io.confluent.connect.hdfs.HdfsSinkConnector", "hdfs.url": "ftp://nn"},
+     "hdfs.url", "hdfs", ("fsspec", "requests")),
+], ids=["s3", "gcs", "hdfs"])
+def test_an_object_store_sink_is_checked_without_its_client(
+        config: dict[str, str], key: str, package: str, clients: tuple[str, ...]) -> None:
+    """The client loads when the store is contacted: by a task, or by validate once the
     configuration itself is right (it probes the bucket or the directories)."""
     modules = imported_after(
-        "from kanal_worker.runtime.registry import find, plugins\n"
         "from kanal_worker.runtime.validation import errors_of, validate\n"
-        "assert {'GcsSinkConnector', 'HdfsSinkConnector'} <= set(plugins('connector'))\n"
-        "gcs = errors_of(validate({'name': 'g', 'topics': 't', 'format.class': 'JsonFormat',\n"
-        "    'connector.class': 'io.confluent.connect.gcs.GcsSinkConnector'}))\n"
-        "assert list(gcs) == ['gcs.bucket.name'], gcs\n"
-        "hdfs = errors_of(validate({'name': 'h', 'topics': 't', 'hdfs.url': 'ftp://nn',\n"
-        "    'connector.class': 'io.confluent.connect.hdfs.HdfsSinkConnector'}))\n"
-        "assert list(hdfs) == ['hdfs.url'], hdfs")
-    assert {"kanal_worker.connectors.gcs", "kanal_worker.connectors.hdfs"} <= modules
-    assert {m for m in modules if m.split(".")[0] in ("google", "fsspec")} == set()
+        f"errors = errors_of(validate({{'name': 'a', 'topics': 't', **{config!r}}}))\n"
+        f"assert list(errors) == [{key!r}], errors")
+    assert f"kanal_worker.connectors.{package}" in modules
+    assert {m for m in modules if m.split(".")[0] in clients} == set()
 
 
 def test_a_standalone_worker_without_listeners_does_not_load_fastapi() -> None:

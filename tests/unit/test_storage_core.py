@@ -6,13 +6,17 @@ same ObjectStore protocol whichever sink it serves.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import orjson
 import pytest
 
 from kanal_worker.api import ConfigError, SinkBatch, SinkRecord, TopicPartition
+from kanal_worker.api.config import describe
 from kanal_worker.connectors.s3.settings import S3SinkSettings
 from kanal_worker.connectors.s3.task import S3SinkTask
 from kanal_worker.connectors.storage.checks import config_problems
+from kanal_worker.connectors.storage.settings import StorageSinkSettings
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.unit.test_azure_writer import Context, MemoryContainer
 
@@ -107,3 +111,11 @@ def test_single_bad_values_are_named_without_contacting_the_store(
     errors = errors_of(validate({"name": "s3", "connector.class": "S3SinkConnector",
                                  "topics": "t", **BASE, key: value}))
     assert words in errors[key][0], errors
+
+
+def test_the_s3_page_documents_every_key_of_its_own() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "s3-sink.md").read_text()
+    shared = {info.name for info in describe(StorageSinkSettings)}
+    missing = [info.name for info in describe(S3SinkSettings)
+               if info.name not in shared and f"`{info.name}`" not in page]
+    assert missing == []
