@@ -11,7 +11,9 @@ default 15; the issue's check is 60).
 
 from __future__ import annotations
 
+import io
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,8 +21,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import boto3
+import fastavro
 import orjson
 import pytest
+from confluent_kafka import Producer
 
 from dev.stack_env import stack_env
 from kanal_worker.runtime.standalone import StandaloneHerder
@@ -30,7 +34,9 @@ from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
 from tests.integration.standalone import (
     KANAL,
+    Standalone,
     wait_for,
+    worker_properties,
     write_properties,
 )
 from tests.integration.storage_data import (
@@ -163,6 +169,69 @@ def test_large_files_are_multipart_uploads_written_once_with_conditional_writes(
         assert task_state(herder, f"multipart-again-{unique}")["state"] == State.RUNNING.value
     assert bucket.objects() == first
     assert [r["seq"] for r in json_lines(first)] == list(range(12_000))
+
+
+KEYED_RECORDS = 3000
+KEYLESS_AT = 1000
+"""The offset of the one record without a key: it fails, and errors.tolerance=all skips it."""
+
+
+def produce_keyed(kafka: str, topic: str) -> None:
+    """``{"seq": i}`` with key ``key-i`` and headers trace=t-i and n=i; one record keyless."""
+    producer = Producer({"bootstrap.servers": kafka, "linger.ms": 20})
+    for i in range(KEYED_RECORDS + 1):
+        seq = i - (i > KEYLESS_AT)
+        producer.produce(topic, value=orjson.dumps({"seq": seq}) if i != KEYLESS_AT else b"{}",
+                         key=None if i == KEYLESS_AT else f"key-{seq}".encode(),
+                         headers=[("trace", f"t-{seq}".encode()), ("n", str(seq).encode())],
+                         partition=0)
+    assert producer.flush(60) == 0
+
+
+def test_keys_and_headers_files_match_their_values_and_a_sigkill_rerun_rewrites_them(
+        tmp_path: Path, kafka: str, s3: dict[str, str], new_topic: Callable[..., str],
+        unique: str) -> None:
+    """store.kafka.keys/headers: a .keys.avro and a .headers.avro object beside each value
+    object, record by record; objects written before a SIGKILL are rewritten with the same
+    bytes; the keyless record fails alone (errors.tolerance=all) in all three."""
+    topic = new_topic("keyed", 1)
+    produce_keyed(kafka, topic)
+    bucket = Bucket(s3, f"keyed-{unique}")
+    name = f"keyed-{unique}"
+    properties = write_properties(tmp_path / "sink.properties", {
+        "name": name, "connector.class": CONNECTOR, "topics": topic,
+        "format.class": "JsonFormat", "flush.size": "500", "store.kafka.keys": "true",
+        "store.kafka.headers": "true", "errors.tolerance": "all", **JSON_VALUES,
+        **s3_settings(s3, bucket)})
+    worker, log = worker_properties(tmp_path, kafka), tmp_path / "kanal.log"
+    run = Standalone(worker, properties, log=log).start()
+    try:
+        wait_for(lambda: len(bucket.names()) >= 3, 120, f"the first files (log: {log})")
+    finally:
+        run.stop(signal.SIGKILL)
+    before_kill = bucket.objects()
+    run = Standalone(worker, properties, log=log).start()
+    try:
+        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) ==
+                 {0: KEYED_RECORDS + 1}, 180, f"every offset committed (log: {log})")
+    finally:
+        assert run.stop() == 0
+    files = bucket.objects()
+    assert {key: files[key] for key in before_kill} == before_kill, "rewritten differently"
+    base = f"topics/{topic}/partition=0/{topic}+0+"
+    starts = [0, 500, *range(KEYLESS_AT + 1, KEYED_RECORDS + 1, 500)]  # none at the keyless
+    assert sorted(files) == sorted(f"{base}{start:010d}{suffix}" for start in starts
+                                   for suffix in (".json", ".keys.avro", ".headers.avro"))
+    values, keys, headers = [], [], []
+    for start in starts:
+        name_of = f"{base}{start:010d}"
+        values += [r["seq"] for r in json_lines({name_of: files[f"{name_of}.json"]})]
+        keys += list(fastavro.reader(io.BytesIO(files[f"{name_of}.keys.avro"])))
+        headers += list(fastavro.reader(io.BytesIO(files[f"{name_of}.headers.avro"])))
+    assert values == list(range(KEYED_RECORDS))
+    assert keys == [f"key-{seq}" for seq in values]
+    assert headers == [[{"key": "trace", "value": f"t-{seq}"}, {"key": "n", "value": str(seq)}]
+                       for seq in values]
 
 
 def test_sigkill_at_random_points_keeps_every_record_exactly_once(

@@ -87,7 +87,6 @@ def test_confluent_class_names_and_keys_parse() -> None:
 @pytest.mark.parametrize(("config", "key", "words"), [
     ({"aws.access.key.id": "AKIA"}, "aws.secret.access.key", "go together"),
     ({"s3.sse.kms.key.id": "k"}, "s3.sse.kms.key.id", "aws:kms"),
-    ({"store.kafka.keys": "true"}, "store.kafka.keys", "not supported"),
     ({"s3.ssea.name": "aws:kms", "s3.sse.customer.key": "a2V5"}, "s3.sse.customer.key",
      "excludes"),
 ])

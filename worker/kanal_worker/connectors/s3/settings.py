@@ -16,7 +16,6 @@ from pydantic import SecretStr, field_validator
 
 from kanal_worker.api import setting
 from kanal_worker.connectors.storage.settings import (
-    CONNECTOR,
     MEBIBYTE,
     STORAGE,
     Lower,
@@ -125,16 +124,6 @@ class S3SinkSettings(StorageSinkSettings):
         STORAGE_CLASS, key="storage.class", importance="HIGH", group=STORAGE,
         display="Storage Class",
         doc="Confluent's storage class; only io.confluent.connect.s3.storage.S3Storage.")
-    store_kafka_keys: bool = setting(
-        False, key="store.kafka.keys", importance="LOW", group=CONNECTOR,
-        display="Store Kafka Keys",
-        doc="Confluent writes record keys to .keys files beside the values; Kanal does not "
-            "yet and refuses true.")
-    store_kafka_headers: bool = setting(
-        False, key="store.kafka.headers", importance="LOW", group=CONNECTOR,
-        display="Store Kafka Headers",
-        doc="Confluent writes record headers to .headers files beside the values; Kanal "
-            "does not yet and refuses true.")
 
     @property
     def part_size(self) -> int:
@@ -203,9 +192,4 @@ def s3_problems(settings: S3SinkSettings) -> dict[str, list[str]]:
                                            "s3.ssea.name; set only one"]
     if settings.s3_sse_kms_key_id and settings.s3_ssea_name != "aws:kms":
         problems["s3.sse.kms.key.id"] = ["s3.sse.kms.key.id needs s3.ssea.name=aws:kms"]
-    for key, stored in (("store.kafka.keys", settings.store_kafka_keys),
-                        ("store.kafka.headers", settings.store_kafka_headers)):
-        if stored:
-            problems[key] = [f"{key}=true is not supported by Kanal yet; set it to false "
-                             "(the values are written as usual)"]
     return problems

@@ -250,11 +250,13 @@ class AvroWriter(FileWriter):
 # -- choosing ----------------------------------------------------------------------------
 
 
-def build_format(settings: StorageSinkSettings) -> FileFormat:
+def build_format(settings: StorageSinkSettings, format_class: str | None = None) -> FileFormat:
+    """The format of ``format.class``, or of ``format_class`` (the keys' or headers' files)
+    with the same codecs and compression."""
     gzip_level = None
     if settings.compression_type == "gzip":
         gzip_level = 6 if settings.compression_level < 0 else settings.compression_level
-    match settings.format_class:
+    match format_class or settings.format_class:
         case "AvroFormat":
             return AvroFormat(settings.avro_codec)
         case "ParquetFormat":
@@ -269,6 +271,10 @@ def build_format(settings: StorageSinkSettings) -> FileFormat:
 
 def format_problems(settings: StorageSinkSettings) -> dict[str, list[str]]:
     """Format settings this machine cannot honour, by key."""
+    if settings.store_kafka_headers and settings.headers_format_class == "ByteArrayFormat":
+        return {"headers.format.class": ["ByteArrayFormat writes bytes, not the list of "
+                                         "headers; use AvroFormat, JsonFormat or "
+                                         "ParquetFormat"]}
     if settings.format_class == "AvroFormat" and settings.avro_codec != "null":
         try:
             fastavro.writer(io.BytesIO(), {"type": "string"}, ["probe"],

@@ -101,6 +101,30 @@ class StorageSinkSettings(Settings):
                 doc="NONE starts a new file whenever a record's value schema differs from "
                     "its file's; BACKWARD and FULL when the schema version grows, FORWARD when "
                     "it shrinks, projecting the other records onto the file's schema.")
+    store_kafka_keys: bool = setting(
+        False, key="store.kafka.keys", importance="LOW", group=CONNECTOR,
+        display="Store Kafka Keys",
+        doc="Also write each record's key, in keys.format.class, to a file beside its value "
+            "file: the same name with .keys before the extension (t+0+0000000000.keys.avro), "
+            "cut with it, one key per value in the same order. A record without a key fails "
+            "(errors.tolerance=all sends it to the dead letter queue).")
+    store_kafka_headers: bool = setting(
+        False, key="store.kafka.headers", importance="LOW", group=CONNECTOR,
+        display="Store Kafka Headers",
+        doc="Also write each record's headers, in headers.format.class, to a file beside its "
+            "value file (.headers before the extension), as a list of {key, value} with the "
+            "values as text. A record without headers fails (errors.tolerance=all sends it "
+            "to the dead letter queue).")
+    keys_format_class: str = setting(
+        "AvroFormat", key="keys.format.class", importance="LOW", group=CONNECTOR,
+        display="Keys format class",
+        doc="Format of the .keys files with store.kafka.keys: JsonFormat, AvroFormat, "
+            "ParquetFormat or ByteArrayFormat (Confluent's class names work too).")
+    headers_format_class: str = setting(
+        "AvroFormat", key="headers.format.class", importance="LOW", group=CONNECTOR,
+        display="Headers format class",
+        doc="Format of the .headers files with store.kafka.headers: JsonFormat, AvroFormat "
+            "or ParquetFormat (Confluent's class names work too).")
     filename_offset_zero_pad_width: int = setting(
         10, key="filename.offset.zero.pad.width", importance="LOW", group=CONNECTOR, ge=0,
         display="Filename Offset Zero Pad Width",
@@ -199,7 +223,7 @@ class StorageSinkSettings(Settings):
         """gzip level 0-9, -1 for zlib's default."""
         ...
 
-    @field_validator("format_class")
+    @field_validator("format_class", "keys_format_class", "headers_format_class")
     @classmethod
     def _known_format(cls, value: str) -> str:
         return _simple_name(value, FORMAT_NAMES, "format")

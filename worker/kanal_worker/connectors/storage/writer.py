@@ -22,23 +22,32 @@ is none). At that offset no file was open, so a replay from it starts from the s
 the same files at the same offsets, under the same names (``<topic>+<partition>+
 <first offset>``) with the same bytes. Files already committed are overwritten with
 identical content; nothing is written twice under two names, nothing is skipped.
+
+With ``store.kafka.keys`` / ``store.kafka.headers`` every value file has companions:
+the keys and headers of its records, in the same order, under the value file's name
+with ``.keys`` / ``.headers`` before their own format's extension
+(``t+0+0000000000.keys.avro``). A companion opens, closes and commits with its value
+file and belongs to the same set, so the rules above hold for all three; a record
+whose key or headers cannot be written fails before any of the files changes.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kanal_worker.api import DataError, SinkRecord, TopicPartition
-from kanal_worker.api.schema import Schema
+from kanal_worker.api.schema import STRING, Schema, Type, struct
 from kanal_worker.connectors.storage import schemas
 from kanal_worker.connectors.storage.formats import (
     BlockSpool,
     FileFormat,
     FileWriter,
     JsonFormat,
+    build_format,
 )
 from kanal_worker.connectors.storage.partitioners import (
     DefaultPartitioner,
@@ -49,7 +58,12 @@ from kanal_worker.connectors.storage.partitioners import (
 )
 from kanal_worker.connectors.storage.settings import StorageSinkSettings
 from kanal_worker.connectors.storage.timeformat import parse_zone
+from kanal_worker.converters.simple import SimpleHeaderConverter
 
+HEADERS_SCHEMA = Schema(Type.ARRAY, value_schema=struct([("key", STRING),
+                                                        ("value", STRING)]))
+"""Confluent's view of a record's headers: a list of {key, value}, the values as text."""
+_header_text = SimpleHeaderConverter({}).from_connect_header
 NULL_VALUE = ("Null valued records are not writeable with current behavior.on.null.values "
               "'fail' setting; set behavior.on.null.values=ignore to skip them")
 
@@ -73,10 +87,18 @@ class Layout:
     directory_delim: str
     file_delim: str
     offset_width: int
+    key_format: FileFormat | None = None
+    """The format of the ``.keys`` files (``store.kafka.keys``); None: no keys stored."""
+    header_format: FileFormat | None = None
+    """The format of the ``.headers`` files (``store.kafka.headers``)."""
 
     @classmethod
     def from_settings(cls, settings: StorageSinkSettings, file_format: FileFormat) -> Layout:
         return cls(
+            key_format=build_format(settings, settings.keys_format_class)
+            if settings.store_kafka_keys else None,
+            header_format=build_format(settings, settings.headers_format_class)
+            if settings.store_kafka_headers else None,
             format=file_format,
             partitioner=build_partitioner(settings),
             extractor=build_extractor(settings),
@@ -103,14 +125,55 @@ class Layout:
         """Whether files are the JSON values as received, one per line, cut by count
         alone: then ``PartitionFiles.write_lines`` places a whole run of them at once."""
         return (isinstance(self.format, JsonFormat) and not self.uses_time
-                and isinstance(self.partitioner, DefaultPartitioner))
+                and isinstance(self.partitioner, DefaultPartitioner)
+                and not self.companions)
 
-    def blob_name(self, tp: TopicPartition, encoded: str, start: int) -> str:
-        """``<topics.dir>/<topic>/<encoded partition>/<topic>+<partition>+<start>.<ext>``."""
+    @property
+    def companions(self) -> list[tuple[str, FileFormat]]:
+        """The files written beside each value file: (name suffix, format)."""
+        return [(suffix, found) for suffix, found in ((".keys", self.key_format),
+                                                      (".headers", self.header_format))
+                if found is not None]
+
+    def blob_name(self, tp: TopicPartition, encoded: str, start: int, suffix: str = "",
+                  file_format: FileFormat | None = None) -> str:
+        """``<topics.dir>/<topic>/<encoded partition>/<topic>+<partition>+<start>.<ext>``;
+        a companion's ``<suffix>`` (``.keys``, ``.headers``) comes before its extension."""
         d, f = self.directory_delim, self.file_delim
         prefix = f"{self.topics_dir}{d}" if self.topics_dir else ""
+        extension = (file_format or self.format).extension
         return (f"{prefix}{tp.topic}{d}{encoded}{d}{tp.topic}{f}{tp.partition}{f}"
-                f"{start:0{self.offset_width}d}{self.format.extension}")
+                f"{start:0{self.offset_width}d}{suffix}{extension}")
+
+    def views(self, record: SinkRecord) -> list[tuple[Schema | None, object]]:
+        """What the companions of ``record``'s file hold of it, prepared by their formats
+        (Confluent fails a record without a key or without headers the same way)."""
+        prepared: list[tuple[Schema | None, object]] = []
+        if self.key_format is not None:
+            if record.key is None:
+                raise DataError(f"Key cannot be null for the record at offset "
+                                f"{record.kafka_offset}: store.kafka.keys=true writes every "
+                                f"record's key beside its value")
+            prepared.append(self.key_format.prepare(record.key, record.key_schema, None))
+        if self.header_format is not None:
+            if not record.headers:
+                raise DataError(f"Headers cannot be null for the record at offset "
+                                f"{record.kafka_offset}: store.kafka.headers=true writes every "
+                                f"record's headers beside its value")
+            headers = [{"key": header.key, "value": header_text(header.value)}
+                       for header in record.headers]
+            prepared.append(self.header_format.prepare(headers, HEADERS_SCHEMA, None))
+        return prepared
+
+
+def header_text(value: object) -> str:
+    """A header value as text, as Connect's ``Values.convertToString`` prints it."""
+    if value is None:
+        raise DataError("A header without a value cannot be stored (store.kafka.headers "
+                        "writes every header's value as text)")
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode()
+    return (_header_text("", "", None, value) or b"").decode()
 
 
 @dataclass(eq=False)
@@ -132,6 +195,8 @@ class OpenFile:
     """The whole content of a finished file smaller than a block (one put)."""
     finished: bool = False
     durable: bool = False
+    companions: list[OpenFile] = field(default_factory=list)
+    """The keys and headers files cut with this value file (``Layout.companions``)."""
 
     def take_blocks(self, block_size: int) -> None:
         for data in self.spool.take_blocks(block_size):
@@ -156,7 +221,8 @@ class OpenFile:
     def buffered(self) -> int:
         """Bytes held in memory for this file until they are uploaded."""
         return self.writer.pending + self.spool.held + len(self.single or b"") + \
-            sum(len(data) for _, data in self.unstaged)
+            sum(len(data) for _, data in self.unstaged) + \
+            sum(companion.buffered for companion in self.companions)
 
     @property
     def has_work(self) -> bool:
@@ -234,10 +300,13 @@ class PartitionFiles:
                 return
             raise DataError(NULL_VALUE)
         layout = self.layout
+        views = layout.views(record) if layout.companions else []
         timestamp = layout.extractor(record, now_ms) if layout.uses_time else None
         encoded, bucket = layout.partitioner.encode(record, timestamp)
         end_set = self._set_ends(timestamp, bucket, now_ms)
         current = None if end_set else self.open.get(encoded)
+        if current is not None and not _holds(current, views):
+            current = None
         schema, encoded_value = record.value_schema, record.encoded_value
         if current is not None:
             action = schemas.decide(layout.compatibility, current.record_schema, schema)
@@ -257,8 +326,10 @@ class PartitionFiles:
             current = None
         if current is None:
             current = self._open(encoded, record.kafka_offset, schema, format_schema, timestamp,
-                                 now_ms)
+                                 now_ms, views)
         current.writer.append(payload)
+        for companion, (_, view) in zip(current.companions, views, strict=True):
+            companion.writer.append(view)
         self._writes += 1
         current.last_write = self._writes
         self.set_records += 1
@@ -280,7 +351,8 @@ class PartitionFiles:
             bucket is not None and self.newest_bucket is not None and bucket > self.newest_bucket)
 
     def _open(self, encoded: str, offset: int, record_schema: Schema | None,
-              format_schema: Schema | None, timestamp: int | None, now_ms: int) -> OpenFile:
+              format_schema: Schema | None, timestamp: int | None, now_ms: int,
+              views: list[tuple[Schema | None, object]] | None = None) -> OpenFile:
         if len(self.open) >= self.layout.max_open_files:
             self._close(min(self.open.values(), key=lambda f: f.last_write))
         if self.set_start is None:
@@ -289,23 +361,33 @@ class PartitionFiles:
             if self.layout.schedule_interval_ms > 0:
                 self.next_scheduled = next_rotation(now_ms, self.layout.schedule_interval_ms,
                                                     self.layout.schedule_zone)
-        name = self.layout.blob_name(self.tp, encoded, offset)
-        spool = BlockSpool()
-        opened = OpenFile(name=name, set_start=self.set_start,
-                          record_schema=record_schema, format_schema=format_schema,
-                          writer=self.layout.format.open(format_schema, spool, name),
-                          spool=spool)
+        opened = self._new_file(self.layout.blob_name(self.tp, encoded, offset),
+                                self.layout.format, record_schema, format_schema)
+        for (suffix, companion_format), (view_schema, _) in zip(self.layout.companions,
+                                                                views or [], strict=True):
+            opened.companions.append(self._new_file(
+                self.layout.blob_name(self.tp, encoded, offset, suffix, companion_format),
+                companion_format, view_schema, view_schema))
         self.open[encoded] = opened
         return opened
+
+    def _new_file(self, name: str, file_format: FileFormat, record_schema: Schema | None,
+                  format_schema: Schema | None) -> OpenFile:
+        assert self.set_start is not None
+        spool = BlockSpool()
+        return OpenFile(name=name, set_start=self.set_start, record_schema=record_schema,
+                        format_schema=format_schema,
+                        writer=file_format.open(format_schema, spool, name), spool=spool)
 
     def close_file(self, file: OpenFile) -> None:
         """Commit one open file early (the task's memory ceiling)."""
         self._close(file)
 
     def _close(self, file: OpenFile) -> None:
-        file.finish(self.layout.block_size)
+        for part in (file, *file.companions):
+            part.finish(self.layout.block_size)
+            self.closed.append(part)
         del self.open[next(k for k, v in self.open.items() if v is file)]
-        self.closed.append(file)
 
     def end_set(self) -> None:
         """Close every open file: the set is complete."""
@@ -324,10 +406,11 @@ class PartitionFiles:
 
     def uploads(self) -> Iterator[OpenFile]:
         """Files with blocks to stage or a finished file to commit."""
-        for file in self.open.values():
-            file.take_blocks(self.layout.block_size)
-            if file.has_work:
-                yield file
+        for opened in self.open.values():
+            for file in (opened, *opened.companions):
+                file.take_blocks(self.layout.block_size)
+                if file.has_work:
+                    yield file
         for file in self.closed:
             if file.has_work:
                 yield file
@@ -342,6 +425,13 @@ class PartitionFiles:
         if self.set_start is not None:
             starts.append(self.set_start)
         return min(starts) if starts else None
+
+
+def _holds(file: OpenFile, views: list[tuple[Schema | None, object]]) -> bool:
+    """Whether ``file``'s companions take these keys and headers: a key of another
+    schema needs new files, as a value of another schema does."""
+    return all(companion.format_schema == schema
+               for companion, (schema, _) in zip(file.companions, views, strict=True))
 
 
 def next_rotation(now_ms: int, interval_ms: int, zone: dt.tzinfo) -> int:
