@@ -21,6 +21,8 @@ class Stack:
     azurite: str | None
     s3: Mapping[str, str] | None
     """``KANAL_S3_*`` of the S3 server."""
+    gcs: str | None
+    """``KANAL_GCS_ENDPOINT`` of the GCS emulator."""
     peer_url: str | None
     kafka_classpath: str | None
     kube: Mapping[str, str] | None
@@ -40,6 +42,7 @@ def stack(*services: str) -> Stack:
                  azurite=env.get("AZURITE_CONNECTION_STRING") if "azurite" in services else None,
                  s3={key: value for key, value in env.items() if key.startswith("KANAL_S3_")}
                  if "s3" in services else None,
+                 gcs=env.get("KANAL_GCS_ENDPOINT") if "gcs" in services else None,
                  peer_url=env.get("CONNECT_PEER_URL") if "connect" in services else None,
                  kafka_classpath=env.get("KANAL_KAFKA_CLASSPATH"),
                  kube={key: env[key] for key in ("KUBECTL", "KUBECONFIG")}

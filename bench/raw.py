@@ -9,6 +9,7 @@
     python -m bench.raw select POSTGRES_URL TABLE FETCH_ROWS
     python -m bench.raw copy|executemany POSTGRES_URL SOURCE_TABLE TARGET_TABLE
     python -m bench.raw replicate POSTGRES_URL SLOT PUBLICATION COUNT
+    python -m bench.raw upload-gcs ENDPOINT BUCKET FILE_JSON
     python -m bench.raw upload-s3 CONNECTION_JSON BUCKET FILE_JSON
 
 Each prints one JSON object: when the first and the last record moved (monotonic
@@ -340,6 +341,31 @@ def upload_s3(connection: str, bucket: str, plan_file: str) -> None:
     _upload_all(plan_file, started, make_send)
 
 
+def upload_gcs(endpoint: str, bucket_name: str, plan_file: str) -> None:
+    """Upload files to GCS with google-cloud-storage as the GCS sink does: one request
+    for a file within one part, else a resumable upload in part-sized chunks."""
+    import io
+
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    started = time.monotonic()
+    client = storage.Client(project="kanal-bench", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": endpoint})
+    bucket = client.bucket(bucket_name)
+
+    def make_send(_: Executor, part_size: int) -> Callable[[str, bytes], None]:
+        def send(name: str, data: bytes) -> None:
+            if len(data) <= part_size:
+                bucket.blob(name).upload_from_string(data, checksum=None)
+            else:
+                bucket.blob(name, chunk_size=part_size).upload_from_file(
+                    io.BytesIO(data), size=len(data), checksum=None)
+        return send
+
+    _upload_all(plan_file, started, make_send)
+
+
 def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
     if command == "consume":
@@ -362,6 +388,8 @@ def main(argv: list[str]) -> None:
         replicate(args[0], args[1], args[2], int(args[3]))
     elif command == "upload-s3":
         upload_s3(args[0], args[1], args[2])
+    elif command == "upload-gcs":
+        upload_gcs(args[0], args[1], args[2])
     else:
         raise SystemExit(__doc__)
 

@@ -29,7 +29,7 @@ from bench.sinks import VARIANTS, b0, b1, scale
 from bench.systems import ConnectWorker, peer_pid
 from bench.workload import ensure
 
-ALL = ("B0", "B1", "B2", "B2s3", "B3", "B4", "B5", "scale")
+ALL = ("B0", "B1", "B2", "B2s3", "B2gcs", "B3", "B4", "B5", "scale")
 B0_VARIANT = "kanal fetch settings"
 
 
@@ -83,7 +83,8 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         add(f"B1 {variant}: Kanal / Apache peak RSS",
             summary.paired_ratio("B1 file sink", variant, "kanal", "B1 file sink", variant,
                                  "apache", "peak_rss_mb"), "<= 0.25", lambda r: r <= 0.25)
-    for bench, label in (("B2 azure sink", "B2"), ("B2 s3 sink", "B2 s3")):
+    for bench, label in (("B2 azure sink", "B2"), ("B2 s3 sink", "B2 s3"),
+                         ("B2 gcs sink", "B2 gcs")):
         for fmt in formats:
             add(f"{label} {fmt}: Kanal / raw upload MB/s",
                 summary.paired_ratio(bench, fmt, "kanal", bench, fmt, "raw upload", "rate"),
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         services.append("azurite")
     if "B2s3" in wanted:
         services.append("s3")
+    if "B2gcs" in wanted:
+        services.append("gcs")
     if not args.no_peer and wanted & {"B1", "B3", "B4", "scale"}:
         services.append("connect")
     if "B4" in wanted:
@@ -174,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         if "B2s3" in wanted and env.s3:
             steps.append(("B2s3", partial(storage.b2, workload, env.bootstrap,
                                           storage.s3_store(env.s3), run, workdir, formats)))
+        if "B2gcs" in wanted and env.gcs:
+            steps.append(("B2gcs", partial(storage.b2, workload, env.bootstrap,
+                                           storage.gcs_store(env.gcs), run, workdir,
+                                           formats)))
         if "B3" in wanted:
             steps.append(("B3", partial(sources.b3, workload, env.bootstrap, run, workdir,
                                         peer)))

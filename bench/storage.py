@@ -1,7 +1,8 @@
 """B2: Kanal's object-store sinks against a raw upload of the very same bytes (the
 files Kanal wrote, downloaded), in the same part sizes and with as many uploads in
 flight: the storage's limit. ``azure``: AzureBlobStorageSinkConnector into Azurite
-against azure-storage-blob; ``s3``: S3SinkConnector into versitygw against boto3."""
+against azure-storage-blob; ``s3``: S3SinkConnector into versitygw against boto3;
+``gcs``: GcsSinkConnector into fake-gcs-server against google-cloud-storage."""
 
 from __future__ import annotations
 
@@ -164,6 +165,38 @@ def s3_store(env: Mapping[str, str]) -> Store:
     return Store("B2 s3 sink", "s3.compression.type", True, connector, download,
                  lambda bucket: client().create_bucket(Bucket=bucket), drop,
                  lambda bucket: ["upload-s3", connection, bucket])
+
+
+def gcs_store(endpoint: str) -> Store:
+    def bucket(name: str) -> Any:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage as gcs
+
+        client = gcs.Client(project="kanal-bench", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": endpoint})
+        return client.bucket(name)
+
+    def connector(name: str) -> dict[str, str]:
+        return {"connector.class": "io.confluent.connect.gcs.GcsSinkConnector",
+                "gcs.bucket.name": name, "store.url": endpoint,
+                "gcs.part.size": str(BLOCK_SIZE)}
+
+    def download(name: str, target: Path) -> list[tuple[str, str]]:
+        files = []
+        target.mkdir(parents=True, exist_ok=True)
+        for i, blob in enumerate(bucket(name).client.list_blobs(name)):
+            path = target / f"{i:06d}"
+            path.write_bytes(blob.download_as_bytes())
+            files.append((blob.name, str(path)))
+        return files
+
+    def drop(name: str) -> None:
+        with contextlib.suppress(Exception):  # already gone
+            bucket(name).delete(force=True)
+
+    return Store("B2 gcs sink", "gcs.compression.type", True, connector, download,
+                 lambda name: bucket(name).create(), drop,
+                 lambda name: ["upload-gcs", endpoint, name])
 
 
 def _container(connection: str, name: str) -> object:

@@ -39,6 +39,18 @@ def mariadb() -> str:
 
 
 @pytest.fixture(scope="session")
+def gcs() -> str:
+    """JSON API endpoint of the real fake-gcs-server."""
+    return stack_env("gcs")["KANAL_GCS_ENDPOINT"]
+
+
+@pytest.fixture(scope="session")
+def hdfs() -> str:
+    """WebHDFS URL of the real single-node HDFS."""
+    return stack_env("hdfs")["KANAL_HDFS_URL"]
+
+
+@pytest.fixture(scope="session")
 def connect_peer() -> str:
     """URL of the Apache Kafka Connect reference worker."""
     return stack_env("connect")["CONNECT_PEER_URL"]

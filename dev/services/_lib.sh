@@ -329,6 +329,18 @@ kanal_java() {
   printf '%s\n' "$java"
 }
 
+# kanal_javac: the javac beside the java launcher kanal_java picks (for launcher classes).
+kanal_javac() {
+  local java javac
+  java=$(kanal_java) || return 1
+  javac="$(dirname "$(readlink -f "$(command -v "$java")")")/javac"
+  [[ -x $javac ]] || {
+    fail "javac not found beside $java; install a JDK (not only a JRE) or set JAVA_HOME"
+    return 1
+  }
+  printf '%s\n' "$javac"
+}
+
 # pom_property POM NAME: the <NAME> value from POM's <properties>.
 pom_property() {
   sed -n "s:.*<$2>\([^<]*\)</$2>.*:\1:p" "$1" | head -n 1

@@ -76,6 +76,8 @@ def test_quick_bench_measures_every_system_and_writes_results(
     # B2 runs when the Azure sink is there, and reports what it could not do otherwise
     b2 = [s for s in samples if s["bench"].startswith("B2")]
     assert b2, "B2 produced no sample at all"
+    assert {(s["variant"], s["system"]) for s in b2 if s["bench"] == "B2 gcs sink"} >= {
+        (fmt, system) for fmt in ("json", "parquet") for system in ("kanal", "raw upload")}
     assert {r["what"] for r in results["ratios"]} >= {
         "B1 passthrough: Kanal / Apache records/s", "B1 passthrough: Kanal / B0 records/s"}
 

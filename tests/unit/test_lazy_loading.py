@@ -139,15 +139,27 @@ def test_the_elasticsearch_sink_is_listed_described_and_checked_without_its_clie
         {"topics": "Speeding", "connection.url": "http://127.0.0.1:1"}, ["topics"])
     assert "kanal_worker.connectors.elasticsearch" in modules
     assert {m for m in modules if m.split(".")[0] in ("opensearchpy", "aiohttp")} == set()
-def test_the_s3_sink_is_listed_and_checked_without_boto3() -> None:
+
+
+@pytest.mark.parametrize(("config", "key", "package", "clients"), [
+    ({"connector.class": "S3SinkConnector", "format.class": "JsonFormat",
+      "s3.bucket.name": "telemetry", "aws.access.key.id": "AKIA"},
+     "aws.secret.access.key", "s3", ("boto3", "botocore")),
+    ({"connector.class": "io.confluent.connect.gcs.GcsSinkConnector",
+      "format.class": "JsonFormat"}, "gcs.bucket.name", "gcs", ("google",)),
+    ({"connector.class": "io.confluent.connect.hdfs.HdfsSinkConnector", "hdfs.url": "ftp://nn"},
+     "hdfs.url", "hdfs", ("fsspec", "requests")),
+], ids=["s3", "gcs", "hdfs"])
+def test_an_object_store_sink_is_checked_without_its_client(
+        config: dict[str, str], key: str, package: str, clients: tuple[str, ...]) -> None:
+    """The client loads when the store is contacted: by a task, or by validate once the
+    configuration itself is right (it probes the bucket or the directories)."""
     modules = imported_after(
         "from kanal_worker.runtime.validation import errors_of, validate\n"
-        "errors = errors_of(validate({'name': 'a', 'connector.class': 'S3SinkConnector',\n"
-        "    'topics': 't', 'format.class': 'JsonFormat', 's3.bucket.name': 'telemetry',\n"
-        "    'aws.access.key.id': 'AKIA'}))\n"
-        "assert list(errors) == ['aws.secret.access.key'], errors")
-    assert "kanal_worker.connectors.s3" in modules
-    assert {m for m in modules if m.split(".")[0] in ("boto3", "botocore")} == set()
+        f"errors = errors_of(validate({{'name': 'a', 'topics': 't', **{config!r}}}))\n"
+        f"assert list(errors) == [{key!r}], errors")
+    assert f"kanal_worker.connectors.{package}" in modules
+    assert {m for m in modules if m.split(".")[0] in clients} == set()
 
 
 def test_a_standalone_worker_without_listeners_does_not_load_fastapi() -> None:
