@@ -15,14 +15,14 @@ from dev.stack_env import ROOT
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_quick_bench_measures_every_system_and_writes_results(
         tmp_path: Path, kafka: str, azurite: str, connect_peer: str,
         kube: dict[str, str]) -> None:
     output = tmp_path / "bench.json"
     run = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--output", str(output)],
-        cwd=ROOT, capture_output=True, text=True, timeout=840, check=False)
+        cwd=ROOT, capture_output=True, text=True, timeout=1740, check=False)
     assert output.exists(), run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads(output.read_text())
 
