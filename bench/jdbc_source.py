@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.measure import Sample
+from bench.measure import Sample, run_raw
 from bench.sources import measure_kanal
 from bench.systems import Kanal
 from bench.workload import PARTITIONS, SEED, START_MS, STEP_MS, VEHICLES, Workload
@@ -95,19 +92,8 @@ def raw_select(workload: Workload, postgres_url: str, run: int) -> Sample:
     table = ensure_table(postgres_url, workload.records)
     sample = Sample(BENCH, "postgres table", "psycopg SELECT", run, workload.records,
                     note=f"server-side cursor, fetchmany({FETCH_ROWS})")
-    out = subprocess.run([sys.executable, "-m", "bench.raw", "select", postgres_url,
-                          table, str(FETCH_ROWS)],
-                         capture_output=True, text=True, timeout=workload.timeout, check=False)
-    try:
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-    except (IndexError, json.JSONDecodeError):
-        sample.ok, sample.note = False, f"raw select failed: {out.stderr[-500:]}"
-        return sample
-    sample.startup_s, sample.active_s = result["startup_s"], result["active_s"]
-    sample.active_records, sample.cpu_s = result["active_records"], result["cpu_s"]
-    sample.cpu_total_s, sample.peak_rss_mb = result["cpu_total_s"], result["peak_rss_mb"]
-    sample.ok = result["count"] >= workload.records
-    return sample
+    return run_raw(sample, "bench.raw", ["select", postgres_url, table, str(FETCH_ROWS)],
+                   workload.timeout)
 
 
 def jdbc_source(workload: Workload, bootstrap: str, postgres_url: str, run: int,

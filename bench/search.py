@@ -7,17 +7,14 @@ the raw indexer on its last response."""
 from __future__ import annotations
 
 import contextlib
-import json
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
-from bench.measure import Sample, watch
+from bench.measure import Sample, run_raw
 from bench.sinks import JSON, STRING
 from bench.sources import lines_file
-from bench.storage import Committed
-from bench.systems import Kanal, delete_groups
+from bench.storage import until_committed
+from bench.systems import Kanal
 from bench.workload import Workload
 
 BATCH = 2000
@@ -48,21 +45,11 @@ def kanal_search(workload: Workload, bootstrap: str, url: str, run: int,
                  "transforms.index.regex": ".*", "transforms.index.replacement": name,
                  "key.converter": STRING, "value.converter": JSON,
                  "value.converter.schemas.enable": "false"}
-    kanal = Kanal(workdir / name, bootstrap, [connector])
     sample = Sample("B5 search sink", "json", "kanal", run, workload.records)
-    progress = Committed(bootstrap, f"connect-{name}", workload)
     try:
-        kanal.start()
-        window = watch(progress, workload.records, kanal.pid, workload.timeout,
-                       started=kanal.started, interval=0.1, alive=kanal.alive)
-        sample.peak_rss_mb = kanal.peak_rss_mb() if kanal.alive() else 0.0
-        window.fill(sample)
+        until_committed(Kanal(workdir / name, bootstrap, [connector]), sample, bootstrap, name,
+                        workload)
     finally:
-        progress.close()
-        kanal.stop()
-        if not sample.ok:
-            sample.note += " | " + kanal.tail(5).replace("\n", " / ")
-        delete_groups(bootstrap, f"connect-{name}")
         _drop(url, name)
     return sample
 
@@ -71,19 +58,9 @@ def raw_bulk(workload: Workload, url: str, run: int, workdir: Path) -> Sample:
     index = f"bench-raw-es-{uuid.uuid4().hex[:8]}"
     sample = Sample("B5 search sink", "json", "raw bulk", run, workload.records)
     try:
-        out = subprocess.run([sys.executable, "-m", "bench.raw", "bulk", url, index,
-                              str(lines_file(workdir, workload.records)), str(BATCH),
-                              str(IN_FLIGHT)], capture_output=True, text=True,
-                             timeout=workload.timeout, check=False)
-        try:
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
-            sample.ok, sample.note = False, f"raw bulk failed: {out.stderr[-500:]}"
-            return sample
-        sample.startup_s, sample.active_s = result["startup_s"], result["active_s"]
-        sample.cpu_s, sample.cpu_total_s = result["cpu_s"], result["cpu_total_s"]
-        sample.peak_rss_mb = result["peak_rss_mb"]
-        sample.active_records = result["active_records"]
+        run_raw(sample, "bench.raw", ["bulk", url, index,
+                                      str(lines_file(workdir, workload.records)), str(BATCH),
+                                      str(IN_FLIGHT)], workload.timeout)
     finally:
         _drop(url, index)
     return sample

@@ -30,24 +30,12 @@ _opensearch_home() {
 
 opensearch_ports() { echo "$OPENSEARCH_PORT,$OPENSEARCH_TRANSPORT_PORT"; }
 
-# javac beside the java launcher kanal_java picks.
-_opensearch_javac() {
-  local java javac
-  java=$(kanal_java) || return 1
-  javac="$(dirname "$(readlink -f "$(command -v "$java")")")/javac"
-  [[ -x $javac ]] || {
-    fail "opensearch: javac not found beside $java; install a JDK (not only a JRE) or set JAVA_HOME"
-    return 1
-  }
-  printf '%s\n' "$javac"
-}
-
 opensearch_install() {
   local home javac tmp
   home=$(_opensearch_home)
   maven_jars opensearch "$_OPENSEARCH_POM" "$home/lib" || return 1
   [[ -f $home/classes/KanalOpenSearch.class ]] && return 0
-  javac=$(_opensearch_javac) || return 1
+  javac=$(kanal_javac) || return 1
   tmp="$home/classes.tmp.$$"
   rm -rf "$tmp"
   if ! "$javac" -d "$tmp" -cp "$home/lib/*" "$_OPENSEARCH_LAUNCHER" >"$home/javac.log" 2>&1; then
