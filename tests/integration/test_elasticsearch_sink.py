@@ -274,6 +274,74 @@ def test_sigkill_three_times_keeps_one_document_per_record(
         {0: half, 1: half}
 
 
+def indexed_and_committed(client: OpenSearch, kafka: str, group: str, topic: str
+                          ) -> tuple[int, int]:
+    """(documents, committed offset), the offset read first: as documents only grow, a
+    commit ahead of the index shows as an offset above the count."""
+    offset = max(committed(kafka, group, topic, 1)[0], 0)
+    return count(client, topic), offset
+
+
+def test_linger_holds_a_partial_batch_and_commits_only_what_is_indexed(
+        kafka: str, opensearch: str, client: OpenSearch, new_topic: Callable[..., str],
+        unique: str) -> None:
+    topic = new_topic("linger")
+    name = f"es-{unique}"
+    group = f"connect-{name}"
+    config = {"topics": topic, "connection.url": opensearch, "key.ignore": "true",
+              "linger.ms": "10000", "batch.size": "10"}
+    samples: list[tuple[int, int]] = []
+
+    def sample() -> tuple[int, int]:
+        samples.append(indexed_and_committed(client, kafka, group, topic))
+        return samples[-1]
+
+    with herder_running(kafka, name, config) as herder:
+        wait_for(lambda: task(herder, name)["state"] == "RUNNING", 60, "the task to run")
+        started = time.monotonic()
+        for n in range(3):  # a trickle: one record a poll
+            produce(kafka, topic, [orjson.dumps({"n": n})])
+            time.sleep(0.6)
+        while time.monotonic() - started < 6:
+            assert sample() == (0, 0), "a partial batch went out before linger.ms"
+            time.sleep(0.5)
+        wait_for(lambda: sample() == (3, 3), 30, "the lingering records after linger.ms")
+        assert time.monotonic() - started >= 9.5
+        # batch.size records make a full request: it goes at once
+        produce(kafka, topic, [orjson.dumps({"n": n}) for n in range(3, 13)])
+        full = time.monotonic()
+        wait_for(lambda: sample()[0] == 13, 30, "a full batch")
+        assert time.monotonic() - full < 8, "a full batch waited for linger.ms"
+        wait_for(lambda: sample() == (13, 13), 30, "its offsets committed")
+    assert all(offset <= documents for documents, offset in samples), samples
+
+
+def test_sigkill_while_records_linger_loses_none(
+        tmp_path: Path, kafka: str, opensearch: str, client: OpenSearch,
+        new_topic: Callable[..., str], unique: str) -> None:
+    topic = new_topic("linger-kill")
+    name = f"linger-kill-{unique}"
+    produce(kafka, topic, [orjson.dumps({"n": n}) for n in range(5)])
+    settings = {"name": name, "connector.class": CLASS, "topics": topic,
+                "connection.url": opensearch, "key.ignore": "true", "batch.size": "100",
+                "linger.ms": "600000", **JSON}
+    connector = write_properties(tmp_path / "es.properties", settings)
+    worker = worker_properties(tmp_path, kafka)
+    log = tmp_path / "kanal.log"
+    run = Standalone(worker, connector, log=log).start().wait_running()
+    wait_for(lambda: run.logged(b"RUNNING: 5 records"), 60, f"the records taken (log: {log})")
+    time.sleep(2)  # offset commits pass: none may cover the lingering records
+    assert indexed_and_committed(client, kafka, f"connect-{name}", topic) == (0, 0)
+    run.kill()
+    write_properties(connector, {**settings, "linger.ms": "1"})
+    run = Standalone(worker, connector, log=log).start()
+    try:
+        wait_for(lambda: indexed_and_committed(client, kafka, f"connect-{name}", topic)
+                 == (5, 5), 90, f"the records after the restart (log: {log})")
+    finally:
+        assert run.stop() == 0
+
+
 class Refusing(http.server.BaseHTTPRequestHandler):
     """A secured cluster refusing the credentials (401), or, with ``reads_only``, a user
     who may read but not write (403 on writes)."""

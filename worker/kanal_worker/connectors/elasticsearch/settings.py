@@ -66,9 +66,10 @@ class ElasticsearchSinkSettings(Settings):
     linger_ms: int = setting(
         1, key="linger.ms", importance="LOW", group=CONNECTOR, ge=0, le=604800000,
         width="SHORT", display="Linger (ms)",
-        doc="Accepted for compatibility. Kanal sends the records of each poll together; a "
-            "poll already waits up to 0.5 s to gather max.poll.records (2000) records, "
-            "so light load is batched without it.")
+        doc="How long a partial bulk request (fewer than batch.size records) waits for "
+            "more records, across polls, before it is sent; a full one goes at once. "
+            "Offsets are committed only up to the records the server acknowledged, so a "
+            "long linger delays the commits too.")
     max_retries: int = setting(
         5, key="max.retries", importance="LOW", group=CONNECTOR, ge=0, width="SHORT",
         display="Max Retries",

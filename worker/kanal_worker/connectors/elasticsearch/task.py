@@ -1,23 +1,32 @@
-"""The sink task: one poll becomes bulk requests, sent in parallel, retried, then done.
+"""The sink task: records become bulk actions, sent in requests as Confluent's bulk
+processor sends them, and offsets are committed only for what the server acknowledged.
 
 ``write`` turns each record into a bulk action (its document id and, with keys, the
-offset as external version), sends the actions in requests of at most ``batch.size``
-records and ``bulk.size.bytes`` bytes, ``max.in.flight.requests`` at a time, and
-returns once every request succeeded: the runtime commits offsets only after that.
+offset as external version) and adds it to the task's buffer. Full requests (``batch.size``
+records or ``bulk.size.bytes`` bytes) go out at once, ``max.in.flight.requests`` at a
+time; a partial one waits until ``linger.ms`` has passed since its oldest record, across
+polls: ``write`` waits a linger of at most ``INLINE_LINGER`` out, a longer one is checked
+in ``pre_commit``, which the task asks the runtime for after every poll while records
+linger. ``pre_commit`` reports, per partition, the offset of the first record not yet
+acknowledged (as Confluent's ``preCommit`` with its offset tracker), so committed offsets
+never run ahead of the index.
+
 Requests or items refused with 429, a 5xx status or a connection error are retried
-``max.retries`` times, then ``RetriableError`` hands the batch to the runtime, which
-pauses the partitions, keeps polling and calls ``write`` again with the same batch:
-sending it again is harmless, since every action is idempotent. Documents the server
-rejects go through ``behavior.on.malformed.documents`` and ``errors.*``.
+``max.retries`` times, then ``RetriableError`` reaches the runtime, which pauses the
+partitions, keeps polling and calls ``write`` again with the same batch: the records
+already buffered are not taken twice, and what was not acknowledged is sent again
+(harmless: every action is idempotent). Documents the server rejects go through
+``behavior.on.malformed.documents`` and ``errors.*``, reported by the ``write`` that
+sent them or, when a linger sent them from ``pre_commit``, by the next ``write``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -32,6 +41,7 @@ from kanal_worker.api import (
     SinkRecord,
     SinkTask,
     SinkTaskContext,
+    TopicPartition,
 )
 from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.connectors.elasticsearch.checks import config_problems
@@ -54,8 +64,29 @@ RETRIABLE_TYPES = frozenset({"cluster_block_exception", "es_rejected_execution_e
 """Item errors that pass: a full disk's read-only block, a full queue, low memory."""
 
 
-Action = tuple[int, bytes]
-"""One record's bulk action: its position in the batch and its NDJSON lines."""
+INLINE_LINGER = 0.05
+"""A partial request due within this many seconds is waited for in ``write``: the next
+check, after the next poll, may come half a second later."""
+
+
+class Action(NamedTuple):
+    """One record's bulk action: its NDJSON lines, where the record was consumed, and
+    the batch it came in (to report it when the server rejects it)."""
+
+    lines: bytes
+    topic: str
+    partition: int
+    offset: int
+    batch: SinkBatch
+    position: int
+
+    @property
+    def record(self) -> SinkRecord:
+        return self.batch.records[self.position]
+
+
+Rejected = tuple[Action, Exception]
+"""A record that cannot be written, and why."""
 INSERT_BY_COORDINATES = b'{"index":{"_index":"%b","_id":"%b+%d+%d"}}\n%b\n'
 """The action of most records (key.ignore=true, insert): index names and topic names
 hold nothing JSON escapes, so the line is formatted without a JSON encoder."""
@@ -80,28 +111,85 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
         self.indices: dict[str, str] = {}
         """Index (or data stream) of each topic seen, once it exists."""
         self.stream = settings.data_stream_type != "NONE"
+        self.pending: list[Action] = []
+        """Records taken and not acknowledged yet: lingering, or to be sent again."""
+        self.rejected: list[Rejected] = []
+        """Records the server rejected, reported by the next ``write``."""
+        self.lingering_since: float | None = None
+        """When the oldest record of ``pending`` was taken."""
+        self.taken: dict[tuple[str, int], int] = {}
+        """Per partition, the offset after the last record taken."""
         log.info("Task %s writes to %s (%s, key.ignore=%s)", context.task_id,
                  ",".join(settings.connection_url), settings.write_method, settings.key_ignore)
 
     def write(self, batch: SinkBatch) -> None:
-        actions, failures = self._actions(batch)
-        requests = list(self._requests(actions))
-        for rejected in self.pool.map(self._bulk, requests):
-            failures.extend(rejected)
-        if failures:
-            records = batch.records
-            raise RecordWriteError([(records[position], error)
-                                    for position, error in sorted(failures,
-                                                                  key=lambda f: f[0])])
+        actions, rejected = self._actions(batch)
+        self.pending.extend(actions)
+        self.rejected.extend(rejected)
+        if self.pending and self.lingering_since is None:
+            self.lingering_since = time.monotonic()
+        self._send(everything=self._linger_over(wait=True))
+        if self.pending:
+            self.context.request_commit()  # so pre_commit sends them when linger.ms is over
+        if self.rejected:
+            rejected, self.rejected = self.rejected, []
+            raise RecordWriteError([(action.record, error) for action, error in sorted(
+                rejected, key=lambda failure: failure[0][1:4])])
+
+    def pre_commit(self, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        """The offsets up to the first record of each partition the server has not
+        acknowledged yet (buffered, being retried, or rejected and not reported)."""
+        if self.pending and self._linger_over(wait=False):
+            try:
+                self._send(everything=True)
+            except RetriableError as exc:
+                # the next write retries; until then only what is acknowledged counts
+                log.warning("Task %s: documents not written yet (%s)", self.context.task_id,
+                            exc)
+        if self.pending:
+            self.context.request_commit()
+        floor: dict[TopicPartition, int] = {}
+        for action in self._unacknowledged():
+            tp = TopicPartition(action.topic, action.partition)
+            floor[tp] = min(floor.get(tp, action.offset), action.offset)
+        return {tp: min(offset, floor.get(tp, offset)) for tp, offset in offsets.items()}
+
+    def close(self, partitions: list[TopicPartition]) -> None:
+        """Drop the partitions' buffered records: they come again from the committed
+        offset, to whichever task owns the partition next."""
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self.pending = [a for a in self.pending if (a.topic, a.partition) not in gone]
+        self.rejected = [(a, e) for a, e in self.rejected if (a.topic, a.partition) not in gone]
+        for key in gone:
+            self.taken.pop(key, None)
+        if not self.pending:
+            self.lingering_since = None
 
     def stop(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.client.close()
 
+    def _unacknowledged(self) -> Iterator[Action]:
+        yield from self.pending
+        for action, _ in self.rejected:
+            yield action
+
+    def _linger_over(self, *, wait: bool) -> bool:
+        """Whether the partial request may go: linger.ms has passed since its oldest
+        record (with ``wait``, a short rest is waited for)."""
+        if self.lingering_since is None:
+            return True
+        left = self.settings.linger_ms / 1000 - (time.monotonic() - self.lingering_since)
+        if left > 0 and wait and left <= INLINE_LINGER:
+            time.sleep(left)
+            return True
+        return left <= 0
+
     # -- records to actions --------------------------------------------------------------
 
-    def _actions(self, batch: SinkBatch) -> tuple[list[Action], list[tuple[int, Exception]]]:
-        """The batch's bulk actions, and the records that cannot become one."""
+    def _actions(self, batch: SinkBatch) -> tuple[list[Action], list[Rejected]]:
+        """The bulk actions of the batch's records not taken yet (the runtime repeats a
+        batch after RetriableError), and the records that cannot become one."""
         settings = self.settings
         encoded = batch.encoded_values
         schemas: list[Schema | None] = batch.value_schemas
@@ -112,8 +200,12 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
         by_coordinates = records is None and settings.write_method == "insert"
         names: dict[str, tuple[bytes, bytes]] = {}
         actions: list[Action] = []
-        failures: list[tuple[int, Exception]] = []
+        failures: list[Rejected] = []
+        taken = self.taken
         for position, (topic, partition, offset) in enumerate(coordinates):
+            if offset < taken.get((topic, partition), 0):
+                continue
+            taken[(topic, partition)] = offset + 1
             raw = encoded[position]
             plain = raw is not None and raw != b"null"
             try:
@@ -121,8 +213,9 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
                         and b"\n" not in raw and b"\r" not in raw:
                     index, topic_name = names.get(topic) or names.setdefault(
                         topic, (self._index(topic, schemas[position]).encode(), topic.encode()))
-                    actions.append((position, INSERT_BY_COORDINATES % (
-                        index, topic_name, partition, offset, raw)))
+                    actions.append(Action(INSERT_BY_COORDINATES % (
+                        index, topic_name, partition, offset, raw), topic, partition, offset,
+                        batch, position))
                     continue
                 if not plain and values is None:
                     values = batch.values
@@ -131,10 +224,10 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
                                      raw if plain else None,
                                      records[position] if records is not None else None)
             except DataError as exc:
-                failures.append((position, exc))
+                failures.append((Action(b"", topic, partition, offset, batch, position), exc))
                 continue
             if lines is not None:
-                actions.append((position, lines))
+                actions.append(Action(lines, topic, partition, offset, batch, position))
         return actions, failures
 
     def _action(self, where: tuple[str, int, int], schema: Schema | None, value: Any,
@@ -203,7 +296,7 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
         request: list[Action] = []
         size = 0
         for action in actions:
-            length = len(action[1])
+            length = len(action.lines)
             if request and (len(request) >= self.settings.batch_size
                             or (limit >= 0 and size + length > limit)):
                 yield request
@@ -215,33 +308,62 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
 
     # -- sending -------------------------------------------------------------------------
 
-    def _bulk(self, actions: list[Action]) -> list[tuple[int, Exception]]:
-        """Send one bulk request, retrying what passes; the rejected documents."""
-        rejected: list[tuple[int, Exception]] = []
+    def _send(self, *, everything: bool) -> None:
+        """Send the buffered requests: the full ones, and the partial last one too with
+        ``everything``. Raises RetriableError when some stay unacknowledged after
+        max.retries; they stay buffered, and so does every later request, sent again
+        after them so an upsert never overtakes an older one of the same key."""
+        requests = list(self._requests(self.pending))
+        held: list[Action] = []
+        if requests and not everything and len(requests[-1]) < self.settings.batch_size:
+            held = requests.pop()
+        if not requests:
+            return
+        unsent: list[Action] = []
+        error: RetriableError | None = None
+        for request, (rejected, retry, failure) in zip(
+                requests, self.pool.map(self._bulk, requests), strict=True):
+            self.rejected.extend(rejected)
+            if error is None:
+                unsent.extend(retry)
+            else:
+                unsent.extend(without(request, (action for action, _ in rejected)))
+            error = error or failure
+        self.pending = unsent + held
+        if not self.pending:
+            self.lingering_since = None
+        if error is not None:
+            raise error
+
+    def _bulk(self, actions: list[Action]
+              ) -> tuple[list[Rejected], list[Action], RetriableError | None]:
+        """Send one bulk request, retrying what passes: the rejected documents, and
+        those not written after max.retries with the last error."""
+        rejected: list[Rejected] = []
         pending = actions
         attempt = 0
         error: RetriableError
         while True:
             try:
                 response = self.server.send_bulk(
-                    self.client, b"".join([lines for _, lines in pending]), ANSWER_FIELDS,
-                    self.settings)
+                    self.client, b"".join([action.lines for action in pending]),
+                    ANSWER_FIELDS, self.settings)
                 if not response["errors"]:
-                    return rejected
+                    return rejected, [], None
                 retry, error = self._outcome(pending, response["items"], rejected)
                 if not retry:
-                    return rejected
+                    return rejected, [], None
                 pending = retry
             except RetriableError as exc:
                 error = exc
             if attempt >= self.settings.max_retries:
-                raise error
+                return rejected, pending, error
             time.sleep(exponential_backoff(attempt, self.settings.retry_backoff_ms / 1000,
                                            MAX_BACKOFF))
             attempt += 1
 
     def _outcome(self, actions: list[Action], items: list[dict[str, Any]],
-                 rejected: list[tuple[int, Exception]]) -> tuple[list[Action], RetriableError]:
+                 rejected: list[Rejected]) -> tuple[list[Action], RetriableError]:
         """Sort a bulk response's items: done, to retry (returned), rejected (added to
         ``rejected`` unless behavior.on.malformed.documents drops them)."""
         retry: list[Action] = []
@@ -270,7 +392,7 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
                                      f"yet ({reason})")
 
     def _malformed(self, action: Action, text: str,
-                   reject: Callable[[tuple[int, Exception]], None]) -> None:
+                   reject: Callable[[Rejected], None]) -> None:
         behavior = self.settings.behavior_on_malformed_documents
         message = f"the server rejected document {where(action)}: {text}"
         if behavior == "ignore":
@@ -280,15 +402,21 @@ class ElasticsearchSinkTask(SinkTask[ElasticsearchSinkSettings]):
             log.warning("Task %s: %s; dropped (behavior.on.malformed.documents=warn)",
                         self.context.task_id, message)
         else:
-            reject((action[0], DataError(
+            reject((action, DataError(
                 f"{message}; fix the record, or set behavior.on.malformed.documents to "
                 "ignore or warn")))
 
 
 def where(action: Action) -> str:
     """``index/id`` of an action, for messages."""
-    ((_, meta),) = orjson.loads(action[1].partition(b"\n")[0]).items()
+    ((_, meta),) = orjson.loads(action.lines.partition(b"\n")[0]).items()
     return f"{meta['_index']}/{meta['_id']}"
+
+
+def without(actions: list[Action], dropped: Iterable[Action]) -> list[Action]:
+    """``actions`` but those in ``dropped`` (the same objects)."""
+    gone = set(map(id, dropped))
+    return [action for action in actions if id(action) not in gone]
 
 
 def document_id(key: Any) -> str:
