@@ -51,12 +51,19 @@ _mqtt_run() {
   LD_LIBRARY_PATH="$home/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"
 }
 
-# `dev/stack run mqtt mosquitto_passwd -b FILE USER PASSWORD`: the package's tools.
+# `dev/stack run mqtt mosquitto_passwd -b FILE USER PASSWORD`: the package's tools, and
+# the broker itself (`dev/stack run mqtt mosquitto -c FILE`, a broker of one's own, e.g.
+# one a test restarts). The tool replaces this process, so its caller holds its pid.
 mqtt_run() {
-  local tool=${1:?"usage: dev/stack run mqtt mosquitto_passwd|mosquitto_ctrl ARGS..."}
+  local tool=${1:?"usage: dev/stack run mqtt mosquitto|mosquitto_passwd|mosquitto_ctrl ARGS..."}
+  local home path
   shift
   mqtt_install || return 1
-  _mqtt_run "$(_mqtt_home)/root/usr/bin/$tool" "$@"
+  home=$(_mqtt_home) || return 1
+  path=$home/root/usr/bin/$tool
+  [[ -x $path ]] || path=$home/root/usr/sbin/$tool
+  LD_LIBRARY_PATH="$home/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    exec "$path" "$@"
 }
 
 mqtt_ports() { echo "$MQTT_PORT,$MQTT_AUTH_PORT,$MQTT_TLS_PORT"; }

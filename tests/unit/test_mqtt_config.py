@@ -15,7 +15,7 @@ from kanal_worker.connectors.mqtt.settings import (
     topic_name_problem,
 )
 from kanal_worker.connectors.mqtt.sink import mqtt_topic, payload
-from kanal_worker.connectors.mqtt.source import subscriptions
+from kanal_worker.connectors.mqtt.source import MqttSourceConnector, subscriptions
 from kanal_worker.runtime.registry import find
 
 BASE = {"mqtt.server.uri": "tcp://broker:1883", "mqtt.topics": "vehicles/+/telemetry",
@@ -74,6 +74,17 @@ def test_tasks_share_the_subscription_only_when_there_are_several() -> None:
     assert subscriptions(two, "vehicles-in-1") == ["$share/vehicles-in/vehicles/+/telemetry"]
     named = MqttSourceSettings.parse({**BASE, "mqtt.shared.subscription.group": "fleet"})
     assert subscriptions(named, "vehicles-in-0") == ["$share/fleet/vehicles/+/telemetry"]
+
+
+def test_without_shared_subscriptions_the_tasks_split_the_filters_and_subscribe_plainly(
+        ) -> None:
+    config = {**BASE, "mqtt.topics": "a/+,b/#,c", "mqtt.shared.subscription.enabled": "false"}
+    tasks = MqttSourceConnector().task_configs(config, 2)
+    assert [task["mqtt.topics"] for task in tasks] == ["a/+,c", "b/#"]
+    assert [subscriptions(MqttSourceSettings.parse(task), f"vehicles-in-{n}")
+            for n, task in enumerate(tasks)] == [["a/+", "c"], ["b/#"]]
+    # never more tasks than filters
+    assert len(MqttSourceConnector().task_configs(config, 5)) == 3
 
 
 def record(key: object, value: object, encoded: bytes | None = None) -> SinkRecord:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import ssl
+import struct
 import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -34,10 +35,65 @@ OnRefused = Callable[[Exception], None]
 credentials changed): the error the task should fail with."""
 
 
+class AcknowledgingClient(mqtt.Client):
+    """Paho's client with every acknowledgement in the application's hands (``ack``),
+    QoS 2's PUBREC included.
+
+    Paho answers a QoS 2 message with PUBREC at once and hands it over on PUBREL; from
+    PUBREC on the broker sends only PUBREL again, never the message, and Paho keeps no
+    state on disk: a crash between PUBREC and Kafka would lose the message. Here the
+    message is handed over at once and ``ack(mid, 2)`` sends its PUBREC, once Kafka has
+    it: a crash before brings the message again (at least once), and while the
+    connection holds the broker sends it once (exactly once). PUBREL is answered with
+    PUBCOMP at once, also for a message id a crashed predecessor acknowledged, which
+    Paho would leave unanswered, holding the broker's window.
+    """
+
+    def __init__(self, client_id: str) -> None:
+        super().__init__(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5, manual_ack=True)
+        self._receiving = False
+        self._held: int | None = None
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        self._receiving = True
+        try:
+            result = super()._handle_publish()
+        finally:
+            self._receiving = False
+        mid, self._held = self._held, None
+        if mid is not None:
+            with self._in_message_mutex:
+                message = self._in_messages.pop(mid, None)
+            if message is not None:
+                self._handle_on_message(message)
+        return result
+
+    def _send_pubrec(self, mid: int) -> MQTTErrorCode:
+        if self._receiving:  # Paho's own PUBREC on receipt: it waits for ack
+            self._held = mid
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._send_pubrec(mid)
+
+    def ack(self, mid: int, qos: int) -> MQTTErrorCode:
+        if qos == 2:
+            return super()._send_pubrec(mid)
+        return super().ack(mid, qos)
+
+    def _handle_pubrel(self) -> MQTTErrorCode:
+        result = super()._handle_pubrel()
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return result
+        (mid,) = struct.unpack("!H", self._in_packet["packet"][:2])
+        return self._send_pubcomp(mid)
+
+
 def new_client(settings: MqttConnectionSettings, client_id: str, *, manual_ack: bool = False
                ) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=mqtt.MQTTv5, manual_ack=manual_ack)
+    """A client; with ``manual_ack`` one that acknowledges only through ``ack``."""
+    client = (AcknowledgingClient(client_id) if manual_ack else
+              mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                          protocol=mqtt.MQTTv5))
     if settings.username:
         client.username_pw_set(settings.username,
                                settings.password.get_secret_value() or None)

@@ -163,6 +163,14 @@ class MqttSourceSettings(MqttConnectionSettings):
             "tasks subscribe in, so the broker gives each message to one of them; blank "
             "uses the connector's name when tasks.max is above 1 and subscribes plainly "
             "with one task.")
+    shared_subscription: bool = setting(
+        True, key="mqtt.shared.subscription.enabled", importance="LOW", group="MQTT",
+        doc="Kanal: true lets several tasks share every filter through an MQTT 5 shared "
+            "subscription (the broker balances the messages; mosquitto does not restore "
+            "shared subscriptions when it restarts, so messages published before the tasks "
+            "subscribe again are lost for them). false splits the filters between the "
+            "tasks as Confluent's connector does (at most one task per filter), each "
+            "subscribing plainly, which a broker restart keeps.")
     task_count: int = setting(
         1, key="mqtt.task.count", importance="LOW", ge=1,
         doc="Set by the connector for its tasks: how many tasks share the subscriptions.")

@@ -1,10 +1,10 @@
 """MqttSourceConnector: MQTT topic filters into one Kafka topic, with no message lost.
 
-A message is acknowledged to the broker (PUBACK, PUBCOMP) only in ``commit``, which the
-runtime calls once Kafka acknowledged every record polled before it. Until then the
-broker keeps the message in the task's persistent session and sends it again after a
-crash or a reconnect: with QoS 1 and ``mqtt.clean.session.enabled=false`` nothing is
-lost, and what comes twice is exactly what MQTT redelivers.
+A message is acknowledged to the broker (PUBACK, or PUBREC for QoS 2) only in ``commit``,
+which the runtime calls once Kafka acknowledged every record polled before it. Until
+then the broker keeps the message in the task's persistent session and sends it again
+after a crash or a reconnect: with QoS 1 or 2 and ``mqtt.clean.session.enabled=false``
+nothing is lost, and what comes twice is exactly what MQTT redelivers.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class Received(NamedTuple):
 
 def share_group(settings: MqttSourceSettings, task_id: str) -> str:
     """The shared subscription group of the tasks, or "" to subscribe plainly."""
+    if not settings.shared_subscription:
+        return ""
     if settings.share_group:
         return settings.share_group
     return task_id.rsplit("-", 1)[0] if settings.task_count > 1 else ""
@@ -82,11 +84,10 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         self.persistent = not settings.clean_session and settings.qos > 0
         self.lock = threading.Condition()
         self.connection = 0
-        """Counts connections. A QoS 1 acknowledgement belongs to the connection that
-        brought its message: the broker sends again, under a message id it may give to
-        another message once acknowledged, what a lost connection left unacknowledged. At
-        QoS 2 the broker has released the message (PUBREC) and waits for its PUBCOMP on
-        whichever connection comes next."""
+        """Counts connections. An acknowledgement (PUBACK, PUBREC) belongs to the
+        connection that brought its message: the broker sends again, under a message id
+        it may give to another message once acknowledged, what a lost connection left
+        unacknowledged."""
         self.buffer: deque[Received] = deque()
         self.polled: list[tuple[int, int, int]] = []
         """(connection, message id, QoS) of each message returned by ``poll``, acknowledged
@@ -144,7 +145,7 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
             self.connection += 1
             if self.persistent:
                 # the broker sends these again on the next connection
-                self.buffer = deque(item for item in self.buffer if item.qos != 1)
+                self.buffer = deque(item for item in self.buffer if item.qos == 0)
 
     def _received(self, _client: mqtt.Client, _userdata: Any,
                   message: mqtt.MQTTMessage) -> None:
@@ -187,7 +188,7 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         with self.lock:
             polled, self.polled = self.polled, []
             for connection, mid, qos in polled:
-                if qos == 2 or connection == self.connection:
+                if connection == self.connection:
                     self.client.ack(mid, qos)
 
     def stop(self) -> None:
@@ -198,14 +199,20 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
 
 class MqttSourceConnector(SourceConnector[MqttSourceSettings]):
     """Every task subscribes to every filter; with several tasks they subscribe in one
-    MQTT 5 shared subscription group, so the broker gives each message to one of them."""
+    MQTT 5 shared subscription group, so the broker gives each message to one of them.
+    Without shared subscriptions the filters are split between the tasks instead."""
 
     settings = MqttSourceSettings
     task_class = MqttSourceTask
     aliases = ("io.confluent.connect.mqtt.MqttSourceConnector",)
 
     def task_configs(self, config: Mapping[str, str], max_tasks: int) -> list[dict[str, str]]:
-        return [{**config, "mqtt.task.count": str(max_tasks)} for _ in range(max_tasks)]
+        settings = MqttSourceSettings.parse(config)
+        if settings.shared_subscription:
+            return [{**config, "mqtt.task.count": str(max_tasks)} for _ in range(max_tasks)]
+        tasks = min(max_tasks, len(settings.topics))
+        return [{**config, "mqtt.topics": ",".join(settings.topics[task::tasks]),
+                 "mqtt.task.count": "1"} for task in range(tasks)]
 
     def validate(self, settings: MqttSourceSettings) -> dict[str, list[str]]:
         return connection_problems(settings)
