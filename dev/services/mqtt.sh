@@ -7,6 +7,8 @@
 #   ssl://127.0.0.1:11885   TLS, client certificate required      KANAL_MQTT_TLS_URL
 #     KANAL_MQTT_TLS_CA (PEM trust store), KANAL_MQTT_TLS_CLIENT_P12 (PKCS12 key store with
 #     the password KANAL_MQTT_TLS_PASSWORD), made once by a dev CA into $KANAL_RUN/mqtt/tls
+#   KANAL_MQTT_PLUGINS: the directory of the broker's plugins (dynamic security), and
+#   `dev/stack run mqtt mosquitto -c FILE` runs a broker of one's own (tests that restart it)
 #
 # The packages are fetched with `apt-get download` and unpacked with `dpkg -x` into
 # $KANAL_CACHE/mqtt/<version> (no root and no system install needed); the broker runs with
@@ -239,4 +241,6 @@ mqtt_env() {
   env_line KANAL_MQTT_TLS_CA "$KANAL_RUN/mqtt/tls/ca.pem"
   env_line KANAL_MQTT_TLS_CLIENT_P12 "$KANAL_RUN/mqtt/tls/client.p12"
   env_line KANAL_MQTT_TLS_PASSWORD "$MQTT_TLS_PASSWORD"
+  # the broker's plugins (mosquitto_dynamic_security.so), for brokers of one's own
+  env_line KANAL_MQTT_PLUGINS "$(_mqtt_home)/root/usr/lib/x86_64-linux-gnu"
 }

@@ -33,8 +33,10 @@ from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
+from tests.integration.own_mosquitto import Mosquitto
 from tests.integration.standalone import (
     Standalone,
+    in_process_herder,
     wait_for,
     worker_properties,
     write_properties,
@@ -464,3 +466,111 @@ def test_messages_keep_arriving_after_the_broker_restarts(
     values = [m.value() for m in consume_all(kafka, topic, 2, timeout=90)]
     assert values == [b"before", b"after"]
     assert herder.connector_status(name)["tasks"][0]["state"] == State.RUNNING.value
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path, mqtt_env: dict[str, str]) -> Iterator[Mosquitto]:
+    """A broker this test may restart (the shared one stays up for the others)."""
+    broker = Mosquitto(tmp_path / "broker").start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def running(herder: StandaloneHerder, name: str, tasks: int = 1) -> Callable[[], bool]:
+    return lambda: [t["state"] for t in herder.connector_status(name)["tasks"]] == \
+        [State.RUNNING.value] * tasks
+
+
+def test_plain_subscriptions_keep_what_is_published_before_the_tasks_reconnect(
+        own_broker: Mosquitto, kafka: str, new_topic: Callable[..., str], unique: str
+        ) -> None:
+    """Mosquitto restores plain subscriptions from its persistence, not shared ones: one
+    task, or several splitting the filters (mqtt.shared.subscription.enabled=false), lose
+    nothing published after a broker restart and before they connect again."""
+    url, prefix = own_broker.url, f"kanal-{unique}"
+    one, split = new_topic("mqtt-one"), new_topic("mqtt-split")
+    common = {"connector.class": "MqttSourceConnector", "mqtt.server.uri": url,
+              "mqtt.qos": "1", "mqtt.clean.session.enabled": "false",
+              "value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter"}
+    with in_process_herder(kafka, "StringConverter") as herder:
+        herder.put_connector(f"one-{unique}", {**common, "tasks.max": "1", "kafka.topic": one,
+                                               "mqtt.topics": f"{prefix}/one/#"})
+        herder.put_connector(f"split-{unique}", {
+            **common, "tasks.max": "2", "kafka.topic": split,
+            "mqtt.shared.subscription.enabled": "false",
+            "mqtt.topics": f"{prefix}/a/#,{prefix}/b/#"})
+        wait_for(running(herder, f"one-{unique}"), 60, "the one task to run")
+        wait_for(running(herder, f"split-{unique}", 2), 60, "the two tasks to run")
+        for level in ("one", "a", "b"):
+            publish(url, f"{prefix}/{level}/x", [f"{level} before".encode()], 10)
+        assert len(consume_all(kafka, one, 1, timeout=60)) == 1
+        assert len(consume_all(kafka, split, 2, timeout=60)) == 2
+
+        own_broker.stop()
+        time.sleep(3.5)  # the tasks' reconnection attempts back off: 1, 2, then 4 s apart
+        since = own_broker.log_size()
+        own_broker.start()
+        for level in ("one", "a", "b"):
+            publish(url, f"{prefix}/{level}/x",
+                    [f"{level} {n}".encode() for n in range(20)], 1000)
+        assert " as kanal-" not in own_broker.logged_since(since), \
+            "a task reconnected before the messages were published: the test proves nothing"
+
+        after_one = [m.value() for m in consume_all(kafka, one, 21, timeout=90)]
+        after_split = [m.value() for m in consume_all(kafka, split, 42, timeout=90)]
+        assert after_one == [b"one before", *[f"one {n}".encode() for n in range(20)]]
+        assert sorted(after_split) == sorted([b"a before", b"b before",
+                                              *[f"{level} {n}".encode() for level in "ab"
+                                                for n in range(20)]])
+        assert running(herder, f"one-{unique}")() and running(herder, f"split-{unique}", 2)()
+
+
+def test_qos_2_after_a_sigkill_brings_again_what_kafka_had_not_confirmed(
+        tmp_path: Path, kafka: str, mqtt_env: dict[str, str],
+        new_topic: Callable[..., str], unique: str) -> None:
+    """QoS 2: exactly once while the task runs, at least once across a crash; nothing
+    lost. The worker commits (and so acknowledges) only every 60 s here: the SIGKILL
+    comes before any message was acknowledged."""
+    url = mqtt_env["KANAL_MQTT_URL"]
+    topic = new_topic("mqtt-qos2-kill")
+    name = f"mqtt-qos2-kill-{unique}"
+    worker = worker_properties(tmp_path, kafka, offset_flush_interval_ms="60000", **{
+        "value.converter": "org.apache.kafka.connect.converters.ByteArrayConverter"})
+    connector = write_properties(tmp_path / "mqtt.properties", {
+        "name": name, "connector.class": "MqttSourceConnector", "tasks.max": "1",
+        "mqtt.server.uri": url, "mqtt.topics": f"kanal-{unique}/#", "kafka.topic": topic,
+        "mqtt.qos": "2", "mqtt.clean.session.enabled": "false"})
+    log = tmp_path / "kanal.log"
+    sender = client(url, "qos2")
+    try:
+        run = Standalone(worker, connector, log=log).start().wait_running()
+        wait_for(lambda: run.logged(b"RUNNING"), 60, f"the task to run (log: {log})")
+        for info in [sender.publish(f"kanal-{unique}/a", f"first {n}".encode(), qos=2)
+                     for n in range(100)]:
+            info.wait_for_publish(30)
+        first = consume_all(kafka, topic, 100, timeout=60)
+        assert sorted(m.value() for m in first) == sorted(f"first {n}".encode()
+                                                          for n in range(100))
+        run.kill()
+        run = Standalone(worker, connector, log=log).start().wait_running()
+        again = consume_all(kafka, topic, 200, timeout=90)
+        for info in [sender.publish(f"kanal-{unique}/a", f"then {n}".encode(), qos=2)
+                     for n in range(100)]:
+            info.wait_for_publish(30)
+        every = consume_all(kafka, topic, 300, timeout=90)
+        time.sleep(2)
+        assert len(consume_all(kafka, topic, 301, timeout=3)) == 300
+    finally:
+        sender.disconnect()
+        sender.loop_stop()
+        run.stop()
+        forget_sessions(url, name)
+    # every message Kafka had when the worker died comes again, marked as a redelivery
+    redelivered = again[100:]
+    assert sorted(m.value() for m in redelivered) == sorted(m.value() for m in first)
+    assert all(dict(m.headers() or [])["mqtt.duplicate"] == b"true" for m in redelivered)
+    # and once the task runs, each message comes once
+    assert sorted(m.value() for m in every[200:]) == sorted(f"then {n}".encode()
+                                                            for n in range(100))

@@ -95,6 +95,9 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         self.window = min(RECEIVE_MAXIMUM, settings.buffer_capacity)
         """The most unacknowledged messages the broker sends (MQTT 5 Receive Maximum)."""
         self.subscribed = threading.Event()
+        self.broker: object = settings.server_uri[0]
+        self.connected = False
+        """Whether the client is connected now (Paho reconnects by itself)."""
         self.failure: Exception | None = None
         """What the network thread met that the task must fail with."""
         self.client = new_client(settings, self.client_id, manual_ack=True)
@@ -106,8 +109,8 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         retry = 0
         while True:
             try:
-                connect(self.client, self.settings, self._connected, self._disconnected,
-                        self.window, self._refused)
+                self.broker = connect(self.client, self.settings, self._connected,
+                                      self._disconnected, self.window, self._refused)
                 break
             except RetriableError as exc:
                 if time.monotonic() >= deadline:
@@ -121,6 +124,7 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
             raise self.failure
 
     def _connected(self, session_present: bool) -> None:
+        self.connected = True
         if self.persistent and not session_present and self.connection > 0:
             log.warning("MQTT client %s: the broker did not keep the session; messages "
                         "published while disconnected were not kept for it", self.client_id)
@@ -142,6 +146,7 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
 
     def _disconnected(self) -> None:
         with self.lock:
+            self.connected = False
             self.connection += 1
             if self.persistent:
                 # the broker sends these again on the next connection
@@ -161,6 +166,10 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         with self.lock:
             if not self.buffer:
                 self.lock.wait(self.settings.empty_timeout_ms / 1000)
+            if not self.buffer and not self.connected:
+                # the runtime shows this in the task's status and polls again later
+                raise RetriableError(f"mqtt.server.uri: lost the connection to the broker "
+                                     f"{self.broker}; reconnecting (check that it runs)")
             taken = [self.buffer.popleft()
                      for _ in range(min(len(self.buffer), self.settings.batch_size))]
             self.polled.extend((message.connection, message.mid, message.qos)
