@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 import threading
 import time
 import uuid
@@ -25,7 +24,7 @@ import pytest
 from confluent_kafka import Consumer, Message
 from paho.mqtt.enums import CallbackAPIVersion
 
-from dev.stack_env import STACK, stack_env
+from dev.stack_env import stack_env
 from kanal_worker.api import ConfigError
 from kanal_worker.connectors.mqtt.settings import MqttSourceSettings
 from kanal_worker.connectors.mqtt.source import MqttSourceTask
@@ -133,16 +132,10 @@ def consume_until(kafka: str, topic: str, wanted: set[tuple[int, int]], timeout:
     return messages
 
 
-def restart_mosquitto() -> None:
-    """A clean restart: mosquitto writes its sessions to disk and reads them back."""
-    for command in ("down", "up"):
-        subprocess.run([str(STACK), command, "mqtt"], check=True, capture_output=True)
-
-
 def test_crashes_and_a_broker_restart_lose_no_message(
-        tmp_path: Path, kafka: str, mqtt_env: dict[str, str],
+        tmp_path: Path, kafka: str, own_broker: Mosquitto,
         new_topic: Callable[..., str], unique: str) -> None:
-    url = mqtt_env["KANAL_MQTT_URL"]
+    url = own_broker.url
     topic = new_topic("mqtt-in", 2)
     prefix = f"kanal-{unique}"
     name = f"mqtt-crash-{unique}"
@@ -190,7 +183,7 @@ def test_crashes_and_a_broker_restart_lose_no_message(
     # the tasks make again when they connect)
     for thread in threads:
         thread.join(180)
-    restart_mosquitto()
+    own_broker.restart()
     run = Standalone(worker, connector, log=log).start().wait_running()
     wait_for(resumed(10**6), 90, f"both tasks to subscribe again (log: {log})")
     threads = publish_all(url, prefix, PUBLISHERS, range(half, per_publisher), rate)
@@ -403,37 +396,6 @@ def test_tls_with_a_trust_store_and_a_client_key_store(
     assert [m.value() for m in consume_all(kafka, topic, 1, timeout=60)] == [b"over TLS"]
 
 
-def mosquitto_passwd(*args: str) -> None:
-    subprocess.run([str(STACK), "run", "mqtt", "mosquitto_passwd", *args], check=True,
-                   capture_output=True)
-
-
-def test_credentials_refused_on_a_reconnect_fail_the_task_naming_the_key(
-        herder: StandaloneHerder, mqtt_env: dict[str, str], unique: str) -> None:
-    user, password = f"kanal-{unique}", f"pw-{unique}"
-    passwd = mqtt_env["KANAL_MQTT_PASSWORD_FILE"]
-    mosquitto_passwd("-b", passwd, user, password)
-    restart_mosquitto()
-    name = f"mqtt-revoked-{unique}"
-    try:
-        herder.put_connector(name, {
-            "connector.class": "MqttSourceConnector", "tasks.max": "1", "kafka.topic": "t",
-            "mqtt.server.uri": mqtt_env["KANAL_MQTT_AUTH_URL"], "mqtt.topics": "vehicles/+",
-            "mqtt.username": user, "mqtt.password": password, "mqtt.qos": "1"})
-        wait_for(lambda: herder.connector_status(name)["tasks"][0]["state"]
-                 == State.RUNNING.value, 60, "the task to run")
-        mosquitto_passwd("-D", passwd, user)  # the user is revoked while the task runs
-        restart_mosquitto()
-        wait_for(lambda: herder.connector_status(name)["tasks"][0]["state"]
-                 == State.FAILED.value, 60, "the task to fail")
-    finally:
-        subprocess.run([str(STACK), "run", "mqtt", "mosquitto_passwd", "-D", passwd, user],
-                       check=False, capture_output=True)
-    trace = herder.connector_status(name)["tasks"][0]["trace"]
-    assert "mqtt.password" in trace and "refused the credentials" in trace, trace
-    assert password not in trace
-
-
 class TaskContext:
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
@@ -446,10 +408,10 @@ class TaskContext:
 
 
 def test_messages_keep_arriving_after_the_broker_restarts(
-        herder: StandaloneHerder, kafka: str, mqtt_env: dict[str, str],
+        herder: StandaloneHerder, kafka: str, own_broker: Mosquitto,
         new_topic: Callable[..., str], unique: str) -> None:
     """Reconnect: the task subscribes again by itself and resumes its session."""
-    url = mqtt_env["KANAL_MQTT_URL"]
+    url = own_broker.url
     topic = new_topic("mqtt-reconnect")
     name = f"mqtt-reconnect-{unique}"
     herder.put_connector(name, {
@@ -461,7 +423,7 @@ def test_messages_keep_arriving_after_the_broker_restarts(
              60, "the task to run")
     publish(url, f"kanal-{unique}/a", [b"before"], 10)
     assert len(consume_all(kafka, topic, 1, timeout=60)) == 1
-    restart_mosquitto()
+    own_broker.restart()
     publish(url, f"kanal-{unique}/a", [b"after"], 10)
     values = [m.value() for m in consume_all(kafka, topic, 2, timeout=90)]
     assert values == [b"before", b"after"]
