@@ -103,6 +103,10 @@ class MqttSourceTask(SourceTask[MqttSourceSettings]):
         self.client = new_client(settings, self.client_id, manual_ack=True)
         self.client.on_message = self._received
         self.client.on_subscribe = self._subscribed
+        if share_group(settings, context.task_id):
+            # a restarted mosquitto forgets shared subscriptions: until a task of the group
+            # is back, what is published reaches none, so try again every second
+            self.client.reconnect_delay_set(1, 1)
 
     def start(self) -> None:
         deadline = time.monotonic() + self.settings.connect_timeout_seconds
