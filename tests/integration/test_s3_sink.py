@@ -175,6 +175,45 @@ def test_keys_and_headers_files_match_their_values_and_a_sigkill_rerun_rewrites_
         {"name": f"keyed-{unique}", "connector.class": CONNECTOR, **s3_settings(s3, bucket)})
 
 
+def test_null_values_written_as_tombstone_keys_files(
+        kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str) -> None:
+    """behavior.on.null.values=write as Confluent's S3 sink: a tombstone's key (and
+    headers) go to the tombstone encoded partition, with no value file; the other records
+    keep their value, keys and headers files."""
+    bucket = Bucket(s3, f"tombstones-{unique}")
+    topic = new_topic("tombstones", 1)
+    values = [None if seq % 4 == 3 else orjson.dumps({"seq": seq}) for seq in range(40)]
+    produce(kafka, topic, values, keys=[f"key-{seq}".encode() for seq in range(40)],
+            partition=0, headers=[("source", b"cdc")])
+    name = f"tombstones-{unique}"
+    config = {**s3_settings(s3, bucket), "topics": topic, "format.class": "JsonFormat",
+              "flush.size": "10", "store.kafka.keys": "true", "store.kafka.headers": "true",
+              "keys.format.class": "io.confluent.connect.s3.format.json.JsonFormat",
+              "behavior.on.null.values": "write", **JSON_VALUES}
+    assert "store.kafka.keys=true" in errors_of(validate({
+        **config, "name": name, "connector.class": CONNECTOR, "store.kafka.keys": "false"}))[
+        "behavior.on.null.values"][0]
+    with herder_running(kafka, name, config) as herder:
+        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 40}, 90,
+                 "every offset committed")
+        assert task_state(herder, name)["state"] == State.RUNNING.value
+    files = bucket.objects()
+    tombstones = {key: data for key, data in files.items()
+                  if key.startswith(f"topics/{topic}/tombstone/")}
+    assert tombstones and all(".keys.json" in key or ".headers.avro" in key
+                              for key in tombstones), sorted(tombstones)
+    assert [line for key in sorted(tombstones) if key.endswith(".keys.json")
+            for line in json_lines({key: tombstones[key]})] == \
+        [f"key-{seq}" for seq in range(3, 40, 4)]
+    headers = [h for key in sorted(tombstones) if key.endswith(".headers.avro")
+               for h in read_back("AvroFormat", key, tombstones[key])]
+    assert headers == [[{"key": "source", "value": "cdc"}]] * 10
+    values_files = {key: data for key, data in files.items() if key.endswith("0.json")}
+    assert [r["seq"] for r in json_lines(dict(sorted(values_files.items())))] == \
+        [seq for seq in range(40) if seq % 4 != 3]
+    assert not any(key.startswith(f"topics/{topic}/tombstone/") for key in values_files)
+
+
 def test_sigkill_at_random_points_keeps_every_record_exactly_once(
         tmp_path: Path, kafka: str, s3: dict[str, str], new_topic: Callable[..., str],
         unique: str) -> None:
