@@ -8,10 +8,12 @@ back over WebHDFS (fsspec) with each format's standard reader.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import orjson
 import pytest
 from fsspec.implementations.webhdfs import WebHDFS
 
@@ -20,7 +22,12 @@ from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
-from tests.integration.standalone import wait_for
+from tests.integration.standalone import (
+    Standalone,
+    wait_for,
+    worker_properties,
+    write_properties,
+)
 from tests.integration.storage_data import (
     HOURLY,
     JSON_VALUES,
@@ -83,7 +90,7 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, hdfs: str,
         wait_for(lambda: line_total(directory) >= 1200, 90, "1200 records in files")
         wait_for(lambda: committed(kafka, f"connect-{name}", topic, 2) == {0: 600, 1: 600}, 30,
                  "offsets committed")
-    assert_hourly_files(directory.objects(), topic, produced)
+    assert_hourly_files(directory.objects(), topic, produced, ends_names=True)
     # no temporary file left behind, and the stopped task removed its directories
     assert directory.fs.ls(f"/seed-{unique}/logs/+tmp") == []
 
@@ -99,7 +106,8 @@ def test_each_format_reads_back_with_its_standard_reader(
     directory = Directory(hdfs, f"formats-{unique}")
     storage_scenarios.each_record_reads_back(kafka, new_topic("formats", 1),
                                              f"formats-{unique}", directory,
-                                             sink(hdfs, directory.root), config, suffix)
+                                             sink(hdfs, directory.root), config, suffix,
+                                             ends_names=True)
 
 
 def test_sigkill_leaves_no_half_file_and_every_record_once(
@@ -111,6 +119,46 @@ def test_sigkill_leaves_no_half_file_and_every_record_once(
     storage_scenarios.sigkills_keep_every_record_exactly_once(
         tmp_path, kafka, new_topic("crash", 2), 2_000, directory,
         {"name": f"crash-{unique}", **sink(hdfs, directory.root)}, unique)
+
+
+def test_temporary_files_of_a_killed_task_are_removed_when_its_partition_opens(
+        tmp_path: Path, kafka: str, hdfs: str, new_topic: Callable[..., str],
+        unique: str) -> None:
+    """A task killed while it appends to a file leaves that file under logs.dir/+tmp;
+    the next task to open the partition removes it, as kafka-connect-hdfs does."""
+    directory = Directory(hdfs, f"stale-{unique}")
+    topic = new_topic("stale", 1)
+    produce(kafka, topic, [orjson.dumps({"seq": seq, "pad": "x" * 1000}) for seq in range(3000)],
+            partition=0)
+    worker, log = worker_properties(tmp_path, kafka), tmp_path / "kanal.log"
+    properties = write_properties(tmp_path / "sink.properties", {
+        "name": f"stale-{unique}", **sink(hdfs, directory.root), "topics": topic,
+        "format.class": "JsonFormat", "flush.size": "100000",
+        "kanal.hdfs.part.size": str(1 << 20), **JSON_VALUES})
+    temp = f"/{directory.root}/logs/+tmp"
+
+    def temporary_files() -> list[str]:
+        try:
+            return [path for path in directory.fs.find(temp)
+                    if path.rsplit("/", 1)[-1].startswith(f"{topic}+0+")]
+        except FileNotFoundError:
+            return []
+
+    run = Standalone(worker, properties, log=log).start()
+    try:
+        wait_for(lambda: temporary_files() != [], 120, f"a file being written (log: {log})")
+    finally:
+        run.stop(signal.SIGKILL)
+    left = temporary_files()
+    assert left and directory.names() == []  # half a file, under its temporary name only
+    run = Standalone(worker, properties, log=log).start()
+    try:
+        wait_for(lambda: not any(directory.fs.exists(path) for path in left), 120,
+                 f"the killed task's temporary files removed (log: {log})")
+        assert run.logged(b"temporary files left by an earlier task")
+    finally:
+        assert run.stop() == 0
+    assert temporary_files() == []
 
 
 def test_namenode_outage_retries_without_loss_or_duplicates(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kanal_worker.api import TopicPartition
 from kanal_worker.connectors.hdfs.settings import HdfsSinkSettings
 from kanal_worker.connectors.storage.store import ObjectStore
 from kanal_worker.connectors.storage.task import StorageSinkTask
@@ -9,6 +10,7 @@ from kanal_worker.connectors.storage.task import StorageSinkTask
 
 class HdfsSinkTask(StorageSinkTask[HdfsSinkSettings]):
     thread_prefix = "hdfs"
+    ends_names = True  # kafka-connect-hdfs's <topic>+<partition>+<start>+<end>
 
     @staticmethod
     def store_problems(settings: HdfsSinkSettings) -> dict[str, list[str]]:
@@ -17,6 +19,12 @@ class HdfsSinkTask(StorageSinkTask[HdfsSinkSettings]):
     def open_store(self) -> ObjectStore:
         from kanal_worker.connectors.hdfs.store import HdfsStore
         return HdfsStore(self.settings)
+
+    def open(self, partitions: list[TopicPartition]) -> None:
+        super().open(partitions)
+        from kanal_worker.connectors.hdfs.store import HdfsStore
+        if isinstance(self.store, HdfsStore):
+            self.store.remove_stale_temp_files(partitions)
 
     def destination(self) -> str:
         return f"{self.settings.webhdfs} as {self.settings.user}"

@@ -22,6 +22,9 @@ is none). At that offset no file was open, so a replay from it starts from the s
 the same files at the same offsets, under the same names (``<topic>+<partition>+
 <first offset>``) with the same bytes. Files already committed are overwritten with
 identical content; nothing is written twice under two names, nothing is skipped.
+A sink whose store renames files when it commits them may also end names with the
+offset of the file's last record, as kafka-connect-hdfs does (``Layout.ends_names``):
+that offset is as deterministic as the first.
 
 With ``store.kafka.keys`` / ``store.kafka.headers`` every value file has companions:
 the keys and headers of its records, in the same order, under the value file's name
@@ -96,14 +99,20 @@ class Layout:
     file_delim: str
     offset_width: int
     tombstone_partition: str = "tombstone"
+    ends_names: bool = False
+    """Whether names end with the last record's offset too (``<topic>+<partition>+
+    <start>+<end>``); only a store that renames at commit can write them (files are
+    staged under the name without the end, see ``store.RenamingStore``)."""
     key_format: FileFormat | None = None
     """The format of the ``.keys`` files (``store.kafka.keys``); None: no keys stored."""
     header_format: FileFormat | None = None
     """The format of the ``.headers`` files (``store.kafka.headers``)."""
 
     @classmethod
-    def from_settings(cls, settings: StorageSinkSettings, file_format: FileFormat) -> Layout:
+    def from_settings(cls, settings: StorageSinkSettings, file_format: FileFormat,
+                      ends_names: bool = False) -> Layout:
         return cls(
+            ends_names=ends_names,
             key_format=build_format(settings, settings.keys_format_class)
             if settings.store_kafka_keys else None,
             header_format=build_format(settings, settings.headers_format_class)
@@ -154,6 +163,16 @@ class Layout:
         extension = (file_format or self.format).extension
         return (f"{prefix}{tp.topic}{d}{encoded}{d}{tp.topic}{f}{tp.partition}{f}"
                 f"{start:0{self.offset_width}d}{suffix}{extension}")
+
+    def ended_name(self, file: OpenFile) -> str:
+        """``file``'s name once it ended: with ``ends_names`` the offset of its last
+        record follows the first (``t+0+0000000000+0000000099.avro``)."""
+        if not self.ends_names:
+            return file.name
+        start = f"{self.file_delim}{file.first_offset:0{self.offset_width}d}"
+        cut = file.name.rindex(start) + len(start)
+        return (f"{file.name[:cut]}{self.file_delim}{file.last_offset:0{self.offset_width}d}"
+                f"{file.name[cut:]}")
 
     def views(self, record: SinkRecord) -> list[tuple[Schema | None, object]]:
         """What the companions of ``record``'s file hold of it, prepared by their formats
@@ -212,7 +231,11 @@ class OpenFile:
     """One file being written: its bytes leave in blocks while it is open."""
 
     name: str
+    """The name the file is written under; ``final_name`` once it is finished."""
     set_start: int
+    first_offset: int
+    last_offset: int
+    """The offset of the record written last (the first one's while none is)."""
     record_schema: Schema | None
     """The value schema of its records (None: schemaless), for schema.compatibility."""
     format_schema: Schema | None
@@ -225,6 +248,7 @@ class OpenFile:
     single: bytes | None = None
     """The whole content of a finished file smaller than a block (one put)."""
     finished: bool = False
+    final_name: str = ""
     durable: bool = False
     companions: list[OpenFile] = field(default_factory=list)
     """The keys and headers files cut with this value file (``Layout.companions``)."""
@@ -314,6 +338,7 @@ class PartitionFiles:
                 current = self._open(encoded, offsets[start], None, None, None, now_ms)
             end = min(len(offsets), start + flush_size - self.set_records)
             current.writer.append(b"\n".join(values[start:end]) + b"\n")
+            current.last_offset = offsets[end - 1]
             self._writes += end - start
             current.last_write = self._writes
             self.set_records += end - start
@@ -367,9 +392,11 @@ class PartitionFiles:
             current = self._open(encoded, record.kafka_offset, schema, format_schema, timestamp,
                                  now_ms, views, tombstone)
         current.writer.append(payload)
+        current.last_offset = record.kafka_offset
         if views:
             for companion, (_, view) in zip(current.companions, views, strict=True):
                 companion.writer.append(view)
+                companion.last_offset = record.kafka_offset
         self._writes += 1
         current.last_write = self._writes
         self.set_records += 1
@@ -409,20 +436,21 @@ class PartitionFiles:
             name = self.layout.blob_name(self.tp, encoded, offset, suffix, file_format)
         else:
             name, file_format = self.layout.blob_name(self.tp, encoded, offset), self.layout.format
-        opened = self._new_file(name, file_format, record_schema, format_schema)
+        opened = self._new_file(name, offset, file_format, record_schema, format_schema)
         for (suffix, companion_format), (view_schema, _) in zip(companions, views or [],
                                                                 strict=True):
             opened.companions.append(self._new_file(
                 self.layout.blob_name(self.tp, encoded, offset, suffix, companion_format),
-                companion_format, view_schema, view_schema))
+                offset, companion_format, view_schema, view_schema))
         self.open[encoded] = opened
         return opened
 
-    def _new_file(self, name: str, file_format: FileFormat, record_schema: Schema | None,
-                  format_schema: Schema | None) -> OpenFile:
+    def _new_file(self, name: str, offset: int, file_format: FileFormat,
+                  record_schema: Schema | None, format_schema: Schema | None) -> OpenFile:
         assert self.set_start is not None
         spool = BlockSpool()
-        return OpenFile(name=name, set_start=self.set_start, record_schema=record_schema,
+        return OpenFile(name=name, set_start=self.set_start, first_offset=offset,
+                        last_offset=offset, record_schema=record_schema,
                         format_schema=format_schema,
                         writer=file_format.open(format_schema, spool, name), spool=spool)
 
@@ -433,6 +461,7 @@ class PartitionFiles:
     def _close(self, file: OpenFile) -> None:
         for part in (file, *file.companions):
             part.finish(self.layout.block_size)
+            part.final_name = self.layout.ended_name(part)
             self.closed.append(part)
         del self.open[next(k for k, v in self.open.items() if v is file)]
 
