@@ -12,6 +12,7 @@ the store outage (default 10; 60 for the full check).
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,15 +22,19 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from dev.stack_env import stack_env
+from kanal_worker.api import TopicPartition
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
-from tests.integration.standalone import wait_for
+from tests.integration.gcs_servers import Emulator, PermissionProxy
+from tests.integration.standalone import KANAL, wait_for, write_properties
 from tests.integration.storage_data import (
     HOURLY,
     JSON_VALUES,
     assert_hourly_files,
+    json_lines,
     produce_seed_readings,
 )
 from tests.integration.storage_scenarios import herder_running, line_total, task_state
@@ -200,3 +205,82 @@ def test_invalid_configuration_errors_name_each_key(gcs: str, bucket: Bucket) ->
     hidden = {c["value"]["name"]: c["value"]["value"]
               for c in validate({**base, "gcs.credentials.json": key})["configs"]}
     assert hidden["gcs.credentials.json"] == "[hidden]"
+
+
+def test_a_lost_upload_session_starts_again_from_the_bytes_sent(
+        tmp_path: Path, kafka: str, new_topic: Callable[..., str], unique: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The emulator restarts while a large file is being uploaded: its resumable session
+    is gone (404), so the task opens a new one and sends the file's bytes again; the task
+    keeps running, and the object holds every record once."""
+    emulator = Emulator(stack_env("gcs", quiet=True)["KANAL_GCS_SERVER"],
+                        tmp_path / "own-gcs").start()
+    try:
+        bucket = Bucket(emulator.url, f"restart-{unique}")
+        topic = new_topic("restart", 1)
+        records = [orjson.dumps({"seq": seq, "pad": "x" * 1000}) for seq in range(16_000)]
+        produce(kafka, topic, records[:8000], partition=0)
+        name = f"restart-{unique}"
+        config = {**sink(emulator.url, bucket), "topics": topic, "format.class": "JsonFormat",
+                  "flush.size": "16000", "gcs.part.size": str(5 * 1024 * 1024), **JSON_VALUES}
+        with herder_running(kafka, name, config) as herder:
+            runner = herder.runners()[0]
+            partition = TopicPartition(topic, 0)
+            wait_for(lambda: getattr(runner, "consumed", {}).get(partition) == 8000, 90,
+                     "the first 8 MB staged")
+            emulator.stop()
+            emulator.start()
+            produce(kafka, topic, records[8000:], partition=0)
+            wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 16_000}, 120,
+                     "every offset committed")
+            assert task_state(herder, name)["state"] == State.RUNNING.value
+        assert "GCS lost the upload session" in caplog.text
+        files = bucket.objects()
+        assert list(files) == [f"topics/{topic}/partition=0/{topic}+0+0000000000.json"]
+        assert [r["seq"] for r in json_lines(files)] == list(range(16_000))
+    finally:
+        emulator.stop()
+
+
+def test_bucket_without_write_permission_is_named_by_validate_and_task_status(
+        tmp_path: Path, kafka: str, gcs: str, bucket: Bucket, new_topic: Callable[..., str],
+        unique: str) -> None:
+    """A service account that may read the bucket but not create objects in it (a proxy
+    answers 403 as GCS does): validate, ``kanal validate`` and the task status name
+    gcs.bucket.name and the credentials; nothing is committed."""
+    proxy = PermissionProxy(gcs, bucket.name).start()
+    try:
+        topic = new_topic("readonly", 1)
+        name = f"readonly-{unique}"
+        config = {**sink(proxy.url, bucket), "topics": topic, "format.class": "JsonFormat",
+                  "flush.size": "1", **JSON_VALUES}
+        problems = errors_of(validate({**config, "name": name}))
+        assert list(problems) == ["gcs.bucket.name"], problems
+        message = problems["gcs.bucket.name"][0]
+        assert message.startswith(f"GCS refused to create objects in bucket {bucket.name}: "
+                                  "kanal-test@example.iam.gserviceaccount.com does not have "
+                                  "storage.objects.create access"), message
+        assert "gcs.credentials.path or gcs.credentials.json" in message, message
+        properties = write_properties(tmp_path / "readonly.properties", {**config,
+                                                                          "name": name})
+        checked = subprocess.run([KANAL, "validate", str(properties)], capture_output=True,
+                                 text=True, timeout=60, check=False)
+        assert checked.returncode != 0, checked.stdout
+        assert f"gcs.bucket.name: GCS refused to create objects in bucket {bucket.name}" in \
+            checked.stderr, checked.stderr
+        proxy.enforcing = False
+        with herder_running(kafka, name, config) as herder:
+            proxy.enforcing = True  # the right taken away after the connector started
+            produce(kafka, topic, [b'{"a": 1}'])
+            wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
+                     "the task to fail")
+            trace = task_state(herder, name)["trace"]
+            assert f"GCS refused access to bucket {bucket.name} (gcs.bucket.name): " \
+                   "kanal-test@example.iam.gserviceaccount.com does not have " \
+                   "storage.objects.create access" in trace, trace
+            assert "check gcs.credentials.path or gcs.credentials.json" in trace, trace
+        assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,
+                                                      1).values())  # nothing committed
+        assert bucket.names() == [] and proxy.refused >= 2
+    finally:
+        proxy.stop()

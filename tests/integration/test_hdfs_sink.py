@@ -32,6 +32,7 @@ from tests.integration.storage_data import (
     HOURLY,
     JSON_VALUES,
     assert_hourly_files,
+    json_lines,
     produce_seed_readings,
 )
 from tests.integration.storage_scenarios import herder_running, line_total, task_state
@@ -119,6 +120,34 @@ def test_sigkill_leaves_no_half_file_and_every_record_once(
     storage_scenarios.sigkills_keep_every_record_exactly_once(
         tmp_path, kafka, new_topic("crash", 2), 2_000, directory,
         {"name": f"crash-{unique}", **sink(hdfs, directory.root)}, unique)
+
+
+def test_a_task_resumes_after_the_files_named_in_hdfs(
+        kafka: str, hdfs: str, new_topic: Callable[..., str], unique: str) -> None:
+    """As kafka-connect-hdfs, a task reads where to resume from the end offsets in the
+    file names: a connector that finds files for records its group never committed (here
+    a new name over the same directory) writes none of them again, even when it would cut
+    them elsewhere (flush.size 100 then 50)."""
+    directory = Directory(hdfs, f"resume-{unique}")
+    topic = new_topic("resume", 1)
+    records = [orjson.dumps({"seq": seq}) for seq in range(400)]
+    produce(kafka, topic, records[:300], partition=0)
+    config = {**sink(hdfs, directory.root), "topics": topic, "format.class": "JsonFormat",
+              **JSON_VALUES}
+    first, second = f"resume-{unique}", f"resume-again-{unique}"
+    with herder_running(kafka, first, {**config, "flush.size": "100"}):
+        wait_for(lambda: committed(kafka, f"connect-{first}", topic, 1) == {0: 300}, 90,
+                 "the first connector's offsets committed")
+    produce(kafka, topic, records[300:], partition=0)
+    with herder_running(kafka, second, {**config, "flush.size": "50"}):
+        wait_for(lambda: committed(kafka, f"connect-{second}", topic, 1) == {0: 400}, 90,
+                 "the second connector's offsets committed")
+    base = f"topics/{topic}/partition=0/{topic}+0+"
+    assert sorted(directory.names()) == [
+        f"{base}{start:010d}+{end:010d}.json"
+        for start, end in ((0, 99), (100, 199), (200, 299), (300, 349), (350, 399))]
+    assert [r["seq"] for r in json_lines(dict(sorted(directory.objects().items())))] == \
+        list(range(400))
 
 
 def test_temporary_files_of_a_killed_task_are_removed_when_its_partition_opens(
