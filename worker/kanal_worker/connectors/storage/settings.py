@@ -135,7 +135,7 @@ class StorageSinkSettings(Settings):
     filename_offset_zero_pad_width: int = setting(
         10, key="filename.offset.zero.pad.width", importance="LOW", group=CONNECTOR, ge=0,
         display="Filename Offset Zero Pad Width",
-        doc="Width to which the start offset in file names is padded with zeros.")
+        doc="Width to which the offsets in file names are padded with zeros.")
 
 
     # -- Storage -------------------------------------------------------------------------
