@@ -71,6 +71,15 @@ def task_state(herder: StandaloneHerder, name: str) -> dict[str, Any]:
     return task
 
 
+def first_write_fails(herder: StandaloneHerder, kafka: str, topic: str, name: str) -> str:
+    """Produce a record to ``topic`` and wait for task 0 of ``name`` to fail writing it;
+    the failure's trace (the task status)."""
+    produce(kafka, topic, [b'{"a": 1}'])
+    wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
+             "the task to fail")
+    return str(task_state(herder, name)["trace"])
+
+
 def sigkills_keep_every_record_exactly_once(
         tmp_path: Path, kafka: str, topic: str, per_partition: int, view: StoreView,
         connector: dict[str, str], seed: str) -> None:

@@ -28,7 +28,7 @@ from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
-from tests.integration.gcs_servers import Emulator, PermissionProxy
+from tests.integration.gcs_servers import Emulator, gcs_refusal
 from tests.integration.standalone import KANAL, wait_for, write_properties
 from tests.integration.storage_data import (
     HOURLY,
@@ -37,12 +37,20 @@ from tests.integration.storage_data import (
     json_lines,
     produce_seed_readings,
 )
-from tests.integration.storage_scenarios import herder_running, line_total, task_state
+from tests.integration.storage_scenarios import (
+    first_write_fails,
+    herder_running,
+    line_total,
+    task_state,
+)
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DENIED = ("kanal-test@example.iam.gserviceaccount.com does not have storage.objects.create "
+          "access to the Google Cloud Storage object. Permission 'storage.objects.create' "
+          "denied on resource (or it may not exist).")
 CRASH_RECORDS = int(os.environ.get("KANAL_TEST_GCS_CRASH_RECORDS", "30000"))
 OUTAGE_SECONDS = float(os.environ.get("KANAL_TEST_OUTAGE_SECONDS", "10"))
 
@@ -158,10 +166,7 @@ def test_missing_bucket_is_named_by_validate_and_by_the_task_status(
         f"Bucket absent-{unique} does not exist; create it or fix gcs.bucket.name"]}
     with herder_running(kafka, name, config) as herder:
         bucket.bucket.delete()  # gone after the connector started
-        produce(kafka, topic, [b'{"a": 1}'])
-        wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
-                 "the task to fail")
-        trace = task_state(herder, name)["trace"]
+        trace = first_write_fails(herder, kafka, topic, name)
         assert f"GCS bucket {bucket.name} does not exist; create it or fix gcs.bucket.name" \
             in trace, trace
         assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,
@@ -248,7 +253,7 @@ def test_bucket_without_write_permission_is_named_by_validate_and_task_status(
     """A service account that may read the bucket but not create objects in it (a proxy
     answers 403 as GCS does): validate, ``kanal validate`` and the task status name
     gcs.bucket.name and the credentials; nothing is committed."""
-    proxy = PermissionProxy(gcs, bucket.name).start()
+    proxy = gcs_refusal(gcs, bucket.name, 403, DENIED).start()
     try:
         topic = new_topic("readonly", 1)
         name = f"readonly-{unique}"
@@ -268,13 +273,10 @@ def test_bucket_without_write_permission_is_named_by_validate_and_task_status(
         assert checked.returncode != 0, checked.stdout
         assert f"gcs.bucket.name: GCS refused to create objects in bucket {bucket.name}" in \
             checked.stderr, checked.stderr
-        proxy.enforcing = False
+        proxy.refusing = False
         with herder_running(kafka, name, config) as herder:
-            proxy.enforcing = True  # the right taken away after the connector started
-            produce(kafka, topic, [b'{"a": 1}'])
-            wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
-                     "the task to fail")
-            trace = task_state(herder, name)["trace"]
+            proxy.refusing = True  # the right taken away after the connector started
+            trace = first_write_fails(herder, kafka, topic, name)
             assert f"GCS refused access to bucket {bucket.name} (gcs.bucket.name): " \
                    "kanal-test@example.iam.gserviceaccount.com does not have " \
                    "storage.objects.create access" in trace, trace
@@ -282,5 +284,30 @@ def test_bucket_without_write_permission_is_named_by_validate_and_task_status(
         assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,
                                                       1).values())  # nothing committed
         assert bucket.names() == [] and proxy.refused >= 2
+    finally:
+        proxy.stop()
+
+
+def test_credentials_refused_after_start_are_named_by_the_task_status(
+        kafka: str, gcs: str, bucket: Bucket, new_topic: Callable[..., str],
+        unique: str) -> None:
+    """Credentials GCS stops accepting (a key revoked while the task runs, 401): the
+    task fails naming the credential keys; nothing is committed."""
+    proxy = gcs_refusal(gcs, bucket.name, 401, "Invalid Credentials")
+    proxy.refusing = False
+    proxy.start()
+    try:
+        topic = new_topic("revoked", 1)
+        name = f"revoked-{unique}"
+        with herder_running(kafka, name, {**sink(proxy.url, bucket), "topics": topic,
+                                          "format.class": "JsonFormat", "flush.size": "1",
+                                          **JSON_VALUES}) as herder:
+            proxy.refusing = True
+            trace = first_write_fails(herder, kafka, topic, name)
+            # the emulator's anonymous credentials cannot renew; a key would, and fail so
+            assert "GCS credentials were rejected: " in trace, trace
+            assert "check gcs.credentials.path or gcs.credentials.json" in trace, trace
+        assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,
+                                                      1).values())  # nothing committed
     finally:
         proxy.stop()

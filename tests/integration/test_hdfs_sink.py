@@ -35,7 +35,12 @@ from tests.integration.storage_data import (
     json_lines,
     produce_seed_readings,
 )
-from tests.integration.storage_scenarios import herder_running, line_total, task_state
+from tests.integration.storage_scenarios import (
+    first_write_fails,
+    herder_running,
+    line_total,
+    task_state,
+)
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
@@ -219,10 +224,7 @@ def test_directory_without_write_permission_is_named_by_validate_and_task_status
     owner.chmod(f"/locked-{unique}", "777")
     with herder_running(kafka, name, config) as herder:
         owner.chmod(f"/locked-{unique}", "755")  # taken away after the connector started
-        produce(kafka, topic, [b'{"a": 1}'])
-        wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
-                 "the task to fail")
-        trace = task_state(herder, name)["trace"]
+        trace = first_write_fails(herder, kafka, topic, name)
         assert "HDFS refused user intruder" in trace, trace
         assert "grant that user write access to topics.dir and logs.dir" in trace, trace
         assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,

@@ -28,6 +28,7 @@ from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
+from tests.integration.refusing_proxy import RefusingProxy
 from tests.integration.standalone import (
     KANAL,
     wait_for,
@@ -45,6 +46,7 @@ from tests.integration.storage_data import (
 )
 from tests.integration.storage_scenarios import (
     each_record_reads_back,
+    first_write_fails,
     keys_and_headers_match_their_values_through_a_sigkill,
     line_total,
     outage_loses_and_duplicates_nothing,
@@ -324,3 +326,40 @@ def test_bad_stores_are_named_by_key_in_validate_and_task_status(
         assert "s3.bucket.name" in trace and "does not exist" in trace, trace
         assert s3["KANAL_S3_SECRET_KEY"] not in trace
     assert committed(kafka, f"connect-{name}", topic, 1)[0] <= 0, "nothing committed"
+
+
+@pytest.mark.parametrize(("code", "message", "expected"), [
+    ("AccessDenied", "Access Denied",
+     "S3 denied access to bucket {bucket} (AccessDenied: Access Denied); give the "
+     "credentials s3:PutObject and multipart upload rights on it, or fix s3.bucket.name"),
+    ("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.",
+     "S3 rejected the credentials (InvalidAccessKeyId: The AWS Access Key Id you provided "
+     "does not exist in our records.); check aws.access.key.id and aws.secret.access.key"),
+], ids=["write-permission-taken", "credentials-revoked"])
+def test_refusals_after_start_are_named_by_the_task_status(
+        kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str,
+        code: str, message: str, expected: str) -> None:
+    """The write right or the access key taken away while the task runs (a proxy answers
+    as S3 does, which versitygw cannot be made to do mid-run): the task fails naming the
+    key to fix; nothing is committed."""
+    bucket = Bucket(s3, f"refused-{unique}")
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{message}</Message><RequestId>kanal-test</RequestId></Error>").encode()
+    proxy = RefusingProxy(s3["KANAL_S3_ENDPOINT"], rf"/{bucket.name}(/|\?|$)", 403, body,
+                          "application/xml")
+    proxy.refusing = False
+    proxy.start()
+    try:
+        topic = new_topic("refused", 1)
+        name = f"refused-{unique}"
+        with herder_running(kafka, name, {**s3_settings(s3, bucket, proxy.url),
+                                          "topics": topic, "format.class": "JsonFormat",
+                                          "flush.size": "1", **JSON_VALUES}) as herder:
+            proxy.refusing = True
+            trace = first_write_fails(herder, kafka, topic, name)
+            assert expected.format(bucket=bucket.name) in trace, trace
+            assert s3["KANAL_S3_SECRET_KEY"] not in trace
+        assert committed(kafka, f"connect-{name}", topic, 1)[0] < 0, "nothing committed"
+        assert bucket.names() == []
+    finally:
+        proxy.stop()

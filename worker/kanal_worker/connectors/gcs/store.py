@@ -230,6 +230,9 @@ class GcsStore:
         except (requests.RequestException, auth_errors.TransportError, OSError) as exc:
             raise RetriableError(f"GCS unreachable: {_first(exc)}; check store.url if this "
                                  "lasts") from None
+        except auth_errors.GoogleAuthError as exc:  # a 401 whose credentials cannot renew
+            raise ConnectError(f"GCS credentials were rejected: {_first(exc)}; check "
+                               "gcs.credentials.path or gcs.credentials.json") from None
 
 
 def access_problems(settings: GcsSinkSettings) -> dict[str, list[str]]:
