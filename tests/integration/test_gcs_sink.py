@@ -186,8 +186,9 @@ def test_invalid_configuration_errors_name_each_key(gcs: str, bucket: Bucket) ->
     example = orjson.loads(EXAMPLES.joinpath("gcs-sink.json").read_bytes())
     assert errors_of(validate({**example["config"], "name": example["name"],
                                "gcs.bucket.name": bucket.name, "store.url": gcs})) == {}
-    # an endpoint that is down is not a configuration error: the task retries then
-    assert errors(store_url="http://127.0.0.1:1") == {}
+    unreachable = errors(store_url="http://127.0.0.1:1")["store.url"][0]
+    assert unreachable.startswith("GCS unreachable at http://127.0.0.1:1: "), unreachable
+    assert unreachable.endswith("check store.url (empty for Google's endpoint)"), unreachable
     assert "Missing required configuration" in errors(gcs_bucket_name=None)[
         "gcs.bucket.name"][0]
     assert "Invalid bucket name" in errors(gcs_bucket_name="Bad_Bucket!")["gcs.bucket.name"][0]

@@ -231,19 +231,25 @@ def test_directory_without_write_permission_is_named_by_validate_and_task_status
                                                       1).values())  # nothing committed
 
 
-def test_unreachable_namenode_is_retried_and_shown_in_status(
-        kafka: str, new_topic: Callable[..., str], unique: str) -> None:
+def test_namenode_unreachable_after_start_is_retried_and_shown_in_status(
+        kafka: str, hdfs: str, new_topic: Callable[..., str], unique: str) -> None:
+    """validate refuses a namenode that does not answer (see the next test); one that
+    goes away while the task runs is retried, and the status names hdfs.url."""
+    namenode = urlsplit(hdfs)
+    proxy = BlackoutProxy((namenode.hostname or "", namenode.port or 80)).start()
     topic = new_topic("unreachable", 1)
-    produce(kafka, topic, [b'{"a": 1}'])
     name = f"unreachable-{unique}"
-    with herder_running(kafka, name, {**sink("http://127.0.0.1:1", "nowhere"), "topics": topic,
-                                      "flush.size": "1", "format.class": "JsonFormat",
-                                      **JSON_VALUES}) as herder:
+    with herder_running(kafka, name, {**sink(proxy.url, f"unreachable-{unique}"),
+                                      "topics": topic, "flush.size": "1",
+                                      "format.class": "JsonFormat", **JSON_VALUES}) as herder:
+        proxy.stop()
+        produce(kafka, topic, [b'{"a": 1}'])
         wait_for(lambda: "HDFS unreachable" in (herder.runners()[0].status.detail or ""), 60,
                  "the retry in the task status")
         detail = herder.runners()[0].status.detail or ""
         assert "check hdfs.url" in detail, detail
         assert task_state(herder, name)["state"] == State.RUNNING.value
+    assert committed(kafka, f"connect-{name}", topic, 1)[0] < 0, "nothing committed"
 
 
 def test_invalid_configuration_errors_name_each_key(hdfs: str) -> None:
@@ -254,9 +260,12 @@ def test_invalid_configuration_errors_name_each_key(hdfs: str) -> None:
         config = {**base, **{k.replace("_", "."): v for k, v in changes.items()}}
         return errors_of(validate({k: v for k, v in config.items() if v is not None}))
 
-    # Confluent's quickstart configuration, unchanged (its namenode is not running here,
-    # which is not a configuration error: the task retries then)
-    assert errors() == {}
+    # Confluent's quickstart configuration: valid, but its namenode is not running here
+    unreachable = errors()["hdfs.url"][0]
+    assert unreachable.startswith("HDFS unreachable at http://namenode:9870/webhdfs/v1: "), \
+        unreachable
+    assert unreachable.endswith("check hdfs.url (and kanal.webhdfs.port for hdfs:// URLs)")
+    assert errors(hdfs_url=hdfs) == {}
     example = load_properties(EXAMPLES / "hdfs-sink.properties")
     assert errors_of(validate({**example, "hdfs.url": hdfs})) == {}
     assert "Missing required configuration" in errors(hdfs_url=None)["hdfs.url"][0]

@@ -236,10 +236,10 @@ class GcsStore:
 
 
 def access_problems(settings: GcsSinkSettings) -> dict[str, list[str]]:
-    """What ``validate`` can tell before any data flows: unusable credentials, a missing
-    bucket, a refusal to read it or to create objects in it (an empty probe object under
-    topics.dir, removed again). An unreachable endpoint is not reported here: stores come
-    back, and the task retries then (its status names store.url)."""
+    """What ``validate`` can tell before any data flows: an endpoint that does not answer,
+    unusable credentials, a missing bucket, a refusal to read it or to create objects in
+    it (an empty probe object under topics.dir, removed again). A task whose store goes
+    away later retries instead (its status names store.url)."""
     try:
         store = GcsStore(settings)
     except ConfigError as exc:
@@ -269,7 +269,11 @@ def access_problems(settings: GcsSinkSettings) -> dict[str, list[str]]:
                                          "the credentials and their rights on the bucket"]}
     except auth_errors.RefreshError as exc:
         return {"gcs.credentials.path": [f"GCS rejected the credentials: {_first(exc)}"]}
-    except Exception as exc:  # unreachable or failing store: the task retries then
+    except (requests.ConnectionError, requests.Timeout, auth_errors.TransportError) as exc:
+        endpoint = settings.store_url or "https://storage.googleapis.com"
+        return {"store.url": [f"GCS unreachable at {endpoint}: {_first(exc)}; check "
+                              "store.url (empty for Google's endpoint)"]}
+    except Exception as exc:  # a failing store: the task retries then
         log.info("Cannot probe bucket %s now: %s", settings.gcs_bucket_name, _first(exc))
     finally:
         store.close()

@@ -250,9 +250,9 @@ class HdfsStore:
 
 
 def access_problems(settings: HdfsSinkSettings) -> dict[str, list[str]]:
-    """What ``validate`` can tell before any data flows: whether the user may write to
-    topics.dir and logs.dir (WebHDFS CHECKACCESS on their nearest existing ancestor). An
-    unreachable namenode is not reported here: it comes back, and the task retries then
+    """What ``validate`` can tell before any data flows: whether the namenode answers, and
+    whether the user may write to topics.dir and logs.dir (WebHDFS CHECKACCESS on their
+    nearest existing ancestor). A task whose namenode goes away later retries instead
     (its status names hdfs.url)."""
     store = HdfsStore(settings, PROBE_TIMEOUT)
     problems: dict[str, list[str]] = {}
@@ -267,6 +267,9 @@ def access_problems(settings: HdfsSinkSettings) -> dict[str, list[str]]:
             except PermissionError as exc:
                 problems[key] = [f"User {store.user} may not write to {path}: {_first(exc)}; "
                                  "grant write access or set kanal.hdfs.user"]
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        problems["hdfs.url"] = [f"HDFS unreachable at {store.address}: {_first(exc)}; check "
+                                "hdfs.url (and kanal.webhdfs.port for hdfs:// URLs)"]
     except (requests.RequestException, RuntimeError, ValueError) as exc:
         log.info("Cannot probe HDFS at %s now: %s", store.address, _first(exc))
     finally:
