@@ -190,6 +190,8 @@ class GcsStore:
             # the chunk may or may not have landed: ask before sending again
             self._resync(session)
             raise RetriableError(f"GCS unreachable while uploading {name}: {exc}") from None
+        except auth_errors.GoogleAuthError as exc:  # a 401 whose credentials cannot renew
+            raise _rejected(exc) from None
 
     def _resync(self, session: Session) -> None:
         try:
@@ -221,8 +223,7 @@ class GcsStore:
                                "gcs.credentials.path or gcs.credentials.json and that the "
                                "account may create objects in the bucket") from None
         except auth_errors.RefreshError as exc:
-            raise ConnectError(f"GCS credentials were rejected: {_first(exc)}; check "
-                               "gcs.credentials.path or gcs.credentials.json") from None
+            raise _rejected(exc) from None
         except api.GoogleAPICallError as exc:
             if exc.code is None or exc.code in TRANSIENT_STATUS:
                 raise RetriableError(f"GCS: {_first(exc)}") from None
@@ -231,8 +232,7 @@ class GcsStore:
             raise RetriableError(f"GCS unreachable: {_first(exc)}; check store.url if this "
                                  "lasts") from None
         except auth_errors.GoogleAuthError as exc:  # a 401 whose credentials cannot renew
-            raise ConnectError(f"GCS credentials were rejected: {_first(exc)}; check "
-                               "gcs.credentials.path or gcs.credentials.json") from None
+            raise _rejected(exc) from None
 
 
 def access_problems(settings: GcsSinkSettings) -> dict[str, list[str]]:
@@ -299,6 +299,11 @@ def _raise_for(response: Any, bucket: str, name: str) -> None:
         raise ConnectError(f"GCS refused the upload of {name} to bucket {bucket} ({status}: "
                            f"{text}); check gcs.credentials.path or gcs.credentials.json")
     raise ConnectError(f"GCS answered {status} uploading {name}: {text}")
+
+
+def _rejected(error: BaseException) -> ConnectError:
+    return ConnectError(f"GCS credentials were rejected: {_first(error)}; check "
+                        "gcs.credentials.path or gcs.credentials.json")
 
 
 def _first(error: BaseException) -> str:
