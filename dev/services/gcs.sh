@@ -6,7 +6,7 @@
 #
 # Built once with `go install github.com/fsouza/fake-gcs-server@VERSION` (the cached Go
 # toolchain, as dev/tools.sh builds its tools) into $KANAL_CACHE/gcs/<version>/.
-# Runtime: $KANAL_RUN/gcs/{data,gcs.log,gcs.pid}.
+# Runtime: $KANAL_RUN/gcs/{data,gcs.log,gcs.pid}. KANAL_GCS_SERVER names the binary.
 
 GCS_VERSION=v1.56.1
 GCS_PORT=14443
@@ -86,4 +86,6 @@ gcs_down() {
 
 gcs_env() {
   env_line KANAL_GCS_ENDPOINT "$GCS_ENDPOINT"
+  # the binary, for tests that run (and restart) an emulator of their own
+  env_line KANAL_GCS_SERVER "$(_gcs_home)/fake-gcs-server"
 }

@@ -72,18 +72,21 @@ def late_readings(partition: int, count: int, seed: int) -> list[bytes | None]:
 
 
 def assert_hourly_files(files: dict[str, bytes], topic: str,
-                        produced: dict[int, list[bytes | None]]) -> None:
+                        produced: dict[int, list[bytes | None]],
+                        ends_names: bool = False) -> None:
     """The seed's layout: every record once, as produced, in its hour's folder, in a
-    file named by its first offset."""
+    file named by its first offset (and its last, with ``ends_names``)."""
+    end = r"\+(\d{10})" if ends_names else ""
     pattern = re.compile(rf"topics/{re.escape(topic)}/year=(\d{{4}})/month=(\d\d)/day=(\d\d)/"
-                         rf"hour=(\d\d)/{re.escape(topic)}\+([01])\+(\d{{10}})\.json")
+                         rf"hour=(\d\d)/{re.escape(topic)}\+([01])\+(\d{{10}}){end}\.json")
     seen: dict[int, dict[int, bytes]] = {0: {}, 1: {}}
     for blob_name, data in files.items():
         match = pattern.fullmatch(blob_name)
         assert match, blob_name
-        year, month, day, hour, partition, start = map(int, match.groups())
+        year, month, day, hour, partition, start, *last = map(int, match.groups())
         lines = data.splitlines()
         assert produced[partition].index(lines[0]) == start  # named by its first offset
+        assert last in ([], [produced[partition].index(lines[-1])])
         for line in lines:
             offset = produced[partition].index(line)  # bytes kept exactly as produced
             assert offset not in seen[partition]

@@ -71,6 +71,15 @@ def task_state(herder: StandaloneHerder, name: str) -> dict[str, Any]:
     return task
 
 
+def first_write_fails(herder: StandaloneHerder, kafka: str, topic: str, name: str) -> str:
+    """Produce a record to ``topic`` and wait for task 0 of ``name`` to fail writing it;
+    the failure's trace (the task status)."""
+    produce(kafka, topic, [b'{"a": 1}'])
+    wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
+             "the task to fail")
+    return str(task_state(herder, name)["trace"])
+
+
 def sigkills_keep_every_record_exactly_once(
         tmp_path: Path, kafka: str, topic: str, per_partition: int, view: StoreView,
         connector: dict[str, str], seed: str) -> None:
@@ -151,9 +160,10 @@ def outage_loses_and_duplicates_nothing(
 
 def each_record_reads_back(kafka: str, topic: str, name: str, view: StoreView,
                            connector: dict[str, str], config: dict[str, str],
-                           suffix: str) -> None:
+                           suffix: str, ends_names: bool = False) -> None:
     """500 records in 5 files of the format ``config`` chooses (``connector`` gives the
-    class and store keys), read back with that format's standard reader."""
+    class and store keys), read back with that format's standard reader; with
+    ``ends_names`` the names hold the last offset too (kafka-connect-hdfs's)."""
     expected: list[Any] = [speeding(i) for i in range(500)]
     if "ByteArrayConverter" in config.get("value.converter", ""):
         expected = [f"raw-{i}-\x01\x02".encode() for i in range(500)]
@@ -168,7 +178,8 @@ def each_record_reads_back(kafka: str, topic: str, name: str, view: StoreView,
             **connector, **config}):
         wait_for(lambda: len(view.names()) >= 5, 60, "5 files")
     files = view.objects()
-    assert sorted(files) == [f"topics/{topic}/partition=0/{topic}+0+{start:010d}{suffix}"
+    assert sorted(files) == [f"topics/{topic}/partition=0/{topic}+0+{start:010d}"
+                             f"{f'+{start + 99:010d}' if ends_names else ''}{suffix}"
                              for start in range(0, 500, 100)]
     assert [v for key in sorted(files) for v in read_back(file_format, key, files[key])] == \
         expected

@@ -12,6 +12,7 @@ the store outage (default 10; 60 for the full check).
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,23 +22,35 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from dev.stack_env import stack_env
+from kanal_worker.api import TopicPartition
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
-from tests.integration.standalone import wait_for
+from tests.integration.gcs_servers import Emulator, gcs_refusal
+from tests.integration.standalone import KANAL, wait_for, write_properties
 from tests.integration.storage_data import (
     HOURLY,
     JSON_VALUES,
     assert_hourly_files,
+    json_lines,
     produce_seed_readings,
 )
-from tests.integration.storage_scenarios import herder_running, line_total, task_state
+from tests.integration.storage_scenarios import (
+    first_write_fails,
+    herder_running,
+    line_total,
+    task_state,
+)
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DENIED = ("kanal-test@example.iam.gserviceaccount.com does not have storage.objects.create "
+          "access to the Google Cloud Storage object. Permission 'storage.objects.create' "
+          "denied on resource (or it may not exist).")
 CRASH_RECORDS = int(os.environ.get("KANAL_TEST_GCS_CRASH_RECORDS", "30000"))
 OUTAGE_SECONDS = float(os.environ.get("KANAL_TEST_OUTAGE_SECONDS", "10"))
 
@@ -153,10 +166,7 @@ def test_missing_bucket_is_named_by_validate_and_by_the_task_status(
         f"Bucket absent-{unique} does not exist; create it or fix gcs.bucket.name"]}
     with herder_running(kafka, name, config) as herder:
         bucket.bucket.delete()  # gone after the connector started
-        produce(kafka, topic, [b'{"a": 1}'])
-        wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
-                 "the task to fail")
-        trace = task_state(herder, name)["trace"]
+        trace = first_write_fails(herder, kafka, topic, name)
         assert f"GCS bucket {bucket.name} does not exist; create it or fix gcs.bucket.name" \
             in trace, trace
         assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,
@@ -176,8 +186,9 @@ def test_invalid_configuration_errors_name_each_key(gcs: str, bucket: Bucket) ->
     example = orjson.loads(EXAMPLES.joinpath("gcs-sink.json").read_bytes())
     assert errors_of(validate({**example["config"], "name": example["name"],
                                "gcs.bucket.name": bucket.name, "store.url": gcs})) == {}
-    # an endpoint that is down is not a configuration error: the task retries then
-    assert errors(store_url="http://127.0.0.1:1") == {}
+    unreachable = errors(store_url="http://127.0.0.1:1")["store.url"][0]
+    assert unreachable.startswith("GCS unreachable at http://127.0.0.1:1: "), unreachable
+    assert unreachable.endswith("check store.url (empty for Google's endpoint)"), unreachable
     assert "Missing required configuration" in errors(gcs_bucket_name=None)[
         "gcs.bucket.name"][0]
     assert "Invalid bucket name" in errors(gcs_bucket_name="Bad_Bucket!")["gcs.bucket.name"][0]
@@ -200,3 +211,104 @@ def test_invalid_configuration_errors_name_each_key(gcs: str, bucket: Bucket) ->
     hidden = {c["value"]["name"]: c["value"]["value"]
               for c in validate({**base, "gcs.credentials.json": key})["configs"]}
     assert hidden["gcs.credentials.json"] == "[hidden]"
+
+
+def test_a_lost_upload_session_starts_again_from_the_bytes_sent(
+        tmp_path: Path, kafka: str, new_topic: Callable[..., str], unique: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The emulator restarts while a large file is being uploaded: its resumable session
+    is gone (404), so the task opens a new one and sends the file's bytes again; the task
+    keeps running, and the object holds every record once."""
+    emulator = Emulator(stack_env("gcs", quiet=True)["KANAL_GCS_SERVER"],
+                        tmp_path / "own-gcs").start()
+    try:
+        bucket = Bucket(emulator.url, f"restart-{unique}")
+        topic = new_topic("restart", 1)
+        records = [orjson.dumps({"seq": seq, "pad": "x" * 1000}) for seq in range(16_000)]
+        produce(kafka, topic, records[:8000], partition=0)
+        name = f"restart-{unique}"
+        config = {**sink(emulator.url, bucket), "topics": topic, "format.class": "JsonFormat",
+                  "flush.size": "16000", "gcs.part.size": str(5 * 1024 * 1024), **JSON_VALUES}
+        with herder_running(kafka, name, config) as herder:
+            runner = herder.runners()[0]
+            partition = TopicPartition(topic, 0)
+            wait_for(lambda: getattr(runner, "consumed", {}).get(partition) == 8000, 90,
+                     "the first 8 MB staged")
+            emulator.stop()
+            emulator.start()
+            produce(kafka, topic, records[8000:], partition=0)
+            wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 16_000}, 120,
+                     "every offset committed")
+            assert task_state(herder, name)["state"] == State.RUNNING.value
+        assert "GCS lost the upload session" in caplog.text
+        files = bucket.objects()
+        assert list(files) == [f"topics/{topic}/partition=0/{topic}+0+0000000000.json"]
+        assert [r["seq"] for r in json_lines(files)] == list(range(16_000))
+    finally:
+        emulator.stop()
+
+
+def test_bucket_without_write_permission_is_named_by_validate_and_task_status(
+        tmp_path: Path, kafka: str, gcs: str, bucket: Bucket, new_topic: Callable[..., str],
+        unique: str) -> None:
+    """A service account that may read the bucket but not create objects in it (a proxy
+    answers 403 as GCS does): validate, ``kanal validate`` and the task status name
+    gcs.bucket.name and the credentials; nothing is committed."""
+    proxy = gcs_refusal(gcs, bucket.name, 403, DENIED).start()
+    try:
+        topic = new_topic("readonly", 1)
+        name = f"readonly-{unique}"
+        config = {**sink(proxy.url, bucket), "topics": topic, "format.class": "JsonFormat",
+                  "flush.size": "1", **JSON_VALUES}
+        problems = errors_of(validate({**config, "name": name}))
+        assert list(problems) == ["gcs.bucket.name"], problems
+        message = problems["gcs.bucket.name"][0]
+        assert message.startswith(f"GCS refused to create objects in bucket {bucket.name}: "
+                                  "kanal-test@example.iam.gserviceaccount.com does not have "
+                                  "storage.objects.create access"), message
+        assert "gcs.credentials.path or gcs.credentials.json" in message, message
+        properties = write_properties(tmp_path / "readonly.properties", {**config,
+                                                                          "name": name})
+        checked = subprocess.run([KANAL, "validate", str(properties)], capture_output=True,
+                                 text=True, timeout=60, check=False)
+        assert checked.returncode != 0, checked.stdout
+        assert f"gcs.bucket.name: GCS refused to create objects in bucket {bucket.name}" in \
+            checked.stderr, checked.stderr
+        proxy.refusing = False
+        with herder_running(kafka, name, config) as herder:
+            proxy.refusing = True  # the right taken away after the connector started
+            trace = first_write_fails(herder, kafka, topic, name)
+            assert f"GCS refused access to bucket {bucket.name} (gcs.bucket.name): " \
+                   "kanal-test@example.iam.gserviceaccount.com does not have " \
+                   "storage.objects.create access" in trace, trace
+            assert "check gcs.credentials.path or gcs.credentials.json" in trace, trace
+        assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,
+                                                      1).values())  # nothing committed
+        assert bucket.names() == [] and proxy.refused >= 2
+    finally:
+        proxy.stop()
+
+
+def test_credentials_refused_after_start_are_named_by_the_task_status(
+        kafka: str, gcs: str, bucket: Bucket, new_topic: Callable[..., str],
+        unique: str) -> None:
+    """Credentials GCS stops accepting (a key revoked while the task runs, 401): the
+    task fails naming the credential keys; nothing is committed."""
+    proxy = gcs_refusal(gcs, bucket.name, 401, "Invalid Credentials")
+    proxy.refusing = False
+    proxy.start()
+    try:
+        topic = new_topic("revoked", 1)
+        name = f"revoked-{unique}"
+        with herder_running(kafka, name, {**sink(proxy.url, bucket), "topics": topic,
+                                          "format.class": "JsonFormat", "flush.size": "1",
+                                          **JSON_VALUES}) as herder:
+            proxy.refusing = True
+            trace = first_write_fails(herder, kafka, topic, name)
+            # the emulator's anonymous credentials cannot renew; a key would, and fail so
+            assert "GCS credentials were rejected: " in trace, trace
+            assert "check gcs.credentials.path or gcs.credentials.json" in trace, trace
+        assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,
+                                                      1).values())  # nothing committed
+    finally:
+        proxy.stop()

@@ -8,10 +8,12 @@ back over WebHDFS (fsspec) with each format's standard reader.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import orjson
 import pytest
 from fsspec.implementations.webhdfs import WebHDFS
 
@@ -20,14 +22,25 @@ from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
-from tests.integration.standalone import wait_for
+from tests.integration.standalone import (
+    Standalone,
+    wait_for,
+    worker_properties,
+    write_properties,
+)
 from tests.integration.storage_data import (
     HOURLY,
     JSON_VALUES,
     assert_hourly_files,
+    json_lines,
     produce_seed_readings,
 )
-from tests.integration.storage_scenarios import herder_running, line_total, task_state
+from tests.integration.storage_scenarios import (
+    first_write_fails,
+    herder_running,
+    line_total,
+    task_state,
+)
 from tests.kafka_helpers import committed, produce
 
 pytestmark = pytest.mark.integration
@@ -83,7 +96,7 @@ def test_seed_vehicle_speeding_to_hourly_folders(kafka: str, hdfs: str,
         wait_for(lambda: line_total(directory) >= 1200, 90, "1200 records in files")
         wait_for(lambda: committed(kafka, f"connect-{name}", topic, 2) == {0: 600, 1: 600}, 30,
                  "offsets committed")
-    assert_hourly_files(directory.objects(), topic, produced)
+    assert_hourly_files(directory.objects(), topic, produced, ends_names=True)
     # no temporary file left behind, and the stopped task removed its directories
     assert directory.fs.ls(f"/seed-{unique}/logs/+tmp") == []
 
@@ -99,7 +112,8 @@ def test_each_format_reads_back_with_its_standard_reader(
     directory = Directory(hdfs, f"formats-{unique}")
     storage_scenarios.each_record_reads_back(kafka, new_topic("formats", 1),
                                              f"formats-{unique}", directory,
-                                             sink(hdfs, directory.root), config, suffix)
+                                             sink(hdfs, directory.root), config, suffix,
+                                             ends_names=True)
 
 
 def test_sigkill_leaves_no_half_file_and_every_record_once(
@@ -111,6 +125,74 @@ def test_sigkill_leaves_no_half_file_and_every_record_once(
     storage_scenarios.sigkills_keep_every_record_exactly_once(
         tmp_path, kafka, new_topic("crash", 2), 2_000, directory,
         {"name": f"crash-{unique}", **sink(hdfs, directory.root)}, unique)
+
+
+def test_a_task_resumes_after_the_files_named_in_hdfs(
+        kafka: str, hdfs: str, new_topic: Callable[..., str], unique: str) -> None:
+    """As kafka-connect-hdfs, a task reads where to resume from the end offsets in the
+    file names: a connector that finds files for records its group never committed (here
+    a new name over the same directory) writes none of them again, even when it would cut
+    them elsewhere (flush.size 100 then 50)."""
+    directory = Directory(hdfs, f"resume-{unique}")
+    topic = new_topic("resume", 1)
+    records = [orjson.dumps({"seq": seq}) for seq in range(400)]
+    produce(kafka, topic, records[:300], partition=0)
+    config = {**sink(hdfs, directory.root), "topics": topic, "format.class": "JsonFormat",
+              **JSON_VALUES}
+    first, second = f"resume-{unique}", f"resume-again-{unique}"
+    with herder_running(kafka, first, {**config, "flush.size": "100"}):
+        wait_for(lambda: committed(kafka, f"connect-{first}", topic, 1) == {0: 300}, 90,
+                 "the first connector's offsets committed")
+    produce(kafka, topic, records[300:], partition=0)
+    with herder_running(kafka, second, {**config, "flush.size": "50"}):
+        wait_for(lambda: committed(kafka, f"connect-{second}", topic, 1) == {0: 400}, 90,
+                 "the second connector's offsets committed")
+    base = f"topics/{topic}/partition=0/{topic}+0+"
+    assert sorted(directory.names()) == [
+        f"{base}{start:010d}+{end:010d}.json"
+        for start, end in ((0, 99), (100, 199), (200, 299), (300, 349), (350, 399))]
+    assert [r["seq"] for r in json_lines(dict(sorted(directory.objects().items())))] == \
+        list(range(400))
+
+
+def test_temporary_files_of_a_killed_task_are_removed_when_its_partition_opens(
+        tmp_path: Path, kafka: str, hdfs: str, new_topic: Callable[..., str],
+        unique: str) -> None:
+    """A task killed while it appends to a file leaves that file under logs.dir/+tmp;
+    the next task to open the partition removes it, as kafka-connect-hdfs does."""
+    directory = Directory(hdfs, f"stale-{unique}")
+    topic = new_topic("stale", 1)
+    produce(kafka, topic, [orjson.dumps({"seq": seq, "pad": "x" * 1000}) for seq in range(3000)],
+            partition=0)
+    worker, log = worker_properties(tmp_path, kafka), tmp_path / "kanal.log"
+    properties = write_properties(tmp_path / "sink.properties", {
+        "name": f"stale-{unique}", **sink(hdfs, directory.root), "topics": topic,
+        "format.class": "JsonFormat", "flush.size": "100000",
+        "kanal.hdfs.part.size": str(1 << 20), **JSON_VALUES})
+    temp = f"/{directory.root}/logs/+tmp"
+
+    def temporary_files() -> list[str]:
+        try:
+            return [path for path in directory.fs.find(temp)
+                    if path.rsplit("/", 1)[-1].startswith(f"{topic}+0+")]
+        except FileNotFoundError:
+            return []
+
+    run = Standalone(worker, properties, log=log).start()
+    try:
+        wait_for(lambda: temporary_files() != [], 120, f"a file being written (log: {log})")
+    finally:
+        run.stop(signal.SIGKILL)
+    left = temporary_files()
+    assert left and directory.names() == []  # half a file, under its temporary name only
+    run = Standalone(worker, properties, log=log).start()
+    try:
+        wait_for(lambda: not any(directory.fs.exists(path) for path in left), 120,
+                 f"the killed task's temporary files removed (log: {log})")
+        assert run.logged(b"temporary files left by an earlier task")
+    finally:
+        assert run.stop() == 0
+    assert temporary_files() == []
 
 
 def test_namenode_outage_retries_without_loss_or_duplicates(
@@ -142,29 +224,32 @@ def test_directory_without_write_permission_is_named_by_validate_and_task_status
     owner.chmod(f"/locked-{unique}", "777")
     with herder_running(kafka, name, config) as herder:
         owner.chmod(f"/locked-{unique}", "755")  # taken away after the connector started
-        produce(kafka, topic, [b'{"a": 1}'])
-        wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 60,
-                 "the task to fail")
-        trace = task_state(herder, name)["trace"]
+        trace = first_write_fails(herder, kafka, topic, name)
         assert "HDFS refused user intruder" in trace, trace
         assert "grant that user write access to topics.dir and logs.dir" in trace, trace
         assert all(offset < 0 for offset in committed(kafka, f"connect-{name}", topic,
                                                       1).values())  # nothing committed
 
 
-def test_unreachable_namenode_is_retried_and_shown_in_status(
-        kafka: str, new_topic: Callable[..., str], unique: str) -> None:
+def test_namenode_unreachable_after_start_is_retried_and_shown_in_status(
+        kafka: str, hdfs: str, new_topic: Callable[..., str], unique: str) -> None:
+    """validate refuses a namenode that does not answer (see the next test); one that
+    goes away while the task runs is retried, and the status names hdfs.url."""
+    namenode = urlsplit(hdfs)
+    proxy = BlackoutProxy((namenode.hostname or "", namenode.port or 80)).start()
     topic = new_topic("unreachable", 1)
-    produce(kafka, topic, [b'{"a": 1}'])
     name = f"unreachable-{unique}"
-    with herder_running(kafka, name, {**sink("http://127.0.0.1:1", "nowhere"), "topics": topic,
-                                      "flush.size": "1", "format.class": "JsonFormat",
-                                      **JSON_VALUES}) as herder:
+    with herder_running(kafka, name, {**sink(proxy.url, f"unreachable-{unique}"),
+                                      "topics": topic, "flush.size": "1",
+                                      "format.class": "JsonFormat", **JSON_VALUES}) as herder:
+        proxy.stop()
+        produce(kafka, topic, [b'{"a": 1}'])
         wait_for(lambda: "HDFS unreachable" in (herder.runners()[0].status.detail or ""), 60,
                  "the retry in the task status")
         detail = herder.runners()[0].status.detail or ""
         assert "check hdfs.url" in detail, detail
         assert task_state(herder, name)["state"] == State.RUNNING.value
+    assert committed(kafka, f"connect-{name}", topic, 1)[0] < 0, "nothing committed"
 
 
 def test_invalid_configuration_errors_name_each_key(hdfs: str) -> None:
@@ -175,9 +260,12 @@ def test_invalid_configuration_errors_name_each_key(hdfs: str) -> None:
         config = {**base, **{k.replace("_", "."): v for k, v in changes.items()}}
         return errors_of(validate({k: v for k, v in config.items() if v is not None}))
 
-    # Confluent's quickstart configuration, unchanged (its namenode is not running here,
-    # which is not a configuration error: the task retries then)
-    assert errors() == {}
+    # Confluent's quickstart configuration: valid, but its namenode is not running here
+    unreachable = errors()["hdfs.url"][0]
+    assert unreachable.startswith("HDFS unreachable at http://namenode:9870/webhdfs/v1: "), \
+        unreachable
+    assert unreachable.endswith("check hdfs.url (and kanal.webhdfs.port for hdfs:// URLs)")
+    assert errors(hdfs_url=hdfs) == {}
     example = load_properties(EXAMPLES / "hdfs-sink.properties")
     assert errors_of(validate({**example, "hdfs.url": hdfs})) == {}
     assert "Missing required configuration" in errors(hdfs_url=None)["hdfs.url"][0]

@@ -28,6 +28,7 @@ from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, validate
 from tests.integration import storage_scenarios
 from tests.integration.blackout import BlackoutProxy
+from tests.integration.refusing_proxy import RefusingProxy
 from tests.integration.standalone import (
     KANAL,
     wait_for,
@@ -45,6 +46,7 @@ from tests.integration.storage_data import (
 )
 from tests.integration.storage_scenarios import (
     each_record_reads_back,
+    first_write_fails,
     keys_and_headers_match_their_values_through_a_sigkill,
     line_total,
     outage_loses_and_duplicates_nothing,
@@ -175,6 +177,45 @@ def test_keys_and_headers_files_match_their_values_and_a_sigkill_rerun_rewrites_
         {"name": f"keyed-{unique}", "connector.class": CONNECTOR, **s3_settings(s3, bucket)})
 
 
+def test_null_values_written_as_tombstone_keys_files(
+        kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str) -> None:
+    """behavior.on.null.values=write as Confluent's S3 sink: a tombstone's key (and
+    headers) go to the tombstone encoded partition, with no value file; the other records
+    keep their value, keys and headers files."""
+    bucket = Bucket(s3, f"tombstones-{unique}")
+    topic = new_topic("tombstones", 1)
+    values = [None if seq % 4 == 3 else orjson.dumps({"seq": seq}) for seq in range(40)]
+    produce(kafka, topic, values, keys=[f"key-{seq}".encode() for seq in range(40)],
+            partition=0, headers=[("source", b"cdc")])
+    name = f"tombstones-{unique}"
+    config = {**s3_settings(s3, bucket), "topics": topic, "format.class": "JsonFormat",
+              "flush.size": "10", "store.kafka.keys": "true", "store.kafka.headers": "true",
+              "keys.format.class": "io.confluent.connect.s3.format.json.JsonFormat",
+              "behavior.on.null.values": "write", **JSON_VALUES}
+    assert "store.kafka.keys=true" in errors_of(validate({
+        **config, "name": name, "connector.class": CONNECTOR, "store.kafka.keys": "false"}))[
+        "behavior.on.null.values"][0]
+    with herder_running(kafka, name, config) as herder:
+        wait_for(lambda: committed(kafka, f"connect-{name}", topic, 1) == {0: 40}, 90,
+                 "every offset committed")
+        assert task_state(herder, name)["state"] == State.RUNNING.value
+    files = bucket.objects()
+    tombstones = {key: data for key, data in files.items()
+                  if key.startswith(f"topics/{topic}/tombstone/")}
+    assert tombstones and all(".keys.json" in key or ".headers.avro" in key
+                              for key in tombstones), sorted(tombstones)
+    assert [line for key in sorted(tombstones) if key.endswith(".keys.json")
+            for line in json_lines({key: tombstones[key]})] == \
+        [f"key-{seq}" for seq in range(3, 40, 4)]
+    headers = [h for key in sorted(tombstones) if key.endswith(".headers.avro")
+               for h in read_back("AvroFormat", key, tombstones[key])]
+    assert headers == [[{"key": "source", "value": "cdc"}]] * 10
+    values_files = {key: data for key, data in files.items() if key.endswith("0.json")}
+    assert [r["seq"] for r in json_lines(dict(sorted(values_files.items())))] == \
+        [seq for seq in range(40) if seq % 4 != 3]
+    assert not any(key.startswith(f"topics/{topic}/tombstone/") for key in values_files)
+
+
 def test_sigkill_at_random_points_keeps_every_record_exactly_once(
         tmp_path: Path, kafka: str, s3: dict[str, str], new_topic: Callable[..., str],
         unique: str) -> None:
@@ -285,3 +326,40 @@ def test_bad_stores_are_named_by_key_in_validate_and_task_status(
         assert "s3.bucket.name" in trace and "does not exist" in trace, trace
         assert s3["KANAL_S3_SECRET_KEY"] not in trace
     assert committed(kafka, f"connect-{name}", topic, 1)[0] <= 0, "nothing committed"
+
+
+@pytest.mark.parametrize(("code", "message", "expected"), [
+    ("AccessDenied", "Access Denied",
+     "S3 denied access to bucket {bucket} (AccessDenied: Access Denied); give the "
+     "credentials s3:PutObject and multipart upload rights on it, or fix s3.bucket.name"),
+    ("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.",
+     "S3 rejected the credentials (InvalidAccessKeyId: The AWS Access Key Id you provided "
+     "does not exist in our records.); check aws.access.key.id and aws.secret.access.key"),
+], ids=["write-permission-taken", "credentials-revoked"])
+def test_refusals_after_start_are_named_by_the_task_status(
+        kafka: str, s3: dict[str, str], new_topic: Callable[..., str], unique: str,
+        code: str, message: str, expected: str) -> None:
+    """The write right or the access key taken away while the task runs (a proxy answers
+    as S3 does, which versitygw cannot be made to do mid-run): the task fails naming the
+    key to fix; nothing is committed."""
+    bucket = Bucket(s3, f"refused-{unique}")
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{message}</Message><RequestId>kanal-test</RequestId></Error>").encode()
+    proxy = RefusingProxy(s3["KANAL_S3_ENDPOINT"], rf"/{bucket.name}(/|\?|$)", 403, body,
+                          "application/xml")
+    proxy.refusing = False
+    proxy.start()
+    try:
+        topic = new_topic("refused", 1)
+        name = f"refused-{unique}"
+        with herder_running(kafka, name, {**s3_settings(s3, bucket, proxy.url),
+                                          "topics": topic, "format.class": "JsonFormat",
+                                          "flush.size": "1", **JSON_VALUES}) as herder:
+            proxy.refusing = True
+            trace = first_write_fails(herder, kafka, topic, name)
+            assert expected.format(bucket=bucket.name) in trace, trace
+            assert s3["KANAL_S3_SECRET_KEY"] not in trace
+        assert committed(kafka, f"connect-{name}", topic, 1)[0] < 0, "nothing committed"
+        assert bucket.names() == []
+    finally:
+        proxy.stop()

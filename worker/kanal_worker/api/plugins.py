@@ -46,6 +46,14 @@ class SinkTaskContext(Protocol):
     def request_commit(self) -> None:
         """Ask for an offset commit soon (e.g. after a time-based file rotation)."""
 
+    def committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        """The offsets the task's consumer group committed for ``partitions`` (None: none)."""
+
+    def offset(self, offsets: dict[TopicPartition, int]) -> None:
+        """Consume these partitions from these offsets instead of the committed ones, as
+        Kafka Connect's ``SinkTaskContext.offset``; called from ``open``, before any of
+        their records is delivered (a sink whose system records what it holds)."""
+
 
 class SourceTaskContext(Protocol):
     @property

@@ -98,6 +98,18 @@ class Context:
     def request_commit(self) -> None:
         self._runner.commit_requested = True
 
+    def committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int | None]:
+        try:
+            found = self._runner.consumer.committed(
+                [KafkaTopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=30)
+        except KafkaException as exc:
+            raise RetriableError(f"Could not read the committed offsets: {exc}") from None
+        return {TopicPartition(tp.topic, tp.partition): tp.offset if tp.offset >= 0 else None
+                for tp in found}
+
+    def offset(self, offsets: dict[TopicPartition, int]) -> None:
+        self._runner.starts.update(offsets)
+
 
 class SinkTaskRunner(TaskRunner):
     def __init__(self, task_id: TaskId, config: Mapping[str, str], worker: Mapping[str, str],
@@ -109,6 +121,8 @@ class SinkTaskRunner(TaskRunner):
         self.consumed: dict[TopicPartition, int] = {}
         self.committed: dict[TopicPartition, int] = {}
         self.commit_requested = False
+        self.starts: dict[TopicPartition, int] = {}
+        """Offsets the task asked to start partitions at from ``open``."""
         self.paused = False
         """Paused by the target state (``PUT /connectors/{name}/pause``)."""
         self.retry_paused = False
@@ -447,12 +461,20 @@ class SinkTaskRunner(TaskRunner):
         self.assignment.update(added)
         log.info("Task %s: assigned %s", self.id, ", ".join(map(str, added)) or "nothing")
         self.task.open(added)
-        if self.paused or self.retry_paused:
+        moved = False
+        for tp, partition in zip(added, partitions, strict=True):
+            start = self.starts.pop(tp, None)
+            if start is not None:
+                log.info("Task %s: %s starts at offset %d, as the task asked", self.id, tp,
+                         start)
+                partition.offset, moved = start, True
+        if self.paused or self.retry_paused or moved:
             # assign first: pausing partitions not yet assigned would be forgotten
             if self.cooperative:
                 consumer.incremental_assign(partitions)
             else:
                 consumer.assign(partitions)
+        if self.paused or self.retry_paused:
             consumer.pause(partitions)
 
     def _revoked(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:

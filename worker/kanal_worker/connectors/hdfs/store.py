@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import requests
 from fsspec.implementations.webhdfs import WebHDFS
 
-from kanal_worker.api import ConnectError, RetriableError
+from kanal_worker.api import ConnectError, RetriableError, TopicPartition
 from kanal_worker.connectors.hdfs.settings import HdfsSinkSettings
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,9 @@ class HdfsStore:
         self.fs = WebHDFS(self.address.host, port=self.address.port, user=self.user,
                           use_https=self.address.https, skip_instance_cache=True)
         self.fs.session = _TimeoutSession(timeout)
-        self.temp_root = posixpath.join("/", settings.logs_dir, "+tmp", uuid.uuid4().hex)
+        self.temp_top = posixpath.join("/", settings.logs_dir, "+tmp")
+        self.temp_root = posixpath.join(self.temp_top, uuid.uuid4().hex)
+        self.file_delim = settings.file_delim
         self.uploads: dict[str, Upload] = {}
         self._dirs: set[str] = set()
 
@@ -114,11 +116,35 @@ class HdfsStore:
         upload.length += len(data)
 
     def commit(self, name: str, part_ids: list[str]) -> None:
+        self.commit_as(name, part_ids, name)
+
+    def commit_as(self, name: str, part_ids: list[str], final_name: str) -> None:
         upload = self.uploads.get(name)
         if upload is None:
             raise ConnectError(f"HDFS: no file {name} is being written to commit")
-        self._rename(upload.temp, name)
+        self._rename(upload.temp, final_name)
         del self.uploads[name]
+
+    def remove_stale_temp_files(self, partitions: list[TopicPartition]) -> None:
+        """Remove the temporary files other task instances left for ``partitions`` (a
+        task killed mid-write), as kafka-connect-hdfs does when it opens a partition:
+        their records come again from the committed offset, into files of this task."""
+        starts = tuple(f"{tp.topic}{self.file_delim}{tp.partition}{self.file_delim}"
+                       for tp in partitions)
+        try:
+            stale = [path for path in self._call(lambda: self._find(self.temp_top),
+                                                 self.temp_top)
+                     if not path.startswith(f"{self.temp_root}/")
+                     and posixpath.basename(path).startswith(starts)]
+            for path in stale:
+                self._call(lambda: self.fs._call("DELETE", "delete", path=path,  # noqa: B023
+                                                  recursive="false"), path)
+        except ConnectError as exc:  # RetriableError too: they go at the next open
+            log.warning("Could not remove temporary files in %s: %s", self.temp_top, exc)
+            return
+        if stale:
+            log.info("Removed %d temporary files left by an earlier task in %s", len(stale),
+                     self.temp_top)
 
     def close(self) -> None:
         """Remove this instance's temporary files (files not committed by now are
@@ -224,9 +250,9 @@ class HdfsStore:
 
 
 def access_problems(settings: HdfsSinkSettings) -> dict[str, list[str]]:
-    """What ``validate`` can tell before any data flows: whether the user may write to
-    topics.dir and logs.dir (WebHDFS CHECKACCESS on their nearest existing ancestor). An
-    unreachable namenode is not reported here: it comes back, and the task retries then
+    """What ``validate`` can tell before any data flows: whether the namenode answers, and
+    whether the user may write to topics.dir and logs.dir (WebHDFS CHECKACCESS on their
+    nearest existing ancestor). A task whose namenode goes away later retries instead
     (its status names hdfs.url)."""
     store = HdfsStore(settings, PROBE_TIMEOUT)
     problems: dict[str, list[str]] = {}
@@ -241,6 +267,9 @@ def access_problems(settings: HdfsSinkSettings) -> dict[str, list[str]]:
             except PermissionError as exc:
                 problems[key] = [f"User {store.user} may not write to {path}: {_first(exc)}; "
                                  "grant write access or set kanal.hdfs.user"]
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        problems["hdfs.url"] = [f"HDFS unreachable at {store.address}: {_first(exc)}; check "
+                                "hdfs.url (and kanal.webhdfs.port for hdfs:// URLs)"]
     except (requests.RequestException, RuntimeError, ValueError) as exc:
         log.info("Cannot probe HDFS at %s now: %s", store.address, _first(exc))
     finally:

@@ -18,6 +18,9 @@ A sink on this core supplies:
 - a backend following ``store.ObjectStore``: ``put``, ``stage`` + ``commit`` (a staged
   or multipart upload, visible atomically), and for probes ``store.ManagedStore``'s
   ``create`` (conditional create), ``names`` (list) and ``delete``;
+- optionally its naming: Confluent's S3, GCS and Azure names (``<topic>+<partition>+
+  <start>``) by default; a task whose store renames at commit (``store.RenamingStore``)
+  may set ``ends_names`` for kafka-connect-hdfs's ``<topic>+<partition>+<start>+<end>``;
 - a connector whose ``validate`` returns ``checks.config_problems(settings,
   store problems)``.
 """

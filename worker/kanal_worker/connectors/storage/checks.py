@@ -22,7 +22,7 @@ def config_problems(settings: StorageSinkSettings,
     """The storage core's problems with ``settings`` merged with the store's own."""
     problems: dict[str, list[str]] = {}
     for found in (*store_problems, partitioner_problems(settings), format_problems(settings),
-                  _time_problems(settings)):
+                  _time_problems(settings), _null_problems(settings)):
         for key, messages in found.items():
             problems.setdefault(key, []).extend(messages)
     return problems
@@ -45,3 +45,11 @@ def _time_problems(settings: StorageSinkSettings) -> dict[str, list[str]]:
                                   f"Kanal writes in English only, not in locale "
                                   f"{settings.locale}; use numeric fields or an English locale"]
     return problems
+
+
+def _null_problems(settings: StorageSinkSettings) -> dict[str, list[str]]:
+    if settings.behavior_on_null_values == "write" and not settings.store_kafka_keys:
+        return {"behavior.on.null.values": [
+            "behavior.on.null.values=write writes the keys of null-valued records, which "
+            "needs store.kafka.keys=true; set it, or use ignore or fail"]}
+    return {}

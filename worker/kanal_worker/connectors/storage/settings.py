@@ -72,12 +72,19 @@ class StorageSinkSettings(Settings):
         doc="Commit open files on the wall clock every interval (aligned to midnight in "
             "timezone, which must be set); -1 disables. Breaks exactly-once: a replay cuts "
             "files elsewhere.")
-    behavior_on_null_values: Annotated[Literal["ignore", "fail"], Lower] = setting(
+    behavior_on_null_values: Annotated[Literal["ignore", "fail", "write"], Lower] = setting(
         "fail", key="behavior.on.null.values", importance="LOW", group=CONNECTOR,
         display="Behavior for null-valued records",
         doc="ignore skips records with a null value (tombstones); fail reports them as "
             "failed records (the task fails unless errors.tolerance=all sends them to the "
-            "dead letter queue).")
+            "dead letter queue); write (with store.kafka.keys=true) writes their keys, and "
+            "headers with store.kafka.headers, to files in tombstone.encoded.partition, "
+            "without a value file.")
+    tombstone_encoded_partition: str = setting(
+        "tombstone", key="tombstone.encoded.partition", importance="LOW", group=CONNECTOR,
+        display="Tombstone encoded partition",
+        doc="With behavior.on.null.values=write, the encoded partition (directory under the "
+            "topic) of the files holding the keys of null-valued records.")
     avro_codec: Annotated[Literal["null", "deflate", "snappy", "bzip2", "xz", "zstandard"],
                           Lower] = setting(
         "null", key="avro.codec", importance="LOW", group=CONNECTOR, display="Avro codec",
@@ -128,7 +135,7 @@ class StorageSinkSettings(Settings):
     filename_offset_zero_pad_width: int = setting(
         10, key="filename.offset.zero.pad.width", importance="LOW", group=CONNECTOR, ge=0,
         display="Filename Offset Zero Pad Width",
-        doc="Width to which the start offset in file names is padded with zeros.")
+        doc="Width to which the offsets in file names are padded with zeros.")
 
 
     # -- Storage -------------------------------------------------------------------------

@@ -14,7 +14,10 @@ visible in one step, so a reader never sees half a file:
 - ``create(name, data)``: conditional create; False when ``name`` already exists;
 - ``names(prefix)`` and ``delete(name)``: listing and removal, for access probes and
   housekeeping;
-- ``close()``.
+- ``close()``;
+- for a store that renames at commit (``RenamingStore``), ``commit_as(name, part_ids,
+  final_name)``: commit what was staged under ``name`` as ``final_name``, for names
+  known only when a file ends (``Layout.ends_names``).
 
 Every call may be repeated with the same arguments (a retry after a failure, a replay
 after a crash): the core's files are deterministic, so writing an existing object
@@ -57,3 +60,11 @@ class ManagedStore(ObjectStore, Protocol):
 
     def delete(self, name: str) -> None:
         """Remove ``name``; removing a missing object is not an error."""
+
+
+class RenamingStore(ObjectStore, Protocol):
+    """A store that writes a file under a temporary name and renames it when committed,
+    so the final name may hold what is known only then (HDFS)."""
+
+    def commit_as(self, name: str, part_ids: list[str], final_name: str) -> None:
+        """Make ``final_name`` consist of exactly the parts staged for ``name``."""

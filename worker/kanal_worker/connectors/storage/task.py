@@ -34,7 +34,7 @@ from kanal_worker.connectors.storage.checks import config_problems
 from kanal_worker.connectors.storage.formats import build_format
 from kanal_worker.connectors.storage.partitioners import now_ms
 from kanal_worker.connectors.storage.settings import StorageSinkSettings
-from kanal_worker.connectors.storage.store import ObjectStore
+from kanal_worker.connectors.storage.store import ObjectStore, RenamingStore
 from kanal_worker.connectors.storage.writer import Layout, OpenFile, PartitionFiles
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,16 @@ _offset = itemgetter(2)
 
 class StorageSinkTask(SinkTask[S]):
     thread_prefix = "storage"
+    ends_names = False
+    """Whether file names end with their last record's offset (``Layout.ends_names``):
+    a sink sets it when its store is a ``RenamingStore`` and its users expect such names."""
 
     def __init__(self, settings: S, context: SinkTaskContext,
                  store: ObjectStore | None = None) -> None:
         super().__init__(settings, context)
         for key, messages in config_problems(settings, self.store_problems(settings)).items():
             raise ConfigError(key, messages[0])
-        self.layout = Layout.from_settings(settings, build_format(settings))
+        self.layout = Layout.from_settings(settings, build_format(settings), self.ends_names)
         self.store: ObjectStore = self.open_store() if store is None else store
         self.pool = ThreadPoolExecutor(settings.upload_threads,
                                        thread_name_prefix=f"{self.thread_prefix}-"
@@ -195,7 +198,10 @@ class StorageSinkTask(SinkTask[S]):
             file.unstaged.pop(0)
         if file.finished and not file.durable:
             if file.single is not None:
-                self.store.put(file.name, file.single)
-            else:
+                self.store.put(file.final_name, file.single)
+            elif file.final_name == file.name:
                 self.store.commit(file.name, file.staged)
+            else:
+                cast(RenamingStore, self.store).commit_as(file.name, file.staged,
+                                                          file.final_name)
             file.durable = True

@@ -22,6 +22,9 @@ is none). At that offset no file was open, so a replay from it starts from the s
 the same files at the same offsets, under the same names (``<topic>+<partition>+
 <first offset>``) with the same bytes. Files already committed are overwritten with
 identical content; nothing is written twice under two names, nothing is skipped.
+A sink whose store renames files when it commits them may also end names with the
+offset of the file's last record, as kafka-connect-hdfs does (``Layout.ends_names``):
+that offset is as deterministic as the first.
 
 With ``store.kafka.keys`` / ``store.kafka.headers`` every value file has companions:
 the keys and headers of its records, in the same order, under the value file's name
@@ -29,6 +32,12 @@ with ``.keys`` / ``.headers`` before their own format's extension
 (``t+0+0000000000.keys.avro``). A companion opens, closes and commits with its value
 file and belongs to the same set, so the rules above hold for all three; a record
 whose key or headers cannot be written fails before any of the files changes.
+
+With ``behavior.on.null.values=write`` a record with a null value (a tombstone) goes to
+the encoded partition ``tombstone.encoded.partition`` as Confluent's S3 sink writes it:
+its key (and headers) in the companions, with no value file beside them
+(``t/tombstone/t+0+0000000007.keys.avro``). Tombstones take no part in time-based
+rotation (their value holds no timestamp field).
 """
 
 from __future__ import annotations
@@ -82,20 +91,28 @@ class Layout:
     schedule_zone: dt.tzinfo
     max_open_files: int
     compatibility: str
-    ignore_nulls: bool
+    null_values: str
+    """``behavior.on.null.values``: ignore, fail or write."""
     block_size: int
     topics_dir: str
     directory_delim: str
     file_delim: str
     offset_width: int
+    tombstone_partition: str = "tombstone"
+    ends_names: bool = False
+    """Whether names end with the last record's offset too (``<topic>+<partition>+
+    <start>+<end>``); only a store that renames at commit can write them (files are
+    staged under the name without the end, see ``store.RenamingStore``)."""
     key_format: FileFormat | None = None
     """The format of the ``.keys`` files (``store.kafka.keys``); None: no keys stored."""
     header_format: FileFormat | None = None
     """The format of the ``.headers`` files (``store.kafka.headers``)."""
 
     @classmethod
-    def from_settings(cls, settings: StorageSinkSettings, file_format: FileFormat) -> Layout:
+    def from_settings(cls, settings: StorageSinkSettings, file_format: FileFormat,
+                      ends_names: bool = False) -> Layout:
         return cls(
+            ends_names=ends_names,
             key_format=build_format(settings, settings.keys_format_class)
             if settings.store_kafka_keys else None,
             header_format=build_format(settings, settings.headers_format_class)
@@ -109,7 +126,8 @@ class Layout:
             schedule_zone=parse_zone(settings.timezone) if settings.timezone else dt.UTC,
             max_open_files=settings.max_open_files,
             compatibility=settings.schema_compatibility,
-            ignore_nulls=settings.behavior_on_null_values == "ignore",
+            null_values=settings.behavior_on_null_values,
+            tombstone_partition=settings.tombstone_encoded_partition,
             block_size=settings.part_size,
             topics_dir=settings.topics_dir,
             directory_delim=settings.directory_delim,
@@ -145,6 +163,16 @@ class Layout:
         extension = (file_format or self.format).extension
         return (f"{prefix}{tp.topic}{d}{encoded}{d}{tp.topic}{f}{tp.partition}{f}"
                 f"{start:0{self.offset_width}d}{suffix}{extension}")
+
+    def ended_name(self, file: OpenFile) -> str:
+        """``file``'s name once it ended: with ``ends_names`` the offset of its last
+        record follows the first (``t+0+0000000000+0000000099.avro``)."""
+        if not self.ends_names:
+            return file.name
+        start = f"{self.file_delim}{file.first_offset:0{self.offset_width}d}"
+        cut = file.name.rindex(start) + len(start)
+        return (f"{file.name[:cut]}{self.file_delim}{file.last_offset:0{self.offset_width}d}"
+                f"{file.name[cut:]}")
 
     def views(self, record: SinkRecord) -> list[tuple[Schema | None, object]]:
         """What the companions of ``record``'s file hold of it, prepared by their formats
@@ -203,7 +231,11 @@ class OpenFile:
     """One file being written: its bytes leave in blocks while it is open."""
 
     name: str
+    """The name the file is written under; ``final_name`` once it is finished."""
     set_start: int
+    first_offset: int
+    last_offset: int
+    """The offset of the record written last (the first one's while none is)."""
     record_schema: Schema | None
     """The value schema of its records (None: schemaless), for schema.compatibility."""
     format_schema: Schema | None
@@ -216,6 +248,7 @@ class OpenFile:
     single: bytes | None = None
     """The whole content of a finished file smaller than a block (one put)."""
     finished: bool = False
+    final_name: str = ""
     durable: bool = False
     companions: list[OpenFile] = field(default_factory=list)
     """The keys and headers files cut with this value file (``Layout.companions``)."""
@@ -305,6 +338,7 @@ class PartitionFiles:
                 current = self._open(encoded, offsets[start], None, None, None, now_ms)
             end = min(len(offsets), start + flush_size - self.set_records)
             current.writer.append(b"\n".join(values[start:end]) + b"\n")
+            current.last_offset = offsets[end - 1]
             self._writes += end - start
             current.last_write = self._writes
             self.set_records += end - start
@@ -317,20 +351,27 @@ class PartitionFiles:
         """Place one record; every check comes before any change, so a record that
         fails leaves the files as they were."""
         value = record.value
-        if value is None:
-            if self.layout.ignore_nulls:
+        layout = self.layout
+        tombstone = value is None
+        if tombstone and layout.null_values != "write":
+            if layout.null_values == "ignore":
                 return
             raise DataError(NULL_VALUE)
-        layout = self.layout
         views = layout.views(record) if layout.companions else []
-        timestamp = layout.extractor(record, now_ms) if layout.uses_time else None
-        encoded, bucket = layout.partitioner.encode(record, timestamp)
+        if tombstone:  # the key is the content of the file (see _open)
+            (format_schema, payload), views = views[0], views[1:]
+            timestamp, encoded, bucket = None, layout.tombstone_partition, None
+        else:
+            timestamp = layout.extractor(record, now_ms) if layout.uses_time else None
+            encoded, bucket = layout.partitioner.encode(record, timestamp)
         end_set = self._set_ends(timestamp, bucket, now_ms)
         current = None if end_set else self.open.get(encoded)
         if current is not None and views and not _holds(current, views):
             current = None
         schema, encoded_value = record.value_schema, record.encoded_value
-        if current is not None:
+        if tombstone:
+            schema = None
+        elif current is not None:
             action = schemas.decide(layout.compatibility, current.record_schema, schema)
             if action is schemas.Action.PROJECT:
                 assert schema is not None and current.record_schema is not None
@@ -338,7 +379,8 @@ class PartitionFiles:
                 schema, encoded_value = current.record_schema, None
             elif action is schemas.Action.NEW_FILE:
                 current = None
-        format_schema, payload = layout.format.prepare(value, schema, encoded_value)
+        if not tombstone:
+            format_schema, payload = layout.format.prepare(value, schema, encoded_value)
 
         if end_set:
             self.end_set()
@@ -348,14 +390,18 @@ class PartitionFiles:
             current = None
         if current is None:
             current = self._open(encoded, record.kafka_offset, schema, format_schema, timestamp,
-                                 now_ms, views)
+                                 now_ms, views, tombstone)
         current.writer.append(payload)
+        current.last_offset = record.kafka_offset
         if views:
             for companion, (_, view) in zip(current.companions, views, strict=True):
                 companion.writer.append(view)
+                companion.last_offset = record.kafka_offset
         self._writes += 1
         current.last_write = self._writes
         self.set_records += 1
+        if self.set_base_time is None:
+            self.set_base_time = timestamp  # the set began with a tombstone
         if bucket is not None and (self.newest_bucket is None or bucket > self.newest_bucket):
             self.newest_bucket = bucket
         if self.set_records >= layout.flush_size:
@@ -367,15 +413,15 @@ class PartitionFiles:
         if self.next_scheduled is not None and now_ms >= self.next_scheduled:
             return True
         interval = self.layout.rotate_interval_ms
-        if interval <= 0 or timestamp is None:
+        if interval <= 0 or timestamp is None or self.set_base_time is None:
             return False
-        assert self.set_base_time is not None
         return timestamp - self.set_base_time >= interval or (
             bucket is not None and self.newest_bucket is not None and bucket > self.newest_bucket)
 
     def _open(self, encoded: str, offset: int, record_schema: Schema | None,
               format_schema: Schema | None, timestamp: int | None, now_ms: int,
-              views: list[tuple[Schema | None, object]] | None = None) -> OpenFile:
+              views: list[tuple[Schema | None, object]] | None = None,
+              tombstone: bool = False) -> OpenFile:
         if len(self.open) >= self.layout.max_open_files:
             self._close(min(self.open.values(), key=lambda f: f.last_write))
         if self.set_start is None:
@@ -384,21 +430,27 @@ class PartitionFiles:
             if self.layout.schedule_interval_ms > 0:
                 self.next_scheduled = next_rotation(now_ms, self.layout.schedule_interval_ms,
                                                     self.layout.schedule_zone)
-        opened = self._new_file(self.layout.blob_name(self.tp, encoded, offset),
-                                self.layout.format, record_schema, format_schema)
-        for (suffix, companion_format), (view_schema, _) in zip(self.layout.companions,
-                                                                views or [], strict=True):
+        companions = self.layout.companions
+        if tombstone:  # no value file: the keys file stands in its place
+            (suffix, file_format), companions = companions[0], companions[1:]
+            name = self.layout.blob_name(self.tp, encoded, offset, suffix, file_format)
+        else:
+            name, file_format = self.layout.blob_name(self.tp, encoded, offset), self.layout.format
+        opened = self._new_file(name, offset, file_format, record_schema, format_schema)
+        for (suffix, companion_format), (view_schema, _) in zip(companions, views or [],
+                                                                strict=True):
             opened.companions.append(self._new_file(
                 self.layout.blob_name(self.tp, encoded, offset, suffix, companion_format),
-                companion_format, view_schema, view_schema))
+                offset, companion_format, view_schema, view_schema))
         self.open[encoded] = opened
         return opened
 
-    def _new_file(self, name: str, file_format: FileFormat, record_schema: Schema | None,
-                  format_schema: Schema | None) -> OpenFile:
+    def _new_file(self, name: str, offset: int, file_format: FileFormat,
+                  record_schema: Schema | None, format_schema: Schema | None) -> OpenFile:
         assert self.set_start is not None
         spool = BlockSpool()
-        return OpenFile(name=name, set_start=self.set_start, record_schema=record_schema,
+        return OpenFile(name=name, set_start=self.set_start, first_offset=offset,
+                        last_offset=offset, record_schema=record_schema,
                         format_schema=format_schema,
                         writer=file_format.open(format_schema, spool, name), spool=spool)
 
@@ -409,6 +461,7 @@ class PartitionFiles:
     def _close(self, file: OpenFile) -> None:
         for part in (file, *file.companions):
             part.finish(self.layout.block_size)
+            part.final_name = self.layout.ended_name(part)
             self.closed.append(part)
         del self.open[next(k for k, v in self.open.items() if v is file)]
 
