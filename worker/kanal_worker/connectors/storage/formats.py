@@ -1,5 +1,10 @@
 """File formats: JSON lines, Avro container files, Parquet and raw bytes.
 
+A format takes records one at a time (``prepare`` and ``FileWriter.append``) or a run of
+them at once (``prepare_run`` and ``FileWriter.append_run``): a run is encoded as a
+whole, lines joined once, Parquet columns built once, Avro blocks written in one go,
+and the file's bytes are the same either way.
+
 Every format writes into a ``BlockSpool``, which hands out the file's bytes in blocks
 of the store's part size (``azblob.block.size``, ``s3.part.size``) for staging while
 the file is still open, so memory per open file stays around one block. Output is a
@@ -90,6 +95,11 @@ class FileWriter(ABC):
     @abstractmethod
     def append(self, payload: Any) -> None: ...
 
+    def append_run(self, payloads: list[Any]) -> None:
+        """Append several records' payloads (from ``prepare`` or ``prepare_run``)."""
+        for payload in payloads:
+            self.append(payload)
+
     @abstractmethod
     def finish(self) -> None:
         """Write what remains (trailers, footers) into the spool."""
@@ -117,8 +127,68 @@ class FileFormat(ABC):
         ``encoded`` is the value's own JSON when the converter kept it.
         """
 
+    def prepare_run(self, values: Callable[[], list[Any]], schema: Schema | None,
+                    encoded: list[bytes | None]) -> list[Segment] | None:
+        """``prepare`` for a run of values sharing the record schema ``schema``: the run
+        cut where the format's schema changes, as ``(format schema, count, payloads)``.
+
+        ``values`` decodes the run's values when called (a format copying the bytes
+        received may never call it). None when the run must be placed one record at
+        a time: a null value (``behavior.on.null.values``) or one the format rejects
+        (error handling is per record).
+        """
+        run = values()
+        if None in run:
+            return None
+        try:
+            prepared = [self.prepare(value, schema, None) for value in run]
+        except DataError:
+            return None
+        return segments(prepared)
+
     @abstractmethod
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter: ...
+
+
+Segment = tuple[Schema | None, int, list[Any]]
+"""Records of a run written to one file: their format schema, count and payloads."""
+
+
+def segments(prepared: list[tuple[Schema | None, Any]]) -> list[Segment]:
+    """Consecutive prepared records grouped by format schema."""
+    found: list[Segment] = []
+    start = 0
+    for end in range(1, len(prepared) + 1):
+        if end == len(prepared) or prepared[end][0] is not prepared[start][0]:
+            found.append((prepared[start][0], end - start,
+                          [payload for _, payload in prepared[start:end]]))
+            start = end
+    return found
+
+
+def schema_segments(run: list[Any], schema: Schema | None,
+                    payloads: Callable[[Schema, list[Any]], list[Any]]) -> list[Segment] | None:
+    """The segments of a run for a format keyed on ``schemas.fit``: the record schema
+    after checking every value against it, or schemas inferred from schemaless values
+    (the same shape gives the same schema object). ``payloads`` makes a segment's
+    payloads from its values; None as for ``FileFormat.prepare_run``."""
+    if None in run:
+        return None
+    try:
+        if schema is not None:
+            for value in run:
+                schemas.check(value, schema)
+            return [(schema, len(run), payloads(schema, run))]
+        inferred = list(map(schemas.infer, run))
+    except DataError:
+        return None
+    found: list[Segment] = []
+    start = 0
+    for end in range(1, len(run) + 1):
+        if end == len(run) or inferred[end] is not inferred[start]:
+            found.append((inferred[start], end - start, payloads(inferred[start], run[start:end])))
+            start = end
+    return found
 
 
 # -- line formats: JSON and bytes --------------------------------------------------------
@@ -126,19 +196,27 @@ class FileFormat(ABC):
 
 class LineWriter(FileWriter):
     """Gathers encoded lines and feeds them in ``CHUNK``-sized pieces to the spool or
-    to gzip (fixed pieces keep compressed output independent of batch boundaries)."""
+    to gzip (fixed pieces keep compressed output independent of batch boundaries).
+    Payloads are lines without their ``separator``."""
 
-    def __init__(self, spool: BlockSpool, gzip_level: int | None) -> None:
+    def __init__(self, spool: BlockSpool, gzip_level: int | None, separator: bytes) -> None:
         self.sink: io.RawIOBase | gzip.GzipFile = spool
         if gzip_level is not None:
             self.sink = gzip.GzipFile(fileobj=spool, mode="wb", mtime=0,
                                       compresslevel=gzip_level)
+        self.separator = separator
         self.lines: list[bytes] = []
         self.size = 0
 
     def append(self, payload: bytes) -> None:
-        self.lines.append(payload)
-        self.size += len(payload)
+        self._gather(payload + self.separator)
+
+    def append_run(self, payloads: list[bytes]) -> None:
+        self._gather(self.separator.join(payloads) + self.separator)
+
+    def _gather(self, data: bytes) -> None:
+        self.lines.append(data)
+        self.size += len(data)
         if self.size >= CHUNK:
             data = b"".join(self.lines)
             cut = len(data) - len(data) % CHUNK
@@ -171,15 +249,24 @@ class JsonFormat(FileFormat):
     def prepare(self, value: Any, schema: Schema | None,
                 encoded: bytes | None) -> tuple[Schema | None, bytes]:
         if encoded is not None and b"\n" not in encoded and b"\r" not in encoded:
-            return schema, encoded + b"\n"
+            return schema, encoded
         if schema is not None and not self.converter.is_plain(schema):
             schemas.check(value, schema)
             if schema.type == Type.STRUCT:
                 value = self.converter.to_json_value(schema, value)
-        return schema, dumps(value, orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+        return schema, dumps(value, orjson.OPT_NON_STR_KEYS)
+
+    def prepare_run(self, values: Callable[[], list[Any]], schema: Schema | None,
+                    encoded: list[bytes | None]) -> list[Segment] | None:
+        if None not in encoded:
+            received = cast(list[bytes], encoded)
+            joined = b"\n".join(received)
+            if joined.count(b"\n") == len(received) - 1 and b"\r" not in joined:
+                return [(schema, len(received), received)]  # the values as received
+        return super().prepare_run(values, schema, encoded)
 
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
-        return LineWriter(spool, self.gzip_level)
+        return LineWriter(spool, self.gzip_level, b"\n")
 
 
 class ByteArrayFormat(FileFormat):
@@ -193,14 +280,14 @@ class ByteArrayFormat(FileFormat):
     def prepare(self, value: Any, schema: Schema | None,
                 encoded: bytes | None) -> tuple[Schema | None, bytes]:
         if isinstance(value, bytes | bytearray):
-            return None, bytes(value) + self.separator
+            return None, bytes(value)
         if isinstance(value, str):
-            return None, value.encode() + self.separator
+            return None, value.encode()
         raise DataError(f"ByteArrayFormat writes bytes values (use ByteArrayConverter); got "
                         f"{type(value).__name__}")
 
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
-        return LineWriter(spool, self.gzip_level)
+        return LineWriter(spool, self.gzip_level, self.separator)
 
 
 # -- Avro --------------------------------------------------------------------------------
@@ -220,6 +307,13 @@ class AvroFormat(FileFormat):
                 encoded: bytes | None) -> tuple[Schema | None, Any]:
         schema = schemas.fit(value, schema)
         return schema, self._compiled(schema)[2](value)
+
+    def prepare_run(self, values: Callable[[], list[Any]], schema: Schema | None,
+                    encoded: list[bytes | None]) -> list[Segment] | None:
+        return schema_segments(values(), schema, self._data)
+
+    def _data(self, schema: Schema, run: list[Any]) -> list[Any]:
+        return list(map(self._compiled(schema)[2], run))
 
     def _compiled(self, schema: Schema) -> tuple[Schema, Any, Callable[[Any], Any]]:
         cached = self._parsed.get(id(schema))
@@ -246,6 +340,11 @@ class AvroWriter(FileWriter):
 
     def append(self, payload: Any) -> None:
         self.writer.write(payload)
+
+    def append_run(self, payloads: list[Any]) -> None:
+        write = self.writer.write
+        for payload in payloads:
+            write(payload)
 
     def finish(self) -> None:
         self.writer.flush()
