@@ -20,8 +20,9 @@ import gzip
 import hashlib
 import io
 from abc import ABC, abstractmethod
+from bisect import bisect_left
 from collections.abc import Callable
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import fastavro
 import orjson
@@ -36,9 +37,17 @@ from kanal_worker.connectors.storage.settings import StorageSinkSettings
 from kanal_worker.converters.avro import avro_datum, to_avro_schema
 from kanal_worker.converters.json import JsonConverter, dumps
 
+if TYPE_CHECKING:
+    from kanal_worker.connectors.storage.avro_arrow import RowEncoder
+
 CHUNK = 1 << 20
 """Bytes of lines gathered before they go to the compressor or the spool."""
 PARQUET_ROW_GROUP = 50_000
+AVRO_ROWS = 2000
+"""Avro records gathered before they are encoded together."""
+AVRO_BLOCK_BYTES = 16_000
+"""Encoded bytes that end an Avro block: fastavro's ``sync_interval``, so files are the
+ones fastavro writes record by record."""
 PARQUET_EXTENSIONS = {"none": "", "snappy": ".snappy", "gzip": ".gz", "zstd": ".zstd",
                       "brotli": ".br"}
 
@@ -301,7 +310,7 @@ class AvroFormat(FileFormat):
 
     def __init__(self, codec: str) -> None:
         self.codec = codec
-        self._parsed: dict[int, tuple[Schema, Any, Callable[[Any], Any]]] = {}
+        self._parsed: dict[int, tuple[Schema, Any, Callable[[Any], Any], RowEncoder | None]] = {}
 
     def prepare(self, value: Any, schema: Schema | None,
                 encoded: bytes | None) -> tuple[Schema | None, Any]:
@@ -315,7 +324,8 @@ class AvroFormat(FileFormat):
     def _data(self, schema: Schema, run: list[Any]) -> list[Any]:
         return list(map(self._compiled(schema)[2], run))
 
-    def _compiled(self, schema: Schema) -> tuple[Schema, Any, Callable[[Any], Any]]:
+    def _compiled(self, schema: Schema) -> tuple[Schema, Any, Callable[[Any], Any],
+                                                 RowEncoder | None]:
         cached = self._parsed.get(id(schema))
         if cached is None or cached[0] is not schema:
             # the top level is never a union: null values never reach a file
@@ -324,29 +334,106 @@ class AvroFormat(FileFormat):
                 parsed = fastavro.parse_schema(avro)
             except fastavro.schema.SchemaParseException as exc:
                 raise DataError(f"The value schema has no Avro equivalent: {exc}") from None
-            cached = self._parsed[id(schema)] = (schema, parsed, avro_datum(schema))
+            cached = self._parsed[id(schema)] = (schema, parsed, avro_datum(schema),
+                                                 _row_encoder(avro))
         return cached
 
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
         assert schema is not None
-        return AvroWriter(spool, self._compiled(schema)[1], self.codec,
-                          hashlib.md5(blob_name.encode()).digest())
+        _, parsed, _, encoder = self._compiled(schema)
+        return AvroWriter(spool, parsed, self.codec, hashlib.md5(blob_name.encode()).digest(),
+                          encoder)
+
+
+def _row_encoder(avro_schema: Any) -> RowEncoder | None:
+    """The columnar encoder of ``avro_schema``'s records where pyarrow is installed
+    (it is with the ``parquet`` extra), else None: fastavro encodes them."""
+    try:
+        from kanal_worker.connectors.storage.avro_arrow import row_encoder
+    except ImportError:
+        return None
+    return row_encoder(avro_schema)
+
+
+class _Block:
+    """A block of encoded records, as ``fastavro``'s ``Writer.write_block`` reads one."""
+
+    def __init__(self, num_records: int, data: bytes) -> None:
+        self.num_records = num_records
+        self.bytes_ = io.BytesIO(data)
 
 
 class AvroWriter(FileWriter):
-    def __init__(self, spool: BlockSpool, parsed: Any, codec: str, sync_marker: bytes) -> None:
+    """Encodes records ``AVRO_ROWS`` at a time (the cost of a columnar encoding is
+    mostly per call), column by column when the schema allows (``avro_arrow``), else
+    with fastavro, and
+    cuts blocks where fastavro's own writer cuts them: after the record that brings a
+    block to ``AVRO_BLOCK_BYTES``. The files are those fastavro writes record by record."""
+
+    def __init__(self, spool: BlockSpool, parsed: Any, codec: str, sync_marker: bytes,
+                 encoder: RowEncoder | None) -> None:
         self.writer = fastavro.write.Writer(cast(IO[bytes], spool), parsed, codec=codec,
                                             validator=False, sync_marker=sync_marker)
+        self.parsed = parsed
+        self.encoder = encoder
+        self.rows: list[Any] = []
+        self.block: list[bytes] = []
+        self.block_bytes = 0
+        self.block_records = 0
+        self.row_bytes = 0
+        """Encoded bytes per record so far, to count the records not yet encoded."""
 
     def append(self, payload: Any) -> None:
-        self.writer.write(payload)
+        self.rows.append(payload)
+        if len(self.rows) >= AVRO_ROWS:
+            self._encode()
 
     def append_run(self, payloads: list[Any]) -> None:
-        write = self.writer.write
-        for payload in payloads:
-            write(payload)
+        self.rows.extend(payloads)
+        if len(self.rows) >= AVRO_ROWS:
+            self._encode()
+
+    def _encode(self) -> None:
+        if not self.rows:
+            return
+        rows, self.rows = self.rows, []
+        encoded = self.encoder(rows) if self.encoder is not None else None
+        data, ends = encoded if encoded is not None else self._one_by_one(rows)
+        self.row_bytes = len(data) // len(rows)
+        start = done = 0
+        while done < len(ends):
+            cut = bisect_left(ends, start + AVRO_BLOCK_BYTES - self.block_bytes, lo=done)
+            if cut == len(ends):
+                self._hold(data[start:], len(ends) - done)
+                return
+            self._hold(data[start:ends[cut]], cut + 1 - done)
+            self._dump()
+            start, done = ends[cut], cut + 1
+
+    def _one_by_one(self, rows: list[Any]) -> tuple[bytes, list[int]]:
+        out, ends = io.BytesIO(), []
+        for row in rows:
+            fastavro.schemaless_writer(out, self.parsed, row)
+            ends.append(out.tell())
+        return out.getvalue(), ends
+
+    def _hold(self, data: bytes, records: int) -> None:
+        self.block.append(data)
+        self.block_bytes += len(data)
+        self.block_records += records
+
+    def _dump(self) -> None:
+        self.writer.write_block(_Block(self.block_records, b"".join(self.block)))
+        self.block, self.block_bytes, self.block_records = [], 0, 0
+
+    @property
+    def pending(self) -> int:
+        return self.block_bytes + len(self.rows) * self.row_bytes
 
     def finish(self) -> None:
+        self._encode()
+        if self.block_records:
+            self._dump()
         self.writer.flush()
 
 
