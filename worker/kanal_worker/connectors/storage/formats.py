@@ -385,12 +385,16 @@ class AvroWriter(FileWriter):
 
     def append(self, payload: Any) -> None:
         self.rows.append(payload)
-        if len(self.rows) >= AVRO_ROWS:
-            self._encode()
+        self._encode_when_due()
 
     def append_run(self, payloads: list[Any]) -> None:
         self.rows.extend(payloads)
-        if len(self.rows) >= AVRO_ROWS:
+        self._encode_when_due()
+
+    def _encode_when_due(self) -> None:
+        # a file's first records are encoded at once: their size estimates the records
+        # held later, which the memory ceiling counts
+        if len(self.rows) >= AVRO_ROWS or not self.row_bytes:
             self._encode()
 
     def _encode(self) -> None:

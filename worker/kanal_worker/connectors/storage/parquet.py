@@ -80,10 +80,14 @@ class ParquetFileWriter(FileWriter):
         self.batches: list[pa.RecordBatch] = []
         self.held = 0
         self.held_bytes = 0
+        self.row_bytes = 0
+        """Arrow bytes per record so far, to count the records not yet converted."""
 
     def append(self, payload: dict[str, Any]) -> None:
         self.rows.append(payload)
-        if len(self.rows) >= ROWS_PER_BATCH:
+        # a file's first record is converted at once: its size estimates the records
+        # gathered later, which the memory ceiling counts
+        if len(self.rows) >= ROWS_PER_BATCH or not self.row_bytes:
             self._convert()
 
     def append_run(self, payloads: list[dict[str, Any]]) -> None:
@@ -99,6 +103,7 @@ class ParquetFileWriter(FileWriter):
             self.batches.append(batch)
             self.held += len(rows)
             self.held_bytes += batch.nbytes
+            self.row_bytes = batch.nbytes // len(rows)
             while self.held >= PARQUET_ROW_GROUP:
                 self._write_group(PARQUET_ROW_GROUP)
 
@@ -111,7 +116,7 @@ class ParquetFileWriter(FileWriter):
 
     @property
     def pending(self) -> int:
-        return self.held_bytes
+        return self.held_bytes + len(self.rows) * self.row_bytes
 
     def finish(self) -> None:
         self._convert()

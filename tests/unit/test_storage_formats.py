@@ -1,4 +1,5 @@
-"""Avro files encoded a run at a time: the bytes fastavro writes record by record."""
+"""Formats encoding runs of records: Avro's bytes are those fastavro writes record by
+record, and what Parquet and Avro hold back counts against the memory ceiling."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import io
 from typing import Any
 
 import fastavro
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +15,8 @@ from kanal_worker.api.schema import Schema
 from kanal_worker.connectors.storage import schemas
 from kanal_worker.connectors.storage.avro_arrow import row_encoder
 from kanal_worker.connectors.storage.formats import AvroFormat, BlockSpool
+from tests.unit.test_azure_writer import MemoryContainer
+from tests.unit.test_storage_core import MIB, s3_task, write_under_ceiling
 
 FLAT = {"type": "record", "name": "reading", "fields": [
     {"name": "vehicle", "type": ["null", "string"], "default": None},
@@ -94,3 +98,15 @@ def test_files_written_in_runs_are_fastavros_files() -> None:
     assert avro_file(rows, one_by_one=False) == reference.getvalue()
     assert avro_file(rows, one_by_one=True) == reference.getvalue()
     assert list(fastavro.reader(io.BytesIO(reference.getvalue()))) == rows
+
+
+@pytest.mark.parametrize("format_class", ["ParquetFormat", "AvroFormat"])
+def test_rows_held_for_a_row_group_or_a_block_count_against_the_ceiling(
+        format_class: str) -> None:
+    """Parquet holds up to 50,000 rows per file before a row group is written: 16
+    partitions of 1 KB rows would hold ~16 MB; the ceiling keeps them under 2 MiB."""
+    store = MemoryContainer()
+    task = s3_task(store, 16, **{"format.class": format_class, "flush.size": "100000",
+                                 "kanal.max.buffered.bytes": str(2 * MIB)})
+    write_under_ceiling(task, 2 * MIB, 25, 40)
+    assert store.blobs, "files were committed early"
