@@ -42,18 +42,27 @@ def held(task: S3SinkTask) -> int:
                for file in files.open.values())
 
 
+def write_under_ceiling(task: S3SinkTask, ceiling: int, batches: int,
+                        per_partition: int) -> dict[int, int]:
+    """Write ``batches`` polls of ``per_partition`` records to each of 16 partitions,
+    checking after each that the open files hold at most ``ceiling`` bytes; returns
+    the next offset of each partition."""
+    offsets = dict.fromkeys(range(16), 0)
+    for _ in range(batches):
+        batch = [record(p, offsets[p] + i) for p in range(16) for i in range(per_partition)]
+        for p in offsets:
+            offsets[p] += per_partition
+        task.write(SinkBatch(batch))
+        assert held(task) <= ceiling
+    return offsets
+
+
 def test_the_memory_ceiling_commits_the_fullest_files_and_loses_nothing() -> None:
     """16 partitions x 5 MiB parts would hold 80 MiB; the ceiling keeps it under 4 MiB."""
     store = MemoryContainer()
     task = s3_task(store, 16, **{"flush.size": "100000", "s3.part.size": str(5 * MIB),
                                  "kanal.max.buffered.bytes": str(4 * MIB)})
-    offsets = dict.fromkeys(range(16), 0)
-    for _ in range(40):
-        batch = [record(p, offsets[p] + i) for p in range(16) for i in range(20)]
-        for p in offsets:
-            offsets[p] += 20
-        task.write(SinkBatch(batch))
-        assert held(task) <= 4 * MIB
+    offsets = write_under_ceiling(task, 4 * MIB, 40, 20)
     assert store.blobs, "files were committed early"
     written = {(r["partition"], r["seq"]) for r in store.records()}
     assert len(written) == len(store.records())  # once each

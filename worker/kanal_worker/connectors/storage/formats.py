@@ -1,5 +1,10 @@
 """File formats: JSON lines, Avro container files, Parquet and raw bytes.
 
+A format takes records one at a time (``prepare`` and ``FileWriter.append``) or a run of
+them at once (``prepare_run`` and ``FileWriter.append_run``): a run is encoded as a
+whole, lines joined once, Parquet columns built once, Avro blocks written in one go,
+and the file's bytes are the same either way.
+
 Every format writes into a ``BlockSpool``, which hands out the file's bytes in blocks
 of the store's part size (``azblob.block.size``, ``s3.part.size``) for staging while
 the file is still open, so memory per open file stays around one block. Output is a
@@ -15,8 +20,9 @@ import gzip
 import hashlib
 import io
 from abc import ABC, abstractmethod
+from bisect import bisect_left
 from collections.abc import Callable
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import fastavro
 import orjson
@@ -31,9 +37,17 @@ from kanal_worker.connectors.storage.settings import StorageSinkSettings
 from kanal_worker.converters.avro import avro_datum, to_avro_schema
 from kanal_worker.converters.json import JsonConverter, dumps
 
+if TYPE_CHECKING:
+    from kanal_worker.connectors.storage.avro_arrow import RowEncoder
+
 CHUNK = 1 << 20
 """Bytes of lines gathered before they go to the compressor or the spool."""
 PARQUET_ROW_GROUP = 50_000
+AVRO_ROWS = 2000
+"""Avro records gathered before they are encoded together."""
+AVRO_BLOCK_BYTES = 16_000
+"""Encoded bytes that end an Avro block: fastavro's ``sync_interval``, so files are the
+ones fastavro writes record by record."""
 PARQUET_EXTENSIONS = {"none": "", "snappy": ".snappy", "gzip": ".gz", "zstd": ".zstd",
                       "brotli": ".br"}
 
@@ -90,6 +104,11 @@ class FileWriter(ABC):
     @abstractmethod
     def append(self, payload: Any) -> None: ...
 
+    def append_run(self, payloads: list[Any]) -> None:
+        """Append several records' payloads (from ``prepare`` or ``prepare_run``)."""
+        for payload in payloads:
+            self.append(payload)
+
     @abstractmethod
     def finish(self) -> None:
         """Write what remains (trailers, footers) into the spool."""
@@ -117,8 +136,68 @@ class FileFormat(ABC):
         ``encoded`` is the value's own JSON when the converter kept it.
         """
 
+    def prepare_run(self, values: Callable[[], list[Any]], schema: Schema | None,
+                    encoded: list[bytes | None]) -> list[Segment] | None:
+        """``prepare`` for a run of values sharing the record schema ``schema``: the run
+        cut where the format's schema changes, as ``(format schema, count, payloads)``.
+
+        ``values`` decodes the run's values when called (a format copying the bytes
+        received may never call it). None when the run must be placed one record at
+        a time: a null value (``behavior.on.null.values``) or one the format rejects
+        (error handling is per record).
+        """
+        run = values()
+        if None in run:
+            return None
+        try:
+            prepared = [self.prepare(value, schema, None) for value in run]
+        except DataError:
+            return None
+        return segments(prepared)
+
     @abstractmethod
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter: ...
+
+
+Segment = tuple[Schema | None, int, list[Any]]
+"""Records of a run written to one file: their format schema, count and payloads."""
+
+
+def segments(prepared: list[tuple[Schema | None, Any]]) -> list[Segment]:
+    """Consecutive prepared records grouped by format schema."""
+    found: list[Segment] = []
+    start = 0
+    for end in range(1, len(prepared) + 1):
+        if end == len(prepared) or prepared[end][0] is not prepared[start][0]:
+            found.append((prepared[start][0], end - start,
+                          [payload for _, payload in prepared[start:end]]))
+            start = end
+    return found
+
+
+def schema_segments(run: list[Any], schema: Schema | None,
+                    payloads: Callable[[Schema, list[Any]], list[Any]]) -> list[Segment] | None:
+    """The segments of a run for a format keyed on ``schemas.fit``: the record schema
+    after checking every value against it, or schemas inferred from schemaless values
+    (the same shape gives the same schema object). ``payloads`` makes a segment's
+    payloads from its values; None as for ``FileFormat.prepare_run``."""
+    if None in run:
+        return None
+    try:
+        if schema is not None:
+            for value in run:
+                schemas.check(value, schema)
+            return [(schema, len(run), payloads(schema, run))]
+        inferred = list(map(schemas.infer, run))
+    except DataError:
+        return None
+    found: list[Segment] = []
+    start = 0
+    for end in range(1, len(run) + 1):
+        if end == len(run) or inferred[end] is not inferred[start]:
+            found.append((inferred[start], end - start, payloads(inferred[start], run[start:end])))
+            start = end
+    return found
 
 
 # -- line formats: JSON and bytes --------------------------------------------------------
@@ -126,19 +205,27 @@ class FileFormat(ABC):
 
 class LineWriter(FileWriter):
     """Gathers encoded lines and feeds them in ``CHUNK``-sized pieces to the spool or
-    to gzip (fixed pieces keep compressed output independent of batch boundaries)."""
+    to gzip (fixed pieces keep compressed output independent of batch boundaries).
+    Payloads are lines without their ``separator``."""
 
-    def __init__(self, spool: BlockSpool, gzip_level: int | None) -> None:
+    def __init__(self, spool: BlockSpool, gzip_level: int | None, separator: bytes) -> None:
         self.sink: io.RawIOBase | gzip.GzipFile = spool
         if gzip_level is not None:
             self.sink = gzip.GzipFile(fileobj=spool, mode="wb", mtime=0,
                                       compresslevel=gzip_level)
+        self.separator = separator
         self.lines: list[bytes] = []
         self.size = 0
 
     def append(self, payload: bytes) -> None:
-        self.lines.append(payload)
-        self.size += len(payload)
+        self._gather(payload + self.separator)
+
+    def append_run(self, payloads: list[bytes]) -> None:
+        self._gather(self.separator.join(payloads) + self.separator)
+
+    def _gather(self, data: bytes) -> None:
+        self.lines.append(data)
+        self.size += len(data)
         if self.size >= CHUNK:
             data = b"".join(self.lines)
             cut = len(data) - len(data) % CHUNK
@@ -171,15 +258,24 @@ class JsonFormat(FileFormat):
     def prepare(self, value: Any, schema: Schema | None,
                 encoded: bytes | None) -> tuple[Schema | None, bytes]:
         if encoded is not None and b"\n" not in encoded and b"\r" not in encoded:
-            return schema, encoded + b"\n"
+            return schema, encoded
         if schema is not None and not self.converter.is_plain(schema):
             schemas.check(value, schema)
             if schema.type == Type.STRUCT:
                 value = self.converter.to_json_value(schema, value)
-        return schema, dumps(value, orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+        return schema, dumps(value, orjson.OPT_NON_STR_KEYS)
+
+    def prepare_run(self, values: Callable[[], list[Any]], schema: Schema | None,
+                    encoded: list[bytes | None]) -> list[Segment] | None:
+        if None not in encoded:
+            received = cast(list[bytes], encoded)
+            joined = b"\n".join(received)
+            if joined.count(b"\n") == len(received) - 1 and b"\r" not in joined:
+                return [(schema, len(received), received)]  # the values as received
+        return super().prepare_run(values, schema, encoded)
 
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
-        return LineWriter(spool, self.gzip_level)
+        return LineWriter(spool, self.gzip_level, b"\n")
 
 
 class ByteArrayFormat(FileFormat):
@@ -193,14 +289,14 @@ class ByteArrayFormat(FileFormat):
     def prepare(self, value: Any, schema: Schema | None,
                 encoded: bytes | None) -> tuple[Schema | None, bytes]:
         if isinstance(value, bytes | bytearray):
-            return None, bytes(value) + self.separator
+            return None, bytes(value)
         if isinstance(value, str):
-            return None, value.encode() + self.separator
+            return None, value.encode()
         raise DataError(f"ByteArrayFormat writes bytes values (use ByteArrayConverter); got "
                         f"{type(value).__name__}")
 
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
-        return LineWriter(spool, self.gzip_level)
+        return LineWriter(spool, self.gzip_level, self.separator)
 
 
 # -- Avro --------------------------------------------------------------------------------
@@ -214,14 +310,22 @@ class AvroFormat(FileFormat):
 
     def __init__(self, codec: str) -> None:
         self.codec = codec
-        self._parsed: dict[int, tuple[Schema, Any, Callable[[Any], Any]]] = {}
+        self._parsed: dict[int, tuple[Schema, Any, Callable[[Any], Any], RowEncoder | None]] = {}
 
     def prepare(self, value: Any, schema: Schema | None,
                 encoded: bytes | None) -> tuple[Schema | None, Any]:
         schema = schemas.fit(value, schema)
         return schema, self._compiled(schema)[2](value)
 
-    def _compiled(self, schema: Schema) -> tuple[Schema, Any, Callable[[Any], Any]]:
+    def prepare_run(self, values: Callable[[], list[Any]], schema: Schema | None,
+                    encoded: list[bytes | None]) -> list[Segment] | None:
+        return schema_segments(values(), schema, self._data)
+
+    def _data(self, schema: Schema, run: list[Any]) -> list[Any]:
+        return list(map(self._compiled(schema)[2], run))
+
+    def _compiled(self, schema: Schema) -> tuple[Schema, Any, Callable[[Any], Any],
+                                                 RowEncoder | None]:
         cached = self._parsed.get(id(schema))
         if cached is None or cached[0] is not schema:
             # the top level is never a union: null values never reach a file
@@ -230,24 +334,110 @@ class AvroFormat(FileFormat):
                 parsed = fastavro.parse_schema(avro)
             except fastavro.schema.SchemaParseException as exc:
                 raise DataError(f"The value schema has no Avro equivalent: {exc}") from None
-            cached = self._parsed[id(schema)] = (schema, parsed, avro_datum(schema))
+            cached = self._parsed[id(schema)] = (schema, parsed, avro_datum(schema),
+                                                 _row_encoder(avro))
         return cached
 
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter:
         assert schema is not None
-        return AvroWriter(spool, self._compiled(schema)[1], self.codec,
-                          hashlib.md5(blob_name.encode()).digest())
+        _, parsed, _, encoder = self._compiled(schema)
+        return AvroWriter(spool, parsed, self.codec, hashlib.md5(blob_name.encode()).digest(),
+                          encoder)
+
+
+def _row_encoder(avro_schema: Any) -> RowEncoder | None:
+    """The columnar encoder of ``avro_schema``'s records where pyarrow is installed
+    (it is with the ``parquet`` extra), else None: fastavro encodes them."""
+    try:
+        from kanal_worker.connectors.storage.avro_arrow import row_encoder
+    except ImportError:
+        return None
+    return row_encoder(avro_schema)
+
+
+class _Block:
+    """A block of encoded records, as ``fastavro``'s ``Writer.write_block`` reads one."""
+
+    def __init__(self, num_records: int, data: bytes) -> None:
+        self.num_records = num_records
+        self.bytes_ = io.BytesIO(data)
 
 
 class AvroWriter(FileWriter):
-    def __init__(self, spool: BlockSpool, parsed: Any, codec: str, sync_marker: bytes) -> None:
+    """Encodes records ``AVRO_ROWS`` at a time (the cost of a columnar encoding is
+    mostly per call), column by column when the schema allows (``avro_arrow``), else
+    with fastavro, and
+    cuts blocks where fastavro's own writer cuts them: after the record that brings a
+    block to ``AVRO_BLOCK_BYTES``. The files are those fastavro writes record by record."""
+
+    def __init__(self, spool: BlockSpool, parsed: Any, codec: str, sync_marker: bytes,
+                 encoder: RowEncoder | None) -> None:
         self.writer = fastavro.write.Writer(cast(IO[bytes], spool), parsed, codec=codec,
                                             validator=False, sync_marker=sync_marker)
+        self.parsed = parsed
+        self.encoder = encoder
+        self.rows: list[Any] = []
+        self.block: list[bytes] = []
+        self.block_bytes = 0
+        self.block_records = 0
+        self.row_bytes = 0
+        """Encoded bytes per record so far, to count the records not yet encoded."""
 
     def append(self, payload: Any) -> None:
-        self.writer.write(payload)
+        self.rows.append(payload)
+        self._encode_when_due()
+
+    def append_run(self, payloads: list[Any]) -> None:
+        self.rows.extend(payloads)
+        self._encode_when_due()
+
+    def _encode_when_due(self) -> None:
+        # a file's first records are encoded at once: their size estimates the records
+        # held later, which the memory ceiling counts
+        if len(self.rows) >= AVRO_ROWS or not self.row_bytes:
+            self._encode()
+
+    def _encode(self) -> None:
+        if not self.rows:
+            return
+        rows, self.rows = self.rows, []
+        encoded = self.encoder(rows) if self.encoder is not None else None
+        data, ends = encoded if encoded is not None else self._one_by_one(rows)
+        self.row_bytes = len(data) // len(rows)
+        start = done = 0
+        while done < len(ends):
+            cut = bisect_left(ends, start + AVRO_BLOCK_BYTES - self.block_bytes, lo=done)
+            if cut == len(ends):
+                self._hold(data[start:], len(ends) - done)
+                return
+            self._hold(data[start:ends[cut]], cut + 1 - done)
+            self._dump()
+            start, done = ends[cut], cut + 1
+
+    def _one_by_one(self, rows: list[Any]) -> tuple[bytes, list[int]]:
+        out, ends = io.BytesIO(), []
+        for row in rows:
+            fastavro.schemaless_writer(out, self.parsed, row)
+            ends.append(out.tell())
+        return out.getvalue(), ends
+
+    def _hold(self, data: bytes, records: int) -> None:
+        self.block.append(data)
+        self.block_bytes += len(data)
+        self.block_records += records
+
+    def _dump(self) -> None:
+        self.writer.write_block(_Block(self.block_records, b"".join(self.block)))
+        self.block, self.block_bytes, self.block_records = [], 0, 0
+
+    @property
+    def pending(self) -> int:
+        return self.block_bytes + len(self.rows) * self.row_bytes
 
     def finish(self) -> None:
+        self._encode()
+        if self.block_records:
+            self._dump()
         self.writer.flush()
 
 

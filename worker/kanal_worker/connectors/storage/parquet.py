@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -15,8 +16,14 @@ from kanal_worker.connectors.storage.formats import (
     BlockSpool,
     FileFormat,
     FileWriter,
+    Segment,
+    schema_segments,
 )
 from kanal_worker.converters.avro import DECIMAL_PRECISION
+
+ROWS_PER_BATCH = 2000
+"""Records appended one at a time gathered before they become Arrow columns (which the
+memory ceiling counts exactly)."""
 
 
 class ParquetFormat(FileFormat):
@@ -36,6 +43,10 @@ class ParquetFormat(FileFormat):
             return schema, {"value": value}
         return schema, value
 
+    def prepare_run(self, values: Callable[[], list[Any]], schema: Schema | None,
+                    encoded: list[bytes | None]) -> list[Segment] | None:
+        return schema_segments(values(), schema, _rows)
+
     def arrow_schema(self, schema: Schema) -> pa.Schema:
         cached = self._arrow.get(id(schema))
         if cached is None or cached[0] is not schema:
@@ -52,33 +63,65 @@ class ParquetFormat(FileFormat):
         return ParquetFileWriter(spool, self.arrow_schema(schema), self.codec)
 
 
+def _rows(schema: Schema, run: list[Any]) -> list[Any]:
+    return run if schema.type == Type.STRUCT else [{"value": value} for value in run]
+
+
 class ParquetFileWriter(FileWriter):
-    """Buffers columns and writes a row group every ``PARQUET_ROW_GROUP`` records."""
+    """Holds the file's rows as Arrow record batches, one built per appended run (or
+    per ``ROWS_PER_BATCH`` records appended one by one), and writes a row group every
+    ``PARQUET_ROW_GROUP`` records."""
 
     def __init__(self, spool: BlockSpool, schema: pa.Schema, codec: str) -> None:
         self.schema = schema
         self.writer = pq.ParquetWriter(pa.PythonFile(spool, mode="w"), schema,
                                        compression=codec)
-        self.columns: dict[str, list[Any]] = {name: [] for name in schema.names}
-        self.rows = 0
+        self.rows: list[dict[str, Any]] = []
+        self.batches: list[pa.RecordBatch] = []
+        self.held = 0
+        self.held_bytes = 0
+        self.row_bytes = 0
+        """Arrow bytes per record so far, to count the records not yet converted."""
 
     def append(self, payload: dict[str, Any]) -> None:
-        for name, column in self.columns.items():
-            column.append(payload.get(name))
-        self.rows += 1
-        if self.rows >= PARQUET_ROW_GROUP:
-            self._write_group()
+        self.rows.append(payload)
+        # a file's first record is converted at once: its size estimates the records
+        # gathered later, which the memory ceiling counts
+        if len(self.rows) >= ROWS_PER_BATCH or not self.row_bytes:
+            self._convert()
 
-    def _write_group(self) -> None:
+    def append_run(self, payloads: list[dict[str, Any]]) -> None:
+        self.rows.extend(payloads)
+        self._convert()
+
+    def _convert(self) -> None:
+        """The rows gathered so far as one record batch, column by column."""
         if self.rows:
-            batch = pa.record_batch([pa.array(self.columns[f.name], type=f.type)
+            rows, self.rows = self.rows, []
+            batch = pa.record_batch([pa.array([row.get(f.name) for row in rows], type=f.type)
                                      for f in self.schema], schema=self.schema)
-            self.writer.write_batch(batch, row_group_size=self.rows)
-            self.columns = {name: [] for name in self.schema.names}
-            self.rows = 0
+            self.batches.append(batch)
+            self.held += len(rows)
+            self.held_bytes += batch.nbytes
+            self.row_bytes = batch.nbytes // len(rows)
+            while self.held >= PARQUET_ROW_GROUP:
+                self._write_group(PARQUET_ROW_GROUP)
+
+    def _write_group(self, size: int) -> None:
+        held = pa.Table.from_batches(self.batches, schema=self.schema)
+        # one chunk per row group: the pages come out as if the group was one batch
+        self.writer.write_table(held.slice(0, size).combine_chunks(), row_group_size=size)
+        rest = held.slice(size)
+        self.batches, self.held, self.held_bytes = rest.to_batches(), rest.num_rows, rest.nbytes
+
+    @property
+    def pending(self) -> int:
+        return self.held_bytes + len(self.rows) * self.row_bytes
 
     def finish(self) -> None:
-        self._write_group()
+        self._convert()
+        if self.held:
+            self._write_group(self.held)
         self.writer.close()
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 from abc import abstractmethod
 from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
 from itertools import groupby
 from operator import itemgetter
-from typing import TypeVar, cast
+from typing import Any, TypeVar
 
 from kanal_worker.api import (
     ConfigError,
@@ -86,37 +87,38 @@ class StorageSinkTask(SinkTask[S]):
 
     def write(self, batch: SinkBatch) -> None:
         now = now_ms()
-        lines = self._lines(batch)
-        if lines is not None:
-            start = 0
-            for tp, run in groupby(batch.coordinates, key=_topic_partition):
-                offsets = list(map(_offset, run))
-                end = start + len(offsets)
-                self._files(TopicPartition(*tp)).write_lines(offsets, lines[start:end], now)
-                start = end
+        if self.layout.places_runs:
+            self._write_runs(batch, now)
         else:
-            by_partition: dict[TopicPartition, list[SinkRecord]] = {}
-            for record in batch:
-                by_partition.setdefault(record.topic_partition, []).append(record)
-            for tp, records in by_partition.items():
-                self.failures.extend(self._files(tp).write(records, now))
+            self._write_records(batch.records, now)
         self._bound_memory()
         self._upload()
         if self.failures:
             failures, self.failures = self.failures, []
             raise RecordWriteError([(record, error) for record, error in failures])
 
-    def _lines(self, batch: SinkBatch) -> list[bytes] | None:
-        """The batch's values as received, when the layout copies them as lines and
-        none holds a line break (which ``JsonFormat`` would have to encode again)."""
-        encoded = batch.encoded_values
-        if not self.layout.copies_lines or None in encoded:
-            return None
-        received = cast(list[bytes], encoded)
-        joined = b"\n".join(received)
-        if joined.count(b"\n") != len(received) - 1 or b"\r" in joined:
-            return None
-        return received
+    def _write_records(self, records: list[SinkRecord], now: int) -> None:
+        by_partition: dict[TopicPartition, list[SinkRecord]] = {}
+        for record in records:
+            by_partition.setdefault(record.topic_partition, []).append(record)
+        for tp, placed in by_partition.items():
+            self.failures.extend(self._files(tp).write(placed, now))
+
+    def _write_runs(self, batch: SinkBatch, now: int) -> None:
+        """Each partition's records as one run (``PartitionFiles.write_run``) when they
+        share a record schema, else, or from where a run stops, record by record."""
+        value_schemas, encoded = batch.value_schemas, batch.encoded_values
+        start = 0
+        for tp, run in groupby(batch.coordinates, key=_topic_partition):
+            offsets = list(map(_offset, run))
+            end = start + len(offsets)
+            schema = value_schemas[start]
+            files = self._files(TopicPartition(*tp))
+            placed = all(s is schema for s in value_schemas[start:end]) and files.write_run(
+                offsets, partial(_values, batch, start, end), schema, encoded[start:end], now)
+            if not placed:
+                self._write_records(batch[start:end], now)
+            start = end
 
     def _files(self, tp: TopicPartition) -> PartitionFiles:
         files = self.partitions.get(tp)
@@ -205,3 +207,7 @@ class StorageSinkTask(SinkTask[S]):
                 cast(RenamingStore, self.store).commit_as(file.name, file.staged,
                                                           file.final_name)
             file.durable = True
+
+
+def _values(batch: SinkBatch, start: int, end: int) -> list[Any]:
+    return batch.values[start:end]

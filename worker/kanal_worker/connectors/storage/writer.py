@@ -45,9 +45,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from bisect import bisect_left
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from kanal_worker.api import DataError, SinkRecord, TopicPartition
 from kanal_worker.api.schema import STRING, Schema, Type, struct
@@ -56,7 +57,6 @@ from kanal_worker.connectors.storage.formats import (
     BlockSpool,
     FileFormat,
     FileWriter,
-    JsonFormat,
     build_format,
 )
 from kanal_worker.connectors.storage.partitioners import (
@@ -140,11 +140,11 @@ class Layout:
         return self.partitioner.uses_time or self.rotate_interval_ms > 0
 
     @property
-    def copies_lines(self) -> bool:
-        """Whether files are the JSON values as received, one per line, cut by count
-        alone: then ``PartitionFiles.write_lines`` places a whole run of them at once."""
-        return (isinstance(self.format, JsonFormat) and not self.uses_time
-                and isinstance(self.partitioner, DefaultPartitioner)
+    def places_runs(self) -> bool:
+        """Whether files are cut by count and schema alone (one encoded partition per
+        Kafka partition, no record time, no companions): then
+        ``PartitionFiles.write_run`` places a whole run of records at once."""
+        return (not self.uses_time and isinstance(self.partitioner, DefaultPartitioner)
                 and not self.companions)
 
     @cached_property
@@ -318,34 +318,61 @@ class PartitionFiles:
                 failures.append((record, exc))
         return failures
 
-    def write_lines(self, offsets: list[int], values: list[bytes], now_ms: int) -> None:
-        """What ``write`` does with schemaless records whose values are ``values``,
-        JSON without line breaks, at ``offsets`` (ascending), when the layout
-        ``copies_lines``: the same files, cut at the same offsets, a run at a time."""
-        assert self.layout.copies_lines and isinstance(self.layout.partitioner,
-                                                       DefaultPartitioner)
+    def write_run(self, offsets: list[int], values: Callable[[], list[Any]],
+                  schema: Schema | None, encoded: list[bytes | None], now_ms: int) -> bool:
+        """What ``write`` does with records at ``offsets`` (ascending) whose values are
+        ``values()`` of record schema ``schema``, when the layout ``places_runs``: the
+        same files, cut at the same offsets, encoded a run at a time. False when the
+        rest must go through ``write`` (nulls, values a format rejects, projections):
+        the records placed so far are then skipped there by offset."""
+        partitioner = self.layout.partitioner
+        assert self.layout.places_runs and isinstance(partitioner, DefaultPartitioner)
         start = 0 if self.next_offset is None else bisect_left(offsets, self.next_offset)
-        encoded = self.layout.partitioner.encode_partition(self.tp.partition)
-        flush_size = self.layout.flush_size
-        while start < len(offsets):
-            if self._set_ends(None, None, now_ms):
+        if start:
+            offsets, encoded = offsets[start:], encoded[start:]
+            values = _tail(values, start)
+        layout = self.layout
+        encoded_partition = partitioner.encode_partition(self.tp.partition)
+        placed = 0
+        while placed < len(offsets):
+            # as in ``_add``, nothing changes before the records are known to fit
+            ends = self._set_ends(None, None, now_ms)
+            current = None if ends else self.open.get(encoded_partition)
+            action = schemas.Action.APPEND
+            if current is not None:
+                try:
+                    action = schemas.decide(layout.compatibility, current.record_schema, schema)
+                except DataError:
+                    return False
+                if action is schemas.Action.PROJECT:
+                    return False
+            end = min(len(offsets), placed + layout.flush_size - (0 if ends else self.set_records))
+            found = layout.format.prepare_run(_part(values, placed, end), schema,
+                                              encoded[placed:end])
+            if found is None:
+                return False
+            if ends:
                 self.end_set()
-            current = self.open.get(encoded)
-            if current is not None and current.record_schema is not None:
-                self._close(current)  # the schemaless values need a file of their own
-                current = None
-            if current is None:
-                current = self._open(encoded, offsets[start], None, None, None, now_ms)
-            end = min(len(offsets), start + flush_size - self.set_records)
-            current.writer.append(b"\n".join(values[start:end]) + b"\n")
-            current.last_offset = offsets[end - 1]
-            self._writes += end - start
-            current.last_write = self._writes
-            self.set_records += end - start
-            self.next_offset = offsets[end - 1] + 1
-            if self.set_records >= flush_size:
+            elif current is not None and action is schemas.Action.NEW_FILE:
+                self._close(current)
+            for format_schema, count, payloads in found:
+                current = self.open.get(encoded_partition)
+                if current is not None and current.format_schema != format_schema:
+                    self._close(current)
+                    current = None
+                if current is None:
+                    current = self._open(encoded_partition, offsets[placed], schema,
+                                         format_schema, None, now_ms)
+                current.writer.append_run(payloads)
+                self._writes += count
+                current.last_write = self._writes
+                self.set_records += count
+                placed += count
+                current.last_offset = offsets[placed - 1]
+                self.next_offset = offsets[placed - 1] + 1
+            if self.set_records >= layout.flush_size:
                 self.end_set()
-            start = end
+        return True
 
     def _add(self, record: SinkRecord, now_ms: int) -> None:
         """Place one record; every check comes before any change, so a record that
@@ -501,6 +528,14 @@ class PartitionFiles:
         if self.set_start is not None:
             starts.append(self.set_start)
         return min(starts) if starts else None
+
+
+def _tail(values: Callable[[], list[Any]], start: int) -> Callable[[], list[Any]]:
+    return lambda: values()[start:]
+
+
+def _part(values: Callable[[], list[Any]], start: int, end: int) -> Callable[[], list[Any]]:
+    return lambda: values()[start:end]
 
 
 def _holds(file: OpenFile, views: list[tuple[Schema | None, object]]) -> bool:
