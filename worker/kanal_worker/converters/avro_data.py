@@ -206,7 +206,10 @@ def _connect_schema(avro: Any, enhanced: bool = False) -> Schema:
     parameters = avro.get("connect.parameters")
     logical = avro.get("logicalType")
     if logical == "decimal":
-        parameters = {**(parameters or {}), DECIMAL_SCALE: str(avro.get("scale", 0))}
+        precision = avro.get("precision", DEFAULT_DECIMAL_PRECISION)
+        parameters = {**(parameters or {}), DECIMAL_SCALE: str(avro.get("scale", 0)),
+                      **({DECIMAL_PRECISION: str(precision)}
+                         if precision != DEFAULT_DECIMAL_PRECISION else {})}
         return Schema(Type.BYTES, name=DECIMAL, version=1, parameters=parameters)
     if logical == "date":
         return Schema(Type.INT32, name=DATE, version=1)

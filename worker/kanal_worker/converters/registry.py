@@ -275,8 +275,9 @@ class SchemaRegistry:
         if status in AUTH_STATUS:
             fix = ("set bearer.auth.token to a valid token"
                    if self.auth_key == "bearer.auth.token" else
-                   "set basic.auth.credentials.source=USER_INFO and basic.auth.user.info="
-                   "<user>:<password> (or put the user info in schema.registry.url)")
+                   "give valid credentials as basic.auth.user.info=<user>:<password> with "
+                   "basic.auth.credentials.source=USER_INFO, or as the user info of "
+                   "schema.registry.url")
             return ConfigError(self.auth_key, f"{where} refused the credentials while {what} "
                                               f"(HTTP {status}); {fix}")
         if code == SCHEMA_NOT_FOUND:

@@ -270,11 +270,15 @@ class ErrorHandler:
 
     def execute(self, operation: Callable[[], T], stage: Stage, executing: str, *,
                 message: Message | None = None,
-                record: ConnectRecord | None = None) -> T | Failed:
-        """``operation`` with retries; FAILED when it failed and the failure is tolerated."""
+                record: ConnectRecord | None = None, transient: bool = False) -> T | Failed:
+        """``operation`` with retries; FAILED when it failed and the failure is tolerated.
+        With ``transient``, a ``RetriableError`` that outlasts the retries is raised (the
+        caller retries the whole batch: a service is down, the record is not bad)."""
         try:
             return self.retry(operation)
         except Exception as exc:
+            if transient and isinstance(exc, RetriableError):
+                raise
             self.failure(stage, executing, exc, message=message, record=record)
             return FAILED
 

@@ -256,7 +256,10 @@ class SinkTaskRunner(TaskRunner):
         # became of its record (written, dropped by a transform, sent to the DLQ)
         last = {TopicPartition(*tp): offset + 1 for tp, offset in dict(zip(
             zip(topics, partitions, strict=True), offsets, strict=True)).items()}
-        batch, kept = self._convert(messages, where)
+        converted = self._converted(messages, where)
+        if converted is None:
+            return
+        batch, kept = converted
         if self.chain:
             batch, kept = self._transform_all(batch, kept)
         self.active_topics.update(topic for topic, _ in last)
@@ -279,6 +282,24 @@ class SinkTaskRunner(TaskRunner):
                 self._consumer_error(error)
         return kept
 
+    def _converted(self, messages: list[Message], where: Coordinates
+                   ) -> tuple[SinkBatch, list[Message]] | None:
+        """``_convert``, retried with backoff while a converter's service (a schema
+        registry) is unreachable; None when stopping first (the poll is not consumed)."""
+        attempt = 0
+        while True:
+            try:
+                converted = self._convert(messages, where)
+            except RetriableError as exc:
+                if self.stopping:
+                    return None
+                self.backoff(attempt, exc, "converting records")
+                attempt += 1
+                continue
+            if attempt:
+                self._set(self.status.state)
+            return converted
+
     def _convert(self, messages: list[Message], where: Coordinates
                  ) -> tuple[SinkBatch, list[Message]]:
         """The records of ``messages`` (at ``where``) as one batch, and the messages they
@@ -298,6 +319,8 @@ class SinkTaskRunner(TaskRunner):
                 if any(raw_headers) else [None] * len(messages))
             keys = _to_connect_batch(self.codec.key, topics, list(map(Message.key, messages)))
             values = _to_connect_batch(self.codec.value, topics, raw_values)
+        except RetriableError:
+            raise
         except Exception:
             return self._one_by_one(messages)
         encoded = raw_values if values.plain_json else [None] * len(messages)
@@ -314,12 +337,13 @@ class SinkTaskRunner(TaskRunner):
         for message in messages:
             topic = message.topic()
             key = self.errors.execute(partial(codec.key.to_connect, topic, message.key()),
-                                      Stage.KEY_CONVERTER, codec.key_class, message=message)
+                                      Stage.KEY_CONVERTER, codec.key_class, message=message,
+                                      transient=True)
             if isinstance(key, Failed):
                 continue
             value = self.errors.execute(
                 partial(codec.value.to_connect, topic, message.value()),
-                Stage.VALUE_CONVERTER, codec.value_class, message=message)
+                Stage.VALUE_CONVERTER, codec.value_class, message=message, transient=True)
             if isinstance(value, Failed):
                 continue
             raw_headers = message.headers()
