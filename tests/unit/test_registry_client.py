@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import socket
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kanal_worker.api import ConfigError, DataError, RetriableError, Schema, SchemaAndValue, Type
+from kanal_worker.config.properties import load_properties
 from kanal_worker.converters.registry import (
     HEADER,
     RegistryConverter,
@@ -20,6 +22,7 @@ from kanal_worker.converters.registry import (
     SchemaRegistry,
     SchemaRegistrySettings,
 )
+from kanal_worker.runtime.validation import errors_of, validate
 from tests.schema_registry import TestRegistry
 
 RECORD = json.dumps({"type": "record", "name": "Reading", "namespace": "fleet",
@@ -250,3 +253,18 @@ def test_schemas_are_read_once_per_id(schema_registry: TestRegistry) -> None:
     for _ in range(3):
         converter.to_connect("readings", data)
     assert len(schema_registry.requests) == before
+
+
+def test_the_example_pipeline_validates() -> None:
+    """examples/schema-registry-s3-parquet.* as the docs show them: no error on the
+    converters' keys, which are among those checked (the S3 keys are checked against a
+    real store by the S3 sink's tests)."""
+    root = Path(__file__).resolve().parents[2] / "examples"
+    properties = load_properties(root / "schema-registry-s3-parquet.properties")
+    document = json.loads((root / "schema-registry-s3-parquet.json").read_text())
+    assert {**document["config"], "name": document["name"]} == properties
+    infos = validate(properties)
+    assert {key: errors for key, errors in errors_of(infos).items()
+            if not key.startswith(("aws.", "s3.", "store."))} == {}
+    names = {c["value"]["name"] for c in infos["configs"]}
+    assert "value.converter.value.subject.name.strategy" in names
