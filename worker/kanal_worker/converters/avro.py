@@ -17,9 +17,9 @@ import fastavro
 from kanal_worker.api import DataError, Schema, SchemaAndValue, Type
 from kanal_worker.converters.avro_data import (
     avro_datum,
+    connect_datum,
     to_avro_schema,
     to_connect_schema,
-    to_connect_value,
 )
 from kanal_worker.converters.registry import (
     HEADER,
@@ -82,7 +82,7 @@ class AvroConverter(RegistryConverter):
         if data is None:
             return SchemaAndValue(None, None)
         schema_id = self.read_header(topic, data)
-        parsed, schema = self.reader(schema_id, self._parse)
+        parsed, schema, value = self.reader(schema_id, self._parse)
         try:
             datum = fastavro.schemaless_reader(io.BytesIO(data[HEADER.size:]), parsed, None,
                                                return_named_type=True,
@@ -90,9 +90,12 @@ class AvroConverter(RegistryConverter):
         except (ValueError, EOFError, IndexError, UnicodeDecodeError, TypeError) as exc:
             raise DataError(f"Failed to deserialize Avro data from topic {topic} with schema "
                             f"id {schema_id}: {exc}") from exc
-        return SchemaAndValue(schema, to_connect_value(schema, datum))
+        return SchemaAndValue(schema, value(datum))
 
-    def _parse(self, registered: RegistrySchema) -> tuple[Any, Schema]:
+    def _parse(self, registered: RegistrySchema
+               ) -> tuple[Any, Schema, Callable[[Any], Any]]:
+        """The parsed Avro schema, its Connect schema and what makes Connect values of
+        the data read with it."""
         if registered.schema_type not in (None, "AVRO"):
             raise DataError(f"The record's schema is {registered.schema_type}, not Avro; use "
                             f"the converter of that format as {self.side}.converter")
@@ -101,8 +104,8 @@ class AvroConverter(RegistryConverter):
             fastavro.parse_schema(json.loads(text), named)
         avro = json.loads(registered.schema_str)
         parsed = fastavro.parse_schema(avro, named)
-        return parsed, to_connect_schema(avro, self.options.enhanced_avro_schema_support,
-                                         named)
+        schema = to_connect_schema(avro, self.options.enhanced_avro_schema_support, named)
+        return parsed, schema, connect_datum(schema)
 
 
 def _record_name(avro: Any) -> str | None:

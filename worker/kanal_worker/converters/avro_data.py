@@ -281,6 +281,13 @@ def avro_datum(schema: Schema) -> Callable[[Any], Any]:
     return partial(to_avro_value, schema) if _rewritten(schema) else _as_is
 
 
+def connect_datum(schema: Schema) -> Callable[[Any], Any]:
+    """What turns the data fastavro reads into Connect values of ``schema``:
+    ``to_connect_value``, or the data itself when there is no default to fill in, no
+    ``MapEntry`` array and no union to make a struct of (most schemas)."""
+    return partial(to_connect_value, schema) if _rewritten(schema) else _as_is
+
+
 def _as_is(value: Any) -> Any:
     return value
 
