@@ -352,5 +352,5 @@ def test_a_record_of_another_format_names_the_converter_to_use(
     topic = _topic()
     schema_id = _confluent(schema_registry.url).register_schema(
         f"{topic}-value", RegistrySchema('{"type": "string"}', "JSON"))
-    with pytest.raises(DataError, match="JSON, not Avro"):
+    with pytest.raises(DataError, match=r"is JSON, not AVRO; set value\.converter"):
         converter(schema_registry.url).to_connect(topic, struct.pack(">bI", 0, schema_id) + b"1")

@@ -235,7 +235,7 @@ def test_bad_input_is_a_data_error_naming_the_fix(schema_registry: TestRegistry)
         kanal.to_connect(topic, struct.pack(">bI", 0, 999999) + b"{}")
     avro_id = _confluent(schema_registry.url).register_schema(
         f"{_topic()}-value", RegistrySchema('{"type": "string"}', "AVRO"))
-    with pytest.raises(DataError, match="not JSON Schema; use the converter"):
+    with pytest.raises(DataError, match=r"is AVRO, not JSON; set value\.converter"):
         kanal.to_connect(topic, struct.pack(">bI", 0, avro_id) + b'"x"')
     with pytest.raises(DataError, match="needs a schema"):
         kanal.from_connect(topic, None, {"a": 1})

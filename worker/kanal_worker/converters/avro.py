@@ -71,7 +71,7 @@ class AvroConverter(RegistryConverter):
         avro = to_avro_schema(schema, self.options.connect_meta_data,
                               self.options.enhanced_avro_schema_support)
         text = json.dumps(avro, separators=(",", ":"))
-        schema_id, written = self.writer_schema(topic, RegistrySchema(text, "AVRO"),
+        schema_id, written = self.writer_schema(topic, RegistrySchema(text, self.schema_type),
                                                 _record_name(avro))
         parsed = fastavro.parse_schema(json.loads(written.schema_str))
         return self._writers.put(key, (schema, schema_id, parsed, avro_datum(schema)))
@@ -96,9 +96,6 @@ class AvroConverter(RegistryConverter):
                ) -> tuple[Any, Schema, Callable[[Any], Any]]:
         """The parsed Avro schema, its Connect schema and what makes Connect values of
         the data read with it."""
-        if registered.schema_type not in (None, "AVRO"):
-            raise DataError(f"The record's schema is {registered.schema_type}, not Avro; use "
-                            f"the converter of that format as {self.side}.converter")
         named: dict[str, Any] = {}
         for text in self.registry.references(registered).values():
             fastavro.parse_schema(json.loads(text), named)

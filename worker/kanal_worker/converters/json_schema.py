@@ -96,7 +96,7 @@ class JsonSchemaConverter(RegistryConverter):
         if cached is None or cached[0] is not schema:
             document = to_json_schema(schema, self.numeric_decimals)
             text = json.dumps(document, separators=(",", ":"))
-            schema_id, _ = self.writer_schema(topic, RegistrySchema(text, "JSON"),
+            schema_id, _ = self.writer_schema(topic, RegistrySchema(text, self.schema_type),
                                               schema.name if schema.type == Type.STRUCT
                                               else None)
             cached = self._writers.put(key, (schema, self.header(schema_id)))
@@ -141,10 +141,6 @@ class JsonSchemaConverter(RegistryConverter):
         return SchemaAndValue(schema, self._connect_value(schema, document))
 
     def _connect_schema(self, registered: RegistrySchema) -> Schema:
-        if registered.schema_type != "JSON":
-            raise DataError(f"The record's schema is {registered.schema_type or 'AVRO'}, not "
-                            f"JSON Schema; use the converter of that format as "
-                            f"{self.side}.converter")
         references = {name: orjson.loads(text) for name, text in
                       self.registry.references(registered).items()}
         return to_connect_schema(orjson.loads(registered.schema_str), references,

@@ -396,10 +396,17 @@ class RegistryConverter(Converter):
 
     def reader(self, schema_id: int, build: Callable[[RegistrySchema], T]) -> T:
         """What ``build`` makes of the registry's schema ``schema_id`` (the parsed schema
-        and its Connect schema, say), built once per id while it stays cached."""
+        and its Connect schema, say), built once per id while it stays cached; a schema
+        of another format than ``schema_type`` is a DataError naming the fix."""
         cached = self._readers.get(schema_id)
         if cached is None:
-            cached = self._readers.put(schema_id, build(self.registry.schema(schema_id)))
+            registered = self.registry.schema(schema_id)
+            kind = registered.schema_type or "AVRO"
+            if kind != self.schema_type:
+                raise DataError(f"The record's schema (id {schema_id}) is {kind}, not "
+                                f"{self.schema_type}; set {self.side}.converter to the "
+                                f"converter of {kind}")
+            cached = self._readers.put(schema_id, build(registered))
         result: T = cached
         return result
 
