@@ -156,22 +156,27 @@ def test_records_the_registry_cannot_explain_go_to_the_dead_letter_queue(
     assert herder.connector_status(name)["tasks"][0]["state"] == State.RUNNING
 
 
-def test_wrong_credentials_fail_the_task_naming_the_key_and_never_showing_the_secret(
+def test_wrong_credentials_fail_the_task_naming_the_key_even_with_tolerance_all(
         kafka: str, new_topic: Callable[..., str], herder: StandaloneHerder,
         schema_registry: TestRegistry, tmp_path: Path) -> None:
     topic = new_topic("sr-auth", 1)
     produce(kafka, topic, avro_records(schema_registry.url, topic, 3))
     name = f"sr-auth-{topic}"
+    dlq = f"{topic}-dlq"
     config = file_sink(topic, tmp_path / "out.txt", schema_registry.url, **{
         "value.converter.basic.auth.credentials.source": "USER_INFO",
-        "value.converter.basic.auth.user.info": "fleet:not-the-password"})
+        "value.converter.basic.auth.user.info": "fleet:not-the-password",
+        "errors.tolerance": "all", "errors.deadletterqueue.topic.name": dlq,
+        "errors.deadletterqueue.topic.replication.factor": "1"})
     with schema_registry.requiring(users={"fleet": "s3cret"}):
         herder.put_connector(name, config)
         wait_for(lambda: herder.connector_status(name)["tasks"][0]["state"] == State.FAILED,
                  60, "the task FAILED")
     trace = herder.connector_status(name)["tasks"][0]["trace"]
     assert "basic.auth.user.info" in trace and "HTTP 401" in trace
-    assert f"topic='{topic}', partition=0, offset=0" in trace
+    # a wrong setting is no record's fault: none went to the dead-letter queue
+    assert consume_all(kafka, dlq, 1, timeout=5) == []
+    assert committed(kafka, f"connect-{name}", topic, 1)[0] <= 0  # nothing consumed for good
     shown = json.dumps([herder.connector_status(name), mask(herder.connector_config(name))])
     assert "not-the-password" not in shown  # what GET /connectors/... shows
 

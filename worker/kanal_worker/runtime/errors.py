@@ -270,14 +270,16 @@ class ErrorHandler:
 
     def execute(self, operation: Callable[[], T], stage: Stage, executing: str, *,
                 message: Message | None = None,
-                record: ConnectRecord | None = None, transient: bool = False) -> T | Failed:
+                record: ConnectRecord | None = None,
+                raising: tuple[type[Exception], ...] = ()) -> T | Failed:
         """``operation`` with retries; FAILED when it failed and the failure is tolerated.
-        With ``transient``, a ``RetriableError`` that outlasts the retries is raised (the
-        caller retries the whole batch: a service is down, the record is not bad)."""
+        Failures of the ``raising`` types (once the retries are over) are raised for
+        the caller to handle: they say nothing about the record (a service is down, a
+        setting is wrong), so no record goes to the DLQ for them."""
         try:
             return self.retry(operation)
         except Exception as exc:
-            if transient and isinstance(exc, RetriableError):
+            if isinstance(exc, raising):
                 raise
             self.failure(stage, executing, exc, message=message, record=record)
             return FAILED

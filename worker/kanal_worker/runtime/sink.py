@@ -13,7 +13,13 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-from kanal_worker.api.errors import ConnectError, DataError, RecordWriteError, RetriableError
+from kanal_worker.api.errors import (
+    ConfigError,
+    ConnectError,
+    DataError,
+    RecordWriteError,
+    RetriableError,
+)
 from kanal_worker.api.plugins import Converter, SchemaAndValue, SinkConnector, SinkTask
 from kanal_worker.api.records import (
     ConvertedBatch,
@@ -43,6 +49,10 @@ FETCH_DEFAULTS = {
     "queued.max.messages.kbytes": "2048",
 }
 """Consumer defaults (``consumer.*`` worker keys and ``consumer.override.*`` win)."""
+NOT_THE_RECORDS = (RetriableError, ConfigError)
+"""Converter failures that are no record's fault and never go to ``errors.*``: a service
+the converter needs is down (the poll is converted again after a backoff) or one of its
+settings is wrong, e.g. refused registry credentials (the task fails)."""
 
 
 Coordinates = tuple[list[str], list[int], list[int]]
@@ -319,7 +329,7 @@ class SinkTaskRunner(TaskRunner):
                 if any(raw_headers) else [None] * len(messages))
             keys = _to_connect_batch(self.codec.key, topics, list(map(Message.key, messages)))
             values = _to_connect_batch(self.codec.value, topics, raw_values)
-        except RetriableError:
+        except NOT_THE_RECORDS:
             raise
         except Exception:
             return self._one_by_one(messages)
@@ -338,12 +348,13 @@ class SinkTaskRunner(TaskRunner):
             topic = message.topic()
             key = self.errors.execute(partial(codec.key.to_connect, topic, message.key()),
                                       Stage.KEY_CONVERTER, codec.key_class, message=message,
-                                      transient=True)
+                                      raising=NOT_THE_RECORDS)
             if isinstance(key, Failed):
                 continue
             value = self.errors.execute(
                 partial(codec.value.to_connect, topic, message.value()),
-                Stage.VALUE_CONVERTER, codec.value_class, message=message, transient=True)
+                Stage.VALUE_CONVERTER, codec.value_class, message=message,
+                raising=NOT_THE_RECORDS)
             if isinstance(value, Failed):
                 continue
             raw_headers = message.headers()
