@@ -5,7 +5,7 @@ this one: subjects and versions, ``/schemas/ids/{id}``, lookups, references and
 ``schemaType`` (AVRO, JSON, PROTOBUF), ``/config`` compatibility NONE / BACKWARD (409 on
 an incompatible schema), ``/compatibility``, optional basic or bearer auth, and switches
 to answer HTTP 500 or to stop listening, as a registry that is down does. It serves on
-an ephemeral 127.0.0.1 port from a thread.
+an ephemeral 127.0.0.1 port from a thread, over TLS when given a server context.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import re
+import ssl
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -279,7 +280,8 @@ class TestRegistry:
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.state = Registry()
         self.users: dict[str, str] = {}
         self.token: str | None = None
@@ -291,11 +293,13 @@ class TestRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> TestRegistry:
         self._server = _Server(("127.0.0.1", self.port), _Handler)
         self._server.test_registry = self
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
                                         name="test-schema-registry", daemon=True)

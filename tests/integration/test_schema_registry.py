@@ -11,8 +11,10 @@ import decimal
 import io
 import json
 import re
+import ssl
 import struct
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,9 @@ import pytest
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 
+from dev.stack_env import stack_env
+from kanal_worker.api import RetriableError, Schema, Type
+from kanal_worker.converters.avro import AvroConverter
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, mask, validate
@@ -179,6 +184,42 @@ def test_wrong_credentials_fail_the_task_naming_the_key_even_with_tolerance_all(
     assert committed(kafka, f"connect-{name}", topic, 1)[0] <= 0  # nothing consumed for good
     shown = json.dumps([herder.connector_status(name), mask(herder.connector_config(name))])
     assert "not-the-password" not in shown  # what GET /connectors/... shows
+
+
+@pytest.fixture(scope="module")
+def tls_registry(kafka: str) -> Iterator[TestRegistry]:
+    """A registry on https asking for client certificates, with the stack's TLS material
+    (its certificate is for 127.0.0.1, signed by the stack's CA)."""
+    tls = stack_env("kafka")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=tls["KANAL_KAFKA_SSL_CA"])
+    directory = Path(tls["KANAL_KAFKA_SSL_CA"]).parent
+    context.load_cert_chain(directory / "broker.pem", directory / "broker.key")
+    context.verify_mode = ssl.CERT_REQUIRED
+    server = TestRegistry(tls=context).start()
+    yield server
+    server.stop()
+
+
+def test_an_https_registry_with_a_java_trust_store_and_a_client_certificate(
+        tls_registry: TestRegistry, tmp_path: Path) -> None:
+    tls = stack_env("kafka")
+    directory = Path(tls["KANAL_KAFKA_SSL_CA"]).parent
+    client = tmp_path / "client.pem"
+    client.write_bytes((directory / "client.pem").read_bytes()
+                       + (directory / "client.key").read_bytes())
+    topic = f"sr-tls-{uuid.uuid4().hex[:8]}"
+    for store in ("truststore.p12", "truststore.jks"):
+        converter = AvroConverter({
+            "schema.registry.url": tls_registry.url,
+            "schema.registry.ssl.truststore.location": str(directory / store),
+            "schema.registry.ssl.truststore.password": tls["KANAL_KAFKA_SSL_PASSWORD"],
+            "schema.registry.ssl.keystore.location": str(client)}, False)
+        data = converter.from_connect(topic, Schema(Type.STRING), store)
+        assert converter.to_connect(topic, data).value == store
+    untrusting = AvroConverter({"schema.registry.url": tls_registry.url, "max.retries": "0",
+                                "schema.registry.ssl.keystore.location": str(client)}, False)
+    with pytest.raises(RetriableError, match="unreachable"):
+        untrusting.from_connect(topic, Schema(Type.STRING), "x")
 
 
 def test_bad_converter_settings_are_named_by_key_in_validate() -> None:
