@@ -237,6 +237,8 @@ def test_bad_input_is_a_data_error_naming_the_fix(schema_registry: TestRegistry)
         f"{_topic()}-value", RegistrySchema('{"type": "string"}', "AVRO"))
     with pytest.raises(DataError, match=r"is AVRO, not JSON; set value\.converter"):
         kanal.to_connect(topic, struct.pack(">bI", 0, avro_id) + b'"x"')
+    with pytest.raises(DataError, match="Expected a union struct but got int"):
+        kanal.from_connect(topic, READING, {**VALUE, "label": 7})
     with pytest.raises(DataError, match="needs a schema"):
         kanal.from_connect(topic, None, {"a": 1})
     with pytest.raises(DataError, match="refers to itself"):

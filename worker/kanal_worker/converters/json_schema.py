@@ -109,6 +109,8 @@ class JsonSchemaConverter(RegistryConverter):
             return self.values.to_json_value(schema, value)
         match schema.type:
             case Type.STRUCT if schema.name == ONE_OF:
+                if not isinstance(value, dict):
+                    raise DataError(f"Expected a union struct but got {type(value).__name__}")
                 chosen = next((f for f in schema.fields if value.get(f.name) is not None), None)
                 return None if chosen is None else \
                     self._json_value(chosen.schema, value[chosen.name])
