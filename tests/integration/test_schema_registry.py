@@ -28,6 +28,7 @@ from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from dev.stack_env import stack_env
 from kanal_worker.api import RetriableError, Schema, Type
 from kanal_worker.converters.avro import AvroConverter
+from kanal_worker.runtime.herder import InvalidConfigError
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, mask, validate
@@ -301,3 +302,15 @@ def test_json_schema_records_become_parquet_with_their_schema(
     for row in expected:
         del row["fine"]
     assert rows == expected
+
+
+def test_a_connector_with_an_unknown_strategy_is_refused_naming_the_key(
+        herder: StandaloneHerder) -> None:
+    with pytest.raises(InvalidConfigError) as refused:
+        herder.put_connector("sr-bad-strategy", {
+            "connector.class": "FileStreamSink", "topics": "sr-bad", "file": "/tmp/sr-bad",
+            "value.converter": AVRO, "value.converter.schema.registry.url": "http://r:8081",
+            "value.converter.value.subject.name.strategy": "com.example.MyStrategy"})
+    [message] = refused.value.errors["value.converter.value.subject.name.strategy"]
+    assert message.startswith("unknown subject name strategy com.example.MyStrategy; use one "
+                              "of io.confluent.kafka.serializers.subject.TopicNameStrategy")
