@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from kanal_worker.api import ConfigError, DataError, RetriableError, Schema, SchemaAndValue, Type
 from kanal_worker.config.properties import load_properties
@@ -256,13 +257,16 @@ def test_schemas_are_read_once_per_id(schema_registry: TestRegistry) -> None:
 
 
 def test_the_example_pipeline_validates() -> None:
-    """examples/schema-registry-s3-parquet.* as the docs show them: no error on the
+    """examples/schema-registry-s3-parquet.* as the docs show them (the manifest with the
+    same converter): no error on the
     converters' keys, which are among those checked (the S3 keys are checked against a
     real store by the S3 sink's tests)."""
     root = Path(__file__).resolve().parents[2] / "examples"
     properties = load_properties(root / "schema-registry-s3-parquet.properties")
     document = json.loads((root / "schema-registry-s3-parquet.json").read_text())
     assert {**document["config"], "name": document["name"]} == properties
+    manifest = yaml.safe_load((root / "schema-registry-s3-parquet.yaml").read_text())
+    assert manifest["spec"]["config"]["value.converter"] == properties["value.converter"]
     infos = validate(properties)
     assert {key: errors for key, errors in errors_of(infos).items()
             if not key.startswith(("aws.", "s3.", "store."))} == {}
