@@ -32,7 +32,14 @@ from kanal_worker.runtime.herder import InvalidConfigError
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State
 from kanal_worker.runtime.validation import errors_of, mask, validate
-from tests.integration.standalone import in_process_herder, line_count, wait_for
+from tests.integration.standalone import (
+    Standalone,
+    in_process_herder,
+    line_count,
+    wait_for,
+    worker_properties,
+    write_properties,
+)
 from tests.integration.test_s3_sink import Bucket, herder_running, s3, s3_settings
 from tests.kafka_helpers import committed, consume_all, produce
 from tests.schema_registry import TestRegistry, confluent_client, value_context
@@ -128,6 +135,40 @@ def test_a_registry_that_is_down_is_retried_with_backoff_and_nothing_is_lost(
              "offsets committed")
     assert sorted(written_numbers(out)) == list(range(500))
     assert not (herder.runners()[0].status.detail or "").startswith("retrying")
+
+
+def test_a_worker_file_with_schema_registry_url_runs_unchanged_through_an_outage(
+        kafka: str, new_topic: Callable[..., str], schema_registry: TestRegistry,
+        tmp_path: Path) -> None:
+    """``kanal standalone`` with the converter in the worker file, as a
+    connect-standalone.properties has it; records of a schema the worker has not read yet
+    arrive while the registry is away."""
+    topic, out = new_topic("sr-worker", 1), tmp_path / "out.txt"
+    produce(kafka, topic, avro_records(schema_registry.url, topic, 200))
+    evolved = {**READING, "fields": [*READING["fields"], {
+        "name": "note", "type": ["null", "string"], "default": None}]}
+    serializer = AvroSerializer(confluent_client(schema_registry.url), json.dumps(evolved))
+    later = [serializer({**reading(n), "note": "late"}, value_context(topic))
+             for n in range(200, 400)]
+    worker = worker_properties(tmp_path, kafka, **{
+        "value_converter": AVRO, "value_converter_schema_registry_url": schema_registry.url,
+        "value_converter_max_retries": "0"})
+    sink = write_properties(tmp_path / "sink.properties", {
+        "name": f"sink-{topic}", "connector.class": "FileStreamSink", "topics": topic,
+        "file": str(out)})
+    run = Standalone(worker, sink, log=tmp_path / "kanal.log").start()
+    try:
+        wait_for(lambda: line_count(out) >= 200, 90, "the records of the first schema")
+        with schema_registry.down():
+            produce(kafka, topic, later)
+            wait_for(lambda: run.logged(b"converting records failed"), 60,
+                     "the worker to log its retries")
+            assert line_count(out) == 200
+        wait_for(lambda: line_count(out) >= 400, 90, "every record after the outage")
+    finally:
+        assert run.stop() == 0
+    assert sorted(written_numbers(out)) == list(range(400))
+    assert out.read_bytes().count(b"note=late") == 200
 
 
 def test_records_the_registry_cannot_explain_go_to_the_dead_letter_queue(
