@@ -1,6 +1,7 @@
 """The physical limits, as small programs run in their own process like a worker would be:
 
     python -m bench.raw consume BOOTSTRAP TOPIC COUNT [SETTINGS_JSON]
+    python -m bench.raw avro-consume BOOTSTRAP TOPIC COUNT REGISTRY_URL
     python -m bench.raw produce BOOTSTRAP TOPIC LINES_FILE
     python -m bench.raw upload CONNECTION_STRING CONTAINER FILE_JSON
     python -m bench.raw bulk URL INDEX LINES_FILE BATCH IN_FLIGHT
@@ -45,8 +46,10 @@ def _peak_rss_mb() -> float:
     return 0.0
 
 
-def consume(bootstrap: str, topic: str, count: int, settings: dict[str, str]) -> None:
-    """Batched consume of ``count`` records, touching nothing but their number."""
+def consume(bootstrap: str, topic: str, count: int, settings: dict[str, str],
+            decode: Callable[[Any], Any] | None = None) -> None:
+    """Batched consume of ``count`` records, touching nothing but their number, or each
+    record's value with ``decode``."""
     from confluent_kafka import Consumer
 
     started = time.monotonic()
@@ -58,12 +61,30 @@ def consume(bootstrap: str, topic: str, count: int, settings: dict[str, str]) ->
     first = cpu_first = 0.0
     while seen < count and time.monotonic() - started < 600:
         messages = consumer.consume(2000, 0.5)
+        if decode is not None:
+            for message in messages:
+                decode(message)
         if messages and not seen:
             first, cpu_first, first_count = time.monotonic(), time.process_time(), len(messages)
         seen += len(messages)
     done, cpu_done = time.monotonic(), time.process_time()
     consumer.close()
     _report(started, first, cpu_first, done, cpu_done, seen, first_count)
+
+
+def avro_consume(bootstrap: str, topic: str, count: int, registry_url: str) -> None:
+    """``consume`` with the fetch settings of Kanal's sink tasks, each value decoded by
+    confluent-kafka's AvroDeserializer: the Python limit of reading Avro records."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from kanal_worker.runtime.sink import FETCH_DEFAULTS
+
+    deserialize = AvroDeserializer(SchemaRegistryClient({"url": registry_url}))
+    context = SerializationContext(topic, MessageField.VALUE)
+    consume(bootstrap, topic, count, dict(FETCH_DEFAULTS),
+            lambda message: deserialize(message.value(), context))
 
 
 def produce(bootstrap: str, topic: str, lines_file: str) -> None:
@@ -370,6 +391,8 @@ def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
     if command == "consume":
         consume(args[0], args[1], int(args[2]), json.loads(args[3]) if len(args) > 3 else {})
+    elif command == "avro-consume":
+        avro_consume(args[0], args[1], int(args[2]), args[3])
     elif command == "produce":
         produce(args[0], args[1], args[2])
     elif command == "upload":

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cdc, control, jdbc, mqtt, search, sources, storage, web
+from bench import cdc, control, jdbc, mqtt, registry, search, sources, storage, web
 from bench.env import RESULTS, scratch, stack
 from bench.jdbc_source import BENCH as JDBC_SOURCE
 from bench.jdbc_source import jdbc_source
@@ -29,7 +29,7 @@ from bench.sinks import VARIANTS, b0, b1, scale
 from bench.systems import ConnectWorker, peer_pid
 from bench.workload import ensure
 
-ALL = ("B0", "B1", "B2", "B2s3", "B2gcs", "B3", "B4", "B5", "scale")
+ALL = ("B0", "B1", "B2", "B2s3", "B2gcs", "B3", "B4", "B5", "B6", "scale")
 B0_VARIANT = "kanal fetch settings"
 
 
@@ -120,6 +120,11 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         add(f"B5 jdbc: Kanal / {method} records/s",
             summary.paired_ratio(jdbc.BENCH, jdbc.VARIANT, "kanal", jdbc.BENCH, jdbc.VARIANT,
                                  system), "(higher is better)", lambda r: r >= 0.5)
+    for other, label in (("AvroDeserializer", "confluent-kafka AvroDeserializer"),
+                         ("apache", "Apache JsonConverter")):
+        add(f"B6 avro: Kanal AvroConverter / {label} records/s",
+            summary.paired_ratio(registry.BENCH, "avro", "kanal", registry.BENCH, "avro",
+                                 other), "(higher is better)", lambda r: r >= 0.5)
     add("B5 jdbc source: Kanal / raw SELECT rows/s",
         summary.paired_ratio(JDBC_SOURCE, "postgres table", "kanal", JDBC_SOURCE,
                              "postgres table", "psycopg SELECT"), "(higher is better)",
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         services.append("s3")
     if "B2gcs" in wanted:
         services.append("gcs")
-    if not args.no_peer and wanted & {"B1", "B3", "B4", "scale"}:
+    if not args.no_peer and wanted & {"B1", "B3", "B4", "B6", "scale"}:
         services.append("connect")
     if "B4" in wanted:
         services.append("k8s")
@@ -199,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                                                     env.postgres, run, workdir)))
             steps.append(("B5 cdc", partial(cdc.b5, workload, env.bootstrap, env.postgres, run,
                                             workdir)))
+        if "B6" in wanted:
+            steps.append(("B6", partial(registry.b6, workload, env.bootstrap, run, workdir,
+                                        peer)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
         for name, step in steps:

@@ -65,6 +65,7 @@ def test_all_is_every_other_runtime_extra() -> None:
     ("kopf", "operator"), ("cryptography.hazmat.primitives", "tls"),
     ("opensearchpy", "elasticsearch"),
     ("google.cloud.storage", "gcs"), ("fsspec.implementations.webhdfs", "hdfs"),
+    ("cachetools", "schemaregistry"), ("jsonschema", "schemaregistry"),
 ])
 def test_a_missing_module_names_its_extra(module: str, extra: str) -> None:
     hint = missing_extra(ModuleNotFoundError(f"No module named '{module}'", name=module))

@@ -270,11 +270,17 @@ class ErrorHandler:
 
     def execute(self, operation: Callable[[], T], stage: Stage, executing: str, *,
                 message: Message | None = None,
-                record: ConnectRecord | None = None) -> T | Failed:
-        """``operation`` with retries; FAILED when it failed and the failure is tolerated."""
+                record: ConnectRecord | None = None,
+                raising: tuple[type[Exception], ...] = ()) -> T | Failed:
+        """``operation`` with retries; FAILED when it failed and the failure is tolerated.
+        Failures of the ``raising`` types (once the retries are over) are raised for
+        the caller to handle: they say nothing about the record (a service is down, a
+        setting is wrong), so no record goes to the DLQ for them."""
         try:
             return self.retry(operation)
         except Exception as exc:
+            if isinstance(exc, raising):
+                raise
             self.failure(stage, executing, exc, message=message, record=record)
             return FAILED
 

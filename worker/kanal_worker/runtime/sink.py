@@ -13,7 +13,13 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-from kanal_worker.api.errors import ConnectError, DataError, RecordWriteError, RetriableError
+from kanal_worker.api.errors import (
+    ConfigError,
+    ConnectError,
+    DataError,
+    RecordWriteError,
+    RetriableError,
+)
 from kanal_worker.api.plugins import Converter, SchemaAndValue, SinkConnector, SinkTask
 from kanal_worker.api.records import (
     ConvertedBatch,
@@ -43,6 +49,10 @@ FETCH_DEFAULTS = {
     "queued.max.messages.kbytes": "2048",
 }
 """Consumer defaults (``consumer.*`` worker keys and ``consumer.override.*`` win)."""
+NOT_THE_RECORDS = (RetriableError, ConfigError)
+"""Converter failures that are no record's fault and never go to ``errors.*``: a service
+the converter needs is down (the poll is converted again after a backoff) or one of its
+settings is wrong, e.g. refused registry credentials (the task fails)."""
 
 
 Coordinates = tuple[list[str], list[int], list[int]]
@@ -270,7 +280,10 @@ class SinkTaskRunner(TaskRunner):
         # became of its record (written, dropped by a transform, sent to the DLQ)
         last = {TopicPartition(*tp): offset + 1 for tp, offset in dict(zip(
             zip(topics, partitions, strict=True), offsets, strict=True)).items()}
-        batch, kept = self._convert(messages, where)
+        converted = self._converted(messages, where)
+        if converted is None:
+            return
+        batch, kept = converted
         if self.chain:
             batch, kept = self._transform_all(batch, kept)
         self.active_topics.update(topic for topic, _ in last)
@@ -293,6 +306,24 @@ class SinkTaskRunner(TaskRunner):
                 self._consumer_error(error)
         return kept
 
+    def _converted(self, messages: list[Message], where: Coordinates
+                   ) -> tuple[SinkBatch, list[Message]] | None:
+        """``_convert``, retried with backoff while a converter's service (a schema
+        registry) is unreachable; None when stopping first (the poll is not consumed)."""
+        attempt = 0
+        while True:
+            try:
+                converted = self._convert(messages, where)
+            except RetriableError as exc:
+                if self.stopping:
+                    return None
+                self.backoff(attempt, exc, "converting records")
+                attempt += 1
+                continue
+            if attempt:
+                self._set(self.status.state)
+            return converted
+
     def _convert(self, messages: list[Message], where: Coordinates
                  ) -> tuple[SinkBatch, list[Message]]:
         """The records of ``messages`` (at ``where``) as one batch, and the messages they
@@ -312,6 +343,8 @@ class SinkTaskRunner(TaskRunner):
                 if any(raw_headers) else [None] * len(messages))
             keys = _to_connect_batch(self.codec.key, topics, list(map(Message.key, messages)))
             values = _to_connect_batch(self.codec.value, topics, raw_values)
+        except NOT_THE_RECORDS:
+            raise
         except Exception:
             return self._one_by_one(messages)
         encoded = raw_values if values.plain_json else [None] * len(messages)
@@ -328,12 +361,14 @@ class SinkTaskRunner(TaskRunner):
         for message in messages:
             topic = message.topic()
             key = self.errors.execute(partial(codec.key.to_connect, topic, message.key()),
-                                      Stage.KEY_CONVERTER, codec.key_class, message=message)
+                                      Stage.KEY_CONVERTER, codec.key_class, message=message,
+                                      raising=NOT_THE_RECORDS)
             if isinstance(key, Failed):
                 continue
             value = self.errors.execute(
                 partial(codec.value.to_connect, topic, message.value()),
-                Stage.VALUE_CONVERTER, codec.value_class, message=message)
+                Stage.VALUE_CONVERTER, codec.value_class, message=message,
+                raising=NOT_THE_RECORDS)
             if isinstance(value, Failed):
                 continue
             raw_headers = message.headers()

@@ -20,6 +20,7 @@ from kanal_worker.runtime.registry import PluginInfo, find
 from kanal_worker.runtime.transforms import sub_config
 
 HIDDEN = "[hidden]"
+CONVERTER_KEYS = ("key.converter", "value.converter")
 
 
 def connector_plugin(config: Mapping[str, str]) -> PluginInfo:
@@ -48,7 +49,8 @@ def validate(config: Mapping[str, str]) -> dict[str, Any]:
     _add(entries, describe(plugin_settings), plugin_errors)
     _add_chain(entries, config, "transforms", "transform")
     _add_chain(entries, config, "predicates", "predicate")
-    hidden = secret_keys(plugin_settings) | _chain_secrets(config)
+    _add_converters(entries, config)
+    hidden = secret_keys(plugin_settings) | _chain_secrets(config) | _converter_secrets(config)
     groups: list[str] = []
     configs = []
     for info, errors in entries:
@@ -150,10 +152,41 @@ def _chain_secrets(config: Mapping[str, str]) -> set[str]:
     return hidden
 
 
+def _converters(config: Mapping[str, str]) -> list[tuple[str, PluginInfo]]:
+    """The key and value converters ``config`` names that can be found, by key."""
+    found = []
+    for key in CONVERTER_KEYS:
+        name = config.get(key, "").strip()
+        if name:
+            try:
+                found.append((key, find("converter", name, key)))
+            except ConfigError:
+                continue  # CommonSettings reports the unknown class
+    return found
+
+
+def _add_converters(entries: list[tuple[KeyInfo, list[str]]],
+                    config: Mapping[str, str]) -> None:
+    """The settings of the connector's own converters (``value.converter.*``), with
+    their errors, as Apache validates them."""
+    for key, plugin in _converters(config):
+        prefix = key + "."
+        settings: type[Settings] = plugin.cls.settings
+        group = f"{key.capitalize()}: {plugin.name}"
+        infos = [KeyInfo(**{**asdict(i), "group": group})
+                 for i in describe(settings, prefix=prefix)]
+        _add(entries, infos, settings.config_errors(config, prefix))
+
+
+def _converter_secrets(config: Mapping[str, str]) -> set[str]:
+    return {secret for key, plugin in _converters(config)
+            for secret in secret_keys(plugin.cls.settings, key + ".")}
+
+
 def hidden_keys(config: Mapping[str, str]) -> set[str]:
     """Keys of ``config`` whose values are secrets (PASSWORD type, Kafka client secrets
     such as ``consumer.override.sasl.jaas.config``) and must be masked."""
-    clients = client_secret_keys(config)
+    clients = client_secret_keys(config) | _converter_secrets(config)
     try:
         plugin = connector_plugin(config)
     except ConfigError:

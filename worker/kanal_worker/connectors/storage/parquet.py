@@ -19,7 +19,7 @@ from kanal_worker.connectors.storage.formats import (
     Segment,
     schema_segments,
 )
-from kanal_worker.converters.avro import DECIMAL_PRECISION
+from kanal_worker.converters.avro_data import DECIMAL_PRECISION
 
 ROWS_PER_BATCH = 2000
 """Records appended one at a time gathered before they become Arrow columns (which the
