@@ -1,0 +1,902 @@
+"""Confluent's ProtobufConverter: Protobuf with schemas in a Confluent-compatible registry.
+
+Wire format: a zero magic byte, the 4-byte big-endian schema id, the message-index array
+(a zig-zag varint count, then zig-zag varint indexes locating the message in the schema's
+file; a single ``0`` byte stands for the first message), then the message's bytes.
+Connect schemas map to messages the way Confluent's ``ProtobufData`` maps them (int8/int16
+as ``int32`` with a ``connect.type`` field option, Decimal as ``confluent.type.Decimal``,
+Date/Time/Timestamp as ``google.type.Date``/``google.type.TimeOfDay``/
+``google.protobuf.Timestamp``, arrays as ``repeated``, maps as repeated ``<Name>Entry``
+messages, oneofs as ``io.confluent.connect.protobuf.Union.*`` structs, enums as strings
+with ``io.confluent.connect.protobuf.Enum*`` parameters), so data written by either
+converter reads back with the other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import re
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from confluent_kafka.schema_registry.common.protobuf import (
+    protobuf_to_decimal,
+    set_decimal_message,
+)
+from confluent_kafka.schema_registry.confluent import meta_pb2
+from google.protobuf import descriptor_pb2, message_factory, wrappers_pb2
+from google.protobuf.message import DecodeError, EncodeError, Message
+from pydantic import field_validator
+
+from kanal_worker.api import DataError, Schema, SchemaAndValue, Settings, Type, setting
+from kanal_worker.api.schema import (
+    DATE,
+    DECIMAL,
+    DECIMAL_SCALE,
+    EPOCH,
+    TIME,
+    TIMESTAMP,
+    Field,
+    date_days,
+    time_millis,
+    timestamp_millis,
+)
+from kanal_worker.converters.protobuf_schema import (
+    SCALAR_TYPES,
+    FieldProto,
+    ParsedSchema,
+    builtin_files,
+    parse_schema,
+    proto_text,
+)
+from kanal_worker.converters.registry import (
+    HEADER,
+    Lru,
+    RegistryConverter,
+    RegistryConverterSettings,
+    RegistrySchema,
+    SchemaRegistry,
+)
+
+NAMESPACE = "io.confluent.connect.protobuf"
+DEFAULT_SCHEMA_NAME = "ConnectDefault"
+ENUM = f"{NAMESPACE}.Enum"
+UNION_PREFIX = f"{NAMESPACE}.Union."
+TAG = f"{NAMESPACE}.Tag"
+PROTOBUF_TYPE = f"{NAMESPACE}.Type"
+WRAPPER = f"{NAMESPACE}.Wrapper"
+CONNECT_TYPE = "connect.type"
+DECIMAL_PRECISION = "connect.decimal.precision"
+MAP_ENTRY_SUFFIX = "Entry"
+DECIMAL_TYPE = ".confluent.type.Decimal"
+DATE_TYPE = ".google.type.Date"
+TIME_TYPE = ".google.type.TimeOfDay"
+TIMESTAMP_TYPE = ".google.protobuf.Timestamp"
+LOGICAL_IMPORTS = {DECIMAL: (DECIMAL_TYPE, "confluent/type/decimal.proto"),
+                   DATE: (DATE_TYPE, "google/type/date.proto"),
+                   TIME: (TIME_TYPE, "google/type/timeofday.proto"),
+                   TIMESTAMP: (TIMESTAMP_TYPE, "google/protobuf/timestamp.proto")}
+WRAPPERS_FILE = "google/protobuf/wrappers.proto"
+META_FILE = "confluent/meta.proto"
+_WRAPPED = {".google.protobuf.DoubleValue": Type.FLOAT64,
+            ".google.protobuf.FloatValue": Type.FLOAT32,
+            ".google.protobuf.Int64Value": Type.INT64,
+            ".google.protobuf.UInt64Value": Type.INT64,
+            ".google.protobuf.Int32Value": Type.INT32,
+            ".google.protobuf.UInt32Value": Type.INT64,
+            ".google.protobuf.BoolValue": Type.BOOLEAN,
+            ".google.protobuf.StringValue": Type.STRING,
+            ".google.protobuf.BytesValue": Type.BYTES}
+_WRAPPER_OF = {Type.INT8: "Int32Value", Type.INT16: "Int32Value", Type.INT32: "Int32Value",
+               Type.INT64: "Int64Value", Type.FLOAT32: "FloatValue",
+               Type.FLOAT64: "DoubleValue", Type.BOOLEAN: "BoolValue",
+               Type.STRING: "StringValue", Type.BYTES: "BytesValue"}
+_SCALAR_OF = {Type.INT8: "int32", Type.INT16: "int32", Type.INT32: "int32", Type.INT64: "int64",
+              Type.FLOAT32: "float", Type.FLOAT64: "double", Type.BOOLEAN: "bool",
+              Type.STRING: "string", Type.BYTES: "bytes"}
+_TO_CONNECT = {
+    FieldProto.TYPE_INT32: Type.INT32, FieldProto.TYPE_SINT32: Type.INT32,
+    FieldProto.TYPE_SFIXED32: Type.INT32, FieldProto.TYPE_UINT32: Type.INT64,
+    FieldProto.TYPE_FIXED32: Type.INT64, FieldProto.TYPE_INT64: Type.INT64,
+    FieldProto.TYPE_UINT64: Type.INT64, FieldProto.TYPE_SINT64: Type.INT64,
+    FieldProto.TYPE_FIXED64: Type.INT64, FieldProto.TYPE_SFIXED64: Type.INT64,
+    FieldProto.TYPE_FLOAT: Type.FLOAT32, FieldProto.TYPE_DOUBLE: Type.FLOAT64,
+    FieldProto.TYPE_BOOL: Type.BOOLEAN, FieldProto.TYPE_STRING: Type.STRING,
+    FieldProto.TYPE_BYTES: Type.BYTES}
+_NATURAL = {FieldProto.TYPE_INT32, FieldProto.TYPE_INT64}
+"""Protobuf integer types a Connect schema names without ``io.confluent.connect.protobuf.Type``."""
+REFERENCE_STRATEGY = "io.confluent.kafka.serializers.subject.DefaultReferenceSubjectNameStrategy"
+_VALID_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+class ProtobufDataSettings(Settings):
+    """The keys of Confluent's ``ProtobufDataConfig``: how Connect schemas map to messages."""
+
+    enhanced_protobuf_schema_support: bool = setting(
+        False, key="enhanced.protobuf.schema.support",
+        doc="Name Connect structs and enums by the message's full name (package included) "
+            "instead of its simple name.")
+    scrub_invalid_names: bool = setting(
+        False, key="scrub.invalid.names",
+        doc="Replace characters Protobuf names may not hold when writing Connect names.")
+    int_for_enums: bool = setting(
+        False, key="int.for.enums", doc="Read enums as int32 numbers instead of symbol names.")
+    optional_for_nullables: bool = setting(
+        False, key="optional.for.nullables",
+        doc="Write optional Connect fields with proto3's optional keyword, and read only "
+            "fields with that keyword as optional.")
+    optional_for_proto2: bool = setting(
+        True, key="optional.for.proto2",
+        doc="Read proto2 optional fields that are not set as null.")
+    wrapper_for_nullables: bool = setting(
+        False, key="wrapper.for.nullables",
+        doc="Write optional primitives as google.protobuf.*Value wrappers and read wrappers "
+            "as optional primitives.")
+    wrapper_for_raw_primitives: bool = setting(
+        True, key="wrapper.for.raw.primitives",
+        doc="Read a wrapper message at the root as its primitive value.")
+    generate_struct_for_nulls: bool = setting(
+        False, key="generate.struct.for.nulls",
+        doc="Read a message field that is not set as a struct of defaults instead of null.")
+    generate_index_for_unions: bool = setting(
+        True, key="generate.index.for.unions",
+        doc="Name the Connect field of a oneof <name>_<index> instead of <name>.")
+    flatten_unions: bool = setting(
+        False, key="flatten.unions",
+        doc="Read a oneof's members as fields of the message instead of one union struct.")
+
+
+@dataclass(frozen=True)
+class ProtobufOptions:
+    enhanced: bool = False
+    scrub_names: bool = False
+    int_for_enums: bool = False
+    optional_for_nullables: bool = False
+    optional_for_proto2: bool = True
+    wrapper_for_nullables: bool = False
+    wrapper_for_raw_primitives: bool = True
+    struct_for_nulls: bool = False
+    index_for_unions: bool = True
+    flatten_unions: bool = False
+
+    @staticmethod
+    def of(settings: ProtobufDataSettings) -> ProtobufOptions:
+        return ProtobufOptions(
+            settings.enhanced_protobuf_schema_support, settings.scrub_invalid_names,
+            settings.int_for_enums, settings.optional_for_nullables,
+            settings.optional_for_proto2, settings.wrapper_for_nullables,
+            settings.wrapper_for_raw_primitives, settings.generate_struct_for_nulls,
+            settings.generate_index_for_unions, settings.flatten_unions)
+
+
+# -- the wire format ----------------------------------------------------------------------
+
+
+def encode_message_indexes(indexes: list[int]) -> bytes:
+    """Confluent's message-index array: ``[0]`` is the single byte 0."""
+    if indexes == [0]:
+        return b"\x00"
+    return b"".join(_varint(_zigzag(number)) for number in (len(indexes), *indexes))
+
+
+def decode_message_indexes(data: bytes, position: int) -> tuple[list[int], int]:
+    """The message-index array at ``position`` and the position after it."""
+    count, position = _read_varint(data, position)
+    count = _unzigzag(count)
+    if count == 0:
+        return [0], position
+    if not 0 < count <= len(data) - position:
+        raise DataError(f"Invalid Protobuf message-index array: {count} indexes")
+    indexes = []
+    for _ in range(count):
+        number, position = _read_varint(data, position)
+        indexes.append(_unzigzag(number))
+    return indexes, position
+
+
+def _zigzag(number: int) -> int:
+    return (number << 1) ^ (number >> 63)
+
+
+def _unzigzag(number: int) -> int:
+    return (number >> 1) ^ -(number & 1)
+
+
+def _varint(number: int) -> bytes:
+    out = bytearray()
+    number &= (1 << 64) - 1
+    while number >= 0x80:
+        out.append((number & 0x7F) | 0x80)
+        number >>= 7
+    out.append(number)
+    return bytes(out)
+
+
+def _read_varint(data: bytes, position: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if position >= len(data) or shift > 63:
+            raise DataError("Invalid Protobuf message-index array: truncated varint")
+        byte = data[position]
+        position += 1
+        result |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return result, position
+
+
+# -- schemas: Connect → Protobuf ----------------------------------------------------------
+
+
+def scrub_name(name: str) -> str:
+    """Confluent's ``scrub.invalid.names``: URL-encode, then replace what Protobuf names may
+    not hold with ``_``; a name starting with a digit or ``_`` gets an ``x`` in front."""
+    if _VALID_NAME.fullmatch(name):
+        return name
+    encoded = urllib.parse.quote_plus(name, safe="*-._")
+    if encoded[:1].isdigit() or encoded[:1] == "_":
+        encoded = "x" + encoded
+    return re.sub(r"[^A-Za-z0-9_]", "_", encoded)
+
+
+@dataclass
+class WriterSchema:
+    """The Protobuf file a Connect schema maps to, and the message its values are."""
+
+    file: descriptor_pb2.FileDescriptorProto
+    message: str
+    """Full name with a leading dot."""
+
+
+class _FromConnect:
+    """One Connect schema mapped to one file (``ProtobufData.fromConnectSchema``)."""
+
+    def __init__(self, options: ProtobufOptions) -> None:
+        self.options = options
+        self.default_names = 0
+        self.file = descriptor_pb2.FileDescriptorProto(name="kanal_schema.proto",
+                                                       syntax="proto3")
+
+    def name_or_default(self, name: str | None) -> str:
+        if name:
+            return name
+        self.default_names += 1
+        return f"{DEFAULT_SCHEMA_NAME}{self.default_names}"
+
+    def scrub(self, name: str) -> str:
+        return scrub_name(name) if self.options.scrub_names else name
+
+    def unqualified(self, name: str | None) -> str:
+        return self.scrub(self.name_or_default(name).rpartition(".")[2])
+
+    def root(self, schema: Schema) -> WriterSchema:
+        if schema.type != Type.STRUCT:
+            if schema.type not in _WRAPPER_OF:
+                raise DataError(f"Unsupported root schema of type {schema.type} for Protobuf; "
+                                "only structs and primitives can be written")
+            wrappers = descriptor_pb2.FileDescriptorProto.FromString(
+                wrappers_pb2.DESCRIPTOR.serialized_pb)
+            return WriterSchema(wrappers, f".google.protobuf.{_WRAPPER_OF[schema.type]}")
+        parts = [self.scrub(p) for p in self.name_or_default(schema.name).split(".")]
+        namespace, name = ".".join(parts[:-1]), parts[-1]
+        if namespace:
+            self.file.package = namespace
+        message = self.file.message_type.add(name=name)
+        scope = f".{namespace}.{name}" if namespace else f".{name}"
+        self.message(message, schema, scope)
+        return WriterSchema(self.file, scope)
+
+    def message(self, message: descriptor_pb2.DescriptorProto, schema: Schema,
+                scope: str) -> None:
+        index = 1
+        optionals: list[FieldProto] = []
+        for item in schema.fields:
+            tag_parameter = (item.schema.parameters or {}).get(TAG)
+            if tag_parameter is not None:
+                tag = int(tag_parameter)
+            else:
+                tag, index = index, index + 1
+            created = self.field(message, item.schema, self.scrub(item.name), tag, scope, False)
+            if created is not None and self.options.optional_for_nullables and \
+                    item.schema.optional and item.schema.type not in (Type.ARRAY, Type.MAP):
+                created.proto3_optional = True
+                optionals.append(created)
+        for created in optionals:  # synthetic oneofs follow the real ones, as protoc orders them
+            created.oneof_index = len(message.oneof_decl)
+            message.oneof_decl.add(name=f"_{created.name}")
+
+    def field(self, message: descriptor_pb2.DescriptorProto, schema: Schema, name: str,
+              tag: int, scope: str, oneof_member: bool) -> FieldProto | None:
+        repeated = schema.type in (Type.ARRAY, Type.MAP)
+        if schema.type == Type.ARRAY:
+            assert schema.value_schema is not None
+            schema = schema.value_schema
+        if schema.type == Type.STRUCT and (schema.name or "").startswith(UNION_PREFIX):
+            self.union(message, schema, scope)
+            return None
+        params: dict[str, str] = {}
+        created = FieldProto(name=name, number=tag, label=FieldProto.LABEL_REPEATED if repeated
+                             else FieldProto.LABEL_OPTIONAL)
+        self.field_type(created, message, schema, name, params, scope, oneof_member)
+        if params:
+            self.add_import(META_FILE)
+            created.options.Extensions[meta_pb2.field_meta].params.update(params)
+        message.field.append(created)
+        return message.field[-1]
+
+    def union(self, message: descriptor_pb2.DescriptorProto, schema: Schema, scope: str) -> None:
+        oneof_index = len(message.oneof_decl)
+        message.oneof_decl.add(name=self.unqualified((schema.name or "")[len(UNION_PREFIX):]))
+        for member in schema.fields:
+            tag = int((member.schema.parameters or {}).get(TAG, "0"))
+            created = self.field(message, member.schema, self.scrub(member.name), tag, scope,
+                                 True)
+            if created is not None:
+                created.oneof_index = oneof_index
+
+    def add_import(self, name: str) -> None:
+        if name not in self.file.dependency:
+            self.file.dependency.append(name)
+
+    def field_type(self, created: FieldProto, message: descriptor_pb2.DescriptorProto,
+                   schema: Schema, field_name: str, params: dict[str, str], scope: str,
+                   oneof_member: bool) -> None:
+        parameters = schema.parameters or {}
+        if schema.name in LOGICAL_IMPORTS:
+            type_name, location = LOGICAL_IMPORTS[schema.name]
+            if schema.name == DECIMAL:
+                if DECIMAL_PRECISION in parameters:
+                    params["precision"] = parameters[DECIMAL_PRECISION]
+                if DECIMAL_SCALE in parameters:
+                    params["scale"] = parameters[DECIMAL_SCALE]
+            self.add_import(location)
+            created.type, created.type_name = FieldProto.TYPE_MESSAGE, type_name
+            return
+        if schema.type in (Type.INT8, Type.INT16):
+            params[CONNECT_TYPE] = schema.type.value
+        if ENUM in parameters and schema.type in (Type.STRING, Type.INT32):
+            enum_name = self.unqualified(schema.name or parameters[ENUM])
+            if not any(e.name == enum_name for e in message.enum_type):
+                enum = message.enum_type.add(name=enum_name)
+                prefix = ENUM + "."
+                for key, value in parameters.items():
+                    if key.startswith(prefix):
+                        enum.value.add(name=key[len(prefix):], number=int(value))
+            created.type, created.type_name = FieldProto.TYPE_ENUM, f"{scope}.{enum_name}"
+            return
+        if schema.type == Type.MAP:
+            assert schema.key_schema is not None and schema.value_schema is not None
+            entry_name = _map_entry_name(self.unqualified(schema.name))
+            entry = message.nested_type.add(name=entry_name)
+            entry_scope = f"{scope}.{entry_name}"
+            self.field(entry, schema.key_schema, "key", 1, entry_scope, False)
+            self.field(entry, schema.value_schema, "value", 2, entry_scope, False)
+            created.type, created.type_name = FieldProto.TYPE_MESSAGE, entry_scope
+            return
+        if schema.type == Type.STRUCT:
+            type_name = self.unqualified(schema.name)
+            if type_name == field_name:  # a message type may not be named as its field
+                type_name += "Message"
+            if type_name != message.name and \
+                    not any(n.name == type_name for n in message.nested_type):
+                self.message(message.nested_type.add(name=type_name), schema,
+                             f"{scope}.{type_name}")
+            created.type, created.type_name = FieldProto.TYPE_MESSAGE, (
+                scope if type_name == message.name else f"{scope}.{type_name}")
+            return
+        if self.options.wrapper_for_nullables and schema.optional and \
+                (not oneof_member or parameters.get(WRAPPER) == "true"):
+            wrapper = _WRAPPER_OF[schema.type]
+            kind = parameters.get(PROTOBUF_TYPE)
+            if kind in ("uint32", "fixed32"):
+                wrapper = "UInt32Value"
+            elif kind in ("uint64", "fixed64"):
+                wrapper = "UInt64Value"
+            self.add_import(WRAPPERS_FILE)
+            created.type = FieldProto.TYPE_MESSAGE
+            created.type_name = f".google.protobuf.{wrapper}"
+            return
+        scalar = _SCALAR_OF[schema.type]
+        if schema.type in (Type.INT32, Type.INT64) and PROTOBUF_TYPE in parameters:
+            scalar = parameters[PROTOBUF_TYPE]
+        created.type = SCALAR_TYPES[scalar]
+
+
+def _map_entry_name(name: str) -> str:
+    """``ProtobufSchema.toMapEntry``: lower_underscore names become UpperCamel."""
+    if "_" in name:
+        name = "".join(part[:1].upper() + part[1:] for part in name.lower().split("_"))
+    return name + MAP_ENTRY_SUFFIX
+
+
+def _map_field_name(name: str) -> str:
+    """``ProtobufSchema.toMapField``: ``TagsEntry`` → ``tags``."""
+    head, dot, last = name.rpartition(".")
+    if last.endswith(MAP_ENTRY_SUFFIX):
+        last = re.sub(r"(?<!^)(?=[A-Z])", "_", last[:-len(MAP_ENTRY_SUFFIX)]).lower()
+    return head + dot + last
+
+
+def to_protobuf_schema(schema: Schema, options: ProtobufOptions) -> WriterSchema:
+    """The Protobuf file and message a Connect schema is written as."""
+    return _FromConnect(options).root(schema)
+
+
+# -- schemas: Protobuf → Connect ----------------------------------------------------------
+
+
+class _ToConnect:
+    """``ProtobufData.toConnectSchema`` over the descriptors of one parsed schema."""
+
+    def __init__(self, parsed: ParsedSchema, options: ProtobufOptions) -> None:
+        self.parsed = parsed
+        self.options = options
+        self.building: set[str] = set()
+
+    def root(self, full_name: str) -> Schema:
+        if self.options.wrapper_for_raw_primitives and full_name in _WRAPPED:
+            return Schema(_WRAPPED[full_name])
+        return self.struct(full_name)
+
+    def struct(self, full_name: str) -> Schema:
+        if full_name in self.building:
+            raise DataError(f"Protobuf message {full_name.lstrip('.')} contains itself; "
+                            "recursive messages have no Connect schema")
+        self.building.add(full_name)
+        message, syntax = self.parsed.messages[full_name]
+        fields: list[tuple[str, Schema]] = []
+        for oneof_index, oneof in enumerate(message.oneof_decl):
+            members = [f for f in message.field if f.HasField("oneof_index") and
+                       f.oneof_index == oneof_index and not f.proto3_optional]
+            if not members:
+                continue
+            if self.options.flatten_unions:
+                fields.extend((m.name, self.field(m, syntax, True)) for m in members)
+                continue
+            union_name = f"{full_name.lstrip('.')}.{oneof.name}" if self.options.enhanced \
+                else oneof.name
+            union = Schema(Type.STRUCT, optional=True, name=UNION_PREFIX + union_name,
+                           fields=tuple(Field(m.name, i, self.field(m, syntax, True))
+                                        for i, m in enumerate(members)))
+            fields.append((_union_field_name(oneof.name, oneof_index, self.options), union))
+        fields.extend((f.name, self.field(f, syntax, False)) for f in message.field
+                      if not _in_real_oneof(f))
+        self.building.discard(full_name)
+        name = full_name.lstrip(".") if self.options.enhanced else message.name
+        return Schema(Type.STRUCT, name=name,
+                      fields=tuple(Field(n, i, s) for i, (n, s) in enumerate(fields)))
+
+    def field(self, item: FieldProto, syntax: str, oneof_member: bool) -> Schema:
+        schema = self.field_type(item)
+        repeated = item.label == FieldProto.LABEL_REPEATED
+        if repeated and schema.type != Type.MAP:
+            schema = Schema(Type.ARRAY, optional=True, value_schema=schema.with_(optional=True))
+        parameters = dict(schema.parameters or {})
+        optional = schema.optional
+        if oneof_member:
+            optional = True
+            if self.options.wrapper_for_nullables and item.type_name in _WRAPPED:
+                parameters[WRAPPER] = "true"
+        elif self.options.optional_for_nullables:
+            if item.proto3_optional or (self.options.optional_for_proto2 and
+                                        syntax == "proto2" and not repeated and
+                                        item.label == FieldProto.LABEL_OPTIONAL):
+                optional = True
+        elif not self.options.wrapper_for_nullables:
+            optional = True
+        parameters[TAG] = str(item.number)
+        return schema.with_(optional=optional, parameters=parameters)
+
+    def field_type(self, item: FieldProto) -> Schema:
+        if item.type in _TO_CONNECT:
+            meta = _field_params(item)
+            if item.type in (FieldProto.TYPE_INT32, FieldProto.TYPE_SINT32,
+                             FieldProto.TYPE_SFIXED32) and \
+                    meta.get(CONNECT_TYPE) in ("int8", "int16"):
+                return Schema(Type(meta[CONNECT_TYPE]))
+            parameters = None if item.type in _NATURAL or item.type not in (
+                *SCALAR_TYPES.values(),) or _TO_CONNECT[item.type] not in (
+                    Type.INT32, Type.INT64) else \
+                {PROTOBUF_TYPE: FieldProto.Type.Name(item.type)[5:].lower()}
+            return Schema(_TO_CONNECT[item.type], parameters=parameters)
+        if item.type == FieldProto.TYPE_ENUM:
+            enum = self.parsed.enums[item.type_name]
+            parameters = {ENUM: enum.name}
+            parameters.update({f"{ENUM}.{v.name}": str(v.number) for v in enum.value})
+            name = item.type_name.lstrip(".") if self.options.enhanced else enum.name
+            return Schema(Type.INT32 if self.options.int_for_enums else Type.STRING,
+                          optional=True, name=name, parameters=parameters)
+        if item.type not in (FieldProto.TYPE_MESSAGE, FieldProto.TYPE_GROUP):
+            raise DataError(f"Unsupported Protobuf field type {item.type} of {item.name}")
+        type_name = item.type_name
+        if type_name == DECIMAL_TYPE:
+            meta = _field_params(item)
+            parameters = {DECIMAL_SCALE: meta.get("scale", "0")}
+            if "precision" in meta:
+                parameters[DECIMAL_PRECISION] = meta["precision"]
+            return Schema(Type.BYTES, optional=True, name=DECIMAL, version=1,
+                          parameters=parameters)
+        if type_name == DATE_TYPE:
+            return Schema(Type.INT32, optional=True, name=DATE, version=1)
+        if type_name == TIME_TYPE:
+            return Schema(Type.INT32, optional=True, name=TIME, version=1)
+        if type_name == TIMESTAMP_TYPE:
+            return Schema(Type.INT64, optional=True, name=TIMESTAMP, version=1)
+        if self.options.wrapper_for_nullables and type_name in _WRAPPED:
+            return Schema(_WRAPPED[type_name], optional=True)
+        message, _ = self.parsed.messages[type_name]
+        if _is_map_entry(item, message):
+            key, value = (self.field(part, "proto3", False) for part in message.field)
+            name = type_name.lstrip(".") if self.options.enhanced else message.name
+            return Schema(Type.MAP, optional=True, name=_map_field_name(name), key_schema=key,
+                          value_schema=value)
+        return self.struct(type_name).with_(optional=True)
+
+
+def _union_field_name(name: str, index: int, options: ProtobufOptions) -> str:
+    return f"{name}_{index}" if options.index_for_unions else name
+
+
+def _in_real_oneof(item: FieldProto) -> bool:
+    return item.HasField("oneof_index") and not item.proto3_optional
+
+
+def _is_map_entry(item: FieldProto, message: descriptor_pb2.DescriptorProto) -> bool:
+    return item.label == FieldProto.LABEL_REPEATED and \
+        message.name.endswith(MAP_ENTRY_SUFFIX) and len(message.field) == 2 and \
+        [f.name for f in message.field] == ["key", "value"] and \
+        all(f.label != FieldProto.LABEL_REPEATED for f in message.field)
+
+
+def _field_params(item: FieldProto) -> Mapping[str, str]:
+    if not item.options.HasExtension(meta_pb2.field_meta):
+        return {}
+    return item.options.Extensions[meta_pb2.field_meta].params
+
+
+def to_connect_schema(parsed: ParsedSchema, full_name: str, options: ProtobufOptions) -> Schema:
+    """The Connect schema of the message ``full_name`` (leading dot) of ``parsed``."""
+    return _ToConnect(parsed, options).root(full_name)
+
+
+# -- values --------------------------------------------------------------------------------
+
+
+def to_connect_value(schema: Schema, message: Message, options: ProtobufOptions) -> Any:
+    """The Connect value of a message read with the schema ``to_connect_schema`` gave."""
+    if schema.type != Type.STRUCT:
+        return _primitive_to_connect(schema, message.value)  # type: ignore[attr-defined]
+    return _struct_to_connect(schema, message, options)
+
+
+def _struct_to_connect(schema: Schema, message: Message, options: ProtobufOptions
+                       ) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    descriptor = message.DESCRIPTOR
+    for item in schema.fields:
+        if (item.schema.name or "").startswith(UNION_PREFIX):
+            result[item.name] = _union_to_connect(item, message, options)
+            continue
+        field = descriptor.fields_by_name[item.name]
+        value = getattr(message, item.name)
+        if field.is_repeated:
+            result[item.name] = _repeated_to_connect(item.schema, value, options)
+        elif field.message_type is None and not (field.has_presence and
+                                                 item.schema.optional):
+            result[item.name] = _value_to_connect(item.schema, value, field, options)
+        elif options.struct_for_nulls or message.HasField(item.name):
+            result[item.name] = _value_to_connect(item.schema, value, field, options)
+        else:
+            result[item.name] = None
+    return result
+
+
+def _union_to_connect(item: Field, message: Message, options: ProtobufOptions
+                      ) -> dict[str, Any] | None:
+    first = item.schema.fields[0].name if item.schema.fields else ""
+    oneof = message.DESCRIPTOR.fields_by_name[first].containing_oneof
+    chosen = message.WhichOneof(oneof.name) if oneof is not None else None
+    if chosen is None:
+        return None
+    union: dict[str, Any] = {member.name: None for member in item.schema.fields}
+    member = item.schema.field(chosen)
+    if member is not None:
+        union[chosen] = _value_to_connect(member.schema, getattr(message, chosen),
+                                          message.DESCRIPTOR.fields_by_name[chosen], options)
+    return union
+
+
+def _repeated_to_connect(schema: Schema, value: Any, options: ProtobufOptions) -> Any:
+    if schema.type == Type.MAP:
+        assert schema.key_schema is not None and schema.value_schema is not None
+        key_schema, value_schema = schema.key_schema, schema.value_schema
+        if isinstance(value, Mapping):
+            pairs: Any = value.items()
+        else:
+            pairs = ((entry.key, entry.value) for entry in value)
+        return {_value_to_connect(key_schema, k, None, options):
+                _value_to_connect(value_schema, v, None, options) for k, v in pairs}
+    assert schema.value_schema is not None
+    element = schema.value_schema
+    return [_value_to_connect(element, v, None, options) for v in value]
+
+
+def _value_to_connect(schema: Schema, value: Any, field: Any, options: ProtobufOptions) -> Any:
+    if schema.name == DECIMAL:
+        return protobuf_to_decimal(value)
+    if schema.name == DATE:
+        if value.year == 0 and value.month == 0 and value.day == 0:
+            return dt.date(1970, 1, 1)
+        return dt.date(value.year, value.month, value.day)
+    if schema.name == TIME:
+        millis = value.nanos // 1_000_000
+        return dt.time(value.hours, value.minutes, value.seconds, millis * 1000)
+    if schema.name == TIMESTAMP:
+        return EPOCH + dt.timedelta(milliseconds=value.seconds * 1000 + value.nanos // 1_000_000)
+    if schema.type == Type.STRUCT:
+        return _struct_to_connect(schema, value, options)
+    if isinstance(value, Message):  # a wrapper read as its primitive
+        value = value.value  # type: ignore[attr-defined]
+    if ENUM in (schema.parameters or {}) and isinstance(value, int):
+        if schema.type == Type.INT32:
+            return value
+        return _enum_symbol(schema, value)
+    return _primitive_to_connect(schema, value)
+
+
+def _enum_symbol(schema: Schema, number: int) -> str:
+    prefix = ENUM + "."
+    for key, tag in (schema.parameters or {}).items():
+        if key.startswith(prefix) and int(tag) == number:
+            return key[len(prefix):]
+    return str(number)
+
+
+def _primitive_to_connect(schema: Schema, value: Any) -> Any:
+    if schema.type == Type.BYTES:
+        return bytes(value)
+    return value
+
+
+def from_connect_value(schema: Schema, value: Any, message_class: type[Message]) -> Message:
+    """A message of ``message_class`` holding the Connect value ``value``."""
+    message = message_class()
+    try:
+        if schema.type == Type.STRUCT:
+            _fill_message(message, schema, value)
+        else:
+            message.value = _primitive_from_connect(schema, value)  # type: ignore[attr-defined]
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise DataError(f"Cannot write {schema.type} value as Protobuf "
+                        f"{message.DESCRIPTOR.full_name}: {exc}") from exc
+    return message
+
+
+def _fill_message(message: Message, schema: Schema, value: Any) -> None:
+    if not isinstance(value, Mapping):
+        raise DataError(f"Expected a struct for {schema.name or 'a struct'} but got "
+                        f"{type(value).__name__}")
+    descriptor = message.DESCRIPTOR
+    for item in schema.fields:
+        field_value = value.get(item.name)
+        if field_value is None:
+            field_value = item.schema.default
+        if field_value is None:
+            continue
+        if (item.schema.name or "").startswith(UNION_PREFIX):
+            chosen = next(((member, field_value[member.name]) for member in item.schema.fields
+                           if field_value.get(member.name) is not None), None)
+            if chosen is None:
+                raise DataError(f"Union field {item.name} has no member set")
+            member, member_value = chosen
+            _set_field(message, descriptor.fields_by_name[member.name], member.schema,
+                       member_value)
+            continue
+        field = descriptor.fields_by_name.get(item.name)
+        if field is None:
+            raise DataError(f"Protobuf message {descriptor.full_name} has no field "
+                            f"{item.name}")
+        _set_field(message, field, item.schema, field_value)
+
+
+def _set_field(message: Message, field: Any, schema: Schema, value: Any) -> None:
+    name = field.name
+    if schema.type == Type.MAP:
+        assert schema.key_schema is not None and schema.value_schema is not None
+        container = getattr(message, name)
+        entry_type = field.message_type
+        value_field = entry_type.fields_by_name["value"]
+        is_map = entry_type.GetOptions().map_entry
+        for key, item in value.items():
+            if is_map:
+                key = _scalar_from_connect(schema.key_schema, key, entry_type.fields_by_name["key"])
+                if value_field.message_type is not None:
+                    _fill_value(container[key], schema.value_schema, item)
+                elif item is not None:
+                    container[key] = _scalar_from_connect(schema.value_schema, item, value_field)
+                continue
+            entry = container.add()
+            _set_field(entry, entry_type.fields_by_name["key"], schema.key_schema, key)
+            if item is not None:
+                _set_field(entry, value_field, schema.value_schema, item)
+        return
+    if field.is_repeated:
+        assert schema.value_schema is not None
+        container = getattr(message, name)
+        element = schema.value_schema
+        if field.message_type is not None:
+            for item in value:
+                _fill_value(container.add(), element, item)
+        else:
+            container.extend(_scalar_from_connect(element, item, field) for item in value)
+        return
+    if field.message_type is not None:
+        _fill_value(getattr(message, name), schema, value)
+    else:
+        setattr(message, name, _scalar_from_connect(schema, value, field))
+
+
+def _fill_value(target: Message, schema: Schema, value: Any) -> None:
+    """A message field (already in its parent) set to the Connect ``value``."""
+    target.SetInParent()
+    if value is None:
+        return
+    if schema.name == DECIMAL:
+        set_decimal_message(target, decimal.Decimal(value))
+    elif schema.name == DATE:
+        day = value if isinstance(value, dt.date) else \
+            dt.date(1970, 1, 1) + dt.timedelta(days=int(value))
+        target.year, target.month, target.day = (  # type: ignore[attr-defined]
+            day.year, day.month, day.day)
+    elif schema.name == TIME:
+        millis = time_millis(value) if isinstance(value, dt.time) else int(value)
+        target.hours, target.minutes = millis // 3_600_000, millis // 60_000 % 60  # type: ignore[attr-defined]
+        target.seconds = millis // 1000 % 60  # type: ignore[attr-defined]
+        target.nanos = millis % 1000 * 1_000_000  # type: ignore[attr-defined]
+    elif schema.name == TIMESTAMP:
+        millis = timestamp_millis(value) if isinstance(value, dt.datetime) else int(value)
+        target.seconds, target.nanos = millis // 1000, millis % 1000 * 1_000_000  # type: ignore[attr-defined]
+    elif schema.type == Type.STRUCT:
+        _fill_message(target, schema, value)
+    else:  # a wrapper
+        target.value = _primitive_from_connect(schema, value)  # type: ignore[attr-defined]
+
+
+def _scalar_from_connect(schema: Schema, value: Any, field: Any) -> Any:
+    if field.enum_type is not None:
+        if isinstance(value, str):
+            tag = (schema.parameters or {}).get(f"{ENUM}.{value}")
+            enum_value = field.enum_type.values_by_name.get(value)
+            if tag is not None:
+                return int(tag)
+            if enum_value is not None:
+                return enum_value.number
+            raise DataError(f"{value!r} is not a symbol of enum {field.enum_type.full_name}")
+        return int(value)
+    return _primitive_from_connect(schema, value)
+
+
+def _primitive_from_connect(schema: Schema, value: Any) -> Any:
+    if schema.type == Type.BYTES:
+        return bytes(value)
+    if schema.type in (Type.FLOAT32, Type.FLOAT64):
+        return float(value)
+    if schema.name == DATE and isinstance(value, dt.date):
+        return date_days(value)
+    return value
+
+
+# -- the converter ------------------------------------------------------------------------
+
+
+class ProtobufConverterSettings(RegistryConverterSettings, ProtobufDataSettings):
+    reference_subject_name_strategy: str = setting(
+        REFERENCE_STRATEGY, key="reference.subject.name.strategy",
+        doc="The subject of a schema's references: DefaultReferenceSubjectNameStrategy (the "
+            "import path). Schemas Kanal writes import only well-known files, which are not "
+            "registered; references of schemas it reads are followed as registered.")
+
+    @field_validator("reference_subject_name_strategy")
+    @classmethod
+    def _reference_strategy(cls, value: str) -> str:
+        if value.rpartition(".")[2] != "DefaultReferenceSubjectNameStrategy":
+            raise ValueError(f"unknown reference subject name strategy {value}; use "
+                             f"{REFERENCE_STRATEGY}")
+        return value
+
+
+@dataclass(frozen=True)
+class _Writer:
+    schema: Schema
+    prefix: bytes
+    """The header and message-index array every record of the schema starts with."""
+    message_class: type[Message]
+
+
+@dataclass(frozen=True)
+class _Reader:
+    schema: Schema
+    message_class: type[Message]
+
+
+class ProtobufConverter(RegistryConverter):
+    """``io.confluent.connect.protobuf.ProtobufConverter``, wire compatible with Confluent's."""
+
+    settings: ClassVar[type[Settings]] = ProtobufConverterSettings
+    schema_type = "PROTOBUF"
+    aliases = ("io.confluent.connect.protobuf.ProtobufConverter",)
+
+    def __init__(self, config: Mapping[str, str], is_key: bool,
+                 registry: SchemaRegistry | None = None) -> None:
+        super().__init__(config, is_key, registry)
+        assert isinstance(self.options, ProtobufConverterSettings)
+        self.proto_options = ProtobufOptions.of(self.options)
+        size = self.options.schemas_cache_config
+        self._writers: Lru[int, _Writer] = Lru(size)
+        self._readers: Lru[tuple[int, ...], _Reader] = Lru(size)
+
+    def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
+        if value is None:
+            return None
+        if schema is None:
+            raise DataError(f"ProtobufConverter needs a schema to write the {self.side} of a "
+                            f"record of topic {topic}; use a converter with schemas upstream")
+        writer = self._writers.get(id(schema))
+        if writer is None or writer.schema is not schema:
+            writer = self._writer(topic, schema)
+            self._writers.put(id(schema), writer)
+        try:
+            payload = from_connect_value(schema, value, writer.message_class).SerializeToString()
+        except EncodeError as exc:
+            raise DataError(f"Failed to serialize Protobuf data from topic {topic}: "
+                            f"{exc}") from exc
+        return writer.prefix + payload
+
+    def _writer(self, topic: str, schema: Schema) -> _Writer:
+        written = to_protobuf_schema(schema, self.proto_options)
+        registered = RegistrySchema(proto_text(written.file), self.schema_type, [])
+        record_name = written.message.lstrip(".") if schema.type == Type.STRUCT else None
+        schema_id, used = self.writer_schema(topic, registered, record_name)
+        if used is registered:
+            parsed = ParsedSchema(written.file, {**builtin_files(),
+                                                 written.file.name: written.file})
+        else:
+            parsed = self._parse(used)
+        name = written.message if written.message in parsed.messages \
+            else parsed.message_name([0])
+        prefix = self.header(schema_id) + encode_message_indexes(parsed.message_indexes(name))
+        return _Writer(schema, prefix, _message_class(parsed, name))
+
+    def to_connect(self, topic: str, data: bytes | None) -> SchemaAndValue:
+        if data is None:
+            return SchemaAndValue(None, None)
+        schema_id = self.read_header(topic, data)
+        indexes, position = decode_message_indexes(data, HEADER.size)
+        reader = self._readers.get((schema_id, *indexes))
+        if reader is None:
+            parsed = self._parse(self.registry.schema(schema_id))
+            name = parsed.message_name(indexes)
+            reader = _Reader(to_connect_schema(parsed, name, self.proto_options),
+                             _message_class(parsed, name))
+            self._readers.put((schema_id, *indexes), reader)
+        try:
+            message = reader.message_class.FromString(data[position:])
+        except DecodeError as exc:
+            raise DataError(f"Failed to deserialize data for topic {topic} to Protobuf with "
+                            f"schema id {schema_id}: {exc}") from exc
+        return SchemaAndValue(reader.schema,
+                              to_connect_value(reader.schema, message, self.proto_options))
+
+    def _parse(self, registered: RegistrySchema) -> ParsedSchema:
+        if registered.schema_type not in (None, self.schema_type):
+            raise DataError(f"The registry holds a {registered.schema_type} schema where "
+                            "ProtobufConverter expects a PROTOBUF one; use the converter of "
+                            "that format")
+        return parse_schema(registered.schema_str or "", self.registry.references(registered))
+
+
+def _message_class(parsed: ParsedSchema, full_name: str) -> type[Message]:
+    return message_factory.GetMessageClass(parsed.pool.FindMessageTypeByName(full_name[1:]))
