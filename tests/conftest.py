@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from dev.stack_env import stack_env
+from tests.schema_registry import TestRegistry
 
 __all__ = ["stack_env"]
 
@@ -61,6 +62,26 @@ def kube() -> dict[str, str]:
     """KUBECONFIG and KUBECTL of the real kube-apiserver."""
     env = stack_env("k8s")
     return {"KUBECONFIG": env["KUBECONFIG"], "KUBECTL": env["KUBECTL"]}
+
+
+@pytest.fixture(scope="session")
+def schema_registry_server() -> Iterator[TestRegistry]:
+    """One schema registry for the session, on an ephemeral port."""
+    server = TestRegistry().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def schema_registry(schema_registry_server: TestRegistry) -> Iterator[TestRegistry]:
+    """The session's registry with its switches reset after the test (subjects stay:
+    tests use unique topic names)."""
+    yield schema_registry_server
+    schema_registry_server.failing_with = 0
+    schema_registry_server.users, schema_registry_server.token = {}, None
+    schema_registry_server.state.compatibility = "BACKWARD"
+    if schema_registry_server._server is None:
+        schema_registry_server.start()
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from kanal_worker.runtime.standalone import StandaloneHerder
 HEAVY = ("azure", "boto3", "botocore", "pyarrow", "fastavro", "opensearchpy", "aiohttp",
          "kanal_worker.connectors.azure_blob", "kanal_worker.connectors.elasticsearch",
          "kanal_worker.connectors.s3",
-         "kanal_worker.converters.avro", "kanal_worker.transforms.")
+         "kanal_worker.converters.avro", "kanal_worker.converters.registry",
+         "kanal_worker.transforms.")
 
 
 class RenamedSinkConnector(SinkConnector[Settings]):
