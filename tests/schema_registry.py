@@ -2,10 +2,10 @@
 
 No Confluent-compatible registry can be installed on the test machines, so the tests run
 this one: subjects and versions, ``/schemas/ids/{id}``, lookups, references and
-``schemaType`` (AVRO, JSON, PROTOBUF), ``/config`` compatibility NONE / BACKWARD (409 on
-an incompatible schema), ``/compatibility``, optional basic or bearer auth, and switches
-to answer HTTP 500 or to stop listening, as a registry that is down does. It serves on
-an ephemeral 127.0.0.1 port from a thread.
+``schemaType`` (AVRO, JSON, PROTOBUF; Protobuf also ``?format=serialized``), ``/config``
+compatibility NONE / BACKWARD (409 on an incompatible schema), ``/compatibility``,
+optional basic or bearer auth, and switches to answer HTTP 500 or to stop listening, as
+a registry that is down does. It serves on an ephemeral 127.0.0.1 port from a thread.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any
 
 import fastavro
 import fastavro.utils
+
+from kanal_worker.converters.protobuf_schema import parse_schema
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 COMPATIBILITY = ("NONE", "BACKWARD")
@@ -232,6 +234,28 @@ def _stored(body: Any) -> Stored:
 
 
 def _route(state: Registry, method: str, raw_path: str, body: Any) -> Any:
+    answer = _answer(state, method, raw_path, body)
+    if "format=serialized" in urllib.parse.urlsplit(raw_path).query and \
+            isinstance(answer, dict) and answer.get("schemaType") == "PROTOBUF":
+        answer = {**answer, "schema": _serialized_protobuf(state, answer)}
+    return answer
+
+
+def _serialized_protobuf(state: Registry, answer: dict[str, Any]) -> str:
+    """``?format=serialized``: a Protobuf schema as the base64 ``FileDescriptorProto``
+    Python clients read (the registry keeps what was registered, ``.proto`` text or not)."""
+    references: dict[str, str] = {}
+    pending = list(answer.get("references") or [])
+    while pending:
+        reference = pending.pop()
+        referenced = state.version(reference["subject"], str(reference["version"]))
+        references[reference["name"]] = referenced["schema"]
+        pending.extend(referenced.get("references") or [])
+    parsed = parse_schema(answer["schema"], references)
+    return base64.b64encode(parsed.main.SerializeToString()).decode()
+
+
+def _answer(state: Registry, method: str, raw_path: str, body: Any) -> Any:
     path = [urllib.parse.unquote(p) for p in urllib.parse.urlsplit(raw_path).path
             .strip("/").split("/")]
     match method, path:

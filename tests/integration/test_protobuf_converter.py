@@ -155,7 +155,8 @@ def full_order(classes: dict[str, type[Message]]) -> Message:
     order.day.year, order.day.month, order.day.day = 2026, 2, 28
     order.at.hours, order.at.minutes, order.at.seconds, order.at.nanos = 13, 5, 7, 250_000_000
     order.created.seconds, order.created.nanos = 1_780_000_000, 123_000_000
-    order.amount.value, order.amount.precision, order.amount.scale = (12345).to_bytes(2, "big"), 5, 2
+    order.amount.value = (12345).to_bytes(2, "big")
+    order.amount.precision, order.amount.scale = 5, 2
     order.lines_by_sku["s1"].quantity = 3
     order.lines_by_sku["s1"].sku = "s1"
     order.lines.add(sku="s2", quantity=4)
@@ -270,16 +271,15 @@ def test_records_kanal_wrote_read_by_confluent_kafka_for_every_type(
                                                            tzinfo=dt.UTC)
     assert int.from_bytes(order.amount.value, "big", signed=True) == -12345
     assert order.amount.scale == 2
-    assert list(order.tags) == ["x"] and dict(order.counts) == {"k": 5}
+    assert list(order.tags) == ["x"]
+    assert {entry.key: entry.value for entry in order.counts} == {"k": 5}  # as Java writes maps
     assert (order.address.street, order.address.zip) == ("Main", 12345)
     assert order.status == 1 and order.WhichOneof("payment") == "card" and order.card == "visa"
     # and back through Kanal: the Connect schema keeps int8/int16 (connect.type), Decimal's
     # scale and precision and the union's tags
     again = kanal.to_connect(topic, data)
-    assert again.value == {**EVERY_VALUE, "payment_0": EVERY_VALUE["payment"]} | {
-        "payment": None} or _without(again.value, "payment_0") == _without(EVERY_VALUE,
-                                                                          "payment")
-    assert again.value["payment_0"] == {"card": "visa", "voucher": None}
+    assert again.value == {**_without(EVERY_VALUE, "payment"),
+                           "payment_0": {"card": "visa", "voucher": None}}
     fields = {f.name: f.schema for f in again.schema.fields}  # type: ignore[union-attr]
     assert fields["tiny"].type == Type.INT8 and fields["small"].type == Type.INT16
     assert fields["amount"].parameters["connect.decimal.precision"] == "9"
@@ -297,10 +297,7 @@ def test_a_new_optional_field_under_backward_reads_old_and_new_records(
     v2 = v1.replace("double speed = 2;", "double speed = 2; optional string driver = 3;")
     old = compile_proto(tmp_path / "v1", {"ev/reading.proto": v1})["ev.Reading"]
     new = compile_proto(tmp_path / "v2", {"ev/reading.proto": v2})["ev.Reading"]
-    registry_client.set_config(subject_name=f"{topic}-value",
-                               config=__import__("confluent_kafka.schema_registry",
-                                                 fromlist=["ServerConfig"]).ServerConfig(
-                                   compatibility="BACKWARD"))
+    assert schema_registry.state.level(f"{topic}-value") == "BACKWARD"
     first = ProtobufSerializer(old, registry_client)(old(id="a", speed=1.5), context(topic))
     second = ProtobufSerializer(new, registry_client)(new(id="b", speed=2.5, driver="d"),
                                                       context(topic))

@@ -554,7 +554,8 @@ def _is_map_entry(item: FieldProto, message: descriptor_pb2.DescriptorProto) -> 
 def _field_params(item: FieldProto) -> Mapping[str, str]:
     if not item.options.HasExtension(meta_pb2.field_meta):
         return {}
-    return item.options.Extensions[meta_pb2.field_meta].params
+    params: Mapping[str, str] = item.options.Extensions[meta_pb2.field_meta].params
+    return params
 
 
 def to_connect_schema(parsed: ParsedSchema, full_name: str, options: ProtobufOptions) -> Schema:
@@ -584,14 +585,19 @@ def _struct_to_connect(schema: Schema, message: Message, options: ProtobufOption
         value = getattr(message, item.name)
         if field.is_repeated:
             result[item.name] = _repeated_to_connect(item.schema, value, options)
-        elif field.message_type is None and not (field.has_presence and
-                                                 item.schema.optional):
-            result[item.name] = _value_to_connect(item.schema, value, field, options)
-        elif options.struct_for_nulls or message.HasField(item.name):
+        elif (field.message_type is None and not _optional_keyword(field, options)) or \
+                options.struct_for_nulls or message.HasField(item.name):
             result[item.name] = _value_to_connect(item.schema, value, field, options)
         else:
             result[item.name] = None
     return result
+
+
+def _optional_keyword(field: Any, options: ProtobufOptions) -> bool:
+    """Whether a scalar field is read as null when not set: proto3 ``optional`` (a
+    synthetic oneof) or proto2 ``optional`` with ``optional.for.proto2``."""
+    return bool(field.has_presence) and (options.optional_for_proto2 or
+                                         field.containing_oneof is not None)
 
 
 def _union_to_connect(item: Field, message: Message, options: ProtobufOptions
@@ -836,7 +842,8 @@ class ProtobufConverter(RegistryConverter):
         self.proto_options = ProtobufOptions.of(self.options)
         size = self.options.schemas_cache_config
         self._writers: Lru[int, _Writer] = Lru(size)
-        self._readers: Lru[tuple[int, ...], _Reader] = Lru(size)
+        self._messages: Lru[tuple[int, ...], _Reader] = Lru(size)
+        """Readers by schema id and message indexes (one schema may hold many messages)."""
 
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if value is None:
@@ -853,7 +860,8 @@ class ProtobufConverter(RegistryConverter):
         except EncodeError as exc:
             raise DataError(f"Failed to serialize Protobuf data from topic {topic}: "
                             f"{exc}") from exc
-        return writer.prefix + payload
+        written: bytes = writer.prefix + payload
+        return written
 
     def _writer(self, topic: str, schema: Schema) -> _Writer:
         written = to_protobuf_schema(schema, self.proto_options)
@@ -875,13 +883,13 @@ class ProtobufConverter(RegistryConverter):
             return SchemaAndValue(None, None)
         schema_id = self.read_header(topic, data)
         indexes, position = decode_message_indexes(data, HEADER.size)
-        reader = self._readers.get((schema_id, *indexes))
+        reader = self._messages.get((schema_id, *indexes))
         if reader is None:
-            parsed = self._parse(self.registry.schema(schema_id))
+            parsed = self.reader(schema_id, self._parse)
             name = parsed.message_name(indexes)
-            reader = _Reader(to_connect_schema(parsed, name, self.proto_options),
-                             _message_class(parsed, name))
-            self._readers.put((schema_id, *indexes), reader)
+            reader = self._messages.put((schema_id, *indexes), _Reader(
+                to_connect_schema(parsed, name, self.proto_options),
+                _message_class(parsed, name)))
         try:
             message = reader.message_class.FromString(data[position:])
         except DecodeError as exc:
@@ -899,4 +907,6 @@ class ProtobufConverter(RegistryConverter):
 
 
 def _message_class(parsed: ParsedSchema, full_name: str) -> type[Message]:
-    return message_factory.GetMessageClass(parsed.pool.FindMessageTypeByName(full_name[1:]))
+    found: type[Message] = message_factory.GetMessageClass(
+        parsed.pool.FindMessageTypeByName(full_name[1:]))
+    return found

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import TypeAlias
 
 from confluent_kafka.schema_registry.confluent import meta_pb2
 from confluent_kafka.schema_registry.confluent.type import decimal_pb2
@@ -39,7 +40,7 @@ from google.type import date_pb2, dayofweek_pb2, latlng_pb2, money_pb2, timeofda
 
 from kanal_worker.api import DataError
 
-FieldProto = descriptor_pb2.FieldDescriptorProto
+FieldProto: TypeAlias = descriptor_pb2.FieldDescriptorProto
 BUILTIN_MODULES: tuple[ModuleType, ...] = (
     descriptor_pb2, any_pb2, duration_pb2, empty_pb2, field_mask_pb2, struct_pb2,
     timestamp_pb2, wrappers_pb2, date_pb2, timeofday_pb2, dayofweek_pb2, latlng_pb2,
