@@ -22,9 +22,10 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
 from google.protobuf.message import Message
 
+from dev.stack_env import stack_env
 from kanal_worker.api import DataError, Schema, Type
 from kanal_worker.api.schema import (
     BOOLEAN,
@@ -43,12 +44,12 @@ from kanal_worker.api.schema import (
     optional,
     struct,
 )
-from kanal_worker.converters.protobuf import ProtobufConverter
+from kanal_worker.converters.protobuf import ProtobufConverter, encode_message_indexes
 from kanal_worker.runtime.status import State
 from tests.integration.standalone import wait_for
 from tests.integration.storage_scenarios import herder_running, task_state
 from tests.integration.test_s3_sink import Bucket, s3_settings
-from tests.kafka_helpers import produce
+from tests.kafka_helpers import consume_all, produce
 from tests.schema_registry import TestRegistry
 
 pytestmark = pytest.mark.integration
@@ -331,7 +332,6 @@ def test_an_unknown_schema_id_and_a_record_without_the_magic_byte_are_data_error
 
 @pytest.fixture
 def s3_env() -> dict[str, str]:
-    from dev.stack_env import stack_env
     return stack_env("s3")
 
 
@@ -387,3 +387,131 @@ message Reading {
     assert rows[1]["vehicle"] == "v1" and rows[1]["alerts"] == ["fast"]
     assert rows[0]["position"] == {"lat": 52.5, "lon": 13.4}
 
+
+
+def errors_header(message: Any, name: str) -> str:
+    return bytes(dict(message.headers())[f"__connect.errors.{name}"]).decode()
+
+
+def readings(tmp: Path, registry_client: SchemaRegistryClient, topic: str) -> list[bytes]:
+    reading = compile_proto(tmp, {"dlq/reading.proto": 'syntax = "proto3";\npackage dlq;\n'
+                                  "message Reading { string vehicle = 1; int32 speed = 2; }\n"}
+                            )["dlq.Reading"]
+    serializer = ProtobufSerializer(reading, registry_client)
+    return [serializer(reading(vehicle=f"v{i}", speed=i), context(topic)) for i in range(3)]
+
+
+def test_unknown_schema_ids_and_missing_magic_bytes_go_to_the_dead_letter_queue(
+        tmp_path: Path, kafka: str, new_topic: Any, schema_registry: TestRegistry,
+        registry_client: SchemaRegistryClient) -> None:
+    topic = new_topic("proto-dlq", 1)
+    good = readings(tmp_path, registry_client, topic)
+    unknown_id = b"\x00\x00\x0f\x42\x3f\x00" + good[0][6:]
+    produce(kafka, topic, [good[0], unknown_id, good[1], b"plain text", good[2]])
+    out, name, dlq = tmp_path / "out.txt", f"proto-dlq-{topic}", f"{topic}-dlq"
+    with herder_running(kafka, name, {
+            "connector.class": "FileStreamSink", "topics": topic, "file": str(out),
+            "value.converter": "io.confluent.connect.protobuf.ProtobufConverter",
+            "value.converter.schema.registry.url": schema_registry.url,
+            "errors.tolerance": "all", "errors.deadletterqueue.topic.name": dlq,
+            "errors.deadletterqueue.topic.replication.factor": "1",
+            "errors.deadletterqueue.context.headers.enable": "true"}) as herder:
+        wait_for(lambda: out.exists() and len(out.read_text().splitlines()) == 3, 90,
+                 "the three good records")
+        assert task_state(herder, name)["state"] == State.RUNNING.value
+    dead = consume_all(kafka, dlq, 2)
+    assert [m.value() for m in dead] == [unknown_id, b"plain text"]
+    assert [errors_header(m, "offset") for m in dead] == ["1", "3"]
+    for message in dead:
+        assert errors_header(message, "topic") == topic
+        assert errors_header(message, "stage") == "VALUE_CONVERTER"
+        assert errors_header(message, "class.name") == \
+            "io.confluent.connect.protobuf.ProtobufConverter"
+    assert "no schema with that id" in errors_header(dead[0], "exception.message")
+    assert "magic byte" in errors_header(dead[1], "exception.message")
+    assert "vehicle=v2" in out.read_text().splitlines()[2]
+
+
+def test_a_record_without_the_magic_byte_fails_the_task_naming_where_it_is(
+        tmp_path: Path, kafka: str, new_topic: Any, schema_registry: TestRegistry,
+        registry_client: SchemaRegistryClient) -> None:
+    topic = new_topic("proto-fail", 1)
+    good = readings(tmp_path, registry_client, topic)
+    produce(kafka, topic, [good[0], good[1], b"{\"json\": true}"])
+    name = f"proto-fail-{topic}"
+    with herder_running(kafka, name, {
+            "connector.class": "FileStreamSink", "topics": topic,
+            "file": str(tmp_path / "out.txt"),
+            "value.converter": "io.confluent.connect.protobuf.ProtobufConverter",
+            "value.converter.schema.registry.url": schema_registry.url}) as herder:
+        wait_for(lambda: task_state(herder, name)["state"] == State.FAILED.value, 90,
+                 "the task FAILED")
+        trace = task_state(herder, name)["trace"]
+    assert f"topic='{topic}', partition=0, offset=2" in trace
+    assert "Unknown magic byte" in trace
+
+
+NULLABLE = struct([("id", INT64), ("note", optional(STRING)), ("count", optional(INT32))],
+                  name="nul.Row")
+
+
+@pytest.mark.parametrize(("option", "note_type"), [
+    ("wrapper.for.nullables", ".google.protobuf.StringValue"),
+    ("optional.for.nullables", "optional string")])
+def test_nullable_fields_written_by_kanal_keep_their_nulls_for_confluent_kafka(
+        tmp_path: Path, schema_registry: TestRegistry, registry_client: SchemaRegistryClient,
+        option: str, note_type: str) -> None:
+    topic = f"proto-null-{uuid.uuid4().hex[:8]}"
+    kanal = converter(schema_registry, **{option: "true"})
+    written = [kanal.from_connect(topic, NULLABLE, {"id": 1, "note": None, "count": None}),
+               kanal.from_connect(topic, NULLABLE, {"id": 2, "note": "", "count": 0})]
+    text = registry_client.get_latest_version(f"{topic}-value").schema.schema_str
+    assert f"{note_type} note = 2;" in text
+    row_class = compile_meta(tmp_path, text)["nul.Row"]
+    deserializer = ProtobufDeserializer(row_class, {}, registry_client)
+    absent, empty = (deserializer(data, context(topic)) for data in written)
+    assert not absent.HasField("note") and not absent.HasField("count")
+    assert empty.HasField("note") and empty.HasField("count")
+    assert [kanal.to_connect(topic, data).value for data in written] == [
+        {"id": 1, "note": None, "count": None}, {"id": 2, "note": "", "count": 0}]
+
+
+def test_primitive_values_are_wrapper_messages_both_ways(
+        schema_registry: TestRegistry, registry_client: SchemaRegistryClient) -> None:
+    topic = f"proto-primitive-{uuid.uuid4().hex[:8]}"
+    kanal = converter(schema_registry)
+    data = kanal.from_connect(topic, INT32, 42)
+    # as Java does: the registered schema is wrappers.proto, the index array points at
+    # Int32Value (the fifth message). confluent-kafka's deserializer cannot take a
+    # registered well-known file (its pool holds one already), so the bytes are read here.
+    assert data is not None and data[5:7] == encode_message_indexes([4]) == b"\x02\x08"
+    assert wrappers_pb2.Int32Value.FromString(data[7:]).value == 42
+    assert registry_client.get_latest_version(f"{topic}-value").schema.schema_str \
+        .startswith('syntax = "proto3";\npackage google.protobuf;')
+    theirs = ProtobufSerializer(wrappers_pb2.StringValue, registry_client)(
+        wrappers_pb2.StringValue(value="hello"), context(f"{topic}-2"))
+    assert kanal.to_connect(topic, theirs).value == "hello"
+    assert kanal.to_connect(topic, theirs).schema == STRING
+
+
+def test_use_latest_version_writes_with_the_schema_confluent_kafka_registered(
+        tmp_path: Path, schema_registry: TestRegistry,
+        registry_client: SchemaRegistryClient) -> None:
+    topic = f"proto-latest-{uuid.uuid4().hex[:8]}"
+    reading = compile_proto(tmp_path, {"lv/reading.proto": 'syntax = "proto3";\npackage lv;\n'
+                                       "message Reading { string vehicle = 1; "
+                                       "int32 speed = 2; map<string, string> tags = 3; }\n"}
+                            )["lv.Reading"]
+    ProtobufSerializer(reading, registry_client)(reading(vehicle="v0"), context(topic))
+    kanal = converter(schema_registry, **{"auto.register.schemas": "false",
+                                          "use.latest.version": "true",
+                                          "latest.compatibility.strict": "false"})
+    schema = struct([("vehicle", STRING), ("speed", INT32),
+                     ("tags", Schema(Type.MAP, key_schema=STRING, value_schema=STRING))],
+                    name="lv.Reading")
+
+    data = kanal.from_connect(topic, schema, {"vehicle": "v1", "speed": 90, "tags": {"a": "b"}})
+
+    read: Any = ProtobufDeserializer(reading, {}, registry_client)(data, context(topic))
+    assert (read.vehicle, read.speed, dict(read.tags)) == ("v1", 90, {"a": "b"})
+    assert registry_client.get_versions(f"{topic}-value") == [1]

@@ -701,7 +701,8 @@ def _fill_message(message: Message, schema: Schema, value: Any) -> None:
             _set_field(message, descriptor.fields_by_name[member.name], member.schema,
                        member_value)
             continue
-        field = descriptor.fields_by_name.get(item.name)
+        field = descriptor.fields_by_name.get(item.name) or \
+            descriptor.fields_by_name.get(scrub_name(item.name))  # scrub.invalid.names
         if field is None:
             raise DataError(f"Protobuf message {descriptor.full_name} has no field "
                             f"{item.name}")

@@ -179,7 +179,14 @@ def parse_schema(schema: str, references: Mapping[str, str]) -> ParsedSchema:
             files[name] = descriptor
     if texts:
         files.update(_compile(texts, files))
-    return ParsedSchema(files["kanal_schema.proto"], files)
+    main = files["kanal_schema.proto"]
+    defined = _symbols(main)  # a registered well-known file (a wrapper at the root) replaces it
+    return ParsedSchema(main, {name: proto for name, proto in files.items()
+                               if proto is main or not _symbols(proto) & defined})
+
+
+def _symbols(file: descriptor_pb2.FileDescriptorProto) -> set[str]:
+    return {f"{file.package}.{item.name}" for item in (*file.message_type, *file.enum_type)}
 
 
 def _as_descriptor(text: str) -> descriptor_pb2.FileDescriptorProto | None:
