@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 
 from dev.stack_env import stack_env
 from kanal_worker.api import DataError, Schema, Type
+from kanal_worker.config.properties import parse_properties
 from kanal_worker.api.schema import (
     BOOLEAN,
     BYTES,
@@ -53,6 +54,8 @@ from tests.kafka_helpers import consume_all, produce
 from tests.schema_registry import TestRegistry
 
 pytestmark = pytest.mark.integration
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "s3-sink-protobuf.properties"
 
 DECIMAL_PROTO = """syntax = "proto3";
 package confluent.type;
@@ -363,12 +366,9 @@ message Reading {
         values.append(serializer(message, context(topic)))
     produce(kafka, topic, values)
     bucket = Bucket(s3_env, f"proto-{unique}")
-    config = {"connector.class": "io.confluent.connect.s3.S3SinkConnector", "topics": topic,
-              "format.class": "io.confluent.connect.s3.format.parquet.ParquetFormat",
-              "flush.size": "6", "value.converter":
-                  "io.confluent.connect.protobuf.ProtobufConverter",
+    example = parse_properties(EXAMPLE.read_text())  # the example, on this test's services
+    config = {**example, "topics": topic, "flush.size": "6",
               "value.converter.schema.registry.url": schema_registry.url,
-              "key.converter": "org.apache.kafka.connect.storage.StringConverter",
               **s3_settings(s3_env, bucket)}
     with herder_running(kafka, name, config) as herder:
         wait_for(lambda: any(n.endswith(".parquet") for n in bucket.names()), 90,

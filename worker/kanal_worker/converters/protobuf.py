@@ -497,11 +497,10 @@ class _ToConnect:
                              FieldProto.TYPE_SFIXED32) and \
                     meta.get(CONNECT_TYPE) in ("int8", "int16"):
                 return Schema(Type(meta[CONNECT_TYPE]))
-            parameters = None if item.type in _NATURAL or item.type not in (
-                *SCALAR_TYPES.values(),) or _TO_CONNECT[item.type] not in (
-                    Type.INT32, Type.INT64) else \
-                {PROTOBUF_TYPE: FieldProto.Type.Name(item.type)[5:].lower()}
-            return Schema(_TO_CONNECT[item.type], parameters=parameters)
+            connect_type = _TO_CONNECT[item.type]
+            named = connect_type in (Type.INT32, Type.INT64) and item.type not in _NATURAL
+            return Schema(connect_type, parameters={
+                PROTOBUF_TYPE: FieldProto.Type.Name(item.type)[5:].lower()} if named else None)
         if item.type == FieldProto.TYPE_ENUM:
             enum = self.parsed.enums[item.type_name]
             parameters = {ENUM: enum.name}
