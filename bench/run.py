@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cdc, control, jdbc, mqtt, search, sources, storage, web
+from bench import cdc, control, jdbc, mqtt, protobuf, search, sources, storage, web
 from bench.env import RESULTS, scratch, stack
 from bench.jdbc_source import BENCH as JDBC_SOURCE
 from bench.jdbc_source import jdbc_source
@@ -29,7 +29,7 @@ from bench.sinks import VARIANTS, b0, b1, scale
 from bench.systems import ConnectWorker, peer_pid
 from bench.workload import ensure
 
-ALL = ("B0", "B1", "B2", "B2s3", "B2gcs", "B3", "B4", "B5", "scale")
+ALL = ("B0", "B1", "B2", "B2s3", "B2gcs", "B3", "B4", "B5", "B6", "scale")
 B0_VARIANT = "kanal fetch settings"
 
 
@@ -127,6 +127,9 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
     add("B5 cdc: Kanal / raw psycopg2 replication changes/s",
         summary.paired_ratio(cdc.BENCH, cdc.VARIANT, "kanal", cdc.BENCH, cdc.VARIANT, cdc.RAW),
         "(higher is better)", lambda r: r >= 0.3)
+    add("B6 protobuf: Kanal / ProtobufDeserializer records/s",
+        summary.paired_ratio(protobuf.BENCH, "readings", "kanal", protobuf.BENCH, "readings",
+                             "confluent-kafka"), "(higher is better)", lambda r: r >= 0.5)
     for system in ("kanal", "apache"):
         add(f"scale {system}: 2 tasks / 1 task records/s",
             summary.paired_ratio("scale 2 task(s)", "passthrough", system, "scale 1 task(s)",
@@ -199,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                                                     env.postgres, run, workdir)))
             steps.append(("B5 cdc", partial(cdc.b5, workload, env.bootstrap, env.postgres, run,
                                             workdir)))
+        if "B6" in wanted:
+            steps.append(("B6", partial(protobuf.b6, workload, env.bootstrap, run, workdir)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
         for name, step in steps:

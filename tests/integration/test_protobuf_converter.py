@@ -27,7 +27,6 @@ from google.protobuf.message import Message
 
 from dev.stack_env import stack_env
 from kanal_worker.api import DataError, Schema, Type
-from kanal_worker.config.properties import parse_properties
 from kanal_worker.api.schema import (
     BOOLEAN,
     BYTES,
@@ -45,6 +44,7 @@ from kanal_worker.api.schema import (
     optional,
     struct,
 )
+from kanal_worker.config.properties import parse_properties
 from kanal_worker.converters.protobuf import ProtobufConverter, encode_message_indexes
 from kanal_worker.runtime.status import State
 from tests.integration.standalone import wait_for
