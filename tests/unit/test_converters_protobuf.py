@@ -221,3 +221,84 @@ def test_schemas_that_do_not_compile_or_recurse_are_clear_data_errors() -> None:
         to_connect_schema(recursive, ".Node", ProtobufOptions())
     with pytest.raises(DataError, match="out of range"):
         recursive.message_name([3])
+
+
+ENUM = "io.confluent.connect.protobuf.Enum"
+TAG = "io.confluent.connect.protobuf.Tag"
+STATUS = {ENUM: "Status", f"{ENUM}.ACTIVE": "0", f"{ENUM}.INACTIVE": "1"}
+
+
+def test_confluents_enum_union_test_proto_reads_as_protobuf_data_test_expects() -> None:
+    """EnumUnion.proto of Confluent's serializer tests and the Connect schema
+    ProtobufDataTest expects of it (getEnumUnionSchemaBuilder)."""
+    nested = ('syntax = "proto3";\npackage io.confluent.kafka.serializers.protobuf.test;\n'
+              "enum Status { ACTIVE = 0; INACTIVE = 1; }\n")
+    text = ('syntax = "proto3";\n\nimport "NestedTestProto.proto";\n\n'
+            "package io.confluent.kafka.serializers.protobuf.test;\n\n"
+            'option java_package = "io.confluent.kafka.serializers.protobuf.test";\n'
+            'option java_outer_classname = "EnumUnionOuter";\n'
+            "option java_multiple_files = false;\n\n"
+            "message EnumUnion {\n    oneof some_val {\n        string one_id = 1;\n"
+            "        int32 other_id = 2;\n        Status some_status = 3;\n    }\n"
+            "    Status status = 4;\n}")
+    parsed = parse_schema(text, {"NestedTestProto.proto": nested})
+    schema = to_connect_schema(parsed, parsed.message_name([0]), ProtobufOptions())
+    some_val = Schema(Type.STRUCT, optional=True,
+                      name="io.confluent.connect.protobuf.Union.some_val", fields=struct([
+                          ("one_id", Schema(Type.STRING, optional=True, parameters={TAG: "1"})),
+                          ("other_id", Schema(Type.INT32, optional=True, parameters={TAG: "2"})),
+                          ("some_status", Schema(Type.STRING, optional=True, name="Status",
+                                                 parameters={**STATUS, TAG: "3"}))]).fields)
+    assert schema == Schema(Type.STRUCT, name="EnumUnion", fields=struct([
+        ("some_val_0", some_val),
+        ("status", Schema(Type.STRING, optional=True, name="Status",
+                          parameters={**STATUS, TAG: "4"}))]).fields)
+
+
+def test_confluents_int16_value_test_proto_keeps_its_connect_type() -> None:
+    text = ('syntax = "proto3";\n\nimport "confluent/meta.proto";\n\n'
+            'option java_package = "io.confluent.kafka.serializers.protobuf.test";\n\n'
+            "// Wrapper message for `Int16`.\nmessage Int16Value {\n"
+            '  int32 value = 1 [(confluent.field_meta) = { params: [\n'
+            '    { key: "connect.type", value: "int16" }\n  ]}];\n}\n')
+    parsed = parse_schema(text, {})
+    schema = to_connect_schema(parsed, ".Int16Value", ProtobufOptions())
+    assert schema.fields[0].schema == Schema(Type.INT16, optional=True, parameters={TAG: "1"})
+
+
+ONEOF_WRAPPER_SCHEMA = (
+    'syntax = "proto3";\npackage io.confluent.test;\nimport "google/protobuf/wrappers.proto";\n'
+    "message OneofWrapFixed {\n  int32 id = 1;\n  string name = 2;\n"
+    "  google.protobuf.StringValue nickname = 3;\n  google.protobuf.Int32Value priority = 4;\n"
+    "  google.protobuf.BoolValue verified = 5;\n"
+    "  oneof payload {\n    string text_payload = 6;\n    int64 number_payload = 7;\n  }\n}\n")
+
+
+@pytest.mark.parametrize("options", [
+    ProtobufOptions(wrapper_for_nullables=True, index_for_unions=False),
+    ProtobufOptions(optional_for_nullables=True, index_for_unions=False)],
+    ids=["wrapper.for.nullables", "optional.for.nullables"])
+@pytest.mark.parametrize(("member", "value"), [("text_payload", "hello"),
+                                               ("number_payload", 7)])
+def test_oneof_members_stay_optional_scalars_and_write_back_byte_for_byte(
+        options: ProtobufOptions, member: str, value: object) -> None:
+    """ProtobufDataTest.testOneofWith{WrapperFor,OptionalFor}Nullables."""
+    parsed = parse_schema(ONEOF_WRAPPER_SCHEMA, {})
+    message_class = message_factory.GetMessageClass(parsed.pool.FindMessageTypeByName(
+        "io.confluent.test.OneofWrapFixed"))
+    original = message_class(id=42, name="alice", **{member: value}).SerializeToString()
+    schema = to_connect_schema(parsed, ".io.confluent.test.OneofWrapFixed", options)
+    payload = schema.field("payload").schema  # type: ignore[union-attr]
+    assert all(f.schema.optional for f in payload.fields)
+    read = to_connect_value(schema, message_class.FromString(original), options)
+    assert read["payload"][member] == value and read["nickname"] is None
+
+    written = to_protobuf_schema(schema, options)
+    back = parse_schema(proto_text(written.file), {})
+    regenerated = back.messages[written.message][0]
+    assert {f.name: f.type for f in regenerated.field}[member] == \
+        {f.name: f.type for f in parsed.messages[".io.confluent.test.OneofWrapFixed"][0]
+         .field}[member]
+    back_class = message_factory.GetMessageClass(back.pool.FindMessageTypeByName(
+        written.message[1:]))
+    assert from_connect_value(schema, read, back_class).SerializeToString() == original
