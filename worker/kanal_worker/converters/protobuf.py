@@ -18,7 +18,7 @@ import datetime as dt
 import decimal
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -567,29 +567,48 @@ def to_connect_schema(parsed: ParsedSchema, full_name: str, options: ProtobufOpt
 
 def to_connect_value(schema: Schema, message: Message, options: ProtobufOptions) -> Any:
     """The Connect value of a message read with the schema ``to_connect_schema`` gave."""
-    if schema.type != Type.STRUCT:
-        return _primitive_to_connect(schema, message.value)  # type: ignore[attr-defined]
-    return _struct_to_connect(schema, message, options)
+    return connect_reader(schema, message.DESCRIPTOR, options)(message)
 
 
-def _struct_to_connect(schema: Schema, message: Message, options: ProtobufOptions
-                       ) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    descriptor = message.DESCRIPTOR
+Read = Callable[[Any], Any]
+
+
+def connect_reader(schema: Schema, descriptor: Any, options: ProtobufOptions) -> Read:
+    """What turns messages of ``descriptor`` into Connect values of ``schema``, planned once
+    per schema (field lookups, enum symbols and presence rules decided here, not per
+    record)."""
+    if schema.type != Type.STRUCT:  # a wrapper at the root
+        unwrap = _value_reader(schema, descriptor.fields_by_name["value"], options)
+        return lambda message: unwrap(message.value)
+    return _struct_reader(schema, descriptor, options)
+
+
+def _struct_reader(schema: Schema, descriptor: Any, options: ProtobufOptions) -> Read:
+    steps: list[tuple[str, Read]] = []
     for item in schema.fields:
         if (item.schema.name or "").startswith(UNION_PREFIX):
-            result[item.name] = _union_to_connect(item, message, options)
+            steps.append((item.name, _union_reader(item.schema, descriptor, options)))
             continue
         field = descriptor.fields_by_name[item.name]
-        value = getattr(message, item.name)
-        if field.is_repeated:
-            result[item.name] = _repeated_to_connect(item.schema, value, options)
-        elif (field.message_type is None and not _optional_keyword(field, options)) or \
-                options.struct_for_nulls or message.HasField(item.name):
-            result[item.name] = _value_to_connect(item.schema, value, field, options)
+        read = _value_reader(item.schema, field, options)
+        if field.is_repeated or (field.message_type is None and
+                                 not _optional_keyword(field, options)) or \
+                options.struct_for_nulls:
+            steps.append((item.name, _always(item.name, read)))
         else:
-            result[item.name] = None
-    return result
+            steps.append((item.name, _when_set(item.name, read)))
+
+    def read_struct(message: Any) -> dict[str, Any]:
+        return {name: step(message) for name, step in steps}
+    return read_struct
+
+
+def _always(name: str, read: Read) -> Read:
+    return lambda message: read(getattr(message, name))
+
+
+def _when_set(name: str, read: Read) -> Read:
+    return lambda message: read(getattr(message, name)) if message.HasField(name) else None
 
 
 def _optional_keyword(field: Any, options: ProtobufOptions) -> bool:
@@ -599,71 +618,77 @@ def _optional_keyword(field: Any, options: ProtobufOptions) -> bool:
                                          field.containing_oneof is not None)
 
 
-def _union_to_connect(item: Field, message: Message, options: ProtobufOptions
-                      ) -> dict[str, Any] | None:
-    first = item.schema.fields[0].name if item.schema.fields else ""
-    oneof = message.DESCRIPTOR.fields_by_name[first].containing_oneof
-    chosen = message.WhichOneof(oneof.name) if oneof is not None else None
-    if chosen is None:
-        return None
-    union: dict[str, Any] = {member.name: None for member in item.schema.fields}
-    member = item.schema.field(chosen)
-    if member is not None:
-        union[chosen] = _value_to_connect(member.schema, getattr(message, chosen),
-                                          message.DESCRIPTOR.fields_by_name[chosen], options)
-    return union
+def _union_reader(schema: Schema, descriptor: Any, options: ProtobufOptions) -> Read:
+    members = {m.name: _value_reader(m.schema, descriptor.fields_by_name[m.name], options)
+               for m in schema.fields}
+    first = descriptor.fields_by_name[schema.fields[0].name] if schema.fields else None
+    oneof = first.containing_oneof.name if first is not None else ""
+    empty = dict.fromkeys(members)
+
+    def read_union(message: Any) -> dict[str, Any] | None:
+        chosen = message.WhichOneof(oneof)
+        if chosen is None:
+            return None
+        return {**empty, chosen: members[chosen](getattr(message, chosen))}
+    return read_union
 
 
-def _repeated_to_connect(schema: Schema, value: Any, options: ProtobufOptions) -> Any:
+def _value_reader(schema: Schema, field: Any, options: ProtobufOptions) -> Read:
+    """What reads one value of ``field`` (one element of a repeated field) as ``schema``."""
+    if schema.type == Type.ARRAY:
+        assert schema.value_schema is not None
+        element = _value_reader(schema.value_schema, field, options)
+        return lambda values: [element(v) for v in values]
     if schema.type == Type.MAP:
         assert schema.key_schema is not None and schema.value_schema is not None
-        key_schema, value_schema = schema.key_schema, schema.value_schema
-        if isinstance(value, Mapping):
-            pairs: Any = value.items()
-        else:
-            pairs = ((entry.key, entry.value) for entry in value)
-        return {_value_to_connect(key_schema, k, None, options):
-                _value_to_connect(value_schema, v, None, options) for k, v in pairs}
-    assert schema.value_schema is not None
-    element = schema.value_schema
-    return [_value_to_connect(element, v, None, options) for v in value]
-
-
-def _value_to_connect(schema: Schema, value: Any, field: Any, options: ProtobufOptions) -> Any:
-    if schema.name == DECIMAL:
-        return protobuf_to_decimal(value)
-    if schema.name == DATE:
-        if value.year == 0 and value.month == 0 and value.day == 0:
-            return dt.date(1970, 1, 1)
-        return dt.date(value.year, value.month, value.day)
-    if schema.name == TIME:
-        millis = value.nanos // 1_000_000
-        return dt.time(value.hours, value.minutes, value.seconds, millis * 1000)
-    if schema.name == TIMESTAMP:
-        return EPOCH + dt.timedelta(milliseconds=value.seconds * 1000 + value.nanos // 1_000_000)
+        entry = field.message_type
+        key = _value_reader(schema.key_schema, entry.fields_by_name["key"], options)
+        value = _value_reader(schema.value_schema, entry.fields_by_name["value"], options)
+        if entry.GetOptions().map_entry:
+            return lambda pairs: {key(k): value(v) for k, v in pairs.items()}
+        return lambda entries: {key(e.key): value(e.value) for e in entries}
+    logical = _LOGICAL_READERS.get(schema.name or "")
+    if logical is not None:
+        return logical
     if schema.type == Type.STRUCT:
-        return _struct_to_connect(schema, value, options)
-    if isinstance(value, Message):  # a wrapper read as its primitive
-        value = value.value  # type: ignore[attr-defined]
-    if ENUM in (schema.parameters or {}) and isinstance(value, int):
-        if schema.type == Type.INT32:
-            return value
-        return _enum_symbol(schema, value)
-    return _primitive_to_connect(schema, value)
-
-
-def _enum_symbol(schema: Schema, number: int) -> str:
-    prefix = ENUM + "."
-    for key, tag in (schema.parameters or {}).items():
-        if key.startswith(prefix) and int(tag) == number:
-            return key[len(prefix):]
-    return str(number)
-
-
-def _primitive_to_connect(schema: Schema, value: Any) -> Any:
+        return _struct_reader(schema, field.message_type, options)
+    if field.message_type is not None:  # a wrapper read as its primitive
+        unwrap = _value_reader(schema, field.message_type.fields_by_name["value"], options)
+        return lambda wrapper: unwrap(wrapper.value)
+    if field.enum_type is not None and schema.type == Type.STRING:
+        symbols = _enum_symbols(schema)
+        return lambda number: symbols.get(number) or str(number)
     if schema.type == Type.BYTES:
-        return bytes(value)
+        return bytes
+    return _identity
+
+
+def _identity(value: Any) -> Any:
     return value
+
+
+def _enum_symbols(schema: Schema) -> dict[int, str]:
+    prefix = ENUM + "."
+    return {int(tag): key[len(prefix):] for key, tag in (schema.parameters or {}).items()
+            if key.startswith(prefix)}
+
+
+def _read_date(value: Any) -> dt.date:
+    if value.year == 0 and value.month == 0 and value.day == 0:
+        return dt.date(1970, 1, 1)
+    return dt.date(value.year, value.month, value.day)
+
+
+def _read_time(value: Any) -> dt.time:
+    return dt.time(value.hours, value.minutes, value.seconds, value.nanos // 1_000_000 * 1000)
+
+
+def _read_timestamp(value: Any) -> dt.datetime:
+    return EPOCH + dt.timedelta(milliseconds=value.seconds * 1000 + value.nanos // 1_000_000)
+
+
+_LOGICAL_READERS: dict[str, Read] = {DECIMAL: protobuf_to_decimal, DATE: _read_date,
+                                     TIME: _read_time, TIMESTAMP: _read_timestamp}
 
 
 def from_connect_value(schema: Schema, value: Any, message_class: type[Message]) -> Message:
@@ -826,6 +851,7 @@ class _Writer:
 class _Reader:
     schema: Schema
     message_class: type[Message]
+    read: Callable[[Any], Any]
 
 
 class ProtobufConverter(RegistryConverter):
@@ -887,16 +913,17 @@ class ProtobufConverter(RegistryConverter):
         if reader is None:
             parsed = self.reader(schema_id, self._parse)
             name = parsed.message_name(indexes)
+            schema = to_connect_schema(parsed, name, self.proto_options)
+            message_class = _message_class(parsed, name)
             reader = self._messages.put((schema_id, *indexes), _Reader(
-                to_connect_schema(parsed, name, self.proto_options),
-                _message_class(parsed, name)))
+                schema, message_class,
+                connect_reader(schema, message_class.DESCRIPTOR, self.proto_options)))
         try:
             message = reader.message_class.FromString(data[position:])
         except DecodeError as exc:
             raise DataError(f"Failed to deserialize data for topic {topic} to Protobuf with "
                             f"schema id {schema_id}: {exc}") from exc
-        return SchemaAndValue(reader.schema,
-                              to_connect_value(reader.schema, message, self.proto_options))
+        return SchemaAndValue(reader.schema, reader.read(message))
 
     def _parse(self, registered: RegistrySchema) -> ParsedSchema:
         if registered.schema_type not in (None, self.schema_type):
