@@ -515,3 +515,25 @@ def test_use_latest_version_writes_with_the_schema_confluent_kafka_registered(
     read: Any = ProtobufDeserializer(reading, {}, registry_client)(data, context(topic))
     assert (read.vehicle, read.speed, dict(read.tags)) == ("v1", 90, {"a": "b"})
     assert registry_client.get_versions(f"{topic}-value") == [1]
+
+
+def test_keys_use_the_key_subject_and_record_name_strategies(
+        tmp_path: Path, schema_registry: TestRegistry,
+        registry_client: SchemaRegistryClient) -> None:
+    topic = f"proto-key-{uuid.uuid4().hex[:8]}"
+    key_schema = struct([("vehicle", STRING)], name="keys.VehicleKey")
+    kanal_key = ProtobufConverter({"schema.registry.url": schema_registry.url}, True)
+    by_record = ProtobufConverter({
+        "schema.registry.url": schema_registry.url, "key.subject.name.strategy":
+            "io.confluent.kafka.serializers.subject.RecordNameStrategy"}, True)
+
+    data = kanal_key.from_connect(topic, key_schema, {"vehicle": "v7"})
+    by_record.from_connect(topic, key_schema, {"vehicle": "v8"})
+
+    subjects = registry_client.get_subjects()
+    assert f"{topic}-key" in subjects and "keys.VehicleKey" in subjects
+    key_class = compile_meta(tmp_path, registry_client.get_latest_version(
+        f"{topic}-key").schema.schema_str)["keys.VehicleKey"]
+    read: Any = ProtobufDeserializer(key_class, {}, registry_client)(
+        data, SerializationContext(topic, MessageField.KEY))
+    assert read.vehicle == "v7"

@@ -14,7 +14,7 @@ from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.schema_registry.serde import SchemaId
 from google.protobuf import descriptor_pb2, message_factory
 
-from kanal_worker.api import DataError, Schema, Type
+from kanal_worker.api import ConfigError, DataError, Schema, Type
 from kanal_worker.api.schema import (
     DATE,
     DECIMAL,
@@ -27,6 +27,7 @@ from kanal_worker.api.schema import (
     struct,
 )
 from kanal_worker.converters.protobuf import (
+    ProtobufConverter,
     ProtobufOptions,
     decode_message_indexes,
     encode_message_indexes,
@@ -302,3 +303,13 @@ def test_oneof_members_stay_optional_scalars_and_write_back_byte_for_byte(
     back_class = message_factory.GetMessageClass(back.pool.FindMessageTypeByName(
         written.message[1:]))
     assert from_connect_value(schema, read, back_class).SerializeToString() == original
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("wrapper.for.nullables", "maybe", "valid boolean"),
+    ("reference.subject.name.strategy", "Foo", "unknown reference subject name strategy Foo"),
+    ("value.subject.name.strategy", "Bar", "unknown subject name strategy Bar")])
+def test_bad_settings_name_the_key(key: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as raised:
+        ProtobufConverter({"schema.registry.url": "http://127.0.0.1:1", key: value}, False)
+    assert raised.value.key == key
