@@ -24,6 +24,8 @@ from typing import Any
 
 import fastavro
 import fastavro.utils
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 from kanal_worker.converters.protobuf_schema import parse_schema
 
@@ -356,6 +358,13 @@ class TestRegistry:
         finally:
             self.users, self.token = {}, None
 
+    def framed(self, data: bytes | None, subject: str) -> bytes:
+        """The payload of ``data`` after checking its wire header: magic byte 0 and the
+        id of the subject's latest schema."""
+        assert data is not None and len(data) >= 5 and data[0] == 0, data
+        assert int.from_bytes(data[1:5], "big") == self.state.subjects[subject][-1]
+        return data[5:]
+
     def authorized(self, header: str | None) -> bool:
         if not self.users and self.token is None:
             return True
@@ -368,3 +377,12 @@ class TestRegistry:
             user, _, password = base64.b64decode(credentials).decode().partition(":")
             return self.users.get(user) == password
         return False
+
+
+def confluent_client(url: str) -> SchemaRegistryClient:
+    """confluent-kafka's own client, for its serializers (the cross-checks)."""
+    return SchemaRegistryClient({"url": url})
+
+
+def value_context(topic: str) -> SerializationContext:
+    return SerializationContext(topic, MessageField.VALUE)

@@ -41,7 +41,7 @@ from tests.integration.standalone import (
     write_properties,
 )
 from tests.kafka_helpers import consume_all
-from tests.unit.test_converters_avro import MemoryRegistry
+from tests.schema_registry import TestRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -486,7 +486,8 @@ TYPED_COLUMNS = {
 }
 
 
-def test_column_types_become_connect_types_that_avro_carries(db: Db) -> None:
+def test_column_types_become_connect_types_that_avro_carries(
+        db: Db, schema_registry: TestRegistry) -> None:
     """Rows read by the task itself (no Kafka) and written and read back by the
     AvroConverter: the table's types survive as Avro's."""
     table = table_name()
@@ -523,9 +524,8 @@ def test_column_types_become_connect_types_that_avro_carries(db: Db) -> None:
                                                         tzinfo=dt.UTC)
     assert value["clock"] == dt.time(8, 30, 15, 250000)
     assert value["raw"] == b"\x01\x02" and orjson.loads(value["doc"]) == {"a": 1}
-    avro = AvroConverter({"schema.registry.url": "http://registry:8081"}, False,
-                         registry=MemoryRegistry())
-    back = avro.to_connect("t", avro.from_connect("t", schema, value))
+    avro = AvroConverter({"schema.registry.url": schema_registry.url}, False)
+    back = avro.to_connect(table, avro.from_connect(table, schema, value))
     assert back.value["amount"] == decimal.Decimal("12.345")
     assert back.value["at"] == value["at"] and back.value["day"] == value["day"]
     assert back.value["ref"] == "9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d"

@@ -26,6 +26,7 @@ HEAVY = ("azure", "boto3", "botocore", "pyarrow", "fastavro", "opensearchpy", "a
          "kanal_worker.connectors.azure_blob", "kanal_worker.connectors.elasticsearch",
          "kanal_worker.connectors.s3",
          "kanal_worker.converters.avro", "kanal_worker.converters.registry",
+         "kanal_worker.converters.json_schema",
          "kanal_worker.transforms.")
 
 

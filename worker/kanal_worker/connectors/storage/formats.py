@@ -28,7 +28,7 @@ from kanal_worker.api.schema import (
 )
 from kanal_worker.connectors.storage import schemas
 from kanal_worker.connectors.storage.settings import StorageSinkSettings
-from kanal_worker.converters.avro import avro_datum, to_avro_schema
+from kanal_worker.converters.avro_data import avro_datum, to_avro_schema
 from kanal_worker.converters.json import JsonConverter, dumps
 
 CHUNK = 1 << 20

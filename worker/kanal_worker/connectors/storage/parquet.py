@@ -16,7 +16,7 @@ from kanal_worker.connectors.storage.formats import (
     FileFormat,
     FileWriter,
 )
-from kanal_worker.converters.avro import DECIMAL_PRECISION
+from kanal_worker.converters.avro_data import DECIMAL_PRECISION
 
 
 class ParquetFormat(FileFormat):
