@@ -51,7 +51,7 @@ from tests.integration.standalone import wait_for
 from tests.integration.storage_scenarios import herder_running, task_state
 from tests.integration.test_s3_sink import Bucket, s3_settings
 from tests.kafka_helpers import consume_all, produce
-from tests.schema_registry import TestRegistry
+from tests.schema_registry import TestRegistry, confluent_client, value_context
 
 pytestmark = pytest.mark.integration
 
@@ -134,15 +134,11 @@ def compile_proto(tmp: Path, files: dict[str, str]) -> dict[str, type[Message]]:
 
 @pytest.fixture
 def registry_client(schema_registry: TestRegistry) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": schema_registry.url})
+    return confluent_client(schema_registry.url)
 
 
 def converter(registry: TestRegistry, **config: str) -> ProtobufConverter:
     return ProtobufConverter({"schema.registry.url": registry.url, **config}, False)
-
-
-def context(topic: str) -> SerializationContext:
-    return SerializationContext(topic, MessageField.VALUE)
 
 
 def order_classes(tmp: Path) -> dict[str, type[Message]]:
@@ -174,7 +170,7 @@ def test_records_confluent_kafka_wrote_read_as_connect_data_for_every_type(
     topic = f"proto-read-{uuid.uuid4().hex[:8]}"
     classes = order_classes(tmp_path)
     serializer = ProtobufSerializer(classes["shop.Order"], registry_client)
-    data = serializer(full_order(classes), context(topic))
+    data = serializer(full_order(classes), value_context(topic))
     kanal = converter(schema_registry, **{"wrapper.for.nullables": "true"})
 
     read = kanal.to_connect(topic, data)
@@ -264,7 +260,7 @@ def test_records_kanal_wrote_read_by_confluent_kafka_for_every_type(
         f"{topic}-value").schema.schema_str)
     order_class = classes["com.shop.Order"]
     order: Any = ProtobufDeserializer(order_class, {"use.deprecated.format": False},
-                                      registry_client)(data, context(topic))
+                                      registry_client)(data, value_context(topic))
     assert (order.id, order.tiny, order.small, order.count) == (2**40, -3, 300, -9)
     assert (order.ratio, order.price, order.paid, order.customer, order.blob) == \
         (0.5, 9.75, True, "ada", b"\x01\x02")
@@ -302,9 +298,9 @@ def test_a_new_optional_field_under_backward_reads_old_and_new_records(
     old = compile_proto(tmp_path / "v1", {"ev/reading.proto": v1})["ev.Reading"]
     new = compile_proto(tmp_path / "v2", {"ev/reading.proto": v2})["ev.Reading"]
     assert schema_registry.state.level(f"{topic}-value") == "BACKWARD"
-    first = ProtobufSerializer(old, registry_client)(old(id="a", speed=1.5), context(topic))
+    first = ProtobufSerializer(old, registry_client)(old(id="a", speed=1.5), value_context(topic))
     second = ProtobufSerializer(new, registry_client)(new(id="b", speed=2.5, driver="d"),
-                                                      context(topic))
+                                                      value_context(topic))
     kanal = converter(schema_registry, **{"optional.for.nullables": "true"})
 
     read_old, read_new = kanal.to_connect(topic, first), kanal.to_connect(topic, second)
@@ -363,7 +359,7 @@ message Reading {
         message: Any = reading(vehicle=f"v{i}", speed=80.5 + i, alerts=["fast"] * (i % 2))
         message.at.seconds = 1_780_000_000 + i
         message.position.lat, message.position.lon = 52.5, 13.4
-        values.append(serializer(message, context(topic)))
+        values.append(serializer(message, value_context(topic)))
     produce(kafka, topic, values)
     bucket = Bucket(s3_env, f"proto-{unique}")
     example = parse_properties(EXAMPLE.read_text())  # the example, on this test's services
@@ -398,7 +394,7 @@ def readings(tmp: Path, registry_client: SchemaRegistryClient, topic: str) -> li
                                   "message Reading { string vehicle = 1; int32 speed = 2; }\n"}
                             )["dlq.Reading"]
     serializer = ProtobufSerializer(reading, registry_client)
-    return [serializer(reading(vehicle=f"v{i}", speed=i), context(topic)) for i in range(3)]
+    return [serializer(reading(vehicle=f"v{i}", speed=i), value_context(topic)) for i in range(3)]
 
 
 def test_unknown_schema_ids_and_missing_magic_bytes_go_to_the_dead_letter_queue(
@@ -469,7 +465,7 @@ def test_nullable_fields_written_by_kanal_keep_their_nulls_for_confluent_kafka(
     assert f"{note_type} note = 2;" in text
     row_class = compile_meta(tmp_path, text)["nul.Row"]
     deserializer = ProtobufDeserializer(row_class, {}, registry_client)
-    absent, empty = (deserializer(data, context(topic)) for data in written)
+    absent, empty = (deserializer(data, value_context(topic)) for data in written)
     assert not absent.HasField("note") and not absent.HasField("count")
     assert empty.HasField("note") and empty.HasField("count")
     assert [kanal.to_connect(topic, data).value for data in written] == [
@@ -489,7 +485,7 @@ def test_primitive_values_are_wrapper_messages_both_ways(
     assert registry_client.get_latest_version(f"{topic}-value").schema.schema_str \
         .startswith('syntax = "proto3";\npackage google.protobuf;')
     theirs = ProtobufSerializer(wrappers_pb2.StringValue, registry_client)(
-        wrappers_pb2.StringValue(value="hello"), context(f"{topic}-2"))
+        wrappers_pb2.StringValue(value="hello"), value_context(f"{topic}-2"))
     assert kanal.to_connect(topic, theirs).value == "hello"
     assert kanal.to_connect(topic, theirs).schema == STRING
 
@@ -502,7 +498,7 @@ def test_use_latest_version_writes_with_the_schema_confluent_kafka_registered(
                                        "message Reading { string vehicle = 1; "
                                        "int32 speed = 2; map<string, string> tags = 3; }\n"}
                             )["lv.Reading"]
-    ProtobufSerializer(reading, registry_client)(reading(vehicle="v0"), context(topic))
+    ProtobufSerializer(reading, registry_client)(reading(vehicle="v0"), value_context(topic))
     kanal = converter(schema_registry, **{"auto.register.schemas": "false",
                                           "use.latest.version": "true",
                                           "latest.compatibility.strict": "false"})
@@ -512,7 +508,7 @@ def test_use_latest_version_writes_with_the_schema_confluent_kafka_registered(
 
     data = kanal.from_connect(topic, schema, {"vehicle": "v1", "speed": 90, "tags": {"a": "b"}})
 
-    read: Any = ProtobufDeserializer(reading, {}, registry_client)(data, context(topic))
+    read: Any = ProtobufDeserializer(reading, {}, registry_client)(data, value_context(topic))
     assert (read.vehicle, read.speed, dict(read.tags)) == ("v1", 90, {"a": "b"})
     assert registry_client.get_versions(f"{topic}-value") == [1]
 
