@@ -45,6 +45,7 @@ from kanal_worker.api.schema import (
     timestamp_millis,
 )
 from kanal_worker.converters.protobuf_schema import (
+    MAIN_FILE,
     SCALAR_TYPES,
     FieldProto,
     ParsedSchema,
@@ -257,7 +258,7 @@ class _FromConnect:
     def __init__(self, options: ProtobufOptions) -> None:
         self.options = options
         self.default_names = 0
-        self.file = descriptor_pb2.FileDescriptorProto(name="kanal_schema.proto",
+        self.file = descriptor_pb2.FileDescriptorProto(name=MAIN_FILE,
                                                        syntax="proto3")
 
     def name_or_default(self, name: str | None) -> str:

@@ -45,9 +45,11 @@ BUILTIN_MODULES: tuple[ModuleType, ...] = (
     descriptor_pb2, any_pb2, duration_pb2, empty_pb2, field_mask_pb2, struct_pb2,
     timestamp_pb2, wrappers_pb2, date_pb2, timeofday_pb2, dayofweek_pb2, latlng_pb2,
     money_pb2, meta_pb2, decimal_pb2)
-"""Files a registry never holds as subjects (confluent-kafka's ``_is_builtin`` prefixes)."""
-BUILTIN_PREFIXES = ("google/protobuf/", "google/type/", "confluent/")
+"""Files a schema imports without a reference (under ``google/protobuf/``, ``google/type/``
+and ``confluent/``: what registry clients skip when they register references)."""
 PROTOC_TIMEOUT = 60.0
+MAIN_FILE = "kanal_schema.proto"
+"""The name a registered schema's own file gets (the registry keeps no file name)."""
 
 _SCALAR_NAMES = {
     FieldProto.TYPE_DOUBLE: "double", FieldProto.TYPE_FLOAT: "float",
@@ -62,20 +64,20 @@ SCALAR_TYPES = {name: kind for kind, name in _SCALAR_NAMES.items()}
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 
-def builtin_files() -> dict[str, descriptor_pb2.FileDescriptorProto]:
-    """The files every registered schema may import without a reference."""
+def _descriptors(modules: Iterable[ModuleType]) -> dict[str, descriptor_pb2.FileDescriptorProto]:
     files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-    for module in BUILTIN_MODULES:
+    for module in modules:
         proto = descriptor_pb2.FileDescriptorProto.FromString(module.DESCRIPTOR.serialized_pb)
         files[proto.name] = proto
     return files
 
 
-_BUILTINS = builtin_files()
+_BUILTINS = _descriptors(BUILTIN_MODULES)
 
 
-def is_builtin(import_name: str) -> bool:
-    return import_name.startswith(BUILTIN_PREFIXES)
+def builtin_files() -> dict[str, descriptor_pb2.FileDescriptorProto]:
+    """The files every registered schema may import without a reference, by name."""
+    return dict(_BUILTINS)
 
 
 @dataclass
@@ -167,8 +169,8 @@ class ParsedSchema:
 def parse_schema(schema: str, references: Mapping[str, str]) -> ParsedSchema:
     """A registered schema (``.proto`` text or a base64 descriptor) with the schemas of its
     references by import name (already resolved, transitively)."""
-    given = {"kanal_schema.proto": schema, **references}
-    files = dict(_BUILTINS)
+    given = {MAIN_FILE: schema, **references}
+    files = builtin_files()
     texts: dict[str, str] = {}
     for name, text in given.items():
         descriptor = _as_descriptor(text)
@@ -179,7 +181,7 @@ def parse_schema(schema: str, references: Mapping[str, str]) -> ParsedSchema:
             files[name] = descriptor
     if texts:
         files.update(_compile(texts, files))
-    main = files["kanal_schema.proto"]
+    main = files[MAIN_FILE]
     defined = _symbols(main)  # a registered well-known file (a wrapper at the root) replaces it
     return ParsedSchema(main, {name: proto for name, proto in files.items()
                                if proto is main or not _symbols(proto) & defined})
