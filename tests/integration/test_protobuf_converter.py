@@ -26,7 +26,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wr
 from google.protobuf.message import Message
 
 from dev.stack_env import stack_env
-from kanal_worker.api import DataError, Schema, Type
+from kanal_worker.api import DataError, RetriableError, Schema, Type
 from kanal_worker.api.schema import (
     BOOLEAN,
     BYTES,
@@ -318,6 +318,21 @@ def test_a_new_optional_field_under_backward_reads_old_and_new_records(
     written = kanal.from_connect(kanal_topic, grown, {"id": "y", "driver": None})
     assert registry_client.get_versions(f"{kanal_topic}-value") == [1, 2]
     assert kanal.to_connect(kanal_topic, written).value == {"id": "y", "driver": None}
+    # a field whose type changes is not BACKWARD compatible: the registry refuses it
+    changed = struct([("id", INT64), ("driver", optional(STRING))], name="ev.Kanal")
+    with pytest.raises(DataError, match="incompatible schema"):
+        kanal.from_connect(kanal_topic, changed, {"id": 1})
+
+
+def test_a_registry_that_is_down_is_retriable_and_nothing_is_cached_wrong(
+        schema_registry: TestRegistry, registry_client: SchemaRegistryClient) -> None:
+    topic = f"proto-down-{uuid.uuid4().hex[:8]}"
+    data = ProtobufSerializer(wrappers_pb2.StringValue, registry_client)(
+        wrappers_pb2.StringValue(value="kept"), value_context(topic))
+    kanal = converter(schema_registry, **{"max.retries": "0"})
+    with schema_registry.down(), pytest.raises(RetriableError, match="unreachable"):
+        kanal.to_connect(topic, data)
+    assert kanal.to_connect(topic, data).value == "kept"
 
 
 def test_an_unknown_schema_id_and_a_record_without_the_magic_byte_are_data_errors(
