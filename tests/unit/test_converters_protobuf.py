@@ -8,6 +8,7 @@ import base64
 import datetime as dt
 import decimal
 import io
+from typing import Any
 
 import pytest
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
@@ -313,3 +314,24 @@ def test_bad_settings_name_the_key(key: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as raised:
         ProtobufConverter({"schema.registry.url": "http://127.0.0.1:1", key: value}, False)
     assert raised.value.key == key
+
+
+def test_map_fields_and_enums_of_a_registered_schema_are_written_through_its_descriptor(
+        ) -> None:
+    """use.latest.version writes with a registered schema: ``map<>`` fields (map entries,
+    not Java's repeated entry messages) and enums by symbol."""
+    parsed = parse_schema('syntax = "proto3";\npackage m;\nmessage Holder {\n'
+                          "  map<string, Item> items = 1;\n  map<int32, string> names = 2;\n"
+                          "  Kind kind = 3;\n  message Item { int64 n = 1; }\n"
+                          "  enum Kind { PLAIN = 0; FANCY = 1; }\n}\n", {})
+    options = ProtobufOptions()
+    schema = to_connect_schema(parsed, ".m.Holder", options)
+    holder = message_factory.GetMessageClass(parsed.pool.FindMessageTypeByName("m.Holder"))
+    value = {"items": {"a": {"n": 5}, "b": {"n": 0}}, "names": {7: "seven"}, "kind": "FANCY"}
+    message: Any = from_connect_value(schema, value, holder)
+    assert message.items["a"].n == 5 and "b" in message.items and message.names[7] == "seven"
+    assert message.kind == 1
+    assert to_connect_value(schema, holder.FromString(message.SerializeToString()),
+                            options) == value
+    with pytest.raises(DataError, match=r"'ODD' is not a symbol of enum m\.Holder\.Kind"):
+        from_connect_value(schema, {"kind": "ODD"}, holder)

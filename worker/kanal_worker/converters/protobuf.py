@@ -40,7 +40,6 @@ from kanal_worker.api.schema import (
     TIME,
     TIMESTAMP,
     Field,
-    date_days,
     time_millis,
     timestamp_millis,
 )
@@ -694,131 +693,206 @@ _LOGICAL_READERS: dict[str, Read] = {DECIMAL: protobuf_to_decimal, DATE: _read_d
 
 def from_connect_value(schema: Schema, value: Any, message_class: type[Message]) -> Message:
     """A message of ``message_class`` holding the Connect value ``value``."""
-    message = message_class()
-    try:
-        if schema.type == Type.STRUCT:
-            _fill_message(message, schema, value)
-        else:
-            message.value = _primitive_from_connect(schema, value)  # type: ignore[attr-defined]
-    except (TypeError, ValueError, AttributeError, KeyError) as exc:
-        raise DataError(f"Cannot write {schema.type} value as Protobuf "
-                        f"{message.DESCRIPTOR.full_name}: {exc}") from exc
-    return message
+    return protobuf_writer(schema, message_class)(value)
 
 
-def _fill_message(message: Message, schema: Schema, value: Any) -> None:
-    if not isinstance(value, Mapping):
-        raise DataError(f"Expected a struct for {schema.name or 'a struct'} but got "
-                        f"{type(value).__name__}")
-    descriptor = message.DESCRIPTOR
+Fill = Callable[[Any, Any], None]
+"""Sets a Connect value into a message (or a message field)."""
+
+
+def protobuf_writer(schema: Schema, message_class: type[Message]) -> Callable[[Any], Message]:
+    """What turns Connect values of ``schema`` into messages of ``message_class``, planned
+    once per schema as ``connect_reader`` is."""
+    descriptor = message_class.DESCRIPTOR
+    if schema.type == Type.STRUCT:
+        fill = _struct_filler(schema, descriptor)
+    else:  # a wrapper at the root
+        convert = _scalar_converter(schema, descriptor.fields_by_name["value"])
+
+        def fill(message: Any, value: Any) -> None:
+            message.value = convert(value)
+
+    def write(value: Any) -> Message:
+        message = message_class()
+        try:
+            fill(message, value)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise DataError(f"Cannot write {schema.type} value as Protobuf "
+                            f"{descriptor.full_name}: {exc}") from exc
+        return message
+    return write
+
+
+def _struct_filler(schema: Schema, descriptor: Any) -> Fill:
+    steps: list[tuple[str, Any, Fill]] = []
     for item in schema.fields:
-        field_value = value.get(item.name)
-        if field_value is None:
-            field_value = item.schema.default
-        if field_value is None:
-            continue
         if (item.schema.name or "").startswith(UNION_PREFIX):
-            chosen = next(((member, field_value[member.name]) for member in item.schema.fields
-                           if field_value.get(member.name) is not None), None)
-            if chosen is None:
-                raise DataError(f"Union field {item.name} has no member set")
-            member, member_value = chosen
-            _set_field(message, descriptor.fields_by_name[member.name], member.schema,
-                       member_value)
+            steps.append((item.name, None, _union_filler(item, descriptor)))
             continue
         field = descriptor.fields_by_name.get(item.name) or \
             descriptor.fields_by_name.get(scrub_name(item.name))  # scrub.invalid.names
-        if field is None:
-            raise DataError(f"Protobuf message {descriptor.full_name} has no field "
-                            f"{item.name}")
-        _set_field(message, field, item.schema, field_value)
+        setter = _missing_field(descriptor, item.name) if field is None else \
+            _field_setter(item.schema, field)
+        steps.append((item.name, item.schema.default, setter))
+
+    def fill(message: Any, value: Any) -> None:
+        if not isinstance(value, Mapping):
+            raise DataError(f"Expected a struct for {schema.name or 'a struct'} but got "
+                            f"{type(value).__name__}")
+        get = value.get
+        for name, default, setter in steps:
+            field_value = get(name)
+            if field_value is None:
+                field_value = default
+            if field_value is not None:
+                setter(message, field_value)
+    return fill
 
 
-def _set_field(message: Message, field: Any, schema: Schema, value: Any) -> None:
+def _missing_field(descriptor: Any, name: str) -> Fill:
+    def fail(message: Any, value: Any) -> None:
+        raise DataError(f"Protobuf message {descriptor.full_name} has no field {name}")
+    return fail
+
+
+def _union_filler(item: Field, descriptor: Any) -> Fill:
+    members = [(m.name, _field_setter(m.schema, descriptor.fields_by_name[m.name]))
+               for m in item.schema.fields]
+
+    def fill(message: Any, union: Any) -> None:
+        for name, setter in members:
+            member_value = union.get(name)
+            if member_value is not None:
+                setter(message, member_value)
+                return
+        raise DataError(f"Union field {item.name} has no member set")
+    return fill
+
+
+def _field_setter(schema: Schema, field: Any) -> Fill:
+    """What sets ``field`` of a message to a Connect value of ``schema``."""
     name = field.name
     if schema.type == Type.MAP:
-        assert schema.key_schema is not None and schema.value_schema is not None
-        container = getattr(message, name)
-        entry_type = field.message_type
-        value_field = entry_type.fields_by_name["value"]
-        is_map = entry_type.GetOptions().map_entry
-        for key, item in value.items():
-            if is_map:
-                key = _scalar_from_connect(schema.key_schema, key, entry_type.fields_by_name["key"])
-                if value_field.message_type is not None:
-                    _fill_value(container[key], schema.value_schema, item)
-                elif item is not None:
-                    container[key] = _scalar_from_connect(schema.value_schema, item, value_field)
-                continue
-            entry = container.add()
-            _set_field(entry, entry_type.fields_by_name["key"], schema.key_schema, key)
-            if item is not None:
-                _set_field(entry, value_field, schema.value_schema, item)
-        return
+        return _map_setter(schema, field)
     if field.is_repeated:
         assert schema.value_schema is not None
-        container = getattr(message, name)
-        element = schema.value_schema
         if field.message_type is not None:
-            for item in value:
-                _fill_value(container.add(), element, item)
-        else:
-            container.extend(_scalar_from_connect(element, item, field) for item in value)
-        return
+            fill_element = _value_filler(schema.value_schema, field)
+
+            def add_messages(message: Any, values: Any) -> None:
+                container = getattr(message, name)
+                for item in values:
+                    fill_element(container.add(), item)
+            return add_messages
+        convert_element = _scalar_converter(schema.value_schema, field)
+        return lambda message, values: getattr(message, name).extend(
+            map(convert_element, values))
     if field.message_type is not None:
-        _fill_value(getattr(message, name), schema, value)
-    else:
-        setattr(message, name, _scalar_from_connect(schema, value, field))
+        fill = _value_filler(schema, field)
+        return lambda message, value: fill(getattr(message, name), value)
+    convert = _scalar_converter(schema, field)
+    return lambda message, value: setattr(message, name, convert(value))
 
 
-def _fill_value(target: Message, schema: Schema, value: Any) -> None:
-    """A message field (already in its parent) set to the Connect ``value``."""
-    target.SetInParent()
-    if value is None:
-        return
-    if schema.name == DECIMAL:
-        set_decimal_message(target, decimal.Decimal(value))
-    elif schema.name == DATE:
-        day = value if isinstance(value, dt.date) else \
-            dt.date(1970, 1, 1) + dt.timedelta(days=int(value))
-        target.year, target.month, target.day = (  # type: ignore[attr-defined]
-            day.year, day.month, day.day)
-    elif schema.name == TIME:
-        millis = time_millis(value) if isinstance(value, dt.time) else int(value)
-        target.hours, target.minutes = millis // 3_600_000, millis // 60_000 % 60  # type: ignore[attr-defined]
-        target.seconds = millis // 1000 % 60  # type: ignore[attr-defined]
-        target.nanos = millis % 1000 * 1_000_000  # type: ignore[attr-defined]
-    elif schema.name == TIMESTAMP:
-        millis = timestamp_millis(value) if isinstance(value, dt.datetime) else int(value)
-        target.seconds, target.nanos = millis // 1000, millis % 1000 * 1_000_000  # type: ignore[attr-defined]
+def _map_setter(schema: Schema, field: Any) -> Fill:
+    assert schema.key_schema is not None and schema.value_schema is not None
+    name, entry = field.name, field.message_type
+    key_field, value_field = entry.fields_by_name["key"], entry.fields_by_name["value"]
+    if not entry.GetOptions().map_entry:  # repeated <Name>Entry messages, as Java writes maps
+        set_key = _field_setter(schema.key_schema, key_field)
+        set_value = _field_setter(schema.value_schema, value_field)
+
+        def add_entries(message: Any, pairs: Any) -> None:
+            container = getattr(message, name)
+            for key, item in pairs.items():
+                added = container.add()
+                set_key(added, key)
+                if item is not None:
+                    set_value(added, item)
+        return add_entries
+    convert_key = _scalar_converter(schema.key_schema, key_field)
+    if value_field.message_type is not None:
+        fill_value = _value_filler(schema.value_schema, value_field)
+
+        def put_messages(message: Any, pairs: Any) -> None:
+            container = getattr(message, name)
+            for key, item in pairs.items():
+                fill_value(container[convert_key(key)], item)
+        return put_messages
+    convert_value = _scalar_converter(schema.value_schema, value_field)
+
+    def put_values(message: Any, pairs: Any) -> None:
+        container = getattr(message, name)
+        for key, item in pairs.items():
+            if item is not None:
+                container[convert_key(key)] = convert_value(item)
+    return put_values
+
+
+def _value_filler(schema: Schema, field: Any) -> Fill:
+    """What fills a message-typed value of ``field`` (already in its parent)."""
+    logical = _LOGICAL_WRITERS.get(schema.name or "")
+    if logical is not None:
+        fill = logical
     elif schema.type == Type.STRUCT:
-        _fill_message(target, schema, value)
+        fill = _struct_filler(schema, field.message_type)
     else:  # a wrapper
-        target.value = _primitive_from_connect(schema, value)  # type: ignore[attr-defined]
+        convert = _scalar_converter(schema, field.message_type.fields_by_name["value"])
+
+        def fill(target: Any, value: Any) -> None:
+            target.value = convert(value)
+
+    def present(target: Any, value: Any) -> None:
+        target.SetInParent()  # set, even when every field holds its default
+        if value is not None:
+            fill(target, value)
+    return present
 
 
-def _scalar_from_connect(schema: Schema, value: Any, field: Any) -> Any:
+def _scalar_converter(schema: Schema, field: Any) -> Read:
     if field.enum_type is not None:
-        if isinstance(value, str):
-            tag = (schema.parameters or {}).get(f"{ENUM}.{value}")
-            enum_value = field.enum_type.values_by_name.get(value)
-            if tag is not None:
-                return int(tag)
-            if enum_value is not None:
-                return enum_value.number
-            raise DataError(f"{value!r} is not a symbol of enum {field.enum_type.full_name}")
-        return int(value)
-    return _primitive_from_connect(schema, value)
+        numbers: dict[str, int] = {value.name: value.number for value in field.enum_type.values}
+        prefix = ENUM + "."
+        numbers.update({key[len(prefix):]: int(tag) for key, tag in
+                        (schema.parameters or {}).items() if key.startswith(prefix)})
 
-
-def _primitive_from_connect(schema: Schema, value: Any) -> Any:
+        def enum_number(value: Any) -> int:
+            if not isinstance(value, str):
+                return int(value)
+            if value not in numbers:
+                raise DataError(f"{value!r} is not a symbol of enum {field.enum_type.full_name}")
+            return numbers[value]
+        return enum_number
     if schema.type == Type.BYTES:
-        return bytes(value)
+        return bytes
     if schema.type in (Type.FLOAT32, Type.FLOAT64):
-        return float(value)
-    if schema.name == DATE and isinstance(value, dt.date):
-        return date_days(value)
-    return value
+        return float
+    return _identity
+
+
+def _write_decimal(target: Any, value: Any) -> None:
+    set_decimal_message(target, decimal.Decimal(value))
+
+
+def _write_date(target: Any, value: Any) -> None:
+    day = value if isinstance(value, dt.date) else dt.date(1970, 1, 1) + dt.timedelta(
+        days=int(value))
+    target.year, target.month, target.day = day.year, day.month, day.day
+
+
+def _write_time(target: Any, value: Any) -> None:
+    millis = time_millis(value) if isinstance(value, dt.time) else int(value)
+    target.hours, target.minutes = millis // 3_600_000, millis // 60_000 % 60
+    target.seconds, target.nanos = millis // 1000 % 60, millis % 1000 * 1_000_000
+
+
+def _write_timestamp(target: Any, value: Any) -> None:
+    millis = timestamp_millis(value) if isinstance(value, dt.datetime) else int(value)
+    target.seconds, target.nanos = millis // 1000, millis % 1000 * 1_000_000
+
+
+_LOGICAL_WRITERS: dict[str, Fill] = {DECIMAL: _write_decimal, DATE: _write_date,
+                                     TIME: _write_time, TIMESTAMP: _write_timestamp}
 
 
 # -- the converter ------------------------------------------------------------------------
@@ -845,7 +919,7 @@ class _Writer:
     schema: Schema
     prefix: bytes
     """The header and message-index array every record of the schema starts with."""
-    message_class: type[Message]
+    write: Callable[[Any], Message]
 
 
 @dataclass(frozen=True)
@@ -883,7 +957,7 @@ class ProtobufConverter(RegistryConverter):
             writer = self._writer(topic, schema)
             self._writers.put(id(schema), writer)
         try:
-            payload = from_connect_value(schema, value, writer.message_class).SerializeToString()
+            payload = writer.write(value).SerializeToString()
         except EncodeError as exc:
             raise DataError(f"Failed to serialize Protobuf data from topic {topic}: "
                             f"{exc}") from exc
@@ -903,7 +977,7 @@ class ProtobufConverter(RegistryConverter):
         name = written.message if written.message in parsed.messages \
             else parsed.message_name([0])
         prefix = self.header(schema_id) + encode_message_indexes(parsed.message_indexes(name))
-        return _Writer(schema, prefix, _message_class(parsed, name))
+        return _Writer(schema, prefix, protobuf_writer(schema, _message_class(parsed, name)))
 
     def to_connect(self, topic: str, data: bytes | None) -> SchemaAndValue:
         if data is None:
