@@ -238,6 +238,8 @@ EVERY_VALUE = {
 
 
 def compile_meta(tmp: Path, text: str) -> dict[str, type[Message]]:
+    """The classes an application generates from ``text`` (a schema Kanal registered), with
+    the Confluent files it imports beside it, as an application's build has them."""
     meta = ('syntax = "proto3";\npackage confluent;\nimport "google/protobuf/descriptor.proto";\n'
             "message Meta { string doc = 1; map<string, string> params = 2; "
             "repeated string tags = 3; }\n"
