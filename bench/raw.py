@@ -12,6 +12,7 @@
     python -m bench.raw replicate POSTGRES_URL SLOT PUBLICATION COUNT
     python -m bench.raw upload-gcs ENDPOINT BUCKET FILE_JSON
     python -m bench.raw upload-s3 CONNECTION_JSON BUCKET FILE_JSON
+    python -m bench.raw deserialize-protobuf BOOTSTRAP TOPIC COUNT REGISTRY_URL
 
 Each prints one JSON object: when the first and the last record moved (monotonic
 seconds since the start), CPU seconds at those moments and the peak resident memory.
@@ -387,6 +388,37 @@ def upload_gcs(endpoint: str, bucket_name: str, plan_file: str) -> None:
     _upload_all(plan_file, started, make_send)
 
 
+def deserialize_protobuf(bootstrap: str, topic: str, count: int, registry_url: str) -> None:
+    """Batched consume of ``count`` records, each value read by confluent-kafka's
+    ProtobufDeserializer into the generated message class (B6)."""
+    from confluent_kafka import Consumer
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    from bench.protobuf import reading_class
+
+    started = time.monotonic()
+    deserializer = ProtobufDeserializer(reading_class(), {},
+                                        SchemaRegistryClient({"url": registry_url}))
+    context = SerializationContext(topic, MessageField.VALUE)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": "false"})
+    consumer.subscribe([topic])
+    seen = first_count = 0
+    first = cpu_first = 0.0
+    while seen < count and time.monotonic() - started < 600:
+        messages = consumer.consume(2000, 0.5)
+        for message in messages:
+            deserializer(message.value(), context)
+        if messages and not seen:
+            first, cpu_first, first_count = time.monotonic(), time.process_time(), len(messages)
+        seen += len(messages)
+    done, cpu_done = time.monotonic(), time.process_time()
+    consumer.close()
+    _report(started, first, cpu_first, done, cpu_done, seen, first_count)
+
+
 def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
     if command == "consume":
@@ -413,6 +445,8 @@ def main(argv: list[str]) -> None:
         upload_s3(args[0], args[1], args[2])
     elif command == "upload-gcs":
         upload_gcs(args[0], args[1], args[2])
+    elif command == "deserialize-protobuf":
+        deserialize_protobuf(args[0], args[1], int(args[2]), args[3])
     else:
         raise SystemExit(__doc__)
 

@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench import cdc, control, jdbc, mqtt, registry, search, sources, storage, web
+from bench import cdc, control, jdbc, mqtt, protobuf, registry, search, sources, storage, web
 from bench.env import RESULTS, scratch, stack
 from bench.jdbc_source import BENCH as JDBC_SOURCE
 from bench.jdbc_source import jdbc_source
@@ -132,6 +132,9 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
     add("B5 cdc: Kanal / raw psycopg2 replication changes/s",
         summary.paired_ratio(cdc.BENCH, cdc.VARIANT, "kanal", cdc.BENCH, cdc.VARIANT, cdc.RAW),
         "(higher is better)", lambda r: r >= 0.3)
+    add("B6 protobuf: Kanal / ProtobufDeserializer records/s",
+        summary.paired_ratio(protobuf.BENCH, "readings", "kanal", protobuf.BENCH, "readings",
+                             "confluent-kafka"), "(higher is better)", lambda r: r >= 0.5)
     for system in ("kanal", "apache"):
         add(f"scale {system}: 2 tasks / 1 task records/s",
             summary.paired_ratio("scale 2 task(s)", "passthrough", system, "scale 1 task(s)",
@@ -205,8 +208,10 @@ def main(argv: list[str] | None = None) -> int:
             steps.append(("B5 cdc", partial(cdc.b5, workload, env.bootstrap, env.postgres, run,
                                             workdir)))
         if "B6" in wanted:
-            steps.append(("B6", partial(registry.b6, workload, env.bootstrap, run, workdir,
-                                        peer)))
+            steps.append(("B6 avro", partial(registry.b6, workload, env.bootstrap, run, workdir,
+                                             peer)))
+            steps.append(("B6 protobuf", partial(protobuf.b6, workload, env.bootstrap, run,
+                                                 workdir)))
         if "scale" in wanted:
             steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
         for name, step in steps:

@@ -2,10 +2,11 @@
 
 No Confluent-compatible registry can be installed on the test machines, so the tests run
 this one: subjects and versions, ``/schemas/ids/{id}``, lookups, references and
-``schemaType`` (AVRO, JSON, PROTOBUF), ``/config`` compatibility NONE / BACKWARD (409 on
-an incompatible schema), ``/compatibility``, optional basic or bearer auth, and switches
-to answer HTTP 500 or to stop listening, as a registry that is down does. It serves on
-an ephemeral 127.0.0.1 port from a thread, over TLS when given a server context.
+``schemaType`` (AVRO, JSON, PROTOBUF; Protobuf also ``?format=serialized``), ``/config``
+compatibility NONE / BACKWARD (409 on an incompatible schema), ``/compatibility``,
+optional basic or bearer auth, and switches to answer HTTP 500 or to stop listening, as
+a registry that is down does. It serves on an ephemeral 127.0.0.1 port from a thread,
+over TLS when given a server context.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import fastavro
 import fastavro.utils
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.serialization import MessageField, SerializationContext
+
+from kanal_worker.converters.protobuf_schema import parse_schema
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 COMPATIBILITY = ("NONE", "BACKWARD")
@@ -235,6 +238,28 @@ def _stored(body: Any) -> Stored:
 
 
 def _route(state: Registry, method: str, raw_path: str, body: Any) -> Any:
+    answer = _answer(state, method, raw_path, body)
+    if "format=serialized" in urllib.parse.urlsplit(raw_path).query and \
+            isinstance(answer, dict) and answer.get("schemaType") == "PROTOBUF":
+        answer = {**answer, "schema": _serialized_protobuf(state, answer)}
+    return answer
+
+
+def _serialized_protobuf(state: Registry, answer: dict[str, Any]) -> str:
+    """``?format=serialized``: a Protobuf schema as the base64 ``FileDescriptorProto``
+    Python clients read (the registry keeps what was registered, ``.proto`` text or not)."""
+    references: dict[str, str] = {}
+    pending = list(answer.get("references") or [])
+    while pending:
+        reference = pending.pop()
+        referenced = state.version(reference["subject"], str(reference["version"]))
+        references[reference["name"]] = referenced["schema"]
+        pending.extend(referenced.get("references") or [])
+    parsed = parse_schema(answer["schema"], references)
+    return base64.b64encode(parsed.main.SerializeToString()).decode()
+
+
+def _answer(state: Registry, method: str, raw_path: str, body: Any) -> Any:
     path = [urllib.parse.unquote(p) for p in urllib.parse.urlsplit(raw_path).path
             .strip("/").split("/")]
     match method, path:
