@@ -9,6 +9,7 @@ the first record delivered to the last one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -184,3 +185,29 @@ class LineCounter:
                     self.lines += chunk.count(b"\n")
                     self.offset += len(chunk)
         return self.lines
+
+
+def output_digest(path: Path) -> dict[str, Any]:
+    """What a sink wrote, order-insensitive: the line count, the sum of each line's hash
+    (equal for the same multiset of lines, whatever the partitions' interleaving) and the
+    first line, to show how two outputs differ."""
+    total = count = 0
+    first = b""
+    blake2b = hashlib.blake2b
+    tail = b""
+    if not path.exists():
+        return {"lines": 0, "digest": "", "first_line": ""}
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            if not count and lines:
+                first = lines[0]
+            count += len(lines)
+            total += sum(int.from_bytes(blake2b(line, digest_size=8).digest())
+                         for line in lines)
+    if tail:  # a last line without its newline
+        count += 1
+        total += int.from_bytes(blake2b(tail, digest_size=8).digest())
+    return {"lines": count, "digest": f"{count}:{total % (1 << 64):016x}",
+            "first_line": first[:300].decode(errors="replace")}
