@@ -187,27 +187,38 @@ class LineCounter:
         return self.lines
 
 
+class LineDigest:
+    """An order-insensitive digest of lines: the count and the sum of each line's hash
+    (equal for the same multiset of lines, whatever the partitions' interleaving), with the
+    first line kept to show how two outputs differ."""
+
+    def __init__(self) -> None:
+        self.count = self.total = 0
+        self.first = b""
+
+    def add(self, lines: list[bytes]) -> None:
+        if not self.count and lines:
+            self.first = lines[0]
+        self.count += len(lines)
+        blake2b = hashlib.blake2b
+        self.total += sum(int.from_bytes(blake2b(line, digest_size=8).digest())
+                          for line in lines)
+
+    def result(self) -> dict[str, Any]:
+        return {"lines": self.count, "digest": f"{self.count}:{self.total % (1 << 64):016x}",
+                "first_line": self.first[:300].decode(errors="replace")}
+
+
 def output_digest(path: Path) -> dict[str, Any]:
-    """What a sink wrote, order-insensitive: the line count, the sum of each line's hash
-    (equal for the same multiset of lines, whatever the partitions' interleaving) and the
-    first line, to show how two outputs differ."""
-    total = count = 0
-    first = b""
-    blake2b = hashlib.blake2b
-    tail = b""
-    if not path.exists():
-        return {"lines": 0, "digest": "", "first_line": ""}
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            lines = (tail + chunk).split(b"\n")
-            tail = lines.pop()
-            if not count and lines:
-                first = lines[0]
-            count += len(lines)
-            total += sum(int.from_bytes(blake2b(line, digest_size=8).digest())
-                         for line in lines)
-    if tail:  # a last line without its newline
-        count += 1
-        total += int.from_bytes(blake2b(tail, digest_size=8).digest())
-    return {"lines": count, "digest": f"{count}:{total % (1 << 64):016x}",
-            "first_line": first[:300].decode(errors="replace")}
+    """The ``LineDigest`` of a file's lines."""
+    digest = LineDigest()
+    if path.exists():
+        tail = b""
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                lines = (tail + chunk).split(b"\n")
+                tail = lines.pop()
+                digest.add(lines)
+        if tail:  # a last line without its newline
+            digest.add([tail])
+    return digest.result()
