@@ -83,6 +83,9 @@ def test_quick_bench_measures_every_system_and_writes_results(
     assert b2, "B2 produced no sample at all"
     assert {(s["variant"], s["system"]) for s in b2 if s["bench"] == "B2 gcs sink"} >= {
         (fmt, system) for fmt in ("json", "parquet") for system in ("kanal", "raw upload")}
+    # Avro in through AvroConverter and the bench's registry, Parquet out
+    avro = rows["B2 azure sink", "avro-parquet", "kanal"]
+    assert avro["ok"] == 1 and avro["blobs"] > 0, avro
     assert {r["what"] for r in results["ratios"]} >= {
         "B1 string: Kanal / Apache records/s", "B1 json-3smt: Kanal / Apache records/s",
         "B1 string: Kanal / B0 records/s"}
