@@ -241,6 +241,15 @@ def converters(fmt: str, registry: str) -> dict[str, str]:
     return dict(SCHEMALESS)
 
 
+def sink_config(workload: Workload, store: Store, container: str, fmt: str,
+                registry: str) -> dict[str, str]:
+    """Kanal's object-store sink of ``workload`` in ``fmt`` (the name aside)."""
+    return {"tasks.max": "1", "topics": workload.topic, **store.connector(container),
+            "flush.size": str(flush_size(workload)),
+            "kanal.upload.threads": str(UPLOAD_THREADS),
+            **converters(fmt, registry), **_format(store, fmt)}
+
+
 def kanal_sink(workload: Workload, bootstrap: str, store: Store, run: int,
                workdir: Path, fmt: str,
                registry: str) -> tuple[Sample, list[tuple[str, str]], str]:
@@ -248,11 +257,7 @@ def kanal_sink(workload: Workload, bootstrap: str, store: Store, run: int,
     container = name
     if store.bucket_first:
         store.create(container)
-    connector = {"name": name, "tasks.max": "1", "topics": workload.topic,
-                 **store.connector(container),
-                 "flush.size": str(flush_size(workload)),
-                 "kanal.upload.threads": str(UPLOAD_THREADS),
-                 **converters(fmt, registry), **_format(store, fmt)}
+    connector = {"name": name, **sink_config(workload, store, container, fmt, registry)}
     target = complete_files(workload)
     sample = Sample(store.bench, fmt, "kanal", run, target)
     files: list[tuple[str, str]] = []
