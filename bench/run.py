@@ -145,6 +145,16 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
     return [r for r in out if r["ratio"] is not None]
 
 
+def workload_forms(wanted: set[str], formats: list[str]) -> set[str]:
+    """The workload topics (``bench.workload.FORMS``) the chosen benchmarks read."""
+    forms = {"json"}
+    if "B1" in wanted:
+        forms |= {variant.form for variant in VARIANTS.values()}
+    if wanted & {"B2", "B2s3", "B2gcs"} and set(formats) & storage.AVRO_INPUT:
+        forms.add("avro")
+    return forms
+
+
 def outputs_line(compared: dict[str, Any]) -> str:
     """Whether both systems wrote the same lines, and what differs (with its reason when
     the difference is by design)."""
@@ -177,11 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: starting {', '.join(services)}", flush=True)
     env = stack(*services)
     workload = ensure(env.bootstrap, args.records)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     workloads = {"json": workload}
-    forms = ({VARIANTS[v].form for v in VARIANTS} if "B1" in wanted else set()) | \
-        ({"avro"} if wanted & {"B2", "B2s3", "B2gcs"} and
-         set(storage.AVRO_INPUT) & set(args.formats.split(",")) else set())
-    for form in sorted(forms - {"json"}):
+    for form in sorted(workload_forms(wanted, formats) - {"json"}):
         workloads[form] = ensure(env.bootstrap, args.records, form=form)
     for loaded in workloads.values():
         print(f"bench: {loaded.records:,} records in {loaded.topic} "
@@ -191,7 +199,6 @@ def main(argv: list[str] | None = None) -> int:
     peer = None if args.no_peer or not env.peer_url else ConnectWorker(env.peer_url, peer_pid())
     workdir = scratch() / stamp()
     workdir.mkdir(parents=True, exist_ok=True)
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     samples: list[Sample] = []
     extras: dict[str, Any] = {}
     started = time.monotonic()
