@@ -1,10 +1,13 @@
-"""Where a sink task's time goes: ``kanal standalone`` moving the workload under py-spy
+"""Where a task's time goes: ``kanal standalone`` moving the workload under py-spy
 (every thread, native frames of the interpreter hidden), summarised per function.
 
-    python -m bench.profile [--variant passthrough|decode-encode] [--records N]
+    python -m bench.profile [--variant string|bytearray|json|json-3smt|json-schemas-smt|
+                                       avro-parquet|file-source] [--records N]
 
-Writes bench/results/profile-<variant>.txt: the share of the task thread's samples spent
-in each function (self) and under it (inclusive). Needs py-spy (``pip install py-spy``).
+The B1 variants (FileStreamSink), B2's Avro -> Parquet into Azurite and B3's
+FileStreamSource. Writes bench/results/profile-<variant>.txt: the share of the task
+thread's samples spent in each function (self) and under it (inclusive). Needs py-spy
+(``pip install py-spy``).
 """
 
 from __future__ import annotations
@@ -17,12 +20,23 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.env import RESULTS, scratch, stack
 from bench.measure import LineCounter
-from bench.sinks import APACHE_FILE_SINK, VARIANTS
-from bench.systems import Kanal
+from bench.registry import Registry
+from bench.sinks import SCALE_VARIANT, VARIANTS, file_sink_config
+from bench.sources import TopicCounter, drop_topic, file_source_config, new_topic
+from bench.storage import (
+    AVRO_INPUT,
+    Committed,
+    azure_store,
+    complete_files,
+    sink_config,
+)
+from bench.systems import Kanal, delete_groups
 from bench.workload import ensure
 
 
@@ -48,30 +62,110 @@ def summarise(raw: Path, focus: str = "SinkTaskRunner._loop", top: int = 30) -> 
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class Profiled:
+    """What one profile runs: Kanal's connector, how far it got, and how to clean up."""
+
+    description: str
+    connector: dict[str, str]
+    progress: Callable[[], int]
+    target: int
+    focus: str = "SinkTaskRunner._loop"
+    cleanup: Callable[[], None] = lambda: None
+
+
+def file_sink(variant: str, records: int, workdir: Path) -> Profiled:
+    env = stack("kafka")
+    chosen = VARIANTS[variant]
+    workload = ensure(env.bootstrap, records, form=chosen.form)
+    out = workdir / "out.jsonl"
+    return Profiled(f"FileStreamSink {variant}",
+                    {"name": f"bench-profile-{uuid.uuid4().hex[:8]}",
+                     **file_sink_config(workload, chosen, out, 1)},
+                    LineCounter(out), workload.records)
+
+
+def object_store(fmt: str, records: int, workdir: Path, registry: str) -> Profiled:
+    env = stack("kafka", "azurite")
+    assert env.azurite is not None
+    workload = ensure(env.bootstrap, records, form="avro" if fmt in AVRO_INPUT else "json")
+    store = azure_store(env.azurite)
+    name = f"bench-profile-{uuid.uuid4().hex[:8]}"
+    committed = Committed(env.bootstrap, f"connect-{name}", workload)
+
+    def cleanup() -> None:
+        committed.close()
+        store.drop(name)
+        delete_groups(env.bootstrap, f"connect-{name}")
+    return Profiled(f"AzureBlobStorageSinkConnector {fmt}",
+                    {"name": name, **sink_config(workload, store, name, fmt, registry)},
+                    committed, complete_files(workload), cleanup=cleanup)
+
+
+def file_source(records: int, workdir: Path) -> Profiled:
+    env = stack("kafka")
+    workload = ensure(env.bootstrap, records)
+    topic = new_topic(env.bootstrap)
+    counter = TopicCounter(env.bootstrap, topic)
+
+    def cleanup() -> None:
+        counter.close()
+        drop_topic(env.bootstrap, topic)
+    return Profiled("FileStreamSource", {"name": f"bench-profile-{uuid.uuid4().hex[:8]}",
+                                         **file_source_config(workload, workdir, topic)},
+                    counter, workload.records, focus="SourceTaskRunner._loop",
+                    cleanup=cleanup)
+
+
+OTHERS = ("avro-parquet", "file-source")
+"""Variants beside B1's: B2's Avro -> Parquet into Azurite, B3's FileStreamSource."""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.profile", description=__doc__)
-    parser.add_argument("--variant", default="passthrough", choices=sorted(VARIANTS))
+    parser.add_argument("--variant", default=SCALE_VARIANT,
+                        choices=sorted(VARIANTS) + list(OTHERS))
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed: pip install py-spy")
-    env = stack("kafka")
-    workload = ensure(env.bootstrap, args.records)
     workdir = scratch() / f"profile-{uuid.uuid4().hex[:8]}"
+    workdir.mkdir(parents=True)
     raw = workdir / "py-spy.txt"
-    out = workdir / "out.jsonl"
-    name = f"bench-profile-{uuid.uuid4().hex[:8]}"
-    connector = {"name": name, "connector.class": APACHE_FILE_SINK, "tasks.max": "1",
-                 "topics": workload.topic, "file": str(out), **VARIANTS[args.variant].kanal}
-    kanal = Kanal(workdir, env.bootstrap, [connector], python_args=[
-        py_spy, "record", "--format", "raw", "-r", str(args.rate), "-o", str(raw), "--",
+    with Registry() as registry:
+        if args.variant == "avro-parquet":
+            profiled = object_store(args.variant, args.records, workdir, registry)
+        elif args.variant == "file-source":
+            profiled = file_source(args.records, workdir)
+        else:
+            profiled = file_sink(args.variant, args.records, workdir)
+        try:
+            reached = record(profiled, workdir, raw, py_spy, args.rate)
+        finally:
+            profiled.cleanup()
+    text = summarise(raw, profiled.focus)
+    target = RESULTS / f"profile-{args.variant}.txt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(f"kanal standalone, {profiled.description}, "
+                      f"{reached:,} of {profiled.target:,} records\n\n{text}")
+    print(text)
+    print(f"profile in {target}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+def record(profiled: Profiled, workdir: Path, raw: Path, py_spy: str, rate: int) -> int:
+    """Run Kanal under py-spy until ``profiled.target`` records; the count reached."""
+    env = stack("kafka")
+    kanal = Kanal(workdir, env.bootstrap, [profiled.connector], python_args=[
+        py_spy, "record", "--format", "raw", "-r", str(rate), "-o", str(raw), "--",
         sys.executable])
     kanal.start()
-    lines = LineCounter(out)
-    deadline = time.monotonic() + workload.timeout
-    while lines() < workload.records and time.monotonic() < deadline and kanal.alive():
+    deadline = time.monotonic() + 120 + profiled.target / 2000
+    while (reached := profiled.progress()) < profiled.target and \
+            time.monotonic() < deadline and kanal.alive():
         time.sleep(0.1)
     # stop the worker itself (py-spy's child): py-spy then writes what it sampled
     children = Path(f"/proc/{kanal.pid}/task/{kanal.pid}/children").read_text().split()
@@ -80,15 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             if b"standalone" in handle.read():
                 os.kill(int(child), signal.SIGTERM)
     kanal.stop(signal.SIGINT, timeout=60)
-    text = summarise(raw)
-    target = RESULTS / f"profile-{args.variant}.txt"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(f"kanal standalone, FileStreamSink {args.variant}, "
-                      f"{lines():,} of {workload.records:,} records\n\n{text}")
-    print(text)
-    print(f"profile in {target}")
-    shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return reached
 
 
 if __name__ == "__main__":
