@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial
 from itertools import groupby
 from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from kanal_worker.api import (
     ConfigError,
