@@ -26,7 +26,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 
 from dev.stack_env import stack_env
-from kanal_worker.api import RetriableError, Schema, Type
+from kanal_worker.api import ConfigError, RetriableError, Schema, Type
 from kanal_worker.converters.avro import AvroConverter
 from kanal_worker.runtime.herder import InvalidConfigError
 from kanal_worker.runtime.standalone import StandaloneHerder
@@ -258,6 +258,19 @@ def test_an_https_registry_with_a_java_trust_store_and_a_client_certificate(
             "schema.registry.ssl.keystore.location": str(client)}, False)
         data = converter.from_connect(topic, Schema(Type.STRING), store)
         assert converter.to_connect(topic, data).value == store
+    pkcs12 = AvroConverter({
+        "schema.registry.url": tls_registry.url,
+        "schema.registry.ssl.truststore.location": str(directory / "truststore.p12"),
+        "schema.registry.ssl.truststore.password": tls["KANAL_KAFKA_SSL_PASSWORD"],
+        "schema.registry.ssl.keystore.location": str(directory / "client.p12"),
+        "schema.registry.ssl.keystore.password": tls["KANAL_KAFKA_SSL_PASSWORD"]}, False)
+    data = pkcs12.from_connect(topic, Schema(Type.STRING), "pkcs12 key store")
+    assert pkcs12.to_connect(topic, data).value == "pkcs12 key store"
+    with pytest.raises(ConfigError, match=r"schema\.registry\.ssl\.keystore\.password"):
+        AvroConverter({"schema.registry.url": tls_registry.url,
+                       "schema.registry.ssl.keystore.location": str(directory / "client.p12"),
+                       "schema.registry.ssl.keystore.password": "wrong"},
+                      False).from_connect(topic, Schema(Type.STRING), "x")
     untrusting = AvroConverter({"schema.registry.url": tls_registry.url, "max.retries": "0",
                                 "schema.registry.ssl.keystore.location": str(client)}, False)
     with pytest.raises(RetriableError, match="unreachable"):

@@ -13,6 +13,7 @@ here too, so the three converters read alike.
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import tempfile
 import time
@@ -109,7 +110,12 @@ class SchemaRegistrySettings(Settings):
         doc="The password of schema.registry.ssl.truststore.location (PKCS12/JKS).")
     ssl_keystore_location: str = setting(
         "", key="schema.registry.ssl.keystore.location",
-        doc="The client certificate and key (PEM) for a registry that asks for mutual TLS.")
+        doc="The client certificate and key for a registry that asks for mutual TLS: a PEM "
+            "file or a PKCS12 key store (a JKS key store must be converted to PKCS12 first, "
+            "keytool -importkeystore -deststoretype PKCS12).")
+    ssl_keystore_password: SecretStr = setting(
+        SecretStr(""), key="schema.registry.ssl.keystore.password",
+        doc="The password of the PKCS12 key store in schema.registry.ssl.keystore.location.")
     ssl_key_password: SecretStr = setting(
         SecretStr(""), key="schema.registry.ssl.key.password",
         doc="The password of the private key in schema.registry.ssl.keystore.location.")
@@ -337,19 +343,61 @@ def _client_config(settings: SchemaRegistrySettings, cache_capacity: int) -> dic
             settings.ssl_truststore_location,
             settings.ssl_truststore_password.get_secret_value() or None))
     if settings.ssl_keystore_location:
-        config["ssl.certificate.location"] = settings.ssl_keystore_location
-        config["ssl.key.location"] = settings.ssl_keystore_location
-        if settings.ssl_key_password.get_secret_value():
-            config["ssl.key.password"] = settings.ssl_key_password.get_secret_value()
+        key_password = (settings.ssl_key_password.get_secret_value()
+                        or settings.ssl_keystore_password.get_secret_value())
+        location = _client_pem(settings.ssl_keystore_location,
+                               settings.ssl_keystore_password.get_secret_value(), key_password)
+        config["ssl.certificate.location"] = config["ssl.key.location"] = location
+        if key_password:
+            config["ssl.key.password"] = key_password
     return config
 
 
+def _client_pem(location: str, store_password: str, key_password: str) -> str:
+    """The PEM file of the client certificate and key at ``location``: the file itself when
+    it is PEM; a PKCS12 key store (Java's default type) becomes a PEM file whose key stays
+    encrypted with ``key_password``, as it was in the store."""
+    key = "schema.registry.ssl.keystore.location"
+    try:
+        data = Path(location).read_bytes()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {location}: {exc.strerror}") from None
+    if data.lstrip()[:10] == b"-----BEGIN":
+        return location
+    if data[:4] in (b"\xfe\xed\xfe\xed", b"\xce\xce\xce\xce"):
+        raise ConfigError(key, f"{location} is a JKS key store; convert it to PKCS12 with "
+                               "keytool -importkeystore -deststoretype PKCS12, or give PEM")
+    from cryptography.hazmat.primitives.serialization import (
+        BestAvailableEncryption,
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        pkcs12,
+    )
+    try:
+        private_key, certificate, chain = pkcs12.load_key_and_certificates(
+            data, store_password.encode() or None)
+    except ValueError:
+        raise ConfigError(key, f"{location} cannot be read as a PKCS12 key store: check "
+                               "schema.registry.ssl.keystore.password") from None
+    if private_key is None or certificate is None:
+        raise ConfigError(key, f"{location} holds no private key with its certificate")
+    protection = (BestAvailableEncryption(key_password.encode()) if key_password
+                  else NoEncryption())
+    pem = private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, protection) + b"".join(
+        cert.public_bytes(Encoding.PEM) for cert in (certificate, *chain))
+    return _pem_file(pem.decode())
+
+
 def _pem_file(pem: str) -> str:
-    """A file holding ``pem``: the client reads trusted certificates from a path only."""
+    """A file holding ``pem``, readable by this user only: the client reads certificates
+    and keys from paths only."""
     path = Path(tempfile.gettempdir()) / \
-        f"kanal-registry-ca-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
+        f"kanal-registry-{hashlib.sha256(pem.encode()).hexdigest()[:16]}.pem"
     if not path.exists():
-        path.write_text(pem)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(pem)
     return str(path)
 
 
