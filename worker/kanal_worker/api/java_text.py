@@ -41,8 +41,9 @@ class JavaHashMap(dict[Any, Any]):
     def copy_of(cls, original: Mapping[Any, Any]) -> JavaHashMap:
         """``new HashMap<>(original)`` as Java 17 sizes it: a table for the entries at 3/4
         load plus one (later JDKs round up instead), filled in the original's order."""
-        wanted = int(len(original) / 0.75 + 1.0) if original else HASH_MAP_CAPACITY
-        return cls(java_items(original), table=_power_of_two(wanted))
+        copy = cls(java_items(original))
+        copy.table = _copy_table(len(original))
+        return copy
 
     @classmethod
     def sized(cls, size: int) -> JavaHashMap:
@@ -52,6 +53,12 @@ class JavaHashMap(dict[Any, Any]):
 
 class LinkedHashMap(dict[Any, Any]):
     """A schemaless map Java iterates in insertion order (``new LinkedHashMap<>()``)."""
+
+
+@lru_cache(maxsize=256)
+def _copy_table(size: int) -> int:
+    """The table ``new HashMap<>(map)`` starts with for a map of ``size`` entries."""
+    return _power_of_two(int(size / 0.75 + 1.0) if size else HASH_MAP_CAPACITY)
 
 
 def _power_of_two(at_least: int) -> int:
@@ -66,7 +73,9 @@ def java_items(value: Mapping[Any, Any], key_schema: Schema | None = None
         return list(value.items())
     order = _hash_map_order(tuple(value), key_schema.type if key_schema is not None else None,
                             getattr(value, "table", HASH_MAP_CAPACITY))
-    return [(key, value[key]) for key in order]
+    if order is None:
+        return list(value.items())
+    return list(zip(order, map(value.__getitem__, order), strict=True))
 
 
 def to_float32(value: float) -> float:
@@ -165,6 +174,8 @@ def _any_string(value: Any) -> str:
 
 
 def _double_string(value: float) -> str:
+    if 1e-3 <= abs(value) < 1e7:  # double_to_string's plain range, checked first: it is hot
+        return repr(value)
     # JsonConverter reads numbers as BigDecimal, which has no negative zero
     return double_to_string(value) if value else "0.0"
 
@@ -175,6 +186,12 @@ def _list_string(items: Any, item_schema: Schema | None) -> str:
 
 def _map_string(value: Mapping[Any, Any], key_schema: Schema | None,
                 value_schema: Schema | None) -> str:
+    if key_schema is None and value_schema is None:  # schemaless: one lookup per item
+        printer = _SCHEMALESS.get
+        return "{" + ", ".join([
+            f"{key if type(key) is str else java_string(key)}="
+            f"{(printer(type(item)) or _any_string)(item)}"
+            for key, item in java_items(value)]) + "}"
     return "{" + ", ".join([
         f"{key if type(key) is str else java_string(key, key_schema)}="
         f"{java_string(item, value_schema)}"
@@ -197,20 +214,22 @@ _SCHEMALESS: dict[type, Callable[[Any], str]] = {
 
 @lru_cache(maxsize=1024)
 def _hash_map_order(keys: tuple[Any, ...], key_type: Type | None,
-                    table: int) -> tuple[Any, ...]:
+                    table: int) -> tuple[Any, ...] | None:
     """The keys in the order a ``HashMap`` whose table started at ``table`` and was
     filled with them in this order iterates: by bucket (the spread hash modulo the table
-    size, which doubles past 3/4 load), then by insertion. Records of a topic mostly share
-    their keys, so the order is computed once per key set. (A bucket of 8 or more
-    colliding keys becomes a tree in Java; that is left out.)"""
+    size, which doubles past 3/4 load), then by insertion; None when that is their order
+    already. Records of a topic mostly share their keys, so the order is computed once
+    per key set. (A bucket of 8 or more colliding keys becomes a tree in Java; that is
+    left out.)"""
     capacity = table
     while len(keys) > capacity * 3 // 4:
         capacity *= 2
     try:
         buckets = [_spread(_java_hash(key, key_type)) & (capacity - 1) for key in keys]
     except TypeError:
-        return keys  # a key type Java hashes in ways not modelled: keep the given order
-    return tuple(keys[i] for i in sorted(range(len(keys)), key=buckets.__getitem__))
+        return None  # a key type Java hashes in ways not modelled: keep the given order
+    order = tuple(keys[i] for i in sorted(range(len(keys)), key=buckets.__getitem__))
+    return None if order == keys else order
 
 
 def _spread(hash_code: int) -> int:

@@ -88,9 +88,13 @@ AS_PRINTED = re.compile(rb"(?:-?[0-9]+|true|false|null)(?:\n(?:-?[0-9]+|true|fal
 
 
 def lines(batch: SinkBatch) -> bytes:
-    """``line`` of every value, joined. When Java prints every value as the JSON text it
-    arrived as (integers, booleans, null), the bytes are copied in one ``join`` for the
-    whole batch, without decoding them."""
+    """``line`` of every value, joined. When every value is the bytes received or their
+    text (StringConverter, ByteArrayConverter), or Java prints every value as the JSON
+    text it arrived as (integers, booleans, null), the bytes are copied in one ``join``
+    for the whole batch, without decoding them."""
+    texts = batch.text_values
+    if texts and None not in texts:
+        return b"\n".join(cast(list[bytes], texts)) + b"\n"
     encoded = batch.encoded_values
     if encoded and None not in encoded:
         joined = b"\n".join(cast(list[bytes], encoded))

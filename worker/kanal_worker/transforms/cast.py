@@ -117,11 +117,10 @@ class Cast(NullSafeTransform[R]):
         self.replace_null_with_default = parsed.replace_null_with_default
         self.cache = SchemaCache()
 
-    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
+    def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:
         updated_schema = self.cache.get(schema, self._build_schema)
         if self.whole_value_type is not None:
-            return self.new_record(record, updated_schema,
-                                   cast_value(schema, value, self.whole_value_type))
+            return updated_schema, cast_value(schema, value, self.whole_value_type)
         struct = require_struct(value, schema, PURPOSE)
         updated: dict[str, Any] = {}
         for field in schema.fields:
@@ -129,18 +128,17 @@ class Cast(NullSafeTransform[R]):
             target = self.casts.get(field.name)
             updated[field.name] = (cast_value(field.schema, original, target)
                                    if target is not None else original)
-        return self.new_record(record, updated_schema, updated)
+        return updated_schema, updated
 
-    def apply_schemaless(self, record: R, value: Any) -> R:
+    def schemaless(self, value: Any, record: Any) -> Any:
         if self.whole_value_type is not None:
-            return self.new_record(record, None, cast_value(None, value,
-                                                            self.whole_value_type))
+            return cast_value(None, value, self.whole_value_type)
         original = require_map(value, PURPOSE)
         updated = JavaHashMap.copy_of(original)
         for field, target in self.casts.items():
             assert field is not None
             updated[field] = cast_value(None, original.get(field), target)
-        return self.new_record(record, None, updated)
+        return updated
 
     def _build_schema(self, schema: Schema) -> Schema:
         if self.whole_value_type is not None:

@@ -72,14 +72,14 @@ class ReplaceField(NullSafeTransform[R]):
     def _kept(self, name: str) -> bool:
         return name not in self.exclude and (not self.include or name in self.include)
 
-    def apply_schemaless(self, record: R, value: Any) -> R:
+    def schemaless(self, value: Any, record: Any) -> Any:
         original = require_map(value, PURPOSE)
         replaced = JavaHashMap.sized(len(original))
         replaced.update((self.renames.get(name, name), item)
                         for name, item in java_items(original) if self._kept(name))
-        return self.new_record(record, None, replaced)
+        return replaced
 
-    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
+    def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:
         struct = require_struct(value, schema, PURPOSE)
         updated_schema = self.cache.get(schema, self._replaced_schema)
         updated: dict[str, Any] = {}
@@ -88,7 +88,7 @@ class ReplaceField(NullSafeTransform[R]):
             updated[field.name] = (None if original_field is None else
                                    field_value(struct, original_field,
                                                self.replace_null_with_default))
-        return self.new_record(record, updated_schema, updated)
+        return updated_schema, updated
 
     def _replaced_schema(self, schema: Schema) -> Schema:
         return struct_schema_like(schema, [(self.renames.get(f.name, f.name), f.schema)
