@@ -9,6 +9,7 @@ the first record delivered to the last one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -184,3 +185,40 @@ class LineCounter:
                     self.lines += chunk.count(b"\n")
                     self.offset += len(chunk)
         return self.lines
+
+
+class LineDigest:
+    """An order-insensitive digest of lines: the count and the sum of each line's hash
+    (equal for the same multiset of lines, whatever the partitions' interleaving), with the
+    first line kept to show how two outputs differ."""
+
+    def __init__(self) -> None:
+        self.count = self.total = 0
+        self.first = b""
+
+    def add(self, lines: list[bytes]) -> None:
+        if not self.count and lines:
+            self.first = lines[0]
+        self.count += len(lines)
+        blake2b = hashlib.blake2b
+        self.total += sum(int.from_bytes(blake2b(line, digest_size=8).digest())
+                          for line in lines)
+
+    def result(self) -> dict[str, Any]:
+        return {"lines": self.count, "digest": f"{self.count}:{self.total % (1 << 64):016x}",
+                "first_line": self.first[:300].decode(errors="replace")}
+
+
+def output_digest(path: Path) -> dict[str, Any]:
+    """The ``LineDigest`` of a file's lines."""
+    digest = LineDigest()
+    if path.exists():
+        tail = b""
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                lines = (tail + chunk).split(b"\n")
+                tail = lines.pop()
+                digest.add(lines)
+        if tail:  # a last line without its newline
+            digest.add([tail])
+    return digest.result()

@@ -1,7 +1,8 @@
 """Where a sink task's time goes: ``kanal standalone`` moving the workload under py-spy
 (every thread, native frames of the interpreter hidden), summarised per function.
 
-    python -m bench.profile [--variant passthrough|decode-encode] [--records N]
+    python -m bench.profile [--variant string|bytearray|json|json-3smt|json-schemas-smt]
+                            [--records N]
 
 Writes bench/results/profile-<variant>.txt: the share of the task thread's samples spent
 in each function (self) and under it (inclusive). Needs py-spy (``pip install py-spy``).
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from bench.env import RESULTS, scratch, stack
 from bench.measure import LineCounter
-from bench.sinks import APACHE_FILE_SINK, VARIANTS
+from bench.sinks import SCALE_VARIANT, VARIANTS, file_sink_config
 from bench.systems import Kanal
 from bench.workload import ensure
 
@@ -50,7 +51,7 @@ def summarise(raw: Path, focus: str = "SinkTaskRunner._loop", top: int = 30) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.profile", description=__doc__)
-    parser.add_argument("--variant", default="passthrough", choices=sorted(VARIANTS))
+    parser.add_argument("--variant", default=SCALE_VARIANT, choices=sorted(VARIANTS))
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     args = parser.parse_args(argv)
@@ -58,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed: pip install py-spy")
     env = stack("kafka")
-    workload = ensure(env.bootstrap, args.records)
+    variant = VARIANTS[args.variant]
+    workload = ensure(env.bootstrap, args.records, form=variant.form)
     workdir = scratch() / f"profile-{uuid.uuid4().hex[:8]}"
     raw = workdir / "py-spy.txt"
     out = workdir / "out.jsonl"
     name = f"bench-profile-{uuid.uuid4().hex[:8]}"
-    connector = {"name": name, "connector.class": APACHE_FILE_SINK, "tasks.max": "1",
-                 "topics": workload.topic, "file": str(out), **VARIANTS[args.variant].kanal}
+    connector = {"name": name, **file_sink_config(workload, variant, out, 1)}
     kanal = Kanal(workdir, env.bootstrap, [connector], python_args=[
         py_spy, "record", "--format", "raw", "-r", str(args.rate), "-o", str(raw), "--",
         sys.executable])

@@ -30,7 +30,29 @@ class Summary:
             groups[sample.bench, sample.variant, sample.system].append(sample)
         self.groups = groups
 
+    def outputs(self) -> list[dict[str, Any]]:
+        """For each (bench, variant) that Kanal and Apache both wrote files for: in how many
+        runs the two files held the same lines (order aside), and a first line of each."""
+        found = []
+        pairs = {(bench, variant) for bench, variant, system in self.groups
+                 if system == "kanal"}
+        for bench, variant in sorted(pairs):
+            digests = {system: {s.run: s for s in self.groups.get((bench, variant, system), [])
+                                if s.ok and s.extra.get("output_digest")}
+                       for system in ("kanal", "apache")}
+            runs = sorted(digests["kanal"].keys() & digests["apache"].keys())
+            if not runs:
+                continue
+            same = sum(digests["kanal"][r].extra["output_digest"]
+                       == digests["apache"][r].extra["output_digest"] for r in runs)
+            found.append({"bench": bench, "variant": variant, "runs": len(runs),
+                          "identical": same,
+                          **{f"{system}_first_line": digests[system][runs[0]].extra["first_line"]
+                             for system in ("kanal", "apache")}})
+        return found
+
     def rows(self) -> list[dict[str, Any]]:
+        verdicts = {(o["bench"], o["variant"]): output_verdict(o) for o in self.outputs()}
         rows = []
         for (bench, variant, system), samples in self.groups.items():
             good = [s for s in samples if s.ok] or samples
@@ -43,6 +65,7 @@ class Summary:
                 "cpu_per_million": median(s.cpu_per_million for s in good),
                 "peak_rss_mb": median(s.peak_rss_mb for s in good),
                 "notes": sorted({s.note for s in samples if s.note}),
+                "output": verdicts.get((bench, variant), ""),
                 **{k: median(float(s.extra[k]) for s in good if k in s.extra)
                    for k in sorted({k for s in good for k, v in s.extra.items()
                                     if isinstance(v, int | float) and not isinstance(v, bool)})},
@@ -64,9 +87,16 @@ class Summary:
         return median(ratios) if ratios else None
 
 
+def output_verdict(compared: dict[str, Any]) -> str:
+    """``identical`` when the two systems wrote the same lines in every run compared."""
+    if compared["identical"] == compared["runs"]:
+        return "identical"
+    return f"output differs ({compared['runs'] - compared['identical']}/{compared['runs']} runs)"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     header = ("bench", "variant", "system", "ok/runs", "records/s (min-max)", "startup s",
-              "CPU s/M rec", "peak RSS MB")
+              "CPU s/M rec", "peak RSS MB", "output")
     lines = [header]
     for row in rows:
         rate = (f"{row['rate']:,.0f} ({row['rate_min']:,.0f}-{row['rate_max']:,.0f})"
@@ -74,7 +104,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         lines.append((row["bench"], row["variant"], row["system"],
                       f"{row['ok']}/{row['runs']}", rate, f"{row['startup_s']:.2f}",
                       f"{row['cpu_per_million']:.2f}" if row["cpu_per_million"] else "-",
-                      f"{row['peak_rss_mb']:.0f}" if row["peak_rss_mb"] else "-"))
+                      f"{row['peak_rss_mb']:.0f}" if row["peak_rss_mb"] else "-",
+                      row.get("output", "")))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     out = []
     for n, line in enumerate(lines):
@@ -105,13 +136,13 @@ def markdown(rows: list[dict[str, Any]], found: list[dict[str, Any]],
     """The summary as Markdown tables (what bench/README.md quotes); ``b4`` holds the rows
     of ``bench.control.rows``."""
     out = ["| bench | variant | system | ok/runs | records/s median (min-max) | startup s "
-           "| CPU s / M rec | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+           "| CPU s / M rec | peak RSS MB | output |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mb = f" = {r['mb_per_s']:.0f} MB/s" if r.get("mb_per_s") else ""
         out.append(f"| {r['bench']} | {r['variant']} | {r['system']} | {r['ok']}/{r['runs']} "
                    f"| {r['rate']:,.0f} ({r['rate_min']:,.0f}-{r['rate_max']:,.0f}){mb} "
                    f"| {r['startup_s']:.2f} | {r['cpu_per_million']:.2f} "
-                   f"| {r['peak_rss_mb']:.0f} |")
+                   f"| {r['peak_rss_mb']:.0f} | {r.get('output', '')} |")
     out += ["", "| comparison | ratio | target |", "|---|---|---|"]
     out += [f"| {r['what']} | {r['ratio']:.2f} | {r['target']} |" for r in found]
     if b4:

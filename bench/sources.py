@@ -8,17 +8,44 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.measure import Sample, run_raw, watch
+from bench.measure import LineDigest, Sample, run_raw, watch
 from bench.sinks import STRING
 from bench.systems import ConnectWorker, Kanal
 from bench.workload import PARTITIONS, SEED, START_MS, STEP_MS, VEHICLES, Workload, write_lines
+from kanal_worker.runtime.sink import FETCH_DEFAULTS
 
 APACHE_FILE_SOURCE = "org.apache.kafka.connect.file.FileStreamSourceConnector"
+
+
+def file_source_config(workload: Workload, workdir: Path, topic: str) -> dict[str, str]:
+    """The FileStreamSource configuration both systems get (the name aside)."""
+    return {"connector.class": APACHE_FILE_SOURCE, "tasks.max": "1", "topic": topic,
+            "file": str(lines_file(workdir, workload.records)),
+            "key.converter": STRING, "value.converter": STRING}
+
+
+def describe_topic(sample: Sample, bootstrap: str, topic: str) -> None:
+    """The ``LineDigest`` of the values a source wrote into ``topic``, compared across
+    systems as the sinks' files are (``bench.report.Summary.outputs``)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kanal-bench-digest",
+                         "enable.auto.commit": False, "log_level": 0, **FETCH_DEFAULTS})
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    digest, deadline = LineDigest(), time.monotonic() + 60 + sample.records / 20_000
+    try:
+        while digest.count < sample.records and time.monotonic() < deadline:
+            digest.add([m.value() or b"" for m in consumer.consume(10_000, 1.0)
+                        if m.error() is None])
+    finally:
+        consumer.close()
+    found = digest.result()
+    sample.extra["output_digest"] = found["digest"]
+    sample.extra["first_line"] = found["first_line"]
 
 
 def new_topic(bootstrap: str) -> str:
@@ -82,23 +109,24 @@ def kanal_source(workload: Workload, bootstrap: str, run: int, workdir: Path,
                      "seed": str(SEED), "vehicles": str(VEHICLES),
                      "start.timestamp.ms": str(START_MS), "timestamp.step.ms": str(STEP_MS)}
     else:
-        connector = {"name": name, "connector.class": APACHE_FILE_SOURCE, "tasks.max": "1",
-                     "topic": topic, "file": str(lines_file(workdir, workload.records)),
-                     "key.converter": STRING, "value.converter": STRING}
+        connector = {"name": name, **file_source_config(workload, workdir, topic)}
     sample = Sample("B3 source", variant, "kanal", run, workload.records)
     return measure_kanal(Kanal(workdir / name, bootstrap, [connector]), sample, bootstrap,
-                         topic)
+                         topic, digest=variant == "file")
 
 
-def measure_kanal(kanal: Kanal, sample: Sample, bootstrap: str, topic: str) -> Sample:
-    """Run ``kanal`` until ``topic`` holds the sample's records; then stop it and drop its
-    files and the topic."""
+def measure_kanal(kanal: Kanal, sample: Sample, bootstrap: str, topic: str,
+                  digest: bool = False) -> Sample:
+    """Run ``kanal`` until ``topic`` holds the sample's records (and with ``digest``,
+    describe what it wrote there); then stop it and drop its files and the topic."""
     try:
         kanal.start()
         _measure(bootstrap, topic, sample.records, kanal.pid, kanal.started, kanal.alive,
                  sample)
         sample.peak_rss_mb = max(sample.peak_rss_mb,
                                  kanal.peak_rss_mb() if kanal.alive() else 0.0)
+        if digest and sample.ok:
+            describe_topic(sample, bootstrap, topic)
     finally:
         kanal.stop()
         if not sample.ok:
@@ -112,14 +140,14 @@ def apache_source(workload: Workload, bootstrap: str, run: int, workdir: Path,
                   peer: ConnectWorker) -> Sample:
     topic = new_topic(bootstrap)
     name = f"bench-apache-src-{uuid.uuid4().hex[:8]}"
-    config = {"connector.class": APACHE_FILE_SOURCE, "tasks.max": "1", "topic": topic,
-              "file": str(lines_file(workdir, workload.records)),
-              "key.converter": STRING, "value.converter": STRING}
+    config = file_source_config(workload, workdir, topic)
     sample = Sample("B3 source", "file", "apache", run, workload.records)
     try:
         started = time.monotonic()
         peer.create(name, config)
         _measure(bootstrap, topic, workload.records, peer.pid, started, lambda: True, sample)
+        if sample.ok:
+            describe_topic(sample, bootstrap, topic)
     finally:
         peer.delete(name)
         drop_topic(bootstrap, topic)
@@ -141,9 +169,12 @@ def raw_produce(workload: Workload, bootstrap: str, run: int, workdir: Path) -> 
 
 def b3(workload: Workload, bootstrap: str, run: int, workdir: Path,
        peer: ConnectWorker | None) -> list[Sample]:
+    """The raw producer, Kanal's generator, then Kanal's and Apache's FileStreamSource of
+    the same configuration (Apache first in even runs)."""
     samples = [raw_produce(workload, bootstrap, run, workdir),
-               kanal_source(workload, bootstrap, run, workdir, "generator"),
-               kanal_source(workload, bootstrap, run, workdir, "file")]
-    if peer is not None:
-        samples.append(apache_source(workload, bootstrap, run, workdir, peer))
-    return samples
+               kanal_source(workload, bootstrap, run, workdir, "generator")]
+    kanal = partial(kanal_source, workload, bootstrap, run, workdir, "file")
+    if peer is None:
+        return [*samples, kanal()]
+    apache = partial(apache_source, workload, bootstrap, run, workdir, peer)
+    return samples + [system() for system in ((kanal, apache) if run % 2 else (apache, kanal))]

@@ -21,7 +21,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.measure import Sample, watch
-from bench.sinks import JSON, STRING
+from bench.registry import Registry
+from bench.sinks import SCHEMALESS, STRING
 from bench.systems import Kanal, delete_groups
 from bench.workload import Workload
 
@@ -30,7 +31,12 @@ FORMATS = {
     "json-gzip": {"format.class": "JsonFormat", "az.compression.type": "gzip"},
     "parquet": {"format.class": "ParquetFormat"},
     "avro": {"format.class": "AvroFormat"},
+    "avro-parquet": {"format.class": "ParquetFormat"},
 }
+AVRO_INPUT = {"avro-parquet"}
+"""Formats fed the Avro workload through AvroConverter (the bench's registry); the others
+read the schemaless JSON workload."""
+AVRO_CONVERTER = "io.confluent.connect.avro.AvroConverter"
 BLOCK_SIZE = 5 * 1024 * 1024
 """azblob.block.size / s3.part.size for both: the smallest allowed, so JSON files span
 blocks."""
@@ -228,8 +234,16 @@ def _format(store: Store, fmt: str) -> dict[str, str]:
             for key, value in FORMATS[fmt].items()}
 
 
+def converters(fmt: str, registry: str) -> dict[str, str]:
+    if fmt in AVRO_INPUT:
+        return {"key.converter": STRING, "value.converter": AVRO_CONVERTER,
+                "value.converter.schema.registry.url": registry}
+    return dict(SCHEMALESS)
+
+
 def kanal_sink(workload: Workload, bootstrap: str, store: Store, run: int,
-               workdir: Path, fmt: str) -> tuple[Sample, list[tuple[str, str]], str]:
+               workdir: Path, fmt: str,
+               registry: str) -> tuple[Sample, list[tuple[str, str]], str]:
     name = f"bench-kanal-{uuid.uuid4().hex[:8]}"
     container = name
     if store.bucket_first:
@@ -238,8 +252,7 @@ def kanal_sink(workload: Workload, bootstrap: str, store: Store, run: int,
                  **store.connector(container),
                  "flush.size": str(flush_size(workload)),
                  "kanal.upload.threads": str(UPLOAD_THREADS),
-                 "key.converter": STRING, "value.converter": JSON,
-                 "value.converter.schemas.enable": "false", **_format(store, fmt)}
+                 **converters(fmt, registry), **_format(store, fmt)}
     target = complete_files(workload)
     sample = Sample(store.bench, fmt, "kanal", run, target)
     files: list[tuple[str, str]] = []
@@ -287,13 +300,16 @@ def raw_upload(workload: Workload, store: Store, run: int, workdir: Path, fmt: s
     return sample
 
 
-def b2(workload: Workload, bootstrap: str, store: Store, run: int, workdir: Path,
-       formats: list[str]) -> list[Sample]:
+def b2(workloads: Mapping[str, Workload], bootstrap: str, store: Store, run: int,
+       workdir: Path, formats: list[str]) -> list[Sample]:
     """For each format: Kanal, then the raw upload of what Kanal wrote."""
     samples = []
     for fmt in formats:
         started = time.monotonic()
-        kanal, files, name = kanal_sink(workload, bootstrap, store, run, workdir, fmt)
+        workload = workloads["avro" if fmt in AVRO_INPUT else "json"]
+        with Registry() as registry:
+            kanal, files, name = kanal_sink(workload, bootstrap, store, run, workdir, fmt,
+                                            registry)
         samples.append(kanal)
         if files:
             samples.append(raw_upload(workload, store, run, workdir, fmt, files))
