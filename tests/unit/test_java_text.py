@@ -96,10 +96,13 @@ def test_structs_print_by_template_as_field_by_field(items: list[Any]) -> None:
         if value[f.name] is not None) + "}"
 
 
-@given(st.dictionaries(st.sampled_from(["s", "i", "d", "{b}", "d2", "x"]), PRIMITIVES))
-def test_struct_reader_reads_as_to_connect_value(payload: dict[str, Any]) -> None:
+@given(st.one_of(st.dictionaries(st.sampled_from(["s", "i", "d", "{b}", "d2", "x"]),
+                                 PRIMITIVES), PRIMITIVES),
+       st.booleans())
+def test_struct_reader_reads_as_to_connect_value(payload: Any, optional: bool) -> None:
     schema = struct([*STRUCT_FIELDS[:4], ("d2", Schema(Type.FLOAT64, default=1.5)),
-                     ("t", Schema(Type.INT64, name=TIMESTAMP, optional=True))])
+                     ("t", Schema(Type.INT64, name=TIMESTAMP, optional=True))],
+                    optional=optional)
     try:
         expected: Any = to_connect_value(schema, payload)
     except DataError as exc:

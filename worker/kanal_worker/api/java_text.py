@@ -44,7 +44,7 @@ class JavaHashMap(dict[Any, Any]):
     def copy_of(cls, original: Mapping[Any, Any]) -> JavaHashMap:
         """``new HashMap<>(original)`` as Java 17 sizes it: a table for the entries at 3/4
         load plus one (later JDKs round up instead), filled in the original's order."""
-        return cls.filled(java_items(original), _copy_table(len(original)))
+        return cls.filled(_java_pairs(original, None), _copy_table(len(original)))
 
     @classmethod
     def filled(cls, items: Iterable[tuple[Any, Any]], table: int) -> JavaHashMap:
@@ -79,14 +79,17 @@ def _power_of_two(at_least: int) -> int:
 def java_items(value: Mapping[Any, Any], key_schema: Schema | None = None
                ) -> list[tuple[Any, Any]]:
     """The entries of ``value`` in the order Java iterates the map Apache holds for it."""
+    return list(_java_pairs(value, key_schema.type if key_schema is not None else None))
+
+
+def _java_pairs(value: Mapping[Any, Any], key_type: Type | None) -> Iterable[tuple[Any, Any]]:
     if isinstance(value, LinkedHashMap):
-        return list(value.items())
-    reorder = _reorder(tuple(value), key_schema.type if key_schema is not None else None,
-                       getattr(value, "table", HASH_MAP_CAPACITY))
+        return value.items()
+    reorder = _reorder(tuple(value), key_type, getattr(value, "table", HASH_MAP_CAPACITY))
     if reorder is None:
-        return list(value.items())
+        return value.items()
     order, pick = reorder
-    return list(zip(order, pick(value), strict=True))
+    return zip(order, pick(value), strict=True)
 
 
 @lru_cache(maxsize=1024)

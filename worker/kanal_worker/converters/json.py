@@ -393,16 +393,16 @@ _EXACT_TYPES: dict[Type, type] = {
 unchanged."""
 
 
-def struct_reader(schema: Schema) -> Callable[[Any], dict[str, Any]]:
+def struct_reader(schema: Schema) -> Callable[[Any], Any]:
     """``to_connect_value`` for a struct ``schema``: a field whose item has the exact
     JSON type its plain schema type reads unchanged is copied, any other goes through
     ``to_connect_value`` (defaults, logical types, errors: all as before)."""
     plan = [(f.name, _EXACT_TYPES.get(f.schema.type) if f.schema.name is None else None,
              f.schema) for f in schema.fields]
 
-    def read(value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise DataError("Structs should be encoded as JSON objects")
+    def read(value: Any) -> Any:
+        if not isinstance(value, dict):  # a null, or not a struct: as it always did
+            return to_connect_value(schema, value)
         get = value.get
         return {name: item if type(item := get(name)) is exact
                 else to_connect_value(field_schema, item)
