@@ -100,7 +100,11 @@ def lines(batch: SinkBatch) -> bytes:
         joined = b"\n".join(cast(list[bytes], encoded))
         if AS_PRINTED.fullmatch(joined):
             return joined + b"\n"
-    return b"".join(map(line, batch.values, batch.value_schemas))
+    values = batch.values
+    if not values or any(issubclass(kind, bytes | bytearray | memoryview)
+                         for kind in set(map(type, values))):
+        return b"".join(map(line, values, batch.value_schemas))
+    return ("\n".join(map(java_string, values, batch.value_schemas)) + "\n").encode()
 
 
 def line(value: Any, schema: Schema | None) -> bytes:

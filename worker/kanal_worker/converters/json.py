@@ -106,8 +106,9 @@ class JsonConverter(Converter):
         if self.schemas_enable:
             return super().to_connect_batch(topic, data)
         schemas: list[Schema | None] = [None] * len(data)
-        if _decodes(data):
-            return ConvertedBatch(schemas, partial(_decode_all, cast(list[bytes], data)),
+        joined = _decodes(data)
+        if joined is not None:
+            return ConvertedBatch(schemas, partial(_decode_all, joined, cast(list[bytes], data)),
                                   plain_json=True)
         return ConvertedBatch(schemas, [None if item is None else loads(item) for item in data],
                               plain_json=True)
@@ -215,30 +216,32 @@ EXACT = decimal.Context(prec=decimal.MAX_PREC)
 """Rescaling a Decimal never rounds it (the default context keeps 28 digits)."""
 
 
-def _decodes(data: list[bytes | None]) -> bool:
-    """Whether every item is one JSON document in UTF-8 (no tombstone), checked as one
-    array of raw values: each must span exactly its own bytes, so no two bad halves
-    make a good pair."""
+def _decodes(data: list[bytes | None]) -> bytes | None:
+    """The items as one JSON array when every item is one JSON document in UTF-8 (no
+    tombstone), else None; checked as an array of raw values: each must span exactly
+    its own bytes, so no two bad halves make a good pair."""
     if None in data:
-        return False
+        return None
     joined = b"[" + b",".join(data) + b"]"  # type: ignore[arg-type]
     try:
         spans = _RAW_ARRAY.decode(joined)
     except msgspec.DecodeError:
-        return False
+        return None
     if list(map(len, spans)) != list(map(len, data)):  # type: ignore[arg-type]
-        return False
+        return None
     if not joined.isascii():
         try:
             joined.decode()
         except UnicodeDecodeError:
-            return False
-    return True
+            return None
+    return joined
 
 
-def _decode_all(data: list[bytes]) -> list[Any]:
+def _decode_all(joined: bytes, data: list[bytes]) -> list[Any]:
+    """The items ``_decodes`` joined, decoded in one call."""
     try:
-        return list(map(orjson.loads, data))
+        values: list[Any] = orjson.loads(joined)
+        return values
     except orjson.JSONDecodeError:  # what only ``loads`` reads (numbers beyond a double)
         return list(map(loads, data))
 
