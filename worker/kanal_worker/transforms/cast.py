@@ -6,7 +6,8 @@ import base64
 import datetime as dt
 import decimal
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import field_validator
@@ -168,6 +169,10 @@ def cast_value(schema: Schema | None, value: Any, target: Type) -> Any:
     """Apache's ``castValueToType``: Java's conversions, errors and string forms."""
     if value is None:
         return None
+    if schema is None:
+        exact = _EXACT_CASTS.get((type(value), target))
+        if exact is not None:
+            return exact(value)
     inferred = schema.type if schema is not None else infer_type(value)
     if inferred is None:
         raise DataError(f"Cast transformation was passed a value of type class "
@@ -191,6 +196,17 @@ def cast_value(schema: Schema | None, value: Any, target: Type) -> Any:
     except (ValueError, OverflowError) as exc:
         raise DataError(f"Value ({_to_string(value, inferred, None)}) was out of range for "
                         "requested data type") from exc
+
+
+_EXACT_CASTS: dict[tuple[type, Type], Callable[[Any], Any]] = {
+    (str, Type.STRING): str, (int, Type.STRING): str, (float, Type.STRING): double_to_string,
+    (int, Type.FLOAT64): float, (float, Type.FLOAT64): float,
+    (int, Type.FLOAT32): lambda value: to_float32(float(value)), (float, Type.FLOAT32): to_float32,
+    **{(int, kind): partial(_java.wrap_int, bits=bits) for kind, bits in _RANGES.items()},
+    **{(float, kind): partial(_java.float_to_int, bits=bits) for kind, bits in _RANGES.items()},
+}
+"""What ``cast_value`` does, found in one lookup, for the schemaless casts that cannot
+fail: a value of exactly this Python type to this target."""
 
 
 def _encode_logical(name: str, value: Any) -> Any:
