@@ -31,6 +31,7 @@ from kanal_worker.runtime.errors import ErrorHandler
 from kanal_worker.runtime.sink import SinkTaskRunner, _coordinates
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import TaskId
+from kanal_worker.runtime.transforms import build_chain
 
 STRING = "org.apache.kafka.connect.storage.StringConverter"
 JSON = "org.apache.kafka.connect.json.JsonConverter"
@@ -158,7 +159,8 @@ def test_columns_are_decoded_and_records_built_only_when_read() -> None:
     columns = SinkColumns(
         topics=["t", "t"], partitions=[0, 0], offsets=[3, 4], timestamps=[(0, -1)] * 2,
         headers=[None, None], keys=ConvertedBatch([None, None], [None, None]),
-        values=ConvertedBatch([None, None], decode, plain_json=True), encoded=raw)
+        values=ConvertedBatch([None, None], decode, plain_json=True), encoded=raw,
+        texts=[None, None])
     batch = SinkBatch.of_columns(columns)
     assert len(batch) == 2 and batch.encoded_values == raw
     assert batch.coordinates == [("t", 0, 3), ("t", 0, 4)] and not decoded
@@ -201,8 +203,8 @@ def test_a_batch_converts_exactly_as_item_by_item_or_not_at_all(items: list[byte
 
 
 def test_halves_of_json_do_not_check_as_a_batch() -> None:
-    assert not _decodes([b"[1", b"2]", b"3,4"])
-    assert _decodes([b'{"a":1}', b"[2]"])
+    assert _decodes([b"[1", b"2]", b"3,4"]) is None
+    assert _decodes([b'{"a":1}', b"[2]"]) == b'[{"a":1},[2]]'
 
 
 def test_numbers_beyond_a_double_are_read_exactly_as_apache_does() -> None:
@@ -238,3 +240,81 @@ def test_records_of_a_partition_revoked_during_a_retry_are_not_written_again() -
     assert ("a", 1, 7) in first and all(tp != ("a", 1) for *tp, _ in second)
     assert len(second) == len(MESSAGES) - 1
     assert task.consumed == {TopicPartition("a", 0): 7, TopicPartition("b", 0): 11}
+
+
+CHAIN = {
+    "transforms": "tag,drop,cast,flat",
+    "transforms.tag.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+    "transforms.tag.static.field": "pipeline",
+    "transforms.tag.static.value": "p",
+    "transforms.tag.offset.field": "at",
+    "transforms.tag.timestamp.field": "ts",
+    "transforms.drop.type": "org.apache.kafka.connect.transforms.ReplaceField$Value",
+    "transforms.drop.exclude": "y",
+    "transforms.drop.renames": "x:ex",
+    "transforms.cast.type": "org.apache.kafka.connect.transforms.Cast$Value",
+    "transforms.cast.spec": "ex:string",
+    "transforms.flat.type": "org.apache.kafka.connect.transforms.Flatten$Value",
+}
+ENVELOPE = (b'{"schema": {"type": "struct", "optional": false, "fields": ['
+            b'{"field": "x", "type": "int64", "optional": false},'
+            b'{"field": "y", "type": "double", "optional": true},'
+            b'{"field": "n", "type": "struct", "optional": true, "fields": ['
+            b'{"field": "z", "type": "string", "optional": true}]}]},'
+            b' "payload": {"x": %d, "y": 1.5, "n": {"z": "zz"}}}')
+
+
+@pytest.mark.parametrize(("converters", "values"), [
+    (JSON_VALUES, [b'{"x": %d, "y": 2.5, "n": {"z": "a"}}' % i for i in range(5)]
+     + [None, b'"not a map"', b'{"x": 1e300, "y": null}']),
+    ({"key.converter": STRING, "value.converter": JSON},
+     [ENVELOPE % i for i in range(5)]),
+])
+def test_transforms_on_columns_give_the_records_of_record_by_record(
+        converters: dict[str, str], values: list[bytes | None]) -> None:
+    """Columns while every step can take them; a step that fails on one record of a poll
+    runs record by record, so that record alone is reported (tolerated here)."""
+    task = runner(converters)
+    task.chain = build_chain(CHAIN)
+    messages = [message("a", 0, i, b"k", value, timestamp=(1, 1000 + i))
+                for i, value in enumerate(values)]
+    batch, kept = convert(task, messages)
+    expected = [task.errors.transform(task.chain, record, message=m)
+                for record, m in zip(convert(task, messages)[0], kept, strict=True)]
+    failed_before = task.errors.failed
+    transformed, survivors = task._transform_all(batch, kept)
+    assert list(transformed) == [r for r in expected if r is not None]
+    assert [m.offset() for m in survivors] == [
+        m.offset() for m, r in zip(kept, expected, strict=True) if r is not None]
+    assert task.errors.failed - failed_before == expected.count(None)
+    assert expected.count(None) == (1 if converters is JSON_VALUES else 0)  # "not a map"
+    assert lines(transformed) == b"".join(line(r.value, r.value_schema) for r in transformed)
+
+
+def test_a_poll_without_failures_stays_columns_through_the_chain() -> None:
+    task = runner(JSON_VALUES)
+    task.chain = build_chain(CHAIN)
+    messages = [message("a", 0, i, b"k", b'{"x": %d, "y": 2.5}' % i) for i in range(3)]
+    batch, kept = convert(task, messages)
+    transformed, _ = task._transform_all(batch, kept)
+    assert transformed.columns is not None and transformed.encoded_values == [None] * 3
+    assert transformed.values[0] == {"ex": "0", "at": 0, "ts": 1_700_000_000_000,
+                                     "pipeline": "p"}
+
+
+@pytest.mark.parametrize("converters", [
+    {"key.converter": STRING, "value.converter": STRING},
+    {"key.converter": BYTES, "value.converter": BYTES},
+    {"key.converter": STRING, "value.converter": STRING,
+     "value.converter.converter.encoding": "ISO-8859-1"},
+])
+@pytest.mark.parametrize("values", [
+    [b"plain", b"with\nbreak", "\u00e9t\u00e9 \u2603".encode(), b""],
+    [b"a", None, b"b"],
+])
+def test_text_values_are_copied_as_the_lines_java_prints(
+        converters: dict[str, str], values: list[bytes | None]) -> None:
+    task = runner(converters)
+    batch, _ = convert(task, [message("a", 0, i, b"k", v) for i, v in enumerate(values)])
+    assert lines(batch) == b"".join(line(v, s) for v, s in zip(
+        batch.values, batch.value_schemas, strict=True))

@@ -6,11 +6,13 @@ import datetime as dt
 import decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kanal_worker.api.errors import ConfigError, DataError
 from kanal_worker.api.records import SinkRecord, SourceRecord
 from kanal_worker.api.schema import DATE, DECIMAL, TIMESTAMP, Schema, Type, struct
-from kanal_worker.transforms.cast import CastKey, CastValue, cast_value
+from kanal_worker.transforms.cast import OUTPUT_TYPES, CastKey, CastValue, cast_value
 
 
 def sink(value: object, schema: Schema | None = None) -> SinkRecord:
@@ -112,3 +114,21 @@ def test_spec_validation(spec: str, message: str) -> None:
     with pytest.raises(ConfigError) as raised:
         CastValue({"spec": spec} if spec else {})
     assert (raised.value.key, raised.value.message) == ("spec", message)
+
+
+@given(st.one_of(st.integers(), st.floats(), st.text(max_size=5)),
+       st.sampled_from([t for t in Type if t in OUTPUT_TYPES]))
+def test_schemaless_casts_found_by_type_convert_as_with_the_inferred_schema(
+        value: object, target: Type) -> None:
+    """The one-lookup casts of schemaless values give what the general path gives."""
+    inferred = Schema({int: Type.INT64, float: Type.FLOAT64, str: Type.STRING}[type(value)])
+    try:
+        expected: object = cast_value(inferred, value, target)
+    except DataError as exc:
+        expected = str(exc)
+    try:
+        cast: object = cast_value(None, value, target)
+    except DataError as exc:
+        cast = str(exc)
+    assert cast == expected or (cast != cast and expected != expected)  # NaN
+    assert type(cast) is type(expected)

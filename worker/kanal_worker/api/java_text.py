@@ -14,9 +14,12 @@ import ctypes
 import datetime as dt
 import math
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
+
+import orjson
 
 from kanal_worker.api.schema import DATE, TIME, TIMESTAMP, Schema, Type
 
@@ -41,8 +44,16 @@ class JavaHashMap(dict[Any, Any]):
     def copy_of(cls, original: Mapping[Any, Any]) -> JavaHashMap:
         """``new HashMap<>(original)`` as Java 17 sizes it: a table for the entries at 3/4
         load plus one (later JDKs round up instead), filled in the original's order."""
-        wanted = int(len(original) / 0.75 + 1.0) if original else HASH_MAP_CAPACITY
-        return cls(java_items(original), table=_power_of_two(wanted))
+        return cls.filled(_java_pairs(original, None), _copy_table(len(original)))
+
+    @classmethod
+    def filled(cls, items: Iterable[tuple[Any, Any]], table: int) -> JavaHashMap:
+        """``cls(items, table=table)`` without running ``__init__`` in Python: transforms
+        make a map per record."""
+        made = dict.__new__(cls)
+        dict.update(made, items)
+        made.table = table
+        return made
 
     @classmethod
     def sized(cls, size: int) -> JavaHashMap:
@@ -54,6 +65,12 @@ class LinkedHashMap(dict[Any, Any]):
     """A schemaless map Java iterates in insertion order (``new LinkedHashMap<>()``)."""
 
 
+@lru_cache(maxsize=256)
+def _copy_table(size: int) -> int:
+    """The table ``new HashMap<>(map)`` starts with for a map of ``size`` entries."""
+    return _power_of_two(int(size / 0.75 + 1.0) if size else HASH_MAP_CAPACITY)
+
+
 def _power_of_two(at_least: int) -> int:
     """``HashMap.tableSizeFor``: the smallest power of two not below ``at_least`` (min 1)."""
     return 1 << max(0, at_least - 1).bit_length()
@@ -62,11 +79,40 @@ def _power_of_two(at_least: int) -> int:
 def java_items(value: Mapping[Any, Any], key_schema: Schema | None = None
                ) -> list[tuple[Any, Any]]:
     """The entries of ``value`` in the order Java iterates the map Apache holds for it."""
+    return list(_java_pairs(value, key_schema.type if key_schema is not None else None))
+
+
+def _java_pairs(value: Mapping[Any, Any], key_type: Type | None) -> Iterable[tuple[Any, Any]]:
     if isinstance(value, LinkedHashMap):
-        return list(value.items())
-    order = _hash_map_order(tuple(value), key_schema.type if key_schema is not None else None,
-                            getattr(value, "table", HASH_MAP_CAPACITY))
-    return [(key, value[key]) for key in order]
+        return value.items()
+    reorder = _reorder(tuple(value), key_type, getattr(value, "table", HASH_MAP_CAPACITY))
+    if reorder is None:
+        return value.items()
+    order, pick = reorder
+    return zip(order, pick(value), strict=True)
+
+
+@lru_cache(maxsize=1024)
+def _reorder(keys: tuple[Any, ...], key_type: Type | None, table: int
+             ) -> tuple[tuple[Any, ...], Picker] | None:
+    """``_hash_map_order`` of the keys and what picks a map's items in it; None when
+    they are in that order."""
+    order = _hash_map_order(keys, key_type, table)
+    return None if order is None else (order, picker(order))
+
+
+Picker = Callable[[Any], tuple[Any, ...]]
+"""Picks items of a map (by key) or of a tuple (by position) as a tuple."""
+
+
+def picker(keys: Sequence[Any]) -> Picker:
+    """What picks the items of ``keys`` from a map (or tuple) as a tuple, at C speed."""
+    if not keys:
+        return lambda value: ()
+    if len(keys) == 1:  # itemgetter of one key gives the item, not a tuple
+        key = keys[0]
+        return lambda value: (value[key],)
+    return itemgetter(*keys)
 
 
 def to_float32(value: float) -> float:
@@ -130,6 +176,9 @@ def java_string(value: Any, schema: Schema | None = None) -> str:
         if schema.name in (TIMESTAMP, DATE, TIME):
             return _date_string(value)
         if schema.type == Type.STRUCT:
+            printed = _struct_string(value, schema)
+            if printed is not None:
+                return printed
             return "Struct{" + ",".join(
                 f"{field.name}={java_string(item, field.schema)}" for field in schema.fields
                 if (item := value.get(field.name)) is not None) + "}"
@@ -165,6 +214,8 @@ def _any_string(value: Any) -> str:
 
 
 def _double_string(value: float) -> str:
+    if 1e-3 <= abs(value) < 1e7:  # double_to_string's plain range, checked first: it is hot
+        return repr(value)
     # JsonConverter reads numbers as BigDecimal, which has no negative zero
     return double_to_string(value) if value else "0.0"
 
@@ -175,10 +226,117 @@ def _list_string(items: Any, item_schema: Schema | None) -> str:
 
 def _map_string(value: Mapping[Any, Any], key_schema: Schema | None,
                 value_schema: Schema | None) -> str:
+    if key_schema is None and value_schema is None:
+        return _schemaless_map_string(value)
     return "{" + ", ".join([
         f"{key if type(key) is str else java_string(key, key_schema)}="
         f"{java_string(item, value_schema)}"
         for key, item in java_items(value, key_schema)]) + "}"
+
+
+def _schemaless_map_string(value: Mapping[Any, Any]) -> str:
+    """``_map_string`` of a schemaless map. Records of a topic mostly share their keys
+    and value types: a map of text keys and of strings, integers and doubles in
+    ``Double.toString``'s plain range is printed by a ``_Template`` made once per keys,
+    types and table, its doubles by one ``orjson.dumps`` (whose shortest digits are
+    Python's ``repr``'s and Java's in that range, and 25 times faster); any other map
+    item by item."""
+    template = _template(tuple(value), tuple(map(type, value.values())),
+                         None if isinstance(value, LinkedHashMap)
+                         else getattr(value, "table", HASH_MAP_CAPACITY))
+    if template is not None:
+        text, items, doubles = template
+        printed = _format(text, items(value), None if doubles is None else doubles(value))
+        if printed is not None:
+            return printed
+    printer = _SCHEMALESS.get
+    return "{" + ", ".join([
+        f"{key if type(key) is str else java_string(key)}="
+        f"{(printer(type(item)) or _any_string)(item)}"
+        for key, item in java_items(value)]) + "}"
+
+
+def _format(text: str, items: tuple[Any, ...], doubles: tuple[float, ...] | None
+            ) -> str | None:
+    """``text.format`` of ``items`` and of the text of ``doubles``; None when a double
+    is outside ``Double.toString``'s plain range (or not a number)."""
+    if doubles is None:
+        return text.format(*items)
+    printed = orjson.dumps(doubles)  # NaN and infinities are null: not printed alike
+    if min(map(abs, doubles)) >= 1e-3 and max(map(abs, doubles)) < 1e7 and \
+            b"null" not in printed:
+        return text.format(*items, *printed[1:-1].decode().split(","))
+    return None
+
+
+def _placeholders(names: Sequence[str], types: Sequence[type]) -> tuple[list[str], list[int]]:
+    """``name={n}`` for each of ``names`` (escaped for ``str.format``), the doubles'
+    slots after the items, and the positions of the doubles."""
+    at = [i for i, kind in enumerate(types) if kind is float]
+    slot = {i: len(types) + j for j, i in enumerate(at)}
+    return [f"{name.replace('{', '{{').replace('}', '}}')}={{{slot.get(i, i)}}}"
+            for i, name in enumerate(names)], at
+
+
+_STRUCT_PRINTABLE = frozenset({Type.STRING, Type.INT8, Type.INT16, Type.INT32, Type.INT64,
+                               Type.FLOAT64, Type.BOOLEAN})
+_struct_names: dict[int, tuple[Schema, tuple[str, ...] | None]] = {}
+
+
+def _struct_string(value: Mapping[str, Any], schema: Schema) -> str | None:
+    """``Struct.toString`` by a template made once per schema and item types when every
+    field is a string, an integer or a double in the plain range (None otherwise)."""
+    cached = _struct_names.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        if len(_struct_names) >= 1024:
+            _struct_names.clear()
+        printable = all(f.schema.name is None and f.schema.type in _STRUCT_PRINTABLE
+                        for f in schema.fields)
+        cached = _struct_names[id(schema)] = (
+            schema, tuple(f.name for f in schema.fields) if printable else None)
+    names = cached[1]
+    if not names:
+        return None
+    items = tuple(map(value.get, names))
+    template = _struct_template(names, tuple(map(type, items)))
+    if template is None:
+        return None
+    text, doubles = template
+    return _format(text, items, None if doubles is None else doubles(items))
+
+
+@lru_cache(maxsize=1024)
+def _struct_template(names: tuple[str, ...], types: tuple[type, ...]
+                     ) -> tuple[str, Picker | None] | None:
+    """The ``str.format`` template of a struct's text and what picks its doubles from
+    the items; None unless every item is a str, int or float (a null is left out)."""
+    if not set(types) <= {str, int, float}:
+        return None
+    placeholders, at = _placeholders(names, types)
+    text = "Struct{{" + ",".join(placeholders) + "}}"
+    return text, (picker(at) if at else None)
+
+
+_Template = tuple[str, Picker, Picker | None]
+"""A ``str.format`` template of a map's text, what picks its arguments (the items in
+Java's order, followed by the text of the doubles), and what picks the doubles."""
+
+
+@lru_cache(maxsize=1024)
+def _template(keys: tuple[Any, ...], types: tuple[type, ...],
+              table: int | None) -> _Template | None:
+    """The template of a map of ``keys`` whose items are of ``types`` in its order, a
+    ``HashMap`` whose table started at ``table`` (None: a ``LinkedHashMap``); None
+    unless every key is text and every item a str, int or float."""
+    if not keys or not all(type(key) is str for key in keys) or \
+            not set(types) <= {str, int, float}:
+        return None
+    order = keys if table is None else (_hash_map_order(keys, None, table) or keys)
+    by_key = dict(zip(keys, types, strict=True))
+    placeholders, at = _placeholders(order, [by_key[key] for key in order])
+    doubles = [order[i] for i in at]
+    text = "{{" + ", ".join(placeholders) + "}}"
+    return text, picker(list(order)), picker(doubles) if doubles else None
 
 
 _SCHEMALESS: dict[type, Callable[[Any], str]] = {
@@ -197,20 +355,22 @@ _SCHEMALESS: dict[type, Callable[[Any], str]] = {
 
 @lru_cache(maxsize=1024)
 def _hash_map_order(keys: tuple[Any, ...], key_type: Type | None,
-                    table: int) -> tuple[Any, ...]:
+                    table: int) -> tuple[Any, ...] | None:
     """The keys in the order a ``HashMap`` whose table started at ``table`` and was
     filled with them in this order iterates: by bucket (the spread hash modulo the table
-    size, which doubles past 3/4 load), then by insertion. Records of a topic mostly share
-    their keys, so the order is computed once per key set. (A bucket of 8 or more
-    colliding keys becomes a tree in Java; that is left out.)"""
+    size, which doubles past 3/4 load), then by insertion; None when that is their order
+    already. Records of a topic mostly share their keys, so the order is computed once
+    per key set. (A bucket of 8 or more colliding keys becomes a tree in Java; that is
+    left out.)"""
     capacity = table
     while len(keys) > capacity * 3 // 4:
         capacity *= 2
     try:
         buckets = [_spread(_java_hash(key, key_type)) & (capacity - 1) for key in keys]
     except TypeError:
-        return keys  # a key type Java hashes in ways not modelled: keep the given order
-    return tuple(keys[i] for i in sorted(range(len(keys)), key=buckets.__getitem__))
+        return None  # a key type Java hashes in ways not modelled: keep the given order
+    order = tuple(keys[i] for i in sorted(range(len(keys)), key=buckets.__getitem__))
+    return None if order == keys else order
 
 
 def _spread(hash_code: int) -> int:

@@ -18,6 +18,7 @@ from kanal_worker.api.records import (
     ConnectRecord,
     ConvertedBatch,
     SinkBatch,
+    SinkColumns,
     SourceRecord,
     TopicPartition,
 )
@@ -209,6 +210,14 @@ class Transformation(Plugin, Generic[R]):
 
     @abstractmethod
     def apply(self, record: R) -> R | None: ...
+
+    def apply_columns(self, columns: SinkColumns) -> SinkColumns | None:
+        """A sink poll transformed as whole columns, as ``apply`` would transform each of
+        its records (none dropped); None when this transformation works record by record
+        only (the default). The runtime then builds the records and calls ``apply``, and
+        it also falls back to ``apply`` whenever this raises, so each failure is reported
+        with its own record."""
+        return None
 
     def close(self) -> None:
         """Release resources."""

@@ -95,16 +95,18 @@ class ConvertedBatch:
     converter that has made sure every item converts may pass a function instead of
     the values: they are decoded when first read, so a sink that copies the bytes it
     received never pays for them. ``plain_json`` says that every item's bytes are plain
-    JSON of its value (sinks writing JSON reuse them).
+    JSON of its value (sinks writing JSON reuse them); ``verbatim`` that every value is
+    its bytes, or their UTF-8 text (sinks printing values as text copy the bytes).
     """
 
-    __slots__ = ("_decode", "_values", "plain_json", "schemas")
+    __slots__ = ("_decode", "_values", "plain_json", "schemas", "verbatim")
 
     def __init__(self, schemas: list[Schema | None],
                  values: list[Any] | Callable[[], list[Any]],
-                 plain_json: bool = False) -> None:
+                 plain_json: bool = False, verbatim: bool = False) -> None:
         self.schemas = schemas
         self.plain_json = plain_json
+        self.verbatim = verbatim
         self._values: list[Any] | None = None if callable(values) else values
         self._decode: Callable[[], list[Any]] | None = values if callable(values) else None
 
@@ -126,7 +128,7 @@ class ConvertedBatch:
             return parts[0]
         return cls([schema for part in parts for schema in part.schemas],
                    lambda: [value for part in parts for value in part.values],
-                   all(part.plain_json for part in parts))
+                   all(part.plain_json for part in parts), all(part.verbatim for part in parts))
 
 
 @dataclass(slots=True)
@@ -134,7 +136,8 @@ class SinkColumns:
     """A poll's records column by column, as the runtime hands them to ``SinkBatch``:
     ``timestamps`` as Kafka gives them (``(type, milliseconds)``, type 0 for none),
     ``headers`` None for a record without any, ``encoded`` per record the value bytes
-    received when they are plain JSON of its value, else None."""
+    received when they are plain JSON of its value, else None, ``texts`` per record the
+    value bytes received when the value is them or their UTF-8 text, else None."""
 
     topics: list[str]
     partitions: list[int]
@@ -144,6 +147,19 @@ class SinkColumns:
     keys: ConvertedBatch
     values: ConvertedBatch
     encoded: list[bytes | None]
+    texts: list[bytes | None]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def with_keys(self, keys: ConvertedBatch) -> SinkColumns:
+        """These columns with other keys (what a transformation of keys returns)."""
+        return dataclasses.replace(self, keys=keys)
+
+    def with_values(self, values: ConvertedBatch) -> SinkColumns:
+        """These columns with other values, whose received bytes no longer say anything."""
+        unknown: list[bytes | None] = [None] * len(self.offsets)
+        return dataclasses.replace(self, values=values, encoded=unknown, texts=unknown)
 
 
 TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
@@ -203,6 +219,21 @@ class SinkBatch(Sequence[SinkRecord]):
             assert self._columns is not None
             return self._columns.encoded
         return [record.encoded_value for record in self._records]
+
+    @property
+    def text_values(self) -> list[bytes | None]:
+        """Per record, the bytes received when its value is those bytes or their UTF-8
+        text (StringConverter, ByteArrayConverter), else None."""
+        if self._records is None:
+            assert self._columns is not None
+            return self._columns.texts
+        return [None] * self._size
+
+    @property
+    def columns(self) -> SinkColumns | None:
+        """The columns the records are (to be) built from; None once a transformation
+        went record by record."""
+        return self._columns if self._records is None else None
 
     @property
     def coordinates(self) -> list[tuple[str, int, int]]:

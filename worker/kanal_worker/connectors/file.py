@@ -88,15 +88,23 @@ AS_PRINTED = re.compile(rb"(?:-?[0-9]+|true|false|null)(?:\n(?:-?[0-9]+|true|fal
 
 
 def lines(batch: SinkBatch) -> bytes:
-    """``line`` of every value, joined. When Java prints every value as the JSON text it
-    arrived as (integers, booleans, null), the bytes are copied in one ``join`` for the
-    whole batch, without decoding them."""
+    """``line`` of every value, joined. When every value is the bytes received or their
+    text (StringConverter, ByteArrayConverter), or Java prints every value as the JSON
+    text it arrived as (integers, booleans, null), the bytes are copied in one ``join``
+    for the whole batch, without decoding them."""
+    texts = batch.text_values
+    if texts and None not in texts:
+        return b"\n".join(cast(list[bytes], texts)) + b"\n"
     encoded = batch.encoded_values
     if encoded and None not in encoded:
         joined = b"\n".join(cast(list[bytes], encoded))
         if AS_PRINTED.fullmatch(joined):
             return joined + b"\n"
-    return b"".join(map(line, batch.values, batch.value_schemas))
+    values = batch.values
+    if not values or any(issubclass(kind, bytes | bytearray | memoryview)
+                         for kind in set(map(type, values))):
+        return b"".join(map(line, values, batch.value_schemas))
+    return ("\n".join(map(java_string, values, batch.value_schemas)) + "\n").encode()
 
 
 def line(value: Any, schema: Schema | None) -> bytes:

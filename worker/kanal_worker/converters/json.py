@@ -14,7 +14,7 @@ import datetime as dt
 import decimal
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Literal, cast
 
@@ -74,6 +74,7 @@ class JsonConverter(Converter):
         self.replace_null_with_default = parsed.replace_null_with_default
         self._schema_cache: dict[bytes, tuple[Schema, bool]] = {}
         self._plain_schemas: dict[int, tuple[Schema, bool]] = {}
+        self._readers: dict[int, tuple[Schema, Callable[[Any], Any]]] = {}
         self._schema_json: dict[int, tuple[Schema, bytes]] = {}
         """Envelope schema JSON by schema: sources reuse one schema object for many
         records (a change event's schema is ~3 KB of JSON, most of a record's cost)."""
@@ -96,7 +97,7 @@ class JsonConverter(Converter):
         payload = decoded["payload"]
         if has_decimals:  # a NUMERIC decimal may hold more digits than a double
             payload = json.loads(data, parse_float=decimal.Decimal)["payload"]
-        return SchemaAndValue(schema, to_connect_value(schema, payload))
+        return SchemaAndValue(schema, self._reader(schema)(payload))
 
     def to_connect_batch(self, topic: str, data: list[bytes | None]) -> ConvertedBatch:
         """Schemaless JSON a batch at once. When the items are known to decode (checked
@@ -105,8 +106,9 @@ class JsonConverter(Converter):
         if self.schemas_enable:
             return super().to_connect_batch(topic, data)
         schemas: list[Schema | None] = [None] * len(data)
-        if _decodes(data):
-            return ConvertedBatch(schemas, partial(_decode_all, cast(list[bytes], data)),
+        joined = _decodes(data)
+        if joined is not None:
+            return ConvertedBatch(schemas, partial(_decode_all, joined, cast(list[bytes], data)),
                                   plain_json=True)
         return ConvertedBatch(schemas, [None if item is None else loads(item) for item in data],
                               plain_json=True)
@@ -119,6 +121,17 @@ class JsonConverter(Converter):
             cached = self._schema_cache[cache_key] = (schema_from_json(document),
                                                       DECIMAL.encode() in cache_key)
         return cached
+
+    def _reader(self, schema: Schema) -> Callable[[Any], Any]:
+        """``to_connect_value`` for ``schema``, made once per schema object."""
+        cached = self._readers.get(id(schema))
+        if cached is None or cached[0] is not schema:
+            if len(self._readers) >= SCHEMA_JSON_CACHE:
+                self._readers.clear()
+            cached = (schema, struct_reader(schema) if schema.type == Type.STRUCT
+                      else partial(to_connect_value, schema))
+            self._readers[id(schema)] = cached
+        return cached[1]
 
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if value is None and schema is None:
@@ -203,30 +216,32 @@ EXACT = decimal.Context(prec=decimal.MAX_PREC)
 """Rescaling a Decimal never rounds it (the default context keeps 28 digits)."""
 
 
-def _decodes(data: list[bytes | None]) -> bool:
-    """Whether every item is one JSON document in UTF-8 (no tombstone), checked as one
-    array of raw values: each must span exactly its own bytes, so no two bad halves
-    make a good pair."""
+def _decodes(data: list[bytes | None]) -> bytes | None:
+    """The items as one JSON array when every item is one JSON document in UTF-8 (no
+    tombstone), else None; checked as an array of raw values: each must span exactly
+    its own bytes, so no two bad halves make a good pair."""
     if None in data:
-        return False
+        return None
     joined = b"[" + b",".join(data) + b"]"  # type: ignore[arg-type]
     try:
         spans = _RAW_ARRAY.decode(joined)
     except msgspec.DecodeError:
-        return False
+        return None
     if list(map(len, spans)) != list(map(len, data)):  # type: ignore[arg-type]
-        return False
+        return None
     if not joined.isascii():
         try:
             joined.decode()
         except UnicodeDecodeError:
-            return False
-    return True
+            return None
+    return joined
 
 
-def _decode_all(data: list[bytes]) -> list[Any]:
+def _decode_all(joined: bytes, data: list[bytes]) -> list[Any]:
+    """The items ``_decodes`` joined, decoded in one call."""
     try:
-        return list(map(orjson.loads, data))
+        values: list[Any] = orjson.loads(joined)
+        return values
     except orjson.JSONDecodeError:  # what only ``loads`` reads (numbers beyond a double)
         return list(map(loads, data))
 
@@ -372,6 +387,30 @@ def to_connect_value(schema: Schema, value: Any) -> Any:
                 raise DataError("Structs should be encoded as JSON objects")
             return {f.name: to_connect_value(f.schema, value.get(f.name)) for f in schema.fields}
     raise DataError(f"Unknown schema type {schema.type}")
+
+
+_EXACT_TYPES: dict[Type, type] = {
+    Type.INT8: int, Type.INT16: int, Type.INT32: int, Type.INT64: int, Type.FLOAT32: float,
+    Type.FLOAT64: float, Type.BOOLEAN: bool, Type.STRING: str}
+"""The JSON type a field of a plain schema type holds, which ``to_connect_value`` returns
+unchanged."""
+
+
+def struct_reader(schema: Schema) -> Callable[[Any], Any]:
+    """``to_connect_value`` for a struct ``schema``: a field whose item has the exact
+    JSON type its plain schema type reads unchanged is copied, any other goes through
+    ``to_connect_value`` (defaults, logical types, errors: all as before)."""
+    plan = [(f.name, _EXACT_TYPES.get(f.schema.type) if f.schema.name is None else None,
+             f.schema) for f in schema.fields]
+
+    def read(value: Any) -> Any:
+        if not isinstance(value, dict):  # a null, or not a struct: as it always did
+            return to_connect_value(schema, value)
+        get = value.get
+        return {name: item if type(item := get(name)) is exact
+                else to_connect_value(field_schema, item)
+                for name, exact, field_schema in plan}
+    return read
 
 
 def schema_from_json(document: Any) -> Schema:

@@ -44,12 +44,13 @@ class StringConverter(Converter):
 
     def to_connect_batch(self, topic: str, data: list[bytes | None]) -> ConvertedBatch:
         """Decoded only when read if every item is known to decode (every byte is a
-        character: a sink that never reads the keys never decodes them)."""
+        character: a sink that never reads the keys never decodes them). In UTF-8 the
+        values are verbatim: a sink printing them copies the bytes."""
         schemas: list[Schema | None] = [OPTIONAL_STRING] * len(data)
-        if self.encoding == "latin-1" or (self.encoding == "utf-8" and
-                                          b"".join(filter(None, data)).isascii()):
-            return ConvertedBatch(schemas, partial(self._decode_all, data))
-        return ConvertedBatch(schemas, self._decode_all(data))
+        utf8 = self.encoding == "utf-8"
+        if self.encoding == "latin-1" or (utf8 and b"".join(filter(None, data)).isascii()):
+            return ConvertedBatch(schemas, partial(self._decode_all, data), verbatim=utf8)
+        return ConvertedBatch(schemas, self._decode_all(data), verbatim=utf8)
 
     def _decode_all(self, data: list[bytes | None]) -> list[str | None]:
         encoding = self.encoding
@@ -72,7 +73,7 @@ class ByteArrayConverter(Converter):
         return SchemaAndValue(OPTIONAL_BYTES, data)
 
     def to_connect_batch(self, topic: str, data: list[bytes | None]) -> ConvertedBatch:
-        return ConvertedBatch([OPTIONAL_BYTES] * len(data), list(data))
+        return ConvertedBatch([OPTIONAL_BYTES] * len(data), list(data), verbatim=True)
 
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None:
         if schema is not None and schema.type != Type.BYTES:

@@ -347,8 +347,10 @@ class SinkTaskRunner(TaskRunner):
             raise
         except Exception:
             return self._one_by_one(messages)
-        encoded = raw_values if values.plain_json else [None] * len(messages)
-        return self._batch(messages, where, headers, keys, values, encoded), messages
+        unknown: list[bytes | None] = [None] * len(messages)
+        return self._batch(messages, where, headers, keys, values,
+                           raw_values if values.plain_json else unknown,
+                           raw_values if values.verbatim else unknown), messages
 
     def _one_by_one(self, messages: list[Message]) -> tuple[SinkBatch, list[Message]]:
         """``_convert`` record by record, as Apache does: key, value, headers, each under
@@ -387,23 +389,49 @@ class SinkTaskRunner(TaskRunner):
         encoded = [message.value() if value.plain_json else None
                    for message, value in zip(kept, values, strict=True)]
         return self._batch(kept, _coordinates(kept), headers, _column(keys), _column(values),
-                           encoded), kept
+                           encoded, [None] * len(kept)), kept
 
     def _batch(self, messages: list[Message], where: Coordinates,
                headers: list[list[Header] | None], keys: ConvertedBatch,
-               values: ConvertedBatch, encoded: list[bytes | None]) -> SinkBatch:
+               values: ConvertedBatch, encoded: list[bytes | None],
+               texts: list[bytes | None]) -> SinkBatch:
         topics, partitions, offsets = where
         return SinkBatch.of_columns(SinkColumns(
             topics=topics, partitions=partitions, offsets=offsets,
             timestamps=list(map(Message.timestamp, messages)), headers=headers, keys=keys,
-            values=values, encoded=encoded))
+            values=values, encoded=encoded, texts=texts))
 
     def _transform_all(self, batch: SinkBatch, kept: list[Message]
                        ) -> tuple[SinkBatch, list[Message]]:
+        """``batch`` through the chain: each step on whole columns while the steps can
+        (``Transformation.apply_columns``, no predicate), the rest record by record under
+        ``errors.*``. A step whose column form raises runs record by record instead, so
+        every failure is reported with its own record, as Apache reports it."""
+        columns = batch.columns
+        done = 0
+        while columns is not None and done < len(self.chain):
+            step = self.chain[done]
+            if step.predicate is not None:
+                break
+            try:
+                transformed = step.transform.apply_columns(columns)
+            except Exception:  # record by record, it is reported with its record
+                break
+            if transformed is None:
+                break
+            if len(transformed) != len(columns):
+                raise ConnectError(f"{step.class_name}.apply_columns returned "
+                                   f"{len(transformed)} of {len(columns)} records")
+            columns, done = transformed, done + 1
+        if columns is not None:
+            batch = SinkBatch.of_columns(columns)
+            if done == len(self.chain):
+                return batch, kept
+        rest = self.chain[done:]
         records: list[SinkRecord] = []
         messages: list[Message] = []
         for record, message in zip(batch, kept, strict=True):
-            result = self.errors.transform(self.chain, record, message=message)
+            result = self.errors.transform(rest, record, message=message)
             if result is not None:
                 records.append(result)
                 messages.append(message)

@@ -12,12 +12,13 @@ import decimal
 from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from itertools import repeat
 from typing import Any, ClassVar, Generic, TypeVar
 
 from kanal_worker.api.config import setting
 from kanal_worker.api.errors import ConfigError, DataError
 from kanal_worker.api.plugins import Transformation
-from kanal_worker.api.records import ConnectRecord, SinkRecord
+from kanal_worker.api.records import ConnectRecord, ConvertedBatch, SinkColumns, SinkRecord
 from kanal_worker.api.schema import Field, Schema, Type
 
 R = TypeVar("R", bound=ConnectRecord)
@@ -212,7 +213,14 @@ class KeyOrValueTransform(Transformation[R], Generic[R]):
 class NullSafeTransform(KeyOrValueTransform[R]):
     """A transform that leaves a null key or value alone and otherwise rewrites a
     schemaless value or one with a schema, as Apache's ``applySchemaless`` and
-    ``applyWithSchema``."""
+    ``applyWithSchema``; record by record or a sink poll's column at once.
+
+    ``schemaless`` and ``with_schema`` get the record for its topic, partition, offset
+    and timestamp; on columns only when ``reads_record`` (else None), and then one
+    SinkRecord moved from row to row that holds just those.
+    """
+
+    reads_record: bool = False
 
     def apply(self, record: R) -> R:
         value = self.operating_value(record)
@@ -220,14 +228,47 @@ class NullSafeTransform(KeyOrValueTransform[R]):
             return record
         schema = self.operating_schema(record)
         if schema is None:
-            return self.apply_schemaless(record, value)
-        return self.apply_with_schema(record, value, schema)
+            return self.new_record(record, None, self.schemaless(value, record))
+        updated_schema, updated = self.with_schema(value, schema, record)
+        return self.new_record(record, updated_schema, updated)
+
+    def apply_columns(self, columns: SinkColumns) -> SinkColumns:
+        side = columns.keys if self.operates_on == "key" else columns.values
+        schemas: list[Schema | None] = []
+        values: list[Any] = []
+        add_schema, add_value = schemas.append, values.append
+        schemaless, with_schema = self.schemaless, self.with_schema
+        row: Any = None
+        rows: Any = repeat(None, len(side.schemas))
+        if self.reads_record:
+            row = SinkRecord(topic="", kafka_offset=0)
+            rows = zip(columns.topics, columns.partitions, columns.offsets, columns.timestamps,
+                       strict=True)
+        for value, schema, at in zip(side.values, side.schemas, rows, strict=True):
+            if row is not None:
+                row.topic, row.kafka_partition, row.kafka_offset, (kind, timestamp) = at
+                row.timestamp = timestamp if kind else None
+            if value is None:
+                add_schema(schema)
+                add_value(None)
+            elif schema is None:
+                add_schema(None)
+                add_value(schemaless(value, row))
+            else:
+                updated_schema, updated = with_schema(value, schema, row)
+                add_schema(updated_schema)
+                add_value(updated)
+        converted = ConvertedBatch(schemas, values)
+        return (columns.with_keys(converted) if self.operates_on == "key"
+                else columns.with_values(converted))
 
     @abstractmethod
-    def apply_schemaless(self, record: R, value: Any) -> R: ...
+    def schemaless(self, value: Any, record: Any) -> Any:
+        """The new schemaless value (``record``: see the class)."""
 
     @abstractmethod
-    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R: ...
+    def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:
+        """The new schema and value (``record``: see the class)."""
 
 
 def checked(name: str, schema: Schema, value: Any) -> Any:

@@ -6,7 +6,8 @@ import base64
 import datetime as dt
 import decimal
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import field_validator
@@ -117,11 +118,10 @@ class Cast(NullSafeTransform[R]):
         self.replace_null_with_default = parsed.replace_null_with_default
         self.cache = SchemaCache()
 
-    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
+    def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:
         updated_schema = self.cache.get(schema, self._build_schema)
         if self.whole_value_type is not None:
-            return self.new_record(record, updated_schema,
-                                   cast_value(schema, value, self.whole_value_type))
+            return updated_schema, cast_value(schema, value, self.whole_value_type)
         struct = require_struct(value, schema, PURPOSE)
         updated: dict[str, Any] = {}
         for field in schema.fields:
@@ -129,18 +129,17 @@ class Cast(NullSafeTransform[R]):
             target = self.casts.get(field.name)
             updated[field.name] = (cast_value(field.schema, original, target)
                                    if target is not None else original)
-        return self.new_record(record, updated_schema, updated)
+        return updated_schema, updated
 
-    def apply_schemaless(self, record: R, value: Any) -> R:
+    def schemaless(self, value: Any, record: Any) -> Any:
         if self.whole_value_type is not None:
-            return self.new_record(record, None, cast_value(None, value,
-                                                            self.whole_value_type))
+            return cast_value(None, value, self.whole_value_type)
         original = require_map(value, PURPOSE)
         updated = JavaHashMap.copy_of(original)
         for field, target in self.casts.items():
             assert field is not None
             updated[field] = cast_value(None, original.get(field), target)
-        return self.new_record(record, None, updated)
+        return updated
 
     def _build_schema(self, schema: Schema) -> Schema:
         if self.whole_value_type is not None:
@@ -170,6 +169,10 @@ def cast_value(schema: Schema | None, value: Any, target: Type) -> Any:
     """Apache's ``castValueToType``: Java's conversions, errors and string forms."""
     if value is None:
         return None
+    if schema is None:
+        exact = _EXACT_CASTS.get((type(value), target))
+        if exact is not None:
+            return exact(value)
     inferred = schema.type if schema is not None else infer_type(value)
     if inferred is None:
         raise DataError(f"Cast transformation was passed a value of type class "
@@ -193,6 +196,17 @@ def cast_value(schema: Schema | None, value: Any, target: Type) -> Any:
     except (ValueError, OverflowError) as exc:
         raise DataError(f"Value ({_to_string(value, inferred, None)}) was out of range for "
                         "requested data type") from exc
+
+
+_EXACT_CASTS: dict[tuple[type, Type], Callable[[Any], Any]] = {
+    (str, Type.STRING): str, (int, Type.STRING): str, (float, Type.STRING): double_to_string,
+    (int, Type.FLOAT64): float, (float, Type.FLOAT64): float,
+    (int, Type.FLOAT32): lambda value: to_float32(float(value)), (float, Type.FLOAT32): to_float32,
+    **{(int, kind): partial(_java.wrap_int, bits=bits) for kind, bits in _RANGES.items()},
+    **{(float, kind): partial(_java.float_to_int, bits=bits) for kind, bits in _RANGES.items()},
+}
+"""What ``cast_value`` does, found in one lookup, for the schemaless casts that cannot
+fail: a value of exactly this Python type to this target."""
 
 
 def _encode_logical(name: str, value: Any) -> Any:

@@ -55,12 +55,12 @@ class Flatten(NullSafeTransform[R]):
     def _name(self, prefix: str, name: str) -> str:
         return f"{prefix}{self.delimiter}{name}" if prefix else name
 
-    def apply_schemaless(self, record: R, value: Any) -> R:
+    def schemaless(self, value: Any, record: Any) -> Any:
         flat = LinkedHashMap()
         self._flatten_map(require_map(value, PURPOSE), "", flat)
-        return self.new_record(record, None, flat)
+        return flat
 
-    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
+    def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:
         require_struct(value, schema, PURPOSE)
         updated = self.cache.get(schema, self._flat_schema)
         flat_struct: dict[str, Any] = {}
@@ -68,7 +68,7 @@ class Flatten(NullSafeTransform[R]):
         for field in updated.fields:
             flat_struct[field.name] = checked(field.name, field.schema,
                                               flat_struct.get(field.name))
-        return self.new_record(record, updated, flat_struct)
+        return updated, flat_struct
 
     def _flatten_map(self, value: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> None:
         for key, item in java_items(value):  # Apache walks the map in Java's order

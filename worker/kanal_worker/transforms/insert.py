@@ -109,22 +109,31 @@ class InsertField(NullSafeTransform[R]):
         self.static_value = parsed.static_value
         self.replace_null_with_default = parsed.replace_null_with_default
         self.cache = SchemaCache()
+        self.reads_record = any(spec is not None for spec in (
+            self.topic, self.partition, self.offset, self.timestamp))
 
-    def apply_schemaless(self, record: R, value: Any) -> R:
+    def schemaless(self, value: Any, record: Any) -> Any:
         copied = JavaHashMap.copy_of(require_map(value, PURPOSE))
         self._insert(copied, record, as_datetime=False)
-        return self.new_record(record, None, copied)
+        return copied
 
-    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
+    def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:
         struct = require_struct(value, schema, PURPOSE)
         updated_schema = self.cache.get(schema, self._schema_with_insertions)
         updated = {f.name: field_value(struct, f, self.replace_null_with_default)
                    for f in schema.fields}
         self._insert(updated, record, as_datetime=True)
-        return self.new_record(record, updated_schema,
-                               {f.name: updated.get(f.name) for f in updated_schema.fields})
+        return updated_schema, {f.name: updated.get(f.name) for f in updated_schema.fields}
 
-    def _insert(self, updated: dict[str, Any], record: R, as_datetime: bool) -> None:
+    def _insert(self, updated: dict[str, Any], record: ConnectRecord | None,
+                as_datetime: bool) -> None:
+        if record is not None:  # None on columns when only a static field is inserted
+            self._insert_from(record, updated, as_datetime)
+        if self.static is not None and self.static_value is not None:
+            updated[self.static.name] = self.static_value
+
+    def _insert_from(self, record: ConnectRecord, updated: dict[str, Any],
+                     as_datetime: bool) -> None:
         if self.topic is not None:
             updated[self.topic.name] = record.topic
         if self.partition is not None and record.kafka_partition is not None:
@@ -135,8 +144,6 @@ class InsertField(NullSafeTransform[R]):
             updated[self.timestamp.name] = (
                 EPOCH + dt.timedelta(milliseconds=record.timestamp) if as_datetime
                 else record.timestamp)
-        if self.static is not None and self.static_value is not None:
-            updated[self.static.name] = self.static_value
 
     def _schema_with_insertions(self, schema: Schema) -> Schema:
         fields = [(f.name, f.schema) for f in schema.fields]

@@ -8,7 +8,14 @@ from typing import Any, TypeVar
 from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
-from kanal_worker.api.java_text import JavaHashMap, java_items
+from kanal_worker.api.java_text import (
+    HASH_MAP_CAPACITY,
+    JavaHashMap,
+    LinkedHashMap,
+    Picker,
+    java_items,
+    picker,
+)
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import Schema
 from kanal_worker.transforms._util import (
@@ -25,6 +32,8 @@ from kanal_worker.transforms._util import (
 R = TypeVar("R", bound=ConnectRecord)
 
 PURPOSE = "field replacement"
+PLANS = 1024
+"""Key sets whose plan a transform keeps (records of a topic mostly share one)."""
 
 
 def parse_renames(mappings: list[str]) -> dict[str, str]:
@@ -68,18 +77,37 @@ class ReplaceField(NullSafeTransform[R]):
         self.reverse_renames = {new: old for old, new in self.renames.items()}
         self.replace_null_with_default = parsed.replace_null_with_default
         self.cache = SchemaCache()
+        self._plans: dict[tuple[tuple[Any, ...], int | None], tuple[list[Any], Picker, int]] = {}
 
     def _kept(self, name: str) -> bool:
         return name not in self.exclude and (not self.include or name in self.include)
 
-    def apply_schemaless(self, record: R, value: Any) -> R:
+    def schemaless(self, value: Any, record: Any) -> Any:
         original = require_map(value, PURPOSE)
-        replaced = JavaHashMap.sized(len(original))
-        replaced.update((self.renames.get(name, name), item)
-                        for name, item in java_items(original) if self._kept(name))
-        return self.new_record(record, None, replaced)
+        table = None if isinstance(original, LinkedHashMap) else getattr(
+            original, "table", HASH_MAP_CAPACITY)
+        names, pick, new_table = self._plan(tuple(original), table)
+        return JavaHashMap.filled(zip(names, pick(original), strict=True), new_table)
 
-    def apply_with_schema(self, record: R, value: Any, schema: Schema) -> R:
+    def _plan(self, keys: tuple[Any, ...], table: int | None
+              ) -> tuple[list[Any], Picker, int]:
+        """For a map of ``keys`` (a hash map with ``table``, None: a linked map): the
+        names of the fields kept,
+        renamed, in Java's order, what picks their items, and the new map's table.
+        Records mostly share their keys: planned once per key set."""
+        plan = self._plans.get((keys, table))
+        if plan is None:
+            probe = LinkedHashMap.fromkeys(keys) if table is None else JavaHashMap.filled(
+                zip(keys, keys, strict=True), table)
+            kept = [name for name, _ in java_items(probe) if self._kept(name)]
+            plan = ([self.renames.get(name, name) for name in kept], picker(kept),
+                    JavaHashMap.sized(len(keys)).table)
+            if len(self._plans) >= PLANS:
+                self._plans.clear()
+            self._plans[(keys, table)] = plan
+        return plan
+
+    def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:
         struct = require_struct(value, schema, PURPOSE)
         updated_schema = self.cache.get(schema, self._replaced_schema)
         updated: dict[str, Any] = {}
@@ -88,7 +116,7 @@ class ReplaceField(NullSafeTransform[R]):
             updated[field.name] = (None if original_field is None else
                                    field_value(struct, original_field,
                                                self.replace_null_with_default))
-        return self.new_record(record, updated_schema, updated)
+        return updated_schema, updated
 
     def _replaced_schema(self, schema: Schema) -> Schema:
         return struct_schema_like(schema, [(self.renames.get(f.name, f.name), f.schema)
