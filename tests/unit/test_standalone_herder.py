@@ -215,6 +215,27 @@ def test_a_task_whose_config_cannot_be_resolved_fails_alone(herder: StandaloneHe
     assert "MISSING" in herder.task_status("broken", 0)["trace"]
 
 
+def test_validation_sees_the_placeholders_its_providers_resolve(
+        herder: StandaloneHerder) -> None:
+    """As Apache validates the transformed configuration: a value that is valid once
+    resolved passes, one that cannot be resolved is checked as written."""
+    def environment(_path: str | None, key: str) -> str:
+        if key != "TOLERANCE":
+            raise ConfigError(key, f"no variable {key}")
+        return "all"
+
+    herder.providers = {"env": environment}
+    resolvable = sink(**{"name": "tolerant", "errors.tolerance": "${env:TOLERANCE}"})
+    assert herder.validate_config("PlannedSink", resolvable)["error_count"] == 0
+    herder.put_connector("tolerant", resolvable)
+    unresolvable = herder.validate_config("PlannedSink",
+                                          sink(**{"name": "tolerant",
+                                                  "errors.tolerance": "${env:ELSEWHERE}"}))
+    assert unresolvable["error_count"] == 1
+    assert [c["value"]["errors"] for c in unresolvable["configs"]
+            if c["value"]["name"] == "errors.tolerance"] != [[]]
+
+
 def test_restart_picks_the_tasks_asked_for(herder: StandaloneHerder,
                                            started: list[Task]) -> None:
     herder.put_connector("orders", sink())

@@ -33,6 +33,7 @@ from kanal_worker.cluster.protocol import (
     connector_config,
     task_config,
 )
+from kanal_worker.config.providers import Lookup
 from kanal_worker.config.worker import client_config
 from kanal_worker.runtime.group_offsets import ConsumerGroupOffsets, parse_sink_offsets
 from kanal_worker.runtime.herder import (
@@ -73,11 +74,13 @@ def manifest_spec(config: Mapping[str, str]) -> dict[str, Any]:
 
 class KubernetesHerder(Herder):
     def __init__(self, kube: Kube, cluster: str, worker_id: str, worker: Mapping[str, str],
-                 offsets: OffsetStore, health: Callable[[], Health]) -> None:
+                 offsets: OffsetStore, health: Callable[[], Health],
+                 providers: Mapping[str, Lookup]) -> None:
         self.kube = kube
         self.cluster = cluster
         self.worker_id = worker_id
         self.worker = dict(worker)
+        self.providers = dict(providers)
         self.offsets = offsets
         self._health = health
         self._cluster_id: str | None = None
@@ -176,7 +179,7 @@ class KubernetesHerder(Herder):
     def put_connector(self, name: str, config: dict[str, str], *, create_only: bool = False,
                       initial_state: str = "RUNNING") -> bool:
         config = {**config, "name": name}
-        check_config(config)
+        check_config(self.resolved(config))
         spec = manifest_spec(config)
         existing = self.kube.get_connector(name)
         if existing is not None:

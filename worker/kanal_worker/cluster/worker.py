@@ -95,7 +95,7 @@ class ClusterWorker:
                                      self.heartbeat.poke)
         self.watcher = ConnectorWatcher(self.kube, self._on_connectors)
         self.herder = KubernetesHerder(self.kube, identity.cluster, identity.name, self.worker,
-                                       self.store, self.health)
+                                       self.store, self.health, providers)
         self._topic_resets: dict[str, str] = {}
         self._mismatches: dict[str, PlanMismatch] = {}
         self._providers = providers

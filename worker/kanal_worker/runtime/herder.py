@@ -16,6 +16,7 @@ from typing import Any
 from kanal_worker.api.config import KeyInfo, describe
 from kanal_worker.api.errors import ConfigError, ConnectError
 from kanal_worker.api.plugins import HeaderConverter
+from kanal_worker.config.providers import Lookup, resolve
 from kanal_worker.runtime.loggers import PROCESS_LOGGERS, LoggerLevel, python_level
 from kanal_worker.runtime.registry import PluginInfo, find, plugins
 from kanal_worker.runtime.status import TargetState
@@ -108,6 +109,22 @@ class Herder(ABC):
     """
 
     worker_id: str
+    providers: Mapping[str, Lookup]
+    """This worker's config providers. Validation sees a configuration as its tasks will,
+    ``${provider:path:key}`` placeholders resolved, as Apache validates the transformed
+    configuration: checks that reach the external system need the real credentials."""
+
+    def resolved(self, config: Mapping[str, str]) -> dict[str, str]:
+        """``config`` with the placeholders of this worker's providers replaced; a value
+        whose placeholder cannot be resolved stays as written, as Apache's transformer
+        leaves it (the task that needs it fails and says why)."""
+        resolved = {}
+        for key, value in config.items():
+            try:
+                resolved.update(resolve({key: value}, self.providers))
+            except ConfigError:
+                resolved[key] = value
+        return resolved
 
     @abstractmethod
     def connectors(self) -> list[str]: ...
@@ -226,7 +243,7 @@ class Herder(ABC):
             raise BadRequestError(f"Included connector type {named} does not match request "
                                   f"type {plugin}")
         try:
-            return validate(config)
+            return validate(self.resolved(config))
         except ConfigError as exc:
             raise BadRequestError(exc.message) from None
 

@@ -139,7 +139,7 @@ class StandaloneHerder(Herder):
     def put_connector(self, name: str, config: dict[str, str], *, create_only: bool = False,
                       initial_state: str = "RUNNING") -> bool:
         config = {**config, "name": name}
-        plugin = check_config(config)
+        plugin = check_config(self.resolved(config))
         with self._lock:
             existing = self._connectors.get(name)
             if existing is not None and create_only:
