@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -268,6 +268,28 @@ def test_a_configuration_from_confluents_documentation_runs_unchanged(
                              for start in (0, 3, 6)]
     assert [v for key in sorted(files) for v in read_back("AvroFormat", key, files[key])] == \
         expected
+
+
+def test_the_example_validates_with_its_worker_providers(s3: dict[str, str]) -> None:
+    """As a new user runs it: the example's credentials are ${env:...} placeholders, which
+    the worker file's config providers resolve before the store is asked."""
+    client = boto3.client("s3", endpoint_url=s3["KANAL_S3_ENDPOINT"],
+                          region_name=s3["KANAL_S3_REGION"],
+                          aws_access_key_id=s3["KANAL_S3_ACCESS_KEY"],
+                          aws_secret_access_key=s3["KANAL_S3_SECRET_KEY"])
+    with suppress(client.exceptions.BucketAlreadyOwnedByYou):
+        client.create_bucket(Bucket="telemetry")  # the example's bucket
+    environment = {**os.environ, **s3}
+    checked = subprocess.run([KANAL, "validate", "--worker",
+                              "examples/standalone/worker.properties",
+                              "examples/s3-sink.properties"], capture_output=True, text=True,
+                             timeout=60, check=False, env=environment)
+    assert checked.returncode == 0 and "is valid" in checked.stdout, checked.stderr
+    unresolved = subprocess.run([KANAL, "validate", "examples/s3-sink.properties"],
+                                capture_output=True, text=True, timeout=60, check=False,
+                                env=environment)
+    assert unresolved.returncode != 0 and "aws.access.key.id" in unresolved.stderr
+    assert s3["KANAL_S3_SECRET_KEY"] not in checked.stdout + checked.stderr + unresolved.stderr
 
 
 def test_bad_stores_are_named_by_key_in_validate_and_task_status(

@@ -24,6 +24,7 @@ from kanal_worker.api.errors import ConfigError
 from kanal_worker.config.loader import load_connector
 from kanal_worker.config.observability import MetricsServer, setup_logging
 from kanal_worker.config.properties import load_properties
+from kanal_worker.config.providers import providers_from_worker_config, resolve
 from kanal_worker.config.worker import WorkerSettings, client_config
 from kanal_worker.runtime.herder import InvalidConfigError
 from kanal_worker.runtime.metrics import metrics_port, start_metrics_server
@@ -215,11 +216,19 @@ def worker_command(
 def validate_command(
     connector_file: Annotated[Path, typer.Argument(
         help="Connector: .properties, REST JSON or Connector manifest YAML.")],
+    worker_file: Annotated[Path | None, typer.Option(
+        "--worker", help="Worker properties whose config.providers resolve the connector's "
+                         "${provider:...} placeholders first, as a worker would; without "
+                         "it placeholders are checked as written.")] = None,
 ) -> None:
     """Check a connector configuration; print every error by key."""
     try:
         definition = load_connector(connector_file)
-        infos = validate(definition.config)
+        config = definition.config
+        if worker_file is not None:
+            providers = providers_from_worker_config(load_properties(worker_file))
+            config = resolve(config, providers)
+        infos = validate(config)
     except ConfigError as exc:
         raise fail(str(exc)) from None
     errors = errors_of(infos)
