@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kanal_worker.api import DataError
 from kanal_worker.api.schema import DECIMAL, INT32, STRING, TIMESTAMP, Schema, Type, struct
@@ -122,3 +124,41 @@ def test_simple_header_converter_infers_types() -> None:
     assert headers.to_connect_header("t", "b", b"true").value is True
     assert headers.to_connect_header("t", "s", b"plain text").value == "plain text"
     assert headers.from_connect_header("t", "n", None, 42) == b"42"
+
+
+ENVELOPE_SCHEMAS = [
+    b'{"type": "struct", "optional": false, "fields": [{"field": "x", "type": "int64",'
+    b' "optional": true}, {"field": "y", "type": "double", "optional": true},'
+    b' {"field": "s", "type": "string", "optional": true}]}',
+    b'{"type":"int64","optional":true}',
+    b'{"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "optional": true,'
+    b' "parameters": {"scale": "2"}}',
+    b'null', b'{"optional": true}', b'[1]', b'{"type": "string", "optional": true, NaN}',
+]
+PAYLOADS = [b'{"x": 1, "y": 2.5, "s": "a"}', b'{"x": 1, "x": 2}', b'{"x": %d}' % 2**70,
+            b'{"y": 1e400}', b'{"y": NaN}', b'5', b'12345678901234567890123', b'null',
+            b'"AQI="', b'"text"', b'{"s": "\\ud800"}', b'[1, 2', b'{"x": 1.5}']
+
+
+def converted_or_error(converter: JsonConverter, data: bytes) -> Any:
+    try:
+        converted = converter.to_connect("t", data)
+    except Exception as exc:  # the same failure either way, whatever it is
+        return (type(exc), str(exc))
+    return (converted.schema, converted.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(ENVELOPE_SCHEMAS), st.sampled_from(PAYLOADS),
+                          st.sampled_from([b"", b' "payload": 0,', b' "extra": 1,'])),
+                min_size=1, max_size=6))
+def test_envelopes_read_by_schema_text_equal_whole_envelope_reads(
+        items: list[tuple[bytes, bytes, bytes]]) -> None:
+    """Envelopes whose schema is looked up by its text convert exactly as those read
+    whole: duplicate keys, numbers beyond a double, NaN, decimals and errors included."""
+    by_text = JsonConverter({"schemas.enable": "true"}, is_key=False)
+    whole = JsonConverter({"schemas.enable": "true"}, is_key=False)
+    whole._envelope_by_schema_text = lambda data: None  # type: ignore[method-assign]
+    for schema, payload, extra in items:
+        data = b'{"schema": %b,%b "payload": %b}' % (schema, extra, payload)
+        assert converted_or_error(by_text, data) == converted_or_error(whole, data)

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kanal_worker.api import DataError, RetriableError, Settings, SinkTask
+from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.records import (
     ConvertedBatch,
     Header,
@@ -318,3 +319,89 @@ def test_text_values_are_copied_as_the_lines_java_prints(
     batch, _ = convert(task, [message("a", 0, i, b"k", v) for i, v in enumerate(values)])
     assert lines(batch) == b"".join(line(v, s) for v, s in zip(
         batch.values, batch.value_schemas, strict=True))
+
+
+MAP_CHAIN = {
+    "transforms": "tag,drop,cast,retag,recast",
+    "transforms.tag.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+    "transforms.tag.static.field": "pipeline",
+    "transforms.tag.static.value": "p",
+    "transforms.drop.type": "org.apache.kafka.connect.transforms.ReplaceField$Value",
+    "transforms.drop.exclude": "y",
+    "transforms.cast.type": "org.apache.kafka.connect.transforms.Cast$Value",
+    "transforms.cast.spec": "x:int32,b:string",
+    "transforms.retag.type": "org.apache.kafka.connect.transforms.InsertField$Value",
+    "transforms.retag.offset.field": "at",
+    "transforms.recast.type": "org.apache.kafka.connect.transforms.Cast$Value",
+    "transforms.recast.spec": "x:string",
+}
+FIELD_NAMES = st.sampled_from(["x", "y", "b", "a", "c", "ts", "name", "value", "id", "k9",
+                               "pipeline", "at", "zz", "Aa", "BB"])
+FIELD_VALUES = st.one_of(st.integers(-2**31, 2**31 - 1), st.booleans(), st.none(),
+                         st.text(max_size=4), st.floats(allow_nan=False, width=32))
+
+
+def items_in_order(value: Any) -> Any:
+    """A value with its maps' items in insertion order and their Java table: what decides
+    how Java prints a map and in which order JSON writes it."""
+    if isinstance(value, dict):
+        return (type(value).__name__, getattr(value, "table", None),
+                [(key, items_in_order(item)) for key, item in value.items()])
+    return value
+
+
+@given(st.lists(st.dictionaries(FIELD_NAMES, FIELD_VALUES, max_size=12), min_size=1,
+                max_size=6),
+       st.sampled_from([None, b'"not a map"', b'{"x": "not a number"}']))
+def test_a_chain_changing_its_own_maps_gives_the_record_by_record_maps(
+        maps: list[dict[str, Any]], odd: bytes | None) -> None:
+    """Steps after the first change the maps the chain made instead of copying them:
+    the same items, in the same order, with the same table as record by record; a step
+    that fails on one record of the poll sends the whole poll record by record from the
+    converted values, which no step has changed."""
+    task = runner(JSON_VALUES)
+    task.chain = build_chain(MAP_CHAIN)
+    values = [json.dumps(value).encode() for value in maps] + [odd]
+    messages = [message("a", 0, i, b"k", value) for i, value in enumerate(values)]
+    batch, kept = convert(task, messages)
+    expected = [task.errors.transform(task.chain, record, message=m)
+                for record, m in zip(convert(task, messages)[0], kept, strict=True)]
+    transformed, survivors = task._transform_all(batch, kept)
+    assert [items_in_order(r.value) for r in transformed] == [
+        items_in_order(r.value) for r in expected if r is not None]
+    assert [m.offset() for m in survivors] == [
+        m.offset() for m, r in zip(kept, expected, strict=True) if r is not None]
+    assert lines(transformed) == b"".join(
+        line(r.value, r.value_schema) for r in expected if r is not None)
+
+
+@given(st.lists(FIELD_NAMES, unique=True, max_size=14), st.sampled_from([8, 16, 32, 64]))
+def test_an_owned_map_is_reused_only_when_it_equals_its_copy(
+        keys: list[str], table: int) -> None:
+    original = JavaHashMap.filled(((key, i) for i, key in enumerate(keys)), table)
+    before = items_in_order(original)
+    copied = JavaHashMap.copy_of(original)
+    assert JavaHashMap.copy_or_reuse(original, owned=False) is not original
+    assert items_in_order(original) == before
+    reused = JavaHashMap.copy_or_reuse(original, owned=True)
+    assert items_in_order(reused) == items_in_order(copied)
+    assert (reused is original) == (list(copied) == keys)
+    plain = dict(copied)  # a converter's map: never reused
+    assert JavaHashMap.copy_or_reuse(plain, owned=True) is not plain
+
+
+def test_a_step_failing_on_owned_maps_sends_the_converted_poll_record_by_record() -> None:
+    """Cast gives the first map the chain owns a larger table before it fails on the
+    second record: record by record from the converted values, the first map comes out
+    exactly as it would have without the column path."""
+    task = runner(JSON_VALUES)
+    task.chain = build_chain(MAP_CHAIN | {"transforms": "tag,drop,cast"})
+    wide = {f"field{i}": i for i in range(12)} | {"x": 1}
+    values = [json.dumps(wide).encode(), b'{"x": "not a number"}']
+    messages = [message("a", 0, i, b"k", value) for i, value in enumerate(values)]
+    batch, kept = convert(task, messages)
+    expected = task.errors.transform(task.chain, next(iter(convert(task, messages)[0])),
+                                     message=kept[0])
+    transformed, survivors = task._transform_all(batch, kept)
+    assert [items_in_order(r.value) for r in transformed] == [items_in_order(expected.value)]
+    assert [m.offset() for m in survivors] == [0]

@@ -47,6 +47,18 @@ class JavaHashMap(dict[Any, Any]):
         return cls.filled(_java_pairs(original, None), _copy_table(len(original)))
 
     @classmethod
+    def copy_or_reuse(cls, original: Mapping[Any, Any], owned: bool) -> JavaHashMap:
+        """``copy_of(original)``, or ``original`` itself given the copy's table when it is
+        ``owned`` (nobody else holds it) and already in the order the copy is filled in
+        (its Java order): then the two are equal item for item, in order and table, and
+        a chain of transforms copies a map once instead of once per step."""
+        if owned and type(original) is cls and _reorder(tuple(original), None,
+                                                         original.table) is None:
+            original.table = _copy_table(len(original))
+            return original
+        return cls.copy_of(original)
+
+    @classmethod
     def filled(cls, items: Iterable[tuple[Any, Any]], table: int) -> JavaHashMap:
         """``cls(items, table=table)`` without running ``__init__`` in Python: transforms
         make a map per record."""

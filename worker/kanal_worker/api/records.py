@@ -97,16 +97,21 @@ class ConvertedBatch:
     received never pays for them. ``plain_json`` says that every item's bytes are plain
     JSON of its value (sinks writing JSON reuse them); ``verbatim`` that every value is
     its bytes, or their UTF-8 text (sinks printing values as text copy the bytes).
+    ``chain_owned`` that every map or struct among the values was made by a step of the
+    sink's transform chain and nobody else holds it: the next step may change it instead
+    of copying it (a converter's values may be shared or cached).
     """
 
-    __slots__ = ("_decode", "_values", "plain_json", "schemas", "verbatim")
+    __slots__ = ("_decode", "_values", "chain_owned", "plain_json", "schemas", "verbatim")
 
     def __init__(self, schemas: list[Schema | None],
                  values: list[Any] | Callable[[], list[Any]],
-                 plain_json: bool = False, verbatim: bool = False) -> None:
+                 plain_json: bool = False, verbatim: bool = False,
+                 chain_owned: bool = False) -> None:
         self.schemas = schemas
         self.plain_json = plain_json
         self.verbatim = verbatim
+        self.chain_owned = chain_owned
         self._values: list[Any] | None = None if callable(values) else values
         self._decode: Callable[[], list[Any]] | None = values if callable(values) else None
 

@@ -73,6 +73,7 @@ class JsonConverter(Converter):
         self.numeric_decimals = parsed.decimal_format == "NUMERIC"
         self.replace_null_with_default = parsed.replace_null_with_default
         self._schema_cache: dict[bytes, tuple[Schema, bool]] = {}
+        self._schemas_by_text: dict[bytes, tuple[Schema, bool]] = {}
         self._plain_schemas: dict[int, tuple[Schema, bool]] = {}
         self._readers: dict[int, tuple[Schema, Callable[[Any], Any]]] = {}
         self._schema_json: dict[int, tuple[Schema, bytes]] = {}
@@ -82,6 +83,10 @@ class JsonConverter(Converter):
     def to_connect(self, topic: str, data: bytes | None) -> SchemaAndValue:
         if data is None:
             return SchemaAndValue(None, None)
+        if self.schemas_enable:
+            converted = self._envelope_by_schema_text(data)
+            if converted is not None:
+                return converted
         try:
             decoded = loads(data)
         except ValueError as exc:  # Apache's message ends here too; the cause is chained
@@ -112,6 +117,36 @@ class JsonConverter(Converter):
                                   plain_json=True)
         return ConvertedBatch(schemas, [None if item is None else loads(item) for item in data],
                               plain_json=True)
+
+    def _envelope_by_schema_text(self, data: bytes) -> SchemaAndValue | None:
+        """An envelope whose schema was seen before as the same JSON text: the schema is
+        looked up by that text (it repeats in every record) and only the payload is
+        decoded. None when that does not apply (not an envelope, no schema, decimals,
+        what does not decode): ``to_connect`` then reads the whole envelope, and says
+        what is wrong."""
+        try:
+            parts = _ENVELOPE_PARTS.decode(data)
+        except msgspec.DecodeError:
+            return None
+        if parts.keys() != {"schema", "payload"}:
+            return None
+        schema_text = bytes(parts["schema"])
+        known = self._schemas_by_text.get(schema_text)
+        try:
+            if known is None:
+                document = loads(schema_text)
+                if document is None:
+                    return None
+                if len(self._schemas_by_text) >= SCHEMA_JSON_CACHE:
+                    self._schemas_by_text.clear()
+                known = self._schemas_by_text[schema_text] = self._schema(document)
+            schema, has_decimals = known
+            if has_decimals:
+                return None
+            payload = loads(bytes(parts["payload"]))
+        except (ValueError, DataError):
+            return None
+        return SchemaAndValue(schema, self._reader(schema)(payload))
 
     def _schema(self, document: Any) -> tuple[Schema, bool]:
         """The schema of an envelope, and whether it holds a Decimal anywhere."""
@@ -212,6 +247,7 @@ class JsonConverter(Converter):
 
 
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
+_ENVELOPE_PARTS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 EXACT = decimal.Context(prec=decimal.MAX_PREC)
 """Rescaling a Decimal never rounds it (the default context keeps 28 digits)."""
 

@@ -406,8 +406,10 @@ class SinkTaskRunner(TaskRunner):
         """``batch`` through the chain: each step on whole columns while the steps can
         (``Transformation.apply_columns``, no predicate), the rest record by record under
         ``errors.*``. A step whose column form raises runs record by record instead, so
-        every failure is reported with its own record, as Apache reports it."""
-        columns = batch.columns
+        every failure is reported with its own record, as Apache reports it; from the
+        chain's first step when it may have changed maps the chain owns (``chain_owned``)
+        before it raised, so every record goes through each step once."""
+        columns = converted = batch.columns
         done = 0
         while columns is not None and done < len(self.chain):
             step = self.chain[done]
@@ -416,6 +418,8 @@ class SinkTaskRunner(TaskRunner):
             try:
                 transformed = step.transform.apply_columns(columns)
             except Exception:  # record by record, it is reported with its record
+                if columns.keys.chain_owned or columns.values.chain_owned:
+                    columns, done = converted, 0
                 break
             if transformed is None:
                 break

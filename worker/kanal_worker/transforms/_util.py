@@ -221,6 +221,9 @@ class NullSafeTransform(KeyOrValueTransform[R]):
     """
 
     reads_record: bool = False
+    makes_new_values: ClassVar[bool] = False
+    """Every map or struct ``schemaless`` and ``with_schema`` return is new: on columns
+    the next step of the chain may change it instead of copying it."""
 
     def apply(self, record: R) -> R:
         value = self.operating_value(record)
@@ -237,7 +240,8 @@ class NullSafeTransform(KeyOrValueTransform[R]):
         schemas: list[Schema | None] = []
         values: list[Any] = []
         add_schema, add_value = schemas.append, values.append
-        schemaless, with_schema = self.schemaless, self.with_schema
+        schemaless = self.schemaless_owned if side.chain_owned else self.schemaless
+        with_schema = self.with_schema
         row: Any = None
         rows: Any = repeat(None, len(side.schemas))
         if self.reads_record:
@@ -258,13 +262,18 @@ class NullSafeTransform(KeyOrValueTransform[R]):
                 updated_schema, updated = with_schema(value, schema, row)
                 add_schema(updated_schema)
                 add_value(updated)
-        converted = ConvertedBatch(schemas, values)
+        converted = ConvertedBatch(schemas, values, chain_owned=self.makes_new_values)
         return (columns.with_keys(converted) if self.operates_on == "key"
                 else columns.with_values(converted))
 
     @abstractmethod
     def schemaless(self, value: Any, record: Any) -> Any:
         """The new schemaless value (``record``: see the class)."""
+
+    def schemaless_owned(self, value: Any, record: Any) -> Any:
+        """``schemaless`` of a value nobody else holds (``ConvertedBatch.chain_owned``),
+        which it may change and return instead of a copy."""
+        return self.schemaless(value, record)
 
     @abstractmethod
     def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:

@@ -109,6 +109,7 @@ class Cast(NullSafeTransform[R]):
     type, and binary to string (base64 encoded)."""
 
     settings = CastSettings
+    makes_new_values = True
 
     def __init__(self, config: Mapping[str, str]) -> None:
         super().__init__(config)
@@ -132,13 +133,19 @@ class Cast(NullSafeTransform[R]):
         return updated_schema, updated
 
     def schemaless(self, value: Any, record: Any) -> Any:
+        return self._schemaless(value, owned=False)
+
+    def schemaless_owned(self, value: Any, record: Any) -> Any:
+        return self._schemaless(value, owned=True)
+
+    def _schemaless(self, value: Any, owned: bool) -> Any:
         if self.whole_value_type is not None:
             return cast_value(None, value, self.whole_value_type)
         original = require_map(value, PURPOSE)
-        updated = JavaHashMap.copy_of(original)
-        for field, target in self.casts.items():
-            assert field is not None
-            updated[field] = cast_value(None, original.get(field), target)
+        cast = [(field, cast_value(None, original.get(field), target))
+                for field, target in self.casts.items() if field is not None]
+        updated = JavaHashMap.copy_or_reuse(original, owned)
+        updated.update(cast)
         return updated
 
     def _build_schema(self, schema: Schema) -> Schema:

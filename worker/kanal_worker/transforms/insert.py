@@ -97,6 +97,7 @@ class InsertField(NullSafeTransform[R]):
     value."""
 
     settings = InsertFieldSettings
+    makes_new_values = True
 
     def __init__(self, config: Mapping[str, str]) -> None:
         super().__init__(config)
@@ -113,9 +114,15 @@ class InsertField(NullSafeTransform[R]):
             self.topic, self.partition, self.offset, self.timestamp))
 
     def schemaless(self, value: Any, record: Any) -> Any:
-        copied = JavaHashMap.copy_of(require_map(value, PURPOSE))
-        self._insert(copied, record, as_datetime=False)
-        return copied
+        return self._schemaless(value, record, owned=False)
+
+    def schemaless_owned(self, value: Any, record: Any) -> Any:
+        return self._schemaless(value, record, owned=True)
+
+    def _schemaless(self, value: Any, record: Any, owned: bool) -> Any:
+        updated = JavaHashMap.copy_or_reuse(require_map(value, PURPOSE), owned)
+        self._insert(updated, record, as_datetime=False)
+        return updated
 
     def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:
         struct = require_struct(value, schema, PURPOSE)

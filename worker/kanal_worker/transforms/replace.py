@@ -67,6 +67,7 @@ class ReplaceField(NullSafeTransform[R]):
     """Filter or rename fields."""
 
     settings = ReplaceFieldSettings
+    makes_new_values = True
 
     def __init__(self, config: Mapping[str, str]) -> None:
         super().__init__(config)
