@@ -31,6 +31,7 @@ from kanal_worker.config.properties import load_properties
 from kanal_worker.connectors.jdbc.database import parse_url
 from kanal_worker.connectors.jdbc.source import JdbcSourceConnector, JdbcSourceTask
 from kanal_worker.converters.avro import AvroConverter
+from kanal_worker.runtime.herder import InvalidConfigError
 from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.validation import errors_of, validate
@@ -320,9 +321,18 @@ def test_bad_input_is_named_in_validate_and_in_the_task_status(
     trace = task_detail(herder, name)
     assert "timestamp.column.name" in trace and "updated_at" in trace and table in trace
     wrong = f"src-wrong-{table}"
+    resolved_later = {**source_config(db, table, "bulk"),
+                      "connection.password": "${env:KANAL_JDBC_TEST_PASSWORD}"}
     os.environ["KANAL_JDBC_TEST_PASSWORD"] = "wrong-secret"
-    herder.put_connector(wrong, {**source_config(db, table, "bulk"),
-                                 "connection.password": "${env:KANAL_JDBC_TEST_PASSWORD}"})
+    with pytest.raises(InvalidConfigError, match=r"connection\.password") as refused:
+        herder.put_connector(wrong, resolved_later)  # validation resolves it, as Apache's
+    assert "wrong-secret" not in str(refused.value)
+    os.environ["KANAL_JDBC_TEST_PASSWORD"] = db.password
+    herder.put_connector(wrong, resolved_later)
+    wait_for(lambda: herder.connector_status(wrong)["tasks"][0]["state"] == "RUNNING", 30,
+             "the task to run")
+    os.environ["KANAL_JDBC_TEST_PASSWORD"] = "wrong-secret"  # rotated under a running task
+    herder.restart_task(wrong, 0)
     wait_for(lambda: herder.connector_status(wrong)["tasks"][0]["state"] == "FAILED", 60,
              "the task with a wrong password to fail")
     trace = task_detail(herder, wrong)
