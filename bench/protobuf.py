@@ -101,10 +101,10 @@ def b6(workload: Workload, bootstrap: str, run: int, workdir: Path) -> list[Samp
                                          str(workload.records), registry.url],
                       workload.timeout)
         variant = FileSinkVariant(
-            "readings", kanal={"key.converter": STRING, "value.converter":
-                               "io.confluent.connect.protobuf.ProtobufConverter",
-                               "value.converter.schema.registry.url": registry.url},
-            apache={}, doc="ProtobufConverter, each struct one line of a file")
+            "readings", {"key.converter": STRING, "value.converter":
+                         "io.confluent.connect.protobuf.ProtobufConverter",
+                         "value.converter.schema.registry.url": registry.url},
+            "ProtobufConverter, each struct one line of a file")
         kanal = kanal_file_sink(protobuf, bootstrap, run, variant, workdir, bench=BENCH)
         return [raw, kanal]
     finally:

@@ -57,6 +57,11 @@ def test_quick_bench_measures_every_system_and_writes_results(
         ("B5 jdbc source", "postgres table", "psycopg SELECT"),
         ("B5 cdc", "postgresql inserts", "kanal"),
         ("B5 cdc", "postgresql inserts", "raw psycopg2 replication"),
+        ("B6 avro converter", "avro", "kanal"),
+        ("B6 avro converter", "avro", "AvroDeserializer"),
+        ("B6 avro converter", "avro", "apache"),
+        ("B6 protobuf", "readings", "kanal"),
+        ("B6 protobuf", "readings", "confluent-kafka"),
     ]
     for key in expected:
         assert key in rows, f"{key} missing; rows: {sorted(rows)}"
