@@ -389,34 +389,18 @@ def upload_gcs(endpoint: str, bucket_name: str, plan_file: str) -> None:
 
 
 def deserialize_protobuf(bootstrap: str, topic: str, count: int, registry_url: str) -> None:
-    """Batched consume of ``count`` records, each value read by confluent-kafka's
+    """``consume`` (librdkafka's fetch settings), each value read by confluent-kafka's
     ProtobufDeserializer into the generated message class (B6)."""
-    from confluent_kafka import Consumer
     from confluent_kafka.schema_registry import SchemaRegistryClient
     from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer
     from confluent_kafka.serialization import MessageField, SerializationContext
 
     from bench.protobuf import reading_class
 
-    started = time.monotonic()
-    deserializer = ProtobufDeserializer(reading_class(), {},
-                                        SchemaRegistryClient({"url": registry_url}))
+    deserialize = ProtobufDeserializer(reading_class(), {},
+                                       SchemaRegistryClient({"url": registry_url}))
     context = SerializationContext(topic, MessageField.VALUE)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": "false"})
-    consumer.subscribe([topic])
-    seen = first_count = 0
-    first = cpu_first = 0.0
-    while seen < count and time.monotonic() - started < 600:
-        messages = consumer.consume(2000, 0.5)
-        for message in messages:
-            deserializer(message.value(), context)
-        if messages and not seen:
-            first, cpu_first, first_count = time.monotonic(), time.process_time(), len(messages)
-        seen += len(messages)
-    done, cpu_done = time.monotonic(), time.process_time()
-    consumer.close()
-    _report(started, first, cpu_first, done, cpu_done, seen, first_count)
+    consume(bootstrap, topic, count, {}, lambda message: deserialize(message.value(), context))
 
 
 def main(argv: list[str]) -> None:
