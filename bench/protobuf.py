@@ -23,6 +23,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.measure import Sample, run_raw
+from bench.registry import serving
 from bench.sinks import STRING, FileSinkVariant, kanal_file_sink
 from bench.workload import PARTITIONS, SEED, START_MS, STEP_MS, VEHICLES, Workload
 from kanal_worker.connectors.telemetry import reading
@@ -88,24 +89,18 @@ def produce_readings(bootstrap: str, registry_url: str, topic: str, count: int) 
 
 
 def b6(workload: Workload, bootstrap: str, run: int, workdir: Path) -> list[Sample]:
-    from tests.schema_registry import TestRegistry
-
-    registry = TestRegistry().start()
-    try:
+    with serving() as url:
         topic = f"bench.protobuf.{uuid.uuid4().hex[:8]}"
-        produce_readings(bootstrap, registry.url, topic, workload.records)
+        produce_readings(bootstrap, url, topic, workload.records)
         protobuf = dataclasses.replace(workload, topic=topic)
         raw = Sample(BENCH, "readings", "confluent-kafka", run, workload.records,
                      note="ProtobufDeserializer per record")
         raw = run_raw(raw, "bench.raw", ["deserialize-protobuf", bootstrap, topic,
-                                         str(workload.records), registry.url],
-                      workload.timeout)
+                                         str(workload.records), url], workload.timeout)
         variant = FileSinkVariant(
             "readings", {"key.converter": STRING, "value.converter":
                          "io.confluent.connect.protobuf.ProtobufConverter",
-                         "value.converter.schema.registry.url": registry.url},
+                         "value.converter.schema.registry.url": url},
             "ProtobufConverter, each struct one line of a file")
         kanal = kanal_file_sink(protobuf, bootstrap, run, variant, workdir, bench=BENCH)
         return [raw, kanal]
-    finally:
-        registry.stop()

@@ -35,16 +35,23 @@ AVRO_CONVERTER = "io.confluent.connect.avro.AvroConverter"
 
 
 @contextmanager
-def Registry() -> Iterator[str]:
-    """``with Registry() as url:`` a registry holding the workload's schema under its id."""
+def serving() -> Iterator[str]:
+    """``with serving() as url:`` an empty registry of the test tree, for this step."""
     registry = TestRegistry().start()
     try:
-        registered = confluent_client(registry.url).register_schema(
-            "bench-telemetry-avro-value", Schema(json.dumps(AVRO_SCHEMA), "AVRO"))
-        assert registered == AVRO_SCHEMA_ID, registered
         yield registry.url
     finally:
         registry.stop()
+
+
+@contextmanager
+def Registry() -> Iterator[str]:
+    """``with Registry() as url:`` a registry holding the workload's schema under its id."""
+    with serving() as url:
+        registered = confluent_client(url).register_schema(
+            "bench-telemetry-avro-value", Schema(json.dumps(AVRO_SCHEMA), "AVRO"))
+        assert registered == AVRO_SCHEMA_ID, registered
+        yield url
 
 
 def b6(workloads: Mapping[str, Workload], bootstrap: str, run: int, workdir: Path,
