@@ -131,11 +131,14 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
         add(f"B5 jdbc: Kanal / {method} records/s",
             summary.paired_ratio(jdbc.BENCH, jdbc.VARIANT, "kanal", jdbc.BENCH, jdbc.VARIANT,
                                  system), "(higher is better)", lambda r: r >= 0.5)
-    for other, label in (("AvroDeserializer", "confluent-kafka AvroDeserializer"),
-                         ("apache", "Apache JsonConverter")):
-        add(f"B6 avro: Kanal AvroConverter / {label} records/s",
-            summary.paired_ratio(registry.BENCH, "avro", "kanal", registry.BENCH, "avro",
-                                 other), "(higher is better)", lambda r: r >= 0.5)
+    add("B6 avro: Kanal AvroConverter / confluent-kafka AvroDeserializer records/s",
+        summary.paired_ratio(registry.BENCH, "avro", "kanal", registry.BENCH, "avro",
+                             "AvroDeserializer"), "(higher is better)", lambda r: r >= 0.5)
+    # the peer has no AvroConverter: a different configuration, so not a peer comparison
+    add("B6 avro: Kanal AvroConverter / Apache JsonConverter on the same readings records/s",
+        summary.paired_ratio(registry.BENCH, "avro", "kanal", registry.BENCH, "avro",
+                             "apache"), ">= 1 (different converters, not the same "
+                                        "configuration)", lambda r: r >= 1.0)
     add("B5 jdbc source: Kanal / raw SELECT rows/s",
         summary.paired_ratio(JDBC_SOURCE, "postgres table", "kanal", JDBC_SOURCE,
                              "postgres table", "psycopg SELECT"), "(higher is better)",
