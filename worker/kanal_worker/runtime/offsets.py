@@ -84,12 +84,18 @@ class CachedOffsetStore(OffsetStore):
 
     def _merge(self, connector: str, offsets: dict[str, dict[str, Any] | None]) -> None:
         """Apply ``offsets`` to the cache; the caller holds the lock."""
-        stored = self._data.setdefault(connector, {})
-        for key, offset in offsets.items():
-            if offset is None:
-                stored.pop(key, None)
-            else:
-                stored[key] = offset
+        merge(self._data, connector, offsets)
+
+
+def merge(data: dict[str, dict[str, dict[str, Any]]], connector: str,
+          offsets: dict[str, dict[str, Any] | None]) -> None:
+    """Apply ``offsets`` of ``connector`` to ``data`` (None deletes a partition's offset)."""
+    stored = data.setdefault(connector, {})
+    for key, offset in offsets.items():
+        if offset is None:
+            stored.pop(key, None)
+        else:
+            stored[key] = offset
 
 
 class FileOffsetStore(CachedOffsetStore):
@@ -136,7 +142,52 @@ class MemoryOffsetStore(CachedOffsetStore):
             self._merge(connector, offsets)
 
 
-class KafkaOffsetStore(CachedOffsetStore):
+class SharedOffsetStore(CachedOffsetStore):
+    """Offsets other workers write too, re-read from where they are kept on ``refresh``.
+
+    A refresh reads a snapshot while this worker's tasks keep committing: the offsets they
+    commit meanwhile may be missing from what it read. Installing the snapshot as read would
+    take those back, and a task that then restarts from the cache (an exactly-once source
+    replaying an aborted transaction) would produce its last committed records again. So
+    offsets applied during a read are laid over the snapshot, in the order they came, and
+    refreshes run one at a time.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._refreshing = threading.Lock()
+        self._applied_during_read: list[tuple[str, dict[str, dict[str, Any] | None]]] | None \
+            = None
+
+    @abstractmethod
+    def read_all(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every connector's offsets as they are kept now."""
+
+    def refresh(self) -> None:
+        with self._refreshing:
+            with self._lock:
+                self._applied_during_read = []
+            try:
+                data = self.read_all()
+            except BaseException:
+                with self._lock:
+                    self._applied_during_read = None
+                raise
+            with self._lock:
+                for connector, offsets in self._applied_during_read or ():
+                    merge(data, connector, offsets)
+                self._applied_during_read = None
+                self._data = data
+
+    def applied(self, connector: str, offsets: dict[str, dict[str, Any] | None]) -> None:
+        """Record offsets committed by this worker in the cache."""
+        with self._lock:
+            self._merge(connector, offsets)
+            if self._applied_during_read is not None:
+                self._applied_during_read.append((connector, dict(offsets)))
+
+
+class KafkaOffsetStore(SharedOffsetStore):
     """Offsets in a compacted topic, cached in memory and re-read on ``refresh``.
 
     ``stage`` writes offsets through a caller's (transactional) producer, so an
@@ -172,19 +223,18 @@ class KafkaOffsetStore(CachedOffsetStore):
     def record_key(connector: str, partition: dict[str, Any]) -> bytes:
         return orjson.dumps([connector, partition])
 
-    def refresh(self) -> None:
-        """Read the topic to its end; retried while a new topic's leaders are elected."""
+    def read_all(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """The topic read to its end; retried while a new topic's leaders are elected."""
         deadline = time.monotonic() + 30
         while True:
             try:
-                self._read_to_end()
-                return
+                return self._read_to_end()
             except KafkaException:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
 
-    def _read_to_end(self) -> None:
+    def _read_to_end(self) -> dict[str, dict[str, dict[str, Any]]]:
         consumer = Consumer({**self.client_config, "group.id": f"kanal-offsets-{uuid.uuid4()}",
                              "enable.auto.commit": "false", "isolation.level": "read_committed",
                              "auto.offset.reset": "earliest"})
@@ -214,8 +264,7 @@ class KafkaOffsetStore(CachedOffsetStore):
                 raise TimeoutError(f"could not read offsets topic {self.topic} to its end")
         finally:
             consumer.close()
-        with self._lock:
-            self._data = data
+        return data
 
     @staticmethod
     def _apply(data: dict[str, dict[str, dict[str, Any]]], key: bytes | None,
@@ -236,10 +285,6 @@ class KafkaOffsetStore(CachedOffsetStore):
         for key, offset in offsets.items():
             producer.produce(self.topic, key=self.record_key(connector, orjson.loads(key)),
                              value=None if offset is None else orjson.dumps(offset))
-
-    def applied(self, connector: str, offsets: dict[str, dict[str, Any] | None]) -> None:
-        with self._lock:
-            self._merge(connector, offsets)
 
     def put(self, connector: str, offsets: dict[str, dict[str, Any] | None]) -> None:
         self.stage(self._producer, connector, offsets)
