@@ -30,6 +30,7 @@ from kanal_worker import __version__
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.api.records import TopicPartition
 from kanal_worker.config.observability import MetricsServer, metrics_registry, serve_metrics
+from kanal_worker.runtime.process import ProcessTaskRunner
 from kanal_worker.runtime.sink import SinkTaskRunner
 from kanal_worker.runtime.source import SourceTaskRunner
 from kanal_worker.runtime.status import State
@@ -54,7 +55,7 @@ class RunnerSource(Protocol):
 
 
 def task_type(runner: TaskRunner) -> str:
-    if isinstance(runner, SinkTaskRunner):
+    if isinstance(runner, SinkTaskRunner | ProcessTaskRunner):
         return "sink"
     if isinstance(runner, SourceTaskRunner):
         return "source"
