@@ -76,7 +76,7 @@ class WorkerSettings(Settings):
         doc="Kanal: interval of the log line with records moved and rate per task; 0 "
             "disables it.")
     task_processes: Literal["auto", "always", "never"] = setting(
-        "never", key="kanal.task.processes", importance="MEDIUM",
+        "auto", key="kanal.task.processes", importance="MEDIUM",
         doc="Kanal: where sink tasks run. 'auto': in child processes when the worker runs "
             "two or more tasks of the connector and may use two cores or more (CPU affinity "
             "and cgroup quota), else in the worker; 'always': every sink task in a child; "

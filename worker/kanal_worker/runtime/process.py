@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -90,19 +92,21 @@ class ProcessTaskRunner(TaskRunner):
         self._done = threading.Event()
         self._finished = False
         self._conn: Connection | None = None
-        self.process: multiprocessing.process.BaseProcess | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        context = multiprocessing.get_context("spawn")
-        ours, theirs = context.Pipe()
+        ours, theirs = socket.socketpair()
         inputs = ChildInputs(self.plugin, self.id, self.config, self.worker,
                              self.status.worker_id, self.target,
                              logging.getLogger().getEffectiveLevel())
-        self.process = context.Process(target=child_main, args=(theirs, inputs),
-                                       name=f"task-{self.id}", daemon=True)
-        self.process.start()
+        # ``python -m`` imports only the task's modules (multiprocessing's spawn would
+        # import the worker's whole command line again, and start a resource tracker)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(theirs.fileno())], pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL)
         theirs.close()
-        self._conn = ours
+        self._conn = Connection(ours.detach())
+        self._conn.send(inputs)
         log.info("Task %s runs in process %s", self.id, self.process.pid)
         self._thread = threading.Thread(target=self._listen, name=f"task-{self.id}-pipe",
                                         daemon=True)
@@ -139,9 +143,9 @@ class ProcessTaskRunner(TaskRunner):
                 self._receive(kind, body)
         except (EOFError, OSError):
             pass
-        self.process.join()
+        exitcode = self.process.wait()
         if not self._finished:
-            self._set(State.FAILED, self._death(self.process.exitcode))
+            self._set(State.FAILED, self._death(exitcode))
         self._conn.close()
         self._done.set()
 
@@ -196,8 +200,9 @@ def _counters(metrics: Throughput) -> dict[str, Any]:
     return counters
 
 
-def child_main(conn: Connection, inputs: ChildInputs) -> None:
+def child_main(conn: Connection) -> None:
     """The child: runs the task until it ends, then says it finished."""
+    inputs: ChildInputs = conn.recv()
     lock = threading.Lock()
 
     def send(message: tuple[str, Any]) -> None:
@@ -235,3 +240,7 @@ def child_main(conn: Connection, inputs: ChildInputs) -> None:
     send(("metrics", (_counters(runner.metrics), sorted(runner.active_topics))))
     send(("finished", time.time()))
     conn.close()
+
+
+if __name__ == "__main__":
+    child_main(Connection(int(sys.argv[1])))
