@@ -23,6 +23,9 @@ from tests.kafka_helpers import produce
 
 pytestmark = pytest.mark.integration
 
+SECRET = "procs-secret-7f3a"
+"""A password the connector's tasks get; it must not reach the worker's log."""
+
 
 def _task_pids(log: Path, name: str) -> dict[int, int]:
     """The child process of each task of ``name``, as the worker logged it (latest last)."""
@@ -45,7 +48,7 @@ def test_two_sink_tasks_run_in_two_processes(tmp_path: Path, kafka: str,
         sink_file = tmp_path / "out.txt"
         created = httpx.post(f"{url}/connectors", json={"name": name, "config": {
             "connector.class": "FileStreamSink", "topics": topic, "tasks.max": "2",
-            "file": str(sink_file)}})
+            "file": str(sink_file), "consumer.override.sasl.password": SECRET}})
         assert created.status_code == 201, created.text
 
         def states() -> list[str]:
@@ -60,6 +63,8 @@ def test_two_sink_tasks_run_in_two_processes(tmp_path: Path, kafka: str,
         # the child's own log lines reach the worker's log, in its format
         wait_for(lambda: run.logged(f"Task {name}-0: assigned".encode()), 30,
                  "the child's log line")
+        assert re.search(rf"\d\d:\d\d:\d\d INFO +Task {name}-0: assigned .*"
+                         r"\[kanal_worker\.runtime\.sink\]", log.read_text())
 
         os.kill(pids[1], signal.SIGKILL)
         wait_for(lambda: states()[1] == "FAILED", 60, "the killed task to fail")
@@ -86,6 +91,7 @@ def test_two_sink_tasks_run_in_two_processes(tmp_path: Path, kafka: str,
                  "records after resume")
 
         children = _task_pids(log, name).values()
+        assert SECRET not in log.read_text()
         assert httpx.delete(f"{url}/connectors/{name}").status_code == 204
         wait_for(lambda: not any(_alive(pid) for pid in children), 60,
                  "the task processes to end")
