@@ -21,10 +21,11 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
+from kanal_worker.api.records import TopicPartition
 from kanal_worker.runtime.registry import find
 from kanal_worker.runtime.sink import SinkTaskRunner
 from kanal_worker.runtime.status import State, Status, TargetState
@@ -79,6 +80,20 @@ class ChildInputs:
     log_level: int
 
 
+Position = tuple[TopicPartition, int, int, int]
+"""(partition, next offset to process, committed offset, high watermark)."""
+
+
+@dataclass
+class ChildReport:
+    """What a child last said about its task beyond the counters: the metrics a worker
+    reads from a runner in its own process (runtime/metrics.py)."""
+
+    failed: int = 0
+    dlq: int = 0
+    positions: list[Position] = field(default_factory=list)
+
+
 class ProcessTaskRunner(TaskRunner):
     """The worker's side of a task running in a child process."""
 
@@ -93,6 +108,7 @@ class ProcessTaskRunner(TaskRunner):
         self._finished = False
         self._conn: Connection | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        self.report = ChildReport()
 
     def start(self) -> None:
         ours, theirs = socket.socketpair()
@@ -143,6 +159,10 @@ class ProcessTaskRunner(TaskRunner):
                 self._receive(kind, body)
         except (EOFError, OSError):
             pass
+        except Exception:
+            log.exception("Task %s: its process sent what the worker cannot read; ending it",
+                          self.id)
+            self.process.kill()
         exitcode = self.process.wait()
         if not self._finished:
             self._set(State.FAILED, self._death(exitcode))
@@ -158,7 +178,7 @@ class ProcessTaskRunner(TaskRunner):
         elif kind == "status":
             self._set(*body)
         elif kind == "metrics":
-            counters, topics = body
+            counters, topics, self.report = body
             for name, value in counters.items():
                 setattr(self.metrics, name, value)
             self.active_topics.update(topics)
@@ -235,12 +255,22 @@ def child_main(conn: Connection) -> None:
 
     threading.Thread(target=commands, name="commands", daemon=True).start()
     runner.start()
+    # imported here: the metrics module knows this one's runner, the child needs its readers
+    from kanal_worker.runtime.metrics import error_counts, sink_positions
+
+    def report() -> None:
+        failed, dlq = error_counts(runner)
+        send(("metrics", (_counters(runner.metrics), sorted(runner.active_topics),
+                          ChildReport(failed, dlq, list(sink_positions(runner))))))
+
     while not runner.join(REPORT_SECONDS):
-        send(("metrics", (_counters(runner.metrics), sorted(runner.active_topics))))
-    send(("metrics", (_counters(runner.metrics), sorted(runner.active_topics))))
+        report()
+    report()
     send(("finished", time.time()))
     conn.close()
 
 
 if __name__ == "__main__":
-    child_main(Connection(int(sys.argv[1])))
+    # through the module's own name: what the child pickles must unpickle in the worker
+    from kanal_worker.runtime import process
+    process.child_main(Connection(int(sys.argv[1])))
