@@ -1,4 +1,5 @@
-"""Measuring a process from outside: CPU time and memory from /proc, progress by polling.
+"""Measuring a process from outside: CPU time and memory from /proc (summed over its
+process tree), progress by polling.
 
 Every system is measured the same way: a probe counts the records delivered so far (lines
 in the output file, committed offsets, records in a topic) while a sampler reads the
@@ -23,20 +24,57 @@ from typing import Any
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants alive now (a worker's task processes, and theirs)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        try:
+            threads = os.listdir(f"/proc/{tree[index]}/task")
+        except FileNotFoundError:
+            threads = []
+        for thread in threads:
+            try:
+                with open(f"/proc/{tree[index]}/task/{thread}/children") as handle:
+                    tree.extend(int(child) for child in handle.read().split())
+            except FileNotFoundError:
+                continue
+        index += 1
+    return tree
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of every thread of ``pid`` so far."""
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    """User + system CPU seconds so far of every thread of ``pid`` and of its process tree:
+    the descendants alive now and those that ended and were waited for."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+        except FileNotFoundError:  # ended between listing and reading
+            continue
+        # utime, stime, and cutime, cstime of children it waited for
+        total += sum(int(f) for f in fields[11:15]) / TICKS
+    return total
 
 
 def memory_mb(pid: int, key: str = "VmRSS") -> float:
-    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of ``pid`` in MiB."""
-    with open(f"/proc/{pid}/status") as handle:
-        for line in handle:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024
-    raise KeyError(key)
+    """``VmRSS`` (resident now) or ``VmHWM`` (peak resident) of ``pid`` in MiB, summed over
+    its process tree: a worker with task processes is measured whole (the sum of peaks is
+    at least the peak of the sum, never less)."""
+    total, found = 0.0, False
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/status") as handle:
+                for line in handle:
+                    if line.startswith(key + ":"):
+                        total += int(line.split()[1]) / 1024
+                        found = True
+                        break
+        except FileNotFoundError:
+            continue
+    if not found:
+        raise KeyError(key)
+    return total
 
 
 @dataclass

@@ -141,9 +141,11 @@ def test_killed_worker_loses_nothing(tmp_path: Path, kafka: str,
 def test_tasks_share_the_partitions(kafka: str, new_topic: Callable[..., str],
                                     tmp_path: Path) -> None:
     topic = new_topic("split", 6)
+    # threads: the test reads each runner's assignment, which a task process keeps
     herder = StandaloneHerder({"bootstrap.servers": kafka,
                                "value.converter": "StringConverter",
-                               "key.converter": "StringConverter"},
+                               "key.converter": "StringConverter",
+                               "kanal.task.processes": "never"},
                               "test:8083", MemoryOffsetStore())
     name = f"split-{topic}"
     herder.put_connector(name, {"connector.class": "FileStreamSink", "topics": topic,

@@ -22,6 +22,7 @@ from kanal_worker.runtime.metrics import (
     start_metrics_server,
 )
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.process import ChildReport, ProcessTaskRunner
 from kanal_worker.runtime.sink import SinkTaskRunner
 from kanal_worker.runtime.source import SourceTaskRunner
 from kanal_worker.runtime.status import State, TargetState
@@ -212,3 +213,26 @@ def test_docs_list_every_metric_the_collectors_serve() -> None:
     for family in families:
         name = family.name + suffix.get(family.type, "")
         assert f"`{name}`" in docs, f"docs/metrics.md does not document {name}"
+
+
+def test_a_task_process_reports_like_a_thread() -> None:
+    """The counters, error counts and partition positions a child sends over its pipe are
+    what the collector shows for its task."""
+    runner = ProcessTaskRunner("FileStreamSink", TaskId("procs", 1), {}, WORKER,
+                               "worker-0:8083", TargetState.STARTED, ignore)
+    runner._receive("status", (State.RUNNING, None, None))
+    report = ChildReport(failed=2, dlq=1,
+                         positions=[(TopicPartition("vehicle.speeding", 3), 5, 3, 9)])
+    runner._receive("metrics", ({"records_in": 7, "records_out": 5}, ["vehicle.speeding"],
+                                report))
+    found = samples(Herder([runner]))
+    task = {"connector": "procs", "task": "1", "type": "sink"}
+    assert value(found, "kanal_task_records_out_total", **task) == 5
+    assert value(found, "kanal_task_errors_total", **task) == 2
+    assert value(found, "kanal_dlq_records_total", **task) == 1
+    assert value(found, "kanal_task_state", state="RUNNING", **task) == 1
+    where = {"connector": "procs", "task": "1", "topic": "vehicle.speeding",
+             "partition": "3"}
+    assert value(found, "kanal_sink_lag", **where) == 4
+    assert value(found, "kanal_sink_uncommitted_records", **where) == 2
+    assert runner.active_topics == {"vehicle.speeding"}

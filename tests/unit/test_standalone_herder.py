@@ -108,7 +108,7 @@ def herder(monkeypatch: pytest.MonkeyPatch, started: list[Task]) -> Iterator[Sta
     def task_runner(plugin: PluginInfo, task_id: TaskId, config: Mapping[str, str],
                     worker: Mapping[str, str], worker_id: str, target: TargetState,
                     on_status: StatusListener, offsets: Any,
-                    active_topics: set[str]) -> TaskRunner:
+                    active_topics: set[str], tasks: int = 1) -> TaskRunner:
         runner = Task(task_id, config, worker, worker_id, target, on_status)
         runner.active_topics = active_topics
         started.append(runner)

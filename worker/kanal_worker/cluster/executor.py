@@ -249,9 +249,11 @@ class Executor:
 
     def _runner(self, plugin: PluginInfo, task_id: TaskId, config: Mapping[str, str],
                 target: TargetState) -> TaskRunner:
+        with self._lock:
+            siblings = sum(a.connector == task_id.connector for a in self._desired.values())
         return task_runner(plugin, task_id, config, self.worker, self.worker_id, target,
                            self._on_status, self.offsets,
-                           self.topics.setdefault(task_id.connector, set()))
+                           self.topics.setdefault(task_id.connector, set()), siblings)
 
     def _resolve(self, config: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
         """``config`` with placeholders replaced, and the secret values it now holds."""

@@ -75,6 +75,13 @@ class WorkerSettings(Settings):
         10000, key="kanal.progress.log.interval.ms", importance="LOW",
         doc="Kanal: interval of the log line with records moved and rate per task; 0 "
             "disables it.")
+    task_processes: Literal["auto", "always", "never"] = setting(
+        "auto", key="kanal.task.processes", importance="MEDIUM",
+        doc="Kanal: where sink tasks run. 'auto': in child processes when the worker runs "
+            "two or more tasks of the connector and may use two cores or more (CPU affinity "
+            "and cgroup quota), else in the worker; 'always': every sink task in a child; "
+            "'never': every task in the worker. Source tasks always run in the worker, with "
+            "its offsets store.")
 
 
 def client_config(worker: Mapping[str, str], role: str,

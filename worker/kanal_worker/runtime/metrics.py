@@ -30,6 +30,7 @@ from kanal_worker import __version__
 from kanal_worker.api.errors import ConfigError
 from kanal_worker.api.records import TopicPartition
 from kanal_worker.config.observability import MetricsServer, metrics_registry, serve_metrics
+from kanal_worker.runtime.process import ProcessTaskRunner
 from kanal_worker.runtime.sink import SinkTaskRunner
 from kanal_worker.runtime.source import SourceTaskRunner
 from kanal_worker.runtime.status import State
@@ -54,14 +55,14 @@ class RunnerSource(Protocol):
 
 
 def task_type(runner: TaskRunner) -> str:
-    if isinstance(runner, SinkTaskRunner):
+    if isinstance(runner, SinkTaskRunner | ProcessTaskRunner):
         return "sink"
     if isinstance(runner, SourceTaskRunner):
         return "source"
     return "unknown"
 
 
-def _error_counts(runner: TaskRunner) -> tuple[int, int]:
+def error_counts(runner: TaskRunner) -> tuple[int, int]:
     """(records that failed for good, records sent to the dead letter queue).
 
     ``ErrorHandler.failed`` counts every record that failed conversion, a transform or
@@ -69,6 +70,8 @@ def _error_counts(runner: TaskRunner) -> tuple[int, int]:
     the one a runtime version maintains, so the larger is reported (never their sum,
     which would count a record twice).
     """
+    if isinstance(runner, ProcessTaskRunner):
+        return runner.report.failed, runner.report.dlq
     handler = getattr(runner, "errors", None)
     failed = max(runner.metrics.records_failed, int(getattr(handler, "failed", 0)))
     dlq = getattr(handler, "dlq", None)
@@ -130,7 +133,7 @@ class TaskCollector(Collector):
         for runner in runners:
             labels = [runner.id.connector, str(runner.id.task), task_type(runner)]
             m = runner.metrics
-            failed, to_dlq = _error_counts(runner)
+            failed, to_dlq = error_counts(runner)
             records_in.add_metric(labels, m.records_in)
             records_out.add_metric(labels, m.records_out)
             errors.add_metric(labels, failed)
@@ -139,12 +142,13 @@ class TaskCollector(Collector):
             current = runner.status.state
             for value in State:
                 state.add_metric([*labels, value.value], 1.0 if value == current else 0.0)
-            if isinstance(runner, SinkTaskRunner):
-                for tp, position, done, high in sink_positions(runner):
-                    where = [runner.id.connector, str(runner.id.task), tp.topic,
-                             str(tp.partition)]
-                    lag.add_metric(where, max(high - position, 0))
-                    uncommitted.add_metric(where, max(position - done, 0))
+            positions = runner.report.positions if isinstance(runner, ProcessTaskRunner) \
+                else sink_positions(runner) if isinstance(runner, SinkTaskRunner) else []
+            for tp, position, done, high in positions:
+                where = [runner.id.connector, str(runner.id.task), tp.topic,
+                         str(tp.partition)]
+                lag.add_metric(where, max(high - position, 0))
+                uncommitted.add_metric(where, max(position - done, 0))
         return list(families)
 
     @staticmethod

@@ -298,7 +298,7 @@ class StandaloneHerder(Herder):
                                  holder.target, self._on_task_status)
         return task_runner(holder.plugin, task_id, resolved, self.worker, self.worker_id,
                            holder.target, self._on_task_status, self.offsets,
-                           holder.active_topics)
+                           holder.active_topics, len(holder.task_configs))
 
     def _restart_task(self, holder: ConnectorHolder, index: int) -> None:
         old = holder.tasks[index]
