@@ -146,6 +146,3 @@ def _conf(kafka: str) -> dict[str, str]:
             "enable.auto.commit": "false", "partition.assignment.strategy": "cooperative-sticky"}
 
 
-def test_a_client_that_is_not_a_consumer_is_refused(caplog: pytest.LogCaptureFixture) -> None:
-    assert native.fetcher(object()) is None
-    assert "Native fetch unavailable" in caplog.text

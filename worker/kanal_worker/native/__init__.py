@@ -38,6 +38,11 @@ def fetcher(consumer: Any) -> Any | None:
     if not ENABLED:
         _refuse("turned off by KANAL_NATIVE_FETCH=0")
         return None
+    from confluent_kafka import Consumer
+
+    if not isinstance(consumer, Consumer):  # the extension reads the client's C layout
+        _refuse(f"{type(consumer).__name__} is not a confluent_kafka Consumer")
+        return None
     try:
         from kanal_worker.native import _fetch  # type: ignore[attr-defined]
     except ImportError as exc:
