@@ -1,6 +1,7 @@
 """The physical limits, as small programs run in their own process like a worker would be:
 
     python -m bench.raw consume BOOTSTRAP TOPIC COUNT [SETTINGS_JSON]
+    python -m bench.raw native-consume BOOTSTRAP TOPIC COUNT [SETTINGS_JSON]
     python -m bench.raw avro-consume BOOTSTRAP TOPIC COUNT REGISTRY_URL
     python -m bench.raw produce BOOTSTRAP TOPIC LINES_FILE
     python -m bench.raw upload CONNECTION_STRING CONTAINER FILE_JSON
@@ -48,20 +49,35 @@ def _peak_rss_mb() -> float:
 
 
 def consume(bootstrap: str, topic: str, count: int, settings: dict[str, str],
-            decode: Callable[[Any], Any] | None = None) -> None:
+            decode: Callable[[Any], Any] | None = None, native: bool = False) -> None:
     """Batched consume of ``count`` records, touching nothing but their number, or each
-    record's value with ``decode``."""
+    record's value with ``decode``; with ``native``, through Kanal's native fetch (whole
+    polls as buffers) instead of confluent-kafka's messages."""
     from confluent_kafka import Consumer
 
     started = time.monotonic()
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": "false",
                          **settings})
-    consumer.subscribe([topic])
+    fetch = consumer.consume
+    if native:
+        from kanal_worker import native as native_fetch
+
+        fetcher = native_fetch.fetcher(consumer)
+        if fetcher is None:
+            raise SystemExit("the native fetch cannot attach (see the log)")
+        consumer.subscribe([topic], on_assign=lambda _, partitions: [
+            fetcher.forward(p.topic, p.partition) for p in partitions])
+
+        def fetch(limit: int, timeout: float) -> Any:
+            consumer.consume(limit, 0)  # rebalances and errors
+            return fetcher.consume(limit, timeout)
+    else:
+        consumer.subscribe([topic])
     seen = first_count = 0
     first = cpu_first = 0.0
     while seen < count and time.monotonic() - started < 600:
-        messages = consumer.consume(2000, 0.5)
+        messages = fetch(2000, 0.5)
         if decode is not None:
             for message in messages:
                 decode(message)
@@ -69,6 +85,8 @@ def consume(bootstrap: str, topic: str, count: int, settings: dict[str, str],
             first, cpu_first, first_count = time.monotonic(), time.process_time(), len(messages)
         seen += len(messages)
     done, cpu_done = time.monotonic(), time.process_time()
+    if native:
+        fetcher.close()
     consumer.close()
     _report(started, first, cpu_first, done, cpu_done, seen, first_count)
 
@@ -405,8 +423,9 @@ def deserialize_protobuf(bootstrap: str, topic: str, count: int, registry_url: s
 
 def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
-    if command == "consume":
-        consume(args[0], args[1], int(args[2]), json.loads(args[3]) if len(args) > 3 else {})
+    if command in ("consume", "native-consume"):
+        consume(args[0], args[1], int(args[2]), json.loads(args[3]) if len(args) > 3 else {},
+                native=command == "native-consume")
     elif command == "avro-consume":
         avro_consume(args[0], args[1], int(args[2]), args[3])
     elif command == "produce":

@@ -85,17 +85,22 @@ SCALE_VARIANT = "string"
 
 
 def raw_consume(workload: Workload, bootstrap: str, run: int,
-                settings: dict[str, str], variant: str) -> Sample:
-    """B0: ``python -m bench.raw consume`` in its own process."""
-    sample = Sample("B0 raw consume", variant, "confluent-kafka", run, workload.records)
-    run_raw(sample, "bench.raw", ["consume", bootstrap, workload.topic, str(workload.records),
-                                  json.dumps(settings)], workload.timeout)
+                settings: dict[str, str], variant: str, native: bool = False) -> Sample:
+    """B0: ``python -m bench.raw consume`` in its own process (``native-consume``: through
+    Kanal's native fetch)."""
+    sample = Sample("B0 raw consume", variant, "kanal native fetch" if native
+                    else "confluent-kafka", run, workload.records)
+    run_raw(sample, "bench.raw", ["native-consume" if native else "consume", bootstrap,
+                                  workload.topic, str(workload.records), json.dumps(settings)],
+            workload.timeout)
     sample.extra["settings"] = settings
     return sample
 
 
 def b0(workload: Workload, bootstrap: str, run: int) -> list[Sample]:
     return [raw_consume(workload, bootstrap, run, dict(FETCH_DEFAULTS), "kanal fetch settings"),
+            raw_consume(workload, bootstrap, run, dict(FETCH_DEFAULTS), "kanal fetch settings",
+                        native=True),
             raw_consume(workload, bootstrap, run, {}, "librdkafka defaults")]
 
 
