@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1.7
 # Kanal: one image for the operator (`kanal operator`) and the workers (`kanal worker`,
 # `kanal standalone`). Multi-stage: the build stage makes a virtualenv with Kanal and its
-# dependencies (every one ships manylinux wheels, so no compiler is needed); the runtime
-# stage copies only that virtualenv onto the same slim Python base.
+# dependencies (every dependency ships manylinux wheels; a C compiler builds Kanal's one
+# extension, the native fetch); the runtime stage copies only that virtualenv onto the
+# same slim Python base, without the compiler.
 #
 #   make image        builds kanal:<version> with Docker or podman (see dev/image.sh)
 #   docker build -t kanal:dev .
@@ -20,6 +21,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
+# gcc for kanal_worker.native (sink tasks read whole polls as buffers with it), and the
+# Python headers where the base has none (the public python images ship them).
+# The compiler stays in this stage, so bookworm's current gcc is as good as a pinned one.
+# hadolint ignore=DL3008
+RUN apt-get update -q \
+    && apt-get install -y -q --no-install-recommends gcc libc6-dev \
+    && { python -c 'import os, sysconfig, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+         || apt-get install -y -q --no-install-recommends python3-dev; } \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/kanal
 # Dependencies first (a layer that survives source edits): exactly the versions and files
 # of the lock file (`make lock` regenerates it), every extra included.
@@ -33,6 +43,7 @@ COPY worker ./worker
 COPY operator ./operator
 RUN /opt/kanal/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
     && /opt/kanal/bin/python -m compileall -q /opt/kanal/lib \
+    && /opt/kanal/bin/python -c 'import kanal_worker.native._fetch' \
     && /opt/kanal/bin/kanal --help >/dev/null
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import Consumer, Message
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -29,7 +29,8 @@ from kanal_worker.connectors.file import FileStreamSinkConnector, line, lines
 from kanal_worker.converters.json import _decodes
 from kanal_worker.runtime.codec import build_codec
 from kanal_worker.runtime.errors import ErrorHandler
-from kanal_worker.runtime.sink import SinkTaskRunner, _coordinates
+from kanal_worker.runtime.fetch import Fetch, Fetched
+from kanal_worker.runtime.sink import SinkTaskRunner
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import TaskId
 from kanal_worker.runtime.transforms import build_chain
@@ -64,11 +65,20 @@ def runner(config: dict[str, str]) -> SinkTaskRunner:
                                log_enable=False, log_messages=False, task="c-0", dlq=None)
     task.task = Collecting()
     task.assignment = {TopicPartition("a", 0), TopicPartition("a", 1), TopicPartition("b", 0)}
+    task.fetch = Fetch(Consumer({"group.id": "unit"}))  # never connects: no bootstrap servers
     return task
 
 
-def convert(task: SinkTaskRunner, messages: list[Message]) -> tuple[SinkBatch, list[Message]]:
-    return task._convert(messages, _coordinates(messages))
+def convert(task: SinkTaskRunner, messages: list[Message]) -> tuple[SinkBatch, Fetched]:
+    return task._convert(Fetched.of_messages(messages))
+
+
+def offsets(fetched: Fetched) -> list[int]:
+    return [row.offset() for row in fetched.rows()]
+
+
+def message_offsets(messages: list[Message]) -> list[int]:
+    return [m.offset() for m in messages]
 
 
 MESSAGES = [
@@ -90,8 +100,8 @@ JSON_VALUES = {"key.converter": STRING, "value.converter": JSON,
 def test_batch_conversion_equals_record_by_record(converters: dict[str, str]) -> None:
     task = runner(converters)
     batch, kept = convert(task, MESSAGES)
-    one_by_one, kept_one_by_one = task._one_by_one(MESSAGES)
-    assert kept == kept_one_by_one == MESSAGES
+    one_by_one, kept_one_by_one = task._one_by_one(Fetched.of_messages(MESSAGES))
+    assert offsets(kept) == offsets(kept_one_by_one) == message_offsets(MESSAGES)
     assert batch.values == one_by_one.values
     assert batch.encoded_values == one_by_one.encoded_values
     assert batch.coordinates == one_by_one.coordinates
@@ -112,7 +122,7 @@ def test_records_built_from_columns_have_every_field() -> None:
 def test_the_next_offset_follows_every_consumed_record_written_or_failed() -> None:
     task = runner(JSON_VALUES)
     bad = message("a", 1, 8, b"k", b"{not json")
-    task._process([*MESSAGES, bad])
+    task._process(Fetched.of_messages([*MESSAGES, bad]))
     assert task.consumed == {TopicPartition("a", 0): 7, TopicPartition("a", 1): 9,
                              TopicPartition("b", 0): 11}
     assert {type(tp) for tp in task.consumed} == {TopicPartition}
@@ -124,7 +134,8 @@ def test_a_record_that_fails_sends_the_poll_record_by_record() -> None:
     task = runner(JSON_VALUES)
     bad = [*MESSAGES, message("a", 0, 11, b"k", b"{not json")]
     batch, kept = convert(task, bad)
-    assert len(batch) == len(MESSAGES) and kept == MESSAGES and task.errors.failed == 1
+    assert len(batch) == len(MESSAGES) and task.errors.failed == 1
+    assert offsets(kept) == message_offsets(MESSAGES)
 
 
 def test_envelopes_convert_through_the_default_batch_method() -> None:
@@ -236,7 +247,7 @@ def test_records_of_a_partition_revoked_during_a_retry_are_not_written_again() -
     task = runner(JSON_VALUES)
     task.task = RevokedWhileRetrying(task)
     task.polling = True  # no consumer here: the retry waits without polling
-    task._process(MESSAGES)
+    task._process(Fetched.of_messages(MESSAGES))
     first, second = task.task.batches  # type: ignore[attr-defined]
     assert ("a", 1, 7) in first and all(tp != ("a", 1) for *tp, _ in second)
     assert len(second) == len(MESSAGES) - 1
@@ -281,12 +292,12 @@ def test_transforms_on_columns_give_the_records_of_record_by_record(
                 for i, value in enumerate(values)]
     batch, kept = convert(task, messages)
     expected = [task.errors.transform(task.chain, record, message=m)
-                for record, m in zip(convert(task, messages)[0], kept, strict=True)]
+                for record, m in zip(convert(task, messages)[0], kept.rows(), strict=True)]
     failed_before = task.errors.failed
     transformed, survivors = task._transform_all(batch, kept)
     assert list(transformed) == [r for r in expected if r is not None]
-    assert [m.offset() for m in survivors] == [
-        m.offset() for m, r in zip(kept, expected, strict=True) if r is not None]
+    assert offsets(survivors) == [
+        m.offset() for m, r in zip(kept.rows(), expected, strict=True) if r is not None]
     assert task.errors.failed - failed_before == expected.count(None)
     assert expected.count(None) == (1 if converters is JSON_VALUES else 0)  # "not a map"
     assert lines(transformed) == b"".join(line(r.value, r.value_schema) for r in transformed)
@@ -365,12 +376,12 @@ def test_a_chain_changing_its_own_maps_gives_the_record_by_record_maps(
     messages = [message("a", 0, i, b"k", value) for i, value in enumerate(values)]
     batch, kept = convert(task, messages)
     expected = [task.errors.transform(task.chain, record, message=m)
-                for record, m in zip(convert(task, messages)[0], kept, strict=True)]
+                for record, m in zip(convert(task, messages)[0], kept.rows(), strict=True)]
     transformed, survivors = task._transform_all(batch, kept)
     assert [items_in_order(r.value) for r in transformed] == [
         items_in_order(r.value) for r in expected if r is not None]
-    assert [m.offset() for m in survivors] == [
-        m.offset() for m, r in zip(kept, expected, strict=True) if r is not None]
+    assert offsets(survivors) == [
+        m.offset() for m, r in zip(kept.rows(), expected, strict=True) if r is not None]
     assert lines(transformed) == b"".join(
         line(r.value, r.value_schema) for r in expected if r is not None)
 
@@ -401,7 +412,7 @@ def test_a_step_failing_on_owned_maps_sends_the_converted_poll_record_by_record(
     messages = [message("a", 0, i, b"k", value) for i, value in enumerate(values)]
     batch, kept = convert(task, messages)
     expected = task.errors.transform(task.chain, next(iter(convert(task, messages)[0])),
-                                     message=kept[0])
+                                     message=kept.row(0))
     transformed, survivors = task._transform_all(batch, kept)
     assert [items_in_order(r.value) for r in transformed] == [items_in_order(expected.value)]
-    assert [m.offset() for m in survivors] == [0]
+    assert offsets(survivors) == [0]

@@ -25,6 +25,7 @@ from kanal_worker.api.backoff import exponential_backoff
 from kanal_worker.api.errors import ConnectError, DataError, RetriableError
 from kanal_worker.api.records import TIMESTAMP_TYPES, ConnectRecord, SinkRecord, SourceRecord
 from kanal_worker.converters.json import dumps
+from kanal_worker.runtime.fetch import ConsumedRecord
 from kanal_worker.runtime.status import format_trace
 from kanal_worker.runtime.transforms import Step
 
@@ -147,7 +148,7 @@ class DeadLetterQueue:
                                        f"topic={self.topic}: {exc}") from exc
 
     def send(self, stage: Stage, executing: str, error: BaseException,
-             message: Message | None = None, record: ConnectRecord | None = None) -> None:
+             message: ConsumedRecord | None = None, record: ConnectRecord | None = None) -> None:
         headers: list[tuple[str, bytes | None]] = []
         timestamp: int | None
         if message is not None:
@@ -181,7 +182,7 @@ class DeadLetterQueue:
             self.delivery_error = error
 
     def _context(self, stage: Stage, executing: str, error: BaseException,
-                 message: Message | None, record: ConnectRecord | None
+                 message: ConsumedRecord | None, record: ConnectRecord | None
                  ) -> list[tuple[str, bytes | None]]:
         ctx: dict[str, str | None] = {}
         if message is not None:
@@ -269,7 +270,7 @@ class ErrorHandler:
             time.sleep(min(left, 0.1))
 
     def execute(self, operation: Callable[[], T], stage: Stage, executing: str, *,
-                message: Message | None = None,
+                message: ConsumedRecord | None = None,
                 record: ConnectRecord | None = None,
                 raising: tuple[type[Exception], ...] = ()) -> T | Failed:
         """``operation`` with retries; FAILED when it failed and the failure is tolerated.
@@ -285,7 +286,7 @@ class ErrorHandler:
             return FAILED
 
     def transform(self, chain: Sequence[Step], record: R, *,
-                  message: Message | None = None) -> R | None:
+                  message: ConsumedRecord | None = None) -> R | None:
         """``record`` through ``chain``, each step under error handling; None when a step
         dropped the record or failed with the failure tolerated. ``message`` is the
         consumed original of a sink record (the DLQ gets its raw bytes)."""
@@ -301,7 +302,7 @@ class ErrorHandler:
         return current
 
     def failure(self, stage: Stage, executing: str, error: BaseException, *,
-                message: Message | None = None, record: ConnectRecord | None = None) -> None:
+                message: ConsumedRecord | None = None, record: ConnectRecord | None = None) -> None:
         """A record failed for good: log it, send it to the DLQ, then skip it or fail."""
         self.failed += 1
         if self.log_enable:
@@ -324,7 +325,7 @@ class ErrorHandler:
                 f"{_where(message, record)}: {error}") from error
 
 
-def _where(message: Message | None, record: ConnectRecord | None,
+def _where(message: ConsumedRecord | None, record: ConnectRecord | None,
            with_data: bool = False) -> str:
     """The failed record as Apache's LogReporter describes it; source records' keys, values
     and headers only ``with_data`` (errors.log.include.messages), never in task traces."""

@@ -10,7 +10,7 @@ from functools import partial
 from itertools import groupby
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from kanal_worker.api.errors import (
@@ -33,6 +33,7 @@ from kanal_worker.config.connector import SinkSettings
 from kanal_worker.config.worker import WorkerSettings, client_config
 from kanal_worker.runtime.codec import Codec
 from kanal_worker.runtime.errors import Failed, Stage
+from kanal_worker.runtime.fetch import ConsumedRecord, Fetch, Fetched, RawHeaders
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import StatusListener, TaskId, TaskRunner
 from kanal_worker.runtime.transforms import sub_config
@@ -53,15 +54,6 @@ NOT_THE_RECORDS = (RetriableError, ConfigError)
 """Converter failures that are no record's fault and never go to ``errors.*``: a service
 the converter needs is down (the poll is converted again after a backoff) or one of its
 settings is wrong, e.g. refused registry credentials (the task fails)."""
-
-
-Coordinates = tuple[list[str], list[int], list[int]]
-"""Topic, partition and offset of each message of a poll, column by column."""
-
-
-def _coordinates(messages: list[Message]) -> Coordinates:
-    return (list(map(Message.topic, messages)), list(map(Message.partition, messages)),
-            list(map(Message.offset, messages)))
 
 
 def _to_connect_batch(converter: Converter, topics: list[str],
@@ -137,9 +129,9 @@ class SinkTaskRunner(TaskRunner):
         """Paused by the target state (``PUT /connectors/{name}/pause``)."""
         self.retry_paused = False
         """Paused while a batch is retried; the consumer keeps polling meanwhile."""
-        self.held: list[Message] = []
-        """Messages a poll returned while the partitions were paused for a retry: they
-        come after the batch being retried and are processed next."""
+        self.held: list[Fetched] = []
+        """Records polls returned while the partitions were paused for a retry: they come
+        after the batch being retried and are processed next."""
         self.polling = False
         """Inside ``consume``, where rebalance callbacks run."""
         self.active_topics: set[str] = set()
@@ -170,6 +162,7 @@ class SinkTaskRunner(TaskRunner):
             **self._membership(worker),
             **{k: v for k, v in consumer_config.items() if k in overrides},
         })
+        self.fetch = Fetch(self.consumer)
         self.cooperative = overrides.get("partition.assignment.strategy",
                                          "cooperative-sticky") == "cooperative-sticky"
         topics = (["^" + settings.topics_regex.removeprefix("^")] if settings.topics_regex
@@ -217,23 +210,26 @@ class SinkTaskRunner(TaskRunner):
         next_commit = time.monotonic() + commit_interval
         while not self.stopping:
             self._follow_target()
-            messages, self.held = self.held or self._consume(0.5), []
-            if messages:
+            fetched = Fetched.concat(self.held) if self.held else self._consume(0.5)
+            self.held = []
+            if fetched:
                 self.kafka_reached()
-                self._process(messages)
+                self._process(fetched)
             if self.commit_requested or time.monotonic() >= next_commit:
                 self.commit_requested = False
                 self._commit()
                 next_commit = time.monotonic() + commit_interval
             self._resume()
 
-    def _consume(self, timeout: float) -> list[Message]:
+    def _consume(self, timeout: float) -> Fetched:
         self.polling = True
         try:
-            messages: list[Message] = self.consumer.consume(self.batch_size, timeout)
-            return messages
+            fetched, events = self.fetch.poll(self.batch_size, timeout)
         finally:
             self.polling = False
+        for event in events:
+            self._consumer_error(event)
+        return fetched
 
     def _follow_target(self) -> None:
         want_paused = self.target != TargetState.STARTED
@@ -258,7 +254,8 @@ class SinkTaskRunner(TaskRunner):
             self.retry_paused = True
         end = time.monotonic() + seconds
         while not self.stopping and (left := end - time.monotonic()) > 0:
-            self.held.extend(self._consume(min(left, 0.5)))
+            if fetched := self._consume(min(left, 0.5)):
+                self.held.append(fetched)
 
     def _resume(self) -> None:
         """Nothing is being retried (any more): fetch again, unless the target is paused."""
@@ -267,20 +264,17 @@ class SinkTaskRunner(TaskRunner):
             if not self.paused:
                 self.consumer.resume(_kafka(self.assignment))
 
-    def _process(self, messages: list[Message]) -> None:
+    def _process(self, fetched: Fetched) -> None:
         """One poll: convert it as a batch, transform, write, and note the next offset
         of every partition it came from as consumed."""
         started = time.perf_counter()
-        self.metrics.records_in += len(messages)
-        if any(map(Message.error, messages)):
-            messages = self._without_errors(messages)
-        where = _coordinates(messages)
-        topics, partitions, offsets = where
-        # the one offset rule: after the last message of each partition, whatever
-        # became of its record (written, dropped by a transform, sent to the DLQ)
+        self.metrics.records_in += len(fetched)
+        # the one offset rule: after the last record of each partition, whatever
+        # became of it (written, dropped by a transform, sent to the DLQ)
         last = {TopicPartition(*tp): offset + 1 for tp, offset in dict(zip(
-            zip(topics, partitions, strict=True), offsets, strict=True)).items()}
-        converted = self._converted(messages, where)
+            zip(fetched.topics, fetched.partitions, strict=True), fetched.offsets,
+            strict=True)).items()}
+        converted = self._converted(fetched)
         if converted is None:
             return
         batch, kept = converted
@@ -296,24 +290,13 @@ class SinkTaskRunner(TaskRunner):
         self.metrics.batches += 1
         self.metrics.batch_seconds += time.perf_counter() - started
 
-    def _without_errors(self, messages: list[Message]) -> list[Message]:
-        kept: list[Message] = []
-        for message in messages:
-            error = message.error()
-            if error is None:
-                kept.append(message)
-            else:
-                self._consumer_error(error)
-        return kept
-
-    def _converted(self, messages: list[Message], where: Coordinates
-                   ) -> tuple[SinkBatch, list[Message]] | None:
+    def _converted(self, fetched: Fetched) -> tuple[SinkBatch, Fetched] | None:
         """``_convert``, retried with backoff while a converter's service (a schema
         registry) is unreachable; None when stopping first (the poll is not consumed)."""
         attempt = 0
         while True:
             try:
-                converted = self._convert(messages, where)
+                converted = self._convert(fetched)
             except RetriableError as exc:
                 if self.stopping:
                     return None
@@ -324,43 +307,41 @@ class SinkTaskRunner(TaskRunner):
                 self._set(self.status.state)
             return converted
 
-    def _convert(self, messages: list[Message], where: Coordinates
-                 ) -> tuple[SinkBatch, list[Message]]:
-        """The records of ``messages`` (at ``where``) as one batch, and the messages they
-        came from.
+    def _convert(self, fetched: Fetched) -> tuple[SinkBatch, Fetched]:
+        """The records of ``fetched`` as one batch, and the records it holds (all of them,
+        or those that converted).
 
         Keys and values are converted a batch at a time (``Converter.to_connect_batch``,
         per run of one topic); when that fails, the poll is converted record by record
         under ``errors.*`` so each failure is reported with its own message.
         """
-        topics = where[0]
-        raw_values = list(map(Message.value, messages))
+        topics = fetched.topics
+        raw_values = fetched.values
         try:
-            raw_headers = list(map(Message.headers, messages))
             headers: list[list[Header] | None] = (
                 [self._headers(topic, raw) if raw else None
-                 for topic, raw in zip(topics, raw_headers, strict=True)]
-                if any(raw_headers) else [None] * len(messages))
-            keys = _to_connect_batch(self.codec.key, topics, list(map(Message.key, messages)))
+                 for topic, raw in zip(topics, fetched.headers, strict=True)]
+                if fetched.headers is not None else [None] * len(fetched))
+            keys = _to_connect_batch(self.codec.key, topics, fetched.keys)
             values = _to_connect_batch(self.codec.value, topics, raw_values)
         except NOT_THE_RECORDS:
             raise
         except Exception:
-            return self._one_by_one(messages)
-        unknown: list[bytes | None] = [None] * len(messages)
-        return self._batch(messages, where, headers, keys, values,
+            return self._one_by_one(fetched)
+        unknown: list[bytes | None] = [None] * len(fetched)
+        return self._batch(fetched, headers, keys, values,
                            raw_values if values.plain_json else unknown,
-                           raw_values if values.verbatim else unknown), messages
+                           raw_values if values.verbatim else unknown), fetched
 
-    def _one_by_one(self, messages: list[Message]) -> tuple[SinkBatch, list[Message]]:
+    def _one_by_one(self, fetched: Fetched) -> tuple[SinkBatch, Fetched]:
         """``_convert`` record by record, as Apache does: key, value, headers, each under
         ``errors.*``; a record that failed is left out (reported, or the task fails)."""
         codec: Codec = self.codec
-        kept: list[Message] = []
+        kept: list[int] = []
         keys: list[SchemaAndValue] = []
         values: list[SchemaAndValue] = []
         headers: list[list[Header] | None] = []
-        for message in messages:
+        for row, message in enumerate(fetched.rows()):
             topic = message.topic()
             key = self.errors.execute(partial(codec.key.to_connect, topic, message.key()),
                                       Stage.KEY_CONVERTER, codec.key_class, message=message,
@@ -382,27 +363,25 @@ class SinkTaskRunner(TaskRunner):
                 if isinstance(result, Failed):
                     continue
                 converted = result
-            kept.append(message)
+            kept.append(row)
             keys.append(key)
             values.append(value)
             headers.append(converted)
-        encoded = [message.value() if value.plain_json else None
-                   for message, value in zip(kept, values, strict=True)]
-        return self._batch(kept, _coordinates(kept), headers, _column(keys), _column(values),
-                           encoded, [None] * len(kept)), kept
+        converted_ones = fetched.select(kept)
+        encoded = [raw if value.plain_json else None
+                   for raw, value in zip(converted_ones.values, values, strict=True)]
+        return self._batch(converted_ones, headers, _column(keys), _column(values), encoded,
+                           [None] * len(kept)), converted_ones
 
-    def _batch(self, messages: list[Message], where: Coordinates,
-               headers: list[list[Header] | None], keys: ConvertedBatch,
-               values: ConvertedBatch, encoded: list[bytes | None],
+    def _batch(self, fetched: Fetched, headers: list[list[Header] | None],
+               keys: ConvertedBatch, values: ConvertedBatch, encoded: list[bytes | None],
                texts: list[bytes | None]) -> SinkBatch:
-        topics, partitions, offsets = where
         return SinkBatch.of_columns(SinkColumns(
-            topics=topics, partitions=partitions, offsets=offsets,
-            timestamps=list(map(Message.timestamp, messages)), headers=headers, keys=keys,
-            values=values, encoded=encoded, texts=texts))
+            topics=fetched.topics, partitions=fetched.partitions, offsets=fetched.offsets,
+            timestamps=fetched.timestamps, headers=headers, keys=keys, values=values,
+            encoded=encoded, texts=texts))
 
-    def _transform_all(self, batch: SinkBatch, kept: list[Message]
-                       ) -> tuple[SinkBatch, list[Message]]:
+    def _transform_all(self, batch: SinkBatch, kept: Fetched) -> tuple[SinkBatch, Fetched]:
         """``batch`` through the chain: each step on whole columns while the steps can
         (``Transformation.apply_columns``, no predicate), the rest record by record under
         ``errors.*``. A step whose column form raises runs record by record instead, so
@@ -433,13 +412,13 @@ class SinkTaskRunner(TaskRunner):
                 return batch, kept
         rest = self.chain[done:]
         records: list[SinkRecord] = []
-        messages: list[Message] = []
-        for record, message in zip(batch, kept, strict=True):
+        rows: list[int] = []
+        for row, (record, message) in enumerate(zip(batch, kept.rows(), strict=True)):
             result = self.errors.transform(rest, record, message=message)
             if result is not None:
                 records.append(result)
-                messages.append(message)
-        return SinkBatch(records), messages
+                rows.append(row)
+        return SinkBatch(records), kept.select(rows)
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:
@@ -448,17 +427,16 @@ class SinkTaskRunner(TaskRunner):
             raise KafkaException(error)
         log.warning("Task %s: consumer error: %s", self.id, error)
 
-    def _headers(self, topic: str, raw_headers: list[tuple[str, bytes | None]]
-                 ) -> list[Header]:
+    def _headers(self, topic: str, raw_headers: RawHeaders) -> list[Header]:
         """The one header conversion, for the batch and the record-by-record path."""
         converted = (self.codec.header.to_connect_header(topic, name, data)
                      for name, data in raw_headers)
         return [Header(name, c.value, c.schema) for (name, _), c in zip(raw_headers, converted,
                                                                         strict=True)]
 
-    def _write(self, batch: SinkBatch, messages: list[Message]) -> bool:
-        """Write ``batch`` (from ``messages``, one each); False when stopping before it
-        was written."""
+    def _write(self, batch: SinkBatch, fetched: Fetched) -> bool:
+        """Write ``batch`` (from the records of ``fetched``, one each); False when
+        stopping before it was written."""
         attempt = 0
         while True:
             try:
@@ -474,13 +452,14 @@ class SinkTaskRunner(TaskRunner):
                 if any(TopicPartition(topic, partition) not in self.assignment
                        for topic, partition, _ in batch.coordinates):
                     # revoked while retrying: those records are another task's now
-                    kept = [(r, m) for r, m in zip(batch, messages, strict=True)
-                            if r.topic_partition in self.assignment]
-                    batch = SinkBatch(r for r, _ in kept)
-                    messages = [m for _, m in kept]
+                    kept = [row for row, record in enumerate(batch)
+                            if record.topic_partition in self.assignment]
+                    batch = SinkBatch(batch[row] for row in kept)
+                    fetched = fetched.select(kept)
             except RecordWriteError as exc:
-                origin = {id(record): message
-                          for record, message in zip(batch, messages, strict=True)}
+                origin: dict[int, ConsumedRecord] = {
+                    id(record): message
+                    for record, message in zip(batch, fetched.rows(), strict=True)}
                 for record, error in exc.failures:
                     self.errors.failure(Stage.TASK_PUT, type(self.task).__name__,
                                         error if isinstance(error, Exception)
@@ -526,6 +505,8 @@ class SinkTaskRunner(TaskRunner):
     def _assigned(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         added = [TopicPartition(p.topic, p.partition) for p in partitions]
         self.assignment.update(added)
+        for tp in added:
+            self.fetch.forward(*tp)
         log.info("Task %s: assigned %s", self.id, ", ".join(map(str, added)) or "nothing")
         self.task.open(added)
         moved = False
@@ -555,8 +536,11 @@ class SinkTaskRunner(TaskRunner):
     def _forget(self, removed: set[TopicPartition]) -> None:
         self.task.close(sorted(removed))
         self.assignment -= removed
-        self.held = [m for m in self.held
-                     if TopicPartition(m.topic(), m.partition()) not in removed]
+        for tp in removed:
+            self.fetch.unforward(*tp)
+        self.held = [fetched.select(row for row, tp in enumerate(zip(
+            fetched.topics, fetched.partitions, strict=True)) if tp not in removed)
+            for fetched in self.held]
         for tp in removed:
             self.consumed.pop(tp, None)
             self.committed.pop(tp, None)
@@ -566,6 +550,7 @@ class SinkTaskRunner(TaskRunner):
         consumer = getattr(self, "consumer", None)
         try:
             if consumer is not None:
+                self.fetch.close()
                 consumer.close()
         finally:
             task = getattr(self, "task", None)

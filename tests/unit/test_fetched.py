@@ -1,0 +1,56 @@
+"""A poll's columns (``runtime.fetch.Fetched``) read as confluent-kafka's messages read:
+row by row for ``errors.*`` and the dead letter queue, a selection of rows, and polls held
+during a retry joined in order."""
+
+from __future__ import annotations
+
+from confluent_kafka import Message
+
+from kanal_worker.runtime.fetch import Fetched
+
+MESSAGES = [
+    Message(topic="a", partition=0, offset=5, key=b"k1", value=b"v1",
+            timestamp=(1, 1_700_000_000_000)),
+    Message(topic="a", partition=1, offset=7, key=None, value=None, timestamp=(0, -1)),
+    Message(topic="b", partition=0, offset=9, key=b"k3", value=b"v3",
+            headers=[("h", b"1"), ("n", None)], timestamp=(2, 123)),
+]
+
+
+def _as_messages(fetched: Fetched) -> list[tuple[object, ...]]:
+    return [(r.topic(), r.partition(), r.offset(), r.key(), r.value(), r.timestamp(),
+             r.headers()) for r in fetched.rows()]
+
+
+def _of(messages: list[Message]) -> list[tuple[object, ...]]:
+    return [(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp(),
+             m.headers()) for m in messages]
+
+
+def test_rows_read_as_the_messages_they_came_from() -> None:
+    fetched = Fetched.of_messages(MESSAGES)
+    assert len(fetched) == 3
+    assert _as_messages(fetched) == _of(MESSAGES)
+    assert fetched.headers == [None, None, [("h", b"1"), ("n", None)]]
+
+
+def test_a_poll_without_headers_says_so_once() -> None:
+    fetched = Fetched.of_messages(MESSAGES[:2])
+    assert fetched.headers is None
+    assert fetched.header_lists() == [None, None]
+    assert fetched.row(1).headers() is None
+
+
+def test_a_selection_keeps_the_rows_asked_for_in_order() -> None:
+    fetched = Fetched.of_messages(MESSAGES)
+    assert _as_messages(fetched.select([2, 0])) == _of([MESSAGES[2], MESSAGES[0]])
+    assert fetched.select(range(3)) is fetched
+    assert len(fetched.select([])) == 0
+    assert fetched.select([0, 1]).headers is None
+
+
+def test_held_polls_join_in_order() -> None:
+    parts = [Fetched.of_messages(MESSAGES[:1]), Fetched.of_messages(MESSAGES[1:])]
+    joined = Fetched.concat(parts)
+    assert _as_messages(joined) == _of(MESSAGES)
+    assert Fetched.concat(parts[:1]) is parts[0]

@@ -1,0 +1,224 @@
+"""Where a sink task's records come from: a poll as columns.
+
+A sink task reads its partitions through the native fetch (``kanal_worker.native``) when it
+attaches to the task's Consumer, which delivers a poll as buffers, and through
+confluent-kafka's messages otherwise. Both become the same ``Fetched`` columns, so
+everything after the fetch is one path. Per-record objects (``Consumed``, which reads as a
+confluent-kafka ``Message`` to ``errors.*`` and the dead letter queue) are made only for
+records that take the record-by-record path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer, KafkaError, Message
+
+from kanal_worker import native
+
+log = logging.getLogger(__name__)
+
+RawHeaders = list[tuple[str, bytes | None]]
+
+
+class ConsumedRecord(Protocol):
+    """A consumed record as ``errors.*`` reads it: confluent-kafka's ``Message`` or a row
+    of a ``Fetched`` poll."""
+
+    def topic(self) -> str | None: ...
+
+    def partition(self) -> int | None: ...
+
+    def offset(self) -> int | None: ...
+
+    def key(self) -> bytes | None: ...
+
+    def value(self) -> bytes | None: ...
+
+    def timestamp(self) -> tuple[int, int]: ...
+
+    def headers(self) -> RawHeaders | None: ...
+
+
+class Fetched:
+    """The records of one poll, column by column; keys and values read when first asked
+    for (a native poll holds them as two buffers until then)."""
+
+    __slots__ = ("_keys", "_poll", "_values", "headers", "offsets", "partitions",
+                 "timestamps", "topics")
+
+    def __init__(self, topics: list[str], partitions: list[int], offsets: list[int],
+                 timestamps: list[tuple[int, int]], headers: list[RawHeaders | None] | None,
+                 keys: list[bytes | None] | None = None,
+                 values: list[bytes | None] | None = None, poll: Any = None) -> None:
+        self.topics = topics
+        self.partitions = partitions
+        self.offsets = offsets
+        self.timestamps = timestamps
+        self.headers = headers
+        """None when no record has headers."""
+        self._keys = keys
+        self._values = values
+        self._poll = poll
+
+    @classmethod
+    def of_messages(cls, messages: Sequence[Message]) -> Fetched:
+        """``messages`` (records only: consumer events are taken out first)."""
+        headers = list(map(Message.headers, messages))
+        return cls(list(map(Message.topic, messages)), list(map(Message.partition, messages)),
+                   list(map(Message.offset, messages)), list(map(Message.timestamp, messages)),
+                   headers if any(headers) else None, list(map(Message.key, messages)),
+                   list(map(Message.value, messages)))
+
+    @classmethod
+    def of_native(cls, poll: Any) -> Fetched:
+        return cls(poll.topics, poll.partitions, poll.offsets, poll.timestamps, poll.headers,
+                   poll=poll)
+
+    @classmethod
+    def concat(cls, parts: Sequence[Fetched]) -> Fetched:
+        if len(parts) == 1:
+            return parts[0]
+        headers = ([h for part in parts for h in part.headers or [None] * len(part)]
+                   if any(part.headers for part in parts) else None)
+        return cls([t for part in parts for t in part.topics],
+                   [p for part in parts for p in part.partitions],
+                   [o for part in parts for o in part.offsets],
+                   [t for part in parts for t in part.timestamps], headers,
+                   [k for part in parts for k in part.keys],
+                   [v for part in parts for v in part.values])
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def keys(self) -> list[bytes | None]:
+        if self._keys is None:
+            self._keys = self._poll.keys()
+        return self._keys
+
+    @property
+    def values(self) -> list[bytes | None]:
+        if self._values is None:
+            self._values = self._poll.values()
+        return self._values
+
+    def header_lists(self) -> list[RawHeaders | None]:
+        return self.headers if self.headers is not None else [None] * len(self.offsets)
+
+    def select(self, rows: Iterable[int]) -> Fetched:
+        """The records at ``rows``, in that order."""
+        rows = list(rows)
+        if len(rows) == len(self.offsets) and rows == list(range(len(rows))):
+            return self
+        headers = None
+        if self.headers is not None:
+            headers = [self.headers[i] for i in rows]
+        keys, values = self.keys, self.values
+        return Fetched([self.topics[i] for i in rows], [self.partitions[i] for i in rows],
+                       [self.offsets[i] for i in rows], [self.timestamps[i] for i in rows],
+                       headers if headers and any(headers) else None,
+                       [keys[i] for i in rows], [values[i] for i in rows])
+
+    def row(self, index: int) -> Consumed:
+        return Consumed(self, index)
+
+    def rows(self) -> Iterator[Consumed]:
+        return map(Consumed, [self] * len(self.offsets), range(len(self.offsets)))
+
+
+class Consumed:
+    """One record of a ``Fetched`` poll with ``Message``'s accessors."""
+
+    __slots__ = ("_fetched", "_index")
+
+    def __init__(self, fetched: Fetched, index: int) -> None:
+        self._fetched = fetched
+        self._index = index
+
+    def topic(self) -> str:
+        return self._fetched.topics[self._index]
+
+    def partition(self) -> int:
+        return self._fetched.partitions[self._index]
+
+    def offset(self) -> int:
+        return self._fetched.offsets[self._index]
+
+    def key(self) -> bytes | None:
+        return self._fetched.keys[self._index]
+
+    def value(self) -> bytes | None:
+        return self._fetched.values[self._index]
+
+    def timestamp(self) -> tuple[int, int]:
+        return self._fetched.timestamps[self._index]
+
+    def headers(self) -> RawHeaders | None:
+        headers = self._fetched.headers
+        return None if headers is None else headers[self._index]
+
+
+NOTHING = Fetched([], [], [], [], None, [], [])
+ASSIGNMENT_WAIT = 0.05
+"""Seconds a poll waits on the Consumer before the first partition is forwarded: its
+records will not come through the Consumer, so a long wait would only delay them."""
+
+
+class Fetch:
+    """A sink task's consumer as a source of ``Fetched`` polls.
+
+    With the native fetch, each assigned partition is forwarded to the fetcher's queue
+    (``forward`` from the assignment callback, ``unforward`` on revocation) and records
+    are read from it; the Consumer is still polled without waiting on every call, for
+    its rebalance callbacks and consumer-wide events. While no partition is forwarded
+    (before the first assignment) the wait is on the Consumer, so an assignment is
+    served as it comes. Without the native fetch, the Consumer's messages are read as
+    they are.
+    """
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self.fetcher = native.fetcher(consumer)
+        self.forwarded: set[tuple[str, int]] = set()
+
+    def forward(self, topic: str, partition: int) -> None:
+        if self.fetcher is None:
+            return
+        if self.fetcher.forward(topic, partition):
+            self.forwarded.add((topic, partition))
+        else:
+            log.warning("Native fetch: %s-%d could not be forwarded; its records come as "
+                        "confluent-kafka messages", topic, partition)
+
+    def unforward(self, topic: str, partition: int) -> None:
+        if self.fetcher is not None:
+            self.fetcher.unforward(topic, partition)
+            self.forwarded.discard((topic, partition))
+
+    def poll(self, limit: int, timeout: float) -> tuple[Fetched, list[KafkaError]]:
+        """At most ``limit`` records, waiting up to ``timeout`` seconds for the first,
+        and the consumer events (errors, end of partition) that came with them."""
+        fetcher = self.fetcher if self.forwarded else None
+        if fetcher is not None:
+            wait = 0.0
+        elif self.fetcher is not None:  # an assignment's records go to the fetcher at once
+            wait = min(timeout, ASSIGNMENT_WAIT)
+        else:
+            wait = timeout
+        messages = self.consumer.consume(limit, wait)
+        events = [error for error in map(Message.error, messages) if error is not None]
+        if events:
+            messages = [message for message in messages if message.error() is None]
+        if fetcher is None or messages:
+            return (Fetched.of_messages(messages) if messages else NOTHING), events
+        poll = fetcher.consume(limit, timeout)
+        events.extend(KafkaError(code, reason) for _, _, _, code, reason in poll.errors)
+        return (Fetched.of_native(poll) if len(poll) else NOTHING), events
+
+    def close(self) -> None:
+        """Release the fetcher's queue: before the Consumer's close, as librdkafka wants."""
+        if self.fetcher is not None:
+            self.fetcher.close()
