@@ -76,6 +76,12 @@ s3_up() {
   log="$dir/s3.log"
   if pid=$(daemon_pid s3 s3 "$S3_PORT"); then
     if wait_healthy s3 s3 15 "$log" port_open "$KANAL_HOST" "$S3_PORT"; then
+      # a start that could not create the user (its admin port not answering yet) must
+      # not leave a server that the tests' second account cannot use
+      if ! _s3_user; then
+        fail "s3: could not create the user account $S3_USER_ACCESS_KEY; see $log"
+        return 1
+      fi
       say "s3: already running (pid $pid)"
       return 0
     fi
