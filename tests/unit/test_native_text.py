@@ -4,6 +4,7 @@ reference (``java_string``) writes, for every value; without it, Python prints t
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -83,6 +84,20 @@ def test_native_lines_are_the_reference_lines(values: list[Any]) -> None:
     schemas: list[Schema | None] = [None] * len(values)
     assert native_lines(values, schemas) == reference(values, schemas)
     assert java_lines(values, schemas) == reference(values, schemas)
+
+
+SHORT_DECIMALS = st.builds(lambda digits, places: digits / 10**places,
+                           st.integers(-(10**15), 10**15), st.integers(0, 10))
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(SHORT_DECIMALS, FLOATS, FLOATS.map(lambda x: math.nextafter(x, 0))),
+                max_size=50))
+def test_doubles_print_as_the_reference(doubles: list[float]) -> None:
+    """Doubles with few decimals are printed without dtoa: still repr's digits."""
+    values: list[Any] = [*doubles, dict(zip(map(str, range(len(doubles))), doubles,
+                                            strict=True))]
+    assert native_lines(values, [None] * len(values)) == reference(values, [None] * len(values))
 
 
 def test_values_with_a_schema_are_printed_by_the_reference() -> None:

@@ -16,8 +16,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
 
 /* what printing one value gave */
@@ -74,6 +74,49 @@ static int is_scalar(PyObject *v) {
            PyBool_Check(v) || v == Py_None;
 }
 
+/* Writes the decimal digits of v backwards, `width` at least (zero-padded), ending
+ * before end; returns where they start. snprintf costs more than the rest of an item. */
+static char *digits_before(char *end, unsigned long long v, int width) {
+    do {
+        *--end = (char)('0' + v % 10);
+        v /= 10;
+    } while (--width > 0 || v);
+    return end;
+}
+
+/* repr's text of x (1e-3 <= |x| < 1e7) when it has at most 8 digits after the point,
+ * ending before end (room for 32); where it starts, or NULL for dtoa to find it. The
+ * text is the decimal m / 10^k with the fewest k that reads back as x: m and 10^k are
+ * exact doubles and division is correctly rounded, so m / 10^k == x is exactly "strtod
+ * reads it back as x". Below 1e7 neighbouring doubles are closer than 1e-8, so at each
+ * k at most one m reads back as x, and the first k where one does holds the shortest
+ * digits, which are repr's. Readings mostly have a few decimals: this is a few
+ * multiplications where dtoa is bignum arithmetic. */
+static char *short_double(double x, char *end) {
+#if FLT_EVAL_METHOD != 0
+    return NULL; /* the check needs each operation rounded to a double (x87 is wider) */
+#endif
+    static const unsigned long long powers[] = {1, 10, 100, 1000, 10000, 100000, 1000000,
+                                                10000000, 100000000};
+    double magnitude = fabs(x);
+    for (int k = 0; k <= 8; k++) {
+        double scale = (double)powers[k];
+        double m = rint(magnitude * scale); /* below 1e15: an exact integer */
+        if (m / scale != magnitude)
+            continue;
+        unsigned long long digits = (unsigned long long)m;
+        if (k > 0 && digits % 10 == 0)
+            return NULL; /* a shorter k missed by rounding: let dtoa decide */
+        char *at = digits_before(end, k ? digits % powers[k] : 0, k);
+        *--at = '.';
+        at = digits_before(at, digits / powers[k], 1);
+        if (x < 0)
+            *--at = '-';
+        return at;
+    }
+    return NULL;
+}
+
 static int put_scalar(Buffer *b, PyObject *v) {
     if (PyUnicode_CheckExact(v))
         return put_text(b, v);
@@ -90,14 +133,21 @@ static int put_scalar(Buffer *b, PyObject *v) {
             return FAILED;
         if (overflow)
             return UNHANDLED; /* beyond 64 bits: Python's str, and its digit limit */
-        char digits[24];
-        int n = snprintf(digits, sizeof digits, "%lld", x);
-        return put(b, digits, n);
+        char text[24], *end = text + sizeof text;
+        char *at = digits_before(end, x < 0 ? 0ULL - (unsigned long long)x
+                                            : (unsigned long long)x, 1);
+        if (x < 0)
+            *--at = '-';
+        return put(b, at, end - at);
     }
     if (PyFloat_CheckExact(v)) {
         double x = PyFloat_AS_DOUBLE(v), magnitude = fabs(x);
         if (!(magnitude >= 1e-3 && magnitude < 1e7)) /* NaN fails too */
             return UNHANDLED;
+        char text[32], *end = text + sizeof text;
+        char *at = short_double(x, end);
+        if (at != NULL)
+            return put(b, at, end - at);
         /* float.__repr__ is exactly this call */
         char *digits = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
         if (digits == NULL)
