@@ -34,6 +34,8 @@ typedef struct {
 } Buffer;
 
 static int put(Buffer *b, const char *s, Py_ssize_t n) {
+    if (n == 0)
+        return PRINTED; /* the buffer may not exist yet, and memcpy wants one */
     if (n > b->cap - b->len) {
         Py_ssize_t cap = b->cap ? b->cap : 1 << 16;
         while (n > cap - b->len) {
