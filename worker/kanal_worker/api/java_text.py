@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from kanal_worker.api.schema import DATE, TIME, TIMESTAMP, Schema, Type
+from kanal_worker.native import text_printer
 
 HASH_MAP_CAPACITY = 16
 """``new HashMap<>()``'s first table; it doubles when more than 3/4 full."""
@@ -201,6 +202,33 @@ def java_string(value: Any, schema: Schema | None = None) -> str:
         if schema.type == Type.FLOAT32 and isinstance(value, float):
             return float_to_string(value)
     return _any_string(value)
+
+
+def java_lines(values: list[Any], schemas: list[Schema | None]) -> bytes:
+    """``java_string`` of each value under its schema and a newline, as UTF-8: what
+    FileStreamSink writes for a poll. The native printer (``kanal_worker.native``) prints
+    the common schemaless values, flat maps and scalars, in C, and calls ``java_string``
+    for the others; without it, or when it hands the poll back, every value is printed
+    here."""
+    native = text_printer()
+    if native is not None:
+        printed = native(values, schemas, java_string, _java_order)
+        if printed is not None:
+            return printed
+    return "".join([f"{java_string(value, schema)}\n"
+                    for value, schema in zip(values, schemas, strict=True)]).encode()
+
+
+@lru_cache(maxsize=1024)
+def _java_order(keys: tuple[str, ...]) -> tuple[int, ...]:
+    """The positions in ``keys`` (a plain dict's, in insertion order) of the keys in the
+    order Java's ``new HashMap<>()`` filled with them iterates: the order
+    ``_schemaless_map_string`` prints them in."""
+    order = _hash_map_order(keys, None, HASH_MAP_CAPACITY)
+    if order is None:
+        return tuple(range(len(keys)))
+    position = {key: i for i, key in enumerate(keys)}
+    return tuple(position[key] for key in order)
 
 
 def _any_string(value: Any) -> str:

@@ -24,7 +24,7 @@ from kanal_worker.api import (
     TopicPartition,
     setting,
 )
-from kanal_worker.api.java_text import java_string
+from kanal_worker.api.java_text import java_lines, java_string
 from kanal_worker.api.schema import STRING, Schema
 
 
@@ -91,7 +91,8 @@ def lines(batch: SinkBatch) -> bytes:
     """``line`` of every value, joined. When every value is the bytes received or their
     text (StringConverter, ByteArrayConverter), or Java prints every value as the JSON
     text it arrived as (integers, booleans, null), the bytes are copied in one ``join``
-    for the whole batch, without decoding them."""
+    for the whole batch, without decoding them. Otherwise ``java_lines`` prints them
+    (flat schemaless maps and scalars in C when the native printer is built)."""
     texts = batch.text_values
     if texts and None not in texts:
         return b"\n".join(cast(list[bytes], texts)) + b"\n"
@@ -104,7 +105,7 @@ def lines(batch: SinkBatch) -> bytes:
     if not values or any(issubclass(kind, bytes | bytearray | memoryview)
                          for kind in set(map(type, values))):
         return b"".join(map(line, values, batch.value_schemas))
-    return ("\n".join(map(java_string, values, batch.value_schemas)) + "\n").encode()
+    return java_lines(values, batch.value_schemas)
 
 
 def line(value: Any, schema: Schema | None) -> bytes:

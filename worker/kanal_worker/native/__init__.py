@@ -1,21 +1,31 @@
-"""The native fetch: a sink task's polls as column buffers read straight out of the
-librdkafka instance its confluent-kafka Consumer runs (see ``_fetch.c``).
+"""Native extensions of the hot paths, each optional.
 
+The native fetch: a sink task's polls as column buffers read straight out of the
+librdkafka instance its confluent-kafka Consumer runs (see ``_fetch.c``).
 ``fetcher(consumer)`` is the one way in: a ``Fetcher`` when the extension is built and the
 Consumer's layout is the one it knows, else None (logged once, with the reason), and the
 task reads confluent-kafka's messages instead.
+
+The native printer: a poll's values printed as Java prints them, as UTF-8 lines (see
+``_text.c``). ``text_printer()`` gives its ``java_lines``, or None (logged once) and
+``kanal_worker.api.java_text`` prints in Python.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from functools import cache
+from typing import Any, cast
 
 log = logging.getLogger(__name__)
 
 ENABLED = os.environ.get("KANAL_NATIVE_FETCH", "1") != "0"
 """``KANAL_NATIVE_FETCH=0`` turns the native fetch off (confluent-kafka's messages)."""
+
+TEXT_ENABLED = os.environ.get("KANAL_NATIVE_TEXT", "1") != "0"
+"""``KANAL_NATIVE_TEXT=0`` turns the native printer off (values printed in Python)."""
 
 _refused: set[str] = set()
 
@@ -63,3 +73,24 @@ def _refuse(reason: str) -> None:
     if reason not in _refused:
         _refused.add(reason)
         log.warning("Native fetch unavailable, reading confluent-kafka's messages: %s", reason)
+
+
+JavaLines = Callable[[list[Any], list[Any], Callable[[Any, Any], str],
+                      Callable[[tuple[str, ...]], tuple[int, ...]]], bytes | None]
+"""``_text.java_lines(values, schemas, print, order_of)``: the lines, or None when the
+poll must be printed in Python."""
+
+
+@cache
+def text_printer() -> JavaLines | None:
+    """The native printer's ``java_lines``, or None (why is logged once)."""
+    if not TEXT_ENABLED:
+        log.warning("Native printer turned off by KANAL_NATIVE_TEXT=0, printing in Python")
+        return None
+    try:
+        from kanal_worker.native import _text  # type: ignore[attr-defined]
+    except ImportError as exc:
+        log.warning("Native printer unavailable, printing in Python: the extension is not "
+                    "built (%s)", exc)
+        return None
+    return cast(JavaLines, _text.java_lines)

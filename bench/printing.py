@@ -1,0 +1,101 @@
+"""FileStreamSink's printing alone, in process (no Kafka): ``lines()`` of the B1 json
+variant's polls with the native printer and with the Python reference, alternately.
+
+    python -m bench.printing [--records N] [--rounds R]
+
+The workload's schemaless JSON values are converted as the sink runtime converts a poll
+(JsonConverter with schemas.enable=false, polls of its default 2000 records, values decoded
+before timing) and printed by ``kanal_worker.connectors.file.lines``. Prints the CPU
+microseconds per record (``time.process_time``, best of the rounds) of each path; both
+must write the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from itertools import islice
+
+from bench.workload import records
+from kanal_worker.api import java_text
+from kanal_worker.api.records import ConvertedBatch, SinkBatch, SinkColumns
+from kanal_worker.connectors.file import lines
+from kanal_worker.runtime.codec import build_codec
+from kanal_worker.runtime.sink import DEFAULT_BATCH
+
+SCHEMALESS = {"value.converter": "org.apache.kafka.connect.json.JsonConverter",
+              "value.converter.schemas.enable": "false"}
+
+
+def polls(count: int) -> list[SinkBatch]:
+    """The first ``count`` readings as the runtime's SinkBatches of one poll each."""
+    converter = build_codec(SCHEMALESS, {}).value
+    values = [value for _, value in records(count)]
+    batches = []
+    for start in range(0, count, DEFAULT_BATCH):
+        data = values[start:start + DEFAULT_BATCH]
+        size = len(data)
+        converted = converter.to_connect_batch("bench", data)
+        batch = SinkBatch.of_columns(SinkColumns(
+            topics=["bench"] * size, partitions=[0] * size,
+            offsets=list(range(start, start + size)), timestamps=[(0, -1)] * size,
+            headers=[None] * size, keys=ConvertedBatch([None] * size, [None] * size),
+            values=converted, encoded=list(data) if converted.plain_json else [None] * size,
+            texts=[None] * size))
+        assert len(batch.values) == size  # decoded now, not while timed
+        batches.append(batch)
+    return batches
+
+
+@contextmanager
+def python_printer() -> Iterator[None]:
+    """The Python reference prints, as without the extension."""
+    native = java_text.text_printer
+    java_text.text_printer = lambda: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        java_text.text_printer = native  # type: ignore[assignment]
+
+
+def cpu_per_record(batches: list[SinkBatch], count: int) -> tuple[float, list[bytes]]:
+    """CPU microseconds per record of printing every poll, and the polls' text."""
+    start = time.process_time()
+    printed = [lines(batch) for batch in batches]
+    return (time.process_time() - start) / count * 1e6, printed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    batches = polls(args.records)
+    count = sum(map(len, batches))
+    paths: dict[str, Callable[[], tuple[float, list[bytes]]]] = {
+        "python": lambda: _in_python(batches, count),
+        "native": lambda: cpu_per_record(batches, count)}
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    texts: dict[str, list[bytes]] = {}
+    for _ in range(args.rounds):
+        for name, run in paths.items():
+            spent, texts[name] = run()
+            times[name].append(spent)
+    if texts["python"] != texts["native"]:
+        raise SystemExit("the native printer wrote other bytes than the Python reference")
+    for name, spent in times.items():
+        print(f"{name}: {min(spent):.3f} µs/record (best of {args.rounds}; "
+              f"all: {', '.join(f'{s:.3f}' for s in spent)})")
+    for line in islice(texts["native"][0].splitlines(), 2):
+        print(line.decode())
+
+
+def _in_python(batches: list[SinkBatch], count: int) -> tuple[float, list[bytes]]:
+    with python_printer():
+        return cpu_per_record(batches, count)
+
+
+if __name__ == "__main__":
+    main()
