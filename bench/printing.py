@@ -1,13 +1,14 @@
-"""FileStreamSink's printing alone, in process (no Kafka): ``lines()`` of the B1 json
-variant's polls with the native printer and with the Python reference, alternately.
+"""FileStreamSink's printing alone, in process (no Kafka): ``lines()`` of a B1 variant's
+polls with the native printer and with the Python reference, alternately.
 
-    python -m bench.printing [--records N] [--rounds R]
+    python -m bench.printing [--variant json|json-3smt|json-schemas-smt] [--records N]
+                             [--rounds R]
 
-The workload's schemaless JSON values are converted as the sink runtime converts a poll
-(JsonConverter with schemas.enable=false, polls of its default 2000 records, values decoded
-before timing) and printed by ``kanal_worker.connectors.file.lines``. Prints the CPU
-microseconds per record (``time.process_time``, best of the rounds) of each path; both
-must write the same bytes.
+The workload's values are converted as the sink runtime converts a poll (the variant's
+converter, polls of its default 2000 records, values decoded before timing), put through
+the variant's transforms on whole columns as the runtime does, and printed by
+``kanal_worker.connectors.file.lines``. Prints the CPU microseconds per record
+(``time.process_time``, best of the rounds) of each path; both must write the same bytes.
 """
 
 from __future__ import annotations
@@ -18,21 +19,26 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from itertools import islice
 
+from bench.sinks import VARIANTS
 from bench.workload import records
 from kanal_worker.api import java_text
 from kanal_worker.api.records import ConvertedBatch, SinkBatch, SinkColumns
 from kanal_worker.connectors.file import lines
 from kanal_worker.runtime.codec import build_codec
 from kanal_worker.runtime.sink import DEFAULT_BATCH
+from kanal_worker.runtime.transforms import build_chain
 
-SCHEMALESS = {"value.converter": "org.apache.kafka.connect.json.JsonConverter",
-              "value.converter.schemas.enable": "false"}
+PRINTED = ("json", "json-3smt", "json-schemas-smt")
+"""The variants whose values FileStreamSink prints (the others copy text or bytes)."""
 
 
-def polls(count: int) -> list[SinkBatch]:
-    """The first ``count`` readings as the runtime's SinkBatches of one poll each."""
-    converter = build_codec(SCHEMALESS, {}).value
-    values = [value for _, value in records(count)]
+def polls(variant: str, count: int) -> list[SinkBatch]:
+    """The first ``count`` readings of ``variant`` as the runtime's SinkBatches of one
+    poll each, transformed."""
+    config = VARIANTS[variant].config
+    converter = build_codec(config, {}).value
+    chain = build_chain(config)
+    values = [value for _, value in records(count, VARIANTS[variant].form)]
     batches = []
     for start in range(0, count, DEFAULT_BATCH):
         data = values[start:start + DEFAULT_BATCH]
@@ -44,6 +50,10 @@ def polls(count: int) -> list[SinkBatch]:
             headers=[None] * size, keys=ConvertedBatch([None] * size, [None] * size),
             values=converted, encoded=list(data) if converted.plain_json else [None] * size,
             texts=[None] * size))
+        for step in chain:  # the runtime's column path (bench chains have no predicates)
+            columns = step.transform.apply_columns(batch.columns)
+            assert columns is not None, f"{step.class_name} has no column form"
+            batch = SinkBatch.of_columns(columns)
         assert len(batch.values) == size  # decoded now, not while timed
         batches.append(batch)
     return batches
@@ -69,10 +79,11 @@ def cpu_per_record(batches: list[SinkBatch], count: int) -> tuple[float, list[by
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", choices=PRINTED, default="json")
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    batches = polls(args.records)
+    batches = polls(args.variant, args.records)
     count = sum(map(len, batches))
     paths: dict[str, Callable[[], tuple[float, list[bytes]]]] = {
         "python": lambda: _in_python(batches, count),

@@ -207,12 +207,13 @@ def java_string(value: Any, schema: Schema | None = None) -> str:
 def java_lines(values: list[Any], schemas: list[Schema | None]) -> bytes:
     """``java_string`` of each value under its schema and a newline, as UTF-8: what
     FileStreamSink writes for a poll. The native printer (``kanal_worker.native``) prints
-    the common schemaless values, flat maps and scalars, in C, and calls ``java_string``
-    for the others; without it, or when it hands the poll back, every value is printed
-    here."""
+    the common values, flat maps, flat structs and scalars, in C, and calls
+    ``java_string`` for the others; without it, or when it hands the poll back, every
+    value is printed here."""
     native = text_printer()
     if native is not None:
-        printed = native(values, schemas, java_string, _java_order)
+        printed = native(values, schemas, java_string, _java_order, _native_struct_names,
+                         JavaHashMap, LinkedHashMap)
         if printed is not None:
             return printed
     return "".join([f"{java_string(value, schema)}\n"
@@ -220,11 +221,12 @@ def java_lines(values: list[Any], schemas: list[Schema | None]) -> bytes:
 
 
 @lru_cache(maxsize=1024)
-def _java_order(keys: tuple[str, ...]) -> tuple[int, ...]:
-    """The positions in ``keys`` (a plain dict's, in insertion order) of the keys in the
-    order Java's ``new HashMap<>()`` filled with them iterates: the order
-    ``_schemaless_map_string`` prints them in."""
-    order = _hash_map_order(keys, None, HASH_MAP_CAPACITY)
+def _java_order(keys: tuple[str, ...], table: int = HASH_MAP_CAPACITY) -> tuple[int, ...]:
+    """The positions in ``keys`` (a map's, in insertion order) of the keys in the order
+    a Java ``HashMap`` whose table started at ``table`` (a plain dict's: ``new
+    HashMap<>()``) filled with them iterates: the order ``_schemaless_map_string`` prints
+    them in."""
+    order = _hash_map_order(keys, None, table)
     if order is None:
         return tuple(range(len(keys)))
     position = {key: i for i, key in enumerate(keys)}
@@ -326,15 +328,7 @@ _struct_names: dict[int, tuple[Schema, tuple[str, ...] | None]] = {}
 def _struct_string(value: Mapping[str, Any], schema: Schema) -> str | None:
     """``Struct.toString`` by a template made once per schema and item types when every
     field is a string, an integer or a double in the plain range (None otherwise)."""
-    cached = _struct_names.get(id(schema))
-    if cached is None or cached[0] is not schema:
-        if len(_struct_names) >= 1024:
-            _struct_names.clear()
-        printable = all(f.schema.name is None and f.schema.type in _STRUCT_PRINTABLE
-                        for f in schema.fields)
-        cached = _struct_names[id(schema)] = (
-            schema, tuple(f.name for f in schema.fields) if printable else None)
-    names = cached[1]
+    names = _printable_names(schema)
     if not names:
         return None
     items = tuple(map(value.get, names))
@@ -343,6 +337,28 @@ def _struct_string(value: Mapping[str, Any], schema: Schema) -> str | None:
         return None
     text, doubles = template
     return _format(text, items, None if doubles is None else doubles(items))
+
+
+def _native_struct_names(schema: Schema) -> tuple[str, ...] | None:
+    """The field names of a struct schema whose structs the native printer prints (every
+    field of a plain printable type: the fields ``_struct_string`` takes), else None."""
+    if schema.type != Type.STRUCT or schema.name in (TIMESTAMP, DATE, TIME):
+        return None
+    return _printable_names(schema)
+
+
+def _printable_names(schema: Schema) -> tuple[str, ...] | None:
+    """The names of a struct schema's fields when each is a plain string, integer,
+    double or boolean (remembered per schema object), else None."""
+    cached = _struct_names.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        if len(_struct_names) >= 1024:
+            _struct_names.clear()
+        printable = all(f.schema.name is None and f.schema.type in _STRUCT_PRINTABLE
+                        for f in schema.fields)
+        cached = _struct_names[id(schema)] = (
+            schema, tuple(f.name for f in schema.fields) if printable else None)
+    return cached[1]
 
 
 @lru_cache(maxsize=1024)

@@ -76,9 +76,10 @@ def _refuse(reason: str) -> None:
 
 
 JavaLines = Callable[[list[Any], list[Any], Callable[[Any, Any], str],
-                      Callable[[tuple[str, ...]], tuple[int, ...]]], bytes | None]
-"""``_text.java_lines(values, schemas, print, order_of)``: the lines, or None when the
-poll must be printed in Python."""
+                      Callable[..., tuple[int, ...]], Callable[[Any], tuple[str, ...] | None],
+                      type, type], bytes | None]
+"""``_text.java_lines(values, schemas, print, order_of, struct_names, JavaHashMap,
+LinkedHashMap)``: the lines, or None when the poll must be printed in Python."""
 
 
 @cache

@@ -5,14 +5,19 @@
  * FileStreamSink prints each schemaless JSON value as Java's HashMap.toString(). In
  * Python that is a template fill, a type check and an orjson call per map, which is most
  * of a sink task's CPU. This module prints the common values in C straight into one
- * UTF-8 buffer: exact dicts of str keys whose items are str, int, bool, None or doubles
- * in Double.toString's plain range [1e-3, 1e7) (where it and Python's repr write the same
- * shortest digits), and such scalars alone. Everything else is printed by the Python
- * reference (kanal_worker.api.java_text.java_string), called for that value only.
+ * UTF-8 buffer: maps of str keys whose items are str, int, bool, None or doubles in
+ * Double.toString's plain range [1e-3, 1e7) (where it and Python's repr write the same
+ * shortest digits), such scalars alone, and structs of such items under a schema of
+ * plain fields. Everything else is printed by the Python reference
+ * (kanal_worker.api.java_text.java_string), called for that value only.
  *
- * Java's iteration order of a key set comes from Python too (one call per key set not
- * seen recently in this poll): records of a topic mostly share their keys, and orjson
- * reuses the key objects, so a pointer comparison usually finds the cached order.
+ * A map is an exact dict (JsonConverter's new HashMap<>()), JavaHashMap (a transform's
+ * HashMap with a table size of its own) or LinkedHashMap (insertion order). Java's
+ * iteration order of a key set in a table comes from Python (one call per key set and
+ * table not seen recently in this poll): records of a topic mostly share their keys, and
+ * orjson and the transforms reuse the key objects, so a pointer comparison usually finds
+ * the cached order. A struct is an exact dict under a struct schema; which fields are
+ * printed comes from Python too, once per schema object in a poll.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -161,23 +166,42 @@ static int put_scalar(Buffer *b, PyObject *v) {
     return UNHANDLED;
 }
 
-/* Java's order of a key set: keys (a tuple, in insertion order) and the position in
- * keys of each key in Java's iteration order. */
+/* A map's table: a JavaHashMap's size, or one of these */
+#define DEFAULT_TABLE 0 /* a plain dict: new HashMap<>() */
+#define LINKED (-1)     /* a LinkedHashMap: insertion order */
+
+/* Java's order of a key set in a table: keys (a tuple, in insertion order) and the
+ * position in keys of each key in Java's iteration order. */
 typedef struct {
     PyObject *keys;
+    Py_ssize_t table;
     Py_ssize_t *order;
 } Order;
 
 #define ORDERS 8 /* key sets remembered per poll: a topic may alternate a few */
 
+/* A struct schema and the names of its fields when every one is printed here, else
+ * None: the schema is held, so its identity stays its own while remembered. */
 typedef struct {
-    PyObject *order_of; /* Python: keys tuple -> tuple of positions */
+    PyObject *schema, *names;
+} Fields;
+
+#define SCHEMAS 8
+
+typedef struct {
+    PyObject *order_of;     /* Python: keys tuple[, table] -> tuple of positions */
+    PyObject *struct_names; /* Python: schema -> tuple of field names, or None */
+    PyObject *hash_map, *linked; /* the types JavaHashMap and LinkedHashMap */
     Order orders[ORDERS];
     int last, next;
+    Fields fields[SCHEMAS];
+    int next_fields;
     /* a map's keys and items in insertion order, as strong references */
     PyObject **keys, **items;
     Py_ssize_t room;
 } Printer;
+
+static PyObject *table_name; /* "table", interned */
 
 static void forget(Order *o) {
     Py_CLEAR(o->keys);
@@ -197,12 +221,13 @@ static int same_keys(PyObject *cached, PyObject **keys, Py_ssize_t n) {
     return 1;
 }
 
-/* The Order of keys[0..n), from the poll's cache or asked of Python; NULL on error. */
-static Order *order_of(Printer *p, PyObject **keys, Py_ssize_t n) {
+/* The Order of keys[0..n) in a table (> 0, or DEFAULT_TABLE), from the poll's cache or
+ * asked of Python; NULL on error. */
+static Order *order_of(Printer *p, PyObject **keys, Py_ssize_t n, Py_ssize_t table) {
     for (int k = 0; k < ORDERS; k++) {
         int at = (p->last + k) % ORDERS;
         Order *o = &p->orders[at];
-        if (o->keys != NULL && same_keys(o->keys, keys, n)) {
+        if (o->keys != NULL && o->table == table && same_keys(o->keys, keys, n)) {
             p->last = at;
             return o;
         }
@@ -212,7 +237,15 @@ static Order *order_of(Printer *p, PyObject **keys, Py_ssize_t n) {
         return NULL;
     for (Py_ssize_t i = 0; i < n; i++)
         PyTuple_SET_ITEM(tuple, i, Py_NewRef(keys[i]));
-    PyObject *positions = PyObject_CallOneArg(p->order_of, tuple);
+    PyObject *positions = NULL;
+    if (table == DEFAULT_TABLE) {
+        positions = PyObject_CallOneArg(p->order_of, tuple);
+    } else {
+        PyObject *size = PyLong_FromSsize_t(table);
+        if (size != NULL)
+            positions = PyObject_CallFunctionObjArgs(p->order_of, tuple, size, NULL);
+        Py_XDECREF(size);
+    }
     Py_ssize_t *order = NULL;
     char *seen = NULL;
     if (positions == NULL)
@@ -244,6 +277,7 @@ static Order *order_of(Printer *p, PyObject **keys, Py_ssize_t n) {
     Order *o = &p->orders[p->next];
     forget(o);
     o->keys = tuple;
+    o->table = table;
     o->order = order;
     p->last = p->next;
     p->next = (p->next + 1) % ORDERS;
@@ -256,10 +290,8 @@ fail:
     return NULL;
 }
 
-static int put_map(Buffer *b, Printer *p, PyObject *map) {
-    Py_ssize_t n = PyDict_GET_SIZE(map);
-    if (n == 0)
-        return put(b, "{}", 2);
+/* Room for n keys and items in p. */
+static int make_room(Printer *p, Py_ssize_t n) {
     if (n > p->room) {
         PyObject **keys = PyMem_Realloc(p->keys, (size_t)n * sizeof *keys);
         if (keys != NULL)
@@ -273,6 +305,31 @@ static int put_map(Buffer *b, Printer *p, PyObject *map) {
         }
         p->room = n;
     }
+    return PRINTED;
+}
+
+/* The table a JavaHashMap started with, or 0 when it holds no size (then the reference
+ * prints it). */
+static Py_ssize_t table_of(PyObject *map) {
+    PyObject *size = PyObject_GetAttr(map, table_name); /* a slot of an exact type */
+    if (size == NULL) {
+        PyErr_Clear(); /* unset: the reference's getattr default is not guessed here */
+        return 0;
+    }
+    Py_ssize_t table = PyLong_CheckExact(size) ? PyLong_AsSsize_t(size) : 0;
+    Py_DECREF(size);
+    if (table == -1 && PyErr_Occurred())
+        PyErr_Clear();
+    return table > 0 ? table : 0;
+}
+
+/* A map in Java's order of its table (a JavaHashMap's size, DEFAULT_TABLE or LINKED). */
+static int put_map(Buffer *b, Printer *p, PyObject *map, Py_ssize_t table) {
+    Py_ssize_t n = PyDict_GET_SIZE(map);
+    if (n == 0)
+        return put(b, "{}", 2);
+    if (make_room(p, n) == FAILED)
+        return FAILED;
     /* strong references: asking Python for an order runs Python code */
     Py_ssize_t pos = 0, got = 0;
     PyObject *key, *item;
@@ -288,13 +345,13 @@ static int put_map(Buffer *b, Printer *p, PyObject *map) {
     }
     if (result == PRINTED && got != n)
         result = UNHANDLED;
-    Order *o = result == PRINTED ? order_of(p, p->keys, n) : NULL;
-    if (result == PRINTED && o == NULL)
+    Order *o = result == PRINTED && table != LINKED ? order_of(p, p->keys, n, table) : NULL;
+    if (result == PRINTED && table != LINKED && o == NULL)
         result = FAILED;
     if (result == PRINTED)
         result = put(b, "{", 1);
     for (Py_ssize_t j = 0; result == PRINTED && j < n; j++) {
-        Py_ssize_t i = o->order[j];
+        Py_ssize_t i = o != NULL ? o->order[j] : j;
         if (j > 0)
             result = put(b, ", ", 2);
         if (result == PRINTED)
@@ -311,6 +368,90 @@ static int put_map(Buffer *b, Printer *p, PyObject *map) {
         Py_DECREF(p->items[i]);
     }
     return result;
+}
+
+/* The names of the fields of schema printed here (a tuple), or None: from the poll's
+ * cache or asked of Python; a borrowed reference (the cache holds it), NULL on error. */
+static PyObject *struct_names(Printer *p, PyObject *schema) {
+    for (int k = 0; k < SCHEMAS; k++)
+        if (p->fields[k].schema == schema)
+            return p->fields[k].names;
+    PyObject *names = PyObject_CallOneArg(p->struct_names, schema);
+    if (names == NULL)
+        return NULL;
+    if (names != Py_None && !PyTuple_CheckExact(names)) {
+        Py_DECREF(names);
+        PyErr_SetString(PyExc_TypeError, "struct field names must be a tuple or None");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; names != Py_None && i < PyTuple_GET_SIZE(names); i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(names, i))) {
+            Py_DECREF(names);
+            PyErr_SetString(PyExc_TypeError, "a struct field name must be a str");
+            return NULL;
+        }
+    }
+    Fields *f = &p->fields[p->next_fields];
+    Py_XSETREF(f->schema, Py_NewRef(schema));
+    Py_XSETREF(f->names, names);
+    p->next_fields = (p->next_fields + 1) % SCHEMAS;
+    return names;
+}
+
+/* Struct.toString of a struct (a dict) under schema: Struct{a=1,b=x}, the fields in the
+ * schema's order, those without a value left out. */
+static int put_struct(Buffer *b, Printer *p, PyObject *value, PyObject *schema) {
+    PyObject *names = struct_names(p, schema);
+    if (names == NULL)
+        return FAILED;
+    if (names == Py_None)
+        return UNHANDLED;
+    names = Py_NewRef(names); /* the cache may drop it if a field's lookup runs Python */
+    int result = put(b, "Struct{", 7), first = 1;
+    for (Py_ssize_t i = 0; result == PRINTED && i < PyTuple_GET_SIZE(names); i++) {
+        PyObject *name = PyTuple_GET_ITEM(names, i);
+        PyObject *item = PyDict_GetItemWithError(value, name);
+        if (item == NULL && PyErr_Occurred()) {
+            result = FAILED;
+            break;
+        }
+        if (item == NULL || item == Py_None)
+            continue;
+        if (!is_scalar(item)) {
+            result = UNHANDLED;
+            break;
+        }
+        Py_INCREF(item);
+        if (!first)
+            result = put(b, ",", 1);
+        first = 0;
+        if (result == PRINTED)
+            result = put_text(b, name);
+        if (result == PRINTED)
+            result = put(b, "=", 1);
+        if (result == PRINTED)
+            result = put_scalar(b, item);
+        Py_DECREF(item);
+    }
+    if (result == PRINTED)
+        result = put(b, "}", 1);
+    Py_DECREF(names);
+    return result;
+}
+
+/* One value in C, or UNHANDLED. */
+static int put_value(Buffer *b, Printer *p, PyObject *value, PyObject *schema) {
+    if (schema != Py_None)
+        return PyDict_CheckExact(value) ? put_struct(b, p, value, schema) : UNHANDLED;
+    if (PyDict_CheckExact(value))
+        return put_map(b, p, value, DEFAULT_TABLE);
+    if (Py_IS_TYPE(value, (PyTypeObject *)p->hash_map)) {
+        Py_ssize_t table = table_of(value);
+        return table > 0 ? put_map(b, p, value, table) : UNHANDLED;
+    }
+    if (Py_IS_TYPE(value, (PyTypeObject *)p->linked))
+        return put_map(b, p, value, LINKED);
+    return put_scalar(b, value);
 }
 
 static int put_reference(Buffer *b, PyObject *print, PyObject *value, PyObject *schema) {
@@ -330,12 +471,14 @@ static int put_reference(Buffer *b, PyObject *print, PyObject *value, PyObject *
 }
 
 static PyObject *java_lines(PyObject *module, PyObject *args) {
-    PyObject *values, *schemas, *print, *order;
-    if (!PyArg_ParseTuple(args, "O!O!OO:java_lines", &PyList_Type, &values, &PyList_Type,
-                          &schemas, &print, &order))
+    PyObject *values, *schemas, *print, *order, *names, *hash_map, *linked;
+    if (!PyArg_ParseTuple(args, "O!O!OOOO!O!:java_lines", &PyList_Type, &values,
+                          &PyList_Type, &schemas, &print, &order, &names, &PyType_Type,
+                          &hash_map, &PyType_Type, &linked))
         return NULL;
     Buffer b = {NULL, 0, 0};
-    Printer p = {.order_of = order};
+    Printer p = {.order_of = order, .struct_names = names, .hash_map = hash_map,
+                 .linked = linked};
     int result = PRINTED;
     /* sizes are read again each time: the Python reference may run any code */
     for (Py_ssize_t i = 0; result == PRINTED && i < PyList_GET_SIZE(values); i++) {
@@ -346,9 +489,7 @@ static PyObject *java_lines(PyObject *module, PyObject *args) {
         PyObject *value = Py_NewRef(PyList_GET_ITEM(values, i));
         PyObject *schema = Py_NewRef(PyList_GET_ITEM(schemas, i));
         Py_ssize_t start = b.len;
-        result = UNHANDLED;
-        if (schema == Py_None)
-            result = PyDict_CheckExact(value) ? put_map(&b, &p, value) : put_scalar(&b, value);
+        result = put_value(&b, &p, value, schema);
         if (result == UNHANDLED) {
             b.len = start; /* a map may have been printed in part */
             result = put_reference(&b, print, value, schema);
@@ -362,6 +503,10 @@ static PyObject *java_lines(PyObject *module, PyObject *args) {
         result = IN_PYTHON;
     for (int k = 0; k < ORDERS; k++)
         forget(&p.orders[k]);
+    for (int k = 0; k < SCHEMAS; k++) {
+        Py_XDECREF(p.fields[k].schema);
+        Py_XDECREF(p.fields[k].names);
+    }
     PyMem_Free(p.keys);
     PyMem_Free(p.items);
     PyObject *lines = NULL;
@@ -375,10 +520,13 @@ static PyObject *java_lines(PyObject *module, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"java_lines", java_lines, METH_VARARGS,
-     "java_lines(values, schemas, print, order_of): each value printed and a newline, as "
-     "UTF-8 bytes; None when the poll must be printed in Python.\n\n"
-     "print(value, schema) prints a value this module does not; order_of(keys) gives the "
-     "positions of a plain dict's keys in Java's HashMap order."},
+     "java_lines(values, schemas, print, order_of, struct_names, JavaHashMap, "
+     "LinkedHashMap): each value printed and a newline, as UTF-8 bytes; None when the "
+     "poll must be printed in Python.\n\n"
+     "print(value, schema) prints a value this module does not; order_of(keys[, table]) "
+     "gives the positions of a map's keys in Java's HashMap order (a plain dict's: the "
+     "default table); struct_names(schema) gives the names of a struct schema's fields "
+     "when this module prints its structs, else None."},
     {NULL},
 };
 
@@ -387,4 +535,8 @@ static struct PyModuleDef module = {
     "A poll's values printed as Java's String.valueOf, as UTF-8 lines.", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__text(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__text(void) {
+    if (table_name == NULL && (table_name = PyUnicode_InternFromString("table")) == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}
