@@ -81,7 +81,7 @@ class Fetched:
     def concat(cls, parts: Sequence[Fetched]) -> Fetched:
         if len(parts) == 1:
             return parts[0]
-        headers = ([h for part in parts for h in part.headers or [None] * len(part)]
+        headers = ([h for part in parts for h in part.header_lists()]
                    if any(part.headers for part in parts) else None)
         return cls([t for part in parts for t in part.topics],
                    [p for part in parts for p in part.partitions],
@@ -106,6 +106,7 @@ class Fetched:
         return self._values
 
     def header_lists(self) -> list[RawHeaders | None]:
+        """Each record's headers, None for a record without any."""
         return self.headers if self.headers is not None else [None] * len(self.offsets)
 
     def select(self, rows: Iterable[int]) -> Fetched:
