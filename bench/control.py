@@ -35,7 +35,7 @@ from bench.env import HOST, Stack
 from bench.kubernetes import ConnectorHost, kanal_cluster, pod_cluster
 from bench.measure import LineCounter
 from bench.report import median_range
-from bench.sinks import APACHE_FILE_SINK, SCALE_VARIANT, STRING, VARIANTS
+from bench.sinks import APACHE_FILE_SINK, PASSTHROUGH_VARIANT, STRING, VARIANTS
 from bench.systems import ConnectWorker, Kanal, RestError, delete_groups, rest
 from bench.workload import Workload
 from kanal_worker.config.properties import format_properties
@@ -334,7 +334,7 @@ def kanal_restart_failover(env: Stack, workdir: Path) -> dict[str, Any]:
         name = f"bench-failover-{uuid.uuid4().hex[:8]}"
         connector = {"name": name, "connector.class": APACHE_FILE_SINK, "tasks.max": "2",
                      "topics": load.topic, "file": str(workdir / f"{name}.out"),
-                     **VARIANTS[SCALE_VARIANT].config}
+                     **VARIANTS[PASSTHROUGH_VARIANT].config}
         first = Kanal(workdir / name, env.bootstrap, [connector])
         offsets = Offsets(env.bootstrap, f"connect-{name}", load.topic)
         second: Kanal | None = None
@@ -373,7 +373,7 @@ def kanal_kubernetes_failover(cluster: ConnectorHost, system: str) -> dict[str, 
         try:
             cluster.create(name, {"connector.class": APACHE_FILE_SINK, "tasks.max": "2",
                                   "topics": load.topic, "file": str(out),
-                                  **VARIANTS[SCALE_VARIANT].config})
+                                  **VARIANTS[PASSTHROUGH_VARIANT].config})
 
             def spread() -> bool:
                 tasks = cluster.tasks(name)
@@ -426,9 +426,9 @@ def b4(workload: Workload, env: Stack, peer: ConnectWorker | None, workdir: Path
         try:
             for _ in range(runs):
                 hosts: list[tuple[str, Connectors | None, dict[str, str]]] = [
-                    (STANDALONE, kanal_rest, VARIANTS[SCALE_VARIANT].config),
-                    (KUBERNETES, clusters.get(TWO_WORKERS), VARIANTS[SCALE_VARIANT].config),
-                    (APACHE, peer, VARIANTS[SCALE_VARIANT].config)]
+                    (STANDALONE, kanal_rest, VARIANTS[PASSTHROUGH_VARIANT].config),
+                    (KUBERNETES, clusters.get(TWO_WORKERS), VARIANTS[PASSTHROUGH_VARIANT].config),
+                    (APACHE, peer, VARIANTS[PASSTHROUGH_VARIANT].config)]
                 for system, host, config in hosts:
                     if host is None:
                         continue

@@ -27,7 +27,7 @@ from pathlib import Path
 from bench.env import RESULTS, scratch, stack
 from bench.measure import LineCounter
 from bench.registry import Registry
-from bench.sinks import SCALE_VARIANT, VARIANTS, file_sink_config
+from bench.sinks import PASSTHROUGH_VARIANT, VARIANTS, file_sink_config
 from bench.sources import TopicCounter, drop_topic, file_source_config, new_topic
 from bench.storage import (
     AVRO_INPUT,
@@ -123,7 +123,7 @@ OTHERS = ("avro-parquet", "file-source")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.profile", description=__doc__)
-    parser.add_argument("--variant", default=SCALE_VARIANT,
+    parser.add_argument("--variant", default=PASSTHROUGH_VARIANT,
                         choices=sorted(VARIANTS) + list(OTHERS))
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")

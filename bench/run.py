@@ -25,7 +25,7 @@ from bench.jdbc_source import BENCH as JDBC_SOURCE
 from bench.jdbc_source import jdbc_source
 from bench.measure import Sample
 from bench.report import Summary, machine, output_verdict, stamp, table, write
-from bench.sinks import SCALE_VARIANT, VARIANTS, b0, b1, scale
+from bench.sinks import SCALE_VARIANTS, VARIANTS, b0, b1, scale
 from bench.systems import ConnectWorker, peer_pid
 from bench.workload import ensure
 
@@ -149,10 +149,11 @@ def ratios(summary: Summary, formats: list[str]) -> list[dict[str, Any]]:
     add("B6 protobuf: Kanal / ProtobufDeserializer records/s",
         summary.paired_ratio(protobuf.BENCH, "readings", "kanal", protobuf.BENCH, "readings",
                              "confluent-kafka"), "(higher is better)", lambda r: r >= 0.5)
-    for system in ("kanal", "apache"):
-        add(f"scale {system}: 2 tasks / 1 task records/s",
-            summary.paired_ratio("scale 2 task(s)", SCALE_VARIANT, system, "scale 1 task(s)",
-                                 SCALE_VARIANT, system), ">= 1.7", lambda r: r >= 1.7)
+    for variant in SCALE_VARIANTS:
+        for system in ("kanal", "apache"):
+            add(f"scale {variant} {system}: 2 tasks / 1 task records/s",
+                summary.paired_ratio("scale 2 task(s)", variant, system, "scale 1 task(s)",
+                                     variant, system), ">= 1.7", lambda r: r >= 1.7)
     return [r for r in out if r["ratio"] is not None]
 
 
@@ -161,6 +162,8 @@ def workload_forms(wanted: set[str], formats: list[str]) -> set[str]:
     forms = {"json"}
     if "B1" in wanted:
         forms |= {variant.form for variant in VARIANTS.values()}
+    if "scale" in wanted:
+        forms |= {VARIANTS[variant].form for variant in SCALE_VARIANTS}
     if wanted & {"B2", "B2s3", "B2gcs"} and set(formats) & storage.AVRO_INPUT:
         forms.add("avro")
     if "B6" in wanted:
@@ -257,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             steps.append(("B6 protobuf", partial(protobuf.b6, workload, env.bootstrap, run,
                                                  workdir)))
         if "scale" in wanted:
-            steps.append(("scale", partial(scale, workload, env.bootstrap, run, workdir, peer)))
+            steps.append(("scale", partial(scale, workloads, env.bootstrap, run, workdir, peer)))
         for name, step in steps:
             print(f"bench: run {run}/{args.runs} {name}", flush=True)
             try:

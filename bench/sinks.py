@@ -81,7 +81,12 @@ VARIANTS = {v.name: v for v in (
         "Struct.toString().",
         form="json-schemas", passthrough=False),
 )}
-SCALE_VARIANT = "string"
+PASSTHROUGH_VARIANT = "string"
+"""The variant the control-plane benchmarks and profiles use by default."""
+SCALE_VARIANTS = (PASSTHROUGH_VARIANT, "json-3smt")
+"""What ``scale`` runs with 1 and 2 tasks: a passthrough, which one task already moves at
+the broker's pace on a small machine, and the transform chain, whose task is CPU-bound, so
+a second task shows whether it gets a core of its own."""
 
 
 def raw_consume(workload: Workload, bootstrap: str, run: int,
@@ -194,16 +199,17 @@ def b1(workloads: Mapping[str, Workload], bootstrap: str, run: int, workdir: Pat
     return samples
 
 
-def scale(workload: Workload, bootstrap: str, run: int, workdir: Path,
+def scale(workloads: Mapping[str, Workload], bootstrap: str, run: int, workdir: Path,
           peer: ConnectWorker | None) -> list[Sample]:
-    """1 against 2 tasks on the same 6-partition topic, passthrough."""
-    variant = VARIANTS[SCALE_VARIANT]
+    """1 against 2 tasks on the same 6-partition topic, for each of ``SCALE_VARIANTS``."""
     samples = []
-    for tasks in (1, 2):
-        samples.append(kanal_file_sink(workload, bootstrap, run, variant, workdir, tasks,
-                                       bench=f"scale {tasks} task(s)"))
-        if peer is not None:
-            samples.append(apache_file_sink(workload, bootstrap, run, variant, workdir, peer,
-                                            tasks, bench=f"scale {tasks} task(s)"))
+    for variant in map(VARIANTS.__getitem__, SCALE_VARIANTS):
+        for tasks in (1, 2):
+            samples.append(kanal_file_sink(workloads[variant.form], bootstrap, run, variant,
+                                           workdir, tasks, bench=f"scale {tasks} task(s)"))
+            if peer is not None:
+                samples.append(apache_file_sink(workloads[variant.form], bootstrap, run,
+                                                variant, workdir, peer, tasks,
+                                                bench=f"scale {tasks} task(s)"))
     return samples
 

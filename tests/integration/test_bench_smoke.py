@@ -38,8 +38,8 @@ def test_quick_bench_measures_every_system_and_writes_results(
         ("B3 source", "file", "kanal"),
         ("B3 source", "file", "apache"),
         ("B3 source", "file lines", "confluent-kafka"),
-        ("scale 2 task(s)", "string", "kanal"),
-        ("scale 2 task(s)", "string", "apache"),
+        *(("scale 2 task(s)", variant, system)
+          for variant in ("string", "json-3smt") for system in ("kanal", "apache")),
         ("B5 http sink", "batch 500", "kanal"),
         ("B5 http sink", "batch 500", "httpx"),
         ("B5 http source", "pages of 500", "kanal"),

@@ -157,7 +157,10 @@ class SinkTaskRunner(TaskRunner):
             "allow.auto.create.topics": "true",
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": "10000",
-            "heartbeat.interval.ms": "2000",
+            # A member learns of a rebalance from its next heartbeat, and a cooperative one
+            # takes two: when a connector's second task joins, the first keeps every
+            # partition until then. Frequent heartbeats let both tasks run within a second.
+            "heartbeat.interval.ms": "500",
             "error_cb": self.kafka_error,
             **self._membership(worker),
             **{k: v for k, v in consumer_config.items() if k in overrides},
