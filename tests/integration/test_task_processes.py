@@ -99,6 +99,50 @@ def test_two_sink_tasks_run_in_two_processes(tmp_path: Path, kafka: str,
         assert run.stop() == 0
 
 
+def test_a_hung_task_process_is_killed_when_it_does_not_stop(
+        tmp_path: Path, kafka: str, new_topic: Callable[..., str]) -> None:
+    """A child that cannot stop (here: SIGSTOP) is killed once the stop's wait is over, so
+    it cannot keep its partitions or write after its replacement started."""
+    topic = new_topic("procs-hung", 2)
+    produce(kafka, topic, [f"a{i}".encode() for i in range(200)])
+    worker = worker_properties(tmp_path, kafka, listeners="http://127.0.0.1:0",
+                               **{"kanal_task_processes": "always"})
+    log = tmp_path / "kanal.log"
+    run = Standalone(worker, log=log).start().wait_running()
+    name = "procs-hung"
+    hung: int | None = None
+    try:
+        url = re.search(r"REST API on (http://\S+)", log.read_text())[1]  # type: ignore[index]
+        sink_file = tmp_path / "out.txt"
+        created = httpx.post(f"{url}/connectors", json={"name": name, "config": {
+            "connector.class": "FileStreamSink", "topics": topic, "tasks.max": "2",
+            "file": str(sink_file)}})
+        assert created.status_code == 201, created.text
+        wait_for(lambda: line_count(sink_file) >= 200, 60, "the first records")
+        hung = _task_pids(log, name)[1]
+        os.kill(hung, signal.SIGSTOP)
+
+        restarted = httpx.post(f"{url}/connectors/{name}/tasks/1/restart", timeout=90)
+        assert restarted.status_code in (200, 204), restarted.text
+        wait_for(lambda: not _alive(hung), 30, "the hung process to be killed")
+        assert run.logged(f"killing its process {hung}".encode())
+        replacement = _task_pids(log, name)[1]
+        assert replacement != hung and _alive(replacement)
+
+        def states() -> list[str]:
+            tasks = httpx.get(f"{url}/connectors/{name}/status").json()["tasks"]
+            return [t["state"] for t in tasks]
+
+        wait_for(lambda: states() == ["RUNNING", "RUNNING"], 60, "both tasks running again")
+        produce(kafka, topic, [b"after0", b"after1", b"after2"])
+        wait_for(lambda: {"after0", "after1", "after2"} <= set(sink_file.read_text().split()),
+                 60, "records after the restart")
+    finally:
+        if hung is not None and _alive(hung):
+            os.kill(hung, signal.SIGKILL)
+        assert run.stop() == 0
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -153,6 +153,7 @@ class Executor:
             if run.runner is not None and \
                     not run.runner.join(max(0.0, deadline - time.monotonic())):
                 log.warning("Task %s did not stop within %.0fs", run.runner.id, timeout)
+                run.runner.abandon()
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -229,6 +230,8 @@ class Executor:
             return False
         log.warning("Task %s did not stop within %.0fs; abandoning it", key,
                     self.shutdown_timeout)
+        if run.runner is not None:
+            run.runner.abandon()
         return True
 
     def _start(self, want: Assignment) -> _Run:

@@ -141,6 +141,15 @@ class ProcessTaskRunner(TaskRunner):
             return True
         return self._done.wait(timeout)
 
+    def abandon(self) -> None:
+        """Kill the child. A hung process left running would keep its partitions until its
+        session times out and could write again after its replacement started."""
+        if self.process is not None and self.process.poll() is None:
+            log.warning("Task %s: killing its process %s, which did not stop in time",
+                        self.id, self.process.pid)
+            self._finished = True  # ended on purpose: not reported as a crash
+            self.process.kill()
+
     def execute(self) -> None:
         raise NotImplementedError("runs in the child process")
 

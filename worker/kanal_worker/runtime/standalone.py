@@ -249,6 +249,7 @@ class StandaloneHerder(Herder):
         for runner in runners:
             if not runner.join(max(0.0, deadline - time.monotonic())):
                 log.warning("Task %s did not stop within %.0fs", runner.id, timeout)
+                runner.abandon()
 
     # -- internals ---------------------------------------------------------------------
 
@@ -304,7 +305,9 @@ class StandaloneHerder(Herder):
         old = holder.tasks[index]
         old.status.set(State.RESTARTING)
         old.stop()
-        old.join(30)
+        if not old.join(30):
+            log.warning("Task %s did not stop in time; restarting it anyway", old.id)
+            old.abandon()
         runner = self._runner(holder, index, holder.task_configs[index])
         holder.tasks[index] = runner
         runner.start()
@@ -315,6 +318,7 @@ class StandaloneHerder(Herder):
         for task in holder.tasks:
             if not task.join(30):
                 log.warning("Task %s did not stop in time", task.id)
+                task.abandon()
 
     def _on_task_status(self, runner: TaskRunner) -> None:
         status = runner.status

@@ -120,6 +120,13 @@ class TaskRunner(ABC):
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def abandon(self) -> None:
+        """Give up on a task that did not stop in time. A thread cannot be ended from
+        outside: like Kafka Connect's, it is left to finish, fenced by its consumer group
+        membership and transactional id when it wakes (``ProcessTaskRunner`` can do
+        better)."""
+        log.warning("Task %s: its thread is left to finish on its own", self.id)
+
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
