@@ -14,9 +14,10 @@ import datetime as dt
 import decimal
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from itertools import repeat
+from operator import attrgetter
 from typing import Any, Literal, cast
 
 import msgspec
@@ -125,17 +126,14 @@ class JsonConverter(Converter):
         decoded. None when that does not apply (not an envelope, no schema, decimals,
         what does not decode): ``to_connect`` then reads the whole envelope, and says
         what is wrong."""
-        try:
-            parts = _ENVELOPE_PARTS.decode(data)
-        except msgspec.DecodeError:
-            return None
-        if parts.keys() != {"schema", "payload"}:
+        parts = _envelope_parts(data)
+        if parts is None:
             return None
         try:
-            schema = self._schema_by_text(bytes(parts["schema"]))
+            schema = self._schema_by_text(bytes(parts.schema))
             if schema is None:
                 return None
-            payload = loads(bytes(parts["payload"]))
+            payload = loads(bytes(parts.payload))
         except (ValueError, DataError):
             return None
         return SchemaAndValue(schema, self._reader(schema)(payload))
@@ -161,31 +159,24 @@ class JsonConverter(Converter):
         payloads of one schema text decoded together and read a field at a time. An item
         that does not go this way (a tombstone, not an envelope, a null schema, Decimals,
         what does not decode or read) is converted by ``to_connect``, which raises as it
-        always did; a poll that does not split is converted item by item."""
-        if None in data:
-            return super().to_connect_batch(topic, data)
-        try:
-            envelopes = list(map(_ENVELOPE_PARTS.decode, cast(list[bytes], data)))
-        except msgspec.DecodeError:
-            return super().to_connect_batch(topic, data)
-        by_schema_text: dict[bytes, list[int]] = {}
-        by_item: list[int] = []
-        rows = by_item
-        previous_text: msgspec.Raw | None = None
-        for row, envelope in enumerate(envelopes):
-            if envelope.keys() != _ENVELOPE_KEYS:
-                by_item.append(row)
-                continue
-            schema_text = envelope["schema"]
-            if schema_text != previous_text:  # a poll's envelopes mostly share one schema
-                previous_text = schema_text
-                rows = by_schema_text.setdefault(bytes(schema_text), [])
-            rows.append(row)
+        always did."""
         count = len(data)
+        written = _written_with_one_schema(data)
+        if written is not None:
+            read = self._payloads(*written, count)
+            if read is not None:
+                return ConvertedBatch([read[0]] * count, read[1])
+        try:  # every item an envelope: split in one call
+            envelopes: list[_EnvelopeParts | None] = list(map(_ENVELOPE.decode,
+                                                              cast(list[bytes], data)))
+        except (msgspec.DecodeError, TypeError):  # TypeError: a tombstone
+            envelopes = list(map(_envelope_parts, data))
         schemas: list[Schema | None] = [None] * count
         values: list[Any] = [None] * count
-        for schema_text, rows in by_schema_text.items():
-            read = self._payloads(schema_text, [envelopes[row]["payload"] for row in rows])
+        by_item: list[int] = []
+        for schema_text, rows in self._by_schema_text(envelopes, by_item).items():
+            payloads = b",".join(map(_PAYLOAD_TEXT, map(envelopes.__getitem__, rows)))
+            read = self._payloads(schema_text, b"[" + payloads + b"]", len(rows))
             if read is None:
                 by_item.extend(rows)
             elif len(rows) == count:
@@ -198,17 +189,39 @@ class JsonConverter(Converter):
             schemas[row], values[row] = converted.schema, converted.value
         return ConvertedBatch(schemas, values)
 
-    def _payloads(self, schema_text: bytes,
-                  payloads: list[msgspec.Raw]) -> tuple[Schema, list[Any]] | None:
-        """The schema and values of envelopes with this schema text and these payload
-        texts, as ``_envelope_by_schema_text`` reads each; None when one of them would
-        not be read that way."""
+    @staticmethod
+    def _by_schema_text(envelopes: list[_EnvelopeParts | None],
+                        by_item: list[int]) -> dict[bytes, Sequence[int]]:
+        """The rows of the envelopes by their schema text; the rows of what is not an
+        envelope are added to ``by_item``."""
+        if envelopes and None not in envelopes:
+            schema_texts = list(map(_SCHEMA_TEXT, envelopes))
+            if schema_texts.count(schema_texts[0]) == len(envelopes):
+                return {bytes(schema_texts[0]): range(len(envelopes))}
+        by_schema_text: dict[bytes, list[int]] = {}
+        rows = by_item
+        previous_text: msgspec.Raw | None = None
+        for row, envelope in enumerate(envelopes):
+            if envelope is None:
+                by_item.append(row)
+                continue
+            if envelope.schema != previous_text:  # runs of one schema are the rule
+                previous_text = envelope.schema
+                rows = by_schema_text.setdefault(bytes(envelope.schema), [])
+            rows.append(row)
+        return cast(dict[bytes, Sequence[int]], by_schema_text)
+
+    def _payloads(self, schema_text: bytes, payloads: bytes,
+                  count: int) -> tuple[Schema, list[Any]] | None:
+        """The schema and values of ``count`` envelopes with this schema text and these
+        payload texts (one JSON array of them), as ``_envelope_by_schema_text`` reads
+        each; None when one of them would not be read that way."""
         try:
             schema = self._schema_by_text(schema_text)
             if schema is None:
                 return None
-            decoded = orjson.loads(b"[" + b",".join(payloads) + b"]")
-            if len(decoded) != len(payloads):
+            decoded = orjson.loads(payloads)
+            if len(decoded) != count:
                 return None
             reader = self._reader(schema)
             return schema, (reader.column(decoded) if isinstance(reader, StructReader)
@@ -315,8 +328,48 @@ class JsonConverter(Converter):
 
 
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
-_ENVELOPE_PARTS = msgspec.json.Decoder(dict[str, msgspec.Raw])
-_ENVELOPE_KEYS = {"schema", "payload"}
+class _EnvelopeParts(msgspec.Struct, forbid_unknown_fields=True):
+    """An envelope's two members as their JSON texts (a repeated member: the last one,
+    as JSON decoders read it)."""
+
+    schema: msgspec.Raw
+    payload: msgspec.Raw
+
+
+_ENVELOPE = msgspec.json.Decoder(_EnvelopeParts)
+_SCHEMA_TEXT = attrgetter("schema")
+_PAYLOAD_TEXT = attrgetter("payload")
+
+
+def _written_with_one_schema(data: list[bytes | None]) -> tuple[bytes, bytes] | None:
+    """When every item is an envelope as JsonConverter writes it (no spaces, the schema
+    first) with the first item's schema text: that text and the payloads as one JSON
+    array, each payload checked to be one JSON value (``_decodes``), so that each item is
+    that envelope. None otherwise."""
+    if not data or None in data:
+        return None
+    first = _envelope_parts(data[0])
+    if first is None:
+        return None
+    schema_text = bytes(first.schema)
+    head = b'{"schema":' + schema_text + b',"payload":'
+    items = cast(list[bytes], data)
+    if not (all(map(bytes.startswith, items, repeat(head)))
+            and all(map(bytes.endswith, items, repeat(b"}")))):
+        return None
+    payloads = _decodes(list(map(bytes.__getitem__, items, repeat(slice(len(head), -1)))))
+    return None if payloads is None else (schema_text, payloads)
+
+
+def _envelope_parts(data: bytes | None) -> _EnvelopeParts | None:
+    """The parts of an envelope; None for what is not one (a tombstone, what does not
+    decode, an object without exactly those two members)."""
+    if data is None:
+        return None
+    try:
+        return _ENVELOPE.decode(data)
+    except msgspec.DecodeError:
+        return None
 EXACT = decimal.Context(prec=decimal.MAX_PREC)
 """Rescaling a Decimal never rounds it (the default context keeps 28 digits)."""
 
@@ -532,7 +585,7 @@ class StructReader:
         if set(map(tuple, values)) == {self._names}:
             fields = zip(*map(dict.values, values), strict=True) if self._names else ()
             if all(exact is not None and set(map(type, items)) == {exact}
-                   for (_, exact, _), items in zip(self._plan, fields)):
+                   for (_, exact, _), items in zip(self._plan, fields, strict=True)):
                 return values
         columns = []
         for name, exact, field_schema in self._plan:
