@@ -226,7 +226,7 @@ class JsonConverter(Converter):
             reader = self._reader(schema)
             return schema, (reader.column(decoded) if isinstance(reader, StructReader)
                             else list(map(reader, decoded)))
-        except (ValueError, DataError):  # orjson's errors are ValueErrors
+        except Exception:  # ``to_connect`` raises it again, for its own item
             return None
 
     def _schema(self, document: Any) -> tuple[Schema, bool]:
