@@ -328,6 +328,10 @@ class JsonConverter(Converter):
 
 
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
+EXACT = decimal.Context(prec=decimal.MAX_PREC)
+"""Rescaling a Decimal never rounds it (the default context keeps 28 digits)."""
+
+
 class _EnvelopeParts(msgspec.Struct, forbid_unknown_fields=True):
     """An envelope's two members as their JSON texts (a repeated member: the last one,
     as JSON decoders read it)."""
@@ -370,8 +374,6 @@ def _envelope_parts(data: bytes | None) -> _EnvelopeParts | None:
         return _ENVELOPE.decode(data)
     except msgspec.DecodeError:
         return None
-EXACT = decimal.Context(prec=decimal.MAX_PREC)
-"""Rescaling a Decimal never rounds it (the default context keeps 28 digits)."""
 
 
 def _decodes(data: list[bytes | None]) -> bytes | None:
