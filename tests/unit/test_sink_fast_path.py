@@ -138,12 +138,25 @@ def test_a_record_that_fails_sends_the_poll_record_by_record() -> None:
     assert offsets(kept) == message_offsets(MESSAGES)
 
 
-def test_envelopes_convert_through_the_default_batch_method() -> None:
+def test_envelopes_convert_a_poll_at_once() -> None:
     task = runner({"key.converter": STRING, "value.converter": JSON})
     envelope = b'{"schema": {"type": "int32", "optional": false}, "payload": 7}'
     batch, _ = convert(task, [message("a", 0, 1, b"k", envelope)])
     assert batch.values == [7] and batch[0].value_schema == Schema(Type.INT32)
     assert batch.encoded_values == [None]  # not plain JSON of the value
+
+
+def test_an_envelope_that_fails_in_a_poll_is_reported_alone() -> None:
+    task = runner({"key.converter": STRING, "value.converter": JSON})
+    schema = b'{"type":"struct","optional":false,"fields":[{"field":"x","type":"int32"}]}'
+    values = [b'{"schema":%b,"payload":{"x":%b}}' % (schema, x)
+              for x in (b"1", b'"not a number"', b"3")] + [None]
+    messages = [message("a", 0, i, b"k", value) for i, value in enumerate(values)]
+    batch, kept = convert(task, messages)
+    one_by_one, kept_one_by_one = task._one_by_one(Fetched.of_messages(messages))
+    assert task.errors.failed == 2  # the batch gave way to record by record, then the check
+    assert offsets(kept) == offsets(kept_one_by_one) == [0, 2, 3]
+    assert batch.values == one_by_one.values == [{"x": 1}, {"x": 3}, None]
 
 
 def record(value: Any, encoded: bytes | None) -> SinkRecord:

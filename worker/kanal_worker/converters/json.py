@@ -14,8 +14,10 @@ import datetime as dt
 import decimal
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, Literal, cast
 
 import msgspec
@@ -109,7 +111,7 @@ class JsonConverter(Converter):
         as one JSON array of raw values, without building a single one), the values are
         decoded only if read: a sink copying the JSON it received never builds them."""
         if self.schemas_enable:
-            return super().to_connect_batch(topic, data)
+            return self._envelopes(topic, data)
         schemas: list[Schema | None] = [None] * len(data)
         joined = _decodes(data)
         if joined is not None:
@@ -124,29 +126,108 @@ class JsonConverter(Converter):
         decoded. None when that does not apply (not an envelope, no schema, decimals,
         what does not decode): ``to_connect`` then reads the whole envelope, and says
         what is wrong."""
-        try:
-            parts = _ENVELOPE_PARTS.decode(data)
-        except msgspec.DecodeError:
+        parts = _envelope_parts(data)
+        if parts is None:
             return None
-        if parts.keys() != {"schema", "payload"}:
-            return None
-        schema_text = bytes(parts["schema"])
-        known = self._schemas_by_text.get(schema_text)
         try:
-            if known is None:
-                document = loads(schema_text)
-                if document is None:
-                    return None
-                if len(self._schemas_by_text) >= SCHEMA_JSON_CACHE:
-                    self._schemas_by_text.clear()
-                known = self._schemas_by_text[schema_text] = self._schema(document)
-            schema, has_decimals = known
-            if has_decimals:
+            schema = self._schema_by_text(bytes(parts.schema))
+            if schema is None:
                 return None
-            payload = loads(bytes(parts["payload"]))
+            payload = loads(bytes(parts.payload))
         except (ValueError, DataError):
             return None
         return SchemaAndValue(schema, self._reader(schema)(payload))
+
+    def _schema_by_text(self, schema_text: bytes) -> Schema | None:
+        """The schema of an envelope's schema JSON text, cached by that text; None for a
+        null schema and for one holding a Decimal (a NUMERIC decimal may hold more digits
+        than a double: the whole envelope is read exactly). Raises ValueError or
+        DataError for a schema that does not read."""
+        known = self._schemas_by_text.get(schema_text)
+        if known is None:
+            document = loads(schema_text)
+            if document is None:
+                return None
+            if len(self._schemas_by_text) >= SCHEMA_JSON_CACHE:
+                self._schemas_by_text.clear()
+            known = self._schemas_by_text[schema_text] = self._schema(document)
+        schema, has_decimals = known
+        return None if has_decimals else schema
+
+    def _envelopes(self, topic: str, data: list[bytes | None]) -> ConvertedBatch:
+        """Envelopes a poll at once: each split into its schema and payload texts, the
+        payloads of one schema text decoded together and read a field at a time. An item
+        that does not go this way (a tombstone, not an envelope, a null schema, Decimals,
+        what does not decode or read) is converted by ``to_connect``, which raises as it
+        always did."""
+        count = len(data)
+        written = _written_with_one_schema(data)
+        if written is not None:
+            read = self._payloads(*written, count)
+            if read is not None:
+                return ConvertedBatch([read[0]] * count, read[1])
+        try:  # every item an envelope: split in one call
+            envelopes: list[_EnvelopeParts | None] = list(map(_ENVELOPE.decode,
+                                                              cast(list[bytes], data)))
+        except (msgspec.DecodeError, TypeError):  # TypeError: a tombstone
+            envelopes = list(map(_envelope_parts, data))
+        schemas: list[Schema | None] = [None] * count
+        values: list[Any] = [None] * count
+        by_item: list[int] = []
+        for schema_text, rows in self._by_schema_text(envelopes, by_item).items():
+            payloads = b",".join(map(_PAYLOAD_TEXT, map(envelopes.__getitem__, rows)))
+            read = self._payloads(schema_text, b"[" + payloads + b"]", len(rows))
+            if read is None:
+                by_item.extend(rows)
+            elif len(rows) == count:
+                return ConvertedBatch([read[0]] * count, read[1])
+            else:
+                for row, value in zip(rows, read[1], strict=True):
+                    schemas[row], values[row] = read[0], value
+        for row in sorted(by_item):
+            converted = self.to_connect(topic, data[row])
+            schemas[row], values[row] = converted.schema, converted.value
+        return ConvertedBatch(schemas, values)
+
+    @staticmethod
+    def _by_schema_text(envelopes: list[_EnvelopeParts | None],
+                        by_item: list[int]) -> dict[bytes, Sequence[int]]:
+        """The rows of the envelopes by their schema text; the rows of what is not an
+        envelope are added to ``by_item``."""
+        if envelopes and None not in envelopes:
+            schema_texts = list(map(_SCHEMA_TEXT, envelopes))
+            if schema_texts.count(schema_texts[0]) == len(envelopes):
+                return {bytes(schema_texts[0]): range(len(envelopes))}
+        by_schema_text: dict[bytes, list[int]] = {}
+        rows = by_item
+        previous_text: msgspec.Raw | None = None
+        for row, envelope in enumerate(envelopes):
+            if envelope is None:
+                by_item.append(row)
+                continue
+            if envelope.schema != previous_text:  # runs of one schema are the rule
+                previous_text = envelope.schema
+                rows = by_schema_text.setdefault(bytes(envelope.schema), [])
+            rows.append(row)
+        return cast(dict[bytes, Sequence[int]], by_schema_text)
+
+    def _payloads(self, schema_text: bytes, payloads: bytes,
+                  count: int) -> tuple[Schema, list[Any]] | None:
+        """The schema and values of ``count`` envelopes with this schema text and these
+        payload texts (one JSON array of them), as ``_envelope_by_schema_text`` reads
+        each; None when one of them would not be read that way."""
+        try:
+            schema = self._schema_by_text(schema_text)
+            if schema is None:
+                return None
+            decoded = orjson.loads(payloads)
+            if len(decoded) != count:
+                return None
+            reader = self._reader(schema)
+            return schema, (reader.column(decoded) if isinstance(reader, StructReader)
+                            else list(map(reader, decoded)))
+        except Exception:  # ``to_connect`` raises it again, for its own item
+            return None
 
     def _schema(self, document: Any) -> tuple[Schema, bool]:
         """The schema of an envelope, and whether it holds a Decimal anywhere."""
@@ -247,9 +328,52 @@ class JsonConverter(Converter):
 
 
 _RAW_ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
-_ENVELOPE_PARTS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 EXACT = decimal.Context(prec=decimal.MAX_PREC)
 """Rescaling a Decimal never rounds it (the default context keeps 28 digits)."""
+
+
+class _EnvelopeParts(msgspec.Struct, forbid_unknown_fields=True):
+    """An envelope's two members as their JSON texts (a repeated member: the last one,
+    as JSON decoders read it)."""
+
+    schema: msgspec.Raw
+    payload: msgspec.Raw
+
+
+_ENVELOPE = msgspec.json.Decoder(_EnvelopeParts)
+_SCHEMA_TEXT = attrgetter("schema")
+_PAYLOAD_TEXT = attrgetter("payload")
+
+
+def _written_with_one_schema(data: list[bytes | None]) -> tuple[bytes, bytes] | None:
+    """When every item is an envelope as JsonConverter writes it (no spaces, the schema
+    first) with the first item's schema text: that text and the payloads as one JSON
+    array, each payload checked to be one JSON value (``_decodes``), so that each item is
+    that envelope. None otherwise."""
+    if not data or None in data:
+        return None
+    first = _envelope_parts(data[0])
+    if first is None:
+        return None
+    schema_text = bytes(first.schema)
+    head = b'{"schema":' + schema_text + b',"payload":'
+    items = cast(list[bytes], data)
+    if not (all(map(bytes.startswith, items, repeat(head)))
+            and all(map(bytes.endswith, items, repeat(b"}")))):
+        return None
+    payloads = _decodes(list(map(bytes.__getitem__, items, repeat(slice(len(head), -1)))))
+    return None if payloads is None else (schema_text, payloads)
+
+
+def _envelope_parts(data: bytes | None) -> _EnvelopeParts | None:
+    """The parts of an envelope; None for what is not one (a tombstone, what does not
+    decode, an object without exactly those two members)."""
+    if data is None:
+        return None
+    try:
+        return _ENVELOPE.decode(data)
+    except msgspec.DecodeError:
+        return None
 
 
 def _decodes(data: list[bytes | None]) -> bytes | None:
@@ -432,21 +556,54 @@ _EXACT_TYPES: dict[Type, type] = {
 unchanged."""
 
 
-def struct_reader(schema: Schema) -> Callable[[Any], Any]:
+class StructReader:
     """``to_connect_value`` for a struct ``schema``: a field whose item has the exact
     JSON type its plain schema type reads unchanged is copied, any other goes through
     ``to_connect_value`` (defaults, logical types, errors: all as before)."""
-    plan = [(f.name, _EXACT_TYPES.get(f.schema.type) if f.schema.name is None else None,
-             f.schema) for f in schema.fields]
 
-    def read(value: Any) -> Any:
+    __slots__ = ("_names", "_plan", "schema")
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self._plan = [(f.name, _EXACT_TYPES.get(f.schema.type) if f.schema.name is None
+                       else None, f.schema) for f in schema.fields]
+        self._names = tuple(f.name for f in schema.fields)
+
+    def __call__(self, value: Any) -> Any:
         if not isinstance(value, dict):  # a null, or not a struct: as it always did
-            return to_connect_value(schema, value)
+            return to_connect_value(self.schema, value)
         get = value.get
         return {name: item if type(item := get(name)) is exact
                 else to_connect_value(field_schema, item)
-                for name, exact, field_schema in plan}
-    return read
+                for name, exact, field_schema in self._plan}
+
+    def column(self, values: list[Any]) -> list[Any]:
+        """Each of ``values`` (decoded JSON nobody else holds) read as ``self(value)``
+        reads it, a field of all at a time: a field whose items all have its exact type is
+        copied as a whole, and objects that hold just the fields, in order, each of its
+        exact type, are already what they read as and are returned as they are."""
+        if set(map(type, values)) != {dict}:
+            return list(map(self, values))
+        if set(map(tuple, values)) == {self._names}:
+            fields = zip(*map(dict.values, values), strict=True) if self._names else ()
+            if all(exact is not None and set(map(type, items)) == {exact}
+                   for (_, exact, _), items in zip(self._plan, fields, strict=True)):
+                return values
+        columns = []
+        for name, exact, field_schema in self._plan:
+            items = list(map(dict.get, values, repeat(name)))
+            if exact is None or set(map(type, items)) != {exact}:
+                items = [item if type(item) is exact else to_connect_value(field_schema, item)
+                         for item in items]
+            columns.append(items)
+        if not columns:
+            return [{} for _ in values]
+        return list(map(dict, map(zip, repeat(self._names), zip(*columns, strict=True))))
+
+
+def struct_reader(schema: Schema) -> StructReader:
+    """The reader of a struct ``schema``'s values (see ``StructReader``)."""
+    return StructReader(schema)
 
 
 def schema_from_json(document: Any) -> Schema:

@@ -237,6 +237,14 @@ class NullSafeTransform(KeyOrValueTransform[R]):
 
     def apply_columns(self, columns: SinkColumns) -> SinkColumns:
         side = columns.keys if self.operates_on == "key" else columns.values
+        one_schema = side.schemas[0] if side.schemas else None
+        if one_schema is not None and len(set(map(id, side.schemas))) == 1:
+            rewritten = self.structs_with_schema(side.values, one_schema, columns)
+            if rewritten is not None:
+                converted = ConvertedBatch([rewritten[0]] * len(side.schemas), rewritten[1],
+                                           chain_owned=self.makes_new_values)
+                return (columns.with_keys(converted) if self.operates_on == "key"
+                        else columns.with_values(converted))
         schemas: list[Schema | None] = []
         values: list[Any] = []
         add_schema, add_value = schemas.append, values.append
@@ -278,6 +286,14 @@ class NullSafeTransform(KeyOrValueTransform[R]):
     @abstractmethod
     def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:
         """The new schema and value (``record``: see the class)."""
+
+    def structs_with_schema(self, values: list[Any], schema: Schema,
+                            columns: SinkColumns) -> tuple[Schema, list[Any]] | None:
+        """``with_schema`` of a column whose values all have the one ``schema`` object, at
+        once (``columns``: the poll's, for its topics, partitions, offsets, timestamps):
+        the new schema and values, or None to go record by record (the default, and for
+        whatever a transform does not do at once)."""
+        return None
 
 
 def checked(name: str, schema: Schema, value: Any) -> Any:

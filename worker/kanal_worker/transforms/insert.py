@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import repeat
+from operator import or_
 from typing import Any, TypeVar
 
 from pydantic import ValidationInfo, field_validator
 
 from kanal_worker.api.config import Settings, setting
 from kanal_worker.api.java_text import JavaHashMap
-from kanal_worker.api.records import ConnectRecord
-from kanal_worker.api.schema import EPOCH, TIMESTAMP, Schema, Type
+from kanal_worker.api.records import ConnectRecord, SinkColumns
+from kanal_worker.api.schema import EPOCH, TIMESTAMP, Field, Schema, Type
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
     NullSafeTransform,
@@ -131,6 +133,59 @@ class InsertField(NullSafeTransform[R]):
                    for f in schema.fields}
         self._insert(updated, record, as_datetime=True)
         return updated_schema, {f.name: updated.get(f.name) for f in updated_schema.fields}
+
+    def structs_with_schema(self, values: list[Any], schema: Schema,
+                            columns: SinkColumns) -> tuple[Schema, list[Any]] | None:
+        """Structs that are plain dicts, their fields read as ``field_value`` reads them
+        and the insertions added as ``_insert`` adds them, a field of all at a time."""
+        if schema.type != Type.STRUCT or set(map(type, values)) != {dict}:
+            return None
+        updated_schema = self.cache.get(schema, self._schema_with_insertions)
+        field_names = tuple(f.name for f in schema.fields)
+        defaulted = ([f.name for f in schema.fields if f.schema.default is not None]
+                     if self.replace_null_with_default else [])
+        structs = values  # each holds just its fields, in order, none to default: as read
+        if set(map(tuple, values)) != {field_names} or any(
+                None in list(map(dict.get, values, repeat(name))) for name in defaulted):
+            structs = self._read_fields(values, schema)
+        added = updated_schema.fields[len(schema.fields):]
+        return updated_schema, list(map(or_, structs, self._additions(added, columns)))
+
+    def _read_fields(self, structs: list[dict[str, Any]], schema: Schema) -> list[Any]:
+        """New dicts of the fields of ``structs`` as ``field_value`` reads them."""
+        if not schema.fields:
+            return [{} for _ in structs]
+        fields = []
+        for field in schema.fields:
+            items = list(map(dict.get, structs, repeat(field.name)))
+            default = field.schema.default
+            if self.replace_null_with_default and default is not None and None in items:
+                items = [default if item is None else item for item in items]
+            fields.append(items)
+        names = [field.name for field in schema.fields]
+        return list(map(dict, map(zip, repeat(names), zip(*fields, strict=True))))
+
+    def _additions(self, added: tuple[Field, ...],
+                   columns: SinkColumns) -> Iterable[dict[str, Any]]:
+        """Per record the inserted fields (``added``, in the updated schema's order) and
+        their values, as ``_insert`` sets them."""
+        if not self.reads_record:  # then only the static value, the same in every record
+            assert self.static is not None
+            return repeat({self.static.name: self.static_value}, len(columns))
+        inserted: list[list[Any] | tuple[Any, ...]] = []
+        if self.topic is not None:
+            inserted.append(columns.topics)
+        if self.partition is not None:
+            inserted.append(columns.partitions)
+        if self.offset is not None:
+            inserted.append(columns.offsets)
+        if self.timestamp is not None:
+            inserted.append([EPOCH + dt.timedelta(milliseconds=timestamp) if kind else None
+                             for kind, timestamp in columns.timestamps])
+        if self.static is not None:
+            inserted.append((self.static_value,) * len(columns))
+        names = [field.name for field in added]
+        return map(dict, map(zip, repeat(names), zip(*inserted, strict=True)))
 
     def _insert(self, updated: dict[str, Any], record: ConnectRecord | None,
                 as_datetime: bool) -> None:
