@@ -262,7 +262,9 @@ class NullSafeTransform(KeyOrValueTransform[R]):
     def apply_columns(self, columns: SinkColumns) -> SinkColumns:
         side = columns.keys if self.operates_on == "key" else columns.values
         rebuild = native.map_rebuilder() if self.plans_maps and not self.reads_record else None
-        if rebuild is not None:
+        # a column under a schema would go back to Python row by row: a poll's values
+        # mostly share their form, so the first row decides
+        if rebuild is not None and side.schemas and side.schemas[0] is None:
             converted = self._rebuilt(side, rebuild)
             return (columns.with_keys(converted) if self.operates_on == "key"
                     else columns.with_values(converted))
