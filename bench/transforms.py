@@ -9,7 +9,8 @@ The workload's values are converted as the sink runtime converts a poll (the var
 converter, polls of its default 2000 records, decoded before timing); each round puts
 every poll through the chain as the runtime does. Prints the CPU microseconds per record
 (``time.process_time``, best of the rounds) of each path; both must give the same values
-(items, their order and each map's table).
+(items, their order and each map's table). The cyclic collector runs with a task's
+thresholds (``tune_gc``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from kanal_worker import native
 from kanal_worker.api.records import ConvertedBatch, SinkColumns
 from kanal_worker.runtime.codec import build_codec
 from kanal_worker.runtime.sink import DEFAULT_BATCH
+from kanal_worker.runtime.task import tune_gc
 from kanal_worker.runtime.transforms import Step, build_chain
 
 TRANSFORMED = ("json-3smt", "json-schemas-smt")
@@ -87,6 +89,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    tune_gc()
     chain = build_chain(VARIANTS[args.variant].config)
     columns = polls(args.variant, args.records)
     count = sum(len(poll.offsets) for poll in columns)

@@ -278,7 +278,7 @@ def test_many_key_sets_in_a_poll_keep_their_plans() -> None:
 
 def test_malformed_plans_are_refused() -> None:
     def rebuild(plan: Any) -> Any:
-        return _maps.rebuild([{"a": 1}], [None], lambda keys, table: plan,
+        return _maps.rebuild([{"a": 1}], [None], False, lambda keys, table: plan,
                              lambda index: None, JavaHashMap, LinkedHashMap,
                              double_to_string)
 
@@ -291,10 +291,11 @@ def test_malformed_plans_are_refused() -> None:
     assert rebuild((("b",), (0,), (None,), (0,), 4)) == [{"b": 1}]
     assert rebuild(None) == [None]  # no plan: the fallback's value
     with pytest.raises(ValueError):
-        _maps.rebuild([{"a": 1}], [], lambda keys, table: None, lambda index: None,
+        _maps.rebuild([{"a": 1}], [], False, lambda keys, table: None, lambda index: None,
                       JavaHashMap, LinkedHashMap, double_to_string)
     with pytest.raises(TypeError):  # its table must be a slot the native side can set
-        _maps.rebuild([], [], None, None, TableProperty, LinkedHashMap, double_to_string)
+        _maps.rebuild([], [], False, None, None, TableProperty, LinkedHashMap,
+                      double_to_string)
 
 
 class TableProperty(dict[Any, Any]):
@@ -314,8 +315,8 @@ def test_errors_of_the_callbacks_are_raised() -> None:
             (lambda keys, table: plan, failing, double_to_string, {"a": b"x"}),
             (lambda keys, table: plan, None, failing, {"a": 1.5})]:
         with pytest.raises(RuntimeError, match="callback"):
-            _maps.rebuild([value], [None], plan_for, fallback, JavaHashMap, LinkedHashMap,
-                          to_text)
+            _maps.rebuild([value], [None], False, plan_for, fallback, JavaHashMap,
+                          LinkedHashMap, to_text)
 
 
 def test_references_are_released() -> None:
@@ -323,12 +324,45 @@ def test_references_are_released() -> None:
     plan = MapPlan((key, "c", "s"), (0, -1, 0), (None, constant, None), (0, 0, 7), 32)
     values: list[Any] = [{key: item}, JavaHashMap({key: item}, table=64),
                          LinkedHashMap({key: item}), {key: [item]}, [item], None]
-    counts = [sys.getrefcount(obj) for obj in (key, item, constant, plan)]
-    for _ in range(3):
-        _maps.rebuild(values, [None] * len(values), lambda keys, table: plan,
-                      lambda index: values[index], JavaHashMap, LinkedHashMap,
-                      double_to_string)
-    assert [sys.getrefcount(obj) for obj in (key, item, constant, plan)] == counts
+    in_place = MapPlan((key, "c"), (0, -1), (None, constant), (7, 0), 32)
+    counts = [sys.getrefcount(obj) for obj in (key, item, constant, plan, in_place)]
+    for owned in (False, True, False, True):
+        for handed in (plan, in_place):
+            _maps.rebuild(values, [None] * len(values), owned,
+                          lambda keys, table, handed=handed: handed,
+                          lambda index: values[index], JavaHashMap, LinkedHashMap,
+                          double_to_string)
+        values[1] = JavaHashMap({key: item}, table=64)  # changed in place: as it was
+    del handed
+    assert [sys.getrefcount(obj) for obj in (key, item, constant, plan, in_place)] == counts
+
+
+def test_an_owned_java_hash_map_is_changed_in_place_where_the_plan_keeps_its_keys() -> None:
+    keeps = MapPlan(("a", "b", "c"), (0, -1, -1), (None, "B", "C"), (3, 0, 0), 8)
+    drops = MapPlan(("b",), (1,), (None,), (0,), 8)
+    for owned, plan, kind, changed in [
+            (True, keeps, JavaHashMap, True), (False, keeps, JavaHashMap, False),
+            (True, keeps, dict, False), (True, keeps, LinkedHashMap, False),
+            (True, drops, JavaHashMap, False)]:
+        value = kind({"a": 1.5, "b": 2}) if kind is not JavaHashMap else JavaHashMap(
+            {"a": 1.5, "b": 2}, table=16)
+        [result] = _maps.rebuild([value], [None], owned,
+                                 lambda keys, table, plan=plan: plan, None, JavaHashMap,
+                                 LinkedHashMap, double_to_string)
+        assert (result is value) == changed
+        assert shape(result) == shape(JavaHashMap.filled(
+            [("a", 1), ("b", "B"), ("c", "C")] if plan is keeps else [("b", 2)], 8))
+
+
+def test_a_map_falling_back_is_handed_over_unchanged() -> None:
+    """Its items are cast before any is set: the fallback sees the map as it came."""
+    plan = MapPlan(("a", "b"), (0, 1), (None, None), (3, 7), 16)
+    value = JavaHashMap({"a": 1.5, "b": b"x"}, table=16)
+    seen: list[Any] = []
+    _maps.rebuild([value], [None], True, lambda keys, table: plan,
+                  lambda index: seen.append(shape(value)), JavaHashMap, LinkedHashMap,
+                  double_to_string)
+    assert seen == [shape(JavaHashMap({"a": 1.5, "b": b"x"}, table=16))]
 
 
 def test_without_the_extension_each_map_is_rebuilt_in_python(

@@ -105,9 +105,10 @@ def text_printer() -> JavaLines | None:
     return cast(JavaLines, _text.java_lines)
 
 
-MapRebuild = Callable[[list[Any], list[Any], Callable[[tuple[Any, ...], int | None], Any],
-                       Callable[[int], Any], type, type, Callable[[float], str]], list[Any]]
-"""``_maps.rebuild(values, schemas, plan_for, fallback, JavaHashMap, LinkedHashMap,
+MapRebuild = Callable[[list[Any], list[Any], bool,
+                       Callable[[tuple[Any, ...], int | None], Any], Callable[[int], Any],
+                       type, type, Callable[[float], str]], list[Any]]
+"""``_maps.rebuild(values, schemas, owned, plan_for, fallback, JavaHashMap, LinkedHashMap,
 double_to_string)``: the new values of a column (see ``_maps.c``)."""
 
 

@@ -45,10 +45,15 @@ typedef struct {
     Py_ssize_t *sources;
     int *casts;
     PyObject *new_table;
+    PyObject *layout; /* a dict of the names (items None): each new map starts as its copy */
+    PyObject **made;  /* the new items of the map being rebuilt */
+    int in_place;     /* the input's keys begin the names, in order, each keeping its
+                         item or taking a constant: an owned JavaHashMap may be changed */
 } Plan;
 
 typedef struct {
     PyObject *plan_for, *fallback, *double_to_string;
+    int owned; /* nobody else holds the maps (ConvertedBatch.chain_owned) */
     PyTypeObject *java_hash_map, *linked_hash_map;
     PyMemberDef *table_member; /* JavaHashMap's "table" slot */
     Plan plans[CACHED];
@@ -63,8 +68,11 @@ static void forget(Plan *p) {
     Py_CLEAR(p->plan);
     PyMem_Free(p->sources);
     PyMem_Free(p->casts);
+    PyMem_Free(p->made);
     p->sources = NULL;
     p->casts = NULL;
+    p->made = NULL;
+    Py_CLEAR(p->layout);
     p->names = p->constants = NULL; /* borrowed from the plan tuple */
     p->new_table = NULL;
 }
@@ -107,7 +115,8 @@ static int read_plan(Plan *p, PyObject *plan) {
     p->new_table = table;
     p->sources = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(n ? n : 1));
     p->casts = PyMem_Malloc(sizeof(int) * (size_t)(n ? n : 1));
-    if (p->sources == NULL || p->casts == NULL) {
+    p->made = PyMem_Malloc(sizeof(PyObject *) * (size_t)(n ? n : 1));
+    if (p->sources == NULL || p->casts == NULL || p->made == NULL) {
         PyErr_NoMemory();
         return -1;
     }
@@ -122,6 +131,16 @@ static int read_plan(Plan *p, PyObject *plan) {
         p->sources[j] = source;
         p->casts[j] = (int)cast;
     }
+    p->in_place = n >= inputs;
+    for (Py_ssize_t j = 0; j < inputs && p->in_place; j++)
+        p->in_place = p->names[j] == PyTuple_GET_ITEM(p->keys, j) &&
+                      (p->sources[j] == j || p->sources[j] == -1);
+    p->layout = PyDict_New();
+    if (p->layout == NULL)
+        return -1;
+    for (Py_ssize_t j = 0; j < n; j++)
+        if (PyDict_SetItem(p->layout, p->names[j], Py_None) < 0)
+            return -1;
     return 0;
 malformed:
     PyErr_SetString(PyExc_TypeError,
@@ -259,26 +278,74 @@ static PyObject *cast(Rebuild *r, PyObject *value, int code) {
     return FALLBACK;
 }
 
-/* The new map of ``items`` by plan ``p``, FALLBACK, or NULL with an exception set. */
-static PyObject *rebuilt(Rebuild *r, Plan *p, PyObject **items) {
-    PyObject *made = PyDict_Type.tp_new(r->java_hash_map, empty_args, NULL);
-    if (made == NULL)
-        return NULL;
+static void release(PyObject **objects, Py_ssize_t from, Py_ssize_t to) {
+    for (Py_ssize_t j = from; j < to; j++)
+        Py_DECREF(objects[j]);
+}
+
+/* The items of the new map by plan ``p`` into p->made (new references): 0, FALLBACK's
+   1, or -1 with an exception set (nothing is held then). All are made before any map
+   changes, so that a row falling back finds its map as it was. */
+static int made_items(Rebuild *r, Plan *p, PyObject **items) {
     for (Py_ssize_t j = 0; j < p->size; j++) {
         Py_ssize_t source = p->sources[j];
-        PyObject *item = Py_NewRef(source < 0 ? p->constants[j] : items[source]);
-        if (p->casts[j] != NO_CAST) {
-            PyObject *cast_item = cast(r, item, p->casts[j]);
-            Py_DECREF(item);
-            if (cast_item == NULL || cast_item == FALLBACK) {
-                Py_DECREF(made);
-                return cast_item;
-            }
-            item = cast_item;
+        PyObject *item = source < 0 ? p->constants[j] : items[source];
+        if (p->casts[j] == NO_CAST) {
+            p->made[j] = Py_NewRef(item);
+            continue;
         }
-        int failed = PyDict_SetItem(made, p->names[j], item);
-        Py_DECREF(item);
+        PyObject *cast_item = cast(r, item, p->casts[j]);
+        if (cast_item == NULL || cast_item == FALLBACK) {
+            release(p->made, 0, j);
+            return cast_item == NULL ? -1 : 1;
+        }
+        p->made[j] = cast_item;
+    }
+    return 0;
+}
+
+/* ``map`` (a JavaHashMap nobody else holds, whose keys begin the plan's names in order)
+   with the new items set in place, as ``JavaHashMap.copy_or_reuse`` reuses it. */
+static PyObject *changed(Rebuild *r, Plan *p, PyObject *map, PyObject **items) {
+    Py_ssize_t inputs = PyTuple_GET_SIZE(p->keys);
+    for (Py_ssize_t j = 0; j < p->size; j++) {
+        if (j < inputs && p->made[j] == items[j]) {
+            Py_DECREF(p->made[j]); /* the item it holds already */
+            continue;
+        }
+        int failed = PyDict_SetItem(map, p->names[j], p->made[j]);
+        Py_DECREF(p->made[j]);
         if (failed) {
+            release(p->made, j + 1, p->size);
+            return NULL;
+        }
+    }
+    if (PyMember_SetOne((char *)map, r->table_member, p->new_table) < 0)
+        return NULL;
+    return Py_NewRef(map);
+}
+
+/* The new map of ``items`` by plan ``p`` (``map`` itself, changed, when it is ``owned``
+   and the plan allows), FALLBACK, or NULL with an exception set. */
+static PyObject *rebuilt(Rebuild *r, Plan *p, PyObject *map, PyObject **items, int owned) {
+    int outcome = made_items(r, p, items);
+    if (outcome != 0)
+        return outcome < 0 ? NULL : FALLBACK;
+    if (owned && p->in_place && Py_TYPE(map) == r->java_hash_map)
+        return changed(r, p, map, items);
+    PyObject *made = PyDict_Type.tp_new(r->java_hash_map, empty_args, NULL);
+    /* the layout's copy (one block, sized once), whose items are then replaced in place:
+       cheaper than growing the table item by item */
+    if (made == NULL || PyDict_Update(made, p->layout) < 0) {
+        Py_XDECREF(made);
+        release(p->made, 0, p->size);
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < p->size; j++) {
+        int failed = PyDict_SetItem(made, p->names[j], p->made[j]);
+        Py_DECREF(p->made[j]);
+        if (failed) {
+            release(p->made, j + 1, p->size);
             Py_DECREF(made);
             return NULL;
         }
@@ -337,7 +404,7 @@ static PyObject *row(Rebuild *r, PyObject *value, PyObject *schema, Py_ssize_t i
             if (p == NULL)
                 return NULL;
             if (p->plan != Py_None) {
-                PyObject *made = rebuilt(r, p, *items);
+                PyObject *made = rebuilt(r, p, value, *items, r->owned);
                 if (made != FALLBACK)
                     return made;
             }
@@ -352,26 +419,27 @@ static PyObject *row(Rebuild *r, PyObject *value, PyObject *schema, Py_ssize_t i
 }
 
 static PyObject *rebuild(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 7) {
+    if (nargs != 8) {
         PyErr_SetString(PyExc_TypeError,
-                        "rebuild(values, schemas, plan_for, fallback, JavaHashMap, "
+                        "rebuild(values, schemas, owned, plan_for, fallback, JavaHashMap, "
                         "LinkedHashMap, double_to_string)");
         return NULL;
     }
     PyObject *values = args[0], *schemas = args[1];
-    if (!PyList_Check(values) || !PyList_Check(schemas) || !PyType_Check(args[4]) ||
-        !PyType_Check(args[5])) {
-        PyErr_SetString(PyExc_TypeError, "values and schemas are lists, the maps types");
+    if (!PyList_Check(values) || !PyList_Check(schemas) || !PyBool_Check(args[2]) ||
+        !PyType_Check(args[5]) || !PyType_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "values and schemas are lists, owned a bool, the maps types");
         return NULL;
     }
-    Rebuild r = {.plan_for = args[2], .fallback = args[3], .double_to_string = args[6],
-                 .java_hash_map = (PyTypeObject *)args[4],
-                 .linked_hash_map = (PyTypeObject *)args[5]};
+    Rebuild r = {.owned = args[2] == Py_True, .plan_for = args[3], .fallback = args[4],
+                 .double_to_string = args[7], .java_hash_map = (PyTypeObject *)args[5],
+                 .linked_hash_map = (PyTypeObject *)args[6]};
     if (!PyType_IsSubtype(r.java_hash_map, &PyDict_Type)) {
         PyErr_SetString(PyExc_TypeError, "JavaHashMap is a dict");
         return NULL;
     }
-    PyObject *slot = PyObject_GetAttrString(args[4], "table");
+    PyObject *slot = PyObject_GetAttrString(args[5], "table");
     if (slot == NULL)
         return NULL;
     if (!Py_IS_TYPE(slot, &PyMemberDescr_Type)) {
@@ -412,11 +480,12 @@ static PyObject *rebuild(PyObject *module, PyObject *const *args, Py_ssize_t nar
 
 static PyMethodDef methods[] = {
     {"rebuild", (PyCFunction)(void (*)(void))rebuild, METH_FASTCALL,
-     "rebuild(values, schemas, plan_for, fallback, JavaHashMap, LinkedHashMap, "
+     "rebuild(values, schemas, owned, plan_for, fallback, JavaHashMap, LinkedHashMap, "
      "double_to_string) -> list\n\n"
      "The new values of a column: None stays None; a schemaless dict, JavaHashMap or "
      "LinkedHashMap is rebuilt by plan_for(keys, table or None) (a plan tuple, or None "
-     "for none); every other row is fallback(index)."},
+     "for none), an owned JavaHashMap changed in place where the plan allows; every "
+     "other row is fallback(index)."},
     {NULL, NULL, 0, NULL},
 };
 

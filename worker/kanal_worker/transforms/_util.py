@@ -310,8 +310,8 @@ class NullSafeTransform(KeyOrValueTransform[R]):
             schemas[index], updated = self.with_schema(value, schema, None)
             return updated
 
-        values = rebuild(side.values, side.schemas, self._planned, per_value, JavaHashMap,
-                         LinkedHashMap, double_to_string)
+        values = rebuild(side.values, side.schemas, side.chain_owned, self._planned,
+                         per_value, JavaHashMap, LinkedHashMap, double_to_string)
         return ConvertedBatch(schemas, values, chain_owned=self.makes_new_values)
 
     @cached_property
