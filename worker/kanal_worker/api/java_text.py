@@ -220,13 +220,13 @@ def java_lines(values: list[Any], schemas: list[Schema | None]) -> bytes:
                     for value, schema in zip(values, schemas, strict=True)]).encode()
 
 
-@lru_cache(maxsize=1024)
 def java_positions(keys: tuple[Any, ...], table: int | None) -> tuple[int, ...]:
     """``_java_order`` of a map's keys in ``table``; None: a LinkedHashMap's (insertion
     order)."""
     return tuple(range(len(keys))) if table is None else _java_order(keys, table)
 
 
+@lru_cache(maxsize=1024)
 def _java_order(keys: tuple[str, ...], table: int = HASH_MAP_CAPACITY) -> tuple[int, ...]:
     """The positions in ``keys`` (a map's, in insertion order) of the keys in the order
     a Java ``HashMap`` whose table started at ``table`` (a plain dict's: ``new

@@ -15,6 +15,10 @@
  * order), or constants[j] when sources[j] is -1, cast to casts[j] when that is not 0
  * (the codes below); the new map is a JavaHashMap of that table. Items are set in order,
  * as dict.update does, so a name given twice keeps its first place and its last item.
+ * A new map starts as a copy of a dict of the plan's names (one table of the right size,
+ * filled in order) whose items are then replaced. A JavaHashMap the transform chain owns
+ * (ConvertedBatch.chain_owned) whose keys begin the names, in order, is changed in place
+ * instead, as JavaHashMap.copy_or_reuse reuses it.
  *
  * Only the schemaless casts that cannot fail are done here (what Cast's _EXACT_CASTS
  * does: Java's narrowing of longs and doubles, Long.toString, Double.toString through

@@ -99,6 +99,7 @@ class InsertField(NullSafeTransform[R]):
 
     settings = InsertFieldSettings
     makes_new_values = True
+    plans_maps = True
 
     def __init__(self, config: Mapping[str, str]) -> None:
         super().__init__(config)
@@ -113,7 +114,6 @@ class InsertField(NullSafeTransform[R]):
         self.cache = SchemaCache()
         self.reads_record = any(spec is not None for spec in (
             self.topic, self.partition, self.offset, self.timestamp))
-        self.plans_maps = True
 
     def schemaless(self, value: Any, record: Any) -> Any:
         return self._schemaless(value, record, owned=False)
