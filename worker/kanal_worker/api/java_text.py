@@ -45,7 +45,7 @@ class JavaHashMap(dict[Any, Any]):
     def copy_of(cls, original: Mapping[Any, Any]) -> JavaHashMap:
         """``new HashMap<>(original)`` as Java 17 sizes it: a table for the entries at 3/4
         load plus one (later JDKs round up instead), filled in the original's order."""
-        return cls.filled(_java_pairs(original, None), _copy_table(len(original)))
+        return cls.filled(_java_pairs(original, None), copy_table(len(original)))
 
     @classmethod
     def copy_or_reuse(cls, original: Mapping[Any, Any], owned: bool) -> JavaHashMap:
@@ -55,7 +55,7 @@ class JavaHashMap(dict[Any, Any]):
         a chain of transforms copies a map once instead of once per step."""
         if owned and type(original) is cls and _reorder(tuple(original), None,
                                                          original.table) is None:
-            original.table = _copy_table(len(original))
+            original.table = copy_table(len(original))
             return original
         return cls.copy_of(original)
 
@@ -79,7 +79,7 @@ class LinkedHashMap(dict[Any, Any]):
 
 
 @lru_cache(maxsize=256)
-def _copy_table(size: int) -> int:
+def copy_table(size: int) -> int:
     """The table ``new HashMap<>(map)`` starts with for a map of ``size`` entries."""
     return _power_of_two(int(size / 0.75 + 1.0) if size else HASH_MAP_CAPACITY)
 
@@ -218,6 +218,12 @@ def java_lines(values: list[Any], schemas: list[Schema | None]) -> bytes:
             return printed
     return "".join([f"{java_string(value, schema)}\n"
                     for value, schema in zip(values, schemas, strict=True)]).encode()
+
+
+def java_positions(keys: tuple[Any, ...], table: int | None) -> tuple[int, ...]:
+    """``_java_order`` of a map's keys in ``table``; None: a LinkedHashMap's (insertion
+    order)."""
+    return tuple(range(len(keys))) if table is None else _java_order(keys, table)
 
 
 @lru_cache(maxsize=1024)

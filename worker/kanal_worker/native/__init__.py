@@ -9,6 +9,11 @@ task reads confluent-kafka's messages instead.
 The native printer: a poll's values printed as Java prints them, as UTF-8 lines (see
 ``_text.c``). ``text_printer()`` gives its ``java_lines``, or None (logged once) and
 ``kanal_worker.api.java_text`` prints in Python.
+
+The native map rebuild: InsertField, ReplaceField and Cast on a poll's schemaless maps,
+each map rebuilt by a plan the transform makes once per key set (see ``_maps.c``).
+``map_rebuilder()`` gives its ``rebuild``, or None (logged once) and the transforms
+rebuild each map in Python.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ ENABLED = os.environ.get("KANAL_NATIVE_FETCH", "1") != "0"
 
 TEXT_ENABLED = os.environ.get("KANAL_NATIVE_TEXT", "1") != "0"
 """``KANAL_NATIVE_TEXT=0`` turns the native printer off (values printed in Python)."""
+
+MAPS_ENABLED = os.environ.get("KANAL_NATIVE_MAPS", "1") != "0"
+"""``KANAL_NATIVE_MAPS=0`` turns the native map rebuild off (each map rebuilt in Python)."""
 
 _refused: set[str] = set()
 
@@ -95,3 +103,26 @@ def text_printer() -> JavaLines | None:
                     "built (%s)", exc)
         return None
     return cast(JavaLines, _text.java_lines)
+
+
+MapRebuild = Callable[[list[Any], list[Any], bool,
+                       Callable[[tuple[Any, ...], int | None], Any], Callable[[int], Any],
+                       type, type, Callable[[float], str]], list[Any]]
+"""``_maps.rebuild(values, schemas, owned, plan_for, fallback, JavaHashMap, LinkedHashMap,
+double_to_string)``: the new values of a column (see ``_maps.c``)."""
+
+
+@cache
+def map_rebuilder() -> MapRebuild | None:
+    """The native map rebuild's ``rebuild``, or None (why is logged once)."""
+    if not MAPS_ENABLED:
+        log.warning("Native map rebuild turned off by KANAL_NATIVE_MAPS=0, transforming "
+                    "maps in Python")
+        return None
+    try:
+        from kanal_worker.native import _maps  # type: ignore[attr-defined]
+    except ImportError as exc:
+        log.warning("Native map rebuild unavailable, transforming maps in Python: the "
+                    "extension is not built (%s)", exc)
+        return None
+    return cast(MapRebuild, _maps.rebuild)

@@ -12,11 +12,14 @@ import decimal
 from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from itertools import repeat
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
 
+from kanal_worker import native
 from kanal_worker.api.config import setting
 from kanal_worker.api.errors import ConfigError, DataError
+from kanal_worker.api.java_text import JavaHashMap, LinkedHashMap, double_to_string
 from kanal_worker.api.plugins import Transformation
 from kanal_worker.api.records import ConnectRecord, ConvertedBatch, SinkColumns, SinkRecord
 from kanal_worker.api.schema import Field, Schema, Type
@@ -210,6 +213,25 @@ class KeyOrValueTransform(Transformation[R], Generic[R]):
     def apply(self, record: R) -> R | None: ...
 
 
+class MapPlan(NamedTuple):
+    """How a transform's ``schemaless`` rebuilds every map of one key set and table, for
+    the native map rebuild (``kanal_worker.native._maps``): output item ``j`` is named
+    ``names[j]`` and holds the input's item at position ``sources[j]`` (in insertion
+    order), or ``constants[j]`` where that is -1, cast to ``casts[j]`` where that is not
+    0 (``transforms.cast.NATIVE_CASTS``); the result is a JavaHashMap of ``table``. Items
+    are set in order, as ``dict.update`` sets them."""
+
+    names: tuple[Any, ...]
+    sources: tuple[int, ...]
+    constants: tuple[Any, ...]
+    casts: tuple[int, ...]
+    table: int
+
+
+MAP_PLANS = 1024
+"""Key sets whose ``MapPlan`` a transform keeps (records of a topic mostly share one)."""
+
+
 class NullSafeTransform(KeyOrValueTransform[R]):
     """A transform that leaves a null key or value alone and otherwise rewrites a
     schemaless value or one with a schema, as Apache's ``applySchemaless`` and
@@ -221,6 +243,8 @@ class NullSafeTransform(KeyOrValueTransform[R]):
     """
 
     reads_record: bool = False
+    plans_maps: bool = False
+    """``map_plan`` says how ``schemaless`` rebuilds a map (else it is None)."""
     makes_new_values: ClassVar[bool] = False
     """Every map or struct ``schemaless`` and ``with_schema`` return is new: on columns
     the next step of the chain may change it instead of copying it."""
@@ -241,10 +265,14 @@ class NullSafeTransform(KeyOrValueTransform[R]):
         if one_schema is not None and len(set(map(id, side.schemas))) == 1:
             rewritten = self.structs_with_schema(side.values, one_schema, columns)
             if rewritten is not None:
-                converted = ConvertedBatch([rewritten[0]] * len(side.schemas), rewritten[1],
-                                           chain_owned=self.makes_new_values)
-                return (columns.with_keys(converted) if self.operates_on == "key"
-                        else columns.with_values(converted))
+                return self._with_side(columns, ConvertedBatch(
+                    [rewritten[0]] * len(side.schemas), rewritten[1],
+                    chain_owned=self.makes_new_values))
+        rebuild = native.map_rebuilder() if self.plans_maps and not self.reads_record else None
+        # a column under a schema would go back to Python row by row: a poll's values
+        # mostly share their form, so the first row decides
+        if rebuild is not None and side.schemas and side.schemas[0] is None:
+            return self._with_side(columns, self._rebuilt(side, rebuild))
         schemas: list[Schema | None] = []
         values: list[Any] = []
         add_schema, add_value = schemas.append, values.append
@@ -270,9 +298,51 @@ class NullSafeTransform(KeyOrValueTransform[R]):
                 updated_schema, updated = with_schema(value, schema, row)
                 add_schema(updated_schema)
                 add_value(updated)
-        converted = ConvertedBatch(schemas, values, chain_owned=self.makes_new_values)
+        return self._with_side(columns, ConvertedBatch(schemas, values,
+                                                       chain_owned=self.makes_new_values))
+
+    def _with_side(self, columns: SinkColumns, converted: ConvertedBatch) -> SinkColumns:
+        """``columns`` with the side this transform operates on replaced."""
         return (columns.with_keys(converted) if self.operates_on == "key"
                 else columns.with_values(converted))
+
+    def _rebuilt(self, side: ConvertedBatch, rebuild: native.MapRebuild) -> ConvertedBatch:
+        """``apply_columns``' loop, with the schemaless maps rebuilt natively by their
+        plans; every other row (and a map the native side does not take) as in the loop."""
+        schemas = list(side.schemas)
+        schemaless = self.schemaless_owned if side.chain_owned else self.schemaless
+
+        def per_value(index: int) -> Any:
+            value, schema = side.values[index], side.schemas[index]
+            if schema is None:
+                return schemaless(value, None)
+            schemas[index], updated = self.with_schema(value, schema, None)
+            return updated
+
+        values = rebuild(side.values, side.schemas, side.chain_owned, self._planned,
+                         per_value, JavaHashMap, LinkedHashMap, double_to_string)
+        return ConvertedBatch(schemas, values, chain_owned=self.makes_new_values)
+
+    @cached_property
+    def _map_plans(self) -> dict[tuple[tuple[type, ...], tuple[Any, ...], int | None],
+                                 MapPlan | None]:
+        return {}
+
+    def _planned(self, keys: tuple[Any, ...], table: int | None) -> MapPlan | None:
+        plans = self._map_plans
+        # the key types too: 1 and True, equal as keys, are different output names
+        key = (tuple(map(type, keys)), keys, table)
+        if key not in plans:
+            if len(plans) >= MAP_PLANS:
+                plans.clear()
+            plans[key] = self.map_plan(keys, table)
+        return plans[key]
+
+    def map_plan(self, keys: tuple[Any, ...], table: int | None) -> MapPlan | None:
+        """How ``schemaless`` rebuilds every map of ``keys`` (in insertion order) whose
+        table is ``table`` (None: a LinkedHashMap), given ``plans_maps``; None: each such
+        map goes through ``schemaless``."""
+        return None
 
     @abstractmethod
     def schemaless(self, value: Any, record: Any) -> Any:

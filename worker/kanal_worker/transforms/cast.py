@@ -14,7 +14,14 @@ from pydantic import field_validator
 
 from kanal_worker.api.config import CommaList, Settings, setting
 from kanal_worker.api.errors import DataError
-from kanal_worker.api.java_text import JavaHashMap, double_to_string, float_to_string, to_float32
+from kanal_worker.api.java_text import (
+    JavaHashMap,
+    copy_table,
+    double_to_string,
+    float_to_string,
+    java_positions,
+    to_float32,
+)
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import (
     DATE,
@@ -31,6 +38,7 @@ from kanal_worker.transforms import _java
 from kanal_worker.transforms._dateformat import SimpleDateFormat
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
+    MapPlan,
     NullSafeTransform,
     SchemaCache,
     copy_basics,
@@ -56,6 +64,11 @@ _TIMESTAMP_FORMAT = SimpleDateFormat("yyyy-MM-dd'T'HH:mm:ss.SSS'Z'")
 _JAVA_INTEGER = re.compile(r"[+-]?\d+")
 _JAVA_FLOAT = re.compile(r"[+-]?(NaN|Infinity|(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?[fFdD]?)")
 _RANGES = {Type.INT8: 8, Type.INT16: 16, Type.INT32: 32, Type.INT64: 64}
+NATIVE_CASTS = {Type.INT8: 1, Type.INT16: 2, Type.INT32: 3, Type.INT64: 4, Type.FLOAT32: 5,
+                Type.FLOAT64: 6, Type.STRING: 7, Type.BOOLEAN: 8}
+"""A ``MapPlan``'s cast codes (``_maps.c``): the native map rebuild does ``_EXACT_CASTS``'
+casts to each target and casts null to null; a map with any other cast to do is cast in
+Python."""
 
 
 def _type_list(types: tuple[Type, ...]) -> str:
@@ -118,6 +131,7 @@ class Cast(NullSafeTransform[R]):
         self.whole_value_type = self.casts.get(None)
         self.replace_null_with_default = parsed.replace_null_with_default
         self.cache = SchemaCache()
+        self.plans_maps = self.whole_value_type is None
 
     def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:
         updated_schema = self.cache.get(schema, self._build_schema)
@@ -147,6 +161,22 @@ class Cast(NullSafeTransform[R]):
         updated = JavaHashMap.copy_or_reuse(original, owned)
         updated.update(cast)
         return updated
+
+    def map_plan(self, keys: tuple[Any, ...], table: int | None) -> MapPlan:
+        """The copy in Java's order (``copy_or_reuse``), its fields cast, then the cast
+        fields it lacks, as null."""
+        sources = list(java_positions(keys, table))
+        names = [keys[at] for at in sources]
+        casts = [0] * len(names)
+        for field, target in self.casts.items():
+            if field in names:
+                casts[names.index(field)] = NATIVE_CASTS[target]
+            else:
+                names.append(field)
+                sources.append(-1)
+                casts.append(0)
+        return MapPlan(tuple(names), tuple(sources), (None,) * len(names), tuple(casts),
+                       copy_table(len(keys)))
 
     def _build_schema(self, schema: Schema) -> Schema:
         if self.whole_value_type is not None:

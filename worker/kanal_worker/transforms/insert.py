@@ -12,11 +12,12 @@ from typing import Any, TypeVar
 from pydantic import ValidationInfo, field_validator
 
 from kanal_worker.api.config import Settings, setting
-from kanal_worker.api.java_text import JavaHashMap
+from kanal_worker.api.java_text import JavaHashMap, copy_table, java_positions
 from kanal_worker.api.records import ConnectRecord, SinkColumns
 from kanal_worker.api.schema import EPOCH, TIMESTAMP, Field, Schema, Type
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
+    MapPlan,
     NullSafeTransform,
     SchemaCache,
     field_value,
@@ -100,6 +101,7 @@ class InsertField(NullSafeTransform[R]):
 
     settings = InsertFieldSettings
     makes_new_values = True
+    plans_maps = True
 
     def __init__(self, config: Mapping[str, str]) -> None:
         super().__init__(config)
@@ -125,6 +127,23 @@ class InsertField(NullSafeTransform[R]):
         updated = JavaHashMap.copy_or_reuse(require_map(value, PURPOSE), owned)
         self._insert(updated, record, as_datetime=False)
         return updated
+
+    def map_plan(self, keys: tuple[Any, ...], table: int | None) -> MapPlan:
+        """The copy in Java's order (``copy_or_reuse``) with the static field set (the
+        columns take the record's fields in Python)."""
+        sources = list(java_positions(keys, table))
+        names = [keys[at] for at in sources]
+        constants: list[Any] = [None] * len(names)
+        if self.static is not None and self.static_value is not None:
+            if self.static.name in names:
+                at = names.index(self.static.name)
+                sources[at], constants[at] = -1, self.static_value
+            else:
+                names.append(self.static.name)
+                sources.append(-1)
+                constants.append(self.static_value)
+        return MapPlan(tuple(names), tuple(sources), tuple(constants), (0,) * len(names),
+                       copy_table(len(keys)))
 
     def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:
         struct = require_struct(value, schema, PURPOSE)

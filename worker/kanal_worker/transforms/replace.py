@@ -13,13 +13,14 @@ from kanal_worker.api.java_text import (
     JavaHashMap,
     LinkedHashMap,
     Picker,
-    java_items,
+    java_positions,
     picker,
 )
 from kanal_worker.api.records import ConnectRecord
 from kanal_worker.api.schema import Schema
 from kanal_worker.transforms._util import (
     APACHE_PACKAGE,
+    MapPlan,
     NullSafeTransform,
     SchemaCache,
     field_value,
@@ -68,6 +69,7 @@ class ReplaceField(NullSafeTransform[R]):
 
     settings = ReplaceFieldSettings
     makes_new_values = True
+    plans_maps = True
 
     def __init__(self, config: Mapping[str, str]) -> None:
         super().__init__(config)
@@ -98,15 +100,23 @@ class ReplaceField(NullSafeTransform[R]):
         Records mostly share their keys: planned once per key set."""
         plan = self._plans.get((keys, table))
         if plan is None:
-            probe = LinkedHashMap.fromkeys(keys) if table is None else JavaHashMap.filled(
-                zip(keys, keys, strict=True), table)
-            kept = [name for name, _ in java_items(probe) if self._kept(name)]
+            kept = [keys[at] for at in self._kept_positions(keys, table)]
             plan = ([self.renames.get(name, name) for name in kept], picker(kept),
                     JavaHashMap.sized(len(keys)).table)
             if len(self._plans) >= PLANS:
                 self._plans.clear()
             self._plans[(keys, table)] = plan
         return plan
+
+    def _kept_positions(self, keys: tuple[Any, ...], table: int | None) -> list[int]:
+        """Where the kept fields of a map of ``keys`` are, in Java's order."""
+        return [at for at in java_positions(keys, table) if self._kept(keys[at])]
+
+    def map_plan(self, keys: tuple[Any, ...], table: int | None) -> MapPlan:
+        sources = tuple(self._kept_positions(keys, table))
+        return MapPlan(tuple(self.renames.get(keys[at], keys[at]) for at in sources), sources,
+                       (None,) * len(sources), (0,) * len(sources),
+                       JavaHashMap.sized(len(keys)).table)
 
     def with_schema(self, value: Any, schema: Schema, record: Any) -> tuple[Schema, Any]:
         struct = require_struct(value, schema, PURPOSE)
