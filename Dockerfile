@@ -43,7 +43,7 @@ COPY worker ./worker
 COPY operator ./operator
 RUN /opt/kanal/bin/pip install --no-cache-dir --no-deps --no-build-isolation . \
     && /opt/kanal/bin/python -m compileall -q /opt/kanal/lib \
-    && /opt/kanal/bin/python -c 'import kanal_worker.native._fetch' \
+    && /opt/kanal/bin/python -c 'from kanal_worker.native import _fetch, _maps, _text' \
     && /opt/kanal/bin/kanal --help >/dev/null
 
 FROM ${PYTHON_IMAGE} AS runtime
