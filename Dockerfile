@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1.7
 # Kanal: one image for the operator (`kanal operator`) and the workers (`kanal worker`,
 # `kanal standalone`). Multi-stage: the build stage makes a virtualenv with Kanal and its
-# dependencies (every dependency ships manylinux wheels; a C compiler builds Kanal's one
-# extension, the native fetch); the runtime stage copies only that virtualenv onto the
+# dependencies (every dependency ships manylinux wheels; a C compiler builds Kanal's
+# extensions: the native fetch, map rebuild and printer); the runtime stage copies only that virtualenv onto the
 # same slim Python base, without the compiler.
 #
 #   make image        builds kanal:<version> with Docker or podman (see dev/image.sh)
@@ -21,7 +21,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# gcc for kanal_worker.native (sink tasks read whole polls as buffers with it), and the
+# gcc for kanal_worker.native (a sink task's polls as buffers, its maps and its lines), and the
 # Python headers where the base has none (the public python images ship them).
 # The compiler stays in this stage, so bookworm's current gcc is as good as a pinned one.
 # hadolint ignore=DL3008
