@@ -2,8 +2,8 @@
 # Kanal: one image for the operator (`kanal operator`) and the workers (`kanal worker`,
 # `kanal standalone`). Multi-stage: the build stage makes a virtualenv with Kanal and its
 # dependencies (every dependency ships manylinux wheels; a C compiler builds Kanal's
-# extensions: the native fetch, map rebuild and printer); the runtime stage copies only that virtualenv onto the
-# same slim Python base, without the compiler.
+# extensions: the native fetch, map rebuild and printer); the runtime stage copies only
+# that virtualenv onto the same slim Python base, without the compiler.
 #
 #   make image        builds kanal:<version> with Docker or podman (see dev/image.sh)
 #   docker build -t kanal:dev .
@@ -21,8 +21,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# gcc for kanal_worker.native (a sink task's polls as buffers, its maps and its lines), and the
-# Python headers where the base has none (the public python images ship them).
+# gcc for kanal_worker.native (a sink task's polls as buffers, its maps and its lines),
+# and the Python headers where the base has none (the public python images ship them).
 # The compiler stays in this stage, so bookworm's current gcc is as good as a pinned one.
 # hadolint ignore=DL3008
 RUN apt-get update -q \
