@@ -22,7 +22,7 @@ import io
 from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, TypeAlias, cast
 
 import fastavro
 import orjson
@@ -38,6 +38,8 @@ from kanal_worker.converters.avro_data import avro_datum, to_avro_schema
 from kanal_worker.converters.json import JsonConverter, dumps
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from kanal_worker.connectors.storage.avro_arrow import RowEncoder
 
 CHUNK = 1 << 20
@@ -109,6 +111,11 @@ class FileWriter(ABC):
         for payload in payloads:
             self.append(payload)
 
+    def append_columns(self, table: pa.Table) -> None:
+        """Append a run's values read as Arrow columns (only formats whose
+        ``prepare_run`` makes them take them)."""
+        raise NotImplementedError
+
     @abstractmethod
     def finish(self) -> None:
         """Write what remains (trailers, footers) into the spool."""
@@ -159,7 +166,9 @@ class FileFormat(ABC):
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter: ...
 
 
-Segment = tuple[Schema | None, int, list[Any]]
+Payloads: TypeAlias = "list[Any] | pa.Table"
+"""A run's payloads: one per record, or the values as Arrow columns."""
+Segment = tuple[Schema | None, int, Payloads]
 """Records of a run written to one file: their format schema, count and payloads."""
 
 

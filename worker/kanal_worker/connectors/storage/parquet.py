@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,6 +19,7 @@ from kanal_worker.connectors.storage.formats import (
     Segment,
     schema_segments,
 )
+from kanal_worker.connectors.storage.json_columns import column_segments
 from kanal_worker.converters.avro_data import DECIMAL_PRECISION
 
 ROWS_PER_BATCH = 2000
@@ -45,6 +46,10 @@ class ParquetFormat(FileFormat):
 
     def prepare_run(self, values: Callable[[], list[Any]], schema: Schema | None,
                     encoded: list[bytes | None]) -> list[Segment] | None:
+        if schema is None and None not in encoded:
+            found = column_segments(cast(list[bytes], encoded), self.arrow_schema)
+            if found is not None:
+                return list(found)
         return schema_segments(values(), schema, _rows)
 
     def arrow_schema(self, schema: Schema) -> pa.Schema:
@@ -94,18 +99,26 @@ class ParquetFileWriter(FileWriter):
         self.rows.extend(payloads)
         self._convert()
 
+    def append_columns(self, table: pa.Table) -> None:
+        self._convert()
+        self._hold(table.to_batches())
+
     def _convert(self) -> None:
         """The rows gathered so far as one record batch, column by column."""
         if self.rows:
             rows, self.rows = self.rows, []
-            batch = pa.record_batch([pa.array([row.get(f.name) for row in rows], type=f.type)
-                                     for f in self.schema], schema=self.schema)
+            self._hold([pa.record_batch([pa.array([row.get(f.name) for row in rows],
+                                                  type=f.type)
+                                         for f in self.schema], schema=self.schema)])
+
+    def _hold(self, batches: list[pa.RecordBatch]) -> None:
+        for batch in batches:
             self.batches.append(batch)
-            self.held += len(rows)
+            self.held += batch.num_rows
             self.held_bytes += batch.nbytes
-            self.row_bytes = batch.nbytes // len(rows)
-            while self.held >= PARQUET_ROW_GROUP:
-                self._write_group(PARQUET_ROW_GROUP)
+            self.row_bytes = batch.nbytes // batch.num_rows
+        while self.held >= PARQUET_ROW_GROUP:
+            self._write_group(PARQUET_ROW_GROUP)
 
     def _write_group(self, size: int) -> None:
         held = pa.Table.from_batches(self.batches, schema=self.schema)
