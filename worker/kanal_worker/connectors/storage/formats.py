@@ -111,8 +111,8 @@ class FileWriter(ABC):
         for payload in payloads:
             self.append(payload)
 
-    def append_columns(self, table: pa.Table) -> None:
-        """Append a run's values read as Arrow columns (only formats whose
+    def append_columns(self, batch: pa.RecordBatch) -> None:
+        """Append a run's values as Arrow columns (only the writers of formats whose
         ``prepare_run`` makes them take them)."""
         raise NotImplementedError
 
@@ -166,7 +166,7 @@ class FileFormat(ABC):
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter: ...
 
 
-Payloads: TypeAlias = "list[Any] | pa.Table"
+Payloads: TypeAlias = "list[Any] | pa.RecordBatch"
 """A run's payloads: one per record, or the values as Arrow columns."""
 Segment = tuple[Schema | None, int, Payloads]
 """Records of a run written to one file: their format schema, count and payloads."""
@@ -185,11 +185,15 @@ def segments(prepared: list[tuple[Schema | None, Any]]) -> list[Segment]:
 
 
 def schema_segments(run: list[Any], schema: Schema | None,
-                    payloads: Callable[[Schema, list[Any]], list[Any]]) -> list[Segment] | None:
+                    payloads: Callable[[Schema, list[Any]], list[Any]],
+                    from_columns: Callable[[Schema, list[Any], list[tuple[Any, ...]]],
+                                           Payloads] | None = None) -> list[Segment] | None:
     """The segments of a run for a format keyed on ``schemas.fit``: the record schema
     after checking every value against it, or schemas inferred from schemaless values
     (the same shape gives the same schema object). ``payloads`` makes a segment's
-    payloads from its values; None as for ``FileFormat.prepare_run``."""
+    payloads from its values, or ``from_columns`` from its values and columns when a run of
+    schemaless values has one flat shape (``schemas.infer_columns``); None as for
+    ``FileFormat.prepare_run``."""
     if None in run:
         return None
     try:
@@ -197,6 +201,11 @@ def schema_segments(run: list[Any], schema: Schema | None,
             for value in run:
                 schemas.check(value, schema)
             return [(schema, len(run), payloads(schema, run))]
+        uniform = schemas.infer_columns(run)
+        if uniform is not None:
+            inferred_schema, columns = uniform
+            return [(inferred_schema, len(run), payloads(inferred_schema, run)
+                     if from_columns is None else from_columns(inferred_schema, run, columns))]
         inferred = list(map(schemas.infer, run))
     except DataError:
         return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,7 +19,6 @@ from kanal_worker.connectors.storage.formats import (
     Segment,
     schema_segments,
 )
-from kanal_worker.connectors.storage.json_columns import column_segments
 from kanal_worker.converters.avro_data import DECIMAL_PRECISION
 
 ROWS_PER_BATCH = 2000
@@ -46,11 +45,19 @@ class ParquetFormat(FileFormat):
 
     def prepare_run(self, values: Callable[[], list[Any]], schema: Schema | None,
                     encoded: list[bytes | None]) -> list[Segment] | None:
-        if schema is None and None not in encoded:
-            found = column_segments(cast(list[bytes], encoded), self.arrow_schema)
-            if found is not None:
-                return list(found)
-        return schema_segments(values(), schema, _rows)
+        return schema_segments(values(), schema, _rows, self._columns)
+
+    def _columns(self, schema: Schema, run: list[Any],
+                 columns: list[tuple[Any, ...]]) -> pa.RecordBatch | list[Any]:
+        """The run as a record batch; as rows when Arrow refuses a value (an int
+        beyond int64), which then fails where it always did, in the file's writer."""
+        arrow_schema = self.arrow_schema(schema)
+        try:
+            return pa.record_batch([pa.array(column, type=field.type) for column, field
+                                    in zip(columns, arrow_schema, strict=True)],
+                                   schema=arrow_schema)
+        except (pa.ArrowException, OverflowError):
+            return run
 
     def arrow_schema(self, schema: Schema) -> pa.Schema:
         cached = self._arrow.get(id(schema))
@@ -99,24 +106,24 @@ class ParquetFileWriter(FileWriter):
         self.rows.extend(payloads)
         self._convert()
 
-    def append_columns(self, table: pa.Table) -> None:
+    def append_columns(self, batch: pa.RecordBatch) -> None:
         self._convert()
-        self._hold(table.to_batches())
+        self._hold(batch, batch.num_rows)
 
     def _convert(self) -> None:
         """The rows gathered so far as one record batch, column by column."""
         if self.rows:
             rows, self.rows = self.rows, []
-            self._hold([pa.record_batch([pa.array([row.get(f.name) for row in rows],
-                                                  type=f.type)
-                                         for f in self.schema], schema=self.schema)])
+            self._hold(pa.record_batch([pa.array([row.get(f.name) for row in rows],
+                                                 type=f.type)
+                                        for f in self.schema], schema=self.schema), len(rows))
 
-    def _hold(self, batches: list[pa.RecordBatch]) -> None:
-        for batch in batches:
-            self.batches.append(batch)
-            self.held += batch.num_rows
-            self.held_bytes += batch.nbytes
-            self.row_bytes = batch.nbytes // batch.num_rows
+    def _hold(self, batch: pa.RecordBatch, rows: int) -> None:
+        """Hold ``batch`` of ``rows`` records (a batch of no columns has no rows)."""
+        self.batches.append(batch)
+        self.held += rows
+        self.held_bytes += batch.nbytes
+        self.row_bytes = batch.nbytes // rows
         while self.held >= PARQUET_ROW_GROUP:
             self._write_group(PARQUET_ROW_GROUP)
 
