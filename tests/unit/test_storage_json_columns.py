@@ -116,3 +116,42 @@ def test_a_run_of_one_flat_shape_is_inferred_once_by_columns() -> None:
 def test_runs_of_more_than_one_flat_shape_are_inferred_value_by_value(
         run: list[Any]) -> None:
     assert schemas.infer_columns(run) is None
+
+
+@pytest.mark.parametrize("make_format", [lambda: ParquetFormat("none"),
+                                         lambda: AvroFormat("null")], ids=["parquet", "avro"])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cuts=st.lists(st.tuples(st.integers(1, 900), st.sampled_from(["one", "run", "columns"])),
+                     max_size=8))
+def test_a_file_takes_records_one_by_one_in_runs_and_as_columns_alike(
+        make_format: Any, cuts: list[tuple[int, str]]) -> None:
+    rows = [{"id": i, "temp": i / 7, "name": f"VH-{i % 13}", "ok": i % 3 == 0}
+            for i in range(sum(size for size, _ in cuts) or 1)]
+    file_format = make_format()
+    schema = schemas.infer(rows[0])
+
+    def file(cut: list[tuple[int, str]]) -> tuple[bytes, list[int]]:
+        spool = BlockSpool()
+        writer = file_format.open(schema, spool, "t+0+0000000000")
+        held, start = [], 0
+        for size, how in cut:
+            run = rows[start:start + size]
+            found = file_format.prepare_run(run.copy, None, [None] * size)
+            assert found is not None and len(found) == 1
+            payloads = found[0][2]
+            if how == "one":
+                for row in run:
+                    writer.append(file_format.prepare(row, None, None)[1])
+            elif how == "run":
+                writer.append_run([file_format.prepare(row, None, None)[1] for row in run])
+            else:
+                assert not isinstance(payloads, list)
+                writer.append_columns(payloads)
+            held.append(writer.pending)
+            start += size
+        writer.finish()
+        return spool.take_rest(), held
+
+    as_runs = [(size, "run" if how == "columns" else how) for size, how in cuts]
+    assert file(cuts) == file(as_runs)
+    assert file(cuts)[0] == file([(size, "run") for size, _ in cuts])[0]

@@ -337,10 +337,20 @@ class AvroFormat(FileFormat):
 
     def prepare_run(self, values: Callable[[], list[Any]], schema: Schema | None,
                     encoded: list[bytes | None]) -> list[Segment] | None:
-        return schema_segments(values(), schema, self._data)
+        return schema_segments(values(), schema, self._data, self._columns)
 
     def _data(self, schema: Schema, run: list[Any]) -> list[Any]:
         return list(map(self._compiled(schema)[2], run))
+
+    def _columns(self, schema: Schema, run: list[Any],
+                 columns: list[tuple[Any, ...]]) -> Payloads:
+        """The run as a record batch for the columnar encoder, when there is one and
+        Arrow takes the values; else as the data fastavro writes."""
+        encoder = self._compiled(schema)[3]
+        batch = None
+        if encoder is not None and encoder.names == [field.name for field in schema.fields]:
+            batch = encoder.batch(columns)
+        return self._data(schema, run) if batch is None else batch
 
     def _compiled(self, schema: Schema) -> tuple[Schema, Any, Callable[[Any], Any],
                                                  RowEncoder | None]:
@@ -394,7 +404,12 @@ class AvroWriter(FileWriter):
                                             validator=False, sync_marker=sync_marker)
         self.parsed = parsed
         self.encoder = encoder
-        self.rows: list[Any] = []
+        self.held: list[list[Any] | pa.RecordBatch] = []
+        """Records not yet encoded, in order: runs of rows, and record batches for the
+        columnar encoder (``append_columns``)."""
+        self.held_records = 0
+        self.appended: list[Any] | None = None
+        """The last part of ``held`` while records are appended one at a time."""
         self.block: list[bytes] = []
         self.block_bytes = 0
         self.block_records = 0
@@ -402,33 +417,51 @@ class AvroWriter(FileWriter):
         """Encoded bytes per record so far, to count the records not yet encoded."""
 
     def append(self, payload: Any) -> None:
-        self.rows.append(payload)
-        self._encode_when_due()
+        if self.appended is None:
+            self.appended = []
+            self.held.append(self.appended)
+        self.appended.append(payload)
+        self._count(1)
 
     def append_run(self, payloads: list[Any]) -> None:
-        self.rows.extend(payloads)
-        self._encode_when_due()
+        self.appended = None
+        self.held.append(payloads)
+        self._count(len(payloads))
 
-    def _encode_when_due(self) -> None:
+    def append_columns(self, batch: pa.RecordBatch) -> None:
+        self.appended = None
+        self.held.append(batch)
+        self._count(batch.num_rows)
+
+    def _count(self, records: int) -> None:
+        self.held_records += records
         # a file's first records are encoded at once: their size estimates the records
         # held later, which the memory ceiling counts
-        if len(self.rows) >= AVRO_ROWS or not self.row_bytes:
+        if self.held_records >= AVRO_ROWS or not self.row_bytes:
             self._encode()
 
     def _encode(self) -> None:
-        if not self.rows:
+        if not self.held_records:
             return
-        rows, self.rows = self.rows, []
-        encoded = self.encoder(rows) if self.encoder is not None else None
-        data, ends = encoded if encoded is not None else self._one_by_one(rows)
-        self.row_bytes = len(data) // len(rows)
+        held, self.held, self.held_records, self.appended = self.held, [], 0, None
+        encoded = None
+        rows: list[Any] | None = None
+        if self.encoder is not None and not any(isinstance(part, list) for part in held):
+            encoded = self.encoder.batches(held)
+        if encoded is None:
+            rows = [row for part in held
+                    for row in (part if isinstance(part, list) else part.to_pylist())]
+            if self.encoder is not None:
+                encoded = self.encoder(rows)
+        data, ends = encoded if encoded is not None else self._one_by_one(rows or [])
+        self.row_bytes = len(data) // len(ends)
         start = done = 0
         while done < len(ends):
             cut = bisect_left(ends, start + AVRO_BLOCK_BYTES - self.block_bytes, lo=done)
             if cut == len(ends):
-                self._hold(data[start:], len(ends) - done)
+                self._hold_block(data[start:], len(ends) - done)
                 return
-            self._hold(data[start:ends[cut]], cut + 1 - done)
+            self._hold_block(data[start:ends[cut]], cut + 1 - done)
             self._dump()
             start, done = ends[cut], cut + 1
 
@@ -439,7 +472,7 @@ class AvroWriter(FileWriter):
             ends.append(out.tell())
         return out.getvalue(), ends
 
-    def _hold(self, data: bytes, records: int) -> None:
+    def _hold_block(self, data: bytes, records: int) -> None:
         self.block.append(data)
         self.block_bytes += len(data)
         self.block_records += records
@@ -450,7 +483,7 @@ class AvroWriter(FileWriter):
 
     @property
     def pending(self) -> int:
-        return self.block_bytes + len(self.rows) * self.row_bytes
+        return self.block_bytes + self.held_records * self.row_bytes
 
     def finish(self) -> None:
         self._encode()

@@ -107,8 +107,10 @@ class ParquetFileWriter(FileWriter):
         self._convert()
 
     def append_columns(self, batch: pa.RecordBatch) -> None:
-        self._convert()
-        self._hold(batch, batch.num_rows)
+        if self.rows:  # records appended one at a time join the run's batch, as rows do
+            self.append_run(batch.to_pylist())
+        else:
+            self._hold(batch, batch.num_rows)
 
     def _convert(self) -> None:
         """The rows gathered so far as one record batch, column by column."""
