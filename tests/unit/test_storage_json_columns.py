@@ -28,7 +28,7 @@ SHAPES = st.dictionaries(KEYS, LEAVES | NESTED, min_size=1, max_size=5)
 
 
 def _same_kind(value: Any) -> st.SearchStrategy[Any]:
-    """Values of ``value``'s type (of its shape, for a flat map's field)."""
+    """Values of ``value``'s type, mostly of its shape."""
     if isinstance(value, bool):
         return st.booleans()
     if isinstance(value, int):
@@ -37,6 +37,11 @@ def _same_kind(value: Any) -> st.SearchStrategy[Any]:
         return st.floats(allow_nan=False, allow_infinity=False) | st.just(1.0)
     if isinstance(value, str):
         return st.text(max_size=6)
+    if isinstance(value, dict):  # now and then a nested map of another shape
+        return st.fixed_dictionaries({k: _same_kind(v) for k, v in value.items()}) | NESTED
+    if isinstance(value, list):
+        return st.just(value) | st.lists(st.sampled_from(value), max_size=4) \
+            if value else st.just(value) | NESTED
     return st.just(value)
 
 
@@ -54,7 +59,8 @@ def runs(draw: st.DrawFn) -> list[bytes]:
     if draw(st.booleans()):
         texts.insert(draw(st.integers(0, len(texts))),
                      draw(st.sampled_from([b"[1]", b'"text"', b"{}", b'{"id": 1}',
-                                           b'{"id": 1.5}', b'{"id": null}'])))
+                                           b'{"id": 1.5}', b'{"id": null}', b'{"id": [1.5]}',
+                                           b'{"id": [1, 1.5]}', b'{"id": {"x": 1}}'])))
     return texts
 
 
@@ -96,12 +102,14 @@ def test_runs_inferred_by_columns_are_those_inferred_value_by_value(
     assert by_columns == reference
 
 
-def test_a_run_of_one_flat_shape_is_inferred_once_by_columns() -> None:
-    run = [{"id": i, "temp": 20.5, "name": "é", "ok": True, "gone": None} for i in range(4)]
+def test_a_run_of_one_shape_is_inferred_once_by_columns() -> None:
+    run = [{"id": i, "temp": 20.5, "name": "é", "ok": True, "gone": None,
+            "at": {"x": i, "tags": [None, "a"]}, "path": [[i]]} for i in range(4)]
     uniform = schemas.infer_columns(run)
     assert uniform is not None
     assert uniform[0] is schemas.infer(run[0])
-    assert uniform[1] == [(0, 1, 2, 3), (20.5,) * 4, ("é",) * 4, (True,) * 4, (None,) * 4]
+    assert uniform[1][:5] == [(0, 1, 2, 3), (20.5,) * 4, ("é",) * 4, (True,) * 4, (None,) * 4]
+    assert uniform[1][5:] == [tuple(row["at"] for row in run), tuple(row["path"] for row in run)]
 
 
 @pytest.mark.parametrize("run", [
@@ -110,10 +118,11 @@ def test_a_run_of_one_flat_shape_is_inferred_once_by_columns() -> None:
     [{"id": 1}, {"id": None}],  # a null among ints
     [{"id": 1}, {"id": True}],  # a bool among ints
     [{"id": 1}, {"id": 1, "temp": 1.5}],  # another field
-    [{"id": [1]}], [{"id": {"x": 1}}], [{"id": bytearray(b"x")}],  # not flat
+    [{"id": [1]}, {"id": [1.5]}], [{"id": {"x": 1}}, {"id": {"y": 1}}],  # nested shapes
+    [{"id": [1]}, {"id": {"x": 1}}], [{"id": bytearray(b"x")}],
     [{"id": 1}, ["id"]], [{"i": 1, "d": 2}, "id"], [{}],  # not maps of one shape
 ])
-def test_runs_of_more_than_one_flat_shape_are_inferred_value_by_value(
+def test_runs_of_more_than_one_shape_are_inferred_value_by_value(
         run: list[Any]) -> None:
     assert schemas.infer_columns(run) is None
 

@@ -119,13 +119,14 @@ def infer(value: Any) -> Schema:
 
 def infer_columns(run: list[Any]) -> tuple[Schema, list[tuple[Any, ...]]] | None:
     """The schema ``infer`` gives every value of ``run`` and the run's columns (a tuple
-    of values per field, in field order), when the values are maps of one shape whose
-    fields are primitives or null (a JSON object per record): the same keys in the same
-    order, each field of one type throughout (a null, or an int among floats, is
-    another shape). None otherwise: the values are then inferred one by one.
+    of values per field, in field order), when the values are maps of one shape (a JSON
+    object per record): the same keys in the same order, each field of one type
+    throughout (a null, or an int among floats, is another shape), and each field
+    holding maps or lists of one shape. None otherwise: the values are then inferred
+    one by one. Raises DataError as ``infer`` does for a list mixing element types.
 
-    Checked a field at a time over the whole run, it costs about half of inferring
-    every value, and the columns come with it."""
+    Checked a field at a time over the whole run, primitive fields by their types
+    alone, it costs about half of inferring every value, and the columns come with it."""
     first = run[0]
     if not first or set(map(type, run)) != {dict}:
         return None
@@ -136,13 +137,15 @@ def infer_columns(run: list[Any]) -> tuple[Schema, list[tuple[Any, ...]]] | None
                [tuple(map(itemgetter(keys[0]), run))])
     for column in columns:
         kinds = set(map(type, column))
-        if len(kinds) != 1 or not _FLAT_KINDS.issuperset(kinds):
+        if len(kinds) != 1 or not (_FLAT_KINDS.issuperset(kinds) or (
+                _NESTED_KINDS.issuperset(kinds) and len(set(map(_shape, column))) == 1)):
             return None
     return infer(first), columns
 
 
 _FLAT_KINDS = frozenset([*OPTIONAL_PRIMITIVES, type(None)])
 """The types of a map's fields that ``infer`` maps to a primitive schema."""
+_NESTED_KINDS = frozenset([dict, list])
 
 
 def _shape(value: Any) -> Any:
