@@ -191,8 +191,8 @@ def schema_segments(run: list[Any], schema: Schema | None,
     """The segments of a run for a format keyed on ``schemas.fit``: the record schema
     after checking every value against it, or schemas inferred from schemaless values
     (the same shape gives the same schema object). ``payloads`` makes a segment's
-    payloads from its values, or ``from_columns`` from its values and columns when a run of
-    schemaless values has one flat shape (``schemas.infer_columns``); None as for
+    payloads from its values, or ``from_columns`` from its values and columns when a
+    run of schemaless values has one shape (``schemas.infer_columns``); None as for
     ``FileFormat.prepare_run``."""
     if None in run:
         return None
