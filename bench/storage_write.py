@@ -1,14 +1,15 @@
 """The object-store sink task's write path alone, in process (no Kafka, no store): the
-workload's schemaless JSON polls written as JSON, Parquet and Avro files, each run's
-schema inferred a field at a time (``schemas.infer_columns``) and value by value,
-alternately.
+workload's JSON polls written as JSON, Parquet and Avro files, each run's schema
+inferred or checked a field at a time (``schemas.infer_columns``,
+``schemas.fits_by_columns``) and value by value, alternately.
 
-    python -m bench.storage_write [--formats json,parquet,avro] [--records N]
-                                  [--partitions P] [--rounds R]
+    python -m bench.storage_write [--form json|json-schemas] [--formats json,parquet,avro]
+                                  [--records N] [--partitions P] [--rounds R]
 
 Polls of the runtime's 2000 records spread over the partitions (each partition's records
 together, as a fetch hands them over) are converted as the runtime converts them
-(JsonConverter without schemas, values still undecoded), then written by an Azure Blob
+(JsonConverter, with schemas for ``json-schemas``; schemaless values still undecoded),
+then written by an Azure Blob
 sink task into a store in memory, files closed at the end. Prints the CPU microseconds
 per record (``time.process_time``, best of the rounds) of each path; both must write
 the same files.
@@ -70,11 +71,11 @@ class Context:
         pass
 
 
-def polls(count: int, partitions: int) -> list[SinkBatch]:
+def polls(count: int, partitions: int, form: str) -> list[SinkBatch]:
     """The first ``count`` readings as polls of ``DEFAULT_BATCH``, round robin over the
     partitions, each partition's records of a poll one after the other."""
-    values = [value for _, value in records(count)]
-    converter = JsonConverter({"schemas.enable": "false"}, False)
+    values = [value for _, value in records(count, form)]
+    converter = JsonConverter({"schemas.enable": str(form == "json-schemas").lower()}, False)
     next_offset = [0] * partitions
     batches = []
     for start in range(0, count, DEFAULT_BATCH):
@@ -90,14 +91,16 @@ def polls(count: int, partitions: int) -> list[SinkBatch]:
             topics=[TOPIC] * size, partitions=[p for p, _ in where],
             offsets=[o for _, o in where], timestamps=[(0, -1)] * size,
             headers=[None] * size, keys=ConvertedBatch([None] * size, [None] * size),
-            values=converted, encoded=list(data), texts=[None] * size)))
+            values=converted, encoded=list(data) if converted.plain_json else [None] * size,
+            texts=[None] * size)))
     return batches
 
 
-def write_all(file_format: str, count: int, partitions: int) -> tuple[float, dict[str, bytes]]:
-    """CPU microseconds per record of writing ``count`` readings (polls built first,
-    untimed), and the files written."""
-    batches = polls(count, partitions)
+def write_all(file_format: str, count: int, partitions: int,
+              form: str = "json") -> tuple[float, dict[str, bytes]]:
+    """CPU microseconds per record of writing ``count`` readings of ``form`` (polls
+    built first, untimed), and the files written."""
+    batches = polls(count, partitions, form)
     store = MemoryStore()
     settings: AzureBlobSinkSettings = AzureBlobSinkSettings.parse({
         "format.class": FORMATS[file_format], "flush.size": str(FLUSH_SIZE),
@@ -116,17 +119,20 @@ def write_all(file_format: str, count: int, partitions: int) -> tuple[float, dic
 
 @contextmanager
 def value_by_value() -> Iterator[None]:
-    """Every value's schema inferred on its own, as before ``infer_columns``."""
-    by_columns = schemas.infer_columns
+    """Every value's schema inferred or checked on its own, as before the column
+    paths."""
+    infer, fits = schemas.infer_columns, schemas.fits_by_columns
     schemas.infer_columns = lambda run: None  # type: ignore[assignment]
+    schemas.fits_by_columns = lambda run, schema: False  # type: ignore[assignment]
     try:
         yield
     finally:
-        schemas.infer_columns = by_columns  # type: ignore[assignment]
+        schemas.infer_columns, schemas.fits_by_columns = infer, fits  # type: ignore[assignment]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--form", choices=["json", "json-schemas"], default="json")
     parser.add_argument("--formats", default="json,parquet,avro")
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=6)
@@ -140,7 +146,8 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, path in paths.items():
                 with path():
-                    spent, files[name] = write_all(file_format, args.records, args.partitions)
+                    spent, files[name] = write_all(file_format, args.records,
+                                                   args.partitions, args.form)
                 times[name].append(spent)
         if files["value by value"] != files["by columns"]:
             raise SystemExit(f"{file_format}: the two paths wrote other files")

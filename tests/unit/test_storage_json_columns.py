@@ -1,10 +1,12 @@
-"""Runs of schemaless JSON objects of one flat shape, inferred and gathered a field at a
-time (``schemas.infer_columns``): the same segments, the same file bytes and the same
-failures as inferring every value, whatever the run holds."""
+"""Runs of schemaless JSON objects of one shape, inferred and gathered a field at a time
+(``schemas.infer_columns``): the same segments, the same file bytes and the same
+failures as inferring every value, whatever the run holds; and runs of values with a
+schema checked a field at a time (``schemas.fits_by_columns``) as ``check`` checks them."""
 
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 from typing import Any
 
 import pyarrow as pa
@@ -12,6 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kanal_worker.api import DataError
+from kanal_worker.api.schema import DATE, Schema, Type, struct
 from kanal_worker.connectors.storage import schemas
 from kanal_worker.connectors.storage.formats import AvroFormat, BlockSpool, FileFormat, Segment
 from kanal_worker.connectors.storage.parquet import ParquetFormat
@@ -164,3 +168,68 @@ def test_a_file_takes_records_one_by_one_in_runs_and_as_columns_alike(
     as_runs = [(size, "run" if how == "columns" else how) for size, how in cuts]
     assert file(cuts) == file(as_runs)
     assert file(cuts)[0] == file([(size, "run") for size, _ in cuts])[0]
+
+
+PRIMITIVES = [Type.INT8, Type.INT16, Type.INT32, Type.INT64, Type.FLOAT32, Type.FLOAT64,
+              Type.BOOLEAN, Type.STRING, Type.BYTES]
+FIELD_VALUES = (st.none() | st.booleans() | st.text(max_size=3) | st.binary(max_size=3) |
+                st.binary(max_size=3).map(bytearray) | st.floats(allow_nan=False) |
+                st.integers(-(1 << 64), 1 << 64) | st.integers(-200, 200) |
+                st.sampled_from([127, 128, -128, -129, (1 << 31) - 1, 1 << 31, -(1 << 63),
+                                 (1 << 63) - 1, 1 << 63]))
+
+
+@st.composite
+def checked_runs(draw: st.DrawFn) -> tuple[Schema, list[dict[str, Any]]]:
+    """A struct schema of primitive fields, optional or not, some with defaults, and
+    values that mostly fit it."""
+    names = draw(st.lists(KEYS, min_size=1, max_size=4, unique=True))
+    fields = [(name, Schema(draw(st.sampled_from(PRIMITIVES)), optional=draw(st.booleans())))
+              for name in names]
+    if draw(st.booleans()):
+        name, field = fields[0]
+        fields[0] = (name, field.with_(default=draw(st.sampled_from([0, 1, "x", True]))))
+    schema = struct(fields, name=draw(st.none() | st.just("kanal.Reading")))
+    fitting = {
+        Type.INT8: st.integers(-128, 127), Type.INT16: st.integers(-(1 << 15), (1 << 15) - 1),
+        Type.INT32: st.integers(-(1 << 31), (1 << 31) - 1),
+        Type.INT64: st.integers(-(1 << 63), (1 << 63) - 1),
+        Type.FLOAT32: st.floats() | st.integers(), Type.FLOAT64: st.floats() | st.integers(),
+        Type.BOOLEAN: st.booleans(), Type.STRING: st.text(max_size=3),
+        Type.BYTES: st.binary(max_size=3)}
+    run = []
+    for _ in range(draw(st.integers(1, 8))):
+        value = {name: draw(fitting[field.type] | st.none() if draw(st.integers(0, 9))
+                            else FIELD_VALUES) for name, field in fields}
+        if not draw(st.integers(0, 9)):
+            value.pop(names[0])
+        run.append(value)
+    return schema, run
+
+
+def fits(run: list[Any], schema: Schema) -> bool:
+    try:
+        for value in run:
+            schemas.check(value, schema)
+    except DataError:
+        return False
+    return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=checked_runs())
+def test_runs_checked_by_columns_are_those_checked_value_by_value(
+        case: tuple[Schema, list[dict[str, Any]]]) -> None:
+    schema, run = case
+    assert schemas.fits_by_columns(run, schema) == fits(run, schema)
+
+
+def test_what_columns_do_not_check_is_checked_value_by_value() -> None:
+    reading = struct([("at", Schema(Type.INT64))])
+    assert schemas.fits_by_columns([{"at": 1}], reading)
+    for schema, run in [
+            (struct([("at", Schema(Type.INT32, name=DATE))]), [{"at": 1}]),  # logical
+            (struct([("where", reading)]), [{"where": {"at": 1}}]),  # nested
+            (Schema(Type.INT64), [1]),  # not a struct
+            (reading, [{"at": 1}, MappingProxyType({"at": 1})])]:  # not only dicts
+        assert not schemas.fits_by_columns(run, schema)

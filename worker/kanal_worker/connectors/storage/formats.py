@@ -198,8 +198,9 @@ def schema_segments(run: list[Any], schema: Schema | None,
         return None
     try:
         if schema is not None:
-            for value in run:
-                schemas.check(value, schema)
+            if not schemas.fits_by_columns(run, schema):
+                for value in run:
+                    schemas.check(value, schema)
             return [(schema, len(run), payloads(schema, run))]
         uniform = schemas.infer_columns(run)
         if uniform is not None:

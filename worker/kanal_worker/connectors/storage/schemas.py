@@ -13,6 +13,7 @@ import datetime as dt
 import decimal
 from collections.abc import Callable, Mapping
 from enum import Enum
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -210,6 +211,41 @@ def check(value: Any, schema: Schema) -> None:
         cached = (schema, _checker(schema))
         _checkers[id(schema)] = cached
     cached[1](value, "value")
+
+
+def fits_by_columns(run: list[Any], schema: Schema) -> bool:
+    """Whether every value of ``run`` fits ``schema``, checked a field at a time: True
+    only when the schema is a struct of primitive fields and every value a map whose
+    fields have the types and ranges ``check`` allows. False says nothing: ``check``
+    then checks each value (and names the first that does not fit)."""
+    if schema.type != Type.STRUCT or (schema.name or "") in _LOGICAL or \
+            set(map(type, run)) != {dict}:
+        return False
+    for field in schema.fields:
+        allowed = _COLUMN_KINDS.get(field.schema.type)
+        if allowed is None or (field.schema.name or "") in _LOGICAL:
+            return False
+        column: list[Any] = list(map(dict.get, run, repeat(field.name)))
+        kinds = set(map(type, column))
+        if type(None) in kinds:
+            if not field.schema.optional and field.schema.default is None:
+                return False
+            kinds.discard(type(None))
+            column = [value for value in column if value is not None]
+        if not allowed.issuperset(kinds):
+            return False
+        bound = INT_RANGES.get(field.schema.type)
+        if bound is not None and column and not -bound <= min(column) <= max(column) < bound:
+            return False
+    return True
+
+
+_COLUMN_KINDS: dict[Type, frozenset[type]] = {
+    **dict.fromkeys(INT_RANGES, frozenset([int])),
+    Type.FLOAT32: frozenset([int, float]), Type.FLOAT64: frozenset([int, float]),
+    Type.BOOLEAN: frozenset([bool]), Type.STRING: frozenset([str]),
+    Type.BYTES: frozenset([bytes, bytearray])}
+"""The exact types ``check`` accepts for a primitive field (subclasses aside)."""
 
 
 def _checker(schema: Schema) -> Checker:
