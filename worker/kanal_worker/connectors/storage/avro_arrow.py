@@ -13,15 +13,14 @@ than 8 bytes, a value Arrow refuses) is left to fastavro.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-RowEncoder = Callable[[list[dict[str, Any]]], tuple[bytes, list[int]] | None]
-"""Rows -> (their encodings concatenated, the end offset of each row), or None."""
+Encoded = tuple[bytes, list[int]]
+"""Records' encodings concatenated, and the end offset of each record."""
 
 _ARROW = {"boolean": pa.bool_(), "int": pa.int32(), "long": pa.int64(),
           "float": pa.float32(), "double": pa.float64(), "string": pa.string(),
@@ -32,31 +31,46 @@ _SEVEN_BYTE_LIMIT = 1 << 56
 """Zigzag values from here on take more than the 8 varint bytes packed in a uint64."""
 
 
-def row_encoder(avro_schema: Any) -> RowEncoder | None:
-    """The encoder of records of ``avro_schema`` (the writer schema as JSON), or None
-    when it is not a record of primitive fields or this machine is big-endian."""
-    if sys.byteorder != "little" or not isinstance(avro_schema, dict) or \
-            avro_schema.get("type") != "record":
-        return None
-    fields: list[tuple[str, str, int | None, int]] = []
-    for field in avro_schema.get("fields", []):
-        kind = field["type"]
-        null_index = value_index = None
-        if isinstance(kind, list) and len(kind) == 2 and "null" in kind:
-            null_index = kind.index("null")
-            value_index = 1 - null_index
-            kind = kind[value_index]
-        if not isinstance(kind, str) or kind not in _ARROW:
-            return None
-        fields.append((field["name"], kind, null_index, value_index or 0))
-    if not fields:
-        return None
+class RowEncoder:
+    """Encodes records of one record schema of primitive fields, given as rows (maps
+    by field name) or as columns (an Arrow array per field, of ``types``)."""
 
-    def encode(rows: list[dict[str, Any]]) -> tuple[bytes, list[int]] | None:
-        count = len(rows)
+    def __init__(self, fields: list[tuple[str, str, int | None, int]]) -> None:
+        self.fields = fields
+        """(name, primitive type, index of the null branch, index of the value branch)"""
+        self.names = [name for name, _, _, _ in fields]
+        self.types = [_ARROW[kind] for _, kind, _, _ in fields]
+
+    def __call__(self, rows: list[dict[str, Any]]) -> Encoded | None:
         try:
-            arrays = [pa.array([row.get(name) for row in rows], type=_ARROW[kind])
-                      for name, kind, _, _ in fields]
+            arrays = [pa.array([row.get(name) for row in rows], type=kind)
+                      for name, kind in zip(self.names, self.types, strict=True)]
+        except (pa.ArrowException, OverflowError, TypeError):
+            return None
+        return self.columns(arrays)
+
+    def batch(self, columns: list[tuple[Any, ...]]) -> pa.RecordBatch | None:
+        """Values of the fields, in order, as a record batch of ``types``; None when
+        Arrow refuses one (rows then take the way they always took)."""
+        try:
+            return pa.RecordBatch.from_arrays(
+                [pa.array(column, type=kind) for column, kind in zip(columns, self.types,
+                                                                      strict=True)],
+                names=self.names)
+        except (pa.ArrowException, OverflowError, TypeError):
+            return None
+
+    def batches(self, batches: list[pa.RecordBatch]) -> Encoded | None:
+        """The records of ``batches`` (from ``batch``), in order."""
+        return self.columns([pa.concat_arrays([batch.column(i) for batch in batches])
+                             for i in range(len(self.fields))])
+
+    def columns(self, arrays: list[pa.Array]) -> Encoded | None:
+        """The records whose fields are ``arrays``, or None (a varint of more than 8
+        bytes)."""
+        fields = self.fields
+        count = len(arrays[0])
+        try:
             # the varints of every field (numbers, string lengths) in one pass: Arrow's
             # cost is per kernel call more than per value
             texts: dict[int, pa.Array] = {}
@@ -99,7 +113,28 @@ def row_encoder(avro_schema: Any) -> RowEncoder | None:
         start = bounds[0]
         data = joined.buffers()[2][start:bounds[-1]].to_pybytes()
         return data, [end - start for end in bounds[1:]]
-    return encode
+
+
+def row_encoder(avro_schema: Any) -> RowEncoder | None:
+    """The encoder of records of ``avro_schema`` (the writer schema as JSON), or None
+    when it is not a record of primitive fields or this machine is big-endian."""
+    if sys.byteorder != "little" or not isinstance(avro_schema, dict) or \
+            avro_schema.get("type") != "record":
+        return None
+    fields: list[tuple[str, str, int | None, int]] = []
+    for field in avro_schema.get("fields", []):
+        kind = field["type"]
+        null_index = value_index = None
+        if isinstance(kind, list) and len(kind) == 2 and "null" in kind:
+            null_index = kind.index("null")
+            value_index = 1 - null_index
+            kind = kind[value_index]
+        if not isinstance(kind, str) or kind not in _ARROW:
+            return None
+        fields.append((field["name"], kind, null_index, value_index or 0))
+    if not fields:
+        return None
+    return RowEncoder(fields)
 
 
 def _fixed(values: pa.Array, width: int) -> pa.Array:

@@ -22,7 +22,7 @@ import io
 from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, Any, TypeAlias, cast
 
 import fastavro
 import orjson
@@ -38,6 +38,8 @@ from kanal_worker.converters.avro_data import avro_datum, to_avro_schema
 from kanal_worker.converters.json import JsonConverter, dumps
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from kanal_worker.connectors.storage.avro_arrow import RowEncoder
 
 CHUNK = 1 << 20
@@ -109,6 +111,11 @@ class FileWriter(ABC):
         for payload in payloads:
             self.append(payload)
 
+    def append_columns(self, batch: pa.RecordBatch) -> None:
+        """Append a run's values as Arrow columns (only the writers of formats whose
+        ``prepare_run`` makes them take them)."""
+        raise NotImplementedError
+
     @abstractmethod
     def finish(self) -> None:
         """Write what remains (trailers, footers) into the spool."""
@@ -159,7 +166,9 @@ class FileFormat(ABC):
     def open(self, schema: Schema | None, spool: BlockSpool, blob_name: str) -> FileWriter: ...
 
 
-Segment = tuple[Schema | None, int, list[Any]]
+Payloads: TypeAlias = "list[Any] | pa.RecordBatch"
+"""A run's payloads: one per record, or the values as Arrow columns."""
+Segment = tuple[Schema | None, int, Payloads]
 """Records of a run written to one file: their format schema, count and payloads."""
 
 
@@ -176,18 +185,28 @@ def segments(prepared: list[tuple[Schema | None, Any]]) -> list[Segment]:
 
 
 def schema_segments(run: list[Any], schema: Schema | None,
-                    payloads: Callable[[Schema, list[Any]], list[Any]]) -> list[Segment] | None:
+                    payloads: Callable[[Schema, list[Any]], list[Any]],
+                    from_columns: Callable[[Schema, list[Any], list[tuple[Any, ...]]],
+                                           Payloads] | None = None) -> list[Segment] | None:
     """The segments of a run for a format keyed on ``schemas.fit``: the record schema
     after checking every value against it, or schemas inferred from schemaless values
     (the same shape gives the same schema object). ``payloads`` makes a segment's
-    payloads from its values; None as for ``FileFormat.prepare_run``."""
+    payloads from its values, or ``from_columns`` from its values and columns when a
+    run of schemaless values has one shape (``schemas.infer_columns``); None as for
+    ``FileFormat.prepare_run``."""
     if None in run:
         return None
     try:
         if schema is not None:
-            for value in run:
-                schemas.check(value, schema)
+            if not schemas.fits_by_columns(run, schema):
+                for value in run:
+                    schemas.check(value, schema)
             return [(schema, len(run), payloads(schema, run))]
+        uniform = schemas.infer_columns(run)
+        if uniform is not None:
+            inferred_schema, columns = uniform
+            return [(inferred_schema, len(run), payloads(inferred_schema, run)
+                     if from_columns is None else from_columns(inferred_schema, run, columns))]
         inferred = list(map(schemas.infer, run))
     except DataError:
         return None
@@ -319,10 +338,20 @@ class AvroFormat(FileFormat):
 
     def prepare_run(self, values: Callable[[], list[Any]], schema: Schema | None,
                     encoded: list[bytes | None]) -> list[Segment] | None:
-        return schema_segments(values(), schema, self._data)
+        return schema_segments(values(), schema, self._data, self._columns)
 
     def _data(self, schema: Schema, run: list[Any]) -> list[Any]:
         return list(map(self._compiled(schema)[2], run))
+
+    def _columns(self, schema: Schema, run: list[Any],
+                 columns: list[tuple[Any, ...]]) -> Payloads:
+        """The run as a record batch for the columnar encoder, when there is one and
+        Arrow takes the values; else as the data fastavro writes."""
+        encoder = self._compiled(schema)[3]
+        batch = None
+        if encoder is not None and encoder.names == [field.name for field in schema.fields]:
+            batch = encoder.batch(columns)
+        return self._data(schema, run) if batch is None else batch
 
     def _compiled(self, schema: Schema) -> tuple[Schema, Any, Callable[[Any], Any],
                                                  RowEncoder | None]:
@@ -376,7 +405,12 @@ class AvroWriter(FileWriter):
                                             validator=False, sync_marker=sync_marker)
         self.parsed = parsed
         self.encoder = encoder
-        self.rows: list[Any] = []
+        self.held: list[list[Any] | pa.RecordBatch] = []
+        """Records not yet encoded, in order: runs of rows, and record batches for the
+        columnar encoder (``append_columns``)."""
+        self.held_records = 0
+        self.appended: list[Any] | None = None
+        """The last part of ``held`` while records are appended one at a time."""
         self.block: list[bytes] = []
         self.block_bytes = 0
         self.block_records = 0
@@ -384,33 +418,51 @@ class AvroWriter(FileWriter):
         """Encoded bytes per record so far, to count the records not yet encoded."""
 
     def append(self, payload: Any) -> None:
-        self.rows.append(payload)
-        self._encode_when_due()
+        if self.appended is None:
+            self.appended = []
+            self.held.append(self.appended)
+        self.appended.append(payload)
+        self._count(1)
 
     def append_run(self, payloads: list[Any]) -> None:
-        self.rows.extend(payloads)
-        self._encode_when_due()
+        self.appended = None
+        self.held.append(payloads)
+        self._count(len(payloads))
 
-    def _encode_when_due(self) -> None:
+    def append_columns(self, batch: pa.RecordBatch) -> None:
+        self.appended = None
+        self.held.append(batch)
+        self._count(batch.num_rows)
+
+    def _count(self, records: int) -> None:
+        self.held_records += records
         # a file's first records are encoded at once: their size estimates the records
         # held later, which the memory ceiling counts
-        if len(self.rows) >= AVRO_ROWS or not self.row_bytes:
+        if self.held_records >= AVRO_ROWS or not self.row_bytes:
             self._encode()
 
     def _encode(self) -> None:
-        if not self.rows:
+        if not self.held_records:
             return
-        rows, self.rows = self.rows, []
-        encoded = self.encoder(rows) if self.encoder is not None else None
-        data, ends = encoded if encoded is not None else self._one_by_one(rows)
-        self.row_bytes = len(data) // len(rows)
+        held, self.held, self.held_records, self.appended = self.held, [], 0, None
+        encoded = None
+        rows: list[Any] | None = None
+        if self.encoder is not None and not any(isinstance(part, list) for part in held):
+            encoded = self.encoder.batches(held)
+        if encoded is None:
+            rows = [row for part in held
+                    for row in (part if isinstance(part, list) else part.to_pylist())]
+            if self.encoder is not None:
+                encoded = self.encoder(rows)
+        data, ends = encoded if encoded is not None else self._one_by_one(rows or [])
+        self.row_bytes = len(data) // len(ends)
         start = done = 0
         while done < len(ends):
             cut = bisect_left(ends, start + AVRO_BLOCK_BYTES - self.block_bytes, lo=done)
             if cut == len(ends):
-                self._hold(data[start:], len(ends) - done)
+                self._hold_block(data[start:], len(ends) - done)
                 return
-            self._hold(data[start:ends[cut]], cut + 1 - done)
+            self._hold_block(data[start:ends[cut]], cut + 1 - done)
             self._dump()
             start, done = ends[cut], cut + 1
 
@@ -421,7 +473,7 @@ class AvroWriter(FileWriter):
             ends.append(out.tell())
         return out.getvalue(), ends
 
-    def _hold(self, data: bytes, records: int) -> None:
+    def _hold_block(self, data: bytes, records: int) -> None:
         self.block.append(data)
         self.block_bytes += len(data)
         self.block_records += records
@@ -432,7 +484,7 @@ class AvroWriter(FileWriter):
 
     @property
     def pending(self) -> int:
-        return self.block_bytes + len(self.rows) * self.row_bytes
+        return self.block_bytes + self.held_records * self.row_bytes
 
     def finish(self) -> None:
         self._encode()

@@ -45,7 +45,19 @@ class ParquetFormat(FileFormat):
 
     def prepare_run(self, values: Callable[[], list[Any]], schema: Schema | None,
                     encoded: list[bytes | None]) -> list[Segment] | None:
-        return schema_segments(values(), schema, _rows)
+        return schema_segments(values(), schema, _rows, self._columns)
+
+    def _columns(self, schema: Schema, run: list[Any],
+                 columns: list[tuple[Any, ...]]) -> pa.RecordBatch | list[Any]:
+        """The run as a record batch; as rows when Arrow refuses a value (an int
+        beyond int64), which then fails where it always did, in the file's writer."""
+        arrow_schema = self.arrow_schema(schema)
+        try:
+            return pa.record_batch([pa.array(column, type=field.type) for column, field
+                                    in zip(columns, arrow_schema, strict=True)],
+                                   schema=arrow_schema)
+        except (pa.ArrowException, OverflowError):
+            return run
 
     def arrow_schema(self, schema: Schema) -> pa.Schema:
         cached = self._arrow.get(id(schema))
@@ -94,18 +106,28 @@ class ParquetFileWriter(FileWriter):
         self.rows.extend(payloads)
         self._convert()
 
+    def append_columns(self, batch: pa.RecordBatch) -> None:
+        if self.rows:  # records appended one at a time join the run's batch, as rows do
+            self.append_run(batch.to_pylist())
+        else:
+            self._hold(batch, batch.num_rows)
+
     def _convert(self) -> None:
         """The rows gathered so far as one record batch, column by column."""
         if self.rows:
             rows, self.rows = self.rows, []
-            batch = pa.record_batch([pa.array([row.get(f.name) for row in rows], type=f.type)
-                                     for f in self.schema], schema=self.schema)
-            self.batches.append(batch)
-            self.held += len(rows)
-            self.held_bytes += batch.nbytes
-            self.row_bytes = batch.nbytes // len(rows)
-            while self.held >= PARQUET_ROW_GROUP:
-                self._write_group(PARQUET_ROW_GROUP)
+            self._hold(pa.record_batch([pa.array([row.get(f.name) for row in rows],
+                                                 type=f.type)
+                                        for f in self.schema], schema=self.schema), len(rows))
+
+    def _hold(self, batch: pa.RecordBatch, rows: int) -> None:
+        """Hold ``batch`` of ``rows`` records (a batch of no columns has no rows)."""
+        self.batches.append(batch)
+        self.held += rows
+        self.held_bytes += batch.nbytes
+        self.row_bytes = batch.nbytes // rows
+        while self.held >= PARQUET_ROW_GROUP:
+            self._write_group(PARQUET_ROW_GROUP)
 
     def _write_group(self, size: int) -> None:
         held = pa.Table.from_batches(self.batches, schema=self.schema)

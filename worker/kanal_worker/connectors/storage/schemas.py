@@ -13,6 +13,8 @@ import datetime as dt
 import decimal
 from collections.abc import Callable, Mapping
 from enum import Enum
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from kanal_worker.api import DataError
@@ -116,6 +118,37 @@ def infer(value: Any) -> Schema:
     return schema
 
 
+def infer_columns(run: list[Any]) -> tuple[Schema, list[tuple[Any, ...]]] | None:
+    """The schema ``infer`` gives every value of ``run`` and the run's columns (a tuple
+    of values per field, in field order), when the values are maps of one shape (a JSON
+    object per record): the same keys in the same order, each field of one type
+    throughout (a null, or an int among floats, is another shape), and each field
+    holding maps or lists of one shape. None otherwise: the values are then inferred
+    one by one. Raises DataError as ``infer`` does for a list mixing element types.
+
+    Checked a field at a time over the whole run, primitive fields by their types
+    alone, it costs about half of inferring every value, and the columns come with it."""
+    first = run[0]
+    if not first or set(map(type, run)) != {dict}:
+        return None
+    keys = tuple(first)
+    if list(map(tuple, run)).count(keys) != len(run):
+        return None
+    columns = (list(zip(*map(itemgetter(*keys), run), strict=True)) if len(keys) > 1 else
+               [tuple(map(itemgetter(keys[0]), run))])
+    for column in columns:
+        kinds = set(map(type, column))
+        if len(kinds) != 1 or not (_FLAT_KINDS.issuperset(kinds) or (
+                _NESTED_KINDS.issuperset(kinds) and len(set(map(_shape, column))) == 1)):
+            return None
+    return infer(first), columns
+
+
+_FLAT_KINDS = frozenset([*OPTIONAL_PRIMITIVES, type(None)])
+"""The types of a map's fields that ``infer`` maps to a primitive schema."""
+_NESTED_KINDS = frozenset([dict, list])
+
+
 def _shape(value: Any) -> Any:
     """A hashable description of ``value``'s type tree (cheaper than a Schema)."""
     kind = type(value)
@@ -178,6 +211,41 @@ def check(value: Any, schema: Schema) -> None:
         cached = (schema, _checker(schema))
         _checkers[id(schema)] = cached
     cached[1](value, "value")
+
+
+def fits_by_columns(run: list[Any], schema: Schema) -> bool:
+    """Whether every value of ``run`` fits ``schema``, checked a field at a time: True
+    only when the schema is a struct of primitive fields and every value a map whose
+    fields have the types and ranges ``check`` allows. False says nothing: ``check``
+    then checks each value (and names the first that does not fit)."""
+    if schema.type != Type.STRUCT or (schema.name or "") in _LOGICAL or \
+            set(map(type, run)) != {dict}:
+        return False
+    for field in schema.fields:
+        allowed = _COLUMN_KINDS.get(field.schema.type)
+        if allowed is None or (field.schema.name or "") in _LOGICAL:
+            return False
+        column: list[Any] = list(map(dict.get, run, repeat(field.name)))
+        kinds = set(map(type, column))
+        if type(None) in kinds:
+            if not field.schema.optional and field.schema.default is None:
+                return False
+            kinds.discard(type(None))
+            column = [value for value in column if value is not None]
+        if not allowed.issuperset(kinds):
+            return False
+        bound = INT_RANGES.get(field.schema.type)
+        if bound is not None and column and not -bound <= min(column) <= max(column) < bound:
+            return False
+    return True
+
+
+_COLUMN_KINDS: dict[Type, frozenset[type]] = {
+    **dict.fromkeys(INT_RANGES, frozenset([int])),
+    Type.FLOAT32: frozenset([int, float]), Type.FLOAT64: frozenset([int, float]),
+    Type.BOOLEAN: frozenset([bool]), Type.STRING: frozenset([str]),
+    Type.BYTES: frozenset([bytes, bytearray])}
+"""The exact types ``check`` accepts for a primitive field (subclasses aside)."""
 
 
 def _checker(schema: Schema) -> Checker:

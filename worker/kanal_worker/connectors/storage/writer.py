@@ -363,7 +363,10 @@ class PartitionFiles:
                 if current is None:
                     current = self._open(encoded_partition, offsets[placed], schema,
                                          format_schema, None, now_ms)
-                current.writer.append_run(payloads)
+                if isinstance(payloads, list):
+                    current.writer.append_run(payloads)
+                else:
+                    current.writer.append_columns(payloads)
                 self._writes += count
                 current.last_write = self._writes
                 self.set_records += count
