@@ -18,6 +18,7 @@ rebuild each map in Python.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from collections.abc import Callable
@@ -93,16 +94,9 @@ LinkedHashMap)``: the lines, or None when the poll must be printed in Python."""
 @cache
 def text_printer() -> JavaLines | None:
     """The native printer's ``java_lines``, or None (why is logged once)."""
-    if not TEXT_ENABLED:
-        log.warning("Native printer turned off by KANAL_NATIVE_TEXT=0, printing in Python")
-        return None
-    try:
-        from kanal_worker.native import _text  # type: ignore[attr-defined]
-    except ImportError as exc:
-        log.warning("Native printer unavailable, printing in Python: the extension is not "
-                    "built (%s)", exc)
-        return None
-    return cast(JavaLines, _text.java_lines)
+    return cast(JavaLines | None, _optional(
+        TEXT_ENABLED, "_text", "java_lines",
+        "Native printer {why}, printing in Python", "turned off by KANAL_NATIVE_TEXT=0"))
 
 
 MapRebuild = Callable[[list[Any], list[Any], bool,
@@ -115,14 +109,20 @@ double_to_string)``: the new values of a column (see ``_maps.c``)."""
 @cache
 def map_rebuilder() -> MapRebuild | None:
     """The native map rebuild's ``rebuild``, or None (why is logged once)."""
-    if not MAPS_ENABLED:
-        log.warning("Native map rebuild turned off by KANAL_NATIVE_MAPS=0, transforming "
-                    "maps in Python")
+    return cast(MapRebuild | None, _optional(
+        MAPS_ENABLED, "_maps", "rebuild", "Native map rebuild {why}, transforming maps in "
+        "Python", "turned off by KANAL_NATIVE_MAPS=0"))
+
+
+def _optional(enabled: bool, module: str, name: str, fallback: str, off: str) -> Any | None:
+    """``name`` of the extension ``module``, or None with ``fallback`` logged (its
+    ``{why}``: ``off`` when not ``enabled``, else that the module is not built)."""
+    if not enabled:
+        log.warning(fallback.format(why=off))
         return None
     try:
-        from kanal_worker.native import _maps  # type: ignore[attr-defined]
+        extension = importlib.import_module(f"{__name__}.{module}")
     except ImportError as exc:
-        log.warning("Native map rebuild unavailable, transforming maps in Python: the "
-                    "extension is not built (%s)", exc)
+        log.warning(fallback.format(why=f"unavailable: the extension is not built ({exc})"))
         return None
-    return cast(MapRebuild, _maps.rebuild)
+    return getattr(extension, name)
