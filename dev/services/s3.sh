@@ -62,11 +62,18 @@ _s3_admin() {
     --endpoint-url "http://$KANAL_HOST:$S3_ADMIN_PORT" "$@"
 }
 
-# The plain user; created once (the IAM directory keeps it across restarts).
+# The plain user; created once (the IAM directory keeps it across restarts). The admin
+# API answers "Bad Gateway" now and then while another client writes its IAM directory
+# (two clones bringing the stack up at once), so both steps are tried again.
 _s3_user() {
-  _s3_admin list-users 2>/dev/null | grep -q "$S3_USER_ACCESS_KEY" && return 0
-  _s3_admin create-user --access "$S3_USER_ACCESS_KEY" --secret "$S3_USER_SECRET_KEY" \
-    --role user >/dev/null
+  local attempt
+  for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    _s3_admin list-users 2>/dev/null | grep -q "$S3_USER_ACCESS_KEY" && return 0
+    _s3_admin create-user --access "$S3_USER_ACCESS_KEY" --secret "$S3_USER_SECRET_KEY" \
+      --role user >/dev/null 2>&1 && return 0
+    sleep "$attempt"
+  done
+  return 1
 }
 
 s3_up() {
