@@ -457,7 +457,11 @@ def map_plan_chains(transforms: Sequence[Transformation[Any] | None]
 def _followed_by(plan: MapPlan, made_at: list[int], then: MapPlan) -> MapPlan | None:
     """``then`` (a plan for the map ``plan`` makes, whose item ``i`` is ``plan``'s item
     ``made_at[i]``) reading ``plan``'s input instead, or None where a cast would follow a
-    different cast (two casts do not make one)."""
+    different cast (two casts do not make one) or ``then`` drops a cast item (a cast that
+    fails must fail as it does step by step)."""
+    read = {made_at[source] for source in then.sources if source >= 0}
+    if any(cast and at not in read for at, cast in enumerate(plan.casts)):
+        return None
     sources: list[int] = []
     constants: list[Any] = []
     casts: list[int] = []
