@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, Message
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kanal_worker import native
 from kanal_worker.api import DataError, RetriableError, Settings, SinkTask
 from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.records import (
@@ -397,6 +398,26 @@ def test_a_chain_changing_its_own_maps_gives_the_record_by_record_maps(
         m.offset() for m, r in zip(kept.rows(), expected, strict=True) if r is not None]
     assert lines(transformed) == b"".join(
         line(r.value, r.value_schema) for r in expected if r is not None)
+
+
+def test_runs_of_map_steps_go_at_once_unless_the_native_rebuild_is_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAP_CHAIN's first three steps rebuild their maps in one pass (the tests above go
+    through it); without the native rebuild, or with a predicate, each step goes alone."""
+    task = runner(JSON_VALUES)
+    task.chain = build_chain(MAP_CHAIN)
+    assert {at: [type(s).__name__ for s in chain.steps]
+            for at, chain in task._map_plan_chains().items()} == {
+        0: ["InsertFieldValue", "ReplaceFieldValue", "CastValue"]}
+    task.chain = build_chain(MAP_CHAIN | {
+        "transforms.drop.predicate": "always", "predicates": "always",
+        "predicates.always.type":
+            "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+        "predicates.always.pattern": ".*"})
+    assert task._map_plan_chains() == {}
+    monkeypatch.setattr(native, "map_rebuilder", lambda: None)
+    task.chain = build_chain(MAP_CHAIN)
+    assert task._map_plan_chains() == {}
 
 
 @given(st.lists(FIELD_NAMES, unique=True, max_size=14), st.sampled_from([8, 16, 32, 64]))
