@@ -28,6 +28,7 @@ from kanal_worker.api.records import (
 from kanal_worker.api.schema import OPTIONAL_STRING, Schema, Type
 from kanal_worker.connectors.file import FileStreamSinkConnector, line, lines
 from kanal_worker.converters.json import _decodes
+from kanal_worker.native import _maps  # type: ignore[attr-defined]
 from kanal_worker.runtime.codec import build_codec
 from kanal_worker.runtime.errors import ErrorHandler
 from kanal_worker.runtime.fetch import Fetch, Fetched
@@ -404,6 +405,7 @@ def test_runs_of_map_steps_go_at_once_unless_the_native_rebuild_is_off(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """MAP_CHAIN's first three steps rebuild their maps in one pass (the tests above go
     through it); without the native rebuild, or with a predicate, each step goes alone."""
+    monkeypatch.setattr(native, "map_rebuilder", lambda: _maps.rebuild)
     task = runner(JSON_VALUES)
     task.chain = build_chain(MAP_CHAIN)
     assert {at: [type(s).__name__ for s in chain.steps]

@@ -390,7 +390,8 @@ class SinkTaskRunner(TaskRunner):
 
     def _transform_all(self, batch: SinkBatch, kept: Fetched) -> tuple[SinkBatch, Fetched]:
         """``batch`` through the chain: each step on whole columns while the steps can
-        (``Transformation.apply_columns``, no predicate), the rest record by record under
+        (``Transformation.apply_columns``, no predicate; a run of steps that plan their
+        maps at once, ``_map_plan_chains``), the rest record by record under
         ``errors.*``. A step whose column form raises runs record by record instead, so
         every failure is reported with its own record, as Apache reports it; from the
         chain's first step when it may have changed maps the chain owns (``chain_owned``)
@@ -433,7 +434,8 @@ class SinkTaskRunner(TaskRunner):
         """The chain's runs of steps rebuilding their maps in one native pass, by the
         index of their first step (none without the native map rebuild); made again when
         the chain is replaced. A run that raises goes record by record from its first
-        step, where its steps one by one would have raised."""
+        step: the steps before the failing one give each record there what they gave it
+        on columns, so the failing step reports the same records."""
         if self._plan_chains_of is not self.chain:
             self._plan_chains_of = self.chain
             self._plan_chains = (map_plan_chains([
