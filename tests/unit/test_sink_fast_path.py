@@ -401,6 +401,61 @@ def test_a_chain_changing_its_own_maps_gives_the_record_by_record_maps(
         line(r.value, r.value_schema) for r in expected if r is not None)
 
 
+@st.composite
+def map_steps(draw: st.DrawFn) -> dict[str, str]:
+    """A chain of InsertField (static), ReplaceField and Cast steps on values, in a drawn
+    order and configuration, casts included that fail on some items."""
+    names = st.sampled_from(["x", "y", "b", "a", "pipeline", "zz"])
+    config = {"transforms": ""}
+    aliases = []
+    for at in range(draw(st.integers(1, 5))):
+        alias, prefix = f"s{at}", f"transforms.s{at}."
+        kind = draw(st.sampled_from(["InsertField", "ReplaceField", "Cast"]))
+        config[prefix + "type"] = f"org.apache.kafka.connect.transforms.{kind}$Value"
+        if kind == "InsertField":
+            config[prefix + "static.field"] = draw(names)
+            config[prefix + "static.value"] = draw(st.sampled_from(["p", "7", ""]))
+        elif kind == "ReplaceField":
+            config[prefix + draw(st.sampled_from(["exclude", "include"]))] = ",".join(
+                draw(st.lists(names, min_size=1, max_size=3)))
+            config[prefix + "renames"] = ",".join(
+                f"{old}:{new}" for old, new in draw(st.lists(st.tuples(names, names),
+                                                             max_size=2)))
+        else:
+            config[prefix + "spec"] = ",".join(f"{field}:{target}" for field, target in draw(
+                st.lists(st.tuples(names, st.sampled_from(
+                    ["int8", "int32", "float32", "string", "boolean"])), min_size=1,
+                    max_size=3)))
+        aliases.append(alias)
+    config["transforms"] = ",".join(aliases)
+    return config
+
+
+@given(map_steps(), st.lists(st.dictionaries(FIELD_NAMES, FIELD_VALUES, max_size=8),
+                             min_size=1, max_size=6),
+       st.sampled_from([None, b'"not a map"', b'{"x": "not a number"}', b'{"a": [1]}']))
+def test_runs_of_drawn_map_steps_give_the_record_by_record_records(
+        chain: dict[str, str], maps: list[dict[str, Any]], odd: bytes | None) -> None:
+    """Drawn chains whose runs go in one pass: the records, the failures (tolerated) and
+    the lines of each record through the chain record by record."""
+    task = runner(JSON_VALUES)
+    task.chain = build_chain(chain)
+    values = [json.dumps(value).encode() for value in maps] + [odd]
+    messages = [message("a", 0, i, b"k", value) for i, value in enumerate(values)]
+    batch, kept = convert(task, messages)
+    expected = [task.errors.transform(task.chain, record, message=m)
+                for record, m in zip(convert(task, messages)[0], kept.rows(), strict=True)]
+    failed_before = task.errors.failed
+    transformed, survivors = task._transform_all(batch, kept)
+    assert [items_in_order(r.value) for r in transformed] == [
+        items_in_order(r.value) for r in expected if r is not None]
+    assert offsets(survivors) == [
+        m.offset() for m, r in zip(kept.rows(), expected, strict=True) if r is not None]
+    assert task.errors.failed - failed_before == expected.count(None)
+    assert lines(transformed) == b"".join(
+        line(r.value, r.value_schema) for r in expected if r is not None)
+
+
 def test_runs_of_map_steps_go_at_once_unless_the_native_rebuild_is_off(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """MAP_CHAIN's first three steps rebuild their maps in one pass (the tests above go
