@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from kanal_worker import native
@@ -23,7 +23,7 @@ from kanal_worker.api.java_text import JavaHashMap, LinkedHashMap, double_to_str
 from kanal_worker.api.records import ConvertedBatch, SinkColumns
 from kanal_worker.api.schema import INT64, STRING, Schema, optional, struct
 from kanal_worker.native import _maps  # type: ignore[attr-defined]
-from kanal_worker.transforms._util import MapPlan, NullSafeTransform
+from kanal_worker.transforms._util import MapPlan, MapPlanChain, NullSafeTransform, map_plan_chains
 from kanal_worker.transforms.cast import CastKey, CastValue
 from kanal_worker.transforms.insert import InsertFieldKey, InsertFieldValue
 from kanal_worker.transforms.replace import ReplaceFieldKey, ReplaceFieldValue
@@ -199,6 +199,93 @@ def test_columns_are_the_per_value_python_columns(
     assert outcome(transform, given_poll) == expected
     if not chain_owned:  # a converter's maps are left as they are
         assert [shape(value) for value in side.values] == before
+
+
+def one_by_one(steps: list[NullSafeTransform[Any]], poll: SinkColumns,
+               through_chain: bool = False) -> Any:
+    """The shapes, schemas and ownership of the side the steps rewrite, applied one after
+    the other on columns (the path without ``MapPlanChain``; with it when
+    ``through_chain``), or the error."""
+    chain = map_plan_chains(steps)[0] if through_chain else None
+    try:
+        if chain is not None:
+            assert chain.steps == tuple(steps)
+            poll = chain.apply_columns(poll)
+        else:
+            for step in steps:
+                poll = step.apply_columns(poll)
+    except Exception as exc:  # the error is the outcome compared
+        return ("raised", type(exc), str(exc))
+    side = poll.keys if steps[0].operates_on == "key" else poll.values
+    return [shape(value) for value in side.values], side.schemas, side.chain_owned
+
+
+def at_once(steps: list[NullSafeTransform[Any]], poll: SinkColumns) -> Any:
+    """As ``one_by_one``, through the ``MapPlanChain`` of the steps."""
+    return one_by_one(steps, poll, through_chain=True)
+
+
+@settings(max_examples=600)
+@given(st.lists(configs(), min_size=2, max_size=6), st.booleans(), polls(), st.booleans())
+def test_a_run_of_steps_in_one_pass_is_the_steps_one_by_one(
+        drawn: list[tuple[type[NullSafeTransform[Any]], dict[str, str]]], on_keys: bool,
+        poll: tuple[list[Any], list[Schema | None]], chain_owned: bool) -> None:
+    """Random runs of InsertField, ReplaceField and Cast give, in one pass, the values
+    (class, table, items in order), schemas and ownership of the steps one by one, natively
+    and in Python; the poll fails where they fail, and each row alone fails with the error
+    of the step it fails in; a converter's maps are left as they were."""
+    side_name = "key" if on_keys else "value"
+    steps = [step for step in (kind(config) for kind, config in drawn)
+             if MapPlanChain.joins(step) and step.operates_on == side_name]
+    assume(len(steps) >= 2)
+    values, schemas = poll
+    with python_maps():
+        in_python = one_by_one(steps, columns(values, schemas, on_keys, chain_owned))
+    expected = one_by_one(steps, columns(values, schemas, on_keys, chain_owned))
+    given_poll = columns(values, schemas, on_keys, chain_owned)
+    side = given_poll.keys if on_keys else given_poll.values
+    before = [shape(value) for value in side.values]
+    got = at_once(steps, given_poll)
+    if expected[0] == "raised":
+        assert got[0] == in_python[0] == "raised"
+        for value, schema in zip(values, schemas, strict=True):
+            assert at_once(steps, columns([value], [schema], on_keys, chain_owned)) == \
+                one_by_one(steps, columns([value], [schema], on_keys, chain_owned))
+    else:
+        assert got == expected == in_python
+    if not chain_owned:
+        assert [shape(value) for value in side.values] == before
+
+
+def test_a_run_is_the_steps_that_plan_maps_on_one_side_without_a_predicate() -> None:
+    insert = InsertFieldValue({"static.field": "p", "static.value": "v"})
+    cast = CastValue({"spec": "a:int8"})
+    record_field = InsertFieldValue({"topic.field": "t"})
+    key_cast = CastKey({"spec": "a:int8"})
+    chains = map_plan_chains([insert, cast, None, insert, cast, key_cast, record_field,
+                              CastValue({"spec": "int8"}), insert, cast, cast])
+    assert {at: chain.steps for at, chain in chains.items()} == {
+        0: (insert, cast), 3: (insert, cast), 8: (insert, cast, cast)}
+
+
+def test_composed_plans_read_the_input_and_keep_casts_that_do_not_compose_apart() -> None:
+    insert = InsertFieldValue({"static.field": "s", "static.value": "7"})
+    rename = ReplaceFieldValue({"renames": "a:b,b:a", "exclude": "c"})
+    to_int = CastValue({"spec": "a:int8,s:int32"})
+    (chain,) = map_plan_chains([insert, rename, to_int, to_int]).values()
+    plan = chain._planned(("a", "b", "c"), 16)
+    assert plan is not None and plan[:4] == (("a", "b", "s"), (1, 0, -1), (None, None, "7"),
+                                             (1, 0, 3))
+    (apart,) = map_plan_chains([to_int, CastValue({"spec": "a:string"})]).values()
+    assert apart._planned(("a",), 16) is None
+    poll = columns([{"a": 300, "b": 2, "c": 3}, {"a": 1.5}], [None, None], False, False)
+    assert [dict(value) for value in chain.apply_columns(poll).values.values] == [
+        {"a": 2, "b": 300, "s": 7}, {"b": 1.5, "a": None, "s": 7}]
+    assert [dict(value) for value in apart.apply_columns(poll).values.values] == [
+        {"a": "44", "b": 2, "c": 3, "s": None}, {"a": "1", "s": None}]
+    dropped = ReplaceFieldValue({"exclude": "a"})
+    (unread,) = map_plan_chains([to_int, dropped]).values()
+    assert unread._planned(("a",), 16) is None  # its cast may fail: the steps' Python
 
 
 CAST_ITEMS = st.one_of(INTS, FLOATS, st.booleans(), st.none(), st.text(max_size=4),

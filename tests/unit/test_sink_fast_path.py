@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, Message
 from hypothesis import given
 from hypothesis import strategies as st
 
+from kanal_worker import native
 from kanal_worker.api import DataError, RetriableError, Settings, SinkTask
 from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.records import (
@@ -27,6 +28,7 @@ from kanal_worker.api.records import (
 from kanal_worker.api.schema import OPTIONAL_STRING, Schema, Type
 from kanal_worker.connectors.file import FileStreamSinkConnector, line, lines
 from kanal_worker.converters.json import _decodes
+from kanal_worker.native import _maps  # type: ignore[attr-defined]
 from kanal_worker.runtime.codec import build_codec
 from kanal_worker.runtime.errors import ErrorHandler
 from kanal_worker.runtime.fetch import Fetch, Fetched
@@ -397,6 +399,82 @@ def test_a_chain_changing_its_own_maps_gives_the_record_by_record_maps(
         m.offset() for m, r in zip(kept.rows(), expected, strict=True) if r is not None]
     assert lines(transformed) == b"".join(
         line(r.value, r.value_schema) for r in expected if r is not None)
+
+
+@st.composite
+def map_steps(draw: st.DrawFn) -> dict[str, str]:
+    """A chain of InsertField (static), ReplaceField and Cast steps on values, in a drawn
+    order and configuration, casts included that fail on some items."""
+    names = st.sampled_from(["x", "y", "b", "a", "pipeline", "zz"])
+    config = {"transforms": ""}
+    aliases = []
+    for at in range(draw(st.integers(1, 5))):
+        alias, prefix = f"s{at}", f"transforms.s{at}."
+        kind = draw(st.sampled_from(["InsertField", "ReplaceField", "Cast"]))
+        config[prefix + "type"] = f"org.apache.kafka.connect.transforms.{kind}$Value"
+        if kind == "InsertField":
+            config[prefix + "static.field"] = draw(names)
+            config[prefix + "static.value"] = draw(st.sampled_from(["p", "7", ""]))
+        elif kind == "ReplaceField":
+            config[prefix + draw(st.sampled_from(["exclude", "include"]))] = ",".join(
+                draw(st.lists(names, min_size=1, max_size=3)))
+            config[prefix + "renames"] = ",".join(
+                f"{old}:{new}" for old, new in draw(st.lists(st.tuples(names, names),
+                                                             max_size=2)))
+        else:
+            config[prefix + "spec"] = ",".join(f"{field}:{target}" for field, target in draw(
+                st.lists(st.tuples(names, st.sampled_from(
+                    ["int8", "int32", "float32", "string", "boolean"])), min_size=1,
+                    max_size=3)))
+        aliases.append(alias)
+    config["transforms"] = ",".join(aliases)
+    return config
+
+
+@given(map_steps(), st.lists(st.dictionaries(FIELD_NAMES, FIELD_VALUES, max_size=8),
+                             min_size=1, max_size=6),
+       st.sampled_from([None, b'"not a map"', b'{"x": "not a number"}', b'{"a": [1]}']))
+def test_runs_of_drawn_map_steps_give_the_record_by_record_records(
+        chain: dict[str, str], maps: list[dict[str, Any]], odd: bytes | None) -> None:
+    """Drawn chains whose runs go in one pass: the records, the failures (tolerated) and
+    the lines of each record through the chain record by record."""
+    task = runner(JSON_VALUES)
+    task.chain = build_chain(chain)
+    values = [json.dumps(value).encode() for value in maps] + [odd]
+    messages = [message("a", 0, i, b"k", value) for i, value in enumerate(values)]
+    batch, kept = convert(task, messages)
+    expected = [task.errors.transform(task.chain, record, message=m)
+                for record, m in zip(convert(task, messages)[0], kept.rows(), strict=True)]
+    failed_before = task.errors.failed
+    transformed, survivors = task._transform_all(batch, kept)
+    assert [items_in_order(r.value) for r in transformed] == [
+        items_in_order(r.value) for r in expected if r is not None]
+    assert offsets(survivors) == [
+        m.offset() for m, r in zip(kept.rows(), expected, strict=True) if r is not None]
+    assert task.errors.failed - failed_before == expected.count(None)
+    assert lines(transformed) == b"".join(
+        line(r.value, r.value_schema) for r in expected if r is not None)
+
+
+def test_runs_of_map_steps_go_at_once_unless_the_native_rebuild_is_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAP_CHAIN's first three steps rebuild their maps in one pass (the tests above go
+    through it); without the native rebuild, or with a predicate, each step goes alone."""
+    monkeypatch.setattr(native, "map_rebuilder", lambda: _maps.rebuild)
+    task = runner(JSON_VALUES)
+    task.chain = build_chain(MAP_CHAIN)
+    assert {at: [type(s).__name__ for s in chain.steps]
+            for at, chain in task._map_plan_chains().items()} == {
+        0: ["InsertFieldValue", "ReplaceFieldValue", "CastValue"]}
+    task.chain = build_chain(MAP_CHAIN | {
+        "transforms.drop.predicate": "always", "predicates": "always",
+        "predicates.always.type":
+            "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+        "predicates.always.pattern": ".*"})
+    assert task._map_plan_chains() == {}
+    monkeypatch.setattr(native, "map_rebuilder", lambda: None)
+    task.chain = build_chain(MAP_CHAIN)
+    assert task._map_plan_chains() == {}
 
 
 @given(st.lists(FIELD_NAMES, unique=True, max_size=14), st.sampled_from([8, 16, 32, 64]))

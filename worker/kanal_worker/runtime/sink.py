@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+from kanal_worker import native
 from kanal_worker.api.errors import (
     ConfigError,
     ConnectError,
@@ -36,7 +37,8 @@ from kanal_worker.runtime.errors import Failed, Stage
 from kanal_worker.runtime.fetch import ConsumedRecord, Fetch, Fetched, RawHeaders
 from kanal_worker.runtime.status import TargetState
 from kanal_worker.runtime.task import StatusListener, TaskId, TaskRunner
-from kanal_worker.runtime.transforms import sub_config
+from kanal_worker.runtime.transforms import Step, sub_config
+from kanal_worker.transforms._util import MapPlanChain, map_plan_chains
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,8 @@ class SinkTaskRunner(TaskRunner):
         """Inside ``consume``, where rebalance callbacks run."""
         self.active_topics: set[str] = set()
         """Topics records were consumed from (``GET /connectors/{name}/topics``)."""
+        self._plan_chains_of: list[Step] | None = None
+        self._plan_chains: dict[int, MapPlanChain] = {}
 
     def execute(self) -> None:
         settings: SinkSettings = SinkSettings.parse(self.config)
@@ -386,19 +390,22 @@ class SinkTaskRunner(TaskRunner):
 
     def _transform_all(self, batch: SinkBatch, kept: Fetched) -> tuple[SinkBatch, Fetched]:
         """``batch`` through the chain: each step on whole columns while the steps can
-        (``Transformation.apply_columns``, no predicate), the rest record by record under
+        (``Transformation.apply_columns``, no predicate; a run of steps that plan their
+        maps at once, ``_map_plan_chains``), the rest record by record under
         ``errors.*``. A step whose column form raises runs record by record instead, so
         every failure is reported with its own record, as Apache reports it; from the
         chain's first step when it may have changed maps the chain owns (``chain_owned``)
         before it raised, so every record goes through each step once."""
         columns = converted = batch.columns
         done = 0
+        plan_chains = self._map_plan_chains()
         while columns is not None and done < len(self.chain):
             step = self.chain[done]
             if step.predicate is not None:
                 break
+            at_once = plan_chains.get(done)
             try:
-                transformed = step.transform.apply_columns(columns)
+                transformed = (at_once or step.transform).apply_columns(columns)
             except Exception:  # record by record, it is reported with its record
                 if columns.keys.chain_owned or columns.values.chain_owned:
                     columns, done = converted, 0
@@ -408,7 +415,7 @@ class SinkTaskRunner(TaskRunner):
             if len(transformed) != len(columns):
                 raise ConnectError(f"{step.class_name}.apply_columns returned "
                                    f"{len(transformed)} of {len(columns)} records")
-            columns, done = transformed, done + 1
+            columns, done = transformed, done + (len(at_once.steps) if at_once else 1)
         if columns is not None:
             batch = SinkBatch.of_columns(columns)
             if done == len(self.chain):
@@ -422,6 +429,19 @@ class SinkTaskRunner(TaskRunner):
                 records.append(result)
                 rows.append(row)
         return SinkBatch(records), kept.select(rows)
+
+    def _map_plan_chains(self) -> dict[int, MapPlanChain]:
+        """The chain's runs of steps rebuilding their maps in one native pass, by the
+        index of their first step (none without the native map rebuild); made again when
+        the chain is replaced. A run that raises goes record by record from its first
+        step: the steps before the failing one give each record there what they gave it
+        on columns, so the failing step reports the same records."""
+        if self._plan_chains_of is not self.chain:
+            self._plan_chains_of = self.chain
+            self._plan_chains = (map_plan_chains([
+                step.transform if step.predicate is None else None for step in self.chain])
+                if native.map_rebuilder() is not None else {})
+        return self._plan_chains
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._PARTITION_EOF:

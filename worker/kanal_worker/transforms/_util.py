@@ -11,10 +11,10 @@ import datetime as dt
 import decimal
 from abc import abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
-from itertools import repeat
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar
+from itertools import groupby, repeat
+from typing import Any, ClassVar, Generic, NamedTuple, TypeGuard, TypeVar
 
 from kanal_worker import native
 from kanal_worker.api.config import setting
@@ -364,6 +364,119 @@ class NullSafeTransform(KeyOrValueTransform[R]):
         the new schema and values, or None to go record by record (the default, and for
         whatever a transform does not do at once)."""
         return None
+
+
+class MapPlanChain:
+    """Consecutive steps of a chain that plan their maps (``plans_maps``, not
+    ``reads_record``, no predicate, one side) on a poll's columns in one native pass:
+    per key set the steps' plans composed into one, so each map is rebuilt once instead
+    of once a step. A row the composed plan does not take (a map of another class, an
+    item a cast leaves to Python, a row with a schema) goes through the steps' per-value
+    Python one after the other, which gives what the steps give one by one and raises
+    what the failing step raises."""
+
+    def __init__(self, steps: Sequence[NullSafeTransform[Any]]) -> None:
+        self.steps = tuple(steps)
+        self._plans: dict[tuple[tuple[type, ...], tuple[Any, ...], int | None],
+                          MapPlan | None] = {}
+
+    @staticmethod
+    def joins(transform: Transformation[Any] | None) -> TypeGuard[NullSafeTransform[Any]]:
+        """Whether ``transform`` (None: a step with a predicate) can be a step of a chain."""
+        return (isinstance(transform, NullSafeTransform) and transform.plans_maps
+                and not transform.reads_record)
+
+    def apply_columns(self, columns: SinkColumns) -> SinkColumns:
+        first = self.steps[0]
+        side = columns.keys if first.operates_on == "key" else columns.values
+        rebuild = native.map_rebuilder()
+        # what each step does then: a column under a schema goes row by row
+        if rebuild is None or not side.schemas or side.schemas[0] is not None:
+            for step in self.steps:
+                columns = step.apply_columns(columns)
+            return columns
+        schemas = list(side.schemas)
+
+        def per_value(index: int) -> Any:
+            value, schema, owned = side.values[index], side.schemas[index], side.chain_owned
+            for step in self.steps:
+                if schema is None:
+                    value = (step.schemaless_owned if owned else step.schemaless)(value, None)
+                else:
+                    schema, value = step.with_schema(value, schema, None)
+                owned = step.makes_new_values
+            schemas[index] = schema
+            return value
+
+        values = rebuild(side.values, side.schemas, side.chain_owned, self._planned,
+                         per_value, JavaHashMap, LinkedHashMap, double_to_string)
+        return first._with_side(columns, ConvertedBatch(
+            schemas, values, chain_owned=self.steps[-1].makes_new_values))
+
+    def _planned(self, keys: tuple[Any, ...], table: int | None) -> MapPlan | None:
+        key = (tuple(map(type, keys)), keys, table)
+        if key not in self._plans:
+            if len(self._plans) >= MAP_PLANS:
+                self._plans.clear()
+            self._plans[key] = self._composed(keys, table)
+        return self._plans[key]
+
+    def _composed(self, keys: tuple[Any, ...], table: int | None) -> MapPlan | None:
+        """One plan giving what the steps' plans give one after the other, or None (each
+        map of the key set through the steps' Python)."""
+        plan = self.steps[0]._planned(keys, table)
+        for step in self.steps[1:]:
+            if plan is None:
+                return None
+            # the map a plan makes holds each name once, at its first place, with the
+            # item of its last place
+            last = {name: at for at, name in enumerate(plan.names)}
+            names = tuple(dict.fromkeys(plan.names))
+            then = step._planned(names, plan.table)
+            if then is None:
+                return None
+            plan = _followed_by(plan, [last[name] for name in names], then)
+        return plan
+
+
+def map_plan_chains(transforms: Sequence[Transformation[Any] | None]
+                    ) -> dict[int, MapPlanChain]:
+    """The runs of two or more of ``transforms`` (None: a step with a predicate) that make
+    a ``MapPlanChain``, by the index of their first."""
+    joining = [transform if MapPlanChain.joins(transform) else None
+               for transform in transforms]
+    chains: dict[int, MapPlanChain] = {}
+    for side, run in groupby(enumerate(joining),
+                             lambda step: step[1].operates_on if step[1] else None):
+        steps = list(run)
+        if side is not None and len(steps) >= 2:
+            chains[steps[0][0]] = MapPlanChain([t for _, t in steps if t is not None])
+    return chains
+
+
+def _followed_by(plan: MapPlan, made_at: list[int], then: MapPlan) -> MapPlan | None:
+    """``then`` (a plan for the map ``plan`` makes, whose item ``i`` is ``plan``'s item
+    ``made_at[i]``) reading ``plan``'s input instead, or None where a cast would follow a
+    different cast (two casts do not make one) or ``then`` drops a cast item (a cast that
+    fails must fail as it does step by step)."""
+    read = {made_at[source] for source in then.sources if source >= 0}
+    if any(cast and at not in read for at, cast in enumerate(plan.casts)):
+        return None
+    sources: list[int] = []
+    constants: list[Any] = []
+    casts: list[int] = []
+    for source, constant, cast in zip(then.sources, then.constants, then.casts, strict=True):
+        if source >= 0:
+            at = made_at[source]
+            earlier = plan.casts[at]
+            if earlier and cast and earlier != cast:
+                return None
+            # a cast repeated changes nothing: what it gives it keeps
+            source, constant, cast = plan.sources[at], plan.constants[at], earlier or cast
+        sources.append(source)
+        constants.append(constant)
+        casts.append(cast)
+    return MapPlan(then.names, tuple(sources), tuple(constants), tuple(casts), then.table)
 
 
 def checked(name: str, schema: Schema, value: Any) -> Any:
