@@ -9,14 +9,13 @@ import decimal
 import logging
 import struct as packing
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from bench.transforms import python_maps
 from kanal_worker import native
 from kanal_worker.api.errors import DataError
 from kanal_worker.api.java_text import JavaHashMap, LinkedHashMap, double_to_string
@@ -160,16 +159,6 @@ def columns(values: list[Any], schemas: list[Schema | None], on_keys: bool,
         timestamps=[(1, 1000 + i) for i in range(size)], headers=[None] * size,
         keys=side if on_keys else other, values=other if on_keys else side,
         encoded=[None] * size, texts=[None] * size)
-
-
-@contextmanager
-def python_maps() -> Iterator[None]:
-    rebuilder = native.map_rebuilder
-    native.map_rebuilder = lambda: None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        native.map_rebuilder = rebuilder  # type: ignore[assignment]
 
 
 def outcome(transform: NullSafeTransform[Any], poll: SinkColumns) -> Any:

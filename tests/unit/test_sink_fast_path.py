@@ -385,13 +385,7 @@ def test_a_chain_changing_its_own_maps_gives_the_record_by_record_maps(
     the same items, in the same order, with the same table as record by record; a step
     that fails on one record of the poll sends the whole poll record by record from the
     converted values, which no step has changed."""
-    task = runner(JSON_VALUES)
-    task.chain = build_chain(MAP_CHAIN)
-    values = [json.dumps(value).encode() for value in maps] + [odd]
-    messages = [message("a", 0, i, b"k", value) for i, value in enumerate(values)]
-    batch, kept = convert(task, messages)
-    expected = [task.errors.transform(task.chain, record, message=m)
-                for record, m in zip(convert(task, messages)[0], kept.rows(), strict=True)]
+    task, batch, kept, expected = through_chain(MAP_CHAIN, maps, odd)
     transformed, survivors = task._transform_all(batch, kept)
     assert [items_in_order(r.value) for r in transformed] == [
         items_in_order(r.value) for r in expected if r is not None]
@@ -399,6 +393,20 @@ def test_a_chain_changing_its_own_maps_gives_the_record_by_record_maps(
         m.offset() for m, r in zip(kept.rows(), expected, strict=True) if r is not None]
     assert lines(transformed) == b"".join(
         line(r.value, r.value_schema) for r in expected if r is not None)
+
+
+def through_chain(chain: dict[str, str], maps: list[dict[str, Any]], odd: bytes | None
+                  ) -> tuple[Any, SinkBatch, Fetched, list[Any]]:
+    """A JSON task with ``chain``, the poll of ``maps`` and ``odd`` converted, and each of
+    its records through the chain record by record (None: failed, tolerated)."""
+    task = runner(JSON_VALUES)
+    task.chain = build_chain(chain)
+    values = [json.dumps(value).encode() for value in maps] + [odd]
+    messages = [message("a", 0, i, b"k", value) for i, value in enumerate(values)]
+    batch, kept = convert(task, messages)
+    expected = [task.errors.transform(task.chain, record, message=m)
+                for record, m in zip(convert(task, messages)[0], kept.rows(), strict=True)]
+    return task, batch, kept, expected
 
 
 @st.composite
@@ -438,13 +446,7 @@ def test_runs_of_drawn_map_steps_give_the_record_by_record_records(
         chain: dict[str, str], maps: list[dict[str, Any]], odd: bytes | None) -> None:
     """Drawn chains whose runs go in one pass: the records, the failures (tolerated) and
     the lines of each record through the chain record by record."""
-    task = runner(JSON_VALUES)
-    task.chain = build_chain(chain)
-    values = [json.dumps(value).encode() for value in maps] + [odd]
-    messages = [message("a", 0, i, b"k", value) for i, value in enumerate(values)]
-    batch, kept = convert(task, messages)
-    expected = [task.errors.transform(task.chain, record, message=m)
-                for record, m in zip(convert(task, messages)[0], kept.rows(), strict=True)]
+    task, batch, kept, expected = through_chain(chain, maps, odd)
     failed_before = task.errors.failed
     transformed, survivors = task._transform_all(batch, kept)
     assert [items_in_order(r.value) for r in transformed] == [
