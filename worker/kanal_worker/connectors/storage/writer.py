@@ -375,6 +375,8 @@ class PartitionFiles:
                 # the records after the first share its bucket, so only the set's age
                 # can end the set before ``end``
                 assert times is not None and timestamp is not None
+                # no base time: no set is open (a set begun by a tombstone needs
+                # companions, never placed here), so the run's first record opens one
                 base = timestamp if ends or self.set_base_time is None else self.set_base_time
                 end = next((index for index in range(placed + 1, end)
                             if times[index] - base >= interval), end)
@@ -405,8 +407,6 @@ class PartitionFiles:
                 placed += count
                 current.last_offset = offsets[placed - 1]
                 self.next_offset = offsets[placed - 1] + 1
-            if self.set_base_time is None:
-                self.set_base_time = timestamp
             if bucket is not None and (self.newest_bucket is None or bucket > self.newest_bucket):
                 self.newest_bucket = bucket
             if self.set_records >= layout.flush_size:
