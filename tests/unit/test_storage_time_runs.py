@@ -115,11 +115,13 @@ def polls(records: list[SinkRecord], sizes: list[int], as_columns: bool) -> Iter
             encoded=[r.encoded_value for r in poll], texts=nothing))
 
 
-def run(config: dict[str, str], batches: list[SinkBatch]) -> tuple[
+def run(config: dict[str, str], batches: list[SinkBatch], ceiling: int = 0) -> tuple[
         dict[str, bytes], list[dict[TopicPartition, int]], list[list[tuple[int, int, str, str]]]]:
     """The files, the offsets ``pre_commit`` gives after each poll and each poll's failed
     records (partition, offset, error type, message); the wall clock moves 7 minutes per
-    reading of it."""
+    reading of it. ``ceiling``: bytes held for open files past which the fullest are
+    committed early (``kanal.max.buffered.bytes``, whose smallest setting these polls never
+    reach)."""
     clock = iter(range(START, START + 10_000 * HOUR, 420_000))
     store = MemoryStore()
     with pytest.MonkeyPatch.context() as patch:
@@ -128,6 +130,8 @@ def run(config: dict[str, str], batches: list[SinkBatch]) -> tuple[
             "azblob.account.name": "acct", "azblob.account.key": "a2V5", **config}),
             Context(), store)
         task.open(list(Context().assignment()))
+        if ceiling:
+            task.settings = task.settings.model_copy(update={"max_buffered_bytes": ceiling})
         offsets, failures = [], []
         for batch in batches:
             failed: list[tuple[int, int, str, str]] = []
@@ -146,11 +150,11 @@ def run(config: dict[str, str], batches: list[SinkBatch]) -> tuple[
     return store.blobs, offsets, failures
 
 
-def record_by_record(config: dict[str, str],
-                     batches: list[SinkBatch]) -> tuple[Any, Any, Any]:
+def record_by_record(config: dict[str, str], batches: list[SinkBatch],
+                     ceiling: int) -> tuple[Any, Any, Any]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(PartitionFiles, "write_run", lambda *args: False)
-        return run(config, batches)
+        return run(config, batches, ceiling)
 
 
 PARTITIONERS = [
@@ -183,12 +187,13 @@ steps = st.lists(st.tuples(st.integers(0, PARTITIONS - 1),
        flush_size=st.integers(1, 60), rotate=st.sampled_from(["0", "600000", str(HOUR)]),
        schedule=st.sampled_from(["0", "0", str(HOUR)]), max_open=st.integers(1, 4),
        nulls=st.sampled_from(["ignore", "fail"]), with_schema=st.booleans(),
-       as_columns=st.booleans(), mixed=st.booleans())
+       as_columns=st.booleans(), mixed=st.booleans(),
+       ceiling=st.sampled_from([0, 0, 1500, 6000]))
 def test_runs_of_timed_records_write_what_record_by_record_writes(
         file_format: dict[str, str], partitioner: dict[str, str], extractor: dict[str, str],
         walk: list[tuple[int, int, int, str]], sizes: list[int], flush_size: int, rotate: str,
         schedule: str, max_open: int, nulls: str, with_schema: bool, as_columns: bool,
-        mixed: bool) -> None:
+        mixed: bool, ceiling: int) -> None:
     config = {**file_format, **partitioner, **extractor, "locale": "en-US", "timezone": "UTC",
               "flush.size": str(flush_size), "rotate.interval.ms": rotate,
               "rotate.schedule.interval.ms": schedule,
@@ -197,8 +202,8 @@ def test_runs_of_timed_records_write_what_record_by_record_writes(
     if not mixed:  # most polls hold no bad record, and then go as runs
         walk = [(partition, step, millis, "ok") for partition, step, millis, _ in walk]
     records = stream(walk, with_schema)
-    runs = run(config, list(polls(records, sizes, as_columns)))
-    assert runs == record_by_record(config, list(polls(records, sizes, as_columns)))
+    runs = run(config, list(polls(records, sizes, as_columns)), ceiling)
+    assert runs == record_by_record(config, list(polls(records, sizes, as_columns)), ceiling)
 
 
 def test_the_hourly_example_places_runs_and_cuts_them_by_hour() -> None:
