@@ -32,6 +32,11 @@ FORMATS = {
     "parquet": {"format.class": "ParquetFormat"},
     "avro": {"format.class": "AvroFormat"},
     "avro-parquet": {"format.class": "ParquetFormat"},
+    # the partitioner settings of examples/azure-blob-sink.json; without its
+    # rotate.interval.ms, so that sets end at flush.size and complete_files holds
+    "json-hourly": {"format.class": "JsonFormat", "partitioner.class": "HourlyPartitioner",
+                    "locale": "en-US", "timezone": "UTC", "timestamp.extractor": "RecordField",
+                    "timestamp.field": "timestamp"},
 }
 AVRO_INPUT = {"avro-parquet"}
 """Formats fed the Avro workload through AvroConverter (the bench's registry); the others

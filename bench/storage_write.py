@@ -4,7 +4,11 @@ inferred or checked a field at a time (``schemas.infer_columns``,
 ``schemas.fits_by_columns``) and value by value, alternately.
 
     python -m bench.storage_write [--form json|json-schemas] [--formats json,parquet,avro]
-                                  [--records N] [--partitions P] [--rounds R]
+                                  [--records N] [--partitions P] [--rounds R] [--hourly]
+
+With ``--hourly`` the files go to hourly folders of the readings' ``timestamp`` field,
+as the Azure example writes them (HourlyPartitioner, RecordField), and the paths
+compared are record-by-record placement and placement of runs (``write_run``).
 
 Polls of the runtime's 2000 records spread over the partitions (each partition's records
 together, as a fetch hands them over) are converted as the runtime converts them
@@ -28,6 +32,7 @@ from kanal_worker.api.records import ConvertedBatch, SinkColumns
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
 from kanal_worker.connectors.azure_blob.task import AzureBlobSinkTask
 from kanal_worker.connectors.storage import schemas
+from kanal_worker.connectors.storage.writer import Layout
 from kanal_worker.converters.json import JsonConverter
 from kanal_worker.runtime.sink import DEFAULT_BATCH
 
@@ -36,6 +41,9 @@ FLUSH_SIZE = 10_000
 """Records per file, as B2 cuts them at 200,000 records (the last file of each partition
 stays open and is not written)."""
 FORMATS = {"json": "JsonFormat", "parquet": "ParquetFormat", "avro": "AvroFormat"}
+HOURLY = {"partitioner.class": "HourlyPartitioner", "locale": "en-US", "timezone": "UTC",
+          "timestamp.extractor": "RecordField", "timestamp.field": "timestamp"}
+"""The partitioner settings of examples/azure-blob-sink.json."""
 
 
 class MemoryStore:
@@ -96,15 +104,15 @@ def polls(count: int, partitions: int, form: str) -> list[SinkBatch]:
     return batches
 
 
-def write_all(file_format: str, count: int, partitions: int,
-              form: str = "json") -> tuple[float, dict[str, bytes]]:
+def write_all(file_format: str, count: int, partitions: int, form: str = "json",
+              partitioning: dict[str, str] | None = None) -> tuple[float, dict[str, bytes]]:
     """CPU microseconds per record of writing ``count`` readings of ``form`` (polls
     built first, untimed), and the files written."""
     batches = polls(count, partitions, form)
     store = MemoryStore()
     settings: AzureBlobSinkSettings = AzureBlobSinkSettings.parse({
         "format.class": FORMATS[file_format], "flush.size": str(FLUSH_SIZE),
-        "azblob.account.name": "bench", "azblob.account.key": "a2V5"})
+        "azblob.account.name": "bench", "azblob.account.key": "a2V5", **(partitioning or {})})
     task = AzureBlobSinkTask(settings, Context(partitions), store)  # type: ignore[arg-type]
     assigned = sorted(Context(partitions).partitions)
     task.open(assigned)
@@ -130,6 +138,17 @@ def value_by_value() -> Iterator[None]:
         schemas.infer_columns, schemas.fits_by_columns = infer, fits  # type: ignore[assignment]
 
 
+@contextmanager
+def record_by_record() -> Iterator[None]:
+    """Every record placed on its own, as time-based partitioners did before runs."""
+    places_runs = Layout.places_runs
+    Layout.places_runs = property(lambda layout: False)  # type: ignore[assignment,method-assign]
+    try:
+        yield
+    finally:
+        Layout.places_runs = places_runs  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--form", choices=["json", "json-schemas"], default="json")
@@ -137,9 +156,13 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hourly", action="store_true",
+                        help="hourly folders; compare record-by-record placement with runs")
     args = parser.parse_args()
+    before = "record by record" if args.hourly else "value by value"
     paths: dict[str, Callable[[], AbstractContextManager[None]]] = {
-        "value by value": value_by_value, "by columns": nullcontext}
+        before: record_by_record if args.hourly else value_by_value, "by columns": nullcontext}
+    partitioning = HOURLY if args.hourly else None
     for file_format in args.formats.split(","):
         times: dict[str, list[float]] = {name: [] for name in paths}
         files: dict[str, dict[str, bytes]] = {}
@@ -147,9 +170,9 @@ def main() -> None:
             for name, path in paths.items():
                 with path():
                     spent, files[name] = write_all(file_format, args.records,
-                                                   args.partitions, args.form)
+                                                   args.partitions, args.form, partitioning)
                 times[name].append(spent)
-        if files["value by value"] != files["by columns"]:
+        if files[before] != files["by columns"]:
             raise SystemExit(f"{file_format}: the two paths wrote other files")
         for name, spent in times.items():
             print(f"{file_format} {name}: {min(spent):.3f} µs/record (best of {args.rounds}; "

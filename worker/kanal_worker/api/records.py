@@ -217,6 +217,15 @@ class SinkBatch(Sequence[SinkRecord]):
         return [record.value_schema for record in self._records]
 
     @property
+    def timestamps(self) -> list[int | None]:
+        """Every record's Kafka timestamp (``SinkRecord.timestamp``), in order."""
+        if self._records is None:
+            assert self._columns is not None
+            return [timestamp if kind else None
+                    for kind, timestamp in self._columns.timestamps]
+        return [record.timestamp for record in self._records]
+
+    @property
     def encoded_values(self) -> list[bytes | None]:
         """Per record, the bytes its value was decoded from when they are plain JSON of
         the value (``SinkRecord.encoded_value``: JSON strings included), else None."""

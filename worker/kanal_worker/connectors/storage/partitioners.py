@@ -13,7 +13,7 @@ import datetime as dt
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from kanal_worker.api import ConfigError, DataError, SinkRecord
 from kanal_worker.api.schema import TIMESTAMP, Schema, Type
@@ -35,6 +35,12 @@ RECENT_BUCKETS = 8
 
 TimestampExtractor = Callable[[SinkRecord, int], int]
 """``(record, now_ms) -> timestamp_ms``; ``now_ms`` is the wall clock of the batch."""
+RunTimes = Callable[[Callable[[], list[Any]], Callable[[], list[int | None]], Schema | None,
+                     int, int], list[int] | None]
+"""``(values, timestamps, value schema, count, now_ms) -> timestamps_ms``: what the
+extractor finds for each record of a run, read from the run's columns (the values when
+called, the records' Kafka timestamps when called); None when the extractor fails on
+a record of the run (its error names the record, so the run goes record by record)."""
 
 
 class Partitioner(ABC):
@@ -116,14 +122,35 @@ class TimeBasedPartitioner(Partitioner):
 
     def encode(self, record: SinkRecord, timestamp: int | None) -> tuple[str, int | None]:
         assert timestamp is not None
-        for start, end, path in self._recent:
-            if start <= timestamp < end:
-                return path, start
-        start = bucket_start(self.duration_ms, timestamp, self.zone)
-        end = bucket_end(self.duration_ms, start, self.zone)
-        path = self.pattern.format(local_moment(start, self.zone))
-        self._recent = [(start, end, path), *self._recent[:RECENT_BUCKETS - 1]]
+        start, _, path = self._bucket(timestamp)
         return path, start
+
+    def _bucket(self, timestamp: int) -> tuple[int, int, str]:
+        for recent in self._recent:
+            if recent[0] <= timestamp < recent[1]:
+                return recent
+        start = bucket_start(self.duration_ms, timestamp, self.zone)
+        found = (start, bucket_end(self.duration_ms, start, self.zone),
+                 self.pattern.format(local_moment(start, self.zone)))
+        self._recent = [found, *self._recent[:RECENT_BUCKETS - 1]]
+        return found
+
+    def cuts(self, times: list[int]) -> list[tuple[int, str, int | None]]:
+        """A run of record ``times`` cut into consecutive records of one bucket, as
+        ``(end index, path, bucket start)``; a bucket, not a path, ends a cut, since two
+        buckets may share a path and the writer rotates on a newer bucket."""
+        cuts: list[tuple[int, str, int | None]] = []
+        start = end = 0
+        path = ""
+        for index, timestamp in enumerate(times):
+            if start <= timestamp < end:
+                continue
+            if index:
+                cuts.append((index, path, start))
+            start, end, path = self._bucket(timestamp)
+        if times:
+            cuts.append((len(times), path, start))
+        return cuts
 
 
 def time_settings(settings: StorageSinkSettings) -> tuple[int, str] | None:
@@ -200,6 +227,45 @@ def build_extractor(settings: StorageSinkSettings) -> TimestampExtractor:
     return _wallclock
 
 
+def build_run_times(settings: StorageSinkSettings) -> RunTimes:
+    """``build_extractor`` read from a run's columns: the same times, the same errors."""
+    match settings.timestamp_extractor:
+        case "Record":
+            return _record_times
+        case "RecordField":
+            return _field_times(settings.timestamp_field)
+    return _wallclock_times
+
+
+def _wallclock_times(values: Callable[[], list[Any]], timestamps: Callable[[], list[int | None]],
+                     schema: Schema | None, count: int, now_ms: int) -> list[int] | None:
+    return [now_ms] * count
+
+
+def _record_times(values: Callable[[], list[Any]], timestamps: Callable[[], list[int | None]],
+                  schema: Schema | None, count: int, now_ms: int) -> list[int] | None:
+    found = timestamps()
+    return None if None in found else cast(list[int], found)
+
+
+def _field_times(path: str) -> RunTimes:
+    read = _field_reader(path)
+
+    def times(values: Callable[[], list[Any]], timestamps: Callable[[], list[int | None]],
+              schema: Schema | None, count: int, now_ms: int) -> list[int] | None:
+        run = values()
+        if schema is None and "." not in path:
+            # the common case, as in ``_field_reader``: epoch millis in plain JSON
+            found = [value.get(path) if type(value) is dict else None for value in run]
+            if all(type(millis) is int for millis in found):
+                return cast(list[int], found)
+        try:
+            return [read(value, schema) for value in run]
+        except DataError:
+            return None
+    return times
+
+
 def _wallclock(record: SinkRecord, now_ms: int) -> int:
     return now_ms
 
@@ -213,11 +279,18 @@ def _record_time(record: SinkRecord, now_ms: int) -> int:
 
 
 def _field_extractor(path: str) -> TimestampExtractor:
-    names = path.split(".")
+    read = _field_reader(path)
 
     def extract(record: SinkRecord, now_ms: int) -> int:
-        value: Any = record.value
-        schema = record.value_schema
+        return read(record.value, record.value_schema)
+    return extract
+
+
+def _field_reader(path: str) -> Callable[[Any, Schema | None], int]:
+    """``(value, value schema) -> timestamp_ms`` of the field ``path`` (``a.b``)."""
+    names = path.split(".")
+
+    def read(value: Any, schema: Schema | None) -> int:
         if schema is None and len(names) == 1 and type(value) is dict:
             found = value.get(names[0])
             if type(found) is int:  # the common case: epoch millis in plain JSON
@@ -231,7 +304,7 @@ def _field_extractor(path: str) -> TimestampExtractor:
                 field = schema.field(name) if schema.type == Type.STRUCT else None
                 schema = field.schema if field is not None else None
         return _millis(value, schema, path)
-    return extract
+    return read
 
 
 def _millis(value: Any, schema: Schema | None, path: str) -> int:

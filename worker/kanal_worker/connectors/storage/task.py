@@ -115,7 +115,8 @@ class StorageSinkTask(SinkTask[S]):
             schema = value_schemas[start]
             files = self._files(TopicPartition(*tp))
             placed = all(s is schema for s in value_schemas[start:end]) and files.write_run(
-                offsets, partial(_values, batch, start, end), schema, encoded[start:end], now)
+                offsets, partial(_values, batch, start, end), schema, encoded[start:end],
+                partial(_timestamps, batch, start, end), now)
             if not placed:
                 self._write_records(batch[start:end], now)
             start = end
@@ -211,3 +212,7 @@ class StorageSinkTask(SinkTask[S]):
 
 def _values(batch: SinkBatch, start: int, end: int) -> list[Any]:
     return batch.values[start:end]
+
+
+def _timestamps(batch: SinkBatch, start: int, end: int) -> list[int | None]:
+    return batch.timestamps[start:end]

@@ -48,7 +48,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from kanal_worker.api import DataError, SinkRecord, TopicPartition
 from kanal_worker.api.schema import STRING, Schema, Type, struct
@@ -62,9 +62,12 @@ from kanal_worker.connectors.storage.formats import (
 from kanal_worker.connectors.storage.partitioners import (
     DefaultPartitioner,
     Partitioner,
+    RunTimes,
+    TimeBasedPartitioner,
     TimestampExtractor,
     build_extractor,
     build_partitioner,
+    build_run_times,
 )
 from kanal_worker.connectors.storage.settings import StorageSinkSettings
 from kanal_worker.connectors.storage.timeformat import parse_zone
@@ -73,6 +76,7 @@ from kanal_worker.converters.simple import SimpleHeaderConverter
 HEADERS_SCHEMA = Schema(Type.ARRAY, value_schema=struct([("key", STRING),
                                                         ("value", STRING)]))
 """Confluent's view of a record's headers: a list of {key, value}, the values as text."""
+T = TypeVar("T")
 _header_text = SimpleHeaderConverter({}).from_connect_header
 NULL_VALUE = ("Null valued records are not writeable with current behavior.on.null.values "
               "'fail' setting; set behavior.on.null.values=ignore to skip them")
@@ -107,6 +111,9 @@ class Layout:
     """The format of the ``.keys`` files (``store.kafka.keys``); None: no keys stored."""
     header_format: FileFormat | None = None
     """The format of the ``.headers`` files (``store.kafka.headers``)."""
+    run_times: RunTimes | None = None
+    """``extractor`` read from a run's columns; None: runs with record time are placed
+    record by record."""
 
     @classmethod
     def from_settings(cls, settings: StorageSinkSettings, file_format: FileFormat,
@@ -120,6 +127,7 @@ class Layout:
             format=file_format,
             partitioner=build_partitioner(settings),
             extractor=build_extractor(settings),
+            run_times=build_run_times(settings),
             flush_size=settings.flush_size,
             rotate_interval_ms=settings.rotate_interval_ms,
             schedule_interval_ms=settings.rotate_schedule_interval_ms,
@@ -141,10 +149,12 @@ class Layout:
 
     @property
     def places_runs(self) -> bool:
-        """Whether files are cut by count and schema alone (one encoded partition per
-        Kafka partition, no record time, no companions): then
-        ``PartitionFiles.write_run`` places a whole run of records at once."""
-        return (not self.uses_time and isinstance(self.partitioner, DefaultPartitioner)
+        """Whether ``PartitionFiles.write_run`` places a whole run of records at once:
+        the encoded partition follows from the Kafka partition or the record time alone,
+        the record time (if used) is read from the run's columns, and no companions
+        are written (their keys and headers are checked record by record)."""
+        return (isinstance(self.partitioner, DefaultPartitioner | TimeBasedPartitioner)
+                and (not self.uses_time or self.run_times is not None)
                 and not self.companions)
 
     @cached_property
@@ -319,24 +329,37 @@ class PartitionFiles:
         return failures
 
     def write_run(self, offsets: list[int], values: Callable[[], list[Any]],
-                  schema: Schema | None, encoded: list[bytes | None], now_ms: int) -> bool:
+                  schema: Schema | None, encoded: list[bytes | None],
+                  timestamps: Callable[[], list[int | None]], now_ms: int) -> bool:
         """What ``write`` does with records at ``offsets`` (ascending) whose values are
-        ``values()`` of record schema ``schema``, when the layout ``places_runs``: the
-        same files, cut at the same offsets, encoded a run at a time. False when the
-        rest must go through ``write`` (nulls, values a format rejects, projections):
-        the records placed so far are then skipped there by offset."""
-        partitioner = self.layout.partitioner
-        assert self.layout.places_runs and isinstance(partitioner, DefaultPartitioner)
+        ``values()`` of record schema ``schema`` and whose Kafka timestamps are
+        ``timestamps()``, when the layout ``places_runs``: the same files, cut at the
+        same offsets, encoded a run at a time. False when the rest must go through
+        ``write`` (nulls, values a format rejects, projections, a record whose time the
+        extractor cannot find): the records placed so far are then skipped there by
+        offset."""
+        layout = self.layout
+        assert layout.places_runs
         start = 0 if self.next_offset is None else bisect_left(offsets, self.next_offset)
         if start:
             offsets, encoded = offsets[start:], encoded[start:]
-            values = _tail(values, start)
-        layout = self.layout
-        encoded_partition = partitioner.encode_partition(self.tp.partition)
-        placed = 0
+            values, timestamps = _tail(values, start), _tail(timestamps, start)
+        times: list[int] | None = None
+        if layout.uses_time:
+            assert layout.run_times is not None
+            times = layout.run_times(values, timestamps, schema, len(offsets), now_ms)
+            if times is None:
+                return False
+        cuts = self._cuts(times, len(offsets))
+        interval = layout.rotate_interval_ms if times is not None else 0
+        placed = cut = 0
         while placed < len(offsets):
+            while cuts[cut][0] <= placed:
+                cut += 1
+            cut_end, encoded_partition, bucket = cuts[cut]
+            timestamp = None if times is None else times[placed]
             # as in ``_add``, nothing changes before the records are known to fit
-            ends = self._set_ends(None, None, now_ms)
+            ends = self._set_ends(timestamp, bucket, now_ms)
             current = None if ends else self.open.get(encoded_partition)
             action = schemas.Action.APPEND
             if current is not None:
@@ -346,7 +369,17 @@ class PartitionFiles:
                     return False
                 if action is schemas.Action.PROJECT:
                     return False
-            end = min(len(offsets), placed + layout.flush_size - (0 if ends else self.set_records))
+            end = min(cut_end,
+                      placed + layout.flush_size - (0 if ends else self.set_records))
+            if interval > 0:
+                # the records after the first share its bucket, so only the set's age
+                # can end the set before ``end``
+                assert times is not None and timestamp is not None
+                # no base time: no set is open (a set begun by a tombstone needs
+                # companions, never placed here), so the run's first record opens one
+                base = timestamp if ends or self.set_base_time is None else self.set_base_time
+                end = next((index for index in range(placed + 1, end)
+                            if times[index] - base >= interval), end)
             found = layout.format.prepare_run(_part(values, placed, end), schema,
                                               encoded[placed:end])
             if found is None:
@@ -362,7 +395,8 @@ class PartitionFiles:
                     current = None
                 if current is None:
                     current = self._open(encoded_partition, offsets[placed], schema,
-                                         format_schema, None, now_ms)
+                                         format_schema,
+                                         None if times is None else times[placed], now_ms)
                 if isinstance(payloads, list):
                     current.writer.append_run(payloads)
                 else:
@@ -373,9 +407,21 @@ class PartitionFiles:
                 placed += count
                 current.last_offset = offsets[placed - 1]
                 self.next_offset = offsets[placed - 1] + 1
+            if bucket is not None and (self.newest_bucket is None or bucket > self.newest_bucket):
+                self.newest_bucket = bucket
             if self.set_records >= layout.flush_size:
                 self.end_set()
         return True
+
+    def _cuts(self, times: list[int] | None, count: int) -> list[tuple[int, str, int | None]]:
+        """The run cut where its records' encoded partition changes: ``(end index,
+        encoded partition, bucket start)``, the bucket None without time buckets."""
+        partitioner = self.layout.partitioner
+        if isinstance(partitioner, TimeBasedPartitioner):
+            assert times is not None
+            return partitioner.cuts(times)
+        assert isinstance(partitioner, DefaultPartitioner)
+        return [(count, partitioner.encode_partition(self.tp.partition), None)]
 
     def _add(self, record: SinkRecord, now_ms: int) -> None:
         """Place one record; every check comes before any change, so a record that
@@ -533,7 +579,7 @@ class PartitionFiles:
         return min(starts) if starts else None
 
 
-def _tail(values: Callable[[], list[Any]], start: int) -> Callable[[], list[Any]]:
+def _tail(values: Callable[[], list[T]], start: int) -> Callable[[], list[T]]:
     return lambda: values()[start:]
 
 
