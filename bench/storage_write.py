@@ -88,7 +88,8 @@ def polls(count: int, partitions: int, form: str) -> list[SinkBatch]:
     batches = []
     for start in range(0, count, DEFAULT_BATCH):
         poll = values[start:start + DEFAULT_BATCH]
-        data = [value for p in range(partitions) for value in poll[p::partitions]]
+        data: list[bytes | None] = [value for p in range(partitions)
+                                    for value in poll[p::partitions]]
         where = [(p, next_offset[p] + i) for p in range(partitions)
                  for i in range(len(poll[p::partitions]))]
         for p in range(partitions):
@@ -174,9 +175,9 @@ def main() -> None:
                 times[name].append(spent)
         if files[before] != files["by columns"]:
             raise SystemExit(f"{file_format}: the two paths wrote other files")
-        for name, spent in times.items():
-            print(f"{file_format} {name}: {min(spent):.3f} µs/record (best of {args.rounds}; "
-                  f"all: {', '.join(f'{s:.3f}' for s in spent)}; {len(files[name])} files)")
+        for name, rounds in times.items():
+            print(f"{file_format} {name}: {min(rounds):.3f} µs/record (best of {args.rounds}; "
+                  f"all: {', '.join(f'{s:.3f}' for s in rounds)}; {len(files[name])} files)")
 
 
 if __name__ == "__main__":
