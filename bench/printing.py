@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from itertools import islice
+from typing import Any
+from unittest.mock import patch
 
 from bench.sinks import VARIANTS
 from bench.workload import records
@@ -59,15 +61,9 @@ def polls(variant: str, count: int) -> list[SinkBatch]:
     return batches
 
 
-@contextmanager
-def python_printer() -> Iterator[None]:
+def python_printer() -> AbstractContextManager[Any]:
     """The Python reference prints, as without the extension."""
-    native = java_text.text_printer
-    java_text.text_printer = lambda: None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        java_text.text_printer = native  # type: ignore[assignment]
+    return patch.object(java_text, "text_printer", lambda: None)
 
 
 def cpu_per_record(batches: list[SinkBatch], count: int) -> tuple[float, list[bytes]]:

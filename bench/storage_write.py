@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+from unittest.mock import patch
 
 from bench.workload import records
 from kanal_worker.api import SinkBatch, TopicPartition
@@ -126,28 +128,16 @@ def write_all(file_format: str, count: int, partitions: int, form: str = "json",
     return spent / count * 1e6, store.files
 
 
-@contextmanager
-def value_by_value() -> Iterator[None]:
+def value_by_value() -> AbstractContextManager[Any]:
     """Every value's schema inferred or checked on its own, as before the column
     paths."""
-    infer, fits = schemas.infer_columns, schemas.fits_by_columns
-    schemas.infer_columns = lambda run: None  # type: ignore[assignment]
-    schemas.fits_by_columns = lambda run, schema: False  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        schemas.infer_columns, schemas.fits_by_columns = infer, fits  # type: ignore[assignment]
+    return patch.multiple(schemas, infer_columns=lambda run: None,
+                          fits_by_columns=lambda run, schema: False)
 
 
-@contextmanager
-def record_by_record() -> Iterator[None]:
+def record_by_record() -> AbstractContextManager[Any]:
     """Every record placed on its own, as time-based partitioners did before runs."""
-    places_runs = Layout.places_runs
-    Layout.places_runs = property(lambda layout: False)  # type: ignore[assignment,method-assign]
-    try:
-        yield
-    finally:
-        Layout.places_runs = places_runs  # type: ignore[method-assign]
+    return patch.object(Layout, "places_runs", property(lambda layout: False))
 
 
 def main() -> None:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
+from unittest.mock import patch
 
 from bench.sinks import VARIANTS
 from bench.workload import records
@@ -66,15 +67,9 @@ def transformed(chain: list[Step], plan_chains: dict[int, MapPlanChain],
     return columns
 
 
-@contextmanager
-def python_maps() -> Iterator[None]:
+def python_maps() -> AbstractContextManager[Any]:
     """The per-value Python path, as without the extension."""
-    rebuilder = native.map_rebuilder
-    native.map_rebuilder = lambda: None  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        native.map_rebuilder = rebuilder  # type: ignore[assignment]
+    return patch.object(native, "map_rebuilder", lambda: None)
 
 
 def cpu_per_record(chain: list[Step], plan_chains: dict[int, MapPlanChain],
