@@ -232,6 +232,24 @@ MAP_PLANS = 1024
 """Key sets whose ``MapPlan`` a transform keeps (records of a topic mostly share one)."""
 
 
+PlanKey = tuple[tuple[type, ...], tuple[Any, ...], int | None]
+"""A key set (with its keys' types: 1 and True, equal as keys, are different output
+names) and its table."""
+
+
+def _cached_plan(plans: dict[PlanKey, MapPlan | None], keys: tuple[Any, ...],
+                 table: int | None,
+                 make: Callable[[tuple[Any, ...], int | None], MapPlan | None]
+                 ) -> MapPlan | None:
+    """``make(keys, table)``, kept in ``plans`` (at most ``MAP_PLANS``)."""
+    key = (tuple(map(type, keys)), keys, table)
+    if key not in plans:
+        if len(plans) >= MAP_PLANS:
+            plans.clear()
+        plans[key] = make(keys, table)
+    return plans[key]
+
+
 class NullSafeTransform(KeyOrValueTransform[R]):
     """A transform that leaves a null key or value alone and otherwise rewrites a
     schemaless value or one with a schema, as Apache's ``applySchemaless`` and
@@ -324,19 +342,11 @@ class NullSafeTransform(KeyOrValueTransform[R]):
         return ConvertedBatch(schemas, values, chain_owned=self.makes_new_values)
 
     @cached_property
-    def _map_plans(self) -> dict[tuple[tuple[type, ...], tuple[Any, ...], int | None],
-                                 MapPlan | None]:
+    def _map_plans(self) -> dict[PlanKey, MapPlan | None]:
         return {}
 
     def _planned(self, keys: tuple[Any, ...], table: int | None) -> MapPlan | None:
-        plans = self._map_plans
-        # the key types too: 1 and True, equal as keys, are different output names
-        key = (tuple(map(type, keys)), keys, table)
-        if key not in plans:
-            if len(plans) >= MAP_PLANS:
-                plans.clear()
-            plans[key] = self.map_plan(keys, table)
-        return plans[key]
+        return _cached_plan(self._map_plans, keys, table, self.map_plan)
 
     def map_plan(self, keys: tuple[Any, ...], table: int | None) -> MapPlan | None:
         """How ``schemaless`` rebuilds every map of ``keys`` (in insertion order) whose
@@ -377,8 +387,7 @@ class MapPlanChain:
 
     def __init__(self, steps: Sequence[NullSafeTransform[Any]]) -> None:
         self.steps = tuple(steps)
-        self._plans: dict[tuple[tuple[type, ...], tuple[Any, ...], int | None],
-                          MapPlan | None] = {}
+        self._plans: dict[PlanKey, MapPlan | None] = {}
 
     @staticmethod
     def joins(transform: Transformation[Any] | None) -> TypeGuard[NullSafeTransform[Any]]:
@@ -414,12 +423,7 @@ class MapPlanChain:
             schemas, values, chain_owned=self.steps[-1].makes_new_values))
 
     def _planned(self, keys: tuple[Any, ...], table: int | None) -> MapPlan | None:
-        key = (tuple(map(type, keys)), keys, table)
-        if key not in self._plans:
-            if len(self._plans) >= MAP_PLANS:
-                self._plans.clear()
-            self._plans[key] = self._composed(keys, table)
-        return self._plans[key]
+        return _cached_plan(self._plans, keys, table, self._composed)
 
     def _composed(self, keys: tuple[Any, ...], table: int | None) -> MapPlan | None:
         """One plan giving what the steps' plans give one after the other, or None (each
