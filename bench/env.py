@@ -53,6 +53,18 @@ def stack(*services: str) -> Stack:
                  postgres=env.get("KANAL_POSTGRES_URL") if "postgres" in services else None)
 
 
+def broker_pid() -> int | None:
+    """The pid of the Kafka broker ``dev/stack`` started, while it runs: it shares the
+    machine's cores with the systems measured."""
+    run = Path(os.environ.get("KANAL_RUN", Path(os.environ.get(
+        "KANAL_CACHE", Path.home() / ".cache" / "kanal")) / "run"))
+    try:
+        pid = int((run / "kafka" / "kafka.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
 def scratch() -> Path:
     """A directory for the bench's temporary files (outputs of the sinks, configs)."""
     base = Path(os.environ.get("KANAL_BENCH_TMP", "/tmp/kanal-bench"))

@@ -10,6 +10,7 @@ the first record delivered to the last one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.env import broker_pid
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -55,6 +58,14 @@ def cpu_seconds(pid: int) -> float:
         # utime, stime, and cutime, cstime of children it waited for
         total += sum(int(f) for f in fields[11:15]) / TICKS
     return total
+
+
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has been busy, every core and process (``/proc/stat``
+    without idle and I/O wait): over a window, the cores in use."""
+    with open("/proc/stat") as handle:
+        ticks = [int(f) for f in handle.readline().split()[1:9]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / TICKS
 
 
 def memory_mb(pid: int, key: str = "VmRSS") -> float:
@@ -154,6 +165,22 @@ class Window:
     cpu_first: float = 0.0
     cpu_done: float = 0.0
     rss_max_mb: float = 0.0
+    machine_first: float = 0.0
+    machine_done: float = 0.0
+    broker: int | None = None
+    broker_first: float = 0.0
+    broker_done: float = 0.0
+
+    def machine(self) -> tuple[float, float]:
+        """The machine's busy CPU seconds and the broker's CPU seconds now (one read each:
+        the broker's threads are not walked)."""
+        broker = 0.0
+        if self.broker is not None:
+            with contextlib.suppress(FileNotFoundError):
+                with open(f"/proc/{self.broker}/stat") as handle:
+                    fields = handle.read().rpartition(")")[2].split()
+                broker = (int(fields[11]) + int(fields[12])) / TICKS
+        return busy_cpu_seconds(), broker
 
     def fill(self, sample: Sample) -> Sample:
         """Copy the timings into ``sample``; not ``ok`` when the target was not reached."""
@@ -165,6 +192,12 @@ class Window:
         sample.cpu_s = self.cpu_done - self.cpu_first
         sample.cpu_total_s = self.cpu_done - self.cpu_start
         sample.peak_rss_mb = max(sample.peak_rss_mb, self.rss_max_mb)
+        if sample.active_s > 0:
+            sample.extra["busy_cores"] = round(
+                (self.machine_done - self.machine_first) / sample.active_s, 3)
+        if self.broker is not None and sample.active_records:
+            sample.extra["broker_cpu_per_million"] = round(
+                (self.broker_done - self.broker_first) / sample.active_records * 1e6, 3)
         if self.done is None:
             sample.ok = False
             sample.note = (sample.note + f" stopped at {self.count}/{sample.records}").strip()
@@ -175,7 +208,8 @@ def watch(progress: Callable[[], int], target: int, pid: int | None, timeout: fl
           started: float | None = None, interval: float = 0.02,
           alive: Callable[[], bool] = lambda: True) -> Window:
     """Poll ``progress`` until it reaches ``target`` (or ``timeout``), sampling ``pid``."""
-    window = Window(started=started if started is not None else time.monotonic())
+    window = Window(started=started if started is not None else time.monotonic(),
+                    broker=broker_pid())
     if pid is not None:
         window.cpu_start = window.cpu_first = window.cpu_done = cpu_seconds(pid)
     deadline = window.started + timeout
@@ -188,6 +222,7 @@ def watch(progress: Callable[[], int], target: int, pid: int | None, timeout: fl
             window.rss_max_mb = max(window.rss_max_mb, memory_mb(pid))
         if count and window.first is None:
             window.first, window.first_count, window.cpu_first = now, count, cpu
+            window.machine_first, window.broker_first = window.machine()
             if count >= target:
                 # everything arrived between two polls (a tiny workload): time it from
                 # the previous poll, a lower bound of the rate rather than none
@@ -196,9 +231,11 @@ def watch(progress: Callable[[], int], target: int, pid: int | None, timeout: fl
         window.count = count
         if count >= target:
             window.done, window.cpu_done = now, cpu
+            window.machine_done, window.broker_done = window.machine()
             return window
         window.cpu_done = cpu
         if now > deadline or not alive():
+            window.machine_done, window.broker_done = window.machine()
             return window
         time.sleep(interval)
 

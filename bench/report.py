@@ -96,7 +96,7 @@ def output_verdict(compared: dict[str, Any]) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     header = ("bench", "variant", "system", "ok/runs", "records/s (min-max)", "startup s",
-              "CPU s/M rec", "peak RSS MB", "output")
+              "CPU s/M rec", "peak RSS MB", "broker CPU s/M", "busy cores", "output")
     lines = [header]
     for row in rows:
         rate = (f"{row['rate']:,.0f} ({row['rate_min']:,.0f}-{row['rate_max']:,.0f})"
@@ -105,7 +105,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                       f"{row['ok']}/{row['runs']}", rate, f"{row['startup_s']:.2f}",
                       f"{row['cpu_per_million']:.2f}" if row["cpu_per_million"] else "-",
                       f"{row['peak_rss_mb']:.0f}" if row["peak_rss_mb"] else "-",
-                      row.get("output", "")))
+                      *machine_cells(row), row.get("output", "")))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     out = []
     for n, line in enumerate(lines):
@@ -114,6 +114,14 @@ def table(rows: list[dict[str, Any]]) -> str:
         if n == 0:
             out.append("  ".join("-" * width for width in widths))
     return "\n".join(out)
+
+
+def machine_cells(row: dict[str, Any]) -> tuple[str, str]:
+    """The broker's CPU per million records and the cores busy while the records flowed:
+    the systems share this machine with the broker, so a rate is bounded by what the two
+    leave each other."""
+    broker, busy = row.get("broker_cpu_per_million"), row.get("busy_cores")
+    return (f"{broker:.2f}" if broker else "-", f"{busy:.2f}" if busy else "-")
 
 
 def machine() -> dict[str, Any]:
@@ -136,13 +144,15 @@ def markdown(rows: list[dict[str, Any]], found: list[dict[str, Any]],
     """The summary as Markdown tables (what bench/README.md quotes); ``b4`` holds the rows
     of ``bench.control.rows``."""
     out = ["| bench | variant | system | ok/runs | records/s median (min-max) | startup s "
-           "| CPU s / M rec | peak RSS MB | output |", "|---|---|---|---|---|---|---|---|---|"]
+           "| CPU s / M rec | peak RSS MB | broker CPU s / M rec | busy cores | output |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mb = f" = {r['mb_per_s']:.0f} MB/s" if r.get("mb_per_s") else ""
         out.append(f"| {r['bench']} | {r['variant']} | {r['system']} | {r['ok']}/{r['runs']} "
                    f"| {r['rate']:,.0f} ({r['rate_min']:,.0f}-{r['rate_max']:,.0f}){mb} "
                    f"| {r['startup_s']:.2f} | {r['cpu_per_million']:.2f} "
-                   f"| {r['peak_rss_mb']:.0f} | {r.get('output', '')} |")
+                   f"| {r['peak_rss_mb']:.0f} | {' | '.join(machine_cells(r))} "
+                   f"| {r.get('output', '')} |")
     out += ["", "| comparison | ratio | target |", "|---|---|---|"]
     out += [f"| {r['what']} | {r['ratio']:.2f} | {r['target']} |" for r in found]
     if b4:
