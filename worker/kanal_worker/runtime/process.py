@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any, Literal
 
 from kanal_worker.api.records import TopicPartition
+from kanal_worker.runtime.readings import own_error_counts, sink_positions
 from kanal_worker.runtime.registry import find
 from kanal_worker.runtime.sink import SinkTaskRunner
 from kanal_worker.runtime.status import State, Status, TargetState
@@ -264,11 +265,9 @@ def child_main(conn: Connection) -> None:
 
     threading.Thread(target=commands, name="commands", daemon=True).start()
     runner.start()
-    # imported here: the metrics module knows this one's runner, the child needs its readers
-    from kanal_worker.runtime.metrics import error_counts, sink_positions
 
     def report() -> None:
-        failed, dlq = error_counts(runner)
+        failed, dlq = own_error_counts(runner)
         send(("metrics", (_counters(runner.metrics), sorted(runner.active_topics),
                           ChildReport(failed, dlq, list(sink_positions(runner))))))
 
