@@ -305,6 +305,13 @@ def _counters(metrics: Throughput) -> dict[str, Any]:
     return counters
 
 
+def metrics_message(runner: SinkTaskRunner) -> tuple[str, Any]:
+    """What a child tells its worker about its task every ``REPORT_SECONDS``."""
+    failed, dlq = own_error_counts(runner)
+    return ("metrics", (_counters(runner.metrics), sorted(runner.active_topics),
+                        ChildReport(failed, dlq, list(sink_positions(runner)))))
+
+
 class _ChildSinkRunner(SinkTaskRunner):
     """The real runner in a child: before its consumer joins the group it says it is ready
     and waits for the worker's word (``StartBarrier``), a stop, or ``SIBLING_WAIT_SECONDS``."""
@@ -363,15 +370,9 @@ def child_main(conn: Connection) -> None:
 
     threading.Thread(target=commands, name="commands", daemon=True).start()
     runner.start()
-
-    def report() -> None:
-        failed, dlq = own_error_counts(runner)
-        send(("metrics", (_counters(runner.metrics), sorted(runner.active_topics),
-                          ChildReport(failed, dlq, list(sink_positions(runner))))))
-
     while not runner.join(REPORT_SECONDS):
-        report()
-    report()
+        send(metrics_message(runner))
+    send(metrics_message(runner))
     send(("finished", time.time()))
     conn.close()
 
