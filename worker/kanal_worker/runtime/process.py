@@ -119,13 +119,13 @@ class StartBarrier:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: set[int] = set()
+        self._pending: set[ProcessTaskRunner] = set()
         self._ready: list[ProcessTaskRunner] = []
         self._closed = False
 
     def enlist(self, runner: ProcessTaskRunner) -> None:
         with self._lock:
-            self._pending.add(id(runner))
+            self._pending.add(runner)
 
     def close(self) -> None:
         """No more members: the barrier opens once those it has are ready."""
@@ -135,14 +135,14 @@ class StartBarrier:
 
     def ready(self, runner: ProcessTaskRunner) -> None:
         with self._lock:
-            self._pending.discard(id(runner))
+            self._pending.discard(runner)
             self._ready.append(runner)
         self._open_if_due()
 
     def gone(self, runner: ProcessTaskRunner) -> None:
         """``runner``'s process ended; ready or not, nobody waits for it any more."""
         with self._lock:
-            self._pending.discard(id(runner))
+            self._pending.discard(runner)
         self._open_if_due()
 
     def _open_if_due(self) -> None:
