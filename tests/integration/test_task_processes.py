@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,6 +97,53 @@ def test_two_sink_tasks_run_in_two_processes(tmp_path: Path, kafka: str,
         wait_for(lambda: not any(_alive(pid) for pid in children), 60,
                  "the task processes to end")
     finally:
+        assert run.stop() == 0
+
+
+def test_sibling_task_processes_join_the_group_together(
+        tmp_path: Path, kafka: str, new_topic: Callable[..., str]) -> None:
+    """A connector's task processes subscribe once all are ready: one held up in its start
+    (here: SIGSTOP before it is ready) keeps the other from taking every partition alone
+    and handing half of them over in a rebalance when the late one joins."""
+    topic = new_topic("procs-together", 4)
+    records = [f"a{i}".encode() for i in range(1000)]
+    produce(kafka, topic, records)
+    worker = worker_properties(tmp_path, kafka, listeners="http://127.0.0.1:0",
+                               **{"kanal_task_processes": "always"})
+    log = tmp_path / "kanal.log"
+    run = Standalone(worker, log=log).start().wait_running()
+    name = "procs-together"
+    pids: dict[int, int] = {}
+    try:
+        url = re.search(r"REST API on (http://\S+)", log.read_text())[1]  # type: ignore[index]
+        sink_file = tmp_path / "out.txt"
+        created = httpx.post(f"{url}/connectors", json={"name": name, "config": {
+            "connector.class": "FileStreamSink", "topics": topic, "tasks.max": "2",
+            "file": str(sink_file)}})
+        assert created.status_code == 201, created.text
+        # a child needs most of a second to import its modules: stop both well before
+        deadline = time.monotonic() + 30
+        while len(pids) < 2 and time.monotonic() < deadline:
+            for task, pid in _task_pids(log, name).items():
+                if task not in pids:
+                    os.kill(pid, signal.SIGSTOP)
+                    pids[task] = pid
+            time.sleep(0.01)
+        assert len(pids) == 2, log.read_text()
+        os.kill(pids[1], signal.SIGCONT)
+        time.sleep(3)  # task 1 is ready well within this, task 0 still stopped
+        assert not run.logged(f"Task {name}-1: assigned".encode()), log.read_text()
+        os.kill(pids[0], signal.SIGCONT)
+
+        wait_for(lambda: set(sink_file.read_text().split()) >= {r.decode() for r in records}
+                 if sink_file.exists() else False, 60, "every record")
+        for task in (0, 1):
+            assert re.search(rf"Task {name}-{task}: assigned {re.escape(topic)}-\d",
+                             log.read_text()), f"task {task} got no partition"
+    finally:
+        for pid in pids.values():
+            if _alive(pid):
+                os.kill(pid, signal.SIGCONT)
         assert run.stop() == 0
 
 

@@ -15,6 +15,7 @@ from kanal_worker.cluster.executor import Assignment, Executor
 from kanal_worker.cluster.protocol import SECRET_PROVIDER, TaskReport
 from kanal_worker.config.providers import Lookup
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.process import StartBarrier
 from kanal_worker.runtime.registry import PluginInfo
 from kanal_worker.runtime.status import State, TargetState
 from kanal_worker.runtime.task import TaskId, TaskRunner
@@ -52,15 +53,17 @@ class Tasks(Executor):
     def __init__(self, providers: Mapping[str, Lookup] | None = None) -> None:
         self.changes = 0
         self.started: list[Task] = []
+        self.barriers: dict[str, StartBarrier] = {}
         super().__init__(WORKER, "w1", MemoryOffsetStore(), providers or {}, self._changed)
 
     def _changed(self) -> None:
         self.changes += 1
 
     def _runner(self, plugin: PluginInfo, task_id: TaskId, config: Mapping[str, str],
-                target: TargetState) -> TaskRunner:
+                target: TargetState, barrier: StartBarrier) -> TaskRunner:
         runner = Task(task_id, config, self.worker, self.worker_id, target, self._on_status)
         self.started.append(runner)
+        self.barriers[str(task_id)] = barrier
         return runner
 
     def states(self) -> dict[str, tuple[str, str]]:
@@ -93,6 +96,15 @@ def test_assigned_tasks_start_and_are_reported_with_their_token(executor: Tasks)
     assert [str(r.id) for r in executor.started] == ["files-0", "files-1"]
     assert executor.changes > 0
     assert {str(r.id) for r in executor.runners()} == {"files-0", "files-1"}
+
+
+def test_a_connectors_tasks_started_in_one_step_share_a_start_barrier(executor: Tasks) -> None:
+    assign(executor, assignment(0, "a"), assignment(1, "b"),
+           assignment(0, "c", connector="other"))
+    eventually(lambda: len(executor.started) == 3)
+    barriers = executor.barriers
+    assert barriers["files-0"] is barriers["files-1"]
+    assert barriers["other-0"] is not barriers["files-0"]
 
 
 def test_a_new_token_replaces_the_task_after_it_stopped(executor: Tasks) -> None:

@@ -170,3 +170,20 @@ def test_a_standalone_worker_without_listeners_does_not_load_fastapi() -> None:
     settings: WorkerSettings = WorkerSettings.parse({"listeners": ""})
     assert _start_rest(herder, {"listeners": ""}, settings) is None
     herder.stop_all()
+
+
+def test_a_task_process_does_not_import_the_metrics_server() -> None:
+    """Only the worker serves ``/metrics``; a task process sends its readings over its pipe
+    and needs neither the Prometheus client nor an HTTP server."""
+    modules = imported_after(
+        "from kanal_worker.runtime import process\n"
+        "from kanal_worker.runtime.registry import find\n"
+        "from kanal_worker.runtime.status import TargetState\n"
+        "from kanal_worker.runtime.task import TaskId\n"
+        "plugin = find('connector', 'FileStreamSink', 'connector.class')\n"
+        "runner = process.SinkTaskRunner(TaskId('c', 0), {}, {}, 'w', TargetState.STARTED,\n"
+        "                                print, plugin.cls)\n"
+        "assert process.metrics_message(runner)[0] == 'metrics'")
+    assert "kanal_worker.connectors.file" in modules
+    assert not {m for m in modules if m.split(".")[0] in ("prometheus_client", "wsgiref")}
+    assert "kanal_worker.runtime.metrics" not in modules

@@ -24,6 +24,7 @@ from kanal_worker.runtime.herder import (
     NotFoundError,
 )
 from kanal_worker.runtime.offsets import MemoryOffsetStore
+from kanal_worker.runtime.process import StartBarrier
 from kanal_worker.runtime.registry import PluginInfo
 from kanal_worker.runtime.standalone import StandaloneHerder
 from kanal_worker.runtime.status import State, TargetState
@@ -104,14 +105,23 @@ def env(path: str | None, key: str) -> str:
 
 
 @pytest.fixture
-def herder(monkeypatch: pytest.MonkeyPatch, started: list[Task]) -> Iterator[StandaloneHerder]:
+def barriers() -> dict[str, StartBarrier | None]:
+    """The start barrier each task's latest runner was given."""
+    return {}
+
+
+@pytest.fixture
+def herder(monkeypatch: pytest.MonkeyPatch, started: list[Task],
+           barriers: dict[str, StartBarrier | None]) -> Iterator[StandaloneHerder]:
     def task_runner(plugin: PluginInfo, task_id: TaskId, config: Mapping[str, str],
                     worker: Mapping[str, str], worker_id: str, target: TargetState,
                     on_status: StatusListener, offsets: Any,
-                    active_topics: set[str], tasks: int = 1) -> TaskRunner:
+                    active_topics: set[str], tasks: int = 1,
+                    barrier: StartBarrier | None = None) -> TaskRunner:
         runner = Task(task_id, config, worker, worker_id, target, on_status)
         runner.active_topics = active_topics
         started.append(runner)
+        barriers[str(task_id)] = barrier
         return runner
 
     monkeypatch.setattr(standalone, "task_runner", task_runner)
@@ -253,6 +263,14 @@ def test_restart_picks_the_tasks_asked_for(herder: StandaloneHerder,
     assert herder.restart("orders", include_tasks=False, only_failed=False) is False
     with pytest.raises(NotFoundError, match="orders-7"):
         herder.restart_task("orders", 7)
+
+
+def test_the_tasks_started_together_share_a_start_barrier_and_a_restarted_one_has_none(
+        herder: StandaloneHerder, barriers: dict[str, StartBarrier | None]) -> None:
+    herder.put_connector("orders", sink())
+    assert barriers["orders-0"] is not None and barriers["orders-0"] is barriers["orders-1"]
+    herder.restart_task("orders", 1)
+    assert barriers["orders-1"] is None
 
 
 def test_unknown_connectors_and_tasks_are_not_found(herder: StandaloneHerder) -> None:

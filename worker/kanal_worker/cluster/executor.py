@@ -30,6 +30,7 @@ from kanal_worker.cluster.protocol import (
 from kanal_worker.config.providers import Lookup, has_placeholder, resolve
 from kanal_worker.config.worker import WorkerSettings
 from kanal_worker.runtime.offsets import OffsetStore
+from kanal_worker.runtime.process import StartBarrier
 from kanal_worker.runtime.registry import PluginInfo
 from kanal_worker.runtime.runners import task_runner
 from kanal_worker.runtime.status import State, TargetState, format_trace
@@ -197,20 +198,30 @@ class Executor:
             self._stopping = still
             busy = set(self._runs) | {key for key, _ in still}
             starting = [want for key, want in desired.items() if key not in busy]
-        for want in starting:
-            run = self._start(want)
-            with self._lock:
-                if self._desired.get(want.key) == want:
-                    self._runs[want.key] = run
-                    changed = True
-                    continue
-            if run.runner is not None:  # the assignment changed while it started
-                run.runner.stop()
-                run.stopping_since = time.monotonic()
-                with self._lock:
-                    self._stopping.append((want.key, run))
+        # a connector's tasks started in one step subscribe together (StartBarrier)
+        barriers = {want.connector: StartBarrier() for want in starting}
+        try:
+            for want in starting:
+                changed |= self._start_run(want, barriers[want.connector])
+        finally:
+            for barrier in barriers.values():
+                barrier.close()
         if changed:
             self.on_change()
+
+    def _start_run(self, want: Assignment, barrier: StartBarrier) -> bool:
+        """Start ``want``'s task; whether it now runs here."""
+        run = self._start(want, barrier)
+        with self._lock:
+            if self._desired.get(want.key) == want:
+                self._runs[want.key] = run
+                return True
+        if run.runner is not None:  # the assignment changed while it started
+            run.runner.stop()
+            run.stopping_since = time.monotonic()
+            with self._lock:
+                self._stopping.append((want.key, run))
+        return False
 
     def _retire(self, key: str, run: _Run) -> None:
         """Ask a task to stop; it stays reported until it did. Holds the lock."""
@@ -234,7 +245,7 @@ class Executor:
             run.runner.abandon()
         return True
 
-    def _start(self, want: Assignment) -> _Run:
+    def _start(self, want: Assignment, barrier: StartBarrier) -> _Run:
         hidden = {want.config[k] for k in hidden_keys(want.config) if k in want.config}
         try:
             plugin = connector_plugin(want.config)
@@ -245,18 +256,20 @@ class Executor:
         except ConfigError as exc:
             log.error("Task %s cannot start: %s", want.key, exc)
             return _Run(want, failure=format_trace(exc), hidden=hidden)
-        runner = self._runner(plugin, TaskId(want.connector, want.task), resolved, want.target)
+        runner = self._runner(plugin, TaskId(want.connector, want.task), resolved, want.target,
+                              barrier)
         runner.start()
         log.info("Task %s starts (%s)", want.key, plugin.class_name)
         return _Run(want, runner, _digest(resolved), hidden | used)
 
     def _runner(self, plugin: PluginInfo, task_id: TaskId, config: Mapping[str, str],
-                target: TargetState) -> TaskRunner:
+                target: TargetState, barrier: StartBarrier) -> TaskRunner:
         with self._lock:
             siblings = sum(a.connector == task_id.connector for a in self._desired.values())
         return task_runner(plugin, task_id, config, self.worker, self.worker_id, target,
                            self._on_status, self.offsets,
-                           self.topics.setdefault(task_id.connector, set()), siblings)
+                           self.topics.setdefault(task_id.connector, set()), siblings,
+                           barrier)
 
     def _resolve(self, config: Mapping[str, str]) -> tuple[dict[str, str], set[str]]:
         """``config`` with placeholders replaced, and the secret values it now holds."""

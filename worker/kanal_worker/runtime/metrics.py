@@ -13,10 +13,9 @@ The names follow Kafka Connect's task metrics (``sink-record-read-total`` become
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from confluent_kafka import TopicPartition as KafkaTopicPartition
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -28,9 +27,9 @@ from prometheus_client.registry import Collector
 
 from kanal_worker import __version__
 from kanal_worker.api.errors import ConfigError
-from kanal_worker.api.records import TopicPartition
 from kanal_worker.config.observability import MetricsServer, metrics_registry, serve_metrics
 from kanal_worker.runtime.process import ProcessTaskRunner
+from kanal_worker.runtime.readings import own_error_counts, sink_positions
 from kanal_worker.runtime.sink import SinkTaskRunner
 from kanal_worker.runtime.source import SourceTaskRunner
 from kanal_worker.runtime.status import State
@@ -63,52 +62,11 @@ def task_type(runner: TaskRunner) -> str:
 
 
 def error_counts(runner: TaskRunner) -> tuple[int, int]:
-    """(records that failed for good, records sent to the dead letter queue).
-
-    ``ErrorHandler.failed`` counts every record that failed conversion, a transform or
-    the write; ``Throughput.records_failed`` is the runner's own counter. Either may be
-    the one a runtime version maintains, so the larger is reported (never their sum,
-    which would count a record twice).
-    """
+    """(records that failed for good, records sent to the dead letter queue), as the
+    runner or, for a task process, its last report says."""
     if isinstance(runner, ProcessTaskRunner):
         return runner.report.failed, runner.report.dlq
-    handler = getattr(runner, "errors", None)
-    failed = max(runner.metrics.records_failed, int(getattr(handler, "failed", 0)))
-    dlq = getattr(handler, "dlq", None)
-    return failed, int(getattr(dlq, "count", 0))
-
-
-def _snapshot(mapping: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-    """Copy a dict another thread mutates (rebalances add and remove partitions)."""
-    for _ in range(3):
-        try:
-            return dict(mapping)
-        except RuntimeError:  # changed size during iteration: try again
-            continue
-    return {}
-
-
-def sink_positions(runner: SinkTaskRunner) -> Iterator[tuple[TopicPartition, int, int, int]]:
-    """(partition, next offset to process, committed offset, high watermark) per partition.
-
-    The high watermark is librdkafka's cached value, refreshed by every fetch response:
-    reading it costs no request to the broker. Partitions whose watermark the client
-    does not know yet are left out rather than reported with a made-up lag.
-    """
-    consumer = getattr(runner, "consumer", None)
-    if consumer is None:
-        return
-    consumed = _snapshot(runner.consumed)
-    committed = _snapshot(runner.committed)
-    for tp, position in sorted(consumed.items()):
-        try:
-            _low, high = consumer.get_watermark_offsets(
-                KafkaTopicPartition(tp.topic, tp.partition), cached=True)
-        except Exception:  # consumer closing or closed: this scrape skips it
-            continue
-        if high is None or high < 0:
-            continue
-        yield tp, position, committed.get(tp, position), high
+    return own_error_counts(runner)
 
 
 class TaskCollector(Collector):

@@ -20,12 +20,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
 from kanal_worker.api.records import TopicPartition
+from kanal_worker.runtime.readings import own_error_counts, sink_positions
 from kanal_worker.runtime.registry import find
 from kanal_worker.runtime.sink import SinkTaskRunner
 from kanal_worker.runtime.status import State, Status, TargetState
@@ -39,6 +40,14 @@ ProcessMode = Literal["auto", "always", "never"]
 REPORT_SECONDS = 0.5
 """How often a child sends its counters and topics: the progress log and Prometheus read
 them every few seconds."""
+
+SIBLING_WAIT_SECONDS = 5.0
+"""The longest a ready task process waits for the siblings it was started with before it
+subscribes anyway. A child is ready about a second after it starts (a fresh interpreter
+importing the task's modules, on a busy machine); one 5 s behind is stuck building its task,
+and the others would lose more by waiting than the rebalance its later join costs (two
+rounds with cooperative assignment, about a second each). A sibling that dies or is
+stopped before it is ready releases the others at once."""
 
 CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"
 
@@ -94,14 +103,70 @@ class ChildReport:
     positions: list[Position] = field(default_factory=list)
 
 
+class StartBarrier:
+    """Lets the task processes of one connector started together subscribe together.
+
+    Each child builds its task and consumer, says it is ready and waits. Were they to
+    subscribe as each is ready, the first would join the connector's (new) group alone and
+    take every partition, and each later one's join would start a rebalance: with
+    cooperative assignment two rounds, during which the partitions moving wait. Members
+    joining within milliseconds are given their shares in the group's first assignment.
+
+    The starter enlists the runners, starts them and then closes the barrier; it opens
+    when it is closed and every member is ready or has ended. A child never waits longer
+    than ``SIBLING_WAIT_SECONDS``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: set[ProcessTaskRunner] = set()
+        self._ready: list[ProcessTaskRunner] = []
+        self._closed = False
+
+    def enlist(self, runner: ProcessTaskRunner) -> None:
+        with self._lock:
+            self._pending.add(runner)
+
+    def close(self) -> None:
+        """No more members: the barrier opens once those it has are ready."""
+        with self._lock:
+            self._closed = True
+        self._open_if_due()
+
+    def ready(self, runner: ProcessTaskRunner) -> None:
+        with self._lock:
+            self._pending.discard(runner)
+            self._ready.append(runner)
+        self._open_if_due()
+
+    def gone(self, runner: ProcessTaskRunner) -> None:
+        """``runner``'s process ended; ready or not, nobody waits for it any more."""
+        with self._lock:
+            self._pending.discard(runner)
+        self._open_if_due()
+
+    def _open_if_due(self) -> None:
+        with self._lock:
+            if not self._closed or self._pending:
+                return
+            released, self._ready = self._ready, []
+        for runner in released:
+            runner.release()
+
+
 class ProcessTaskRunner(TaskRunner):
     """The worker's side of a task running in a child process."""
 
     def __init__(self, plugin: str, task_id: TaskId, config: Mapping[str, str],
                  worker: Mapping[str, str], worker_id: str, target: TargetState,
-                 on_status: StatusListener) -> None:
+                 on_status: StatusListener, barrier: StartBarrier | None = None) -> None:
         super().__init__(task_id, config, worker, worker_id, target, on_status)
         self.plugin = plugin
+        self.barrier = barrier
+        """Shared with the sibling tasks started together; without one (a restarted task
+        joins a running group) the child subscribes as soon as it is ready."""
+        if barrier is not None:
+            barrier.enlist(self)
         self.active_topics: set[str] = set()
         self._send_lock = threading.Lock()
         self._done = threading.Event()
@@ -135,6 +200,10 @@ class ProcessTaskRunner(TaskRunner):
     def set_target(self, target: TargetState) -> None:
         super().set_target(target)
         self._send(("target", target))
+
+    def release(self) -> None:
+        """Let the child subscribe."""
+        self._send(("subscribe", None))
 
     def join(self, timeout: float | None = None) -> bool:
         if self.process is None:
@@ -173,6 +242,8 @@ class ProcessTaskRunner(TaskRunner):
                           self.id)
             self.process.kill()
         exitcode = self.process.wait()
+        if self.barrier is not None:
+            self.barrier.gone(self)
         if not self._finished:
             self._set(State.FAILED, self._death(exitcode))
         self._conn.close()
@@ -191,6 +262,11 @@ class ProcessTaskRunner(TaskRunner):
             for name, value in counters.items():
                 setattr(self.metrics, name, value)
             self.active_topics.update(topics)
+        elif kind == "ready":
+            if self.barrier is None:
+                self.release()
+            else:
+                self.barrier.ready(self)
         elif kind == "finished":
             self._finished = True
 
@@ -229,6 +305,34 @@ def _counters(metrics: Throughput) -> dict[str, Any]:
     return counters
 
 
+def metrics_message(runner: SinkTaskRunner) -> tuple[str, Any]:
+    """What a child tells its worker about its task every ``REPORT_SECONDS``."""
+    failed, dlq = own_error_counts(runner)
+    return ("metrics", (_counters(runner.metrics), sorted(runner.active_topics),
+                        ChildReport(failed, dlq, list(sink_positions(runner)))))
+
+
+class _ChildSinkRunner(SinkTaskRunner):
+    """The real runner in a child: before its consumer joins the group it says it is ready
+    and waits for the worker's word (``StartBarrier``), a stop, or ``SIBLING_WAIT_SECONDS``."""
+
+    def __init__(self, *args: Any, send: Callable[[tuple[str, Any]], None],
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._send_to_worker = send
+        self.may_subscribe = threading.Event()
+
+    def stop(self) -> None:
+        super().stop()
+        self.may_subscribe.set()
+
+    def ready_to_subscribe(self) -> None:
+        self._send_to_worker(("ready", None))
+        if not self.may_subscribe.wait(SIBLING_WAIT_SECONDS):
+            log.info("Task %s: its sibling tasks are not ready after %.0fs; joining the "
+                     "group without them", self.id, SIBLING_WAIT_SECONDS)
+
+
 def child_main(conn: Connection) -> None:
     """The child: runs the task until it ends, then says it finished."""
     inputs: ChildInputs = conn.recv()
@@ -247,8 +351,8 @@ def child_main(conn: Connection) -> None:
         status: Status = runner.status
         send(("status", (status.state, status.trace, status.detail)))
 
-    runner = SinkTaskRunner(inputs.task_id, inputs.config, inputs.worker, inputs.worker_id,
-                            inputs.target, on_status, plugin.cls)
+    runner = _ChildSinkRunner(inputs.task_id, inputs.config, inputs.worker, inputs.worker_id,
+                              inputs.target, on_status, plugin.cls, send=send)
     runner.active_topics = set()
 
     def commands() -> None:
@@ -259,22 +363,16 @@ def child_main(conn: Connection) -> None:
                     runner.stop()
                 elif kind == "target":
                     runner.set_target(body)
+                elif kind == "subscribe":
+                    runner.may_subscribe.set()
         except (EOFError, OSError):
             runner.stop()  # the worker is gone
 
     threading.Thread(target=commands, name="commands", daemon=True).start()
     runner.start()
-    # imported here: the metrics module knows this one's runner, the child needs its readers
-    from kanal_worker.runtime.metrics import error_counts, sink_positions
-
-    def report() -> None:
-        failed, dlq = error_counts(runner)
-        send(("metrics", (_counters(runner.metrics), sorted(runner.active_topics),
-                          ChildReport(failed, dlq, list(sink_positions(runner))))))
-
     while not runner.join(REPORT_SECONDS):
-        report()
-    report()
+        send(metrics_message(runner))
+    send(metrics_message(runner))
     send(("finished", time.time()))
     conn.close()
 

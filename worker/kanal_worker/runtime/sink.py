@@ -183,6 +183,7 @@ class SinkTaskRunner(TaskRunner):
         try:
             if not settings.topics_regex:
                 self._create_missing_topics(topics)
+            self.ready_to_subscribe()
             self.consumer.subscribe(topics, on_assign=self._assigned, on_revoke=self._revoked,
                                     on_lost=self._lost)
             self._set(self.target.running_state)
@@ -190,6 +191,11 @@ class SinkTaskRunner(TaskRunner):
             self._commit()
         finally:
             self._shutdown()
+
+    def ready_to_subscribe(self) -> None:
+        """Called once the task and its consumer are built, before the consumer joins the
+        connector's group. A task process waits there for its siblings (runtime/process.py
+        ``StartBarrier``); a thread goes on at once."""
 
     def _create_missing_topics(self, topics: list[str]) -> None:
         """Ask for the topics' metadata, as Java's consumer does when it subscribes: with

@@ -31,6 +31,7 @@ from kanal_worker.runtime.herder import (
     check_source_offsets,
 )
 from kanal_worker.runtime.offsets import OffsetStore, partition_key
+from kanal_worker.runtime.process import StartBarrier
 from kanal_worker.runtime.registry import PluginInfo
 from kanal_worker.runtime.runners import task_runner
 from kanal_worker.runtime.status import State, Status, TargetState, format_trace
@@ -285,12 +286,17 @@ class StandaloneHerder(Herder):
             return
         self._stop_tasks(holder)
         holder.task_configs = planned
-        holder.tasks = [self._runner(holder, i, c) for i, c in enumerate(planned)]
+        barrier = StartBarrier()
+        holder.tasks = [self._runner(holder, i, c, barrier) for i, c in enumerate(planned)]
         holder.status.set(holder.target.running_state)
-        for task in holder.tasks:
-            task.start()
+        try:
+            for task in holder.tasks:
+                task.start()
+        finally:
+            barrier.close()
 
-    def _runner(self, holder: ConnectorHolder, index: int, config: dict[str, str]) -> TaskRunner:
+    def _runner(self, holder: ConnectorHolder, index: int, config: dict[str, str],
+                barrier: StartBarrier | None = None) -> TaskRunner:
         task_id = TaskId(holder.name, index)
         try:
             resolved = resolve(config, self.providers)
@@ -299,7 +305,7 @@ class StandaloneHerder(Herder):
                                  holder.target, self._on_task_status)
         return task_runner(holder.plugin, task_id, resolved, self.worker, self.worker_id,
                            holder.target, self._on_task_status, self.offsets,
-                           holder.active_topics, len(holder.task_configs))
+                           holder.active_topics, len(holder.task_configs), barrier)
 
     def _restart_task(self, holder: ConnectorHolder, index: int) -> None:
         old = holder.tasks[index]
