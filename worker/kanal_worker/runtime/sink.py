@@ -579,12 +579,23 @@ class SinkTaskRunner(TaskRunner):
             self.committed.pop(tp, None)
 
     def _shutdown(self) -> None:
-        """Leave the group first (its revoke callback commits), then release the task."""
+        """Leave the group first (its revoke callback commits), then release the task.
+
+        A consumer that fails to close does not fail a task that is stopping: its offsets
+        were committed just before, and librdkafka releases the consumer either way (as
+        Apache's WorkerSinkTask closes its consumer quietly). confluent-kafka on
+        Python 3.11 can raise a SystemError here when a commit in the revoke callback meets
+        a group that is rebalancing as its sibling leaves."""
         consumer = getattr(self, "consumer", None)
         try:
             if consumer is not None:
                 self.fetch.close()
-                consumer.close()
+                try:
+                    consumer.close()
+                except Exception as exc:
+                    log.warning("Task %s: its consumer did not close cleanly (%s: %s); "
+                                "records not committed are delivered again", self.id,
+                                type(exc).__name__, exc)
         finally:
             task = getattr(self, "task", None)
             if task is not None:
