@@ -2,12 +2,12 @@
 (every thread, native frames of the interpreter hidden), summarised per function.
 
     python -m bench.profile [--variant string|bytearray|json|json-3smt|json-schemas-smt|
-                                       avro-parquet|file-source] [--records N]
+                                       avro-parquet|file-source|generator] [--records N]
 
 The B1 variants (FileStreamSink), B2's Avro -> Parquet into Azurite and B3's
-FileStreamSource. Writes bench/results/profile-<variant>.txt: the share of the task
-thread's samples spent in each function (self) and under it (inclusive). Needs py-spy
-(``pip install py-spy``).
+FileStreamSource and telemetry generator. Writes bench/results/profile-<variant>.txt:
+the share of the task thread's samples spent in each function (self) and under it
+(inclusive). Needs py-spy (``pip install py-spy``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,13 @@ from bench.env import RESULTS, scratch, stack
 from bench.measure import LineCounter
 from bench.registry import Registry
 from bench.sinks import PASSTHROUGH_VARIANT, VARIANTS, file_sink_config
-from bench.sources import TopicCounter, drop_topic, file_source_config, new_topic
+from bench.sources import (
+    TopicCounter,
+    drop_topic,
+    file_source_config,
+    generator_config,
+    new_topic,
+)
 from bench.storage import (
     AVRO_INPUT,
     Committed,
@@ -102,7 +108,7 @@ def object_store(fmt: str, records: int, workdir: Path, registry: str) -> Profil
                     committed, complete_files(workload), cleanup=cleanup)
 
 
-def file_source(records: int, workdir: Path) -> Profiled:
+def source(variant: str, records: int, workdir: Path) -> Profiled:
     env = stack("kafka")
     workload = ensure(env.bootstrap, records)
     topic = new_topic(env.bootstrap)
@@ -111,14 +117,18 @@ def file_source(records: int, workdir: Path) -> Profiled:
     def cleanup() -> None:
         counter.close()
         drop_topic(env.bootstrap, topic)
-    return Profiled("FileStreamSource", {"name": f"bench-profile-{uuid.uuid4().hex[:8]}",
-                                         **file_source_config(workload, workdir, topic)},
+    if variant == "generator":
+        description, config = "VehicleTelemetrySource", generator_config(workload, topic)
+    else:
+        description, config = "FileStreamSource", file_source_config(workload, workdir, topic)
+    return Profiled(description, {"name": f"bench-profile-{uuid.uuid4().hex[:8]}", **config},
                     counter, workload.records, focus="SourceTaskRunner._loop",
                     cleanup=cleanup)
 
 
-OTHERS = ("avro-parquet", "file-source")
-"""Variants beside B1's: B2's Avro -> Parquet into Azurite, B3's FileStreamSource."""
+OTHERS = ("avro-parquet", "file-source", "generator")
+"""Variants beside B1's: B2's Avro -> Parquet into Azurite, B3's FileStreamSource and
+telemetry generator."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     with Registry() as registry:
         if args.variant == "avro-parquet":
             profiled = object_store(args.variant, args.records, workdir, registry)
-        elif args.variant == "file-source":
-            profiled = file_source(args.records, workdir)
+        elif args.variant in ("file-source", "generator"):
+            profiled = source(args.variant, args.records, workdir)
         else:
             profiled = file_sink(args.variant, args.records, workdir)
         try:

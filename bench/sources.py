@@ -99,15 +99,19 @@ def _measure(bootstrap: str, topic: str, target: int, pid: int | None, started: 
     return window.fill(sample)
 
 
+def generator_config(workload: Workload, topic: str) -> dict[str, str]:
+    """Kanal's telemetry generator producing the workload's records into ``topic``."""
+    return {"connector.class": "VehicleTelemetrySource", "tasks.max": "1", "topic": topic,
+            "count": str(workload.records), "seed": str(SEED), "vehicles": str(VEHICLES),
+            "start.timestamp.ms": str(START_MS), "timestamp.step.ms": str(STEP_MS)}
+
+
 def kanal_source(workload: Workload, bootstrap: str, run: int, workdir: Path,
                  variant: str) -> Sample:
     topic = new_topic(bootstrap)
     name = f"bench-kanal-src-{uuid.uuid4().hex[:8]}"
     if variant == "generator":
-        connector = {"name": name, "connector.class": "VehicleTelemetrySource",
-                     "tasks.max": "1", "topic": topic, "count": str(workload.records),
-                     "seed": str(SEED), "vehicles": str(VEHICLES),
-                     "start.timestamp.ms": str(START_MS), "timestamp.step.ms": str(STEP_MS)}
+        connector = {"name": name, **generator_config(workload, topic)}
     else:
         connector = {"name": name, **file_source_config(workload, workdir, topic)}
     sample = Sample("B3 source", variant, "kanal", run, workload.records)
