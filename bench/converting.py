@@ -20,7 +20,7 @@ from typing import Any
 from bench.sinks import VARIANTS
 from bench.workload import records
 from kanal_worker.api.plugins import Converter, Transformation
-from kanal_worker.api.records import ConvertedBatch, SinkColumns
+from kanal_worker.api.records import ConvertedBatch, RecordLists, SinkColumns
 from kanal_worker.runtime.codec import build_codec
 from kanal_worker.runtime.sink import DEFAULT_BATCH
 from kanal_worker.runtime.transforms import build_chain
@@ -30,8 +30,9 @@ def columns_of(converted: ConvertedBatch, start: int) -> SinkColumns:
     """A poll's columns as the runtime builds them, with ``converted`` as its values."""
     size = len(converted.schemas)
     return SinkColumns(
-        topics=["bench"] * size, partitions=[0] * size,
-        offsets=list(range(start, start + size)), timestamps=[(0, -1)] * size,
+        origin=RecordLists(topics=["bench"] * size, partitions=[0] * size,
+                           offsets=list(range(start, start + size)),
+                           timestamps=[(0, -1)] * size),
         headers=[None] * size, keys=ConvertedBatch([None] * size, [None] * size),
         values=converted, encoded=[None] * size, texts=[None] * size)
 

@@ -24,7 +24,7 @@ from unittest.mock import patch
 from bench.sinks import VARIANTS
 from bench.workload import records
 from kanal_worker.api import java_text
-from kanal_worker.api.records import ConvertedBatch, SinkBatch, SinkColumns
+from kanal_worker.api.records import ConvertedBatch, RecordLists, SinkBatch, SinkColumns
 from kanal_worker.connectors.file import lines
 from kanal_worker.runtime.codec import build_codec
 from kanal_worker.runtime.sink import DEFAULT_BATCH
@@ -47,8 +47,9 @@ def polls(variant: str, count: int) -> list[SinkBatch]:
         size = len(data)
         converted = converter.to_connect_batch("bench", data)
         batch = SinkBatch.of_columns(SinkColumns(
-            topics=["bench"] * size, partitions=[0] * size,
-            offsets=list(range(start, start + size)), timestamps=[(0, -1)] * size,
+            origin=RecordLists(topics=["bench"] * size, partitions=[0] * size,
+                               offsets=list(range(start, start + size)),
+                               timestamps=[(0, -1)] * size),
             headers=[None] * size, keys=ConvertedBatch([None] * size, [None] * size),
             values=converted, encoded=list(data) if converted.plain_json else [None] * size,
             texts=[None] * size))

@@ -30,7 +30,7 @@ from unittest.mock import patch
 
 from bench.workload import records
 from kanal_worker.api import SinkBatch, TopicPartition
-from kanal_worker.api.records import ConvertedBatch, SinkColumns
+from kanal_worker.api.records import ConvertedBatch, RecordLists, SinkColumns
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
 from kanal_worker.connectors.azure_blob.task import AzureBlobSinkTask
 from kanal_worker.connectors.storage import schemas
@@ -99,8 +99,8 @@ def polls(count: int, partitions: int, form: str) -> list[SinkBatch]:
         size = len(data)
         converted = converter.to_connect_batch(TOPIC, data)
         batches.append(SinkBatch.of_columns(SinkColumns(
-            topics=[TOPIC] * size, partitions=[p for p, _ in where],
-            offsets=[o for _, o in where], timestamps=[(0, -1)] * size,
+            origin=RecordLists(topics=[TOPIC] * size, partitions=[p for p, _ in where],
+                               offsets=[o for _, o in where], timestamps=[(0, -1)] * size),
             headers=[None] * size, keys=ConvertedBatch([None] * size, [None] * size),
             values=converted, encoded=list(data) if converted.plain_json else [None] * size,
             texts=[None] * size)))

@@ -26,7 +26,7 @@ from unittest.mock import patch
 from bench.sinks import VARIANTS
 from bench.workload import records
 from kanal_worker import native
-from kanal_worker.api.records import ConvertedBatch, SinkColumns
+from kanal_worker.api.records import ConvertedBatch, RecordLists, SinkColumns
 from kanal_worker.runtime.codec import build_codec
 from kanal_worker.runtime.sink import DEFAULT_BATCH
 from kanal_worker.runtime.task import tune_gc
@@ -49,8 +49,9 @@ def polls(variant: str, count: int) -> list[SinkColumns]:
         converted = converter.to_connect_batch("bench", data)
         assert len(converted.values) == size  # decoded now, not while timed
         columns.append(SinkColumns(
-            topics=["bench"] * size, partitions=[0] * size,
-            offsets=list(range(start, start + size)), timestamps=[(0, -1)] * size,
+            origin=RecordLists(topics=["bench"] * size, partitions=[0] * size,
+                               offsets=list(range(start, start + size)),
+                               timestamps=[(0, -1)] * size),
             headers=[None] * size, keys=ConvertedBatch([None] * size, [None] * size),
             values=converted, encoded=[None] * size, texts=[None] * size))
     return columns

@@ -3,16 +3,18 @@ rebalance callback and un-forwarded on revoke, and the fallback when it cannot a
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from kanal_worker import native
+from kanal_worker.runtime.fetch import Fetched
 
 
 def _topic(kafka: str, partitions: int) -> str:
@@ -35,7 +37,7 @@ def _consumer(kafka: str) -> Consumer:
                      "enable.partition.eof": "true"})
 
 
-def _attached(consumer: Consumer, topic: str) -> tuple[Any, list[tuple[str, int]]]:
+def _attached(consumer: Consumer, *topics: str) -> tuple[Any, list[tuple[str, int]]]:
     fetcher = native.fetcher(consumer)
     assert fetcher is not None, "the native fetch should attach to a confluent-kafka Consumer"
     forwarded: list[tuple[str, int]] = []
@@ -50,7 +52,7 @@ def _attached(consumer: Consumer, topic: str) -> tuple[Any, list[tuple[str, int]
             fetcher.unforward(p.topic, p.partition)
             forwarded.remove((p.topic, p.partition))
 
-    consumer.subscribe([topic], on_assign=assigned, on_revoke=revoked)
+    consumer.subscribe(list(topics), on_assign=assigned, on_revoke=revoked)
     return fetcher, forwarded
 
 
@@ -88,11 +90,13 @@ def test_a_poll_holds_every_record_column_by_column(kafka: str) -> None:
     for poll in polls:
         values, keys = poll.values(), poll.keys()
         headers = poll.headers or [None] * len(poll)
-        assert len(values) == len(keys) == len(poll.topics) == len(poll)
+        topics, partitions, offsets = poll.topics(), poll.partitions(), poll.offsets()
+        timestamps = poll.timestamps()
+        assert len(values) == len(keys) == len(poll.topics()) == len(poll)
         for i in range(len(poll)):
-            assert poll.topics[i] is poll.topics[0], "one str object per topic"
-            got[(poll.partitions[i], poll.offsets[i])] = (
-                keys[i], values[i], headers[i], poll.timestamps[i])
+            assert topics[i] is topics[0], "one str object per topic"
+            got[(partitions[i], offsets[i])] = (
+                keys[i], values[i], headers[i], timestamps[i])
         assert poll.join_values(suffix=b"\n", none=b"null") == b"".join(
             (v if v is not None else b"null") + b"\n" for v in values)
         assert poll.join_values(sep=b",", none=b"null", open=b"[", close=b"]") == (
@@ -105,6 +109,73 @@ def test_a_poll_holds_every_record_column_by_column(kafka: str) -> None:
     assert got == expected
     eofs = {(e[0], e[1]) for poll in polls for e in poll.errors if e[3] == -191}
     assert eofs <= {(topic, p) for p in range(3)}
+
+
+def test_a_native_poll_reads_as_the_same_records_as_confluent_kafkas_messages(
+        kafka: str) -> None:
+    """Two topics' records in polls of many sizes: each native poll's columns (made
+    when first read) and what the runtime asks of a poll (each partition's last offset,
+    the runs of one topic) are those of the same records read as confluent-kafka's
+    messages (the fallback without the native fetch)."""
+    topics = [_topic(kafka, 3), _topic(kafka, 2)]
+    rng = random.Random(21)
+    records = [{"topic": rng.choice(topics), "partition": rng.randrange(2),
+                "key": rng.choice([None, b"", b"k%d" % i]),
+                "value": rng.choice([None, b"", b"v%d" % i * rng.randrange(4)]),
+                "headers": [("h", b"%d" % i)] if rng.random() < 0.1 else None,
+                "timestamp": 1_700_000_000_000 + rng.randrange(10**6)}
+               for i in range(600)]
+    producer = Producer({"bootstrap.servers": kafka})
+    for record in records:
+        producer.produce(**record)
+    assert producer.flush(30) == 0
+    consumer = _consumer(kafka)
+    try:
+        fetcher, _ = _attached(consumer, *topics)
+        polls: list[Any] = []
+        deadline = time.monotonic() + 60
+        while sum(map(len, polls)) < len(records) and time.monotonic() < deadline:
+            consumer.consume(100, 0)
+            poll = fetcher.consume(rng.choice([1, 7, 50, 1000]), 0.2)
+            if len(poll):
+                polls.append(poll)
+        fetcher.close()
+    finally:
+        consumer.close()
+    assert any(len(Fetched.of_native(poll).topic_runs()) > 2 for poll in polls), \
+        "some poll should mix the topics"
+    native_rows = []
+    for poll in polls:
+        native = Fetched.of_native(poll)
+        lists = Fetched(poll.topics(), poll.partitions(), poll.offsets(), poll.timestamps(),
+                        poll.headers, poll.keys(), poll.values())
+        assert native.last_offsets() == lists.last_offsets()
+        assert list(native.last_offsets()) == list(lists.last_offsets())
+        assert native.topic_runs() == lists.topic_runs()
+        assert len(native) == len(lists) == len(poll)
+        native_rows += _rows(native)
+    assert len(native_rows) == len(records)
+    messages = _messages(kafka, topics, len(records))
+    assert sorted(native_rows) == sorted(_rows(Fetched.of_messages(messages)))
+
+
+def _messages(kafka: str, topics: list[str], count: int) -> list[Message]:
+    consumer = _consumer(kafka)
+    consumer.subscribe(topics)
+    messages: list[Message] = []
+    deadline = time.monotonic() + 60
+    try:
+        while len(messages) < count and time.monotonic() < deadline:
+            messages += [m for m in consumer.consume(500, 0.2) if m.error() is None]
+    finally:
+        consumer.close()
+    return messages
+
+
+def _rows(fetched: Fetched) -> list[tuple[Any, ...]]:
+    headers = fetched.header_lists()
+    return list(zip(fetched.topics, fetched.partitions, fetched.offsets, fetched.timestamps,
+                    fetched.keys, fetched.values, headers, strict=True))
 
 
 def test_a_revoked_partition_leaves_the_queue_and_a_new_member_takes_it(kafka: str) -> None:
@@ -138,7 +209,7 @@ def test_a_revoked_partition_leaves_the_queue_and_a_new_member_takes_it(kafka: s
 
 
 def _partitions(polls: list[Any]) -> set[tuple[str, int]]:
-    return {(t, p) for poll in polls for t, p in zip(poll.topics, poll.partitions, strict=True)}
+    return {(t, p) for poll in polls for t, p in zip(poll.topics(), poll.partitions(), strict=True)}
 
 
 def _conf(kafka: str) -> dict[str, str]:

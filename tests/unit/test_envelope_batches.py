@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kanal_worker.api import DataError
-from kanal_worker.api.records import ConvertedBatch, SinkColumns, SinkRecord
+from kanal_worker.api.records import ConvertedBatch, RecordLists, SinkColumns, SinkRecord
 from kanal_worker.api.schema import Schema
 from kanal_worker.converters.json import JsonConverter
 from kanal_worker.transforms.insert import InsertFieldValue
@@ -184,8 +184,8 @@ def columns(values: list[Any], schemas: list[Schema | None],
             timestamps: list[tuple[int, int]]) -> SinkColumns:
     size = len(values)
     return SinkColumns(
-        topics=["t"] * size, partitions=[i % 3 for i in range(size)],
-        offsets=list(range(size)), timestamps=timestamps, headers=[None] * size,
+        origin=RecordLists(topics=["t"] * size, partitions=[i % 3 for i in range(size)],
+                           offsets=list(range(size)), timestamps=timestamps), headers=[None] * size,
         keys=ConvertedBatch([None] * size, [None] * size),
         values=ConvertedBatch(schemas, values), encoded=[None] * size, texts=[None] * size)
 

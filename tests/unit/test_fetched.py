@@ -5,6 +5,8 @@ during a retry joined in order."""
 from __future__ import annotations
 
 from confluent_kafka import Message
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kanal_worker.runtime.fetch import Fetched
 
@@ -54,3 +56,20 @@ def test_held_polls_join_in_order() -> None:
     joined = Fetched.concat(parts)
     assert _as_messages(joined) == _of(MESSAGES)
     assert Fetched.concat(parts[:1]) is parts[0]
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 2)), max_size=40))
+def test_last_offsets_and_topic_runs_read_the_columns(where: list[tuple[str, int]]) -> None:
+    fetched = Fetched([t for t, _ in where], [p for _, p in where], list(range(len(where))),
+                      [(0, -1)] * len(where), None, [None] * len(where), [None] * len(where))
+    last: dict[tuple[str, int], int] = {}
+    for offset, tp in enumerate(where):
+        last.setdefault(tp, offset)
+        last[tp] = offset
+    assert fetched.last_offsets() == last
+    assert list(fetched.last_offsets()) == list(last)
+    runs = fetched.topic_runs()
+    assert [topic for topic, start, end in runs for _ in range(start, end)] == fetched.topics
+    starts = [i for i in range(len(where)) if i == 0 or where[i][0] != where[i - 1][0]]
+    assert [start for _, start, _ in runs] == starts
+    assert [end for _, _, end in runs] == [*starts[1:], len(where)][:len(starts)]

@@ -19,7 +19,7 @@ from bench.transforms import python_maps
 from kanal_worker import native
 from kanal_worker.api.errors import DataError
 from kanal_worker.api.java_text import JavaHashMap, LinkedHashMap, double_to_string
-from kanal_worker.api.records import ConvertedBatch, SinkColumns
+from kanal_worker.api.records import ConvertedBatch, RecordLists, SinkColumns
 from kanal_worker.api.schema import INT64, STRING, Schema, optional, struct
 from kanal_worker.native import _maps  # type: ignore[attr-defined]
 from kanal_worker.transforms._util import MapPlan, MapPlanChain, NullSafeTransform, map_plan_chains
@@ -155,8 +155,8 @@ def columns(values: list[Any], schemas: list[Schema | None], on_keys: bool,
                           chain_owned=chain_owned)
     other = ConvertedBatch([None] * size, [None] * size)
     return SinkColumns(
-        topics=["t"] * size, partitions=[1] * size, offsets=list(range(size)),
-        timestamps=[(1, 1000 + i) for i in range(size)], headers=[None] * size,
+        origin=RecordLists(topics=["t"] * size, partitions=[1] * size, offsets=list(range(size)),
+                           timestamps=[(1, 1000 + i) for i in range(size)]), headers=[None] * size,
         keys=side if on_keys else other, values=other if on_keys else side,
         encoded=[None] * size, texts=[None] * size)
 

@@ -20,6 +20,7 @@ from kanal_worker.api.java_text import JavaHashMap
 from kanal_worker.api.records import (
     ConvertedBatch,
     Header,
+    RecordLists,
     SinkBatch,
     SinkColumns,
     SinkRecord,
@@ -184,7 +185,8 @@ def test_columns_are_decoded_and_records_built_only_when_read() -> None:
         decoded.append(1)
         return [{"a": 1}, "s"]
     columns = SinkColumns(
-        topics=["t", "t"], partitions=[0, 0], offsets=[3, 4], timestamps=[(0, -1)] * 2,
+        origin=RecordLists(topics=["t", "t"], partitions=[0, 0], offsets=[3, 4],
+                           timestamps=[(0, -1)] * 2),
         headers=[None, None], keys=ConvertedBatch([None, None], [None, None]),
         values=ConvertedBatch([None, None], decode, plain_json=True), encoded=raw,
         texts=[None, None])

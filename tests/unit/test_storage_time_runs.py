@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kanal_worker.api import RecordWriteError, SinkBatch, SinkRecord, TopicPartition
-from kanal_worker.api.records import ConvertedBatch, SinkColumns
+from kanal_worker.api.records import ConvertedBatch, RecordLists, SinkColumns
 from kanal_worker.api.schema import INT64, OPTIONAL_INT64, STRING, struct
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
 from kanal_worker.connectors.azure_blob.task import AzureBlobSinkTask
@@ -107,9 +107,11 @@ def polls(records: list[SinkRecord], sizes: list[int], as_columns: bool) -> Iter
             continue
         nothing: list[Any] = [None] * len(poll)
         yield SinkBatch.of_columns(SinkColumns(
-            topics=[r.topic for r in poll], partitions=[r.kafka_partition or 0 for r in poll],
-            offsets=[r.kafka_offset for r in poll],
-            timestamps=[(0, 0) if r.timestamp is None else (1, r.timestamp) for r in poll],
+            origin=RecordLists(
+                topics=[r.topic for r in poll],
+                partitions=[r.kafka_partition or 0 for r in poll],
+                offsets=[r.kafka_offset for r in poll],
+                timestamps=[(0, 0) if r.timestamp is None else (1, r.timestamp) for r in poll]),
             headers=nothing, keys=ConvertedBatch(nothing, nothing),
             values=ConvertedBatch([r.value_schema for r in poll], [r.value for r in poll]),
             encoded=[r.encoded_value for r in poll], texts=nothing))

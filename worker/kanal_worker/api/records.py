@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, NamedTuple, Self, overload
+from typing import Any, NamedTuple, Protocol, Self, overload
 
 from kanal_worker.api.schema import Schema
 
@@ -136,26 +136,73 @@ class ConvertedBatch:
                    all(part.plain_json for part in parts), all(part.verbatim for part in parts))
 
 
-@dataclass(slots=True)
-class SinkColumns:
-    """A poll's records column by column, as the runtime hands them to ``SinkBatch``:
-    ``timestamps`` as Kafka gives them (``(type, milliseconds)``, type 0 for none),
-    ``headers`` None for a record without any, ``encoded`` per record the value bytes
-    received when they are plain JSON of its value, else None, ``texts`` per record the
-    value bytes received when the value is them or their UTF-8 text, else None."""
+class RecordOrigin(Protocol):
+    """Where each record of a poll came from, column by column: ``timestamps`` as Kafka
+    gives them (``(type, milliseconds)``, type 0 for none). The runtime's poll makes each
+    list when first read, so a sink that reads none of them never pays for them."""
+
+    @property
+    def topics(self) -> list[str]: ...
+
+    @property
+    def partitions(self) -> list[int]: ...
+
+    @property
+    def offsets(self) -> list[int]: ...
+
+    @property
+    def timestamps(self) -> list[tuple[int, int]]: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(slots=True, frozen=True)
+class RecordLists:
+    """A ``RecordOrigin`` of lists already made."""
 
     topics: list[str]
     partitions: list[int]
     offsets: list[int]
     timestamps: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+
+@dataclass(slots=True)
+class SinkColumns:
+    """A poll's records column by column, as the runtime hands them to ``SinkBatch``:
+    ``origin`` each record's topic, partition, offset and timestamp (also read as
+    ``topics``, ``partitions``, ``offsets``, ``timestamps``), ``headers`` None for a
+    record without any, ``encoded`` per record the value bytes received when they are
+    plain JSON of its value, else None, ``texts`` per record the value bytes received
+    when the value is them or their UTF-8 text, else None."""
+
+    origin: RecordOrigin
     headers: list[list[Header] | None]
     keys: ConvertedBatch
     values: ConvertedBatch
     encoded: list[bytes | None]
     texts: list[bytes | None]
 
+    @property
+    def topics(self) -> list[str]:
+        return self.origin.topics
+
+    @property
+    def partitions(self) -> list[int]:
+        return self.origin.partitions
+
+    @property
+    def offsets(self) -> list[int]:
+        return self.origin.offsets
+
+    @property
+    def timestamps(self) -> list[tuple[int, int]]:
+        return self.origin.timestamps
+
     def __len__(self) -> int:
-        return len(self.offsets)
+        return len(self.origin)
 
     def with_keys(self, keys: ConvertedBatch) -> SinkColumns:
         """These columns with other keys (what a transformation of keys returns)."""
@@ -163,7 +210,7 @@ class SinkColumns:
 
     def with_values(self, values: ConvertedBatch) -> SinkColumns:
         """These columns with other values, whose received bytes no longer say anything."""
-        unknown: list[bytes | None] = [None] * len(self.offsets)
+        unknown: list[bytes | None] = [None] * len(self)
         return dataclasses.replace(self, values=values, encoded=unknown, texts=unknown)
 
 
@@ -190,7 +237,7 @@ class SinkBatch(Sequence[SinkRecord]):
     @classmethod
     def of_columns(cls, columns: SinkColumns) -> SinkBatch:
         batch = cls()
-        batch._records, batch._size, batch._columns = None, len(columns.offsets), columns
+        batch._records, batch._size, batch._columns = None, len(columns), columns
         return batch
 
     @property

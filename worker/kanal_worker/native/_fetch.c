@@ -18,6 +18,7 @@
 #include <Python.h>
 #include <dlfcn.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct rd_kafka_s rd_kafka_t;
@@ -96,6 +97,8 @@ typedef struct {
 
 /* ---- Column: the keys or the values of a poll, Arrow-like ------------------------- */
 
+/* A poll's buffers are filled with the GIL released, so they come from malloc, not
+ * PyMem (whose allocators need the GIL). */
 typedef struct {
     char *data;
     size_t used, size;
@@ -107,8 +110,8 @@ static int column_init(Column *c, size_t count) {
     c->used = 0;
     c->size = 0;
     c->data = NULL;
-    c->offsets = PyMem_Calloc(count + 1, sizeof(int64_t));
-    c->present = PyMem_Calloc(count ? count : 1, 1);
+    c->offsets = calloc(count + 1, sizeof(int64_t));
+    c->present = calloc(count ? count : 1, 1);
     return c->offsets && c->present ? 0 : -1;
 }
 
@@ -116,7 +119,7 @@ static int column_add(Column *c, size_t i, const void *bytes, size_t len) {
     if (bytes != NULL) {
         if (c->used + len > c->size) {
             size_t size = (c->used + len) * 2 + 4096;
-            char *grown = PyMem_Realloc(c->data, size);
+            char *grown = realloc(c->data, size);
             if (grown == NULL)
                 return -1;
             c->data = grown;
@@ -131,27 +134,38 @@ static int column_add(Column *c, size_t i, const void *bytes, size_t len) {
 }
 
 static void column_free(Column *c) {
-    PyMem_Free(c->data);
-    PyMem_Free(c->offsets);
-    PyMem_Free(c->present);
+    free(c->data);
+    free(c->offsets);
+    free(c->present);
 }
 
 /* ---- Poll --------------------------------------------------------------------------- */
 
+/* Where each record came from stays in C arrays: most sinks read none of it per record
+ * (the runtime asks for each partition's last offset and the runs of one topic), and
+ * the lists a plugin reads are made when first asked for. */
 typedef struct {
     PyObject_HEAD
     Py_ssize_t count;
-    PyObject *topics, *partitions, *offsets, *timestamps, *headers, *errors;
+    PyObject *topic_names;  /* list: the str of each topic index of the poll */
+    int32_t *topic_of;      /* per record, an index into topic_names */
+    int32_t *partitions;
+    int64_t *offsets;
+    int64_t *timestamps;
+    int32_t *timestamp_types;
+    PyObject *headers, *errors;
     Column keys, values;
 } Poll;
 
 static void poll_dealloc(Poll *self) {
-    Py_XDECREF(self->topics);
-    Py_XDECREF(self->partitions);
-    Py_XDECREF(self->offsets);
-    Py_XDECREF(self->timestamps);
+    Py_XDECREF(self->topic_names);
     Py_XDECREF(self->headers);
     Py_XDECREF(self->errors);
+    free(self->topic_of);
+    free(self->partitions);
+    free(self->offsets);
+    free(self->timestamps);
+    free(self->timestamp_types);
     column_free(&self->keys);
     column_free(&self->values);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -199,6 +213,92 @@ static PyObject *poll_keys(Poll *self, PyObject *args) {
 
 static PyObject *poll_values(Poll *self, PyObject *args) {
     return column_list(self, &self->values, args);
+}
+
+static PyObject *poll_topics(Poll *self, PyObject *unused) {
+    PyObject *list = PyList_New(self->count);
+    if (list == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < self->count; i++)
+        PyList_SET_ITEM(list, i,
+                        Py_NewRef(PyList_GET_ITEM(self->topic_names, self->topic_of[i])));
+    return list;
+}
+
+static PyObject *poll_partitions(Poll *self, PyObject *unused) {
+    PyObject *list = PyList_New(self->count);
+    for (Py_ssize_t i = 0; list != NULL && i < self->count; i++) {
+        PyObject *item = PyLong_FromLong(self->partitions[i]);
+        if (item == NULL)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+static PyObject *poll_offsets(Poll *self, PyObject *unused) {
+    PyObject *list = PyList_New(self->count);
+    for (Py_ssize_t i = 0; list != NULL && i < self->count; i++) {
+        PyObject *item = PyLong_FromLongLong(self->offsets[i]);
+        if (item == NULL)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+static PyObject *poll_timestamps(Poll *self, PyObject *unused) {
+    PyObject *list = PyList_New(self->count);
+    for (Py_ssize_t i = 0; list != NULL && i < self->count; i++) {
+        PyObject *item = Py_BuildValue("(iL)", (int)self->timestamp_types[i],
+                                       (long long)self->timestamps[i]);
+        if (item == NULL)
+            Py_CLEAR(list);
+        else
+            PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+/* The end of each run of records of one topic-partition: [i, end). */
+static Py_ssize_t partition_run_end(Poll *self, Py_ssize_t i) {
+    Py_ssize_t end = i + 1;
+    while (end < self->count && self->topic_of[end] == self->topic_of[i] &&
+           self->partitions[end] == self->partitions[i])
+        end++;
+    return end;
+}
+
+static PyObject *poll_last_offsets(Poll *self, PyObject *unused) {
+    PyObject *last = PyDict_New();
+    for (Py_ssize_t i = 0, end; last != NULL && i < self->count; i = end) {
+        end = partition_run_end(self, i);
+        PyObject *key = Py_BuildValue("(Oi)", PyList_GET_ITEM(self->topic_names,
+                                                              self->topic_of[i]),
+                                      (int)self->partitions[i]);
+        PyObject *offset = key ? PyLong_FromLongLong(self->offsets[end - 1]) : NULL;
+        if (offset == NULL || PyDict_SetItem(last, key, offset) < 0)
+            Py_CLEAR(last);
+        Py_XDECREF(key);
+        Py_XDECREF(offset);
+    }
+    return last;
+}
+
+static PyObject *poll_topic_runs(Poll *self, PyObject *unused) {
+    PyObject *runs = PyList_New(0);
+    for (Py_ssize_t i = 0, end; runs != NULL && i < self->count; i = end) {
+        for (end = i + 1; end < self->count && self->topic_of[end] == self->topic_of[i]; end++)
+            ;
+        PyObject *run = Py_BuildValue("(Onn)", PyList_GET_ITEM(self->topic_names,
+                                                               self->topic_of[i]), i, end);
+        if (run == NULL || PyList_Append(runs, run) < 0)
+            Py_CLEAR(runs);
+        Py_XDECREF(run);
+    }
+    return runs;
 }
 
 /* The values of [start, end) joined: each followed by `suffix`, None written as `none`
@@ -261,6 +361,17 @@ static PyMethodDef poll_methods[] = {
      "keys([start, end]): the keys as bytes (None for a null key)"},
     {"values", (PyCFunction)poll_values, METH_VARARGS,
      "values([start, end]): the values as bytes (None for a tombstone)"},
+    {"topics", (PyCFunction)poll_topics, METH_NOARGS,
+     "the topic of each record (one str object per topic)"},
+    {"partitions", (PyCFunction)poll_partitions, METH_NOARGS, "the partition of each record"},
+    {"offsets", (PyCFunction)poll_offsets, METH_NOARGS, "the offset of each record"},
+    {"timestamps", (PyCFunction)poll_timestamps, METH_NOARGS,
+     "(type, ms) of each record, as Message.timestamp()"},
+    {"last_offsets", (PyCFunction)poll_last_offsets, METH_NOARGS,
+     "{(topic, partition): the offset of its last record}, in the order of their first "
+     "records"},
+    {"topic_runs", (PyCFunction)poll_topic_runs, METH_NOARGS,
+     "[(topic, start, end)]: the runs of consecutive records of one topic"},
     {"join_values", (PyCFunction)(void (*)(void))poll_join_values,
      METH_VARARGS | METH_KEYWORDS, "a run of values joined into one bytes object"},
     {"value_buffer", (PyCFunction)poll_value_buffer, METH_NOARGS,
@@ -272,10 +383,6 @@ static PyMethodDef poll_methods[] = {
     {#name, T_OBJECT_EX, offsetof(Poll, name), READONLY, doc}
 #include <structmember.h>
 static PyMemberDef poll_members[] = {
-    POLL_MEMBER(topics, "the topic of each record (one str object per topic)"),
-    POLL_MEMBER(partitions, "the partition of each record"),
-    POLL_MEMBER(offsets, "the offset of each record"),
-    POLL_MEMBER(timestamps, "(type, ms) of each record, as Message.timestamp()"),
     POLL_MEMBER(headers, "None when no record has headers, else each record's list of "
                          "(name, bytes) or None"),
     POLL_MEMBER(errors, "(topic, partition, offset, code, reason) of each consumer event "
@@ -398,10 +505,7 @@ static PyObject *topic_str(Fetcher *self, const rd_kafka_topic_t *rkt) {
     return Py_XNewRef(found);
 }
 
-static PyObject *message_headers(rd_kafka_message_t *m) {
-    rd_kafka_headers_t *hdrs = NULL;
-    if (rd.message_headers(m, &hdrs) != 0 || hdrs == NULL)
-        return Py_NewRef(Py_None);
+static PyObject *message_headers(rd_kafka_headers_t *hdrs) {
     size_t n = rd.header_cnt(hdrs);
     PyObject *list = PyList_New((Py_ssize_t)n);
     for (size_t i = 0; list != NULL && i < n; i++) {
@@ -421,7 +525,87 @@ static PyObject *message_headers(rd_kafka_message_t *m) {
     return list;
 }
 
-static int fill(Fetcher *self, Poll *poll, rd_kafka_message_t **msgs, ssize_t n) {
+/* What copy_records found that needs Python objects: the distinct topic handles (in the
+ * order of the topic indexes), whether any consumer event or record header came. */
+typedef struct {
+    const rd_kafka_topic_t **topics;
+    int32_t topic_count, topic_size;
+    int events, with_headers;
+} Copied;
+
+static int32_t topic_index(Copied *copied, const rd_kafka_topic_t *rkt) {
+    for (int32_t t = copied->topic_count - 1; t >= 0; t--)
+        if (copied->topics[t] == rkt)
+            return t;
+    if (copied->topic_count == copied->topic_size) {
+        int32_t size = copied->topic_size * 2 + 4;
+        const rd_kafka_topic_t **grown = realloc(copied->topics, sizeof(*grown) * size);
+        if (grown == NULL)
+            return -1;
+        copied->topics = grown;
+        copied->topic_size = size;
+    }
+    copied->topics[copied->topic_count] = rkt;
+    return copied->topic_count++;
+}
+
+/* The records' columns, copied without Python objects (so without the GIL); -1 when out
+ * of memory. */
+static int copy_records(Poll *poll, rd_kafka_message_t **msgs, ssize_t n, Copied *copied) {
+    Py_ssize_t count = 0;
+    const rd_kafka_topic_t *last_rkt = NULL;
+    int32_t last_topic = -1;
+    for (ssize_t i = 0; i < n; i++) {
+        rd_kafka_message_t *m = msgs[i];
+        if (m->err) {
+            copied->events = 1;
+            continue;
+        }
+        if (m->rkt != last_rkt) {
+            last_topic = topic_index(copied, m->rkt);
+            if (last_topic < 0)
+                return -1;
+            last_rkt = m->rkt;
+        }
+        poll->topic_of[count] = last_topic;
+        poll->partitions[count] = m->partition;
+        poll->offsets[count] = m->offset;
+        int type = 0;
+        poll->timestamps[count] = rd.message_timestamp(m, &type);
+        poll->timestamp_types[count] = type;
+        if (column_add(&poll->keys, count, m->key, m->key_len) < 0 ||
+            column_add(&poll->values, count, m->payload, m->len) < 0)
+            return -1;
+        rd_kafka_headers_t *hdrs = NULL;
+        if (rd.message_headers(m, &hdrs) == 0 && hdrs != NULL)
+            copied->with_headers = 1;
+        count++;
+    }
+    poll->count = count;
+    return 0;
+}
+
+/* The Python objects of a copied poll: its topics' str, its events and its headers. */
+static int fill(Fetcher *self, Poll *poll, rd_kafka_message_t **msgs, ssize_t n,
+                Copied *copied) {
+    poll->topic_names = PyList_New(copied->topic_count);
+    if (poll->topic_names == NULL)
+        return -1;
+    for (int32_t t = 0; t < copied->topic_count; t++) {
+        PyObject *topic = topic_str(self, copied->topics[t]);
+        if (topic == NULL)
+            return -1;
+        PyList_SET_ITEM(poll->topic_names, t, topic);
+    }
+    if (!copied->events && !copied->with_headers)
+        return 0;
+    if (copied->with_headers) {
+        Py_SETREF(poll->headers, PyList_New(poll->count));
+        if (poll->headers == NULL)
+            return -1;
+        for (Py_ssize_t j = 0; j < poll->count; j++)
+            PyList_SET_ITEM(poll->headers, j, Py_NewRef(Py_None));
+    }
     Py_ssize_t count = 0;
     for (ssize_t i = 0; i < n; i++) {
         rd_kafka_message_t *m = msgs[i];
@@ -439,48 +623,39 @@ static int fill(Fetcher *self, Poll *poll, rd_kafka_message_t **msgs, ssize_t n)
             Py_DECREF(error);
             continue;
         }
-        PyObject *topic = topic_str(self, m->rkt);
-        if (topic == NULL)
-            return -1;
-        PyList_SET_ITEM(poll->topics, count, topic);
-        PyList_SET_ITEM(poll->partitions, count, PyLong_FromLong(m->partition));
-        PyList_SET_ITEM(poll->offsets, count, PyLong_FromLongLong(m->offset));
-        int type = 0;
-        int64_t ms = rd.message_timestamp(m, &type);
-        PyList_SET_ITEM(poll->timestamps, count, Py_BuildValue("(iL)", type, (long long)ms));
-        if (column_add(&poll->keys, count, m->key, m->key_len) < 0 ||
-            column_add(&poll->values, count, m->payload, m->len) < 0) {
-            PyErr_NoMemory();
-            return -1;
-        }
         rd_kafka_headers_t *hdrs = NULL;
-        if (rd.message_headers(m, &hdrs) == 0 && hdrs != NULL) {
-            if (poll->headers == Py_None) {
-                Py_DECREF(poll->headers);
-                poll->headers = PyList_New(n);
-                if (poll->headers == NULL)
-                    return -1;
-                for (ssize_t j = 0; j < n; j++)
-                    PyList_SET_ITEM(poll->headers, j, Py_NewRef(Py_None));
-            }
-            PyObject *list = message_headers(m);
+        if (copied->with_headers && rd.message_headers(m, &hdrs) == 0 && hdrs != NULL) {
+            PyObject *list = message_headers(hdrs);
             if (list == NULL)
                 return -1;
             PyList_SetItem(poll->headers, count, list);
         }
         count++;
     }
-    poll->count = count;
-    /* trim the per-record lists to the records (errors are not records) */
-    if (count < n) {
-        if (PyList_SetSlice(poll->topics, count, n, NULL) < 0 ||
-            PyList_SetSlice(poll->partitions, count, n, NULL) < 0 ||
-            PyList_SetSlice(poll->offsets, count, n, NULL) < 0 ||
-            PyList_SetSlice(poll->timestamps, count, n, NULL) < 0 ||
-            (poll->headers != Py_None && PyList_SetSlice(poll->headers, count, n, NULL) < 0))
-            return -1;
-    }
     return 0;
+}
+
+static Poll *new_poll(ssize_t n) {
+    Poll *poll = PyObject_New(Poll, &PollType);
+    if (poll == NULL)
+        return NULL;
+    memset((char *)poll + sizeof(PyObject), 0, sizeof(Poll) - sizeof(PyObject));
+    poll->headers = Py_NewRef(Py_None);
+    poll->errors = PyList_New(0);
+    size_t slots = n ? (size_t)n : 1;
+    poll->topic_of = malloc(sizeof(int32_t) * slots);
+    poll->partitions = malloc(sizeof(int32_t) * slots);
+    poll->offsets = malloc(sizeof(int64_t) * slots);
+    poll->timestamps = malloc(sizeof(int64_t) * slots);
+    poll->timestamp_types = malloc(sizeof(int32_t) * slots);
+    if (column_init(&poll->keys, (size_t)n) < 0 || column_init(&poll->values, (size_t)n) < 0 ||
+        !poll->errors || !poll->topic_of || !poll->partitions || !poll->offsets ||
+        !poll->timestamps || !poll->timestamp_types) {
+        Py_DECREF(poll);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    return poll;
 }
 
 static PyObject *fetcher_consume(Fetcher *self, PyObject *args) {
@@ -503,29 +678,23 @@ static PyObject *fetcher_consume(Fetcher *self, PyObject *args) {
         PyMem_Free(msgs);
         return PyErr_Format(PyExc_RuntimeError, "librdkafka consume failed (%zd)", n);
     }
-    Poll *poll = PyObject_New(Poll, &PollType);
+    Copied copied = {0};
+    Poll *poll = new_poll(n);
     int failed = poll == NULL;
     if (!failed) {
-        memset((char *)poll + sizeof(PyObject), 0, sizeof(Poll) - sizeof(PyObject));
-        poll->count = 0;
-        poll->topics = PyList_New(n);
-        poll->partitions = PyList_New(n);
-        poll->offsets = PyList_New(n);
-        poll->timestamps = PyList_New(n);
-        poll->headers = Py_NewRef(Py_None);
-        poll->errors = PyList_New(0);
-        failed = column_init(&poll->keys, (size_t)n) < 0 ||
-                 column_init(&poll->values, (size_t)n) < 0 || !poll->topics ||
-                 !poll->partitions || !poll->offsets || !poll->timestamps || !poll->errors;
-        if (failed) {
+        Py_BEGIN_ALLOW_THREADS
+        failed = copy_records(poll, msgs, n, &copied) < 0;
+        Py_END_ALLOW_THREADS
+        if (failed)
             PyErr_NoMemory();
-        } else {
-            /* fill() leaves slots past a failure NULL, which list dealloc tolerates */
-            failed = fill(self, poll, msgs, n) < 0;
-        }
+        else
+            failed = fill(self, poll, msgs, n, &copied) < 0;
     }
+    free(copied.topics);
+    Py_BEGIN_ALLOW_THREADS
     for (ssize_t i = 0; i < n; i++)
         rd.message_destroy(msgs[i]);
+    Py_END_ALLOW_THREADS
     PyMem_Free(msgs);
     if (failed) {
         Py_XDECREF(poll);

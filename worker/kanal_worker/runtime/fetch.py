@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from itertools import groupby
+from typing import Any, Protocol, cast
 
 from confluent_kafka import Consumer, KafkaError, Message
 
@@ -43,25 +44,30 @@ class ConsumedRecord(Protocol):
 
 
 class Fetched:
-    """The records of one poll, column by column; keys and values read when first asked
-    for (a native poll holds them as two buffers until then)."""
+    """The records of one poll, column by column. A native poll holds its columns in C
+    until one is first asked for: the runtime reads only what it needs per poll
+    (``last_offsets``, ``topic_runs``), and a sink that never reads a record's topic,
+    partition, offset or timestamp never has them made."""
 
-    __slots__ = ("_keys", "_poll", "_values", "headers", "offsets", "partitions",
-                 "timestamps", "topics")
+    __slots__ = ("_count", "_keys", "_offsets", "_partitions", "_poll", "_timestamps",
+                 "_topics", "_values", "headers")
 
-    def __init__(self, topics: list[str], partitions: list[int], offsets: list[int],
-                 timestamps: list[tuple[int, int]], headers: list[RawHeaders | None] | None,
+    def __init__(self, topics: list[str] | None, partitions: list[int] | None,
+                 offsets: list[int] | None, timestamps: list[tuple[int, int]] | None,
+                 headers: list[RawHeaders | None] | None,
                  keys: list[bytes | None] | None = None,
                  values: list[bytes | None] | None = None, poll: Any = None) -> None:
-        self.topics = topics
-        self.partitions = partitions
-        self.offsets = offsets
-        self.timestamps = timestamps
+        """The columns as lists, or None for those ``poll`` (a native poll) gives."""
+        self._topics = topics
+        self._partitions = partitions
+        self._offsets = offsets
+        self._timestamps = timestamps
         self.headers = headers
         """None when no record has headers."""
         self._keys = keys
         self._values = values
         self._poll = poll
+        self._count = len(poll) if offsets is None else len(offsets)
 
     @classmethod
     def of_messages(cls, messages: Sequence[Message]) -> Fetched:
@@ -74,8 +80,7 @@ class Fetched:
 
     @classmethod
     def of_native(cls, poll: Any) -> Fetched:
-        return cls(poll.topics, poll.partitions, poll.offsets, poll.timestamps, poll.headers,
-                   poll=poll)
+        return cls(None, None, None, None, poll.headers, poll=poll)
 
     @classmethod
     def concat(cls, parts: Sequence[Fetched]) -> Fetched:
@@ -91,7 +96,32 @@ class Fetched:
                    [v for part in parts for v in part.values])
 
     def __len__(self) -> int:
-        return len(self.offsets)
+        return self._count
+
+    @property
+    def topics(self) -> list[str]:
+        if self._topics is None:
+            self._topics = self._poll.topics()
+        return self._topics
+
+    @property
+    def partitions(self) -> list[int]:
+        if self._partitions is None:
+            self._partitions = self._poll.partitions()
+        return self._partitions
+
+    @property
+    def offsets(self) -> list[int]:
+        if self._offsets is None:
+            self._offsets = self._poll.offsets()
+        return self._offsets
+
+    @property
+    def timestamps(self) -> list[tuple[int, int]]:
+        """``(type, milliseconds)`` of each record, as ``Message.timestamp()``."""
+        if self._timestamps is None:
+            self._timestamps = self._poll.timestamps()
+        return self._timestamps
 
     @property
     def keys(self) -> list[bytes | None]:
@@ -105,21 +135,43 @@ class Fetched:
             self._values = self._poll.values()
         return self._values
 
+    def last_offsets(self) -> dict[tuple[str, int], int]:
+        """The offset of each topic-partition's last record, in the order of their first
+        records."""
+        if self._poll is not None:
+            return cast(dict[tuple[str, int], int], self._poll.last_offsets())
+        return dict(zip(zip(self.topics, self.partitions, strict=True), self.offsets,
+                        strict=True))
+
+    def topic_runs(self) -> list[tuple[str, int, int]]:
+        """``(topic, start, end)`` of each run of consecutive records of one topic."""
+        if self._poll is not None:
+            return cast(list[tuple[str, int, int]], self._poll.topic_runs())
+        runs: list[tuple[str, int, int]] = []
+        start = 0
+        for topic, run in groupby(self.topics):
+            end = start + len(list(run))
+            runs.append((topic, start, end))
+            start = end
+        return runs
+
     def header_lists(self) -> list[RawHeaders | None]:
         """Each record's headers, None for a record without any."""
-        return self.headers if self.headers is not None else [None] * len(self.offsets)
+        return self.headers if self.headers is not None else [None] * self._count
 
     def select(self, rows: Iterable[int]) -> Fetched:
         """The records at ``rows``, in that order."""
         rows = list(rows)
-        if len(rows) == len(self.offsets) and rows == list(range(len(rows))):
+        if len(rows) == self._count and rows == list(range(len(rows))):
             return self
         headers = None
         if self.headers is not None:
             headers = [self.headers[i] for i in rows]
         keys, values = self.keys, self.values
-        return Fetched([self.topics[i] for i in rows], [self.partitions[i] for i in rows],
-                       [self.offsets[i] for i in rows], [self.timestamps[i] for i in rows],
+        topics, partitions, offsets = self.topics, self.partitions, self.offsets
+        timestamps = self.timestamps
+        return Fetched([topics[i] for i in rows], [partitions[i] for i in rows],
+                       [offsets[i] for i in rows], [timestamps[i] for i in rows],
                        headers if headers and any(headers) else None,
                        [keys[i] for i in rows], [values[i] for i in rows])
 
@@ -127,7 +179,7 @@ class Fetched:
         return Consumed(self, index)
 
     def rows(self) -> Iterator[Consumed]:
-        return map(Consumed, [self] * len(self.offsets), range(len(self.offsets)))
+        return map(Consumed, [self] * self._count, range(self._count))
 
 
 class Consumed:

@@ -7,7 +7,6 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from functools import partial
-from itertools import groupby
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException
@@ -62,19 +61,17 @@ the converter needs is down (the poll is converted again after a backoff) or one
 settings is wrong, e.g. refused registry credentials (the task fails)."""
 
 
-def _to_connect_batch(converter: Converter, topics: list[str],
+def _to_connect_batch(converter: Converter, topic_runs: list[tuple[str, int, int]],
                       data: list[bytes | None]) -> ConvertedBatch:
-    """``data`` converted by ``converter``, a batch per run of one topic."""
+    """``data`` converted by ``converter``, a batch per run of one topic
+    (``Fetched.topic_runs``)."""
     parts: list[ConvertedBatch] = []
-    start = 0
-    for topic, run in groupby(topics):
-        end = start + len(list(run))
+    for topic, start, end in topic_runs:
         part = converter.to_connect_batch(topic, data[start:end])
         if len(part.schemas) != end - start:
             raise ConnectError(f"{type(converter).__name__}.to_connect_batch converted "
                                f"{len(part.schemas)} of {end - start} items")
         parts.append(part)
-        start = end
     return ConvertedBatch.concat(parts)
 
 
@@ -288,9 +285,8 @@ class SinkTaskRunner(TaskRunner):
         self.metrics.records_in += len(fetched)
         # the one offset rule: after the last record of each partition, whatever
         # became of it (written, dropped by a transform, sent to the DLQ)
-        last = {TopicPartition(*tp): offset + 1 for tp, offset in dict(zip(
-            zip(fetched.topics, fetched.partitions, strict=True), fetched.offsets,
-            strict=True)).items()}
+        last = {TopicPartition(*tp): offset + 1
+                for tp, offset in fetched.last_offsets().items()}
         converted = self._converted(fetched)
         if converted is None:
             return
@@ -332,15 +328,15 @@ class SinkTaskRunner(TaskRunner):
         per run of one topic); when that fails, the poll is converted record by record
         under ``errors.*`` so each failure is reported with its own message.
         """
-        topics = fetched.topics
         raw_values = fetched.values
         try:
             headers: list[list[Header] | None] = (
                 [self._headers(topic, raw) if raw else None
-                 for topic, raw in zip(topics, fetched.headers, strict=True)]
+                 for topic, raw in zip(fetched.topics, fetched.headers, strict=True)]
                 if fetched.headers is not None else [None] * len(fetched))
-            keys = _to_connect_batch(self.codec.key, topics, fetched.keys)
-            values = _to_connect_batch(self.codec.value, topics, raw_values)
+            topic_runs = fetched.topic_runs()
+            keys = _to_connect_batch(self.codec.key, topic_runs, fetched.keys)
+            values = _to_connect_batch(self.codec.value, topic_runs, raw_values)
         except NOT_THE_RECORDS:
             raise
         except Exception:
@@ -394,9 +390,8 @@ class SinkTaskRunner(TaskRunner):
                keys: ConvertedBatch, values: ConvertedBatch, encoded: list[bytes | None],
                texts: list[bytes | None]) -> SinkBatch:
         return SinkBatch.of_columns(SinkColumns(
-            topics=fetched.topics, partitions=fetched.partitions, offsets=fetched.offsets,
-            timestamps=fetched.timestamps, headers=headers, keys=keys, values=values,
-            encoded=encoded, texts=texts))
+            origin=fetched, headers=headers, keys=keys, values=values, encoded=encoded,
+            texts=texts))
 
     def _transform_all(self, batch: SinkBatch, kept: Fetched) -> tuple[SinkBatch, Fetched]:
         """``batch`` through the chain: each step on whole columns while the steps can
