@@ -2,12 +2,16 @@
 (every thread, native frames of the interpreter hidden), summarised per function.
 
     python -m bench.profile [--variant string|bytearray|json|json-3smt|json-schemas-smt|
-                                       avro-parquet|file-source] [--records N]
+                                       avro-parquet|azure-json|azure-json-hourly|
+                                       file-source] [--records N]
 
-The B1 variants (FileStreamSink), B2's Avro -> Parquet into Azurite and B3's
-FileStreamSource. Writes bench/results/profile-<variant>.txt: the share of the task
-thread's samples spent in each function (self) and under it (inclusive). Needs py-spy
-(``pip install py-spy``).
+The B1 variants (FileStreamSink), B2's Avro -> Parquet and schemaless JSON (one folder
+per partition, or hourly folders) into Azurite, and B3's FileStreamSource. Writes
+bench/results/profile-<variant>.txt: the share of the task thread's samples spent in
+each function (self) and under it (inclusive), then each thread's share and the same
+over all threads. The object-store variants sample waiting threads too (py-spy
+``--idle``): the task thread's wait for its uploads shows there. Needs py-spy (``pip
+install py-spy``).
 """
 
 from __future__ import annotations
@@ -62,6 +66,33 @@ def summarise(raw: Path, focus: str = "SinkTaskRunner._loop", top: int = 30) -> 
     return "\n".join(lines) + "\n"
 
 
+def summarise_threads(raw: Path, top: int = 30) -> str:
+    """Every thread's share of the samples, then self and inclusive shares over all of
+    them: an object-store sink's uploads run on threads of their own that take the GIL
+    from the task thread."""
+    threads: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    under: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        n = int(count)
+        total += n
+        # with --threads the root frame names the thread, the next its entry point
+        threads[" ".join(frames[:2])] += n
+        own[frames[-1]] += n
+        for frame in set(frames[1:]):
+            under[frame] += n
+    lines = [f"{total} samples in all threads", "", "threads:"]
+    lines += [f"{n / total:6.1%}  {thread}" for thread, n in threads.most_common(top)]
+    lines += ["", "self:"]
+    lines += [f"{n / total:6.1%}  {frame}" for frame, n in own.most_common(top)]
+    lines += ["", "inclusive:"]
+    lines += [f"{n / total:6.1%}  {frame}" for frame, n in under.most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class Profiled:
     """What one profile runs: Kanal's connector, how far it got, and how to clean up."""
@@ -72,6 +103,9 @@ class Profiled:
     target: int
     focus: str = "SinkTaskRunner._loop"
     cleanup: Callable[[], None] = lambda: None
+    idle: bool = False
+    """Whether waiting threads are sampled too: an object-store sink's task thread waits
+    for its uploads, which is time the records are not moving."""
 
 
 def file_sink(variant: str, records: int, workdir: Path) -> Profiled:
@@ -99,7 +133,7 @@ def object_store(fmt: str, records: int, workdir: Path, registry: str) -> Profil
         delete_groups(env.bootstrap, f"connect-{name}")
     return Profiled(f"AzureBlobStorageSinkConnector {fmt}",
                     {"name": name, **sink_config(workload, store, name, fmt, registry)},
-                    committed, complete_files(workload), cleanup=cleanup)
+                    committed, complete_files(workload), cleanup=cleanup, idle=True)
 
 
 def file_source(records: int, workdir: Path) -> Profiled:
@@ -117,8 +151,11 @@ def file_source(records: int, workdir: Path) -> Profiled:
                     cleanup=cleanup)
 
 
-OTHERS = ("avro-parquet", "file-source")
-"""Variants beside B1's: B2's Avro -> Parquet into Azurite, B3's FileStreamSource."""
+OBJECT_STORE = {"avro-parquet": "avro-parquet", "azure-json": "json",
+                "azure-json-hourly": "json-hourly"}
+"""B2's variants, each with its bench.storage format."""
+OTHERS = (*OBJECT_STORE, "file-source")
+"""Variants beside B1's: B2's into Azurite, B3's FileStreamSource."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True)
     raw = workdir / "py-spy.txt"
     with Registry() as registry:
-        if args.variant == "avro-parquet":
-            profiled = object_store(args.variant, args.records, workdir, registry)
+        if args.variant in OBJECT_STORE:
+            profiled = object_store(OBJECT_STORE[args.variant], args.records, workdir,
+                                    registry)
         elif args.variant == "file-source":
             profiled = file_source(args.records, workdir)
         else:
@@ -145,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             reached = record(profiled, workdir, raw, py_spy, args.rate)
         finally:
             profiled.cleanup()
-    text = summarise(raw, profiled.focus)
+    text = summarise(raw, profiled.focus) + "\n" + summarise_threads(raw)
     target = RESULTS / f"profile-{args.variant}.txt"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(f"kanal standalone, {profiled.description}, "
@@ -160,8 +198,8 @@ def record(profiled: Profiled, workdir: Path, raw: Path, py_spy: str, rate: int)
     """Run Kanal under py-spy until ``profiled.target`` records; the count reached."""
     env = stack("kafka")
     kanal = Kanal(workdir, env.bootstrap, [profiled.connector], python_args=[
-        py_spy, "record", "--format", "raw", "-r", str(rate), "-o", str(raw), "--",
-        sys.executable])
+        py_spy, "record", "--threads", *(["--idle"] if profiled.idle else []),
+        "--format", "raw", "-r", str(rate), "-o", str(raw), "--", sys.executable])
     kanal.start()
     deadline = time.monotonic() + 120 + profiled.target / 2000
     while (reached := profiled.progress()) < profiled.target and \
