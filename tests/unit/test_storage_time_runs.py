@@ -7,11 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
+from itertools import groupby
 from typing import Any, cast
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kanal_worker.api import RecordWriteError, SinkBatch, SinkRecord, TopicPartition
@@ -20,7 +21,11 @@ from kanal_worker.api.schema import INT64, OPTIONAL_INT64, STRING, struct
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
 from kanal_worker.connectors.azure_blob.task import AzureBlobSinkTask
 from kanal_worker.connectors.storage import task as storage_task
-from kanal_worker.connectors.storage.partitioners import build_run_times
+from kanal_worker.connectors.storage.partitioners import (
+    TimeBasedPartitioner,
+    build_partitioner,
+    build_run_times,
+)
 from kanal_worker.connectors.storage.writer import PartitionFiles
 from kanal_worker.converters.json import JsonConverter
 
@@ -272,3 +277,27 @@ def test_field_times_read_from_the_received_json_are_those_of_the_decoded_values
     assert from_json == from_values
     if from_json is not None and len(decoded) == 1:  # the received JSON answered alone
         assert all(type(millis) is int for millis in from_json)
+
+
+EDGES = [START + half * HOUR // 2 + step for half in range(-6, 7) for step in (-1, 0, 1)]
+"""Times at and beside the ends of half-hour buckets."""
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(EDGES) | st.integers(START - 3 * HOUR, START + 3 * HOUR),
+                max_size=12),
+       st.sampled_from(PARTITIONERS[:3]))
+@example([START + 5, START + HOUR], PARTITIONERS[0])  # the last one opens the next hour
+def test_cuts_of_a_run_are_its_records_grouped_by_bucket(
+        times: list[int], partitioner: dict[str, str]) -> None:
+    built = build_partitioner(AzureBlobSinkSettings.parse({
+        "azblob.account.name": "acct", "azblob.account.key": "a2V5",
+        "format.class": "JsonFormat", "locale": "en-US", "timezone": "Europe/Amsterdam",
+        **partitioner}))
+    assert isinstance(built, TimeBasedPartitioner)
+    buckets = [built.encode(cast(SinkRecord, None), millis) for millis in times]
+    expected, end = [], 0
+    for (path, start), run in groupby(buckets):
+        end += len(list(run))
+        expected.append((end, path, start))
+    assert built.cuts(times) == expected

@@ -143,6 +143,11 @@ class TimeBasedPartitioner(Partitioner):
         """A run of record ``times`` cut into consecutive records of one bucket, as
         ``(end index, path, bucket start)``; a bucket, not a path, ends a cut, since two
         buckets may share a path and the writer rotates on a newer bucket."""
+        if not times:
+            return []
+        start, end, path = self._bucket(min(times))
+        if max(times) < end:  # the common run: every record in one bucket
+            return [(len(times), path, start)]
         cuts: list[tuple[int, str, int | None]] = []
         start = end = 0
         path = ""
@@ -152,8 +157,7 @@ class TimeBasedPartitioner(Partitioner):
             if index:
                 cuts.append((index, path, start))
             start, end, path = self._bucket(timestamp)
-        if times:
-            cuts.append((len(times), path, start))
+        cuts.append((len(times), path, start))
         return cuts
 
 
@@ -290,7 +294,7 @@ def _json_field_millis(name: str) -> Callable[[list[bytes]], list[int] | None]:
     once, its last value, as when decoding). None when any value is otherwise: the
     values are then decoded and read as before."""
     decoder = msgspec.json.Decoder(msgspec.defstruct(
-        "TimeField", [("millis", _INT64)], rename={"millis": name}))
+        "TimeField", [("millis", _INT64)], rename={"millis": name}, gc=False))
     millis = attrgetter("millis")
 
     def read(encoded: list[bytes]) -> list[int] | None:
