@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import re
 import shutil
 import signal
 import sys
@@ -66,30 +67,29 @@ def summarise(raw: Path, focus: str = "SinkTaskRunner._loop", top: int = 30) -> 
     return "\n".join(lines) + "\n"
 
 
-def summarise_threads(raw: Path, top: int = 30) -> str:
-    """Every thread's share of the samples, then self and inclusive shares over all of
-    them: an object-store sink's uploads run on threads of their own that take the GIL
-    from the task thread."""
+def summarise_threads(raw: Path, top: int = 12) -> str:
+    """Every thread's share of the samples and where each spends them (self): an
+    object-store sink's uploads run on threads of their own that take the GIL from the
+    task thread."""
     threads: collections.Counter[str] = collections.Counter()
-    own: collections.Counter[str] = collections.Counter()
-    under: collections.Counter[str] = collections.Counter()
+    own: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
         n = int(count)
         total += n
-        # with --threads the root frame names the thread, the next its entry point
-        threads[" ".join(frames[:2])] += n
-        own[frames[-1]] += n
-        for frame in set(frames[1:]):
-            under[frame] += n
-    lines = [f"{total} samples in all threads", "", "threads:"]
-    lines += [f"{n / total:6.1%}  {thread}" for thread, n in threads.most_common(top)]
-    lines += ["", "self:"]
-    lines += [f"{n / total:6.1%}  {frame}" for frame, n in own.most_common(top)]
-    lines += ["", "inclusive:"]
-    lines += [f"{n / total:6.1%}  {frame}" for frame, n in under.most_common(top)]
+        # with --threads the root frame names the thread; a pool's threads share a name
+        # but for the number at its end
+        thread = re.sub(r"_\d+$", "", frames[0].split(": ", 1)[-1])
+        threads[thread] += n
+        own[thread][frames[-1]] += n
+    lines = [f"{total} samples in all threads"]
+    for thread, n in threads.most_common():
+        if n < total / 50:
+            continue
+        lines += ["", f"{n / total:6.1%}  {thread}, self:"]
+        lines += [f"{m / total:6.1%}  {frame}" for frame, m in own[thread].most_common(top)]
     return "\n".join(lines) + "\n"
 
 
