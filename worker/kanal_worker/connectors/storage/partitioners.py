@@ -266,9 +266,9 @@ def _field_times(path: str) -> RunTimes:
               schema: Schema | None, encoded: list[bytes | None], count: int,
               now_ms: int) -> list[int] | None:
         if from_json is not None and schema is None and None not in encoded:
-            found = from_json(cast(list[bytes], encoded))
-            if found is not None:
-                return found
+            received = from_json(cast(list[bytes], encoded))
+            if received is not None:
+                return received
         run = values()
         if schema is None and "." not in path:
             # the common case, as in ``_field_reader``: epoch millis in plain JSON
