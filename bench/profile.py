@@ -2,12 +2,16 @@
 (every thread, native frames of the interpreter hidden), summarised per function.
 
     python -m bench.profile [--variant string|bytearray|json|json-3smt|json-schemas-smt|
-                                       avro-parquet|file-source|generator] [--records N]
+                                       avro-parquet|azure-json|azure-json-hourly|
+                                       file-source|generator] [--records N]
 
-The B1 variants (FileStreamSink), B2's Avro -> Parquet into Azurite and B3's
-FileStreamSource and telemetry generator. Writes bench/results/profile-<variant>.txt:
-the share of the task thread's samples spent in each function (self) and under it
-(inclusive). Needs py-spy (``pip install py-spy``).
+The B1 variants (FileStreamSink), B2's Avro -> Parquet and schemaless JSON (one folder
+per partition, or hourly folders) into Azurite, and B3's FileStreamSource and telemetry
+generator. Writes bench/results/profile-<variant>.txt: the share of the task thread's
+samples spent in each function (self) and under it (inclusive), then each thread's share
+and the same over all threads. The object-store variants sample waiting threads too
+(py-spy ``--idle``): the task thread's wait for its uploads shows there. Needs py-spy
+(``pip install py-spy``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import re
 import shutil
 import signal
 import sys
@@ -68,6 +73,32 @@ def summarise(raw: Path, focus: str = "SinkTaskRunner._loop", top: int = 30) -> 
     return "\n".join(lines) + "\n"
 
 
+def summarise_threads(raw: Path, top: int = 12) -> str:
+    """Every thread's share of the samples and where each spends them (self): an
+    object-store sink's uploads run on threads of their own that take the GIL from the
+    task thread."""
+    threads: collections.Counter[str] = collections.Counter()
+    own: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        n = int(count)
+        total += n
+        # with --threads the root frame names the thread; a pool's threads share a name
+        # but for the number at its end
+        thread = re.sub(r"_\d+$", "", frames[0].split(": ", 1)[-1])
+        threads[thread] += n
+        own[thread][frames[-1]] += n
+    lines = [f"{total} samples in all threads"]
+    for thread, n in threads.most_common():
+        if n < total / 50:
+            continue
+        lines += ["", f"{n / total:6.1%}  {thread}, self:"]
+        lines += [f"{m / total:6.1%}  {frame}" for frame, m in own[thread].most_common(top)]
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class Profiled:
     """What one profile runs: Kanal's connector, how far it got, and how to clean up."""
@@ -78,6 +109,9 @@ class Profiled:
     target: int
     focus: str = "SinkTaskRunner._loop"
     cleanup: Callable[[], None] = lambda: None
+    idle: bool = False
+    """Whether waiting threads are sampled too: an object-store sink's task thread waits
+    for its uploads, which is time the records are not moving."""
 
 
 def file_sink(variant: str, records: int, workdir: Path) -> Profiled:
@@ -105,7 +139,7 @@ def object_store(fmt: str, records: int, workdir: Path, registry: str) -> Profil
         delete_groups(env.bootstrap, f"connect-{name}")
     return Profiled(f"AzureBlobStorageSinkConnector {fmt}",
                     {"name": name, **sink_config(workload, store, name, fmt, registry)},
-                    committed, complete_files(workload), cleanup=cleanup)
+                    committed, complete_files(workload), cleanup=cleanup, idle=True)
 
 
 def source(variant: str, records: int, workdir: Path) -> Profiled:
@@ -126,9 +160,12 @@ def source(variant: str, records: int, workdir: Path) -> Profiled:
                     cleanup=cleanup)
 
 
-OTHERS = ("avro-parquet", "file-source", "generator")
-"""Variants beside B1's: B2's Avro -> Parquet into Azurite, B3's FileStreamSource and
-telemetry generator."""
+OBJECT_STORE = {"avro-parquet": "avro-parquet", "azure-json": "json",
+                "azure-json-hourly": "json-hourly"}
+"""B2's variants, each with its bench.storage format."""
+OTHERS = (*OBJECT_STORE, "file-source", "generator")
+"""Variants beside B1's: B2's into Azurite, B3's FileStreamSource and telemetry
+generator."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     workdir.mkdir(parents=True)
     raw = workdir / "py-spy.txt"
     with Registry() as registry:
-        if args.variant == "avro-parquet":
-            profiled = object_store(args.variant, args.records, workdir, registry)
+        if args.variant in OBJECT_STORE:
+            profiled = object_store(OBJECT_STORE[args.variant], args.records, workdir,
+                                    registry)
         elif args.variant in ("file-source", "generator"):
             profiled = source(args.variant, args.records, workdir)
         else:
@@ -155,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             reached = record(profiled, workdir, raw, py_spy, args.rate)
         finally:
             profiled.cleanup()
-    text = summarise(raw, profiled.focus)
+    text = summarise(raw, profiled.focus) + "\n" + summarise_threads(raw)
     target = RESULTS / f"profile-{args.variant}.txt"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(f"kanal standalone, {profiled.description}, "
@@ -170,8 +208,8 @@ def record(profiled: Profiled, workdir: Path, raw: Path, py_spy: str, rate: int)
     """Run Kanal under py-spy until ``profiled.target`` records; the count reached."""
     env = stack("kafka")
     kanal = Kanal(workdir, env.bootstrap, [profiled.connector], python_args=[
-        py_spy, "record", "--format", "raw", "-r", str(rate), "-o", str(raw), "--",
-        sys.executable])
+        py_spy, "record", "--threads", *(["--idle"] if profiled.idle else []),
+        "--format", "raw", "-r", str(rate), "-o", str(raw), "--", sys.executable])
     kanal.start()
     deadline = time.monotonic() + 120 + profiled.target / 2000
     while (reached := profiled.progress()) < profiled.target and \

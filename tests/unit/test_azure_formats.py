@@ -14,6 +14,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kanal_worker.api import DataError, TopicPartition
 from kanal_worker.api.schema import (
@@ -185,6 +187,50 @@ def test_byte_array_writes_raw_values_with_the_separator() -> None:
     assert gzip.decompress(packed) == b"abcd"
     with pytest.raises(DataError, match="ByteArrayConverter"):
         ByteArrayFormat(".bin", b"\n", None).prepare({"a": 1}, None, None)
+
+
+def blocks_of_the_whole(chunks: list[bytes], block_size: int) -> tuple[list[bytes], bytes]:
+    """The complete blocks of everything written, and what is left after them."""
+    data = b"".join(chunks)
+    cut = len(data) - len(data) % block_size
+    return [data[i:i + block_size] for i in range(0, cut, block_size)], data[cut:]
+
+
+@given(st.lists(st.lists(st.binary(max_size=40), max_size=6), min_size=1, max_size=6),
+       st.integers(1, 30))
+def test_spool_blocks_are_those_cut_from_everything_written(
+        writes: list[list[bytes]], block_size: int) -> None:
+    spool = BlockSpool()
+    taken: list[bytes] = []
+    for chunks in writes:
+        for chunk in chunks:
+            spool.write(chunk)
+        taken += spool.take_blocks(block_size)
+        assert spool.held < block_size
+    rest = spool.take_rest()
+    everything = [chunk for chunks in writes for chunk in chunks]
+    assert (taken, rest) == blocks_of_the_whole(everything, block_size)
+    assert spool.tell() == sum(map(len, everything))
+
+
+@given(st.lists(st.lists(st.binary(max_size=30).filter(lambda b: b"\n" not in b),
+                         min_size=1, max_size=5), max_size=6),
+       st.sampled_from([None, 1]))
+def test_line_files_are_the_lines_however_they_are_appended(
+        runs: list[list[bytes]], gzip_level: int | None) -> None:
+    spool = BlockSpool()
+    writer = JsonFormat(gzip_level).open(None, spool, "f")
+    for index, run in enumerate(runs):
+        if index % 2:
+            writer.append_run(run)
+        else:
+            for line in run:
+                writer.append(line)
+    writer.finish()
+    data = spool.take_rest()
+    expected = b"".join(line + b"\n" for run in runs for line in run)
+    assert (gzip.decompress(data) if gzip_level is not None else data) == expected
+    assert writer.pending == 0
 
 
 def test_spool_hands_out_exact_blocks_and_keeps_counting() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from itertools import groupby
 from typing import Any
 
 import pytest
@@ -200,6 +201,23 @@ def test_columns_are_decoded_and_records_built_only_when_read() -> None:
     assert [r.value for r in records] == [{"a": 1}, "s"]
     assert SinkBatch(records).encoded_values == raw
     assert SinkBatch(records).coordinates == batch.coordinates
+
+
+@given(st.lists(st.tuples(st.sampled_from(["t", "u"]), st.integers(0, 2)), max_size=30))
+def test_partition_runs_group_the_coordinates_of_consecutive_records(
+        where: list[tuple[str, int]]) -> None:
+    size = len(where)
+    nothing: list[Any] = [None] * size
+    batch = SinkBatch.of_columns(SinkColumns(
+        topics=[topic for topic, _ in where], partitions=[partition for _, partition in where],
+        offsets=list(range(100, 100 + size)), timestamps=[(0, -1)] * size, headers=nothing,
+        keys=ConvertedBatch(nothing, nothing), values=ConvertedBatch(nothing, nothing),
+        encoded=nothing, texts=nothing))
+    expected = [(topic, partition, [offset for _, _, offset in run])
+                for (topic, partition), run in groupby(batch.coordinates,
+                                                       key=lambda c: (c[0], c[1]))]
+    assert batch.partition_runs() == expected
+    assert SinkBatch(list(batch)).partition_runs() == expected
 
 
 JSON_TEXT = st.recursive(

@@ -5,12 +5,14 @@ offsets and the same failed records as placing them one by one."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
+from itertools import groupby
 from typing import Any, cast
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kanal_worker.api import RecordWriteError, SinkBatch, SinkRecord, TopicPartition
@@ -19,7 +21,13 @@ from kanal_worker.api.schema import INT64, OPTIONAL_INT64, STRING, struct
 from kanal_worker.connectors.azure_blob.settings import AzureBlobSinkSettings
 from kanal_worker.connectors.azure_blob.task import AzureBlobSinkTask
 from kanal_worker.connectors.storage import task as storage_task
+from kanal_worker.connectors.storage.partitioners import (
+    TimeBasedPartitioner,
+    build_partitioner,
+    build_run_times,
+)
 from kanal_worker.connectors.storage.writer import PartitionFiles
+from kanal_worker.converters.json import JsonConverter
 
 TOPIC = "telemetry"
 PARTITIONS = 3
@@ -225,3 +233,73 @@ def test_the_hourly_example_places_runs_and_cuts_them_by_hour() -> None:
     assert placed == [list(range(7))] and not any(failures)
     assert {name.split("/")[-2]: [orjson.loads(line)["seq"] for line in data.splitlines()]
             for name, data in blobs.items()} == {"hour=22": [0, 1, 4], "hour=23": [2, 3, 5, 6]}
+
+
+FIELD_VALUE = st.one_of(
+    st.integers(-(1 << 64), 1 << 64), st.sampled_from([1 << 63, -(1 << 63) - 1, (1 << 63) - 1]),
+    st.floats(allow_nan=False, allow_infinity=False), st.booleans(), st.none(), st.text(),
+    st.just({"at": 5}))
+FIELD_JSON = st.one_of(
+    st.builds(lambda value, before, after: json.dumps({**before, "at": value, **after},
+                                                      separators=(",", ":")).encode(),
+              FIELD_VALUE, st.dictionaries(st.text(max_size=3), st.integers()),
+              st.dictionaries(st.text(max_size=3),
+                              st.floats(allow_nan=False, allow_infinity=False))),
+    # a repeated key (the last one counts), an escaped key, numbers beyond a double
+    st.builds(lambda first, last: b'{"at":%d,"at":%d}' % (first, last),
+              st.integers(0, 1 << 40), st.integers(0, 1 << 40)),
+    st.builds(lambda value: b'{"\\u0061t":%d, "x": 1e999}' % value, st.integers(0, 1 << 40)),
+    st.builds(lambda value: b'{"x":123456789012345678901234567890,"at":%d}' % value,
+              st.integers(0, 1 << 40)),
+    st.sampled_from([b"[1]", b"7", b'"at"', b"{}", b'{"at":1.0}', b'{"at":-0}',
+                     b'{"at":1e3}', b'{"a":{"at":1}}']))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(FIELD_JSON, min_size=1, max_size=8))
+def test_field_times_read_from_the_received_json_are_those_of_the_decoded_values(
+        items: list[bytes]) -> None:
+    converter = JsonConverter({"schemas.enable": "false"}, False)
+    converted = converter.to_connect_batch(TOPIC, list(items))
+    times = build_run_times(AzureBlobSinkSettings.parse({
+        "azblob.account.name": "acct", "azblob.account.key": "a2V5",
+        "format.class": "JsonFormat", "timestamp.extractor": "RecordField",
+        "timestamp.field": "at"}))
+    decoded: list[list[Any]] = []
+
+    def values() -> list[Any]:
+        decoded.append(converted.values)
+        return converted.values
+
+    def no_timestamps() -> list[int | None]:
+        raise AssertionError("RecordField reads no Kafka timestamp")
+
+    from_json = times(values, no_timestamps, None, list(items), len(items), 0)
+    from_values = times(values, no_timestamps, None, [None] * len(items), len(items), 0)
+    assert from_json == from_values
+    if from_json is not None and len(decoded) == 1:  # the received JSON answered alone
+        assert all(type(millis) is int for millis in from_json)
+
+
+EDGES = [START + half * HOUR // 2 + step for half in range(-6, 7) for step in (-1, 0, 1)]
+"""Times at and beside the ends of half-hour buckets."""
+
+
+@settings(max_examples=500)
+@given(st.lists(st.sampled_from(EDGES) | st.integers(START - 3 * HOUR, START + 3 * HOUR),
+                max_size=12),
+       st.sampled_from(PARTITIONERS[:3]))
+@example([START + 5, START + HOUR], PARTITIONERS[0])  # the last one opens the next hour
+def test_cuts_of_a_run_are_its_records_grouped_by_bucket(
+        times: list[int], partitioner: dict[str, str]) -> None:
+    built = build_partitioner(AzureBlobSinkSettings.parse({
+        "azblob.account.name": "acct", "azblob.account.key": "a2V5",
+        "format.class": "JsonFormat", "locale": "en-US", "timezone": "Europe/Amsterdam",
+        **partitioner}))
+    assert isinstance(built, TimeBasedPartitioner)
+    buckets = [built.encode(cast(SinkRecord, None), millis) for millis in times]
+    expected, end = [], 0
+    for (path, start), run in groupby(buckets):
+        end += len(list(run))
+        expected.append((end, path, start))
+    assert built.cuts(times) == expected

@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple, Protocol, Self, overload
 
 from kanal_worker.api.schema import Schema
@@ -215,6 +217,7 @@ class SinkColumns:
 
 
 TIMESTAMP_TYPES = {1: "CreateTime", 2: "LogAppendTime"}
+_topic_partition = itemgetter(0, 1)
 
 
 class SinkBatch(Sequence[SinkRecord]):
@@ -305,6 +308,24 @@ class SinkBatch(Sequence[SinkRecord]):
             return list(zip(columns.topics, columns.partitions, columns.offsets, strict=True))
         return [(record.topic, record.kafka_partition or 0, record.kafka_offset)
                 for record in self._records]
+
+    def partition_runs(self) -> list[tuple[str, int, list[int]]]:
+        """``(topic, partition, offsets)`` of each stretch of consecutive records of one
+        partition, in order: the grouping of ``coordinates``, made from the columns
+        without a tuple per record."""
+        if self._records is None:
+            assert self._columns is not None
+            columns = self._columns
+            runs = []
+            start = 0
+            partitions = zip(columns.topics, columns.partitions, strict=True)
+            for (topic, partition), run in groupby(partitions):
+                end = start + len(list(run))
+                runs.append((topic, partition, columns.offsets[start:end]))
+                start = end
+            return runs
+        return [(topic, partition, [offset for _, _, offset in run])
+                for (topic, partition), run in groupby(self.coordinates, key=_topic_partition)]
 
     def __len__(self) -> int:
         return self._size

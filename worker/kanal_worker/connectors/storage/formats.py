@@ -85,14 +85,25 @@ class BlockSpool(io.RawIOBase):
         return self._held
 
     def take_blocks(self, block_size: int) -> list[bytes]:
-        """Every complete block of ``block_size`` bytes written so far."""
+        """Every complete block of ``block_size`` bytes written so far; each block is
+        joined from the chunks it spans, only the chunk across its end cut in two."""
         if self._held < block_size:
             return []
-        data = b"".join(self._chunks)
-        cut = len(data) - len(data) % block_size
-        self._chunks = [data[cut:]] if cut < len(data) else []
-        self._held = len(data) - cut
-        return [data[i:i + block_size] for i in range(0, cut, block_size)]
+        blocks: list[bytes] = []
+        pieces: list[bytes] = []
+        size = 0
+        for chunk in self._chunks:
+            pieces.append(chunk)
+            size += len(chunk)
+            while size >= block_size:
+                over = size - block_size
+                last = pieces[-1]
+                pieces[-1] = last[:len(last) - over]
+                blocks.append(b"".join(pieces))
+                pieces = [last[len(last) - over:]] if over else []
+                size = over
+        self._chunks, self._held = pieces, size
+        return blocks
 
     def take_rest(self) -> bytes:
         data = b"".join(self._chunks)
@@ -223,15 +234,14 @@ def schema_segments(run: list[Any], schema: Schema | None,
 
 
 class LineWriter(FileWriter):
-    """Gathers encoded lines and feeds them in ``CHUNK``-sized pieces to the spool or
-    to gzip (fixed pieces keep compressed output independent of batch boundaries).
-    Payloads are lines without their ``separator``."""
+    """Writes encoded lines into the spool as they come, or gathers them and feeds them
+    in ``CHUNK``-sized pieces to gzip (fixed pieces keep compressed output independent
+    of batch boundaries). Payloads are lines without their ``separator``."""
 
     def __init__(self, spool: BlockSpool, gzip_level: int | None, separator: bytes) -> None:
-        self.sink: io.RawIOBase | gzip.GzipFile = spool
-        if gzip_level is not None:
-            self.sink = gzip.GzipFile(fileobj=spool, mode="wb", mtime=0,
-                                      compresslevel=gzip_level)
+        self.spool = spool
+        self.compressor = None if gzip_level is None else gzip.GzipFile(
+            fileobj=spool, mode="wb", mtime=0, compresslevel=gzip_level)
         self.separator = separator
         self.lines: list[bytes] = []
         self.size = 0
@@ -240,16 +250,20 @@ class LineWriter(FileWriter):
         self._gather(payload + self.separator)
 
     def append_run(self, payloads: list[bytes]) -> None:
-        self._gather(self.separator.join(payloads) + self.separator)
+        self._gather(self.separator.join([*payloads, b""]))
 
     def _gather(self, data: bytes) -> None:
+        if self.compressor is None:
+            # the spool's bytes are the same however they are cut: no copy into pieces
+            self.spool.write(data)
+            return
         self.lines.append(data)
         self.size += len(data)
         if self.size >= CHUNK:
             data = b"".join(self.lines)
             cut = len(data) - len(data) % CHUNK
             for start in range(0, cut, CHUNK):
-                self.sink.write(data[start:start + CHUNK])
+                self.compressor.write(data[start:start + CHUNK])
             rest = data[cut:]
             self.lines, self.size = ([rest], len(rest)) if rest else ([], 0)
 
@@ -258,10 +272,10 @@ class LineWriter(FileWriter):
         return self.size
 
     def finish(self) -> None:
-        self.sink.write(b"".join(self.lines))
-        self.lines, self.size = [], 0
-        if isinstance(self.sink, gzip.GzipFile):
-            self.sink.close()
+        if self.compressor is not None:
+            self.compressor.write(b"".join(self.lines))
+            self.lines, self.size = [], 0
+            self.compressor.close()
 
 
 class JsonFormat(FileFormat):
@@ -288,8 +302,8 @@ class JsonFormat(FileFormat):
                     encoded: list[bytes | None]) -> list[Segment] | None:
         if None not in encoded:
             received = cast(list[bytes], encoded)
-            joined = b"\n".join(received)
-            if joined.count(b"\n") == len(received) - 1 and b"\r" not in joined:
+            together = b"".join(received)
+            if b"\n" not in together and b"\r" not in together:
                 return [(schema, len(received), received)]  # the values as received
         return super().prepare_run(values, schema, encoded)
 

@@ -13,7 +13,10 @@ import datetime as dt
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from operator import attrgetter
+from typing import Annotated, Any, cast
+
+import msgspec
 
 from kanal_worker.api import ConfigError, DataError, SinkRecord
 from kanal_worker.api.schema import TIMESTAMP, Schema, Type
@@ -36,11 +39,12 @@ RECENT_BUCKETS = 8
 TimestampExtractor = Callable[[SinkRecord, int], int]
 """``(record, now_ms) -> timestamp_ms``; ``now_ms`` is the wall clock of the batch."""
 RunTimes = Callable[[Callable[[], list[Any]], Callable[[], list[int | None]], Schema | None,
-                     int, int], list[int] | None]
-"""``(values, timestamps, value schema, count, now_ms) -> timestamps_ms``: what the
-extractor finds for each record of a run, read from the run's columns (the values when
-called, the records' Kafka timestamps when called); None when the extractor fails on
-a record of the run (its error names the record, so the run goes record by record)."""
+                     list[bytes | None], int, int], list[int] | None]
+"""``(values, timestamps, value schema, encoded values, count, now_ms) -> timestamps_ms``:
+what the extractor finds for each record of a run, read from the run's columns (the
+values when called, the records' Kafka timestamps when called, the JSON each value was
+decoded from where the converter kept it); None when the extractor fails on a record of
+the run (its error names the record, so the run goes record by record)."""
 
 
 class Partitioner(ABC):
@@ -139,6 +143,11 @@ class TimeBasedPartitioner(Partitioner):
         """A run of record ``times`` cut into consecutive records of one bucket, as
         ``(end index, path, bucket start)``; a bucket, not a path, ends a cut, since two
         buckets may share a path and the writer rotates on a newer bucket."""
+        if not times:
+            return []
+        start, end, path = self._bucket(min(times))
+        if max(times) < end:  # the common run: every record in one bucket
+            return [(len(times), path, start)]
         cuts: list[tuple[int, str, int | None]] = []
         start = end = 0
         path = ""
@@ -148,8 +157,7 @@ class TimeBasedPartitioner(Partitioner):
             if index:
                 cuts.append((index, path, start))
             start, end, path = self._bucket(timestamp)
-        if times:
-            cuts.append((len(times), path, start))
+        cuts.append((len(times), path, start))
         return cuts
 
 
@@ -238,21 +246,29 @@ def build_run_times(settings: StorageSinkSettings) -> RunTimes:
 
 
 def _wallclock_times(values: Callable[[], list[Any]], timestamps: Callable[[], list[int | None]],
-                     schema: Schema | None, count: int, now_ms: int) -> list[int] | None:
+                     schema: Schema | None, encoded: list[bytes | None], count: int,
+                     now_ms: int) -> list[int] | None:
     return [now_ms] * count
 
 
 def _record_times(values: Callable[[], list[Any]], timestamps: Callable[[], list[int | None]],
-                  schema: Schema | None, count: int, now_ms: int) -> list[int] | None:
+                  schema: Schema | None, encoded: list[bytes | None], count: int,
+                  now_ms: int) -> list[int] | None:
     found = timestamps()
     return None if None in found else cast(list[int], found)
 
 
 def _field_times(path: str) -> RunTimes:
     read = _field_reader(path)
+    from_json = None if "." in path else _json_field_millis(path)
 
     def times(values: Callable[[], list[Any]], timestamps: Callable[[], list[int | None]],
-              schema: Schema | None, count: int, now_ms: int) -> list[int] | None:
+              schema: Schema | None, encoded: list[bytes | None], count: int,
+              now_ms: int) -> list[int] | None:
+        if from_json is not None and schema is None and None not in encoded:
+            received = from_json(cast(list[bytes], encoded))
+            if received is not None:
+                return received
         run = values()
         if schema is None and "." not in path:
             # the common case, as in ``_field_reader``: epoch millis in plain JSON
@@ -264,6 +280,29 @@ def _field_times(path: str) -> RunTimes:
         except DataError:
             return None
     return times
+
+
+_INT64 = Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)]
+"""An integer every JSON reader of the converter decodes to the same int (orjson reads
+larger ones as doubles, the exact-number fallback as exact ints)."""
+
+
+def _json_field_millis(name: str) -> Callable[[list[bytes]], list[int] | None]:
+    """Epoch millis of the top-level field ``name`` read straight from values' JSON,
+    the rest of each document skipped: what ``_field_reader`` finds in the decoded maps
+    when every value is an object whose field is such an integer (a repeated key counts
+    once, its last value, as when decoding). None when any value is otherwise: the
+    values are then decoded and read as before."""
+    decoder = msgspec.json.Decoder(msgspec.defstruct(
+        "TimeField", [("millis", _INT64)], rename={"millis": name}, gc=False))
+    millis = attrgetter("millis")
+
+    def read(encoded: list[bytes]) -> list[int] | None:
+        try:
+            return list(map(millis, map(decoder.decode, encoded)))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+    return read
 
 
 def _wallclock(record: SinkRecord, now_ms: int) -> int:

@@ -17,8 +17,8 @@ import logging
 from abc import abstractmethod
 from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial
-from itertools import groupby
-from operator import itemgetter
+from itertools import repeat
+from operator import is_
 from typing import Any, TypeVar, cast
 
 from kanal_worker.api import (
@@ -40,8 +40,6 @@ from kanal_worker.connectors.storage.writer import Layout, OpenFile, PartitionFi
 
 log = logging.getLogger(__name__)
 S = TypeVar("S", bound=StorageSinkSettings)
-_topic_partition = itemgetter(0, 1)
-_offset = itemgetter(2)
 
 
 class StorageSinkTask(SinkTask[S]):
@@ -109,12 +107,11 @@ class StorageSinkTask(SinkTask[S]):
         share a record schema, else, or from where a run stops, record by record."""
         value_schemas, encoded = batch.value_schemas, batch.encoded_values
         start = 0
-        for tp, run in groupby(batch.coordinates, key=_topic_partition):
-            offsets = list(map(_offset, run))
+        for topic, partition, offsets in batch.partition_runs():
             end = start + len(offsets)
             schema = value_schemas[start]
-            files = self._files(TopicPartition(*tp))
-            placed = all(s is schema for s in value_schemas[start:end]) and files.write_run(
+            files = self._files(TopicPartition(topic, partition))
+            placed = all(map(is_, value_schemas[start:end], repeat(schema))) and files.write_run(
                 offsets, partial(_values, batch, start, end), schema, encoded[start:end],
                 partial(_timestamps, batch, start, end), now)
             if not placed:

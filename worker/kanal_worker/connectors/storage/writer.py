@@ -347,7 +347,8 @@ class PartitionFiles:
         times: list[int] | None = None
         if layout.uses_time:
             assert layout.run_times is not None
-            times = layout.run_times(values, timestamps, schema, len(offsets), now_ms)
+            times = layout.run_times(values, timestamps, schema, encoded, len(offsets),
+                                     now_ms)
             if times is None:
                 return False
         cuts = self._cuts(times, len(offsets))
