@@ -142,8 +142,10 @@ def test_a_native_poll_reads_as_the_same_records_as_confluent_kafkas_messages(
         fetcher.close()
     finally:
         consumer.close()
-    assert any(len(Fetched.of_native(poll).topic_runs()) > 2 for poll in polls), \
-        "some poll should mix the topics"
+    # how a poll's partitions interleave is librdkafka's choice: a poll holding both
+    # topics is what the runs need, whether or not they alternate
+    assert any(len(Fetched.of_native(poll).topic_runs()) > 1 for poll in polls), \
+        "some poll should hold both topics"
     native_rows = []
     for poll in polls:
         native = Fetched.of_native(poll)
