@@ -209,8 +209,10 @@ def test_partition_runs_group_the_coordinates_of_consecutive_records(
     size = len(where)
     nothing: list[Any] = [None] * size
     batch = SinkBatch.of_columns(SinkColumns(
-        topics=[topic for topic, _ in where], partitions=[partition for _, partition in where],
-        offsets=list(range(100, 100 + size)), timestamps=[(0, -1)] * size, headers=nothing,
+        origin=RecordLists(topics=[topic for topic, _ in where],
+                           partitions=[partition for _, partition in where],
+                           offsets=list(range(100, 100 + size)), timestamps=[(0, -1)] * size),
+        headers=nothing,
         keys=ConvertedBatch(nothing, nothing), values=ConvertedBatch(nothing, nothing),
         encoded=nothing, texts=nothing))
     expected = [(topic, partition, [offset for _, _, offset in run])
