@@ -28,6 +28,20 @@ SECRET = "procs-secret-7f3a"
 """A password the connector's tasks get; it must not reach the worker's log."""
 
 
+def _worker_with_task_processes(tmp_path: Path, kafka: str) -> tuple[Standalone, Path, str]:
+    """A running standalone worker that puts every sink task in a child process: the
+    worker, its log and its REST API's address."""
+    worker = worker_properties(tmp_path, kafka, listeners="http://127.0.0.1:0",
+                               **{"kanal_task_processes": "always"})
+    log = tmp_path / "kanal.log"
+    run = Standalone(worker, log=log).start().wait_running()
+    found = re.search(r"REST API on (http://\S+)", log.read_text())
+    if found is None:
+        run.stop()
+        raise AssertionError(f"the worker logged no REST API address: {log.read_text()}")
+    return run, log, found[1]
+
+
 def _task_pids(log: Path, name: str) -> dict[int, int]:
     """The child process of each task of ``name``, as the worker logged it (latest last)."""
     found = re.findall(rf"Task {re.escape(name)}-(\d+) runs in process (\d+)", log.read_text())
@@ -39,13 +53,9 @@ def test_two_sink_tasks_run_in_two_processes(tmp_path: Path, kafka: str,
     topic = new_topic("procs", 4)
     first = [f"a{i}".encode() for i in range(2000)]
     produce(kafka, topic, first)
-    worker = worker_properties(tmp_path, kafka, listeners="http://127.0.0.1:0",
-                               **{"kanal_task_processes": "always"})
-    log = tmp_path / "kanal.log"
-    run = Standalone(worker, log=log).start().wait_running()
+    run, log, url = _worker_with_task_processes(tmp_path, kafka)
     name = "procs"
     try:
-        url = re.search(r"REST API on (http://\S+)", log.read_text())[1]  # type: ignore[index]
         sink_file = tmp_path / "out.txt"
         created = httpx.post(f"{url}/connectors", json={"name": name, "config": {
             "connector.class": "FileStreamSink", "topics": topic, "tasks.max": "2",
@@ -108,14 +118,10 @@ def test_sibling_task_processes_join_the_group_together(
     topic = new_topic("procs-together", 4)
     records = [f"a{i}".encode() for i in range(1000)]
     produce(kafka, topic, records)
-    worker = worker_properties(tmp_path, kafka, listeners="http://127.0.0.1:0",
-                               **{"kanal_task_processes": "always"})
-    log = tmp_path / "kanal.log"
-    run = Standalone(worker, log=log).start().wait_running()
+    run, log, url = _worker_with_task_processes(tmp_path, kafka)
     name = "procs-together"
     pids: dict[int, int] = {}
     try:
-        url = re.search(r"REST API on (http://\S+)", log.read_text())[1]  # type: ignore[index]
         sink_file = tmp_path / "out.txt"
         created = httpx.post(f"{url}/connectors", json={"name": name, "config": {
             "connector.class": "FileStreamSink", "topics": topic, "tasks.max": "2",
@@ -153,14 +159,10 @@ def test_a_hung_task_process_is_killed_when_it_does_not_stop(
     it cannot keep its partitions or write after its replacement started."""
     topic = new_topic("procs-hung", 2)
     produce(kafka, topic, [f"a{i}".encode() for i in range(200)])
-    worker = worker_properties(tmp_path, kafka, listeners="http://127.0.0.1:0",
-                               **{"kanal_task_processes": "always"})
-    log = tmp_path / "kanal.log"
-    run = Standalone(worker, log=log).start().wait_running()
+    run, log, url = _worker_with_task_processes(tmp_path, kafka)
     name = "procs-hung"
     hung: int | None = None
     try:
-        url = re.search(r"REST API on (http://\S+)", log.read_text())[1]  # type: ignore[index]
         sink_file = tmp_path / "out.txt"
         created = httpx.post(f"{url}/connectors", json={"name": name, "config": {
             "connector.class": "FileStreamSink", "topics": topic, "tasks.max": "2",
