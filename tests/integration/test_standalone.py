@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka import Consumer
+from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from kanal_worker.runtime.offsets import MemoryOffsetStore
 from kanal_worker.runtime.standalone import StandaloneHerder
@@ -239,3 +242,49 @@ def test_unreachable_broker_names_the_address(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "cannot reach Kafka at 127.0.0.1:1" in result.stderr
     assert not (tmp_path / "offsets.json").exists()
+
+
+def test_a_task_stopping_during_a_rebalance_commits_what_it_wrote(
+        kafka: str, new_topic: Callable[..., str], tmp_path: Path) -> None:
+    """A sibling joins the group just before the task stops (as when a connector's tasks
+    start and stop together): the task's last commit still covers every record it wrote.
+    When that commit meets the rebalance (the timing decides), the task takes part in it
+    and commits again instead of leaving what it wrote to be delivered again."""
+    topic = new_topic("stop-rebalance", 2)
+    count = 2000
+    produce(kafka, topic, [f"r{i}".encode() for i in range(count)])
+    out = tmp_path / "o.txt"
+    herder = StandaloneHerder({"bootstrap.servers": kafka,
+                               "value.converter": "StringConverter",
+                               "key.converter": "StringConverter",
+                               "offset.flush.interval.ms": "600000",  # only the final commit
+                               "kanal.task.processes": "never"},
+                              "test:8083", MemoryOffsetStore())
+    name = f"stop-{topic}"
+    group = f"connect-{name}"
+    herder.put_connector(name, {"connector.class": "FileStreamSink", "topics": topic,
+                                "file": str(out)})
+    sibling = Consumer({"bootstrap.servers": kafka, "group.id": group,
+                        "partition.assignment.strategy": "cooperative-sticky",
+                        "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    joined = threading.Event()
+    done = threading.Event()
+
+    def take_part() -> None:
+        while not done.is_set():
+            sibling.consume(100, 0.1)  # what it is given it never commits
+            joined.set()
+    member = threading.Thread(target=take_part, daemon=True)
+    try:
+        wait_for(lambda: line_count(out) == count, 60, "every record written")
+        sibling.subscribe([topic])
+        member.start()
+        joined.wait(10)
+    finally:
+        herder.stop_all()
+        done.set()
+        member.join(10)
+        sibling.close()
+    committed = Consumer({"bootstrap.servers": kafka, "group.id": group}).committed(
+        [KafkaTopicPartition(topic, p) for p in range(2)], timeout=30)
+    assert sum(tp.offset for tp in committed) == count, committed

@@ -55,6 +55,10 @@ FETCH_DEFAULTS = {
     "queued.max.messages.kbytes": "1024",
 }
 """Consumer defaults (``consumer.*`` worker keys and ``consumer.override.*`` win)."""
+REBALANCING = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION})
+"""Commit errors of a member whose group is rebalancing: it commits once it has rejoined."""
+FINAL_COMMIT_SECONDS = 10.0
+"""How long a stopping task takes part in a rebalance to commit what it has written."""
 NOT_THE_RECORDS = (RetriableError, ConfigError)
 """Converter failures that are no record's fault and never go to ``errors.*``: a service
 the converter needs is down (the poll is converted again after a backoff) or one of its
@@ -185,7 +189,7 @@ class SinkTaskRunner(TaskRunner):
                                     on_lost=self._lost)
             self._set(self.target.running_state)
             self._loop(worker.offset_flush_interval_ms / 1000)
-            self._commit()
+            self._commit(final=True)
         finally:
             self._shutdown()
 
@@ -497,8 +501,10 @@ class SinkTaskRunner(TaskRunner):
                                         else None)
                 return True
 
-    def _commit(self, partitions: set[TopicPartition] | None = None) -> None:
-        """Commit what the task says is durable (and the DLQ holds)."""
+    def _commit(self, partitions: set[TopicPartition] | None = None, *,
+                final: bool = False) -> None:
+        """Commit what the task says is durable (and the DLQ holds); the ``final`` commit of
+        a stopping task goes through a rebalance it meets."""
         offsets = {tp: o for tp, o in self.consumed.items()
                    if partitions is None or tp in partitions}
         if not offsets:
@@ -524,11 +530,35 @@ class SinkTaskRunner(TaskRunner):
         try:
             self.consumer.commit(offsets=fresh, asynchronous=False)
         except KafkaException as exc:
-            log.warning("Task %s: offset commit failed (%s); will retry", self.id, exc)
-            return
+            if not (final and self._commit_through_rebalance(fresh, exc)):
+                log.warning("Task %s: offset commit failed (%s); will retry", self.id, exc)
+                return
         for tp in fresh:
             self.committed[TopicPartition(tp.topic, tp.partition)] = tp.offset
         self._set(self.status.state)
+
+    def _commit_through_rebalance(self, offsets: list[KafkaTopicPartition],
+                                  refused: KafkaException) -> bool:
+        """Whether ``offsets`` were committed after a refusal because the group is
+        rebalancing (a sibling task joined or is leaving as it stops too). A task that
+        stopped polling would never rejoin: the group would drop it and what it wrote
+        would be delivered again. So the consumer is polled until the rebalance is over:
+        partitions revoked meanwhile are committed by the revoke callback, records handed
+        over meanwhile are left uncommitted for their next owner."""
+        deadline = time.monotonic() + FINAL_COMMIT_SECONDS
+        error = refused
+        while error.args[0].code() in REBALANCING and time.monotonic() < deadline:
+            self.consumer.consume(self.batch_size, 0.2)
+            offsets = [tp for tp in offsets
+                       if TopicPartition(tp.topic, tp.partition) in self.assignment]
+            if not offsets:
+                return True
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+                return True
+            except KafkaException as exc:
+                error = exc
+        return False
 
     def _assigned(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         added = [TopicPartition(p.topic, p.partition) for p in partitions]
