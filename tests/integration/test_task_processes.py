@@ -42,6 +42,14 @@ def _worker_with_task_processes(tmp_path: Path, kafka: str) -> tuple[Standalone,
     return run, log, found[1]
 
 
+def _create_two_task_file_sink(url: str, name: str, topic: str, sink_file: Path,
+                               **extra: str) -> None:
+    created = httpx.post(f"{url}/connectors", json={"name": name, "config": {
+        "connector.class": "FileStreamSink", "topics": topic, "tasks.max": "2",
+        "file": str(sink_file), **extra}})
+    assert created.status_code == 201, created.text
+
+
 def _task_pids(log: Path, name: str) -> dict[int, int]:
     """The child process of each task of ``name``, as the worker logged it (latest last)."""
     found = re.findall(rf"Task {re.escape(name)}-(\d+) runs in process (\d+)", log.read_text())
@@ -57,10 +65,8 @@ def test_two_sink_tasks_run_in_two_processes(tmp_path: Path, kafka: str,
     name = "procs"
     try:
         sink_file = tmp_path / "out.txt"
-        created = httpx.post(f"{url}/connectors", json={"name": name, "config": {
-            "connector.class": "FileStreamSink", "topics": topic, "tasks.max": "2",
-            "file": str(sink_file), "consumer.override.sasl.password": SECRET}})
-        assert created.status_code == 201, created.text
+        _create_two_task_file_sink(url, name, topic, sink_file,
+                                   **{"consumer.override.sasl.password": SECRET})
 
         def states() -> list[str]:
             tasks = httpx.get(f"{url}/connectors/{name}/status").json()["tasks"]
@@ -123,10 +129,7 @@ def test_sibling_task_processes_join_the_group_together(
     pids: dict[int, int] = {}
     try:
         sink_file = tmp_path / "out.txt"
-        created = httpx.post(f"{url}/connectors", json={"name": name, "config": {
-            "connector.class": "FileStreamSink", "topics": topic, "tasks.max": "2",
-            "file": str(sink_file)}})
-        assert created.status_code == 201, created.text
+        _create_two_task_file_sink(url, name, topic, sink_file)
         # a child needs most of a second to import its modules: stop both well before
         deadline = time.monotonic() + 30
         while len(pids) < 2 and time.monotonic() < deadline:
@@ -164,10 +167,7 @@ def test_a_hung_task_process_is_killed_when_it_does_not_stop(
     hung: int | None = None
     try:
         sink_file = tmp_path / "out.txt"
-        created = httpx.post(f"{url}/connectors", json={"name": name, "config": {
-            "connector.class": "FileStreamSink", "topics": topic, "tasks.max": "2",
-            "file": str(sink_file)}})
-        assert created.status_code == 201, created.text
+        _create_two_task_file_sink(url, name, topic, sink_file)
         wait_for(lambda: line_count(sink_file) >= 200, 60, "the first records")
         hung = _task_pids(log, name)[1]
         os.kill(hung, signal.SIGSTOP)
