@@ -27,8 +27,16 @@ LEADERLESS = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_N
 restarted, until it has a leader."""
 
 
-def _watermarks(consumer: Consumer, partition: TopicPartition,
-                timeout: float = 30) -> tuple[int, int]:
+def _log_ends(consumer: Consumer, partition: TopicPartition,
+              timeout: float = 30) -> tuple[int, int]:
+    """The partition's first offset and its log end, retried while it has no leader.
+
+    ``consumer`` must read uncommitted: a read-committed consumer is answered with the last
+    stable offset, which an open transaction holds back. Offsets committed after a
+    transaction another task left open (killed before it could abort) sit beyond it, and
+    a read that stopped there would restart their task from older offsets: it would
+    produce again what it had already committed.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -39,6 +47,11 @@ def _watermarks(consumer: Consumer, partition: TopicPartition,
                 raise
             time.sleep(0.2)
 
+
+OPEN_TRANSACTION_WAIT_SECONDS = 90
+"""How long a read of the offsets topic waits for open transactions below its end: past
+the 60 s transaction timeout of a killed task's producer and the broker's next check for
+timed-out transactions."""
 
 JAVA_PARTITIONER = "murmur2_random"
 """librdkafka's name for the Java client's default partitioner: keyed records land on the
@@ -235,22 +248,33 @@ class KafkaOffsetStore(SharedOffsetStore):
                 time.sleep(0.5)
 
     def _read_to_end(self) -> dict[str, dict[str, dict[str, Any]]]:
-        consumer = Consumer({**self.client_config, "group.id": f"kanal-offsets-{uuid.uuid4()}",
-                             "enable.auto.commit": "false", "isolation.level": "read_committed",
-                             "auto.offset.reset": "earliest"})
+        """Every committed offset record up to the log end seen when the read starts.
+
+        A transaction still open below that end (a sibling task's, until it commits, or a
+        killed one's, until its successor fences it or the broker times it out) holds the
+        read there: the committed records past it are read once it is resolved.
+        """
+        group = {"group.id": f"kanal-offsets-{uuid.uuid4()}", "enable.auto.commit": "false"}
+        ends: dict[int, int] = {}
+        starts = []
+        bounds = Consumer({**self.client_config, **group, "isolation.level": "read_uncommitted"})
         try:
-            metadata = consumer.list_topics(self.topic, timeout=15)
-            ends: dict[int, int] = {}
-            starts = []
+            metadata = bounds.list_topics(self.topic, timeout=15)
             for partition in metadata.topics[self.topic].partitions:
-                low, high = _watermarks(consumer, TopicPartition(self.topic, partition))
+                low, high = _log_ends(bounds, TopicPartition(self.topic, partition))
                 if high > low:
                     ends[partition] = high
                     starts.append(TopicPartition(self.topic, partition, low))
-            data: dict[str, dict[str, dict[str, Any]]] = {}
-            if starts:
-                consumer.assign(starts)
-            deadline = time.monotonic() + 60
+        finally:
+            bounds.close()
+        data: dict[str, dict[str, dict[str, Any]]] = {}
+        if not starts:
+            return data
+        consumer = Consumer({**self.client_config, **group, "isolation.level": "read_committed",
+                             "auto.offset.reset": "earliest"})
+        try:
+            consumer.assign(starts)
+            deadline = time.monotonic() + OPEN_TRANSACTION_WAIT_SECONDS
             while ends and time.monotonic() < deadline:
                 for message in consumer.consume(1000, 0.5):
                     if message.error() is not None:
@@ -261,7 +285,12 @@ class KafkaOffsetStore(SharedOffsetStore):
                     if position.offset >= ends[partition]:
                         del ends[partition]
             if ends:
-                raise TimeoutError(f"could not read offsets topic {self.topic} to its end")
+                raise TimeoutError(
+                    f"could not read offsets topic {self.topic} to its end within "
+                    f"{OPEN_TRANSACTION_WAIT_SECONDS} s: partitions {sorted(ends)} stopped short "
+                    "of it, at a transaction nobody ended (it ends when the task that opened "
+                    "it starts again, or after its transaction.timeout.ms) or at a leader "
+                    "that did not answer")
         finally:
             consumer.close()
         return data
