@@ -77,10 +77,12 @@ def test_offsets_committed_past_a_killed_tasks_open_transaction_are_read(kafka: 
         time.sleep(2)
         Producer({**client, "transactional.id": killed_id}).init_transactions(30)
 
+    restarted = KafkaOffsetStore(topic, client, partitions=1, replication_factor=1)
+    assert restarted.get("gen", {"task": 0}) is None, "a worker's first read stops before it"
     successor = threading.Thread(target=restart_killed_task)
     successor.start()
     try:
-        restarted = KafkaOffsetStore(topic, client, partitions=1, replication_factor=1)
+        restarted.refresh(through_open_transactions=True)  # the sibling resumes
     finally:
         successor.join()
     assert restarted.get("gen", {"task": 0}) == {"position": 1200}

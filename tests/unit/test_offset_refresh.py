@@ -25,7 +25,8 @@ class ScriptedStore(SharedOffsetStore):
         self.during_read: Callable[[], None] = lambda: None
         self.reads = 0
 
-    def read_all(self) -> dict[str, dict[str, dict[str, Any]]]:
+    def read_all(self, *, through_open_transactions: bool = False
+                 ) -> dict[str, dict[str, dict[str, Any]]]:
         self.reads += 1
         self.during_read()
         return {connector: dict(offsets) for connector, offsets in self.snapshot.items()}

@@ -29,13 +29,13 @@ restarted, until it has a leader."""
 
 def _log_ends(consumer: Consumer, partition: TopicPartition,
               timeout: float = 30) -> tuple[int, int]:
-    """The partition's first offset and its log end, retried while it has no leader.
+    """The partition's first offset and its end, retried while it has no leader.
 
-    ``consumer`` must read uncommitted: a read-committed consumer is answered with the last
-    stable offset, which an open transaction holds back. Offsets committed after a
-    transaction another task left open (killed before it could abort) sit beyond it, and
-    a read that stopped there would restart their task from older offsets: it would
-    produce again what it had already committed.
+    The end is the log end for a consumer that reads uncommitted, and the last stable
+    offset, which an open transaction holds back, for one that reads committed. Offsets
+    committed after a transaction another task left open (killed before it could abort)
+    lie past that one, and a task restarted from a read that stopped there would produce
+    again what it had already committed.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -76,8 +76,14 @@ class OffsetStore(ABC):
     @abstractmethod
     def all(self, connector: str) -> list[tuple[dict[str, Any], dict[str, Any]]]: ...
 
-    def refresh(self) -> None:  # noqa: B027 - only shared stores have anything to catch up
-        """Catch up with offsets other workers wrote (before a task starts)."""
+    def refresh(self, *, through_open_transactions: bool = False) -> None:  # noqa: B027
+        """Catch up with offsets other workers wrote (before a task starts); only shared
+        stores have anything to catch up with.
+
+        ``through_open_transactions``: where a task resumes from what is read, offsets
+        committed past a transaction still open (a killed task's, until its successor
+        fences it) are waited for; without it the read stops at the first open one.
+        """
 
 
 class CachedOffsetStore(OffsetStore):
@@ -173,15 +179,16 @@ class SharedOffsetStore(CachedOffsetStore):
             = None
 
     @abstractmethod
-    def read_all(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """Every connector's offsets as they are kept now."""
+    def read_all(self, *, through_open_transactions: bool = False
+                 ) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every connector's offsets as they are kept now (``refresh`` says the flag)."""
 
-    def refresh(self) -> None:
+    def refresh(self, *, through_open_transactions: bool = False) -> None:
         with self._refreshing:
             with self._lock:
                 self._applied_during_read = []
             try:
-                data = self.read_all()
+                data = self.read_all(through_open_transactions=through_open_transactions)
             except BaseException:
                 with self._lock:
                     self._applied_during_read = None
@@ -236,28 +243,32 @@ class KafkaOffsetStore(SharedOffsetStore):
     def record_key(connector: str, partition: dict[str, Any]) -> bytes:
         return orjson.dumps([connector, partition])
 
-    def read_all(self) -> dict[str, dict[str, dict[str, Any]]]:
+    def read_all(self, *, through_open_transactions: bool = False
+                 ) -> dict[str, dict[str, dict[str, Any]]]:
         """The topic read to its end; retried while a new topic's leaders are elected."""
         deadline = time.monotonic() + 30
         while True:
             try:
-                return self._read_to_end()
+                return self._read_to_end(through_open_transactions)
             except KafkaException:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
 
-    def _read_to_end(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """Every committed offset record up to the log end seen when the read starts.
+    def _read_to_end(self, through_open_transactions: bool
+                     ) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every committed offset record up to the end seen when the read starts: the
+        first open transaction, or ``through_open_transactions`` the log end.
 
-        A transaction still open below that end (a sibling task's, until it commits, or a
-        killed one's, until its successor fences it or the broker times it out) holds the
-        read there: the committed records past it are read once it is resolved.
+        Through them, a transaction still open below the log end (a sibling task's, until
+        it commits, or a killed one's, until its successor fences it or the broker times
+        it out) holds the read there: the committed records past it are read once it ends.
         """
         group = {"group.id": f"kanal-offsets-{uuid.uuid4()}", "enable.auto.commit": "false"}
         ends: dict[int, int] = {}
         starts = []
-        bounds = Consumer({**self.client_config, **group, "isolation.level": "read_uncommitted"})
+        isolation = "read_uncommitted" if through_open_transactions else "read_committed"
+        bounds = Consumer({**self.client_config, **group, "isolation.level": isolation})
         try:
             metadata = bounds.list_topics(self.topic, timeout=15)
             for partition in metadata.topics[self.topic].partitions:

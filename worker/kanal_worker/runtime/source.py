@@ -87,7 +87,7 @@ class SourceTaskRunner(TaskRunner):
             # fences any zombie instance of this task still producing somewhere
             self.producer.init_transactions(60)
         self.in_transaction = False
-        self.offsets.refresh()
+        self.offsets.refresh(through_open_transactions=True)
         self._start_task()
         try:
             self._loop(settings, worker)
@@ -276,7 +276,7 @@ class SourceTaskRunner(TaskRunner):
             self.in_transaction = False
             self.pending.clear()
             self.task.stop()
-            self.offsets.refresh()
+            self.offsets.refresh(through_open_transactions=True)
             self._start_task()
             return
         self.in_transaction = False
