@@ -27,6 +27,7 @@ from kanal_worker.api.records import (
     Header,
     SinkBatch,
     SinkRecord,
+    SourceBatch,
     SourceRecord,
     TopicPartition,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "SinkRecord",
     "SinkTask",
     "SinkTaskContext",
+    "SourceBatch",
     "SourceConnector",
     "SourceRecord",
     "SourceTask",

@@ -19,6 +19,7 @@ from kanal_worker.api.records import (
     ConvertedBatch,
     SinkBatch,
     SinkColumns,
+    SourceBatch,
     SourceRecord,
     TopicPartition,
 )
@@ -106,9 +107,9 @@ class SourceTask(ABC, Generic[S]):
     """Reads records from an external system.
 
     ``poll`` returns the records that are ready (an empty list when there are none;
-    it may block briefly). Each record carries a source partition and offset; the
-    runtime stores an offset only after Kafka acknowledged its record and everything
-    before it.
+    it may block briefly), or a ``SourceBatch`` of values that differ only in value and
+    offset. Each record carries a source partition and offset; the runtime stores an
+    offset only after Kafka acknowledged its record and everything before it.
     """
 
     def __init__(self, settings: S, context: SourceTaskContext) -> None:
@@ -119,7 +120,7 @@ class SourceTask(ABC, Generic[S]):
         """Open resources; read ``context.offset`` to resume."""
 
     @abstractmethod
-    def poll(self) -> list[SourceRecord]: ...
+    def poll(self) -> list[SourceRecord] | SourceBatch: ...
 
     def commit(self) -> None:
         """Offsets up to the last acknowledged record were stored."""

@@ -90,6 +90,42 @@ class SourceRecord(ConnectRecord):
     source_offset: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True, kw_only=True)
+class SourceBatch:
+    """Values a source task read from one source partition into one topic, as columns.
+
+    What a task returns from ``poll`` instead of a ``SourceRecord`` per value when its
+    values share everything but the value and the offset (a file's lines): the runtime
+    converts and produces the columns without building a record per value, and builds
+    the records (``records``) only where something needs them, a transform or a value
+    its converter refuses. ``source_offsets[i]`` is the offset once ``values[i]`` is
+    written; ``timestamp`` is every record's.
+    """
+
+    topic: str
+    source_partition: dict[str, Any]
+    values: list[Any]
+    source_offsets: list[dict[str, Any]]
+    value_schema: Schema | None = None
+    timestamp: int | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.values) != len(self.source_offsets):
+            raise ValueError(f"a SourceBatch needs an offset per value: {len(self.values)} "
+                             f"values, {len(self.source_offsets)} offsets")
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def records(self) -> list[SourceRecord]:
+        topic, partition = self.topic, self.source_partition
+        schema, timestamp = self.value_schema, self.timestamp
+        return [SourceRecord(topic=topic, value=value, value_schema=schema,
+                             timestamp=timestamp, source_partition=partition,
+                             source_offset=offset)
+                for value, offset in zip(self.values, self.source_offsets, strict=True)]
+
+
 class ConvertedBatch:
     """Keys or values of a batch as ``Converter.to_connect_batch`` returns them.
 
