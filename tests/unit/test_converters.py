@@ -118,6 +118,24 @@ def test_string_and_bytes_converters() -> None:
         raw.from_connect("t", None, "text")
 
 
+@settings(max_examples=200)
+@given(values=st.lists(st.one_of(st.text(), st.none(), st.binary(),
+                                 st.integers(-2**63, 2**63 - 1),
+                                 st.dictionaries(st.text(max_size=3), st.integers(0, 9))),
+                       max_size=8),
+       encoding=st.sampled_from(["UTF8", "ISO-8859-1", "UTF-16"]))
+def test_string_converter_batches_convert_as_each_value_does(values: list[Any],
+                                                             encoding: str) -> None:
+    strings = StringConverter({"converter.encoding": encoding}, False)
+    try:
+        expected = [strings.from_connect("t", STRING, value) for value in values]
+    except UnicodeEncodeError:  # text outside ISO-8859-1
+        with pytest.raises(UnicodeEncodeError):
+            strings.from_connect_batch("t", STRING, values)
+        return
+    assert strings.from_connect_batch("t", STRING, values) == expected
+
+
 def test_simple_header_converter_infers_types() -> None:
     headers = SimpleHeaderConverter({})
     assert headers.to_connect_header("t", "n", b"42").value == 42

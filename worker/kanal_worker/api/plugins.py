@@ -188,6 +188,14 @@ class Converter(Plugin):
     @abstractmethod
     def from_connect(self, topic: str, schema: Schema | None, value: Any) -> bytes | None: ...
 
+    def from_connect_batch(self, topic: str, schema: Schema | None,
+                           values: list[Any]) -> list[bytes | None]:
+        """Values of one schema (a ``SourceBatch``) converted as ``from_connect`` converts
+        each; raises when one does not convert (the runtime then converts record by
+        record, so the failure is reported with its own record). This default calls
+        ``from_connect`` per value; a converter that can do a whole batch overrides it."""
+        return [self.from_connect(topic, schema, value) for value in values]
+
 
 class HeaderConverter(Plugin):
     """Turns header bytes into Connect values and back (``header.converter``)."""

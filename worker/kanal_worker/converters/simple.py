@@ -65,6 +65,14 @@ class StringConverter(Converter):
             return value.encode(self.encoding)
         return _display(value).encode(self.encoding)
 
+    def from_connect_batch(self, topic: str, schema: Schema | None,
+                           values: list[Any]) -> list[bytes | None]:
+        encoding = self.encoding
+        try:  # text, as a file's lines are: one encode each, no type checks
+            return [value.encode(encoding) for value in values]
+        except AttributeError:  # None, bytes or another type among them
+            return super().from_connect_batch(topic, schema, values)
+
 
 class ByteArrayConverter(Converter):
     aliases = ("org.apache.kafka.connect.converters.ByteArrayConverter",)

@@ -153,10 +153,9 @@ class SourceTaskRunner(TaskRunner):
         if self.chain:
             return False
         topic, codec = batch.topic, self.codec
-        value_from, schema = codec.value.from_connect, batch.value_schema
         try:
             key = codec.key.from_connect(topic, None, None)
-            values = [value_from(topic, schema, value) for value in batch.values]
+            values = codec.value.from_connect_batch(topic, batch.value_schema, batch.values)
         except Exception:
             return False
         produce, timestamp = self.producer.produce, batch.timestamp or 0
