@@ -109,6 +109,15 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+def until_stopped(stop: threading.Event) -> None:
+    """Wait for ``stop``, waking every second. A signal the kernel hands to another
+    thread (the main thread's wait was not interrupted) only marks its handler due, and
+    handlers run in the main thread when it next wakes: an untimed wait could leave a
+    SIGTERM unanswered for good while the tasks go on."""
+    while not stop.wait(1):
+        pass
+
+
 @app.command()
 def standalone(
     worker_file: Annotated[Path, typer.Argument(help="Worker .properties file.")],
@@ -146,7 +155,7 @@ def standalone(
     reporter.start()
     log.info("Kanal %s standalone worker %s running %d connector(s); Ctrl-C stops cleanly",
              __version__, herder.worker_id, len(definitions))
-    stop.wait()
+    until_stopped(stop)
     herder.stop_all(settings.task_shutdown_timeout_ms / 1000 + 25)
     if rest is not None:
         rest.stop()
@@ -207,7 +216,7 @@ def worker_command(
         cluster_worker.start()
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    stop.wait()
+    until_stopped(stop)
     cluster_worker.stop(cluster_worker.settings.task_shutdown_timeout_ms / 1000 + 25)
     log.info("Stopped")
 
