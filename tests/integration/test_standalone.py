@@ -252,7 +252,9 @@ def test_a_task_stopping_during_a_rebalance_commits_what_it_wrote(
     and commits again instead of leaving what it wrote to be delivered again."""
     topic = new_topic("stop-rebalance", 2)
     count = 2000
-    produce(kafka, topic, [f"r{i}".encode() for i in range(count)])
+    for partition in (0, 1):  # both hold records: the partition handed over has some
+        produce(kafka, topic, [f"r{i}".encode() for i in range(partition, count, 2)],
+                partition=partition)
     out = tmp_path / "o.txt"
     herder = StandaloneHerder({"bootstrap.servers": kafka,
                                "value.converter": "StringConverter",
