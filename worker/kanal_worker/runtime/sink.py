@@ -53,6 +53,13 @@ FETCH_DEFAULTS = {
     "fetch.queue.backoff.ms": "1",
     "queued.min.messages": "5000",
     "queued.max.messages.kbytes": "1024",
+    # The queue's bound counts records, but each partition's part of a fetch response
+    # (up to this many bytes, compressed) is decompressed whole and held until its last
+    # record is freed: JSON with its schema in every record compresses ~10:1, so Java's
+    # 1 MB held a task at 83 MB, 64 KB at 69 MB (other records: 70 -> 64 MB), at the same
+    # records/s here. A partition then moves at most 64 KB per fetch round trip (32 MB/s
+    # at 2 ms): raise it (consumer.max.partition.fetch.bytes) for a far-away broker.
+    "max.partition.fetch.bytes": "65536",
 }
 """Consumer defaults (``consumer.*`` worker keys and ``consumer.override.*`` win)."""
 REBALANCING = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION})
