@@ -154,6 +154,7 @@ def test_a_native_poll_reads_as_the_same_records_as_confluent_kafkas_messages(
         assert native.last_offsets() == lists.last_offsets()
         assert list(native.last_offsets()) == list(lists.last_offsets())
         assert native.topic_runs() == lists.topic_runs()
+        assert native.value_bytes == lists.value_bytes
         assert len(native) == len(lists) == len(poll)
         native_rows += _rows(native)
     assert len(native_rows) == len(records)

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kanal_worker.runtime.fetch import Fetched
+from kanal_worker.runtime.sink import MIN_POLL, POLL_BYTES, poll_size
 
 MESSAGES = [
     Message(topic="a", partition=0, offset=5, key=b"k1", value=b"v1",
@@ -34,6 +35,27 @@ def test_rows_read_as_the_messages_they_came_from() -> None:
     assert len(fetched) == 3
     assert _as_messages(fetched) == _of(MESSAGES)
     assert fetched.headers == [None, None, [("h", b"1"), ("n", None)]]
+
+
+def test_a_poll_counts_the_bytes_of_its_values() -> None:
+    assert Fetched.of_messages(MESSAGES).value_bytes == 4  # the null value counts nothing
+    assert Fetched.of_messages(MESSAGES).select([1]).value_bytes == 0
+
+
+@given(st.integers(1, 100_000), st.integers(0, 1 << 30), st.integers(1, 100_000))
+def test_polls_of_large_records_hold_fewer(records: int, value_bytes: int,
+                                           max_poll_records: int) -> None:
+    size = poll_size(records, value_bytes, max_poll_records)
+    assert size <= max_poll_records
+    assert size >= min(MIN_POLL, max_poll_records)
+    if size > MIN_POLL:  # what fits in the budget at the last poll's record size
+        assert size * max(value_bytes // records, 1) <= POLL_BYTES
+
+
+def test_a_poll_of_the_benchmarks_records_keeps_its_size_and_one_of_envelopes_shrinks() -> None:
+    assert poll_size(2000, 2000 * 129, 2000) == 2000
+    assert poll_size(2000, 2000 * 603, 2000) == POLL_BYTES // 603
+    assert poll_size(500, 500 * 603, 10) == 10
 
 
 def test_a_poll_without_headers_says_so_once() -> None:

@@ -387,6 +387,8 @@ static PyMemberDef poll_members[] = {
                          "(name, bytes) or None"),
     POLL_MEMBER(errors, "(topic, partition, offset, code, reason) of each consumer event "
                         "the poll returned instead of a record"),
+    {"value_bytes", T_PYSSIZET, offsetof(Poll, values) + offsetof(Column, used), READONLY,
+     "the bytes of all the values"},
     {NULL},
 };
 

@@ -99,6 +99,13 @@ class Fetched:
         return self._count
 
     @property
+    def value_bytes(self) -> int:
+        """The bytes of all the values."""
+        if self._poll is not None and self._values is None:
+            return int(self._poll.value_bytes)
+        return sum(len(value) for value in self.values if value is not None)
+
+    @property
     def topics(self) -> list[str]:
         if self._topics is None:
             self._topics = self._poll.topics()
