@@ -3,10 +3,12 @@
 
     python -m bench.profile [--variant string|bytearray|json|json-3smt|json-schemas-smt|
                                        avro-parquet|azure-json|azure-json-hourly|
-                                       file-source|generator] [--records N]
+                                       azure-parquet|azure-avro|
+                                       file-source|generator] [--records N] [--tasks N]
 
-The B1 variants (FileStreamSink), B2's Avro -> Parquet and schemaless JSON (one folder
-per partition, or hourly folders) into Azurite, and B3's FileStreamSource and telemetry
+The B1 variants (FileStreamSink), B2's Avro -> Parquet and schemaless JSON (as JSON
+files in one folder per partition or in hourly folders, as Parquet or as Avro files)
+into Azurite, and B3's FileStreamSource and telemetry
 generator. Writes bench/results/profile-<variant>.txt: the share of the task thread's
 samples spent in each function (self) and under it (inclusive), then each thread's share
 and the same over all threads. The object-store variants sample waiting threads too
@@ -85,9 +87,12 @@ def summarise_threads(raw: Path, top: int = 12) -> str:
         frames = stack.split(";")
         n = int(count)
         total += n
-        # with --threads the root frame names the thread; a pool's threads share a name
-        # but for the number at its end
-        thread = re.sub(r"_\d+$", "", frames[0].split(": ", 1)[-1])
+        # with --threads the root frame names the thread (after the process's, with
+        # --subprocesses); a pool's threads share a name but for the number at its end
+        process = ""
+        while frames[0].startswith("process "):  # the worker's, then a task process's
+            process = frames.pop(0).split(":", 1)[0] + ", "
+        thread = process + re.sub(r"_\d+$", "", frames[0].split(": ", 1)[-1])
         threads[thread] += n
         own[thread][frames[-1]] += n
     lines = [f"{total} samples in all threads"]
@@ -112,17 +117,19 @@ class Profiled:
     idle: bool = False
     """Whether waiting threads are sampled too: an object-store sink's task thread waits
     for its uploads, which is time the records are not moving."""
+    processes: bool = False
+    """Whether the worker's task processes are sampled too (``tasks.max`` above 1)."""
 
 
-def file_sink(variant: str, records: int, workdir: Path) -> Profiled:
+def file_sink(variant: str, records: int, workdir: Path, tasks: int) -> Profiled:
     env = stack("kafka")
     chosen = VARIANTS[variant]
     workload = ensure(env.bootstrap, records, form=chosen.form)
     out = workdir / "out.jsonl"
-    return Profiled(f"FileStreamSink {variant}",
+    return Profiled(f"FileStreamSink {variant}" + (f", {tasks} tasks" if tasks > 1 else ""),
                     {"name": f"bench-profile-{uuid.uuid4().hex[:8]}",
-                     **file_sink_config(workload, chosen, out, 1)},
-                    LineCounter(out), workload.records)
+                     **file_sink_config(workload, chosen, out, tasks)},
+                    LineCounter(out), workload.records, processes=tasks > 1)
 
 
 def object_store(fmt: str, records: int, workdir: Path, registry: str) -> Profiled:
@@ -161,7 +168,8 @@ def source(variant: str, records: int, workdir: Path) -> Profiled:
 
 
 OBJECT_STORE = {"avro-parquet": "avro-parquet", "azure-json": "json",
-                "azure-json-hourly": "json-hourly"}
+                "azure-json-hourly": "json-hourly", "azure-parquet": "parquet",
+                "azure-avro": "avro"}
 """B2's variants, each with its bench.storage format."""
 OTHERS = (*OBJECT_STORE, "file-source", "generator")
 """Variants beside B1's: B2's into Azurite, B3's FileStreamSource and telemetry
@@ -174,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                         choices=sorted(VARIANTS) + list(OTHERS))
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--tasks", type=int, default=1,
+                        help="tasks.max of a FileStreamSink variant; above 1 the tasks run "
+                             "in task processes, sampled together")
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
@@ -188,13 +199,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.variant in ("file-source", "generator"):
             profiled = source(args.variant, args.records, workdir)
         else:
-            profiled = file_sink(args.variant, args.records, workdir)
+            profiled = file_sink(args.variant, args.records, workdir, args.tasks)
         try:
             reached = record(profiled, workdir, raw, py_spy, args.rate)
         finally:
             profiled.cleanup()
     text = summarise(raw, profiled.focus) + "\n" + summarise_threads(raw)
-    target = RESULTS / f"profile-{args.variant}.txt"
+    tasks = f"-{args.tasks}-tasks" if args.tasks > 1 else ""
+    target = RESULTS / f"profile-{args.variant}{tasks}.txt"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(f"kanal standalone, {profiled.description}, "
                       f"{reached:,} of {profiled.target:,} records\n\n{text}")
@@ -209,6 +221,7 @@ def record(profiled: Profiled, workdir: Path, raw: Path, py_spy: str, rate: int)
     env = stack("kafka")
     kanal = Kanal(workdir, env.bootstrap, [profiled.connector], python_args=[
         py_spy, "record", "--threads", *(["--idle"] if profiled.idle else []),
+        *(["--subprocesses"] if profiled.processes else []),
         "--format", "raw", "-r", str(rate), "-o", str(raw), "--", sys.executable])
     kanal.start()
     deadline = time.monotonic() + 120 + profiled.target / 2000
