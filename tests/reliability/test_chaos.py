@@ -173,7 +173,15 @@ def test_exactly_once_source_survives_kills_and_broker_restart(
     started = time.monotonic()
     timings: dict[str, float] = {}
     run = Standalone(worker, source, log=log_file).start()
+    broker_back = 0.0
     for second, fault in ((10, "kill"), (20, "kill"), (30, "broker"), (50, "kill")):
+        # A kill while the restarted broker still loads its transaction state can leave a
+        # hanging transaction: a produce of the killed task appended after the fence's
+        # abort marker, which no coordinator tracks, so read_committed stops there for
+        # good (librdkafka has no KIP-890 part 2; only `kafka-transactions.sh abort`
+        # clears it, docs/reliability.md). A broker restart here takes 20-30 s, which put
+        # the last kill within 3 s of its return; it comes 10 s after it instead.
+        second = max(second, broker_back + 10)
         time.sleep(max(0.0, second - (time.monotonic() - started)))
         if fault == "kill":
             run.kill()
@@ -182,6 +190,7 @@ def test_exactly_once_source_survives_kills_and_broker_restart(
             run = Standalone(worker, source, log=log_file).start()
         else:
             timings["broker_restart_s"] = restart_broker()
+            broker_back = time.monotonic() - started
             log(f"broker restarted in {timings['broker_restart_s']:.0f}s")
     try:
         wait_until(lambda: len(consume_all(kafka, topic, count, timeout=20,

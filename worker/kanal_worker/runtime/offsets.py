@@ -301,7 +301,10 @@ class KafkaOffsetStore(SharedOffsetStore):
                     f"{OPEN_TRANSACTION_WAIT_SECONDS} s: partitions {sorted(ends)} stopped short "
                     "of it, at a transaction nobody ended (it ends when the task that opened "
                     "it starts again, or after its transaction.timeout.ms) or at a leader "
-                    "that did not answer")
+                    "that did not answer. A transaction open past its timeout is one the "
+                    "broker no longer tracks (a hanging transaction): find it with "
+                    "kafka-transactions.sh find-hanging and end it with kafka-transactions.sh "
+                    "abort, then restart the task")
         finally:
             consumer.close()
         return data
