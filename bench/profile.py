@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="tasks.max of a FileStreamSink variant; above 1 the tasks run "
                              "in task processes, sampled together")
     args = parser.parse_args(argv)
+    if args.tasks > 1 and args.variant not in VARIANTS:
+        parser.error("--tasks applies to the FileStreamSink variants only")
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         raise SystemExit("py-spy is not installed: pip install py-spy")
